@@ -1,0 +1,244 @@
+//! The broker's domain facade: what every gRPC service calls. Validates requests against the
+//! limits, routes them to topics and partitions, and runs blocking work on the blocking pool.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use weir_common::TopicName;
+use weir_common::batch;
+use weir_common::limits::{
+    DEFAULT_FETCH_MAX_BYTES, MAX_FETCH_MAX_BYTES, MAX_PARTITIONS, MIN_SEGMENT_BYTES,
+};
+
+use crate::config::{Config, TopicDefaults};
+use crate::error::BrokerError;
+use crate::log::{Appended, Bounds, PendingBatch, ReadResult};
+use crate::storage::Store;
+use crate::topics::{Topic, TopicRegistry};
+use crate::types::TopicConfig;
+
+/// Topic settings as a creator gives them; `None` takes the broker default.
+#[derive(Debug, Clone, Default)]
+pub struct NewTopic {
+    pub partitions: u32,
+    /// -1: forever.
+    pub retention_ms: Option<i64>,
+    /// -1: no limit.
+    pub retention_bytes: Option<i64>,
+    pub segment_bytes: Option<u64>,
+    pub segment_ms: Option<i64>,
+}
+
+/// Where to look an offset up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    /// First offset with a record timestamp `>=` this (unix ms).
+    Timestamp(i64),
+}
+
+pub struct Broker {
+    store: Store,
+    topics: TopicRegistry,
+    max_record_bytes: usize,
+    defaults: TopicDefaults,
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, BrokerError>
+where
+    F: FnOnce() -> Result<T, BrokerError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::Storage(format!("blocking task failed: {e}")))?
+}
+
+fn resolve_config(t: &NewTopic, d: &TopicDefaults) -> Result<TopicConfig, BrokerError> {
+    let invalid = |m: String| Err(BrokerError::InvalidArgument(m));
+    if t.partitions == 0 || t.partitions > MAX_PARTITIONS {
+        return invalid(format!(
+            "partitions must be between 1 and {MAX_PARTITIONS}, got {}",
+            t.partitions
+        ));
+    }
+    let retention_ms = match t.retention_ms {
+        None => d.retention_ms,
+        Some(-1) => None,
+        Some(ms) if ms > 0 => Some(ms),
+        Some(ms) => {
+            return invalid(format!(
+                "retention-ms must be -1 (forever) or positive, got {ms}"
+            ));
+        }
+    };
+    let retention_bytes = match t.retention_bytes {
+        None => d.retention_bytes,
+        Some(-1) => None,
+        Some(b) if b > 0 => Some(b as u64),
+        Some(b) => {
+            return invalid(format!(
+                "retention-bytes must be -1 (no limit) or positive, got {b}"
+            ));
+        }
+    };
+    let segment_bytes = t.segment_bytes.unwrap_or(d.segment_bytes);
+    if segment_bytes < MIN_SEGMENT_BYTES {
+        return invalid(format!(
+            "segment-bytes must be at least {MIN_SEGMENT_BYTES}, got {segment_bytes}"
+        ));
+    }
+    let segment_ms = t.segment_ms.unwrap_or(d.segment_ms);
+    if segment_ms <= 0 {
+        return invalid(format!("segment-ms must be positive, got {segment_ms}"));
+    }
+    Ok(TopicConfig {
+        partitions: t.partitions,
+        retention_ms,
+        retention_bytes,
+        segment_bytes,
+        segment_ms,
+    })
+}
+
+impl Broker {
+    /// Opens the data directory and recovers every topic. Must run inside the tokio runtime.
+    pub fn open(config: &Config) -> Result<Arc<Self>, BrokerError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            BrokerError::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+        let store = Store::open(&config.data_dir.join("db"), config.fsync.sync_mode())?;
+        let topics = TopicRegistry::recover(store.clone())?;
+        Ok(Arc::new(Self {
+            store,
+            topics,
+            max_record_bytes: config.max_record_bytes,
+            defaults: config.topic_defaults.clone(),
+        }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        self.topics.get(name)
+    }
+
+    pub async fn create_topic(
+        self: &Arc<Self>,
+        name: &str,
+        new: NewTopic,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        let name = TopicName::new(name)?;
+        let config = resolve_config(&new, &self.defaults)?;
+        let this = Arc::clone(self);
+        blocking(move || this.topics.create(name, config)).await
+    }
+
+    pub fn list_topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.list()
+    }
+
+    /// A topic and the bounds of each of its partitions.
+    pub fn describe_topic(&self, name: &str) -> Result<(Arc<Topic>, Vec<Bounds>), BrokerError> {
+        let topic = self.topics.get(name)?;
+        let bounds = topic.partitions.iter().map(|p| p.log.bounds()).collect();
+        Ok((topic, bounds))
+    }
+
+    pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
+        let this = Arc::clone(self);
+        let name = name.to_string();
+        blocking(move || this.topics.delete(&name)).await
+    }
+
+    /// Validates every batch, then appends each to its partition (concurrently across
+    /// partitions). Nothing is written if any batch is invalid.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        batches: Vec<(u32, Bytes)>,
+    ) -> Result<Vec<(u32, Appended)>, BrokerError> {
+        let t = self.topics.get(topic)?;
+        if batches.is_empty() {
+            return Err(BrokerError::InvalidArgument(
+                "produce request carries no batch".into(),
+            ));
+        }
+        let mut pending = Vec::with_capacity(batches.len());
+        for (partition, bytes) in batches {
+            t.partition(partition)?;
+            let valid = batch::validate(&bytes, self.max_record_bytes)
+                .map_err(|source| BrokerError::InvalidBatch { partition, source })?;
+            pending.push((partition, PendingBatch { bytes, valid }));
+        }
+        let appends = pending.into_iter().map(|(partition, batch)| {
+            let t = Arc::clone(&t);
+            async move {
+                let appender = &t.partition(partition)?.appender;
+                let a = appender
+                    .append(batch)
+                    .await
+                    .map_err(|e| BrokerError::from_append(e, topic, partition))?;
+                Ok::<_, BrokerError>((partition, a))
+            }
+        });
+        futures::future::try_join_all(appends).await
+    }
+
+    /// Clamps a client's `max_bytes` (0 = default) to the broker's limits.
+    pub fn fetch_budget(max_bytes: u32) -> usize {
+        match max_bytes {
+            0 => DEFAULT_FETCH_MAX_BYTES as usize,
+            n => n.min(MAX_FETCH_MAX_BYTES) as usize,
+        }
+    }
+
+    /// Reads batches from one partition at `offset`, up to `max_bytes`.
+    pub async fn read(
+        &self,
+        topic: &Arc<Topic>,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, BrokerError> {
+        let log = Arc::clone(&topic.partition(partition)?.log);
+        let name = topic.meta.name.clone();
+        blocking(move || {
+            log.read_from(offset, max_bytes)
+                .map_err(|e| BrokerError::from_log(e, &name, partition))
+        })
+        .await
+    }
+
+    /// Resolves an offset query on one partition.
+    pub async fn list_offset(
+        &self,
+        topic: &Arc<Topic>,
+        partition: u32,
+        query: OffsetQuery,
+    ) -> Result<(u64, Bounds), BrokerError> {
+        let log = Arc::clone(&topic.partition(partition)?.log);
+        let bounds = log.bounds();
+        match query {
+            OffsetQuery::Earliest => Ok((bounds.earliest, bounds)),
+            OffsetQuery::Latest => Ok((bounds.latest, bounds)),
+            OffsetQuery::Timestamp(ts) => {
+                let name = topic.meta.name.clone();
+                let off = blocking(move || {
+                    log.offset_for_timestamp(ts)
+                        .map_err(|e| BrokerError::from_log(e, &name, partition))
+                })
+                .await?;
+                Ok((off, bounds))
+            }
+        }
+    }
+
+    /// One retention pass over every partition (blocking).
+    pub fn enforce_retention(&self) {
+        self.topics.enforce_retention();
+    }
+}

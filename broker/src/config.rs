@@ -1,0 +1,254 @@
+//! Broker settings: command-line flags and an optional TOML file (`--config`) with the same
+//! keys (`data-dir = "..."`, `fsync = "always"`, ...). Flags override the file; unknown keys in
+//! the file are an error. Defaults are the documented constants below.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use weir_common::limits::{DEFAULT_MAX_RECORD_BYTES, MAX_BATCH_BYTES, MIN_SEGMENT_BYTES};
+
+use crate::storage::SyncMode;
+
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./weir-data";
+/// Default listen address (`--listen 127.0.0.1:0` picks a free port).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9292";
+/// How often `--fsync interval` fsyncs the WAL.
+pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 200;
+/// How often retention runs over every partition.
+pub const DEFAULT_RETENTION_CHECK_MS: u64 = 5_000;
+/// Topic defaults (Kafka's, except a smaller segment: segments here are key ranges, and
+/// retention drops whole segments, so smaller ones make retention finer-grained).
+pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_SEGMENT_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// When the write-ahead log is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Only the OS flushes: an acknowledged record survives a broker crash (`kill -9`) but
+    /// not a power loss.
+    Never,
+    /// Fsync every `--fsync-interval-ms` (default): survives a crash; a power loss may lose
+    /// the last interval.
+    Interval,
+    /// Fsync before acknowledging each write group: survives power loss; slowest.
+    Always,
+}
+
+/// `weir-broker`: the Weir event-streaming broker.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "weir-broker", version, about)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Args {
+    /// TOML file with any of these settings (same names as the flags, without `--`).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Where the data lives [default: ./weir-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to serve gRPC on; port 0 picks a free port [default: 127.0.0.1:9292].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// When to fsync the write-ahead log [default: interval].
+    #[arg(long, value_enum)]
+    pub fsync: Option<FsyncPolicy>,
+    /// Fsync period for `--fsync interval`, in ms [default: 200].
+    #[arg(long, value_name = "MS")]
+    pub fsync_interval_ms: Option<u64>,
+    /// Largest record (key + value + headers) accepted, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_record_bytes: Option<usize>,
+    /// How often retention runs, in ms [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub retention_check_ms: Option<u64>,
+    /// Retention time of topics that do not set one; -1 keeps forever [default: 7 days].
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub default_retention_ms: Option<i64>,
+    /// Retention size per partition of topics that do not set one; -1: none [default: -1].
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
+    pub default_retention_bytes: Option<i64>,
+    /// Segment size of topics that do not set one [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub default_segment_bytes: Option<u64>,
+    /// Segment age after which it rolls, for topics that do not set one [default: 7 days].
+    #[arg(long, value_name = "MS")]
+    pub default_segment_ms: Option<i64>,
+}
+
+/// Settings a topic gets when its creator leaves them out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDefaults {
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+}
+
+/// Fully resolved broker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub fsync: FsyncPolicy,
+    pub fsync_interval: Duration,
+    pub max_record_bytes: usize,
+    pub retention_check_interval: Duration,
+    pub topic_defaults: TopicDefaults,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FsyncPolicy {
+    pub fn sync_mode(self) -> SyncMode {
+        match self {
+            FsyncPolicy::Never => SyncMode::Never,
+            FsyncPolicy::Interval => SyncMode::Interval,
+            FsyncPolicy::Always => SyncMode::Always,
+        }
+    }
+}
+
+fn load_file(path: &Path) -> Result<Args, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+/// -1 means "none"; other negatives are invalid.
+fn optional_limit(v: i64, what: &str) -> Result<Option<i64>, ConfigError> {
+    match v {
+        -1 => Ok(None),
+        v if v > 0 => Ok(Some(v)),
+        v => Err(ConfigError::Invalid(format!(
+            "{what} must be -1 (none) or positive, got {v}"
+        ))),
+    }
+}
+
+impl Config {
+    /// Resolves flags over the config file over the defaults, and validates the result.
+    pub fn resolve(args: Args) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => Args::default(),
+        };
+        macro_rules! pick {
+            ($f:ident, $default:expr) => {
+                args.$f.or(file.$f).unwrap_or($default)
+            };
+        }
+        let max_record_bytes = pick!(max_record_bytes, DEFAULT_MAX_RECORD_BYTES);
+        if max_record_bytes == 0 || max_record_bytes > MAX_BATCH_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "--max-record-bytes must be between 1 and {MAX_BATCH_BYTES}"
+            )));
+        }
+        let segment_bytes = pick!(default_segment_bytes, DEFAULT_SEGMENT_BYTES);
+        if segment_bytes < MIN_SEGMENT_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "--default-segment-bytes must be at least {MIN_SEGMENT_BYTES}"
+            )));
+        }
+        let segment_ms = pick!(default_segment_ms, DEFAULT_SEGMENT_MS);
+        if segment_ms <= 0 {
+            return Err(ConfigError::Invalid(
+                "--default-segment-ms must be positive".into(),
+            ));
+        }
+        let retention_ms = optional_limit(
+            pick!(default_retention_ms, DEFAULT_RETENTION_MS),
+            "--default-retention-ms",
+        )?;
+        let retention_bytes = optional_limit(
+            pick!(default_retention_bytes, -1),
+            "--default-retention-bytes",
+        )?
+        .map(|b| b as u64);
+        let interval_ms = pick!(fsync_interval_ms, DEFAULT_FSYNC_INTERVAL_MS).max(1);
+        let retention_ms_check = pick!(retention_check_ms, DEFAULT_RETENTION_CHECK_MS).max(1);
+        Ok(Self {
+            data_dir: pick!(data_dir, PathBuf::from(DEFAULT_DATA_DIR)),
+            listen: pick!(listen, DEFAULT_LISTEN.to_string()),
+            fsync: pick!(fsync, FsyncPolicy::Interval),
+            fsync_interval: Duration::from_millis(interval_ms),
+            max_record_bytes,
+            retention_check_interval: Duration::from_millis(retention_ms_check),
+            topic_defaults: TopicDefaults {
+                retention_ms,
+                retention_bytes,
+                segment_bytes,
+                segment_ms,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["weir-broker"];
+        argv.extend_from_slice(args);
+        Config::resolve(Args::try_parse_from(argv).expect("flags parse"))
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./weir-data"));
+        assert_eq!(c.listen, "127.0.0.1:9292");
+        assert_eq!(c.fsync, FsyncPolicy::Interval);
+        assert_eq!(c.max_record_bytes, 1024 * 1024);
+        assert_eq!(c.topic_defaults.retention_bytes, None);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\nfsync = \"always\"\ndefault-retention-ms = -1\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = parse(&["--config", p, "--listen", "127.0.0.1:2"]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:2");
+        assert_eq!(c.fsync, FsyncPolicy::Always);
+        assert_eq!(c.topic_defaults.retention_ms, None);
+        std::fs::write(&path, "lissten = 1\n").unwrap();
+        assert!(matches!(
+            parse(&["--config", p]),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(parse(&["--default-segment-bytes", "10"]).is_err());
+        assert!(parse(&["--default-retention-ms", "-5"]).is_err());
+        assert!(parse(&["--max-record-bytes", "0"]).is_err());
+    }
+}

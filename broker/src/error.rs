@@ -1,0 +1,76 @@
+//! The broker's domain error. `server/` maps each variant to one gRPC status code.
+
+use weir_common::{BatchError, NameError};
+
+use crate::log::LogError;
+use crate::log::appender::AppendError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("topic {0:?} does not exist")]
+    TopicNotFound(String),
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
+    PartitionNotFound {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("invalid batch for partition {partition}: {source}")]
+    InvalidBatch { partition: u32, source: BatchError },
+    #[error(
+        "topic {topic:?} partition {partition}: offset {offset} is out of range (earliest {earliest}, latest {latest})"
+    )]
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        earliest: u64,
+        latest: u64,
+    },
+    #[error("broker is shutting down")]
+    ShuttingDown,
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl From<StorageError> for BrokerError {
+    fn from(e: StorageError) -> Self {
+        BrokerError::Storage(e.to_string())
+    }
+}
+
+impl BrokerError {
+    /// Attaches topic/partition to a log error.
+    pub fn from_log(e: LogError, topic: &str, partition: u32) -> Self {
+        match e {
+            LogError::OffsetOutOfRange {
+                offset,
+                earliest,
+                latest,
+            } => BrokerError::OffsetOutOfRange {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                earliest,
+                latest,
+            },
+            LogError::Storage(s) => BrokerError::Storage(s),
+            LogError::Closed => BrokerError::TopicNotFound(topic.to_string()),
+            e @ LogError::Corrupt { .. } => BrokerError::Storage(e.to_string()),
+        }
+    }
+
+    pub fn from_append(e: AppendError, topic: &str, partition: u32) -> Self {
+        match e {
+            AppendError::Log(e) => Self::from_log(e, topic, partition),
+            AppendError::Closed => BrokerError::TopicNotFound(topic.to_string()),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The Weir broker: topics split into partitions, each an append-only, segmented log of record
+//! batches in RocksDB, served over gRPC.
+//!
+//! Layout (dependencies point down):
+//! - [`config`]: flags and config file → typed [`config::Config`].
+//! - [`server`]: tonic services; the only module that knows proto types and `Status`.
+//! - [`broker`]: the domain facade the services call (validation, routing, blocking pool).
+//! - [`topics`]: topic registry: create, delete, recover at start-up.
+//! - [`log`]: partition logs: append (group commit), read, time lookup, segments, retention.
+//! - [`storage`]: RocksDB column families, key encoding, atomic write batches.
+//! - [`types`]: plain domain types.
+//! - [`error`]: the domain error.
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod server;
+pub mod storage;
+pub mod topics;
+pub mod types;
+
+pub use broker::Broker;
+pub use config::Config;
+pub use error::BrokerError;

@@ -1,0 +1,110 @@
+//! `weir-broker`: opens the data directory, serves gRPC, fsyncs and applies retention in the
+//! background, and shuts down cleanly on SIGTERM / Ctrl-C.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+use weir_broker::config::{Args, FsyncPolicy};
+use weir_broker::{Broker, Config};
+
+fn main() -> anyhow::Result<()> {
+    let config = Config::resolve(Args::parse())?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(config))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    tracing::info!(data_dir = %config.data_dir.display(), fsync = ?config.fsync, "opening data directory");
+    let broker = Broker::open(&config).context("cannot open the data directory")?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+
+    let background = spawn_background(&broker, &config);
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "weir-broker listening on {addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(%addr, "serving");
+
+    weir_broker::server::serve(Arc::clone(&broker), listener, shutdown_signal()).await?;
+
+    for task in background {
+        task.abort();
+    }
+    let store = broker.store().clone();
+    tokio::task::spawn_blocking(move || store.sync_wal()).await??;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Retention and (for `--fsync interval`) the periodic WAL fsync.
+fn spawn_background(broker: &Arc<Broker>, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let b = Arc::clone(broker);
+    let every = config.retention_check_interval;
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let b = Arc::clone(&b);
+            let _ = tokio::task::spawn_blocking(move || b.enforce_retention()).await;
+        }
+    }));
+    if config.fsync == FsyncPolicy::Interval {
+        let store = broker.store().clone();
+        let every = config.fsync_interval;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let s = store.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.sync_wal()).await {
+                    tracing::error!(error = %e, "WAL fsync failed");
+                }
+            }
+        }));
+    }
+    tasks
+}

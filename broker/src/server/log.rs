@@ -1,0 +1,283 @@
+//! `weir.v1.Log`: produce, fetch, subscribe (server streaming), list offsets.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+use weir_common::BatchHeader;
+use weir_proto::v1 as pb;
+
+use super::status_of;
+use crate::broker::{Broker, OffsetQuery};
+use crate::error::BrokerError;
+use crate::log::{Bounds, ReadResult};
+use crate::topics::Topic;
+
+/// Responses a subscription may have queued for a slow client before it stops reading.
+const SUBSCRIPTION_QUEUE_DEPTH: usize = 4;
+
+pub struct LogService {
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl LogService {
+    pub fn new(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) -> Self {
+        Self { broker, shutdown }
+    }
+}
+
+/// Checks positions name distinct existing partitions.
+fn check_positions(topic: &Topic, positions: &[pb::FetchPosition]) -> Result<(), BrokerError> {
+    if positions.is_empty() {
+        return Err(BrokerError::InvalidArgument(
+            "no partition positions given".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for p in positions {
+        topic.partition(p.partition)?;
+        if !seen.insert(p.partition) {
+            return Err(BrokerError::InvalidArgument(format!(
+                "partition {} is listed twice",
+                p.partition
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn out_of_range(topic: &Topic, partition: u32, offset: u64, b: Bounds) -> BrokerError {
+    BrokerError::OffsetOutOfRange {
+        topic: topic.meta.name.clone(),
+        partition,
+        offset,
+        earliest: b.earliest,
+        latest: b.latest,
+    }
+}
+
+fn records_of(partition: u32, r: ReadResult) -> pb::PartitionRecords {
+    pb::PartitionRecords {
+        partition,
+        batches: r.batches,
+        earliest_offset: r.bounds.earliest,
+        latest_offset: r.bounds.latest,
+    }
+}
+
+/// One pass over the positions: reads what is available (at most `budget` bytes in all,
+/// starting at partition `start` for fairness) and advances the positions past it.
+async fn read_round(
+    broker: &Broker,
+    topic: &Arc<Topic>,
+    positions: &mut [pb::FetchPosition],
+    start: usize,
+    mut budget: usize,
+    skip_empty: bool,
+) -> Result<Vec<pb::PartitionRecords>, BrokerError> {
+    let mut out = Vec::new();
+    let n = positions.len();
+    for i in 0..n {
+        let pos = &mut positions[(start + i) % n];
+        let log = &topic.partition(pos.partition)?.log;
+        if log.is_closed() {
+            return Err(BrokerError::TopicNotFound(topic.meta.name.clone()));
+        }
+        let bounds = log.bounds();
+        if pos.offset < bounds.earliest || pos.offset > bounds.latest {
+            return Err(out_of_range(topic, pos.partition, pos.offset, bounds));
+        }
+        if budget == 0 || (skip_empty && pos.offset == bounds.latest) {
+            continue;
+        }
+        let r = broker
+            .read(topic, pos.partition, pos.offset, budget)
+            .await?;
+        if let Some(last) = r.batches.last() {
+            let header = BatchHeader::parse(last)
+                .map_err(|e| BrokerError::Storage(format!("stored batch: {e}")))?;
+            pos.offset = header.next_offset();
+            let bytes: usize = r.batches.iter().map(|b| b.len()).sum();
+            budget = budget.saturating_sub(bytes);
+        }
+        if !skip_empty || !r.batches.is_empty() {
+            out.push(records_of(pos.partition, r));
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until any watched partition changes.
+async fn any_changed(watches: &mut [watch::Receiver<Bounds>]) {
+    let changed = watches.iter_mut().map(|w| Box::pin(w.changed()));
+    let _ = futures::future::select_all(changed).await;
+}
+
+async fn run_subscription(
+    broker: Arc<Broker>,
+    topic: Arc<Topic>,
+    mut positions: Vec<pb::FetchPosition>,
+    budget: usize,
+    tx: mpsc::Sender<Result<pb::FetchResponse, Status>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut watches: Vec<_> = positions
+        .iter()
+        .filter_map(|p| topic.partition(p.partition).ok().map(|p| p.log.watch()))
+        .collect();
+    let mut start = 0;
+    loop {
+        for w in &mut watches {
+            w.borrow_and_update();
+        }
+        match read_round(&broker, &topic, &mut positions, start, budget, true).await {
+            Err(e) => {
+                let _ = tx.send(Err(status_of(e))).await;
+                return;
+            }
+            Ok(partitions) if !partitions.is_empty() => {
+                start = (start + 1) % positions.len();
+                if tx.send(Ok(pb::FetchResponse { partitions })).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(_) => {}
+        }
+        let stopping = tokio::select! {
+            _ = any_changed(&mut watches) => false,
+            _ = tx.closed() => return,
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => true,
+        };
+        if stopping {
+            let _ = tx.send(Err(status_of(BrokerError::ShuttingDown))).await;
+            return;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::log_server::Log for LogService {
+    async fn produce(
+        &self,
+        req: Request<pb::ProduceRequest>,
+    ) -> Result<Response<pb::ProduceResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::debug_span!("produce", topic = %req.topic, batches = req.batches.len());
+        let batches = req
+            .batches
+            .into_iter()
+            .map(|b| (b.partition, b.batch))
+            .collect();
+        let appended = self
+            .broker
+            .produce(&req.topic, batches)
+            .instrument(span)
+            .await
+            .map_err(status_of)?;
+        let appends = appended
+            .into_iter()
+            .map(|(partition, a)| pb::PartitionAppend {
+                partition,
+                base_offset: a.base_offset,
+                record_count: a.record_count,
+                log_append_time: a.log_append_time,
+            })
+            .collect();
+        Ok(Response::new(pb::ProduceResponse { appends }))
+    }
+
+    async fn fetch(
+        &self,
+        req: Request<pb::FetchRequest>,
+    ) -> Result<Response<pb::FetchResponse>, Status> {
+        let mut req = req.into_inner();
+        let topic = self.broker.topic(&req.topic).map_err(status_of)?;
+        check_positions(&topic, &req.positions).map_err(status_of)?;
+        let budget = Broker::fetch_budget(req.max_bytes);
+        let partitions = read_round(&self.broker, &topic, &mut req.positions, 0, budget, false)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::FetchResponse { partitions }))
+    }
+
+    type SubscribeStream = ReceiverStream<Result<pb::FetchResponse, Status>>;
+
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let req = req.into_inner();
+        let topic = self.broker.topic(&req.topic).map_err(status_of)?;
+        check_positions(&topic, &req.positions).map_err(status_of)?;
+        for p in &req.positions {
+            let bounds = topic
+                .partition(p.partition)
+                .map_err(status_of)?
+                .log
+                .bounds();
+            if p.offset < bounds.earliest || p.offset > bounds.latest {
+                return Err(status_of(out_of_range(
+                    &topic,
+                    p.partition,
+                    p.offset,
+                    bounds,
+                )));
+            }
+        }
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_DEPTH);
+        let span =
+            tracing::debug_span!("subscribe", topic = %req.topic, partitions = req.positions.len());
+        let budget = Broker::fetch_budget(req.max_bytes);
+        tokio::spawn(
+            run_subscription(
+                Arc::clone(&self.broker),
+                topic,
+                req.positions,
+                budget,
+                tx,
+                self.shutdown.clone(),
+            )
+            .instrument(span),
+        );
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_offsets(
+        &self,
+        req: Request<pb::ListOffsetsRequest>,
+    ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        let req = req.into_inner();
+        let topic = self.broker.topic(&req.topic).map_err(status_of)?;
+        let mut offsets = Vec::with_capacity(req.queries.len());
+        for q in req.queries {
+            let query = match pb::OffsetSpec::try_from(q.spec) {
+                Ok(pb::OffsetSpec::Earliest) => OffsetQuery::Earliest,
+                Ok(pb::OffsetSpec::Latest) => OffsetQuery::Latest,
+                Ok(pb::OffsetSpec::Timestamp) => OffsetQuery::Timestamp(q.timestamp),
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown offset spec {}",
+                        q.spec
+                    )));
+                }
+            };
+            let (offset, b) = self
+                .broker
+                .list_offset(&topic, q.partition, query)
+                .await
+                .map_err(status_of)?;
+            offsets.push(pb::PartitionOffset {
+                partition: q.partition,
+                offset,
+                earliest_offset: b.earliest,
+                latest_offset: b.latest,
+            });
+        }
+        Ok(Response::new(pb::ListOffsetsResponse { offsets }))
+    }
+}

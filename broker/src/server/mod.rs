@@ -1,0 +1,96 @@
+//! gRPC edge: tonic services that translate protocol messages to domain calls and domain
+//! errors to statuses.
+//!
+//! Architecture invariant: this is the only broker module that knows generated proto types
+//! and `tonic::Status`; it holds no logic beyond translation and request-shape checks.
+
+mod log;
+mod topics;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Status;
+use tonic::metadata::MetadataValue;
+use weir_common::limits::MAX_REQUEST_BYTES;
+use weir_proto::v1::log_server::LogServer;
+use weir_proto::v1::topics_server::TopicsServer;
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+
+/// HTTP/2 flow-control windows: large enough that one connection can stream batches at
+/// hundreds of MB/s without waiting for window updates.
+const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
+
+/// Metadata key naming the error kind, so clients can tell errors apart without parsing
+/// messages (e.g. `topic_not_found`, `offset_out_of_range`).
+pub const ERROR_KIND_KEY: &str = "weir-error-kind";
+/// For `offset_out_of_range`: the partition's earliest and latest offsets.
+pub const EARLIEST_KEY: &str = "weir-earliest";
+pub const LATEST_KEY: &str = "weir-latest";
+
+/// The one mapping from domain errors to gRPC statuses.
+pub fn status_of(e: BrokerError) -> Status {
+    let message = e.to_string();
+    let (mut status, kind) = match &e {
+        BrokerError::TopicNotFound(_) => (Status::not_found(message), "topic_not_found"),
+        BrokerError::PartitionNotFound { .. } => {
+            (Status::not_found(message), "partition_not_found")
+        }
+        BrokerError::TopicExists(_) => (Status::already_exists(message), "topic_exists"),
+        BrokerError::InvalidName(_) | BrokerError::InvalidArgument(_) => {
+            (Status::invalid_argument(message), "invalid_argument")
+        }
+        BrokerError::InvalidBatch { .. } => (Status::invalid_argument(message), "invalid_batch"),
+        BrokerError::OffsetOutOfRange { .. } => {
+            (Status::out_of_range(message), "offset_out_of_range")
+        }
+        BrokerError::ShuttingDown => (Status::unavailable(message), "shutting_down"),
+        BrokerError::Storage(_) => (Status::internal(message), "storage"),
+    };
+    let md = status.metadata_mut();
+    md.insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
+    if let BrokerError::OffsetOutOfRange {
+        earliest, latest, ..
+    } = e
+    {
+        md.insert(EARLIEST_KEY, MetadataValue::from(earliest));
+        md.insert(LATEST_KEY, MetadataValue::from(latest));
+    }
+    status
+}
+
+/// Serves the Weir services on `listener` until `shutdown` resolves, then stops accepting,
+/// ends open subscriptions and waits for in-flight requests.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        // Subscriptions never finish on their own: tell them to end, or the graceful
+        // shutdown would wait forever.
+        let _ = stop_tx.send(true);
+    };
+    let topics = TopicsServer::new(topics::TopicsService::new(Arc::clone(&broker)))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES);
+    let log = LogServer::new(log::LogService::new(broker, stop_rx))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .add_service(topics)
+        .add_service(log)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .await
+}

@@ -1,0 +1,113 @@
+//! `weir.v1.Topics`: create, list, describe, delete.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use weir_proto::v1 as pb;
+
+use super::status_of;
+use crate::broker::{Broker, NewTopic};
+use crate::topics::Topic;
+use crate::types::TopicConfig;
+
+pub struct TopicsService {
+    broker: Arc<Broker>,
+}
+
+impl TopicsService {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+}
+
+fn config_to_pb(c: &TopicConfig) -> pb::TopicConfig {
+    pb::TopicConfig {
+        partitions: c.partitions,
+        retention_ms: Some(c.retention_ms.unwrap_or(-1)),
+        retention_bytes: Some(c.retention_bytes.map_or(-1, |b| b as i64)),
+        segment_bytes: Some(c.segment_bytes),
+        segment_ms: Some(c.segment_ms),
+    }
+}
+
+fn info_of(t: &Topic) -> pb::TopicInfo {
+    pb::TopicInfo {
+        name: t.meta.name.clone(),
+        config: Some(config_to_pb(&t.meta.config)),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::topics_server::Topics for TopicsService {
+    async fn create_topic(
+        &self,
+        req: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let req = req.into_inner();
+        let c = req.config.unwrap_or_default();
+        let new = NewTopic {
+            partitions: c.partitions,
+            retention_ms: c.retention_ms,
+            retention_bytes: c.retention_bytes,
+            segment_bytes: c.segment_bytes,
+            segment_ms: c.segment_ms,
+        };
+        let topic = self
+            .broker
+            .create_topic(&req.name, new)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::CreateTopicResponse {
+            topic: Some(info_of(&topic)),
+        }))
+    }
+
+    async fn list_topics(
+        &self,
+        _req: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let topics = self
+            .broker
+            .list_topics()
+            .iter()
+            .map(|t| info_of(t))
+            .collect();
+        Ok(Response::new(pb::ListTopicsResponse { topics }))
+    }
+
+    async fn describe_topic(
+        &self,
+        req: Request<pb::DescribeTopicRequest>,
+    ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
+        let (topic, bounds) = self
+            .broker
+            .describe_topic(&req.into_inner().name)
+            .map_err(status_of)?;
+        let partitions = bounds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| pb::PartitionInfo {
+                partition: i as u32,
+                earliest_offset: b.earliest,
+                latest_offset: b.latest,
+                size_bytes: b.size_bytes,
+                segments: b.segments,
+            })
+            .collect();
+        Ok(Response::new(pb::DescribeTopicResponse {
+            topic: Some(info_of(&topic)),
+            partitions,
+        }))
+    }
+
+    async fn delete_topic(
+        &self,
+        req: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        self.broker
+            .delete_topic(&req.into_inner().name)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::DeleteTopicResponse {}))
+    }
+}

@@ -1,0 +1,207 @@
+//! Key encoding. Every key starts with the big-endian topic id and partition, so one
+//! partition's entries are contiguous and ordered by offset (or timestamp) in RocksDB.
+//!
+//! ```text
+//! records    topic u32 | partition u32 | base_offset u64              → batch bytes
+//! segments   topic u32 | partition u32 | base_offset u64              → SegmentMeta (48 B)
+//! timeindex  topic u32 | partition u32 | timestamp u64 | base_offset u64 → ()
+//! meta       "topic/" name → TopicMeta (JSON);  "next_topic_id" → u32 BE
+//! ```
+
+use crate::types::{PartitionKey, SegmentMeta, TopicId};
+
+pub const PARTITION_PREFIX_LEN: usize = 8;
+pub const OFFSET_KEY_LEN: usize = 16;
+pub const TIME_KEY_LEN: usize = 24;
+
+pub const TOPIC_META_PREFIX: &[u8] = b"topic/";
+pub const NEXT_TOPIC_ID_KEY: &[u8] = b"next_topic_id";
+
+pub fn partition_prefix(pk: PartitionKey) -> [u8; PARTITION_PREFIX_LEN] {
+    let mut k = [0u8; PARTITION_PREFIX_LEN];
+    k[..4].copy_from_slice(&pk.topic.to_be_bytes());
+    k[4..].copy_from_slice(&pk.partition.to_be_bytes());
+    k
+}
+
+/// First key of a topic (inclusive) and first key after it (exclusive), for range deletes.
+pub fn topic_range(topic: TopicId) -> ([u8; 4], [u8; 4]) {
+    let start = topic.to_be_bytes();
+    // Every key of the topic starts with `start`; the next topic id is an exclusive bound
+    // (ids never reach u32::MAX: creation refuses it).
+    (start, (topic + 1).to_be_bytes())
+}
+
+pub fn offset_key(pk: PartitionKey, offset: u64) -> [u8; OFFSET_KEY_LEN] {
+    let mut k = [0u8; OFFSET_KEY_LEN];
+    k[..8].copy_from_slice(&partition_prefix(pk));
+    k[8..].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+pub fn time_key(pk: PartitionKey, timestamp: u64, offset: u64) -> [u8; TIME_KEY_LEN] {
+    let mut k = [0u8; TIME_KEY_LEN];
+    k[..8].copy_from_slice(&partition_prefix(pk));
+    k[8..16].copy_from_slice(&timestamp.to_be_bytes());
+    k[16..].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// Offset of an offset key, if `key` belongs to `pk`.
+pub fn decode_offset_key(pk: PartitionKey, key: &[u8]) -> Option<u64> {
+    if key.len() != OFFSET_KEY_LEN || key[..8] != partition_prefix(pk) {
+        return None;
+    }
+    Some(u64::from_be_bytes(key[8..].try_into().ok()?))
+}
+
+/// (timestamp, base_offset) of a time-index key, if `key` belongs to `pk`.
+pub fn decode_time_key(pk: PartitionKey, key: &[u8]) -> Option<(u64, u64)> {
+    if key.len() != TIME_KEY_LEN || key[..8] != partition_prefix(pk) {
+        return None;
+    }
+    let ts = u64::from_be_bytes(key[8..16].try_into().ok()?);
+    let off = u64::from_be_bytes(key[16..].try_into().ok()?);
+    Some((ts, off))
+}
+
+/// Partition of an offset key of `topic` (used when recovering segments).
+pub fn decode_partition(topic: TopicId, key: &[u8]) -> Option<(u32, u64)> {
+    if key.len() != OFFSET_KEY_LEN || key[..4] != topic.to_be_bytes() {
+        return None;
+    }
+    let p = u32::from_be_bytes(key[4..8].try_into().ok()?);
+    let o = u64::from_be_bytes(key[8..].try_into().ok()?);
+    Some((p, o))
+}
+
+pub fn topic_meta_key(name: &str) -> Vec<u8> {
+    let mut k = TOPIC_META_PREFIX.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub const SEGMENT_VALUE_LEN: usize = 48;
+
+pub fn encode_segment(s: &SegmentMeta) -> [u8; SEGMENT_VALUE_LEN] {
+    let mut v = [0u8; SEGMENT_VALUE_LEN];
+    v[0..8].copy_from_slice(&s.base_offset.to_le_bytes());
+    v[8..16].copy_from_slice(&s.next_offset.to_le_bytes());
+    v[16..24].copy_from_slice(&s.size_bytes.to_le_bytes());
+    v[24..32].copy_from_slice(&s.created_ms.to_le_bytes());
+    v[32..40].copy_from_slice(&s.max_timestamp.to_le_bytes());
+    v[40..48].copy_from_slice(&s.running_max_timestamp.to_le_bytes());
+    v
+}
+
+pub fn decode_segment(v: &[u8]) -> Option<SegmentMeta> {
+    if v.len() != SEGMENT_VALUE_LEN {
+        return None;
+    }
+    let u = |i: usize| u64::from_le_bytes(v[i..i + 8].try_into().unwrap_or_default());
+    Some(SegmentMeta {
+        base_offset: u(0),
+        next_offset: u(8),
+        size_bytes: u(16),
+        created_ms: u(24) as i64,
+        max_timestamp: u(32) as i64,
+        running_max_timestamp: u(40) as i64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PK: PartitionKey = PartitionKey {
+        topic: 7,
+        partition: 3,
+    };
+
+    #[test]
+    fn offset_keys_sort_by_partition_then_offset() {
+        let mut keys = vec![
+            offset_key(
+                PartitionKey {
+                    topic: 7,
+                    partition: 4,
+                },
+                0,
+            ),
+            offset_key(PK, 256),
+            offset_key(PK, 1),
+            offset_key(
+                PartitionKey {
+                    topic: 6,
+                    partition: 9,
+                },
+                u64::MAX,
+            ),
+            offset_key(PK, 255),
+        ];
+        keys.sort();
+        let decoded: Vec<_> = keys.iter().map(|k| decode_offset_key(PK, k)).collect();
+        assert_eq!(decoded, vec![None, Some(1), Some(255), Some(256), None]);
+    }
+
+    #[test]
+    fn time_keys_round_trip_and_sort_by_time() {
+        let a = time_key(PK, 1_000, 50);
+        let b = time_key(PK, 999, 60);
+        assert!(b < a);
+        assert_eq!(decode_time_key(PK, &a), Some((1_000, 50)));
+        assert_eq!(
+            decode_time_key(
+                PartitionKey {
+                    topic: 7,
+                    partition: 2
+                },
+                &a
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn topic_range_covers_exactly_one_topic() {
+        let (start, end) = topic_range(7);
+        let inside = offset_key(
+            PartitionKey {
+                topic: 7,
+                partition: u32::MAX,
+            },
+            u64::MAX,
+        );
+        let next = offset_key(
+            PartitionKey {
+                topic: 8,
+                partition: 0,
+            },
+            0,
+        );
+        let prev = offset_key(
+            PartitionKey {
+                topic: 6,
+                partition: u32::MAX,
+            },
+            u64::MAX,
+        );
+        assert!(&start[..] <= &inside[..] && &inside[..] < &end[..]);
+        assert!(&next[..] >= &end[..]);
+        assert!(&prev[..] < &start[..]);
+    }
+
+    #[test]
+    fn segment_meta_round_trips() {
+        let s = SegmentMeta {
+            base_offset: 10,
+            next_offset: 20,
+            size_bytes: 12345,
+            created_ms: 1_700_000_000_000,
+            max_timestamp: i64::MIN,
+            running_max_timestamp: -1,
+        };
+        assert_eq!(decode_segment(&encode_segment(&s)), Some(s));
+        assert_eq!(decode_segment(&[0u8; 3]), None);
+    }
+}

@@ -1,0 +1,337 @@
+//! RocksDB: column families, key encoding and atomic write batches.
+//!
+//! Architecture invariant: this is the only module that knows key bytes, value encodings and
+//! column families. Callers speak [`PartitionKey`], offsets and [`SegmentMeta`]. Every mutation
+//! is one `WriteBatch`: an append writes its record batches, the segment metadata and the time
+//! index entries atomically, so a crash can never leave a segment that disagrees with its data.
+
+pub mod keys;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+};
+
+use crate::types::{PartitionKey, SegmentMeta, TopicId, TopicMeta};
+use keys::*;
+
+const CF_RECORDS: &str = "records";
+const CF_SEGMENTS: &str = "segments";
+const CF_TIMEINDEX: &str = "timeindex";
+const CF_META: &str = "meta";
+const COLUMN_FAMILIES: [&str; 4] = [CF_RECORDS, CF_SEGMENTS, CF_TIMEINDEX, CF_META];
+
+/// Memtable size of the records column family: big enough that a burst of produce traffic
+/// is absorbed without stalling on flushes.
+const RECORDS_WRITE_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("corrupt metadata under key {key:?}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// How appends reach the disk (see `--fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Each write group is written to the WAL (survives a process crash) and fsynced.
+    Always,
+    /// Written to the WAL; fsynced by a background task every few hundred ms.
+    Interval,
+    /// Written to the WAL; the OS decides when it reaches the disk.
+    Never,
+}
+
+/// One atomic append to a partition: record batches, touched segments, time-index entries.
+#[derive(Debug, Default)]
+pub struct AppendWrite {
+    pub batches: Vec<(u64, Vec<u8>)>,
+    pub segments: Vec<SegmentMeta>,
+    pub time_entries: Vec<(i64, u64)>,
+}
+
+/// The broker's database handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    sync: SyncMode,
+}
+
+impl Store {
+    pub fn open(path: &Path, sync: SyncMode) -> Result<Self, StorageError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(4);
+        let cfs = COLUMN_FAMILIES.iter().map(|name| {
+            let mut cf = Options::default();
+            if *name == CF_RECORDS {
+                cf.set_write_buffer_size(RECORDS_WRITE_BUFFER_BYTES);
+                cf.set_max_write_buffer_number(4);
+                cf.set_compression_type(DBCompressionType::Lz4);
+                let mut block = BlockBasedOptions::default();
+                // Values are whole batches, often larger than a block: bigger blocks keep the
+                // index small.
+                block.set_block_size(64 * 1024);
+                cf.set_block_based_table_factory(&block);
+            }
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(Self {
+            db: Arc::new(db),
+            sync,
+        })
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created when the database is opened")
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync == SyncMode::Always);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// Fsyncs the WAL (for `--fsync interval` and at shutdown).
+    pub fn sync_wal(&self) -> Result<(), StorageError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    // ---- topics ---------------------------------------------------------------------------
+
+    pub fn load_topics(&self) -> Result<Vec<TopicMeta>, StorageError> {
+        let cf = self.cf(CF_META);
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            cf,
+            IteratorMode::From(TOPIC_META_PREFIX, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(TOPIC_META_PREFIX) {
+                break;
+            }
+            let meta: TopicMeta =
+                serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: e.to_string(),
+                })?;
+            out.push(meta);
+        }
+        Ok(out)
+    }
+
+    pub fn next_topic_id(&self) -> Result<TopicId, StorageError> {
+        let v = self.db.get_cf(self.cf(CF_META), NEXT_TOPIC_ID_KEY)?;
+        match v {
+            None => Ok(1),
+            Some(v) => {
+                let bytes: [u8; 4] =
+                    v.as_slice().try_into().map_err(|_| StorageError::Corrupt {
+                        key: "next_topic_id".into(),
+                        reason: format!("{} bytes, want 4", v.len()),
+                    })?;
+                Ok(u32::from_be_bytes(bytes))
+            }
+        }
+    }
+
+    /// Persists a new topic and the first (empty) segment of each partition in one write.
+    pub fn create_topic(&self, meta: &TopicMeta, first: &SegmentMeta) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        let json = serde_json::to_vec(meta).expect("TopicMeta always serialises");
+        wb.put_cf(self.cf(CF_META), topic_meta_key(&meta.name), json);
+        wb.put_cf(
+            self.cf(CF_META),
+            NEXT_TOPIC_ID_KEY,
+            (meta.id + 1).to_be_bytes(),
+        );
+        let segments = self.cf(CF_SEGMENTS);
+        for partition in 0..meta.config.partitions {
+            let pk = PartitionKey {
+                topic: meta.id,
+                partition,
+            };
+            wb.put_cf(
+                segments,
+                offset_key(pk, first.base_offset),
+                encode_segment(first),
+            );
+        }
+        self.write(wb)
+    }
+
+    /// Removes a topic's metadata and every record, segment and index entry in one write
+    /// (range deletes: constant cost, space reclaimed by compaction).
+    pub fn delete_topic(&self, meta: &TopicMeta) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(self.cf(CF_META), topic_meta_key(&meta.name));
+        let (start, end) = topic_range(meta.id);
+        for cf in [CF_RECORDS, CF_SEGMENTS, CF_TIMEINDEX] {
+            wb.delete_range_cf(self.cf(cf), start, end);
+        }
+        self.write(wb)
+    }
+
+    /// Every segment of every partition of a topic, in key order (partition, base offset).
+    pub fn load_segments(&self, topic: TopicId) -> Result<Vec<(u32, SegmentMeta)>, StorageError> {
+        let (start, end) = topic_range(topic);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(end.to_vec());
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_SEGMENTS),
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            let corrupt = |reason: &str| StorageError::Corrupt {
+                key: format!("segments/{k:?}"),
+                reason: reason.to_string(),
+            };
+            let (partition, _) = decode_partition(topic, &k).ok_or_else(|| corrupt("bad key"))?;
+            let seg = decode_segment(&v).ok_or_else(|| corrupt("bad value"))?;
+            out.push((partition, seg));
+        }
+        Ok(out)
+    }
+
+    // ---- partition logs -------------------------------------------------------------------
+
+    /// Appends record batches with their segment and time-index updates atomically.
+    pub fn append(&self, pk: PartitionKey, w: &AppendWrite) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        let records = self.cf(CF_RECORDS);
+        for (base, batch) in &w.batches {
+            wb.put_cf(records, offset_key(pk, *base), batch);
+        }
+        let segments = self.cf(CF_SEGMENTS);
+        for s in &w.segments {
+            wb.put_cf(segments, offset_key(pk, s.base_offset), encode_segment(s));
+        }
+        let index = self.cf(CF_TIMEINDEX);
+        for (ts, base) in &w.time_entries {
+            wb.put_cf(index, time_key(pk, *ts as u64, *base), []);
+        }
+        self.write(wb)
+    }
+
+    /// Writes a new empty segment (a roll without data, before retention drops the old one).
+    pub fn put_segment(&self, pk: PartitionKey, s: &SegmentMeta) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        wb.put_cf(
+            self.cf(CF_SEGMENTS),
+            offset_key(pk, s.base_offset),
+            encode_segment(s),
+        );
+        self.write(wb)
+    }
+
+    /// Drops whole segments `[from_offset, to_offset)`: their records, their metadata and the
+    /// time-index entries up to `index_upto_ts` (inclusive), in one write.
+    pub fn drop_segments(
+        &self,
+        pk: PartitionKey,
+        dropped: &[SegmentMeta],
+        index_upto_ts: i64,
+    ) -> Result<(), StorageError> {
+        let (Some(first), Some(last)) = (dropped.first(), dropped.last()) else {
+            return Ok(());
+        };
+        let mut wb = WriteBatch::default();
+        wb.delete_range_cf(
+            self.cf(CF_RECORDS),
+            offset_key(pk, first.base_offset),
+            offset_key(pk, last.next_offset),
+        );
+        let segments = self.cf(CF_SEGMENTS);
+        for s in dropped {
+            wb.delete_cf(segments, offset_key(pk, s.base_offset));
+        }
+        if index_upto_ts >= 0 {
+            wb.delete_range_cf(
+                self.cf(CF_TIMEINDEX),
+                time_key(pk, 0, 0),
+                time_key(pk, index_upto_ts as u64 + 1, 0),
+            );
+        }
+        self.write(wb)
+    }
+
+    /// Whole batches holding offsets `>= from` and `< end`, up to `max_bytes` (at least one
+    /// batch when there is one). The first batch may start before `from`.
+    pub fn read_batches(
+        &self,
+        pk: PartitionKey,
+        from: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        let mut out = Vec::new();
+        if from >= end {
+            return Ok(out);
+        }
+        let start = offset_key(pk, from);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(offset_key(pk, end).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_RECORDS), ro);
+        // The batch holding `from` is the last one whose base offset is <= from.
+        it.seek_for_prev(start);
+        let holds_from = match (it.key(), it.value()) {
+            (Some(k), Some(v)) => {
+                decode_offset_key(pk, k).is_some()
+                    && weir_common::BatchHeader::parse(v).is_ok_and(|h| h.next_offset() > from)
+            }
+            _ => false,
+        };
+        if !holds_from {
+            it.seek(start);
+        }
+        let mut total = 0usize;
+        while let Some(v) = it.value() {
+            total += v.len();
+            out.push(Bytes::copy_from_slice(v));
+            if total >= max_bytes {
+                break;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// The stored batch whose base offset is exactly `base`.
+    pub fn batch_at(&self, pk: PartitionKey, base: u64) -> Result<Option<Bytes>, StorageError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_RECORDS), offset_key(pk, base))?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    /// Base offset of the first batch whose running max timestamp is `>= ts`, if any.
+    pub fn seek_time_index(&self, pk: PartitionKey, ts: i64) -> Result<Option<u64>, StorageError> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_TIMEINDEX));
+        it.seek(time_key(pk, ts.max(0) as u64, 0));
+        let found = it
+            .key()
+            .and_then(|k| decode_time_key(pk, k))
+            .map(|(_, off)| off);
+        it.status()?;
+        Ok(found)
+    }
+}

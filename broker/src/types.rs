@@ -1,0 +1,79 @@
+//! Plain domain types shared by the broker's modules (no I/O, no encoding).
+
+use serde::{Deserialize, Serialize};
+
+/// Internal numeric id of a topic. Record keys use it instead of the name, so a topic deleted
+/// and created again under the same name never sees the old records.
+pub type TopicId = u32;
+
+/// One partition of one topic: the prefix of every storage key of its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PartitionKey {
+    pub topic: TopicId,
+    pub partition: u32,
+}
+
+/// Effective settings of a topic (defaults resolved at creation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub partitions: u32,
+    /// `None`: keep forever.
+    pub retention_ms: Option<i64>,
+    /// `None`: no size limit.
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+}
+
+/// A topic as persisted in the metadata column family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub id: TopicId,
+    pub name: String,
+    pub config: TopicConfig,
+    pub created_ms: i64,
+}
+
+/// One segment of a partition log: the contiguous offset range `[base_offset, next_offset)`.
+///
+/// Invariant: segments of a partition are contiguous (`next_offset` of one is `base_offset` of
+/// the next); a batch never straddles two segments; only the last segment grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentMeta {
+    pub base_offset: u64,
+    pub next_offset: u64,
+    pub size_bytes: u64,
+    /// When the segment was opened (unix ms): drives time-based rolling.
+    pub created_ms: i64,
+    /// Largest record timestamp in this segment (`i64::MIN` when empty): drives time retention.
+    pub max_timestamp: i64,
+    /// Largest record timestamp in this segment *and all before it*: the time index holds an
+    /// entry per increase of this running maximum, so dropping a segment drops index entries
+    /// up to this value.
+    pub running_max_timestamp: i64,
+}
+
+impl SegmentMeta {
+    pub fn empty_at(offset: u64, now_ms: i64, running_max_timestamp: i64) -> Self {
+        Self {
+            base_offset: offset,
+            next_offset: offset,
+            size_bytes: 0,
+            created_ms: now_ms,
+            max_timestamp: i64::MIN,
+            running_max_timestamp,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next_offset == self.base_offset
+    }
+}
+
+/// Current unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

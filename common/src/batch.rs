@@ -1,0 +1,677 @@
+//! The record-batch format: the unit of network transfer, storage and (later) plugin calls.
+//!
+//! A producer encodes records into one batch; the broker validates it, stamps the base offset
+//! (and, for log-append time, the timestamp) into the fixed header, and stores the bytes as
+//! they are. Consumers receive the very same bytes. Nothing re-encodes records on the way.
+//!
+//! Layout (little-endian fixed header, then the records; full spec in docs/batch-format.md):
+//!
+//! ```text
+//! 0   u8   magic = 1
+//! 1   u8   attributes: bits 0-2 compression (0 = none), bit 3 timestamp type (1 = log-append)
+//! 2   u16  reserved, 0
+//! 4   u32  record_count (> 0)
+//! 8   u64  base_offset (written by the broker)
+//! 16  i64  base_timestamp (unix ms)
+//! 24  i64  max_timestamp
+//! 32  u64  producer_id (0 = not idempotent)
+//! 40  u32  base_sequence
+//! 44  u32  records_len (bytes after the header)
+//! 48  ...  records
+//!
+//! record := varint body_len, then body_len bytes:
+//!   zigzag-varint timestamp_delta   (vs base_timestamp)
+//!   zigzag-varint key_len (-1 = no key), key
+//!   varint value_len, value
+//!   varint header_count, then per header: varint key_len, key (UTF-8), varint value_len, value
+//! ```
+//! A record's offset is `base_offset + its index`.
+
+use bytes::{Buf, Bytes};
+use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
+
+use crate::limits::{MAX_HEADERS_PER_RECORD, MAX_RECORDS_PER_BATCH};
+use crate::record::{Header, Record};
+
+/// Format version in byte 0.
+pub const MAGIC: u8 = 1;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 48;
+
+const COMPRESSION_MASK: u8 = 0b0000_0111;
+const LOG_APPEND_TIME_BIT: u8 = 0b0000_1000;
+
+/// Who chose the record timestamps of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// The producer set each record's timestamp.
+    CreateTime,
+    /// The broker stamps the whole batch with its clock when it appends it.
+    LogAppendTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("batch is {0} bytes, shorter than its {HEADER_LEN}-byte header")]
+    TooShort(usize),
+    #[error("unknown batch format (magic byte {0}; this broker speaks {MAGIC})")]
+    BadMagic(u8),
+    #[error("unsupported batch compression code {0}")]
+    UnsupportedCompression(u8),
+    #[error("batch header says {declared} record bytes but {actual} follow")]
+    LengthMismatch { declared: usize, actual: usize },
+    #[error("batch holds no records")]
+    Empty,
+    #[error("batch holds {0} records; the limit is {MAX_RECORDS_PER_BATCH}")]
+    TooManyRecords(u32),
+    #[error("batch header says {declared} records but {actual} were found")]
+    CountMismatch { declared: u32, actual: u32 },
+    #[error("record {index} is malformed: {reason}")]
+    Malformed { index: u32, reason: &'static str },
+    #[error("record {index} is {size} bytes; the limit is {limit} bytes")]
+    RecordTooLarge {
+        index: u32,
+        size: usize,
+        limit: usize,
+    },
+    #[error("record {index} has {count} headers; the limit is {MAX_HEADERS_PER_RECORD}")]
+    TooManyHeaders { index: u32, count: u64 },
+    #[error("record {index} has a negative timestamp ({timestamp})")]
+    NegativeTimestamp { index: u32, timestamp: i64 },
+}
+
+/// The fixed header of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub attributes: u8,
+    pub record_count: u32,
+    pub base_offset: u64,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: u64,
+    pub base_sequence: u32,
+    pub records_len: u32,
+}
+
+impl BatchHeader {
+    /// Parses the fixed header; checks magic and compression, not the records.
+    pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
+        if buf.len() < HEADER_LEN {
+            return Err(BatchError::TooShort(buf.len()));
+        }
+        let mut b = &buf[..HEADER_LEN];
+        let magic = b.get_u8();
+        if magic != MAGIC {
+            return Err(BatchError::BadMagic(magic));
+        }
+        let attributes = b.get_u8();
+        if attributes & COMPRESSION_MASK != 0 {
+            return Err(BatchError::UnsupportedCompression(
+                attributes & COMPRESSION_MASK,
+            ));
+        }
+        let _reserved = b.get_u16_le();
+        Ok(Self {
+            attributes,
+            record_count: b.get_u32_le(),
+            base_offset: b.get_u64_le(),
+            base_timestamp: b.get_i64_le(),
+            max_timestamp: b.get_i64_le(),
+            producer_id: b.get_u64_le(),
+            base_sequence: b.get_u32_le(),
+            records_len: b.get_u32_le(),
+        })
+    }
+
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `out`.
+    pub fn write_to(&self, out: &mut [u8]) {
+        let out = &mut out[..HEADER_LEN];
+        out[0] = MAGIC;
+        out[1] = self.attributes;
+        out[2..4].copy_from_slice(&0u16.to_le_bytes());
+        out[4..8].copy_from_slice(&self.record_count.to_le_bytes());
+        out[8..16].copy_from_slice(&self.base_offset.to_le_bytes());
+        out[16..24].copy_from_slice(&self.base_timestamp.to_le_bytes());
+        out[24..32].copy_from_slice(&self.max_timestamp.to_le_bytes());
+        out[32..40].copy_from_slice(&self.producer_id.to_le_bytes());
+        out[40..44].copy_from_slice(&self.base_sequence.to_le_bytes());
+        out[44..48].copy_from_slice(&self.records_len.to_le_bytes());
+    }
+
+    pub fn timestamp_type(&self) -> TimestampType {
+        if self.attributes & LOG_APPEND_TIME_BIT != 0 {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        }
+    }
+
+    /// Offset after the batch's last record.
+    pub fn next_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.record_count)
+    }
+}
+
+/// Stamps the broker-assigned base offset into an encoded batch.
+pub fn set_base_offset(batch: &mut [u8], base_offset: u64) {
+    batch[8..16].copy_from_slice(&base_offset.to_le_bytes());
+}
+
+/// Stamps the broker's clock as base and max timestamp (log-append time).
+pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) {
+    batch[16..24].copy_from_slice(&timestamp.to_le_bytes());
+    batch[24..32].copy_from_slice(&timestamp.to_le_bytes());
+}
+
+/// One record's fields as slices of the batch buffer.
+struct RawRecord<'a> {
+    timestamp_delta: i64,
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+    headers: Vec<(&'a str, &'a [u8])>,
+    /// Header names + values, in bytes.
+    headers_len: usize,
+}
+
+fn zigzag_encode(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn zigzag_decode(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn take<'a>(
+    buf: &mut &'a [u8],
+    n: u64,
+    index: u32,
+    what: &'static str,
+) -> Result<&'a [u8], BatchError> {
+    let n = usize::try_from(n).map_err(|_| BatchError::Malformed {
+        index,
+        reason: what,
+    })?;
+    if n > buf.len() {
+        return Err(BatchError::Malformed {
+            index,
+            reason: what,
+        });
+    }
+    let (head, tail) = buf.split_at(n);
+    *buf = tail;
+    Ok(head)
+}
+
+fn varint(buf: &mut &[u8], index: u32, what: &'static str) -> Result<u64, BatchError> {
+    decode_varint(buf).map_err(|_| BatchError::Malformed {
+        index,
+        reason: what,
+    })
+}
+
+/// Parses one record body. With `collect_headers` false, header slices are checked but not kept
+/// (validation needs no allocation).
+fn parse_body<'a>(
+    mut body: &'a [u8],
+    index: u32,
+    collect_headers: bool,
+) -> Result<RawRecord<'a>, BatchError> {
+    let timestamp_delta = zigzag_decode(varint(&mut body, index, "bad timestamp")?);
+    let key_len = zigzag_decode(varint(&mut body, index, "bad key length")?);
+    let key = match key_len {
+        -1 => None,
+        n if n >= 0 => Some(take(
+            &mut body,
+            n as u64,
+            index,
+            "key runs past the record",
+        )?),
+        _ => {
+            return Err(BatchError::Malformed {
+                index,
+                reason: "bad key length",
+            });
+        }
+    };
+    let value_len = varint(&mut body, index, "bad value length")?;
+    let value = take(&mut body, value_len, index, "value runs past the record")?;
+    let header_count = varint(&mut body, index, "bad header count")?;
+    if header_count > MAX_HEADERS_PER_RECORD as u64 {
+        return Err(BatchError::TooManyHeaders {
+            index,
+            count: header_count,
+        });
+    }
+    let mut headers = Vec::new();
+    let mut headers_len = 0;
+    if collect_headers {
+        headers.reserve(header_count as usize);
+    }
+    for _ in 0..header_count {
+        let klen = varint(&mut body, index, "bad header key length")?;
+        let k = take(&mut body, klen, index, "header key runs past the record")?;
+        let k = std::str::from_utf8(k).map_err(|_| BatchError::Malformed {
+            index,
+            reason: "header key is not UTF-8",
+        })?;
+        let vlen = varint(&mut body, index, "bad header value length")?;
+        let v = take(&mut body, vlen, index, "header value runs past the record")?;
+        headers_len += k.len() + v.len();
+        if collect_headers {
+            headers.push((k, v));
+        }
+    }
+    if !body.is_empty() {
+        return Err(BatchError::Malformed {
+            index,
+            reason: "trailing bytes in record",
+        });
+    }
+    Ok(RawRecord {
+        timestamp_delta,
+        key,
+        value,
+        headers,
+        headers_len,
+    })
+}
+
+/// Splits the next record body off `records`.
+fn next_body<'a>(records: &mut &'a [u8], index: u32) -> Result<&'a [u8], BatchError> {
+    let len = varint(records, index, "bad record length")?;
+    take(records, len, index, "record runs past the batch")
+}
+
+/// What validation learnt about a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidBatch {
+    pub header: BatchHeader,
+    /// Largest record timestamp (for create-time batches; the header's may not be trusted).
+    pub max_timestamp: i64,
+}
+
+/// Checks a whole batch as it arrives from a producer: header, lengths, every record's framing,
+/// UTF-8 header keys, record size against `max_record_bytes`, timestamps. No allocation.
+pub fn validate(batch: &[u8], max_record_bytes: usize) -> Result<ValidBatch, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let mut records = &batch[HEADER_LEN..];
+    if header.records_len as usize != records.len() {
+        return Err(BatchError::LengthMismatch {
+            declared: header.records_len as usize,
+            actual: records.len(),
+        });
+    }
+    if header.record_count == 0 {
+        return Err(BatchError::Empty);
+    }
+    if header.record_count > MAX_RECORDS_PER_BATCH {
+        return Err(BatchError::TooManyRecords(header.record_count));
+    }
+    let mut max_timestamp = i64::MIN;
+    let mut index = 0u32;
+    while !records.is_empty() {
+        if index >= header.record_count {
+            return Err(BatchError::CountMismatch {
+                declared: header.record_count,
+                actual: index + 1,
+            });
+        }
+        let body = next_body(&mut records, index)?;
+        let raw = parse_body(body, index, false)?;
+        let size = raw.key.map_or(0, <[u8]>::len) + raw.value.len() + raw.headers_len;
+        if size > max_record_bytes {
+            return Err(BatchError::RecordTooLarge {
+                index,
+                size,
+                limit: max_record_bytes,
+            });
+        }
+        let timestamp = header.base_timestamp.saturating_add(raw.timestamp_delta);
+        if header.timestamp_type() == TimestampType::CreateTime && timestamp < 0 {
+            return Err(BatchError::NegativeTimestamp { index, timestamp });
+        }
+        max_timestamp = max_timestamp.max(timestamp);
+        index += 1;
+    }
+    if index != header.record_count {
+        return Err(BatchError::CountMismatch {
+            declared: header.record_count,
+            actual: index,
+        });
+    }
+    Ok(ValidBatch {
+        header,
+        max_timestamp,
+    })
+}
+
+/// Decodes every record of a stored batch. `batch` must be a whole batch (header included);
+/// the records' byte fields are zero-copy slices of it.
+pub fn decode(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let end = HEADER_LEN + header.records_len as usize;
+    if end > batch.len() {
+        return Err(BatchError::LengthMismatch {
+            declared: header.records_len as usize,
+            actual: batch.len() - HEADER_LEN,
+        });
+    }
+    let mut records = &batch[HEADER_LEN..end];
+    let mut out = Vec::with_capacity(header.record_count as usize);
+    let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
+    let mut index = 0u32;
+    while !records.is_empty() {
+        let body = next_body(&mut records, index)?;
+        let raw = parse_body(body, index, true)?;
+        out.push(Record {
+            offset: header.base_offset + u64::from(index),
+            timestamp: if log_append {
+                header.base_timestamp
+            } else {
+                header.base_timestamp.saturating_add(raw.timestamp_delta)
+            },
+            key: raw.key.map(|k| batch.slice_ref(k)),
+            value: batch.slice_ref(raw.value),
+            headers: raw
+                .headers
+                .into_iter()
+                .map(|(k, v)| Header {
+                    key: k.to_owned(),
+                    value: batch.slice_ref(v),
+                })
+                .collect(),
+        });
+        index += 1;
+    }
+    if index != header.record_count {
+        return Err(BatchError::CountMismatch {
+            declared: header.record_count,
+            actual: index,
+        });
+    }
+    Ok((header, out))
+}
+
+/// Builds a batch record by record (producer side).
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    count: u32,
+    base_timestamp: Option<i64>,
+    max_timestamp: i64,
+    timestamp_type: TimestampType,
+}
+
+impl BatchBuilder {
+    pub fn new(timestamp_type: TimestampType) -> Self {
+        Self::with_capacity(timestamp_type, 0)
+    }
+
+    pub fn with_capacity(timestamp_type: TimestampType, bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(HEADER_LEN + bytes);
+        buf.resize(HEADER_LEN, 0);
+        Self {
+            buf,
+            count: 0,
+            base_timestamp: None,
+            max_timestamp: 0,
+            timestamp_type,
+        }
+    }
+
+    /// Encoded size so far (header included).
+    pub fn len_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn record_count(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn timestamp_type(&self) -> TimestampType {
+        self.timestamp_type
+    }
+
+    /// Bytes a record adds to a batch (framing included).
+    pub fn encoded_record_len<'h>(
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    ) -> usize {
+        let (body, _) = Self::body_len(0, key, value, headers);
+        encoded_len_varint(body as u64) + body
+    }
+
+    fn body_len<'h>(
+        timestamp_delta: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    ) -> (usize, u64) {
+        let key_len = match key {
+            None => encoded_len_varint(zigzag_encode(-1)),
+            Some(k) => encoded_len_varint(zigzag_encode(k.len() as i64)) + k.len(),
+        };
+        let mut count = 0u64;
+        let mut header_bytes = 0;
+        for (k, v) in headers {
+            count += 1;
+            header_bytes += encoded_len_varint(k.len() as u64)
+                + k.len()
+                + encoded_len_varint(v.len() as u64)
+                + v.len();
+        }
+        let len = encoded_len_varint(zigzag_encode(timestamp_delta))
+            + key_len
+            + encoded_len_varint(value.len() as u64)
+            + value.len()
+            + encoded_len_varint(count)
+            + header_bytes;
+        (len, count)
+    }
+
+    /// Appends a record. `timestamp` is ignored for log-append-time batches.
+    pub fn push<'h, H>(&mut self, timestamp: i64, key: Option<&[u8]>, value: &[u8], headers: H)
+    where
+        H: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
+    {
+        let timestamp = match self.timestamp_type {
+            TimestampType::LogAppendTime => 0,
+            TimestampType::CreateTime => timestamp,
+        };
+        let base = *self.base_timestamp.get_or_insert(timestamp);
+        let delta = timestamp - base;
+        self.max_timestamp = if self.count == 0 {
+            timestamp
+        } else {
+            self.max_timestamp.max(timestamp)
+        };
+        let (body, header_count) = Self::body_len(delta, key, value, headers.clone());
+        let buf = &mut self.buf;
+        buf.reserve(encoded_len_varint(body as u64) + body);
+        encode_varint(body as u64, buf);
+        encode_varint(zigzag_encode(delta), buf);
+        match key {
+            None => encode_varint(zigzag_encode(-1), buf),
+            Some(k) => {
+                encode_varint(zigzag_encode(k.len() as i64), buf);
+                buf.extend_from_slice(k);
+            }
+        }
+        encode_varint(value.len() as u64, buf);
+        buf.extend_from_slice(value);
+        encode_varint(header_count, buf);
+        for (k, v) in headers {
+            encode_varint(k.len() as u64, buf);
+            buf.extend_from_slice(k.as_bytes());
+            encode_varint(v.len() as u64, buf);
+            buf.extend_from_slice(v);
+        }
+        self.count += 1;
+    }
+
+    /// Seals the batch: writes the header and returns the bytes.
+    pub fn finish(mut self) -> Bytes {
+        let attributes = match self.timestamp_type {
+            TimestampType::CreateTime => 0,
+            TimestampType::LogAppendTime => LOG_APPEND_TIME_BIT,
+        };
+        let header = BatchHeader {
+            attributes,
+            record_count: self.count,
+            base_offset: 0,
+            base_timestamp: self.base_timestamp.unwrap_or(0),
+            max_timestamp: self.max_timestamp,
+            producer_id: 0,
+            base_sequence: 0,
+            records_len: (self.buf.len() - HEADER_LEN) as u32,
+        };
+        header.write_to(&mut self.buf);
+        Bytes::from(self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NO_HEADERS: [(&str, &[u8]); 0] = [];
+
+    fn sample() -> Bytes {
+        let mut b = BatchBuilder::new(TimestampType::CreateTime);
+        b.push(
+            1_000,
+            Some(b"k1"),
+            "héllo wörld ✓".as_bytes(),
+            [("trace", &b"abc"[..]), ("n", &[0xff, 0][..])],
+        );
+        b.push(900, None, b"", NO_HEADERS);
+        b.push(1_500, Some(b""), &[0u8; 300], NO_HEADERS);
+        b.finish()
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let batch = sample();
+        let valid = validate(&batch, 1024).unwrap();
+        assert_eq!(valid.header.record_count, 3);
+        assert_eq!(valid.max_timestamp, 1_500);
+        let mut stored = batch.to_vec();
+        set_base_offset(&mut stored, 42);
+        let (header, records) = decode(&Bytes::from(stored)).unwrap();
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.next_offset(), 45);
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].offset, 42);
+        assert_eq!(records[0].timestamp, 1_000);
+        assert_eq!(records[0].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(records[0].value, "héllo wörld ✓".as_bytes());
+        assert_eq!(records[0].headers.len(), 2);
+        assert_eq!(records[0].headers[1].key, "n");
+        assert_eq!(records[0].headers[1].value, &[0xff, 0][..]);
+        assert_eq!(records[1].key, None);
+        assert_eq!(records[1].timestamp, 900);
+        assert_eq!(records[1].value.len(), 0);
+        assert_eq!(records[2].key.as_deref(), Some(&b""[..]));
+        assert_eq!(records[2].offset, 44);
+    }
+
+    #[test]
+    fn log_append_time_uses_the_broker_stamp() {
+        let mut b = BatchBuilder::new(TimestampType::LogAppendTime);
+        b.push(123, None, b"a", NO_HEADERS);
+        b.push(456, None, b"b", NO_HEADERS);
+        let mut stored = b.finish().to_vec();
+        validate(&stored, 10).unwrap();
+        set_log_append_time(&mut stored, 777);
+        let (_, records) = decode(&Bytes::from(stored)).unwrap();
+        assert!(records.iter().all(|r| r.timestamp == 777));
+    }
+
+    #[test]
+    fn record_size_limit_counts_key_value_and_headers() {
+        let mut b = BatchBuilder::new(TimestampType::CreateTime);
+        b.push(1, Some(b"kk"), &[1u8; 6], [("hh", &b"vv"[..])]);
+        let batch = b.finish();
+        assert!(validate(&batch, 12).is_ok());
+        assert_eq!(
+            validate(&batch, 11),
+            Err(BatchError::RecordTooLarge {
+                index: 0,
+                size: 12,
+                limit: 11
+            })
+        );
+    }
+
+    #[test]
+    fn encoded_record_len_matches_what_push_adds() {
+        let mut b = BatchBuilder::new(TimestampType::CreateTime);
+        let before = b.len_bytes();
+        b.push(0, Some(b"key"), &[7u8; 200], [("a", &b"b"[..])]);
+        let want = BatchBuilder::encoded_record_len(Some(b"key"), &[7u8; 200], [("a", &b"b"[..])]);
+        assert_eq!(b.len_bytes() - before, want);
+    }
+
+    #[test]
+    fn malformed_batches_are_rejected_not_panicked_on() {
+        let good = sample();
+        assert!(matches!(
+            validate(&good[..10], 1 << 20),
+            Err(BatchError::TooShort(10))
+        ));
+        let mut bad = good.to_vec();
+        bad[0] = 9;
+        assert_eq!(validate(&bad, 1 << 20), Err(BatchError::BadMagic(9)));
+        let mut bad = good.to_vec();
+        bad[1] = 3;
+        assert_eq!(
+            validate(&bad, 1 << 20),
+            Err(BatchError::UnsupportedCompression(3))
+        );
+        let mut bad = good.to_vec();
+        bad[4] = 2;
+        assert!(matches!(
+            validate(&bad, 1 << 20),
+            Err(BatchError::CountMismatch { .. })
+        ));
+        let mut bad = good.to_vec();
+        bad.push(0);
+        assert!(matches!(
+            validate(&bad, 1 << 20),
+            Err(BatchError::LengthMismatch { .. })
+        ));
+        let empty = BatchBuilder::new(TimestampType::CreateTime).finish();
+        assert_eq!(validate(&empty, 1 << 20), Err(BatchError::Empty));
+        // Every truncation and every single-byte corruption must give an error or a valid
+        // batch, never a panic.
+        for cut in 0..good.len() {
+            let _ = validate(&good[..cut], 1 << 20);
+        }
+        for i in HEADER_LEN..good.len() {
+            for v in [0u8, 0x7f, 0x80, 0xff] {
+                let mut c = good.to_vec();
+                c[i] = v;
+                let _ = validate(&c, 1 << 20);
+                let _ = decode(&Bytes::from(c));
+            }
+        }
+    }
+
+    #[test]
+    fn negative_create_time_is_rejected() {
+        let mut b = BatchBuilder::new(TimestampType::CreateTime);
+        b.push(-5, None, b"x", NO_HEADERS);
+        assert!(matches!(
+            validate(&b.finish(), 100),
+            Err(BatchError::NegativeTimestamp {
+                index: 0,
+                timestamp: -5
+            })
+        ));
+    }
+}

@@ -1,0 +1,19 @@
+//! Pieces both ends of the wire must agree on, with no I/O and no async:
+//!
+//! - [`batch`]: the record-batch binary format (encode, validate, decode zero-copy).
+//! - [`partitioner`]: key → partition (Kafka-compatible murmur2), shared by every SDK.
+//! - [`names`]: validated topic names.
+//! - [`limits`]: the named limits checked at the edge.
+//! - [`record`]: the owned record type handed to users.
+//!
+//! Architecture invariant: this crate knows nothing about gRPC, RocksDB or tokio.
+
+pub mod batch;
+pub mod limits;
+pub mod names;
+pub mod partitioner;
+pub mod record;
+
+pub use batch::{BatchBuilder, BatchError, BatchHeader, TimestampType};
+pub use names::{NameError, TopicName};
+pub use record::{Header, Record};

@@ -1,0 +1,31 @@
+//! Every limit the broker enforces, as a named constant. Checked where input enters
+//! (the gRPC edge or the SDK), never deep inside.
+
+/// Default cap on one record: key + value + header keys and values (broker flag
+/// `--max-record-bytes`).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// Largest gRPC message the broker accepts or sends (a produce request or fetch response).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest single record batch (one partition's share of a produce request).
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most records one batch may carry.
+pub const MAX_RECORDS_PER_BATCH: u32 = 1_000_000;
+
+/// Most headers one record may carry.
+pub const MAX_HEADERS_PER_RECORD: usize = 1024;
+
+/// Partitions per topic: `1..=MAX_PARTITIONS`.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+/// Longest topic name (Kafka's limit).
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Default and largest `max_bytes` of one fetch response / subscription push.
+pub const DEFAULT_FETCH_MAX_BYTES: u32 = 4 * 1024 * 1024;
+pub const MAX_FETCH_MAX_BYTES: u32 = 32 * 1024 * 1024;
+
+/// Smallest segment size a topic may ask for (a smaller one would roll on every batch).
+pub const MIN_SEGMENT_BYTES: u64 = 1024;
