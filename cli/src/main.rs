@@ -1,1 +1,77 @@
-fn main() {}
+//! `weir`: the Weir command-line tool, built on the Rust SDK.
+//!
+//! One module per subcommand. Data goes to stdout; errors are one line on stderr starting
+//! with `error:`, with a non-zero exit code.
+
+mod bench;
+mod consume;
+mod produce;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use weir::Client;
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Weir event-streaming platform CLI")]
+struct Cli {
+    /// Broker address(es), comma-separated HOST:PORT.
+    #[arg(long, global = true, env = "WEIR_BROKER", default_value = weir::DEFAULT_BROKER)]
+    broker: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Produce one record per stdin line.
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic.
+    Consume(consume::ConsumeArgs),
+    /// Measure throughput and latency.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::connect(&cli.broker).await?;
+    match cli.command {
+        Command::Topic(cmd) => topic::run(&client, cmd).await,
+        Command::Produce(args) => produce::run(&client, args).await,
+        Command::Consume(args) => consume::run(&client, args).await,
+        Command::Bench(cmd) => bench::run(&client, cmd).await,
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,180 @@
+//! Test harness: starts the real `weir-broker` binary on a temp dir and a free port, and runs
+//! the real `weir` CLI against it. Integration tests in `e2e/tests/` use it; nothing here is
+//! mocked.
+//!
+//! The binaries are looked up next to the test executable's `target/<profile>/` directory, so
+//! build them first (`cargo build --bins`; `scripts/test` does).
 
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a broker may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Path of a workspace binary (`weir-broker`, `weir`) built beside the tests.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test-exe>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (cargo build --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A running broker process on its own data dir.
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: String,
+    data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    extra_args: Vec<String>,
+}
+
+impl Broker {
+    /// Starts a broker on a fresh temp dir and a free port.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a broker with extra flags.
+    pub fn start_with(args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(&data_dir, "127.0.0.1:0", &extra_args);
+        Self {
+            child: Some(child),
+            addr,
+            data_dir,
+            _tmp: Some(tmp),
+            extra_args,
+        }
+    }
+
+    /// Kills the broker with SIGKILL (no flush, no goodbye) and waits for it to die.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9 the broker");
+            c.wait().expect("reap the broker");
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("broker is running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().expect("wait for broker") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the broker again on the same data dir and the same port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the broker before restarting it");
+        let (child, addr) = spawn(&self.data_dir, &self.addr, &self.extra_args);
+        assert_eq!(addr, self.addr);
+        self.child = Some(child);
+    }
+
+    /// Runs the `weir` CLI against this broker.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_stdin(args, b"")
+    }
+
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = Command::new(bin("weir"))
+            .args(args)
+            .env("WEIR_BROKER", &self.addr)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir");
+        let mut input = child.stdin.take().expect("stdin");
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("weir output");
+        writer.join().expect("stdin writer");
+        out
+    }
+
+    /// Runs the CLI and asserts success; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "weir {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    pub async fn client(&self) -> weir::Client {
+        weir::Client::connect(&self.addr)
+            .await
+            .expect("connect to broker")
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
+    // A restart may race the old socket's release: retry binding for a while.
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let mut child = Command::new(bin("weir-broker"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(listen)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn weir-broker");
+        let stdout = child.stdout.take().expect("broker stdout");
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        if let Some(addr) = line.trim().strip_prefix("weir-broker listening on ") {
+            return (child, addr.to_string());
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(Instant::now() < deadline, "broker did not start: {line:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Splits CLI output into lines.
+pub fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}

@@ -1,1 +1,39 @@
+//! Rust client for [Weir](https://example.invalid/weir), an event-streaming platform.
+//!
+//! Layout:
+//! - [`Client`]: a connection to a broker (`Client::connect("127.0.0.1:9292")`).
+//! - [`Admin`]: create, list, describe and delete topics; look up offsets.
+//! - [`Producer`]: batching producer with the key partitioner shared by every Weir client.
+//! - [`Consumer`]: a `futures::Stream` of records from earliest/latest/offset/timestamp.
+//! - [`Error`]: the one error type.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use weir::{Client, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, StartFrom};
+//!
+//! # async fn demo() -> weir::Result<()> {
+//! let client = Client::connect("127.0.0.1:9292").await?;
+//! client.admin().create_topic(NewTopic::new("orders", 3)).await?;
+//! let producer = client.producer(ProducerConfig::default());
+//! let (partition, offset) = producer.send(ProducerRecord::new("orders", "hello").key("k")).await?;
+//! let mut consumer = client.consumer("orders", ConsumerConfig::default().start(StartFrom::Earliest)).await?;
+//! while let Some(record) = consumer.next().await {
+//!     let record = record?;
+//!     println!("{} {} {:?}", record.partition, record.offset, record.value);
+//! }
+//! # Ok(()) }
+//! ```
 
+mod admin;
+mod client;
+mod consumer;
+mod error;
+mod producer;
+
+pub use admin::{Admin, NewTopic, OffsetSpec, PartitionInfo, TopicDescription, TopicInfo};
+pub use client::{Client, DEFAULT_BROKER};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, StartFrom};
+pub use error::{Error, Result};
+pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+pub use weir_common::partitioner::partition_for_key;
+pub use weir_common::record::Header;

@@ -1,0 +1,245 @@
+//! `weir bench produce|consume|e2e`: throughput and latency against a live broker, on a fresh
+//! topic that is deleted afterwards.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use weir::{Client, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord, StartFrom};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Time producing records (send → acknowledged).
+    Produce(BenchArgs),
+    /// Write records (untimed), then time reading them back.
+    Consume(BenchArgs),
+    /// Produce at --rate records/s while consuming; latency is produce → consume.
+    E2e(BenchArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Records per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch: u64,
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
+    /// Target records/s for e2e.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
+    /// One JSON object instead of a sentence.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Report {
+    name: &'static str,
+    records: u64,
+    bytes: u64,
+    elapsed: Duration,
+    /// Latencies in microseconds.
+    latency: Histogram<u64>,
+}
+
+impl Report {
+    fn print(&self, json: bool) {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let rps = self.records as f64 / secs;
+        let mbps = self.bytes as f64 / secs / 1e6;
+        let p50 = self.latency.value_at_quantile(0.50) as f64 / 1000.0;
+        let p99 = self.latency.value_at_quantile(0.99) as f64 / 1000.0;
+        if json {
+            let v = serde_json::json!({
+                "records": self.records, "seconds": secs, "records_per_sec": rps,
+                "mb_per_sec": mbps, "p50_ms": p50, "p99_ms": p99,
+            });
+            println!("{v}");
+        } else {
+            println!(
+                "{}: {} records in {secs:.3} s: {rps:.0} rec/s, {mbps:.1} MB/s, p50 {p50:.2} ms, p99 {p99:.2} ms",
+                self.name, self.records
+            );
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+fn producer_for(client: &Client, a: &BenchArgs) -> Producer {
+    let per_record = a.record_size + 8;
+    client.producer(ProducerConfig {
+        batch_bytes: (a.batch.max(1) as usize * per_record).max(1024),
+        ..ProducerConfig::default()
+    })
+}
+
+async fn fresh_topic(client: &Client, a: &BenchArgs) -> anyhow::Result<String> {
+    let name = format!("bench-{}-{}", std::process::id(), weir_now_ms());
+    client
+        .admin()
+        .create_topic(NewTopic::new(&name, a.partitions).retention_ms(-1))
+        .await
+        .context("creating the bench topic")?;
+    Ok(name)
+}
+
+fn weir_now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// Sends `records` values, sampling one latency per batch. Returns the elapsed time.
+async fn produce_all(
+    producer: &Producer,
+    topic: &str,
+    a: &BenchArgs,
+    latency: Option<Arc<Mutex<Histogram<u64>>>>,
+) -> anyhow::Result<Duration> {
+    let value = Bytes::from(vec![b'x'; a.record_size]);
+    let start = Instant::now();
+    for i in 0..a.records {
+        let sent = Instant::now();
+        let ack = producer
+            .enqueue(ProducerRecord::new(topic, value.clone()))
+            .await?;
+        if let (Some(h), true) = (&latency, i.is_multiple_of(a.batch.max(1))) {
+            let h = Arc::clone(h);
+            tokio::spawn(async move {
+                if ack.await.is_ok() {
+                    let us = sent.elapsed().as_micros() as u64;
+                    let _ = h.lock().map(|mut h| h.saturating_record(us));
+                }
+            });
+        }
+    }
+    producer.flush().await?;
+    Ok(start.elapsed())
+}
+
+async fn bench_produce(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::Result<Report> {
+    let producer = producer_for(client, a);
+    let h = Arc::new(Mutex::new(histogram()));
+    let elapsed = produce_all(&producer, topic, a, Some(Arc::clone(&h))).await?;
+    // Let the sampling tasks of the last batches record.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let latency = h.lock().map(|h| h.clone()).unwrap_or_else(|_| histogram());
+    Ok(Report {
+        name: "produce",
+        records: a.records,
+        bytes: a.records * a.record_size as u64,
+        elapsed,
+        latency,
+    })
+}
+
+async fn bench_consume(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::Result<Report> {
+    produce_all(&producer_for(client, a), topic, a, None).await?;
+    let mut latency = histogram();
+    let start = Instant::now();
+    let mut consumer = client
+        .consumer(topic, ConsumerConfig::default().start(StartFrom::Earliest))
+        .await?;
+    let mut group_start = Instant::now();
+    let mut n = 0u64;
+    let mut bytes = 0u64;
+    while n < a.records {
+        let Some(r) = consumer.next().await else {
+            bail!("stream ended after {n} records")
+        };
+        bytes += r?.value.len() as u64;
+        n += 1;
+        if n.is_multiple_of(a.batch.max(1)) {
+            latency.saturating_record(group_start.elapsed().as_micros() as u64);
+            group_start = Instant::now();
+        }
+    }
+    Ok(Report {
+        name: "consume",
+        records: n,
+        bytes,
+        elapsed: start.elapsed(),
+        latency,
+    })
+}
+
+async fn bench_e2e(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::Result<Report> {
+    let epoch = Instant::now();
+    let mut consumer = client
+        .consumer(topic, ConsumerConfig::default().start(StartFrom::Earliest))
+        .await?;
+    let records = a.records;
+    let reader = tokio::spawn(async move {
+        let mut latency = histogram();
+        let mut n = 0u64;
+        while n < records {
+            let Some(r) = consumer.next().await else {
+                bail!("stream ended after {n} records")
+            };
+            let r = r?;
+            let sent = u64::from_le_bytes(r.value[..8].try_into().context("short bench record")?);
+            let now = epoch.elapsed().as_micros() as u64;
+            latency.saturating_record(now.saturating_sub(sent));
+            n += 1;
+        }
+        Ok::<_, anyhow::Error>(latency)
+    });
+    let producer = client.producer(ProducerConfig {
+        linger: Duration::from_millis(1),
+        ..ProducerConfig::default()
+    });
+    let size = a.record_size.max(8);
+    let per_tick = (a.rate / 1000).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < records {
+        tick.tick().await;
+        for _ in 0..per_tick.min(records - sent) {
+            let mut v = vec![0u8; size];
+            v[..8].copy_from_slice(&(epoch.elapsed().as_micros() as u64).to_le_bytes());
+            producer.enqueue(ProducerRecord::new(topic, v)).await?;
+            sent += 1;
+        }
+    }
+    producer.flush().await?;
+    let latency = reader.await??;
+    Ok(Report {
+        name: "e2e",
+        records,
+        bytes: records * size as u64,
+        elapsed: start.elapsed(),
+        latency,
+    })
+}
+
+pub async fn run(client: &Client, cmd: BenchCommand) -> anyhow::Result<()> {
+    let a = match &cmd {
+        BenchCommand::Produce(a) | BenchCommand::Consume(a) | BenchCommand::E2e(a) => a.clone(),
+    };
+    if a.records == 0 {
+        bail!("--records must be positive");
+    }
+    let topic = fresh_topic(client, &a).await?;
+    let result = match cmd {
+        BenchCommand::Produce(_) => bench_produce(client, &a, &topic).await,
+        BenchCommand::Consume(_) => bench_consume(client, &a, &topic).await,
+        BenchCommand::E2e(_) => bench_e2e(client, &a, &topic).await,
+    };
+    let _ = client.admin().delete_topic(&topic).await;
+    result?.print(a.json);
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! `weir consume TOPIC`: print records as values or JSON lines.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::{Args, ValueEnum};
+use futures::{FutureExt, StreamExt};
+use serde_json::{Map, Value, json};
+use weir::{Client, ConsumerConfig, ConsumerRecord, StartFrom};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// One record value per line.
+    Value,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Args)]
+pub struct ConsumeArgs {
+    topic: String,
+    /// Read only this partition (default: all).
+    #[arg(long)]
+    partition: Option<u32>,
+    /// earliest | latest | OFFSET | ts:UNIX_MILLIS
+    #[arg(long, default_value = "earliest", value_parser = parse_start)]
+    from: StartFrom,
+    /// Stop after this many records.
+    #[arg(long)]
+    max: Option<u64>,
+    /// Stop after this many ms with nothing new (default: follow forever).
+    #[arg(long, value_name = "MS")]
+    idle_timeout: Option<u64>,
+    #[arg(long, value_enum, default_value = "value")]
+    format: Format,
+}
+
+fn parse_start(s: &str) -> Result<StartFrom, String> {
+    match s {
+        "earliest" => Ok(StartFrom::Earliest),
+        "latest" => Ok(StartFrom::Latest),
+        _ => {
+            if let Some(ts) = s.strip_prefix("ts:") {
+                return ts
+                    .parse()
+                    .map(StartFrom::Timestamp)
+                    .map_err(|_| format!("bad timestamp {ts:?}: want unix milliseconds"));
+            }
+            s.parse().map(StartFrom::Offset).map_err(|_| {
+                format!("want earliest, latest, an offset or ts:UNIX_MILLIS, got {s:?}")
+            })
+        }
+    }
+}
+
+/// A byte string as JSON: UTF-8 text as is, anything else base64 (flagged by `encoding`).
+fn text_or_base64(bytes: &[u8]) -> (Value, bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (Value::String(s.to_string()), false),
+        Err(_) => (
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            true,
+        ),
+    }
+}
+
+pub fn record_json(r: &ConsumerRecord) -> Value {
+    let mut obj = Map::new();
+    obj.insert("topic".into(), json!(&*r.topic));
+    obj.insert("partition".into(), json!(r.partition));
+    obj.insert("offset".into(), json!(r.offset));
+    obj.insert("timestamp".into(), json!(r.timestamp));
+    match &r.key {
+        None => {
+            obj.insert("key".into(), Value::Null);
+        }
+        Some(k) => {
+            let (v, b64) = text_or_base64(k);
+            obj.insert("key".into(), v);
+            if b64 {
+                obj.insert("key_encoding".into(), json!("base64"));
+            }
+        }
+    }
+    let (v, b64) = text_or_base64(&r.value);
+    obj.insert("value".into(), v);
+    if b64 {
+        obj.insert("value_encoding".into(), json!("base64"));
+    }
+    let mut headers = Map::new();
+    let mut encodings = Map::new();
+    for h in &r.headers {
+        let (v, b64) = text_or_base64(&h.value);
+        if b64 {
+            encodings.insert(h.key.clone(), json!("base64"));
+        }
+        headers.insert(h.key.clone(), v);
+    }
+    obj.insert("headers".into(), Value::Object(headers));
+    if !encodings.is_empty() {
+        obj.insert("header_encodings".into(), Value::Object(encodings));
+    }
+    Value::Object(obj)
+}
+
+pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
+    if args.max == Some(0) {
+        return Ok(());
+    }
+    let mut config = ConsumerConfig::default().start(args.from);
+    if let Some(p) = args.partition {
+        config = config.partitions(vec![p]);
+    }
+    let mut consumer = client.consumer(&args.topic, config).await?;
+    let idle = args.idle_timeout.map(Duration::from_millis);
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+    let mut seen: u64 = 0;
+    loop {
+        // Flush what we have before waiting, so a follower's output is never held back.
+        let next = match consumer.next().now_or_never() {
+            Some(n) => n,
+            None => {
+                out.flush().context("writing stdout")?;
+                match idle {
+                    Some(d) => match tokio::time::timeout(d, consumer.next()).await {
+                        Ok(n) => n,
+                        Err(_) => break,
+                    },
+                    None => consumer.next().await,
+                }
+            }
+        };
+        let record = match next {
+            Some(r) => r?,
+            None => bail!("the record stream ended"),
+        };
+        match args.format {
+            Format::Value => {
+                out.write_all(&record.value)?;
+                out.write_all(b"\n")?;
+            }
+            Format::Json => {
+                serde_json::to_writer(&mut out, &record_json(&record))?;
+                out.write_all(b"\n")?;
+            }
+        }
+        seen += 1;
+        if args.max.is_some_and(|m| seen >= m) {
+            break;
+        }
+    }
+    out.flush().context("writing stdout")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_positions_parse() {
+        assert_eq!(parse_start("earliest"), Ok(StartFrom::Earliest));
+        assert_eq!(parse_start("latest"), Ok(StartFrom::Latest));
+        assert_eq!(parse_start("42"), Ok(StartFrom::Offset(42)));
+        assert_eq!(
+            parse_start("ts:1700000000000"),
+            Ok(StartFrom::Timestamp(1_700_000_000_000))
+        );
+        assert!(parse_start("ts:x").is_err());
+        assert!(parse_start("-1").is_err());
+        assert!(parse_start("soon").is_err());
+    }
+}
