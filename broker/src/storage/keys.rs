@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn offset_keys_sort_by_partition_then_offset() {
-        let mut keys = vec![
+        let mut keys = [
             offset_key(
                 PartitionKey {
                     topic: 7,
@@ -186,9 +186,9 @@ mod tests {
             },
             u64::MAX,
         );
-        assert!(&start[..] <= &inside[..] && &inside[..] < &end[..]);
-        assert!(&next[..] >= &end[..]);
-        assert!(&prev[..] < &start[..]);
+        assert!(start[..] <= inside[..] && inside[..] < end[..]);
+        assert!(next[..] >= end[..]);
+        assert!(prev[..] < start[..]);
     }
 
     #[test]
