@@ -7,7 +7,8 @@ use bytes::Bytes;
 use weir_common::TopicName;
 use weir_common::batch;
 use weir_common::limits::{
-    DEFAULT_FETCH_MAX_BYTES, MAX_FETCH_MAX_BYTES, MAX_PARTITIONS, MIN_SEGMENT_BYTES,
+    DEFAULT_FETCH_MAX_BYTES, MAX_BATCH_BYTES, MAX_FETCH_MAX_BYTES, MAX_PARTITIONS,
+    MIN_SEGMENT_BYTES,
 };
 
 use crate::config::{Config, TopicDefaults};
@@ -170,6 +171,12 @@ impl Broker {
         let mut pending = Vec::with_capacity(batches.len());
         for (partition, bytes) in batches {
             t.partition(partition)?;
+            if bytes.len() > MAX_BATCH_BYTES {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "batch for partition {partition} is {} bytes; the limit is {MAX_BATCH_BYTES} bytes",
+                    bytes.len()
+                )));
+            }
             let valid = batch::validate(&bytes, self.max_record_bytes)
                 .map_err(|source| BrokerError::InvalidBatch { partition, source })?;
             pending.push((partition, PendingBatch { bytes, valid }));

@@ -225,3 +225,58 @@ async fn fetch_returns_whole_batches_within_max_bytes() {
     let (h, _) = weir_common::batch::decode(&batches[0]).unwrap();
     assert_eq!(h.base_offset, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_batches_and_requests_are_refused_with_the_limit() {
+    let broker = Broker::start();
+    let url = format!("http://{}", broker.addr);
+    let mut topics = TopicsClient::connect(url.clone()).await.unwrap();
+    let mut log = LogClient::connect(url)
+        .await
+        .unwrap()
+        .max_encoding_message_size(usize::MAX);
+    topics
+        .create_topic(pb::CreateTopicRequest {
+            name: "big".into(),
+            config: Some(pb::TopicConfig {
+                partitions: 1,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    // 17 records of 1 MiB: every record is within the record limit, the batch is not.
+    let mb = vec![1u8; 1024 * 1024 - 16];
+    let values: Vec<&[u8]> = (0..17).map(|_| &mb[..]).collect();
+    let e = code(log.produce(produce("big", 0, batch(&values))).await);
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("the limit is 16777216 bytes"),
+        "{}",
+        e.message()
+    );
+    // A request over the 64 MiB message limit is refused by the transport, naming the limit.
+    let req = pb::ProduceRequest {
+        topic: "big".into(),
+        batches: (0..5)
+            .map(|_| pb::PartitionBatch {
+                partition: 0,
+                batch: batch(&values),
+            })
+            .collect(),
+    };
+    let e = code(log.produce(req).await);
+    assert!(
+        e.message().contains("67108864"),
+        "{:?}: {}",
+        e.code(),
+        e.message()
+    );
+    // Still serving.
+    let ok = log
+        .produce(produce("big", 0, batch(&[b"small"])))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.appends[0].base_offset, 0);
+}

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use weir_common::batch::{BatchBuilder, TimestampType};
-use weir_common::limits::{DEFAULT_MAX_RECORD_BYTES, MAX_RECORDS_PER_BATCH};
+use weir_common::limits::{DEFAULT_MAX_RECORD_BYTES, MAX_BATCH_BYTES, MAX_RECORDS_PER_BATCH};
 use weir_common::partitioner::partition_for_key;
 use weir_common::record::Header;
 use weir_proto::v1 as pb;
@@ -162,7 +162,10 @@ pub struct Producer {
 }
 
 impl Producer {
-    pub(crate) fn new(client: Client, config: ProducerConfig) -> Self {
+    pub(crate) fn new(client: Client, mut config: ProducerConfig) -> Self {
+        // A batch must stay within what the broker accepts in one piece.
+        config.batch_bytes = config.batch_bytes.clamp(1, MAX_BATCH_BYTES / 2);
+        config.buffer_bytes = config.buffer_bytes.max(1);
         let (tx, rx) = mpsc::unbounded_channel();
         let config = Arc::new(config);
         let buffer = Arc::new(Semaphore::new(
