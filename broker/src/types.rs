@@ -70,10 +70,4 @@ impl SegmentMeta {
     }
 }
 
-/// Current unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use weir_common::record::now_ms;

@@ -85,20 +85,13 @@ fn producer_for(client: &Client, a: &BenchArgs) -> Producer {
 }
 
 async fn fresh_topic(client: &Client, a: &BenchArgs) -> anyhow::Result<String> {
-    let name = format!("bench-{}-{}", std::process::id(), weir_now_ms());
+    let name = format!("bench-{}-{}", std::process::id(), weir::now_ms());
     client
         .admin()
         .create_topic(NewTopic::new(&name, a.partitions).retention_ms(-1))
         .await
         .context("creating the bench topic")?;
     Ok(name)
-}
-
-fn weir_now_ms() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
 }
 
 /// Sends `records` values, sampling one latency per batch. Returns the elapsed time.

@@ -20,15 +20,27 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
+/// Bytes a record counts against the record-size limit: key + value + header names and values.
+pub fn payload_len(key: Option<&[u8]>, value: &[u8], headers: &[Header]) -> usize {
+    key.map_or(0, <[u8]>::len)
+        + value.len()
+        + headers
+            .iter()
+            .map(|h| h.key.len() + h.value.len())
+            .sum::<usize>()
+}
+
 impl Record {
-    /// Bytes the record counts against the record-size limit: key + value + headers.
+    /// See [`payload_len`].
     pub fn payload_len(&self) -> usize {
-        self.key.as_ref().map_or(0, |k| k.len())
-            + self.value.len()
-            + self
-                .headers
-                .iter()
-                .map(|h| h.key.len() + h.value.len())
-                .sum::<usize>()
+        payload_len(self.key.as_deref(), &self.value, &self.headers)
     }
+}
+
+/// Current unix time in milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

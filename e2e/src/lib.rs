@@ -3,7 +3,7 @@
 //! mocked.
 //!
 //! The binaries are looked up next to the test executable's `target/<profile>/` directory, so
-//! build them first (`cargo build --bins`; `scripts/test` does).
+//! build them first (`cargo build --workspace --all-targets`; `scripts/test` does).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} not found: build the binaries first (cargo build --bins)",
+        "{} not found: build the binaries first (cargo build --workspace --all-targets)",
         path.display()
     );
     path

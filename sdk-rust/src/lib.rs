@@ -36,4 +36,4 @@ pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, StartFrom};
 pub use error::{Error, Result};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 pub use weir_common::partitioner::partition_for_key;
-pub use weir_common::record::Header;
+pub use weir_common::record::{Header, now_ms};

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use weir_common::batch::{BatchBuilder, TimestampType};
 use weir_common::limits::{DEFAULT_MAX_RECORD_BYTES, MAX_BATCH_BYTES, MAX_RECORDS_PER_BATCH};
 use weir_common::partitioner::partition_for_key;
-use weir_common::record::Header;
+use weir_common::record::{Header, now_ms, payload_len};
 use weir_proto::v1 as pb;
 
 use crate::client::Client;
@@ -103,13 +103,7 @@ impl ProducerRecord {
     }
 
     fn payload_len(&self) -> usize {
-        self.key.as_ref().map_or(0, Bytes::len)
-            + self.value.len()
-            + self
-                .headers
-                .iter()
-                .map(|h| h.key.len() + h.value.len())
-                .sum::<usize>()
+        payload_len(self.key.as_deref(), &self.value, &self.headers)
     }
 
     fn encoded_len(&self) -> usize {
@@ -267,13 +261,6 @@ struct Accumulator {
     done_rx: mpsc::UnboundedReceiver<Done>,
     flush_waiters: Vec<oneshot::Sender<Result<()>>>,
     first_error: Option<Error>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Accumulator {
