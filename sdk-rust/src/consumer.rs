@@ -1,14 +1,20 @@
 //! The streaming consumer: a `futures::Stream` of records over the broker's server-streaming
 //! `Subscribe`. The broker pushes whole batches as they are written (bounded by `max_bytes`
 //! per push and a small queue), so the consumer never waits on a request round trip.
+//!
+//! If the stream breaks (broker restart, network), the consumer subscribes again from its
+//! positions — the next offset it has not yielded — so nothing is skipped or repeated.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
+use tokio::time::Instant;
 use tonic::Streaming;
 use weir_common::batch;
 use weir_common::limits::DEFAULT_FETCH_MAX_BYTES;
@@ -78,14 +84,56 @@ pub struct ConsumerRecord {
     pub headers: Vec<Header>,
 }
 
+/// How long a consumer keeps trying to subscribe again after its stream broke.
+pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest pause between two reconnection attempts.
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+type SubscribeFuture = Pin<Box<dyn Future<Output = Result<Streaming<pb::FetchResponse>>> + Send>>;
+
+/// Where records come from right now.
+enum Feed {
+    Open(Streaming<pb::FetchResponse>),
+    Reconnecting(SubscribeFuture),
+    Closed,
+}
+
 /// A stream of records from one topic. Records of a partition come in offset order.
 pub struct Consumer {
+    client: Client,
     topic: Arc<str>,
-    stream: Streaming<pb::FetchResponse>,
+    max_bytes: u32,
+    feed: Feed,
     buffered: VecDeque<ConsumerRecord>,
     /// Next offset to yield, per partition.
     positions: BTreeMap<u32, u64>,
-    done: bool,
+}
+
+/// Subscribes, retrying transient failures with backoff until `RECONNECT_TIMEOUT`.
+async fn subscribe_with_retry(
+    client: Client,
+    req: pb::SubscribeRequest,
+) -> Result<Streaming<pb::FetchResponse>> {
+    let deadline = Instant::now() + RECONNECT_TIMEOUT;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let err = match client.log_rpc().subscribe(req.clone()).await {
+            Ok(resp) => return Ok(resp.into_inner()),
+            Err(status) => Error::from(status),
+        };
+        if !is_transient(&err) || Instant::now() + backoff > deadline {
+            return Err(err);
+        }
+        tracing::debug!(error = %err, ?backoff, "subscribe failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+    }
+}
+
+/// Errors after which subscribing again may work (anything but a definite answer about the
+/// topic, partition or offset).
+fn is_transient(e: &Error) -> bool {
+    e.is_retriable() || matches!(e, Error::Broker(_))
 }
 
 impl Consumer {
@@ -108,12 +156,42 @@ impl Consumer {
         };
         let stream = client.log_rpc().subscribe(req).await?.into_inner();
         Ok(Self {
+            client,
             topic: Arc::from(topic),
-            stream,
+            max_bytes: config.max_bytes,
+            feed: Feed::Open(stream),
             buffered: VecDeque::new(),
             positions,
-            done: false,
         })
+    }
+
+    /// Subscribes again from the current positions (the old stream is dropped).
+    fn resubscribe(&mut self) {
+        let req = pb::SubscribeRequest {
+            topic: self.topic.to_string(),
+            positions: self
+                .positions
+                .iter()
+                .map(|(&partition, &offset)| pb::FetchPosition { partition, offset })
+                .collect(),
+            max_bytes: self.max_bytes,
+        };
+        self.feed = Feed::Reconnecting(Box::pin(subscribe_with_retry(self.client.clone(), req)));
+    }
+
+    /// Moves `partition` to `offset`: the next record yielded from it has that offset.
+    /// Records of that partition already buffered are dropped.
+    pub fn seek(&mut self, partition: u32, offset: u64) -> Result<()> {
+        let Some(pos) = self.positions.get_mut(&partition) else {
+            return Err(Error::PartitionNotFound(format!(
+                "this consumer does not read partition {partition} of {:?}",
+                self.topic
+            )));
+        };
+        *pos = offset;
+        self.buffered.retain(|r| r.partition != partition);
+        self.resubscribe();
+        Ok(())
     }
 
     /// Next offset this consumer will yield from `partition`.
@@ -189,27 +267,42 @@ impl Stream for Consumer {
             if let Some(r) = self.buffered.pop_front() {
                 return Poll::Ready(Some(Ok(r)));
             }
-            if self.done {
-                return Poll::Ready(None);
-            }
-            match Pin::new(&mut self.stream).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(resp))) => {
+            let polled = match &mut self.feed {
+                Feed::Closed => return Poll::Ready(None),
+                Feed::Reconnecting(fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(stream)) => {
+                        self.feed = Feed::Open(stream);
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.feed = Feed::Closed;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                },
+                Feed::Open(stream) => match Pin::new(stream).poll_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(polled) => polled,
+                },
+            };
+            match polled {
+                Some(Ok(resp)) => {
                     if let Err(e) = self.absorb(resp) {
-                        self.done = true;
+                        self.feed = Feed::Closed;
                         return Poll::Ready(Some(Err(e)));
                     }
                 }
-                Poll::Ready(Some(Err(status))) => {
-                    self.done = true;
-                    return Poll::Ready(Some(Err(Error::from(status))));
+                Some(Err(status)) => {
+                    let err = Error::from(status);
+                    if !is_transient(&err) {
+                        self.feed = Feed::Closed;
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                    tracing::debug!(error = %err, "record stream broke; subscribing again");
+                    self.resubscribe();
                 }
-                Poll::Ready(None) => {
-                    self.done = true;
-                    return Poll::Ready(Some(Err(Error::Unavailable(
-                        "the broker closed the stream".into(),
-                    ))));
-                }
+                // The broker ended the stream without an error: subscribe again.
+                None => self.resubscribe(),
             }
         }
     }

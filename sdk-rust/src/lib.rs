@@ -32,7 +32,7 @@ mod producer;
 
 pub use admin::{Admin, NewTopic, OffsetSpec, PartitionInfo, TopicDescription, TopicInfo};
 pub use client::{Client, DEFAULT_BROKER};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, StartFrom};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RECONNECT_TIMEOUT, StartFrom};
 pub use error::{Error, Result};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 pub use weir_common::partitioner::partition_for_key;
