@@ -93,7 +93,7 @@ type SubscribeFuture = Pin<Box<dyn Future<Output = Result<Streaming<pb::FetchRes
 
 /// Where records come from right now.
 enum Feed {
-    Open(Streaming<pb::FetchResponse>),
+    Open(Box<Streaming<pb::FetchResponse>>),
     Reconnecting(SubscribeFuture),
     Closed,
 }
@@ -159,7 +159,7 @@ impl Consumer {
             client,
             topic: Arc::from(topic),
             max_bytes: config.max_bytes,
-            feed: Feed::Open(stream),
+            feed: Feed::Open(Box::new(stream)),
             buffered: VecDeque::new(),
             positions,
         })
@@ -272,7 +272,7 @@ impl Stream for Consumer {
                 Feed::Reconnecting(fut) => match fut.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(stream)) => {
-                        self.feed = Feed::Open(stream);
+                        self.feed = Feed::Open(Box::new(stream));
                         continue;
                     }
                     Poll::Ready(Err(e)) => {
@@ -280,7 +280,7 @@ impl Stream for Consumer {
                         return Poll::Ready(Some(Err(e)));
                     }
                 },
-                Feed::Open(stream) => match Pin::new(stream).poll_next(cx) {
+                Feed::Open(stream) => match Pin::new(stream.as_mut()).poll_next(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(polled) => polled,
                 },
