@@ -1,6 +1,7 @@
 //! Pieces both ends of the wire must agree on, with no I/O and no async:
 //!
 //! - [`batch`]: the record-batch binary format (encode, validate, decode zero-copy).
+//! - [`compression`]: lz4/zstd compression of a batch's records.
 //! - [`partitioner`]: key → partition (Kafka-compatible murmur2), shared by every SDK.
 //! - [`names`]: validated topic names.
 //! - [`limits`]: the named limits checked at the edge.
@@ -9,11 +10,13 @@
 //! Architecture invariant: this crate knows nothing about gRPC, RocksDB or tokio.
 
 pub mod batch;
+pub mod compression;
 pub mod limits;
 pub mod names;
 pub mod partitioner;
 pub mod record;
 
 pub use batch::{BatchBuilder, BatchError, BatchHeader, TimestampType};
+pub use compression::Compression;
 pub use names::{NameError, TopicName};
 pub use record::{Header, Record};

@@ -29,3 +29,7 @@ pub const MAX_FETCH_MAX_BYTES: u32 = 32 * 1024 * 1024;
 
 /// Smallest segment size a topic may ask for (a smaller one would roll on every batch).
 pub const MIN_SEGMENT_BYTES: u64 = 1024;
+
+/// Most bytes the records of one compressed batch may decompress to (guards the broker and
+/// consumers against decompression bombs).
+pub const MAX_UNCOMPRESSED_BATCH_BYTES: usize = 64 * 1024 * 1024;
