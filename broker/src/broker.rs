@@ -41,6 +41,8 @@ pub enum OffsetQuery {
 
 pub struct Broker {
     store: Store,
+    /// Serialises producer-id allocation (read-increment-write of the high-water mark).
+    producer_ids: std::sync::Mutex<()>,
     topics: TopicRegistry,
     max_record_bytes: usize,
     defaults: TopicDefaults,
@@ -113,6 +115,7 @@ impl Broker {
         let topics = TopicRegistry::recover(store.clone())?;
         Ok(Arc::new(Self {
             store,
+            producer_ids: std::sync::Mutex::new(()),
             topics,
             max_record_bytes: config.max_record_bytes,
             defaults: config.topic_defaults.clone(),
@@ -153,6 +156,16 @@ impl Broker {
         let this = Arc::clone(self);
         let name = name.to_string();
         blocking(move || this.topics.delete(&name)).await
+    }
+
+    /// Hands out a producer id that was never given before (for idempotent producers).
+    pub async fn init_producer(self: &Arc<Self>) -> Result<u64, BrokerError> {
+        let this = Arc::clone(self);
+        blocking(move || {
+            let _guard = this.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(this.store.allocate_producer_id()?)
+        })
+        .await
     }
 
     /// Validates every batch, then appends each to its partition (concurrently across

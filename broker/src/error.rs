@@ -34,6 +34,12 @@ pub enum BrokerError {
         earliest: u64,
         latest: u64,
     },
+    #[error("topic {topic:?} partition {partition}: {source}")]
+    OutOfOrderSequence {
+        topic: String,
+        partition: u32,
+        source: LogError,
+    },
     #[error("broker is shutting down")]
     ShuttingDown,
     #[error("storage failure: {0}")]
@@ -64,6 +70,11 @@ impl BrokerError {
             LogError::Storage(s) => BrokerError::Storage(s),
             LogError::Closed => BrokerError::TopicNotFound(topic.to_string()),
             e @ LogError::Corrupt { .. } => BrokerError::Storage(e.to_string()),
+            e @ LogError::OutOfOrderSequence { .. } => BrokerError::OutOfOrderSequence {
+                topic: topic.to_string(),
+                partition,
+                source: e,
+            },
         }
     }
 

@@ -43,7 +43,11 @@ pub struct TopicRegistry {
     admin: Mutex<u32>,
 }
 
-fn open_topic(store: &Store, meta: TopicMeta, mut segments: Vec<Vec<SegmentMeta>>) -> Topic {
+fn open_topic(
+    store: &Store,
+    meta: TopicMeta,
+    mut segments: Vec<Vec<SegmentMeta>>,
+) -> Result<Topic, BrokerError> {
     let partitions = (0..meta.config.partitions)
         .map(|p| {
             let key = PartitionKey {
@@ -51,17 +55,19 @@ fn open_topic(store: &Store, meta: TopicMeta, mut segments: Vec<Vec<SegmentMeta>
                 partition: p,
             };
             let segs = std::mem::take(&mut segments[p as usize]);
+            let producers = store.load_producers(key)?;
             let log = Arc::new(PartitionLog::new(
                 store.clone(),
                 key,
                 meta.config.clone(),
                 segs,
+                producers,
             ));
             let appender = Appender::spawn(Arc::clone(&log));
-            Partition { log, appender }
+            Ok(Partition { log, appender })
         })
-        .collect();
-    Topic { meta, partitions }
+        .collect::<Result<_, BrokerError>>()?;
+    Ok(Topic { meta, partitions })
 }
 
 impl TopicRegistry {
@@ -91,7 +97,7 @@ impl TopicRegistry {
             tracing::info!(topic = %meta.name, partitions = meta.config.partitions, ?latest, "recovered topic");
             topics.insert(
                 meta.name.clone(),
-                Arc::new(open_topic(&store, meta, segments)),
+                Arc::new(open_topic(&store, meta, segments)?),
             );
         }
         Ok(Self {
@@ -143,7 +149,7 @@ impl TopicRegistry {
         self.store.create_topic(&meta, &first)?;
         *next_id += 1;
         let segments = vec![vec![first]; meta.config.partitions as usize];
-        let topic = Arc::new(open_topic(&self.store, meta, segments));
+        let topic = Arc::new(open_topic(&self.store, meta, segments)?);
         self.write().insert(name.to_string(), Arc::clone(&topic));
         tracing::info!(topic = %name, partitions = topic.meta.config.partitions, "created topic");
         Ok(topic)

@@ -80,7 +80,7 @@ async fn run(log: Arc<PartitionLog>, mut rx: mpsc::Receiver<AppendJob>) {
         match result {
             Ok(appended) => {
                 for (reply, a) in replies.into_iter().zip(appended) {
-                    let _ = reply.send(Ok(a));
+                    let _ = reply.send(a);
                 }
             }
             Err(e) => {

@@ -15,9 +15,10 @@
 //!   active one), so the log end offset survives retention and restarts.
 
 pub mod appender;
+pub mod producers;
 pub mod retention;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -27,6 +28,7 @@ use weir_common::batch::{self, TimestampType, ValidBatch};
 
 use crate::storage::{AppendWrite, StorageError, Store};
 use crate::types::{PartitionKey, SegmentMeta, TopicConfig};
+use producers::{PRODUCER_STATE_EXPIRY_MS, ProducerBatch, ProducerState, SeqCheck};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LogError {
@@ -42,6 +44,14 @@ pub enum LogError {
     Closed,
     #[error("stored batch at offset {offset} is corrupt: {reason}")]
     Corrupt { offset: u64, reason: String },
+    #[error(
+        "producer {producer_id} sent sequence {got} but the next expected is {expected} (an earlier batch is missing)"
+    )]
+    OutOfOrderSequence {
+        producer_id: u64,
+        expected: u32,
+        got: u32,
+    },
 }
 
 impl From<StorageError> for LogError {
@@ -84,11 +94,18 @@ pub struct ReadResult {
     pub bounds: Bounds,
 }
 
+/// What the log's lock guards.
+struct LogState {
+    segments: VecDeque<SegmentMeta>,
+    /// Idempotent producers that wrote to this partition.
+    producers: HashMap<u64, ProducerState>,
+}
+
 pub struct PartitionLog {
     key: PartitionKey,
     store: Store,
     config: TopicConfig,
-    segments: Mutex<VecDeque<SegmentMeta>>,
+    state: Mutex<LogState>,
     bounds: watch::Sender<Bounds>,
     closed: AtomicBool,
 }
@@ -105,12 +122,14 @@ fn bounds_of(segments: &VecDeque<SegmentMeta>) -> Bounds {
 }
 
 impl PartitionLog {
-    /// A log over recovered (or freshly created) segments, in offset order, at least one.
+    /// A log over recovered (or freshly created) segments, in offset order, at least one,
+    /// and the recovered idempotent-producer states.
     pub fn new(
         store: Store,
         key: PartitionKey,
         config: TopicConfig,
         segments: Vec<SegmentMeta>,
+        producers: Vec<(u64, ProducerState)>,
     ) -> Self {
         assert!(!segments.is_empty(), "a partition always has a segment");
         debug_assert!(
@@ -124,7 +143,10 @@ impl PartitionLog {
             key,
             store,
             config,
-            segments: Mutex::new(segments),
+            state: Mutex::new(LogState {
+                segments,
+                producers: producers.into_iter().collect(),
+            }),
             bounds,
             closed: AtomicBool::new(false),
         }
@@ -143,10 +165,10 @@ impl PartitionLog {
         self.bounds.subscribe()
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<SegmentMeta>> {
-        // A panic while holding this lock cannot leave the deque half-updated (mutations are
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        // A panic while holding this lock cannot leave the state half-updated (mutations are
         // applied after the write succeeded), so a poisoned lock is still consistent.
-        self.segments.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn publish(&self, segments: &VecDeque<SegmentMeta>) {
@@ -154,21 +176,55 @@ impl PartitionLog {
     }
 
     /// Appends a group of validated batches in one RocksDB write (group commit), rolling
-    /// segments as needed. Returns where each batch landed, in order.
+    /// segments as needed. Returns, in order, where each batch landed — or, for a batch of an
+    /// idempotent producer, its original placement (a retry: nothing written) or
+    /// [`LogError::OutOfOrderSequence`] (refused: nothing written). The outer error is a
+    /// failure of the whole write.
     pub fn append_group(
         &self,
         group: &[PendingBatch],
         now_ms: i64,
-    ) -> Result<Vec<Appended>, LogError> {
-        let mut segments = self.lock();
+    ) -> Result<Vec<Result<Appended, LogError>>, LogError> {
+        let mut state = self.lock();
         if self.is_closed() {
             return Err(LogError::Closed);
         }
-        let active = *segments.back().expect("a partition always has a segment");
+        let active = *state
+            .segments
+            .back()
+            .expect("a partition always has a segment");
         let mut tail: Vec<SegmentMeta> = vec![active];
         let mut write = AppendWrite::default();
+        // Producer states as this group changes them; merged after the write succeeded.
+        let mut touched: HashMap<u64, ProducerState> = HashMap::new();
         let mut out = Vec::with_capacity(group.len());
         for pending in group {
+            let header = &pending.valid.header;
+            let producer = header.producer_id;
+            if producer != 0 {
+                let known = touched
+                    .get(&producer)
+                    .or_else(|| state.producers.get(&producer));
+                match producers::check(known, header.base_sequence, header.last_sequence()) {
+                    SeqCheck::Append => {}
+                    SeqCheck::Duplicate(b) => {
+                        out.push(Ok(Appended {
+                            base_offset: b.base_offset,
+                            record_count: b.record_count,
+                            log_append_time: b.log_append_time,
+                        }));
+                        continue;
+                    }
+                    SeqCheck::OutOfOrder { expected } => {
+                        out.push(Err(LogError::OutOfOrderSequence {
+                            producer_id: producer,
+                            expected,
+                            got: header.base_sequence,
+                        }));
+                        continue;
+                    }
+                }
+            }
             let len = pending.bytes.len() as u64;
             let cur = *tail.last().expect("tail starts non-empty");
             let full = cur.size_bytes + len > self.config.segment_bytes;
@@ -184,14 +240,14 @@ impl PartitionLog {
             let base = seg.next_offset;
             let mut bytes = pending.bytes.to_vec();
             batch::set_base_offset(&mut bytes, base);
-            let (max_ts, stamp) = match pending.valid.header.timestamp_type() {
+            let (max_ts, stamp) = match header.timestamp_type() {
                 TimestampType::LogAppendTime => {
                     batch::set_log_append_time(&mut bytes, now_ms);
                     (now_ms, now_ms)
                 }
                 TimestampType::CreateTime => (pending.valid.max_timestamp, 0),
             };
-            let count = pending.valid.header.record_count;
+            let count = header.record_count;
             seg.next_offset += u64::from(count);
             seg.size_bytes += len;
             seg.max_timestamp = seg.max_timestamp.max(max_ts);
@@ -200,18 +256,38 @@ impl PartitionLog {
                 write.time_entries.push((max_ts, base));
             }
             write.batches.push((base, bytes));
-            out.push(Appended {
+            if producer != 0 {
+                let entry = touched
+                    .entry(producer)
+                    .or_insert_with(|| state.producers.get(&producer).cloned().unwrap_or_default());
+                entry.push(
+                    ProducerBatch {
+                        first_seq: header.base_sequence,
+                        last_seq: header.last_sequence(),
+                        base_offset: base,
+                        record_count: count,
+                        log_append_time: stamp,
+                    },
+                    now_ms,
+                );
+            }
+            out.push(Ok(Appended {
                 base_offset: base,
                 record_count: count,
                 log_append_time: stamp,
-            });
+            }));
+        }
+        if write.batches.is_empty() {
+            return Ok(out);
         }
         write.segments = tail.clone();
+        write.producers = touched.into_iter().collect();
         self.store.append(self.key, &write)?;
         // Durable: now make it visible.
-        segments.pop_back();
-        segments.extend(tail);
-        self.publish(&segments);
+        state.producers.extend(write.producers);
+        state.segments.pop_back();
+        state.segments.extend(tail);
+        self.publish(&state.segments);
         Ok(out)
     }
 
@@ -252,9 +328,23 @@ impl PartitionLog {
         Ok(hit.unwrap_or(bounds.latest).max(bounds.earliest))
     }
 
-    /// Applies retention now. Returns how many segments were dropped.
+    /// Applies retention now (and forgets producers idle for
+    /// [`PRODUCER_STATE_EXPIRY_MS`]). Returns how many segments were dropped.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        let mut segments = self.lock();
+        let mut state = self.lock();
+        let expired: Vec<u64> = state
+            .producers
+            .iter()
+            .filter(|(_, p)| now_ms.saturating_sub(p.last_used_ms) > PRODUCER_STATE_EXPIRY_MS)
+            .map(|(id, _)| *id)
+            .collect();
+        if !expired.is_empty() {
+            self.store.delete_producers(self.key, &expired)?;
+            for id in &expired {
+                state.producers.remove(id);
+            }
+        }
+        let segments = &mut state.segments;
         let plan = retention::plan(segments.make_contiguous(), &self.config, now_ms);
         if plan.drop_count == 0 {
             return Ok(0);
@@ -269,7 +359,7 @@ impl PartitionLog {
         let index_upto = dropped.last().map_or(-1, |s| s.running_max_timestamp);
         self.store.drop_segments(self.key, &dropped, index_upto)?;
         segments.drain(..plan.drop_count);
-        self.publish(&segments);
+        self.publish(segments);
         tracing::info!(
             topic = self.key.topic,
             partition = self.key.partition,
@@ -283,8 +373,8 @@ impl PartitionLog {
     /// Marks the log closed (its topic was deleted) and wakes every watcher, so
     /// subscriptions on it end instead of waiting forever.
     pub fn close(&self) {
-        // Under the segments lock: once this returns, no append is running or can start.
-        let _segments = self.lock();
+        // Under the log's lock: once this returns, no append is running or can start.
+        let _state = self.lock();
         self.closed.store(true, Ordering::Release);
         self.bounds.send_modify(|_| {});
     }

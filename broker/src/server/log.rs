@@ -280,4 +280,13 @@ impl pb::log_server::Log for LogService {
         }
         Ok(Response::new(pb::ListOffsetsResponse { offsets }))
     }
+
+    async fn init_producer(
+        &self,
+        _req: Request<pb::InitProducerRequest>,
+    ) -> Result<Response<pb::InitProducerResponse>, Status> {
+        let producer_id = self.broker.init_producer().await.map_err(status_of)?;
+        tracing::debug!(producer_id, "allocated producer id");
+        Ok(Response::new(pb::InitProducerResponse { producer_id }))
+    }
 }

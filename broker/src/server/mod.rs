@@ -50,6 +50,10 @@ pub fn status_of(e: BrokerError) -> Status {
         BrokerError::OffsetOutOfRange { .. } => {
             (Status::out_of_range(message), "offset_out_of_range")
         }
+        BrokerError::OutOfOrderSequence { .. } => (
+            Status::failed_precondition(message),
+            "out_of_order_sequence",
+        ),
         BrokerError::ShuttingDown => (Status::unavailable(message), "shutting_down"),
         BrokerError::Storage(_) => (Status::internal(message), "storage"),
     };

@@ -5,9 +5,12 @@
 //! records    topic u32 | partition u32 | base_offset u64              → batch bytes
 //! segments   topic u32 | partition u32 | base_offset u64              → SegmentMeta (48 B)
 //! timeindex  topic u32 | partition u32 | timestamp u64 | base_offset u64 → ()
-//! meta       "topic/" name → TopicMeta (JSON);  "next_topic_id" → u32 BE
+//! producers  topic u32 | partition u32 | producer_id u64              → ProducerState
+//! meta       "topic/" name → TopicMeta (JSON);  "next_topic_id" → u32 BE;
+//!            "next_producer_id" → u64 BE
 //! ```
 
+use crate::log::producers::{PRODUCER_DEDUPE_WINDOW, ProducerBatch, ProducerState};
 use crate::types::{PartitionKey, SegmentMeta, TopicId};
 
 pub const PARTITION_PREFIX_LEN: usize = 8;
@@ -16,6 +19,7 @@ pub const TIME_KEY_LEN: usize = 24;
 
 pub const TOPIC_META_PREFIX: &[u8] = b"topic/";
 pub const NEXT_TOPIC_ID_KEY: &[u8] = b"next_topic_id";
+pub const NEXT_PRODUCER_ID_KEY: &[u8] = b"next_producer_id";
 
 pub fn partition_prefix(pk: PartitionKey) -> [u8; PARTITION_PREFIX_LEN] {
     let mut k = [0u8; PARTITION_PREFIX_LEN];
@@ -106,6 +110,50 @@ pub fn decode_segment(v: &[u8]) -> Option<SegmentMeta> {
         created_ms: u(24) as i64,
         max_timestamp: u(32) as i64,
         running_max_timestamp: u(40) as i64,
+    })
+}
+
+const PRODUCER_BATCH_LEN: usize = 28;
+
+/// `last_used_ms i64 LE`, then per remembered batch (oldest first): first_seq u32, last_seq
+/// u32, base_offset u64, record_count u32, log_append_time i64 (all LE).
+pub fn encode_producer(s: &ProducerState) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + s.recent.len() * PRODUCER_BATCH_LEN);
+    v.extend_from_slice(&s.last_used_ms.to_le_bytes());
+    for b in &s.recent {
+        v.extend_from_slice(&b.first_seq.to_le_bytes());
+        v.extend_from_slice(&b.last_seq.to_le_bytes());
+        v.extend_from_slice(&b.base_offset.to_le_bytes());
+        v.extend_from_slice(&b.record_count.to_le_bytes());
+        v.extend_from_slice(&b.log_append_time.to_le_bytes());
+    }
+    v
+}
+
+pub fn decode_producer(v: &[u8]) -> Option<ProducerState> {
+    let (head, rest) = v.split_at_checked(8)?;
+    if rest.len() % PRODUCER_BATCH_LEN != 0
+        || rest.len() / PRODUCER_BATCH_LEN > PRODUCER_DEDUPE_WINDOW
+    {
+        return None;
+    }
+    let u32_at =
+        |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or_default());
+    let u64_at =
+        |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+    let recent = rest
+        .chunks_exact(PRODUCER_BATCH_LEN)
+        .map(|b| ProducerBatch {
+            first_seq: u32_at(b, 0),
+            last_seq: u32_at(b, 4),
+            base_offset: u64_at(b, 8),
+            record_count: u32_at(b, 16),
+            log_append_time: u64_at(b, 20) as i64,
+        })
+        .collect();
+    Some(ProducerState {
+        recent,
+        last_used_ms: u64_at(head, 0) as i64,
     })
 }
 
@@ -203,5 +251,25 @@ mod tests {
         };
         assert_eq!(decode_segment(&encode_segment(&s)), Some(s));
         assert_eq!(decode_segment(&[0u8; 3]), None);
+    }
+
+    #[test]
+    fn producer_state_round_trips() {
+        let mut s = ProducerState::default();
+        for i in 0..7u32 {
+            s.push(
+                ProducerBatch {
+                    first_seq: i * 3,
+                    last_seq: i * 3 + 2,
+                    base_offset: u64::from(i) << 40,
+                    record_count: 3,
+                    log_append_time: -i64::from(i),
+                },
+                1_700_000_000_000 + i64::from(i),
+            );
+        }
+        assert_eq!(decode_producer(&encode_producer(&s)), Some(s));
+        assert_eq!(decode_producer(&[1, 2, 3]), None);
+        assert_eq!(decode_producer(&[0; 8 + 27]), None);
     }
 }

@@ -16,14 +16,16 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
+use crate::log::producers::ProducerState;
 use crate::types::{PartitionKey, SegmentMeta, TopicId, TopicMeta};
 use keys::*;
 
 const CF_RECORDS: &str = "records";
 const CF_SEGMENTS: &str = "segments";
 const CF_TIMEINDEX: &str = "timeindex";
+const CF_PRODUCERS: &str = "producers";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 4] = [CF_RECORDS, CF_SEGMENTS, CF_TIMEINDEX, CF_META];
+const COLUMN_FAMILIES: [&str; 5] = [CF_RECORDS, CF_SEGMENTS, CF_TIMEINDEX, CF_PRODUCERS, CF_META];
 
 /// Memtable size of the records column family: big enough that a burst of produce traffic
 /// is absorbed without stalling on flushes.
@@ -48,12 +50,14 @@ pub enum SyncMode {
     Never,
 }
 
-/// One atomic append to a partition: record batches, touched segments, time-index entries.
+/// One atomic append to a partition: record batches, touched segments, time-index entries
+/// and the new state of the idempotent producers that wrote.
 #[derive(Debug, Default)]
 pub struct AppendWrite {
     pub batches: Vec<(u64, Vec<u8>)>,
     pub segments: Vec<SegmentMeta>,
     pub time_entries: Vec<(i64, u64)>,
+    pub producers: Vec<(u64, ProducerState)>,
 }
 
 /// The broker's database handle. Cheap to clone.
@@ -181,7 +185,7 @@ impl Store {
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.cf(CF_META), topic_meta_key(&meta.name));
         let (start, end) = topic_range(meta.id);
-        for cf in [CF_RECORDS, CF_SEGMENTS, CF_TIMEINDEX] {
+        for cf in [CF_RECORDS, CF_SEGMENTS, CF_TIMEINDEX, CF_PRODUCERS] {
             wb.delete_range_cf(self.cf(cf), start, end);
         }
         self.write(wb)
@@ -228,7 +232,66 @@ impl Store {
         for (ts, base) in &w.time_entries {
             wb.put_cf(index, time_key(pk, *ts as u64, *base), []);
         }
+        let producers = self.cf(CF_PRODUCERS);
+        for (id, state) in &w.producers {
+            wb.put_cf(producers, offset_key(pk, *id), encode_producer(state));
+        }
         self.write(wb)
+    }
+
+    /// Every idempotent producer's state on a partition.
+    pub fn load_producers(
+        &self,
+        pk: PartitionKey,
+    ) -> Result<Vec<(u64, ProducerState)>, StorageError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(offset_key(pk, u64::MAX).to_vec());
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_PRODUCERS),
+            ro,
+            IteratorMode::From(&offset_key(pk, 0), Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            let corrupt = || StorageError::Corrupt {
+                key: format!("producers/{k:?}"),
+                reason: "bad producer state".into(),
+            };
+            let id = decode_offset_key(pk, &k).ok_or_else(corrupt)?;
+            out.push((id, decode_producer(&v).ok_or_else(corrupt)?));
+        }
+        Ok(out)
+    }
+
+    /// Forgets expired producers of a partition.
+    pub fn delete_producers(&self, pk: PartitionKey, ids: &[u64]) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        for id in ids {
+            wb.delete_cf(self.cf(CF_PRODUCERS), offset_key(pk, *id));
+        }
+        self.write(wb)
+    }
+
+    /// Reserves the next producer id (never handed out twice, even across crashes: the new
+    /// high-water mark is fsynced before the id is returned).
+    pub fn allocate_producer_id(&self) -> Result<u64, StorageError> {
+        let cf = self.cf(CF_META);
+        let next = match self.db.get_cf(cf, NEXT_PRODUCER_ID_KEY)? {
+            None => 1,
+            Some(v) => {
+                u64::from_be_bytes(v.as_slice().try_into().map_err(|_| StorageError::Corrupt {
+                    key: "next_producer_id".into(),
+                    reason: format!("{} bytes, want 8", v.len()),
+                })?)
+            }
+        };
+        let mut wb = WriteBatch::default();
+        wb.put_cf(cf, NEXT_PRODUCER_ID_KEY, (next + 1).to_be_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(next)
     }
 
     /// Writes a new empty segment (a roll without data, before retention drops the old one).
