@@ -175,6 +175,18 @@ impl Broker {
         topic: &str,
         batches: Vec<(u32, Bytes)>,
     ) -> Result<Vec<(u32, Appended)>, BrokerError> {
+        self.submit(topic, batches).await?.await
+    }
+
+    /// Validates every batch and queues each on its partition's appender, in order; returns
+    /// a future of where they landed. Requests submitted one after another are appended in
+    /// that order (the pipelined produce stream relies on it).
+    pub async fn submit(
+        &self,
+        topic: &str,
+        batches: Vec<(u32, Bytes)>,
+    ) -> Result<impl Future<Output = Result<Vec<(u32, Appended)>, BrokerError>> + use<>, BrokerError>
+    {
         let t = self.topics.get(topic)?;
         if batches.is_empty() {
             return Err(BrokerError::InvalidArgument(
@@ -194,18 +206,26 @@ impl Broker {
                 .map_err(|source| BrokerError::InvalidBatch { partition, source })?;
             pending.push((partition, PendingBatch { bytes, valid }));
         }
-        let appends = pending.into_iter().map(|(partition, batch)| {
-            let t = Arc::clone(&t);
-            async move {
-                let appender = &t.partition(partition)?.appender;
-                let a = appender
-                    .append(batch)
+        let mut queued = Vec::with_capacity(pending.len());
+        for (partition, batch) in pending {
+            let appender = &t.partition(partition)?.appender;
+            let reply = appender
+                .submit(batch)
+                .await
+                .map_err(|e| BrokerError::from_append(e, topic, partition))?;
+            queued.push((partition, reply));
+        }
+        let name = t.meta.name.clone();
+        Ok(async move {
+            let mut out = Vec::with_capacity(queued.len());
+            for (partition, reply) in queued {
+                let a = reply
                     .await
-                    .map_err(|e| BrokerError::from_append(e, topic, partition))?;
-                Ok::<_, BrokerError>((partition, a))
+                    .map_err(|e| BrokerError::from_append(e, &name, partition))?;
+                out.push((partition, a));
             }
-        });
-        futures::future::try_join_all(appends).await
+            Ok(out)
+        })
     }
 
     /// Clamps a client's `max_bytes` (0 = default) to the broker's limits.

@@ -33,3 +33,7 @@ pub const MIN_SEGMENT_BYTES: u64 = 1024;
 /// Most bytes the records of one compressed batch may decompress to (guards the broker and
 /// consumers against decompression bombs).
 pub const MAX_UNCOMPRESSED_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// Most batches an idempotent producer may have unacknowledged per partition. The broker
+/// remembers exactly this many of a producer's last batches per partition to recognise retries.
+pub const MAX_IN_FLIGHT_BATCHES_PER_PARTITION: usize = 5;

@@ -19,6 +19,10 @@ pub enum Error {
         earliest: u64,
         latest: u64,
     },
+    /// An idempotent producer's batch arrived before an earlier one of the same partition; the
+    /// producer retries it (callers see this only if retries run out).
+    #[error("{0}")]
+    OutOfOrderSequence(String),
     /// The broker cannot be reached or is shutting down: retry later.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
@@ -56,6 +60,7 @@ impl From<Status> for Error {
             ("topic_not_found", _) => Error::TopicNotFound(message),
             ("partition_not_found", _) => Error::PartitionNotFound(message),
             ("topic_exists", _) | (_, Code::AlreadyExists) => Error::TopicExists(message),
+            ("out_of_order_sequence", _) => Error::OutOfOrderSequence(message),
             ("offset_out_of_range", _) => Error::OffsetOutOfRange {
                 message,
                 earliest: num("weir-earliest"),
@@ -75,7 +80,10 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            Error::Unavailable(_) | Error::Timeout(_) | Error::Connect { .. }
+            Error::Unavailable(_)
+                | Error::Timeout(_)
+                | Error::Connect { .. }
+                | Error::OutOfOrderSequence(_)
         )
     }
 }

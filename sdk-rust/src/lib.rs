@@ -35,5 +35,6 @@ pub use client::{Client, DEFAULT_BROKER};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RECONNECT_TIMEOUT, StartFrom};
 pub use error::{Error, Result};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+pub use weir_common::Compression;
 pub use weir_common::partitioner::partition_for_key;
 pub use weir_common::record::{Header, now_ms};

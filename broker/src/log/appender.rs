@@ -46,12 +46,21 @@ impl Appender {
 
     /// Queues a batch and waits until it is durable.
     pub async fn append(&self, batch: PendingBatch) -> Result<Appended, AppendError> {
+        self.submit(batch).await?.await
+    }
+
+    /// Queues a batch (waiting while the queue is full) and returns a future of its append.
+    /// Batches are appended in the order they were queued.
+    pub async fn submit(
+        &self,
+        batch: PendingBatch,
+    ) -> Result<impl Future<Output = Result<Appended, AppendError>> + use<>, AppendError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(AppendJob { batch, reply })
             .await
             .map_err(|_| AppendError::Closed)?;
-        Ok(rx.await.map_err(|_| AppendError::Closed)??)
+        Ok(async move { Ok(rx.await.map_err(|_| AppendError::Closed)??) })
     }
 }
 

@@ -11,9 +11,9 @@
 
 use std::collections::VecDeque;
 
-/// How many of a producer's last batches are remembered per partition. A producer may have at
-/// most this many batches per partition unacknowledged (in flight or being retried).
-pub const PRODUCER_DEDUPE_WINDOW: usize = 5;
+/// How many of a producer's last batches are remembered per partition: as many as a producer
+/// may have unacknowledged there (in flight or being retried).
+pub const PRODUCER_DEDUPE_WINDOW: usize = weir_common::limits::MAX_IN_FLIGHT_BATCHES_PER_PARTITION;
 
 /// A producer's state is dropped after this long without a write to the partition (Kafka's
 /// `producer.id.expiration.ms` idea; longer than the default retention of a week).

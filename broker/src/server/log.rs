@@ -19,6 +19,100 @@ use crate::topics::Topic;
 /// Responses a subscription may have queued for a slow client before it stops reading.
 const SUBSCRIPTION_QUEUE_DEPTH: usize = 4;
 
+/// Requests of one produce stream being appended at once; beyond this the broker stops
+/// reading the stream (HTTP/2 flow control then holds the producer back).
+pub const PRODUCE_STREAM_MAX_PENDING: usize = 128;
+
+/// The per-request error of a produce stream: the status a unary call would have returned.
+fn request_error(e: BrokerError) -> pb::RequestError {
+    let status = status_of(e);
+    pb::RequestError {
+        code: status.code() as i32,
+        message: status.message().to_string(),
+        kind: status
+            .metadata()
+            .get(super::ERROR_KIND_KEY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+fn appends_of(appended: Vec<(u32, crate::log::Appended)>) -> Vec<pb::PartitionAppend> {
+    appended
+        .into_iter()
+        .map(|(partition, a)| pb::PartitionAppend {
+            partition,
+            base_offset: a.base_offset,
+            record_count: a.record_count,
+            log_append_time: a.log_append_time,
+        })
+        .collect()
+}
+
+/// Reads a produce stream in order, queueing each request's batches on their appenders before
+/// reading the next (so order on the stream is order in the log), and answers each request as
+/// its appends complete.
+async fn run_produce_stream(
+    broker: Arc<Broker>,
+    mut inbound: tonic::Streaming<pb::ProduceStreamRequest>,
+    out: mpsc::Sender<Result<pb::ProduceStreamResponse, Status>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use futures::StreamExt;
+    use futures::stream::FuturesUnordered;
+    let mut pending = FuturesUnordered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            msg = inbound.message(), if reading && pending.len() < PRODUCE_STREAM_MAX_PENDING => {
+                match msg {
+                    Ok(Some(req)) => {
+                        let id = req.request_id;
+                        let batches = req.batches.into_iter().map(|b| (b.partition, b.batch)).collect();
+                        match broker.submit(&req.topic, batches).await {
+                            Ok(done) => pending.push(async move { (id, done.await) }),
+                            Err(e) => {
+                                let resp = pb::ProduceStreamResponse {
+                                    request_id: id,
+                                    appends: Vec::new(),
+                                    error: Some(request_error(e)),
+                                };
+                                if out.send(Ok(resp)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    // The client finished sending (or went away): answer what is pending.
+                    Ok(None) | Err(_) => reading = false,
+                }
+            }
+            // Shutting down: take no more requests, answer the pending ones, end the stream
+            // (the producer retries on a new one).
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if reading => reading = false,
+            Some((id, result)) = pending.next() => {
+                let resp = match result {
+                    Ok(appended) => pb::ProduceStreamResponse {
+                        request_id: id,
+                        appends: appends_of(appended),
+                        error: None,
+                    },
+                    Err(e) => pb::ProduceStreamResponse {
+                        request_id: id,
+                        appends: Vec::new(),
+                        error: Some(request_error(e)),
+                    },
+                };
+                if out.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+            else => return,
+        }
+    }
+}
+
 pub struct LogService {
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
@@ -179,16 +273,29 @@ impl pb::log_server::Log for LogService {
             .instrument(span)
             .await
             .map_err(status_of)?;
-        let appends = appended
-            .into_iter()
-            .map(|(partition, a)| pb::PartitionAppend {
-                partition,
-                base_offset: a.base_offset,
-                record_count: a.record_count,
-                log_append_time: a.log_append_time,
-            })
-            .collect();
-        Ok(Response::new(pb::ProduceResponse { appends }))
+        Ok(Response::new(pb::ProduceResponse {
+            appends: appends_of(appended),
+        }))
+    }
+
+    type ProduceStreamStream = ReceiverStream<Result<pb::ProduceStreamResponse, Status>>;
+
+    async fn produce_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::ProduceStreamRequest>>,
+    ) -> Result<Response<Self::ProduceStreamStream>, Status> {
+        let (tx, rx) = mpsc::channel(PRODUCE_STREAM_MAX_PENDING);
+        let span = tracing::debug_span!("produce_stream");
+        tokio::spawn(
+            run_produce_stream(
+                Arc::clone(&self.broker),
+                req.into_inner(),
+                tx,
+                self.shutdown.clone(),
+            )
+            .instrument(span),
+        );
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn fetch(
