@@ -9,7 +9,10 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use weir::{Client, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord, StartFrom};
+use weir::{
+    Client, Compression, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
+    StartFrom,
+};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -36,6 +39,9 @@ pub struct BenchArgs {
     /// Target records/s for e2e.
     #[arg(long, default_value_t = 100_000)]
     rate: u64,
+    /// Compress each batch: none, lz4 or zstd.
+    #[arg(long, default_value_t = Compression::None)]
+    compression: Compression,
     /// One JSON object instead of a sentence.
     #[arg(long)]
     json: bool,
@@ -80,6 +86,7 @@ fn producer_for(client: &Client, a: &BenchArgs) -> Producer {
     let per_record = a.record_size + 8;
     client.producer(ProducerConfig {
         batch_bytes: (a.batch.max(1) as usize * per_record).max(1024),
+        compression: a.compression,
         ..ProducerConfig::default()
     })
 }

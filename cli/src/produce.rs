@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use weir::{Client, Header, ProducerConfig, ProducerRecord};
+use weir::{Client, Compression, Header, ProducerConfig, ProducerRecord};
 
 /// Read buffer for stdin: big enough that a million short lines take a few reads.
 const STDIN_BUFFER_BYTES: usize = 1024 * 1024;
@@ -21,6 +21,9 @@ pub struct ProduceArgs {
     /// Header added to every record (repeatable).
     #[arg(long = "header", value_name = "K=V")]
     headers: Vec<String>,
+    /// Compress each batch: none, lz4 or zstd.
+    #[arg(long, default_value_t = Compression::None)]
+    compression: Compression,
 }
 
 fn parse_headers(raw: &[String]) -> anyhow::Result<Vec<Header>> {
@@ -61,7 +64,10 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
             desc.topic.partitions
         );
     }
-    let producer = client.producer(ProducerConfig::default());
+    let producer = client.producer(ProducerConfig {
+        compression: args.compression,
+        ..ProducerConfig::default()
+    });
     let mut stdin = BufReader::with_capacity(STDIN_BUFFER_BYTES, tokio::io::stdin());
     let mut line = Vec::new();
     let mut count: u64 = 0;
