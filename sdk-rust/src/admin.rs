@@ -8,17 +8,22 @@ use crate::error::Result;
 /// Settings for a new topic; unset fields take the broker's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTopic {
+    /// Topic name: 1-249 of `[A-Za-z0-9._-]`.
     pub name: String,
+    /// Number of partitions, 1..=10000.
     pub partitions: u32,
     /// -1: keep forever.
     pub retention_ms: Option<i64>,
     /// -1: no size limit.
     pub retention_bytes: Option<i64>,
+    /// Roll a new segment once the active one holds this many bytes.
     pub segment_bytes: Option<u64>,
+    /// Roll a new segment once the active one is this old.
     pub segment_ms: Option<i64>,
 }
 
 impl NewTopic {
+    /// A topic with `partitions` partitions and the broker's default settings.
     pub fn new(name: impl Into<String>, partitions: u32) -> Self {
         Self {
             name: name.into(),
@@ -30,21 +35,25 @@ impl NewTopic {
         }
     }
 
+    /// Drop segments whose newest record is older than this (-1: keep forever).
     pub fn retention_ms(mut self, ms: i64) -> Self {
         self.retention_ms = Some(ms);
         self
     }
 
+    /// Drop the oldest segments while a partition is bigger than this (-1: no limit).
     pub fn retention_bytes(mut self, bytes: i64) -> Self {
         self.retention_bytes = Some(bytes);
         self
     }
 
+    /// Segment size at which a partition rolls to a new segment.
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = Some(bytes);
         self
     }
 
+    /// Segment age at which a partition rolls to a new segment.
     pub fn segment_ms(mut self, ms: i64) -> Self {
         self.segment_ms = Some(ms);
         self
@@ -54,38 +63,50 @@ impl NewTopic {
 /// A topic's effective settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
+    /// Topic name.
     pub name: String,
+    /// Number of partitions.
     pub partitions: u32,
     /// `None`: kept forever.
     pub retention_ms: Option<i64>,
     /// `None`: no size limit.
     pub retention_bytes: Option<u64>,
+    /// Segment size that triggers a roll.
     pub segment_bytes: u64,
+    /// Segment age that triggers a roll.
     pub segment_ms: i64,
 }
 
 /// One partition's offsets and size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionInfo {
+    /// Partition number.
     pub partition: u32,
     /// Oldest offset still kept.
     pub earliest_offset: u64,
     /// Next offset to be written.
     pub latest_offset: u64,
+    /// Bytes of record batches kept.
     pub size_bytes: u64,
+    /// Segments kept (the active one included).
     pub segments: u32,
 }
 
+/// A topic's settings and the state of each partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDescription {
+    /// Effective settings.
     pub topic: TopicInfo,
+    /// Offsets and sizes, by partition number.
     pub partitions: Vec<PartitionInfo>,
 }
 
 /// Which offset [`Admin::list_offset`] looks up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
+    /// The oldest offset still kept.
     Earliest,
+    /// The next offset to be written.
     Latest,
     /// First offset whose timestamp is `>=` this (unix ms); the latest offset if none.
     Timestamp(i64),
@@ -127,6 +148,8 @@ impl Admin {
         Self { client }
     }
 
+    /// Creates a topic. Fails with [`Error::TopicExists`](crate::Error::TopicExists) or
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicInfo> {
         let req = pb::CreateTopicRequest {
             name: topic.name,
@@ -158,6 +181,7 @@ impl Admin {
         Ok(resp.topics.into_iter().map(info_of).collect())
     }
 
+    /// A topic's settings and per-partition offsets and sizes.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         let req = pb::DescribeTopicRequest {
             name: name.to_string(),
@@ -185,6 +209,7 @@ impl Admin {
         })
     }
 
+    /// Deletes a topic and all its records; its subscriptions end.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let req = pb::DeleteTopicRequest {
             name: name.to_string(),

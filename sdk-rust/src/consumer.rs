@@ -44,6 +44,7 @@ pub enum StartFrom {
 pub struct ConsumerConfig {
     /// Partitions to read; `None`: all of them.
     pub partitions: Option<Vec<u32>>,
+    /// Where reading starts in each partition (default: earliest).
     pub start: StartFrom,
     /// Most bytes the broker pushes at once (prefetch is a few of these).
     pub max_bytes: u32,
@@ -60,11 +61,13 @@ impl Default for ConsumerConfig {
 }
 
 impl ConsumerConfig {
+    /// Sets where reading starts.
     pub fn start(mut self, start: StartFrom) -> Self {
         self.start = start;
         self
     }
 
+    /// Reads only these partitions.
     pub fn partitions(mut self, partitions: Vec<u32>) -> Self {
         self.partitions = Some(partitions);
         self
@@ -74,13 +77,19 @@ impl ConsumerConfig {
 /// A consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
+    /// Topic it was read from.
     pub topic: Arc<str>,
+    /// Partition it was read from.
     pub partition: u32,
+    /// Its offset in the partition.
     pub offset: u64,
     /// Unix ms.
     pub timestamp: i64,
+    /// Key, if the record has one.
     pub key: Option<Bytes>,
+    /// Payload.
     pub value: Bytes,
+    /// Headers, in the order they were produced.
     pub headers: Vec<Header>,
 }
 

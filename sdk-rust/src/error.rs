@@ -5,18 +5,29 @@ use tonic::{Code, Status};
 /// Everything that can go wrong talking to Weir.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
+    /// The topic does not exist (the broker's message names it).
     #[error("{0}")]
     TopicNotFound(String),
+    /// A topic of that name already exists.
     #[error("{0}")]
     TopicExists(String),
+    /// The topic has no such partition.
     #[error("{0}")]
     PartitionNotFound(String),
+    /// The request broke a rule or a limit; the message says which. Not retriable.
     #[error("{message}")]
-    InvalidArgument { message: String },
+    InvalidArgument {
+        /// What was wrong, with the limit where one applies.
+        message: String,
+    },
+    /// The offset asked for is not kept (any more, or yet).
     #[error("{message}")]
     OffsetOutOfRange {
+        /// The broker's explanation.
         message: String,
+        /// Oldest offset kept in that partition.
         earliest: u64,
+        /// Next offset to be written in that partition.
         latest: u64,
     },
     /// An idempotent producer's batch arrived before an earlier one of the same partition; the
@@ -26,19 +37,29 @@ pub enum Error {
     /// The broker cannot be reached or is shutting down: retry later.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// No broker could be reached at `addr`.
     #[error("cannot connect to {addr}: {message}")]
-    Connect { addr: String, message: String },
+    Connect {
+        /// The address tried.
+        addr: String,
+        /// Why it failed.
+        message: String,
+    },
+    /// A request (or, for a produced record, its delivery with retries) took too long.
     #[error("request timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// The producer was closed before the record could be sent.
     #[error("the producer is closed")]
     ProducerClosed,
     /// The broker sent something this client cannot decode.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// Any other failure the broker reported (e.g. a storage error).
     #[error("broker error: {0}")]
     Broker(String),
 }
 
+/// `Result` with the SDK's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<Status> for Error {
