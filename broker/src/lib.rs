@@ -14,6 +14,7 @@
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod groups;
 pub mod log;
 pub mod server;
 pub mod storage;
