@@ -82,6 +82,9 @@ impl From<Status> for Error {
             ("partition_not_found", _) => Error::PartitionNotFound(message),
             ("topic_exists", _) | (_, Code::AlreadyExists) => Error::TopicExists(message),
             ("out_of_order_sequence", _) => Error::OutOfOrderSequence(message),
+            // The broker names the kind of every error it raises; these codes without a kind
+            // come from the transport (a connection or stream broken mid-call): retriable.
+            ("", Code::Unknown | Code::Internal | Code::Aborted) => Error::Unavailable(message),
             ("offset_out_of_range", _) => Error::OffsetOutOfRange {
                 message,
                 earliest: num("weir-earliest"),
