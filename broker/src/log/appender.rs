@@ -44,11 +44,6 @@ impl Appender {
         Self { tx }
     }
 
-    /// Queues a batch and waits until it is durable.
-    pub async fn append(&self, batch: PendingBatch) -> Result<Appended, AppendError> {
-        self.submit(batch).await?.await
-    }
-
     /// Queues a batch (waiting while the queue is full) and returns a future of its append.
     /// Batches are appended in the order they were queued.
     pub async fn submit(

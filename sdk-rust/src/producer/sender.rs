@@ -528,13 +528,21 @@ impl Sender {
 
     fn pump_partition(&mut self, i: usize) {
         let now = Instant::now();
-        // Batches not in flight that ran out of time fail here (in flight ones on reply).
-        while let Some(pos) = self.parts[i].queue.iter().position(|b| {
-            matches!(b.state, State::Ready | State::Backoff(_))
-                && now >= b.created + self.config.delivery_timeout
-        }) {
-            let e = Error::Timeout(self.config.delivery_timeout);
-            self.fail(i, pos, e);
+        // Batches not in flight that ran out of time fail here (in flight ones on reply). The
+        // queue is in seal order, so the scan stops at the first batch still in time.
+        let timeout = self.config.delivery_timeout;
+        let mut pos = 0;
+        while let Some(b) = self.parts[i].queue.get(pos) {
+            if now < b.created + timeout {
+                break;
+            }
+            if matches!(b.state, State::Ready | State::Backoff(_)) {
+                self.fail(i, pos, Error::Timeout(timeout));
+                // `fail` may also pop acknowledged batches off the front: rescan from there.
+                pos = 0;
+            } else {
+                pos += 1;
+            }
         }
         let p = &mut self.parts[i];
         if p.resetting {
