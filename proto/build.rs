@@ -1,6 +1,10 @@
 //! Generates the weir.v1 types and tonic services from `weir/v1/*.proto` (needs `protoc`).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["weir/v1/topics.proto", "weir/v1/log.proto"];
+    let protos = [
+        "weir/v1/topics.proto",
+        "weir/v1/log.proto",
+        "weir/v1/groups.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -13,6 +13,10 @@ use weir_common::limits::{
 
 use crate::config::{Config, TopicDefaults};
 use crate::error::BrokerError;
+use crate::groups::{
+    CommitArgs, CommittedView, GroupCoordinator, GroupSummary, GroupView, Heartbeat, HeartbeatArgs,
+    ResetTo,
+};
 use crate::log::{Appended, Bounds, PendingBatch, ReadResult};
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
@@ -44,6 +48,7 @@ pub struct Broker {
     /// Serialises producer-id allocation (read-increment-write of the high-water mark).
     producer_ids: std::sync::Mutex<()>,
     topics: TopicRegistry,
+    groups: GroupCoordinator,
     max_record_bytes: usize,
     defaults: TopicDefaults,
 }
@@ -113,10 +118,12 @@ impl Broker {
         })?;
         let store = Store::open(&config.data_dir.join("db"), config.fsync.sync_mode())?;
         let topics = TopicRegistry::recover(store.clone())?;
+        let groups = GroupCoordinator::recover(store.clone(), &topics)?;
         Ok(Arc::new(Self {
             store,
             producer_ids: std::sync::Mutex::new(()),
             topics,
+            groups,
             max_record_bytes: config.max_record_bytes,
             defaults: config.topic_defaults.clone(),
         }))
@@ -155,7 +162,11 @@ impl Broker {
     pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
         let this = Arc::clone(self);
         let name = name.to_string();
-        blocking(move || this.topics.delete(&name)).await
+        blocking(move || {
+            let id = this.topics.delete(&name)?;
+            this.groups.forget_topic(&name, id)
+        })
+        .await
     }
 
     /// Hands out a producer id that was never given before (for idempotent producers).
@@ -275,6 +286,73 @@ impl Broker {
                 Ok((off, bounds))
             }
         }
+    }
+
+    // ---- consumer groups ------------------------------------------------------------------
+
+    /// Join, heartbeat or leave a group (in memory: no blocking work).
+    pub fn group_heartbeat(&self, args: HeartbeatArgs) -> Result<Option<Heartbeat>, BrokerError> {
+        self.groups
+            .heartbeat(args, &self.topics, std::time::Instant::now())
+    }
+
+    /// Removes group members whose session or rebalance timeout passed.
+    pub fn expire_group_members(&self) {
+        self.groups.expire(&self.topics, std::time::Instant::now());
+    }
+
+    /// The coordinator (for subscriptions that check ownership).
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
+    pub async fn commit_offsets(
+        self: &Arc<Self>,
+        group: String,
+        member_id: String,
+        member_epoch: i64,
+        offsets: Vec<CommitArgs>,
+    ) -> Result<(), BrokerError> {
+        let this = Arc::clone(self);
+        blocking(move || {
+            this.groups
+                .commit(&group, &member_id, member_epoch, offsets, &this.topics)
+        })
+        .await
+    }
+
+    pub fn fetch_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[u32],
+    ) -> Result<Vec<CommittedView>, BrokerError> {
+        self.groups
+            .fetch_offsets(group, topic, partitions, &self.topics)
+    }
+
+    pub fn list_groups(&self) -> Vec<GroupSummary> {
+        self.groups.list()
+    }
+
+    pub fn describe_group(&self, group: &str) -> Result<GroupView, BrokerError> {
+        self.groups
+            .describe(group, &self.topics, std::time::Instant::now())
+    }
+
+    pub async fn reset_group(
+        self: &Arc<Self>,
+        group: String,
+        topic: String,
+        to: ResetTo,
+    ) -> Result<Vec<(u32, u64)>, BrokerError> {
+        let this = Arc::clone(self);
+        blocking(move || this.groups.reset(&group, &topic, to, &this.topics)).await
+    }
+
+    pub async fn delete_group(self: &Arc<Self>, group: String) -> Result<(), BrokerError> {
+        let this = Arc::clone(self);
+        blocking(move || this.groups.delete(&group, &this.topics)).await
     }
 
     /// One retention pass over every partition (blocking).

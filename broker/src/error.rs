@@ -40,6 +40,28 @@ pub enum BrokerError {
         partition: u32,
         source: LogError,
     },
+    #[error("consumer group {0:?} does not exist")]
+    GroupNotFound(String),
+    #[error(
+        "group {group:?} has no member {member:?} (it left or its session expired): join again"
+    )]
+    UnknownMember { group: String, member: String },
+    #[error("group {group:?} member {member:?}: epoch {epoch} is stale (current {current})")]
+    StaleMemberEpoch {
+        group: String,
+        member: String,
+        epoch: i64,
+        current: i64,
+    },
+    #[error("group {group:?} member {member:?} does not own topic {topic:?} partition {partition}")]
+    NotPartitionOwner {
+        group: String,
+        member: String,
+        topic: String,
+        partition: u32,
+    },
+    #[error("group {group:?} has {members} live member(s); stop them first")]
+    GroupNotEmpty { group: String, members: usize },
     #[error("broker is shutting down")]
     ShuttingDown,
     #[error("storage failure: {0}")]

@@ -77,7 +77,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Retention and (for `--fsync interval`) the periodic WAL fsync.
+/// How often the broker looks for group members whose session expired.
+const GROUP_EXPIRY_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Retention, group-member expiry and (for `--fsync interval`) the periodic WAL fsync.
 fn spawn_background(broker: &Arc<Broker>, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let b = Arc::clone(broker);
@@ -89,6 +92,15 @@ fn spawn_background(broker: &Arc<Broker>, config: &Config) -> Vec<tokio::task::J
             tick.tick().await;
             let b = Arc::clone(&b);
             let _ = tokio::task::spawn_blocking(move || b.enforce_retention()).await;
+        }
+    }));
+    let b = Arc::clone(broker);
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(GROUP_EXPIRY_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            b.expire_group_members();
         }
     }));
     if config.fsync == FsyncPolicy::Interval {

@@ -11,7 +11,7 @@ use crate::error::BrokerError;
 use crate::log::PartitionLog;
 use crate::log::appender::Appender;
 use crate::storage::Store;
-use crate::types::{PartitionKey, SegmentMeta, TopicConfig, TopicMeta, now_ms};
+use crate::types::{PartitionKey, SegmentMeta, TopicConfig, TopicId, TopicMeta, now_ms};
 
 /// One partition: its log (reads, bounds) and its single writer.
 pub struct Partition {
@@ -155,8 +155,8 @@ impl TopicRegistry {
         Ok(topic)
     }
 
-    /// Deletes a topic and its data (blocking). Subscriptions on it end.
-    pub fn delete(&self, name: &str) -> Result<(), BrokerError> {
+    /// Deletes a topic and its data (blocking); returns its id. Subscriptions on it end.
+    pub fn delete(&self, name: &str) -> Result<TopicId, BrokerError> {
         let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
         let topic = self.get(name)?;
         // Close first: no append can land after the range delete below.
@@ -166,7 +166,7 @@ impl TopicRegistry {
         self.store.delete_topic(&topic.meta)?;
         self.write().remove(name);
         tracing::info!(topic = %name, "deleted topic");
-        Ok(())
+        Ok(topic.meta.id)
     }
 
     /// Applies retention to every partition of every topic (blocking).

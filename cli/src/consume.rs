@@ -24,9 +24,18 @@ pub struct ConsumeArgs {
     /// Read only this partition (default: all).
     #[arg(long)]
     partition: Option<u32>,
-    /// earliest | latest | OFFSET | ts:UNIX_MILLIS
+    /// earliest | latest | OFFSET | ts:UNIX_MILLIS. With --group: where to start in
+    /// partitions the group has no committed offset for.
     #[arg(long, default_value = "earliest", value_parser = parse_start)]
     from: StartFrom,
+    /// Read as a member of this consumer group: get a share of the partitions, resume from
+    /// the group's committed offsets and commit progress (periodically and on exit).
+    #[arg(long, conflicts_with = "partition")]
+    group: Option<String>,
+    /// With --group: the broker hands this member's partitions to others after this long
+    /// without a heartbeat.
+    #[arg(long, value_name = "MS", default_value_t = default_session_timeout_ms(), requires = "group")]
+    session_timeout: u64,
     /// Stop after this many records.
     #[arg(long)]
     max: Option<u64>,
@@ -35,6 +44,10 @@ pub struct ConsumeArgs {
     idle_timeout: Option<u64>,
     #[arg(long, value_enum, default_value = "value")]
     format: Format,
+}
+
+fn default_session_timeout_ms() -> u64 {
+    weir::ConsumerConfig::default().session_timeout.as_millis() as u64
 }
 
 fn parse_start(s: &str) -> Result<StartFrom, String> {
@@ -109,11 +122,28 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
     if args.max == Some(0) {
         return Ok(());
     }
-    let mut config = ConsumerConfig::default().start(args.from);
+    let mut config = ConsumerConfig::default()
+        .start(args.from)
+        .client_id("weir-cli");
     if let Some(p) = args.partition {
         config = config.partitions(vec![p]);
     }
+    if let Some(g) = &args.group {
+        config = config
+            .group(g)
+            .session_timeout(Duration::from_millis(args.session_timeout));
+    }
     let mut consumer = client.consumer(&args.topic, config).await?;
+    let result = print_records(&mut consumer, &args).await;
+    // A group member commits what it printed and leaves, so its partitions move at once.
+    let closed = consumer.close().await;
+    result?;
+    closed.context("committing the group's offsets")
+}
+
+/// Prints records until --max, --idle-timeout, Ctrl-C or SIGTERM.
+async fn print_records(consumer: &mut weir::Consumer, args: &ConsumeArgs) -> anyhow::Result<()> {
+    let mut stop = std::pin::pin!(stop_signal());
     let idle = args.idle_timeout.map(Duration::from_millis);
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
     let mut seen: u64 = 0;
@@ -123,12 +153,18 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
             Some(n) => n,
             None => {
                 out.flush().context("writing stdout")?;
-                match idle {
-                    Some(d) => match tokio::time::timeout(d, consumer.next()).await {
-                        Ok(n) => n,
-                        Err(_) => break,
+                let wait = async {
+                    match idle {
+                        Some(d) => tokio::time::timeout(d, consumer.next()).await.ok(),
+                        None => Some(consumer.next().await),
+                    }
+                };
+                tokio::select! {
+                    n = wait => match n {
+                        Some(n) => n,
+                        None => break,
                     },
-                    None => consumer.next().await,
+                    _ = &mut stop => break,
                 }
             }
         };
@@ -153,6 +189,22 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     out.flush().context("writing stdout")?;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop printing and exit cleanly (a group member commits and leaves).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! - [`batch`]: the record-batch binary format (encode, validate, decode zero-copy).
 //! - [`compression`]: lz4/zstd compression of a batch's records.
 //! - [`partitioner`]: key → partition (Kafka-compatible murmur2), shared by every SDK.
-//! - [`names`]: validated topic names.
+//! - [`names`]: validated topic and group names.
 //! - [`limits`]: the named limits checked at the edge.
 //! - [`record`]: the owned record type handed to users.
 //!
@@ -18,5 +18,5 @@ pub mod record;
 
 pub use batch::{BatchBuilder, BatchError, BatchHeader, TimestampType};
 pub use compression::Compression;
-pub use names::{NameError, TopicName};
+pub use names::{GroupName, NameError, TopicName};
 pub use record::{Header, Record};

@@ -20,8 +20,8 @@ pub const MAX_HEADERS_PER_RECORD: usize = 1024;
 /// Partitions per topic: `1..=MAX_PARTITIONS`.
 pub const MAX_PARTITIONS: u32 = 10_000;
 
-/// Longest topic name (Kafka's limit).
-pub const MAX_TOPIC_NAME_LEN: usize = 249;
+/// Longest topic or consumer-group name (Kafka's limit for topics).
+pub const MAX_NAME_LEN: usize = 249;
 
 /// Default and largest `max_bytes` of one fetch response / subscription push.
 pub const DEFAULT_FETCH_MAX_BYTES: u32 = 4 * 1024 * 1024;
@@ -37,3 +37,19 @@ pub const MAX_UNCOMPRESSED_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Most batches an idempotent producer may have unacknowledged per partition. The broker
 /// remembers exactly this many of a producer's last batches per partition to recognise retries.
 pub const MAX_IN_FLIGHT_BATCHES_PER_PARTITION: usize = 5;
+
+/// A group member that sends no heartbeat for this long is removed and its partitions move
+/// (settable per member within the bounds below).
+pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 10_000;
+pub const MIN_SESSION_TIMEOUT_MS: u32 = 500;
+pub const MAX_SESSION_TIMEOUT_MS: u32 = 300_000;
+
+/// A member asked to give partitions up must do so (report them released) within this long,
+/// or it is removed from the group (settable per member, same bounds as the session timeout).
+pub const DEFAULT_REBALANCE_TIMEOUT_MS: u32 = 60_000;
+
+/// Longest metadata string a consumer may commit with an offset.
+pub const MAX_COMMIT_METADATA_BYTES: usize = 4096;
+
+/// Most topics one group member may subscribe to.
+pub const MAX_TOPICS_PER_MEMBER: usize = 1000;

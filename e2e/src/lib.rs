@@ -122,6 +122,19 @@ impl Broker {
         out
     }
 
+    /// Starts the `weir` CLI against this broker without waiting for it (stdout piped, stderr
+    /// inherited), e.g. a long-running `weir consume`.
+    pub fn cli_spawn(&self, args: &[&str]) -> Child {
+        Command::new(bin("weir"))
+            .args(args)
+            .env("WEIR_BROKER", &self.addr)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn weir")
+    }
+
     /// Runs the CLI and asserts success; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);

@@ -145,6 +145,7 @@ async fn every_bad_request_gets_its_status() {
             topic: "t".into(),
             positions: fetch(9).positions,
             max_bytes: 0,
+            member: None,
         })
         .await,
     );

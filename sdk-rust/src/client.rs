@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 use weir_common::limits::MAX_REQUEST_BYTES;
+use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::log_client::LogClient;
 use weir_proto::v1::topics_client::TopicsClient;
 
@@ -95,6 +96,10 @@ impl Client {
         LogClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    pub(crate) fn groups_rpc(&self) -> GroupsClient<Channel> {
+        GroupsClient::new(self.channel.clone())
     }
 
     /// Topic administration.

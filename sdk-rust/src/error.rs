@@ -34,6 +34,16 @@ pub enum Error {
     /// producer retries it (callers see this only if retries run out).
     #[error("{0}")]
     OutOfOrderSequence(String),
+    /// The consumer group does not exist.
+    #[error("{0}")]
+    GroupNotFound(String),
+    /// This group member was removed from its group or acted on an assignment it no longer
+    /// has (stale epoch, partition it does not own). The consumer joins again by itself.
+    #[error("{0}")]
+    Fenced(String),
+    /// The group has live members; the operation needs it empty (stop them first).
+    #[error("{0}")]
+    GroupNotEmpty(String),
     /// The broker cannot be reached or is shutting down: retry later.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
@@ -82,6 +92,11 @@ impl From<Status> for Error {
             ("partition_not_found", _) => Error::PartitionNotFound(message),
             ("topic_exists", _) | (_, Code::AlreadyExists) => Error::TopicExists(message),
             ("out_of_order_sequence", _) => Error::OutOfOrderSequence(message),
+            ("group_not_found", _) => Error::GroupNotFound(message),
+            ("unknown_member" | "stale_member_epoch" | "not_partition_owner", _) => {
+                Error::Fenced(message)
+            }
+            ("group_not_empty", _) => Error::GroupNotEmpty(message),
             // The broker names the kind of every error it raises; these codes without a kind
             // come from the transport (a connection or stream broken mid-call): retriable.
             ("", Code::Unknown | Code::Internal | Code::Aborted) => Error::Unavailable(message),

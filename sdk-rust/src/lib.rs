@@ -2,9 +2,11 @@
 //!
 //! Layout:
 //! - [`Client`]: a connection to a broker (`Client::connect("127.0.0.1:9292")`).
-//! - [`Admin`]: create, list, describe and delete topics; look up offsets.
+//! - [`Admin`]: create, list, describe and delete topics and consumer groups; look up and
+//!   reset offsets.
 //! - [`Producer`]: batching producer with the key partitioner shared by every Weir client.
-//! - [`Consumer`]: a `futures::Stream` of records from earliest/latest/offset/timestamp.
+//! - [`Consumer`]: a `futures::Stream` of records from earliest/latest/offset/timestamp, on
+//!   its own or as a member of a consumer group (shared partitions, committed offsets).
 //! - [`Error`]: the one error type.
 //!
 //! ```no_run
@@ -32,7 +34,10 @@ mod consumer;
 mod error;
 mod producer;
 
-pub use admin::{Admin, NewTopic, OffsetSpec, PartitionInfo, TopicDescription, TopicInfo};
+pub use admin::{
+    Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, NewTopic, OffsetSpec,
+    PartitionInfo, ResetTo, TopicDescription, TopicInfo,
+};
 pub use client::{Client, DEFAULT_BROKER};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RECONNECT_TIMEOUT, StartFrom};
 pub use error::{Error, Result};

@@ -211,11 +211,57 @@ async fn any_changed(watches: &mut [watch::Receiver<Bounds>]) {
     let _ = futures::future::select_all(changed).await;
 }
 
+/// The group member a subscription reads for.
+struct Reader {
+    group: String,
+    member_id: String,
+    /// Ticks when some member may have lost partitions.
+    changes: watch::Receiver<u64>,
+}
+
+/// Fails (not_partition_owner) on the first position whose partition `reader` does not hold.
+fn first_not_owned(
+    broker: &Broker,
+    reader: &Reader,
+    topic: &Topic,
+    positions: &[pb::FetchPosition],
+) -> Result<(), BrokerError> {
+    match positions.iter().find(|p| {
+        !broker.groups().owns(
+            &reader.group,
+            &reader.member_id,
+            &topic.meta.name,
+            p.partition,
+        )
+    }) {
+        None => Ok(()),
+        Some(p) => Err(BrokerError::NotPartitionOwner {
+            group: reader.group.clone(),
+            member: reader.member_id.clone(),
+            topic: topic.meta.name.clone(),
+            partition: p.partition,
+        }),
+    }
+}
+
+/// Waits for a group change (forever when not reading for a group).
+async fn group_changed(reader: &mut Option<Reader>) {
+    match reader {
+        Some(r) => {
+            if r.changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn run_subscription(
     broker: Arc<Broker>,
     topic: Arc<Topic>,
     mut positions: Vec<pb::FetchPosition>,
     budget: usize,
+    mut reader: Option<Reader>,
     tx: mpsc::Sender<Result<pb::FetchResponse, Status>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -224,9 +270,20 @@ async fn run_subscription(
         .filter_map(|p| topic.partition(p.partition).ok().map(|p| p.log.watch()))
         .collect();
     let mut start = 0;
+    let mut group_changed_seen = false;
     loop {
         for w in &mut watches {
             w.borrow_and_update();
+        }
+        // A group member that lost a partition gets nothing more of this stream.
+        if let Some(r) = &mut reader
+            && (std::mem::take(&mut group_changed_seen) || r.changes.has_changed().unwrap_or(false))
+        {
+            r.changes.borrow_and_update();
+            if let Err(e) = first_not_owned(&broker, r, &topic, &positions) {
+                let _ = tx.send(Err(status_of(e))).await;
+                return;
+            }
         }
         match read_round(&broker, &topic, &mut positions, start, budget, true).await {
             Err(e) => {
@@ -244,6 +301,10 @@ async fn run_subscription(
         }
         let stopping = tokio::select! {
             _ = any_changed(&mut watches) => false,
+            _ = group_changed(&mut reader) => {
+                group_changed_seen = true;
+                false
+            }
             _ = tx.closed() => return,
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => true,
         };
@@ -336,6 +397,14 @@ impl pb::log_server::Log for LogService {
                 )));
             }
         }
+        let reader = req.member.map(|m| Reader {
+            group: m.group,
+            member_id: m.member_id,
+            changes: self.broker.groups().watch_changes(),
+        });
+        if let Some(r) = &reader {
+            first_not_owned(&self.broker, r, &topic, &req.positions).map_err(status_of)?;
+        }
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_DEPTH);
         let span =
             tracing::debug_span!("subscribe", topic = %req.topic, partitions = req.positions.len());
@@ -346,6 +415,7 @@ impl pb::log_server::Log for LogService {
                 topic,
                 req.positions,
                 budget,
+                reader,
                 tx,
                 self.shutdown.clone(),
             )

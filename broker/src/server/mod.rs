@@ -4,6 +4,7 @@
 //! Architecture invariant: this is the only broker module that knows generated proto types
 //! and `tonic::Status`; it holds no logic beyond translation and request-shape checks.
 
+mod groups;
 mod log;
 mod topics;
 
@@ -16,6 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
 use tonic::metadata::MetadataValue;
 use weir_common::limits::MAX_REQUEST_BYTES;
+use weir_proto::v1::groups_server::GroupsServer;
 use weir_proto::v1::log_server::LogServer;
 use weir_proto::v1::topics_server::TopicsServer;
 
@@ -54,6 +56,19 @@ pub fn status_of(e: BrokerError) -> Status {
             Status::failed_precondition(message),
             "out_of_order_sequence",
         ),
+        BrokerError::GroupNotFound(_) => (Status::not_found(message), "group_not_found"),
+        BrokerError::UnknownMember { .. } => {
+            (Status::failed_precondition(message), "unknown_member")
+        }
+        BrokerError::StaleMemberEpoch { .. } => {
+            (Status::failed_precondition(message), "stale_member_epoch")
+        }
+        BrokerError::NotPartitionOwner { .. } => {
+            (Status::failed_precondition(message), "not_partition_owner")
+        }
+        BrokerError::GroupNotEmpty { .. } => {
+            (Status::failed_precondition(message), "group_not_empty")
+        }
         BrokerError::ShuttingDown => (Status::unavailable(message), "shutting_down"),
         BrokerError::Storage(_) => (Status::internal(message), "storage"),
     };
@@ -86,6 +101,7 @@ pub async fn serve(
     let topics = TopicsServer::new(topics::TopicsService::new(Arc::clone(&broker)))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
+    let groups = GroupsServer::new(groups::GroupsService::new(Arc::clone(&broker)));
     let log = LogServer::new(log::LogService::new(broker, stop_rx))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
@@ -94,6 +110,7 @@ pub async fn serve(
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .add_service(topics)
+        .add_service(groups)
         .add_service(log)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await

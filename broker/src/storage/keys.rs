@@ -8,8 +8,12 @@
 //! producers  topic u32 | partition u32 | producer_id u64              → ProducerState
 //! meta       "topic/" name → TopicMeta (JSON);  "next_topic_id" → u32 BE;
 //!            "next_producer_id" → u64 BE
+//! offsets    group_len u16 | group | topic u32 | partition u32         → Committed
 //! ```
+//!
+//! Committed offsets are keyed by group first, so one group's offsets are contiguous.
 
+use crate::groups::Committed;
 use crate::log::producers::{PRODUCER_DEDUPE_WINDOW, ProducerBatch, ProducerState};
 use crate::types::{PartitionKey, SegmentMeta, TopicId};
 
@@ -157,6 +161,48 @@ pub fn decode_producer(v: &[u8]) -> Option<ProducerState> {
     })
 }
 
+/// Key of a group's committed offset for one partition.
+pub fn group_offset_key(group: &str, pk: PartitionKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + group.len() + PARTITION_PREFIX_LEN);
+    // Group names are at most MAX_NAME_LEN (249) bytes: the length always fits.
+    k.extend_from_slice(&(group.len() as u16).to_be_bytes());
+    k.extend_from_slice(group.as_bytes());
+    k.extend_from_slice(&partition_prefix(pk));
+    k
+}
+
+/// (group, topic id, partition) of a committed-offset key.
+pub fn decode_group_offset_key(key: &[u8]) -> Option<(String, PartitionKey)> {
+    let (len, rest) = key.split_at_checked(2)?;
+    let len = u16::from_be_bytes(len.try_into().ok()?) as usize;
+    let (group, rest) = rest.split_at_checked(len)?;
+    if rest.len() != PARTITION_PREFIX_LEN {
+        return None;
+    }
+    let group = std::str::from_utf8(group).ok()?.to_string();
+    let topic = u32::from_be_bytes(rest[..4].try_into().ok()?);
+    let partition = u32::from_be_bytes(rest[4..].try_into().ok()?);
+    Some((group, PartitionKey { topic, partition }))
+}
+
+/// `offset u64 LE | commit_time i64 LE | metadata (UTF-8)`.
+pub fn encode_committed(c: &Committed) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + c.metadata.len());
+    v.extend_from_slice(&c.offset.to_le_bytes());
+    v.extend_from_slice(&c.commit_time.to_le_bytes());
+    v.extend_from_slice(c.metadata.as_bytes());
+    v
+}
+
+pub fn decode_committed(v: &[u8]) -> Option<Committed> {
+    let (head, metadata) = v.split_at_checked(16)?;
+    Some(Committed {
+        offset: u64::from_le_bytes(head[..8].try_into().ok()?),
+        commit_time: i64::from_le_bytes(head[8..].try_into().ok()?),
+        metadata: std::str::from_utf8(metadata).ok()?.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +317,23 @@ mod tests {
         assert_eq!(decode_producer(&encode_producer(&s)), Some(s));
         assert_eq!(decode_producer(&[1, 2, 3]), None);
         assert_eq!(decode_producer(&[0; 8 + 27]), None);
+    }
+
+    #[test]
+    fn committed_offsets_round_trip_and_group_keys_do_not_collide() {
+        let c = Committed {
+            offset: 42,
+            metadata: "ünïcode".into(),
+            commit_time: 1_700_000_000_000,
+        };
+        assert_eq!(decode_committed(&encode_committed(&c)), Some(c));
+        assert_eq!(decode_committed(&[0; 15]), None);
+        let k = group_offset_key("billing", PK);
+        assert_eq!(decode_group_offset_key(&k), Some(("billing".into(), PK)));
+        // A group name that is a prefix of another never shares its key range.
+        let short = group_offset_key("a", PK);
+        let long = group_offset_key("ab", PK);
+        assert_ne!(short[..3], long[..3]);
+        assert_eq!(decode_group_offset_key(&k[..k.len() - 1]), None);
     }
 }

@@ -16,6 +16,7 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
+use crate::groups::Committed;
 use crate::log::producers::ProducerState;
 use crate::types::{PartitionKey, SegmentMeta, TopicId, TopicMeta};
 use keys::*;
@@ -25,7 +26,15 @@ const CF_SEGMENTS: &str = "segments";
 const CF_TIMEINDEX: &str = "timeindex";
 const CF_PRODUCERS: &str = "producers";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 5] = [CF_RECORDS, CF_SEGMENTS, CF_TIMEINDEX, CF_PRODUCERS, CF_META];
+const CF_OFFSETS: &str = "offsets";
+const COLUMN_FAMILIES: [&str; 6] = [
+    CF_RECORDS,
+    CF_SEGMENTS,
+    CF_TIMEINDEX,
+    CF_PRODUCERS,
+    CF_META,
+    CF_OFFSETS,
+];
 
 /// Memtable size of the records column family: big enough that a burst of produce traffic
 /// is absorbed without stalling on flushes.
@@ -292,6 +301,57 @@ impl Store {
         wo.set_sync(true);
         self.db.write_opt(wb, &wo)?;
         Ok(next)
+    }
+
+    // ---- consumer groups ------------------------------------------------------------------
+
+    /// Every committed offset: (group, partition, offset).
+    pub fn load_offsets(&self) -> Result<Vec<(String, PartitionKey, Committed)>, StorageError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_OFFSETS), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let corrupt = || StorageError::Corrupt {
+                key: format!("offsets/{k:?}"),
+                reason: "bad committed offset".into(),
+            };
+            let (group, pk) = decode_group_offset_key(&k).ok_or_else(corrupt)?;
+            out.push((group, pk, decode_committed(&v).ok_or_else(corrupt)?));
+        }
+        Ok(out)
+    }
+
+    /// Writes a group's committed offsets (all or none) and fsyncs them whatever the fsync
+    /// policy: a commit, once acknowledged, is never lost.
+    pub fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &[(PartitionKey, Committed)],
+    ) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        let cf = self.cf(CF_OFFSETS);
+        for (pk, c) in offsets {
+            wb.put_cf(cf, group_offset_key(group, *pk), encode_committed(c));
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    /// Forgets committed offsets (group deleted, or its topic deleted).
+    pub fn delete_offsets(&self, keys: &[(&str, PartitionKey)]) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        let cf = self.cf(CF_OFFSETS);
+        for (group, pk) in keys {
+            wb.delete_cf(cf, group_offset_key(group, *pk));
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
     }
 
     /// Writes a new empty segment (a roll without data, before retention drops the old one).

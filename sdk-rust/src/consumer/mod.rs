@@ -1,0 +1,731 @@
+//! The streaming consumer: a `futures::Stream` of records over the broker's server-streaming
+//! `Subscribe`. The broker pushes whole batches as they are written (bounded by `max_bytes`
+//! per push and a small queue), so the consumer never waits on a request round trip.
+//!
+//! If the stream breaks (broker restart, network), the consumer subscribes again from its
+//! positions — the next offset it has not yielded — so nothing is skipped or repeated.
+//!
+//! With a group ([`ConsumerConfig::group`]) the consumer reads only the partitions the group
+//! coordinator assigns to it (`group`: the membership task), starting from the group's
+//! committed offsets, and follows rebalances: before giving a partition up it stops yielding
+//! its records and commits how far it got.
+
+mod group;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, Sleep};
+use tonic::Streaming;
+use weir_common::batch;
+use weir_common::limits::{
+    DEFAULT_FETCH_MAX_BYTES, DEFAULT_REBALANCE_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS,
+};
+use weir_common::record::Header;
+use weir_proto::v1 as pb;
+
+use crate::admin::{OffsetSpec, spec_to_pb};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use group::{Assignment, Command, Update};
+
+/// Where a consumer starts reading each partition. For a group consumer: where it starts in
+/// a partition the group has no (valid) committed offset for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// The oldest record still kept.
+    #[default]
+    Earliest,
+    /// Only records written from now on.
+    Latest,
+    /// This offset in every consumed partition.
+    Offset(u64),
+    /// The first record with a timestamp `>=` this (unix ms).
+    Timestamp(i64),
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Partitions to read; `None`: all of them. Ignored with a group (the group assigns).
+    pub partitions: Option<Vec<u32>>,
+    /// Where reading starts in each partition (default: earliest).
+    pub start: StartFrom,
+    /// Most bytes the broker pushes at once (prefetch is a few of these).
+    pub max_bytes: u32,
+    /// Consumer group to read as; `None`: read on its own, commit nothing.
+    pub group: Option<String>,
+    /// Group: the broker removes this consumer after this long without a heartbeat.
+    pub session_timeout: Duration,
+    /// Group: how long this consumer may take to give up a revoked partition.
+    pub rebalance_timeout: Duration,
+    /// Group: commit positions every `auto_commit_interval`, before giving partitions up and
+    /// on close. Off: only [`Consumer::commit`] commits.
+    pub auto_commit: bool,
+    /// Group: how often auto-commit runs.
+    pub auto_commit_interval: Duration,
+    /// Group: shown by `weir group describe`.
+    pub client_id: String,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            partitions: None,
+            start: StartFrom::Earliest,
+            max_bytes: DEFAULT_FETCH_MAX_BYTES,
+            group: None,
+            session_timeout: Duration::from_millis(u64::from(DEFAULT_SESSION_TIMEOUT_MS)),
+            rebalance_timeout: Duration::from_millis(u64::from(DEFAULT_REBALANCE_TIMEOUT_MS)),
+            auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            client_id: "weir-rust".into(),
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Sets where reading starts.
+    pub fn start(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Reads only these partitions.
+    pub fn partitions(mut self, partitions: Vec<u32>) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+
+    /// Reads as a member of consumer group `group`.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Sets the group session timeout.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// Turns auto-commit on or off.
+    pub fn auto_commit(mut self, on: bool) -> Self {
+        self.auto_commit = on;
+        self
+    }
+
+    /// Sets how often auto-commit runs.
+    pub fn auto_commit_interval(mut self, every: Duration) -> Self {
+        self.auto_commit_interval = every;
+        self
+    }
+
+    /// Sets the client id shown in group descriptions.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
+}
+
+/// A consumed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic it was read from.
+    pub topic: Arc<str>,
+    /// Partition it was read from.
+    pub partition: u32,
+    /// Its offset in the partition.
+    pub offset: u64,
+    /// Unix ms.
+    pub timestamp: i64,
+    /// Key, if the record has one.
+    pub key: Option<Bytes>,
+    /// Payload.
+    pub value: Bytes,
+    /// Headers, in the order they were produced.
+    pub headers: Vec<Header>,
+}
+
+/// How long a consumer keeps trying to subscribe again after its stream broke.
+pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest pause between two reconnection attempts.
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+type SubscribeFuture = Pin<Box<dyn Future<Output = Result<Streaming<pb::FetchResponse>>> + Send>>;
+type ReconcileFuture = Pin<Box<dyn Future<Output = Result<BTreeMap<u32, u64>>> + Send>>;
+
+/// Where records come from right now.
+enum Feed {
+    Open(Box<Streaming<pb::FetchResponse>>),
+    Reconnecting(SubscribeFuture),
+    /// A group consumer that owns no partition right now.
+    Idle,
+    Closed,
+}
+
+/// A group consumer's side of its membership.
+struct GroupLink {
+    name: String,
+    member_id: String,
+    commands: mpsc::UnboundedSender<Command>,
+    updates: mpsc::UnboundedReceiver<Update>,
+    /// Applying an assignment: the positions of the partitions it adds.
+    reconcile: Option<(BTreeSet<u32>, ReconcileFuture)>,
+    auto_commit: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// What was last committed, to skip commits that change nothing.
+    committed: BTreeMap<u32, u64>,
+}
+
+/// A stream of records from one topic. Records of a partition come in offset order.
+pub struct Consumer {
+    client: Client,
+    topic: Arc<str>,
+    max_bytes: u32,
+    start: StartFrom,
+    feed: Feed,
+    buffered: VecDeque<ConsumerRecord>,
+    /// Next offset to fetch, per partition (records before it are yielded or buffered).
+    positions: BTreeMap<u32, u64>,
+    group: Option<GroupLink>,
+}
+
+/// Subscribes, retrying transient failures with backoff until `RECONNECT_TIMEOUT`.
+async fn subscribe_with_retry(
+    client: Client,
+    req: pb::SubscribeRequest,
+) -> Result<Streaming<pb::FetchResponse>> {
+    let deadline = Instant::now() + RECONNECT_TIMEOUT;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let err = match client.log_rpc().subscribe(req.clone()).await {
+            Ok(resp) => return Ok(resp.into_inner()),
+            Err(status) => Error::from(status),
+        };
+        if !is_transient(&err) || Instant::now() + backoff > deadline {
+            return Err(err);
+        }
+        tracing::debug!(error = %err, ?backoff, "subscribe failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+    }
+}
+
+/// Errors after which subscribing again may work (anything but a definite answer about the
+/// topic, partition, offset or group membership).
+fn is_transient(e: &Error) -> bool {
+    e.is_retriable() || matches!(e, Error::Broker(_))
+}
+
+impl Consumer {
+    pub(crate) async fn open(client: Client, topic: &str, config: ConsumerConfig) -> Result<Self> {
+        if let Some(name) = config.group.clone() {
+            return Self::open_group(client, topic, name, config).await;
+        }
+        let partitions = match config.partitions {
+            Some(p) => p,
+            None => {
+                let desc = client.admin().describe_topic(topic).await?;
+                (0..desc.topic.partitions).collect()
+            }
+        };
+        let positions = resolve_positions(&client, topic, &partitions, config.start).await?;
+        let mut consumer = Self {
+            client,
+            topic: Arc::from(topic),
+            max_bytes: config.max_bytes,
+            start: config.start,
+            feed: Feed::Idle,
+            buffered: VecDeque::new(),
+            positions,
+            group: None,
+        };
+        let stream = consumer
+            .client
+            .log_rpc()
+            .subscribe(consumer.subscribe_request())
+            .await?
+            .into_inner();
+        consumer.feed = Feed::Open(Box::new(stream));
+        Ok(consumer)
+    }
+
+    async fn open_group(
+        client: Client,
+        topic: &str,
+        name: String,
+        config: ConsumerConfig,
+    ) -> Result<Self> {
+        // Fail fast on an unknown topic rather than from the membership task.
+        client.admin().describe_topic(topic).await?;
+        let (commands, updates) = group::spawn(
+            client.clone(),
+            group::Settings {
+                group: name.clone(),
+                topic: topic.to_string(),
+                session_timeout: config.session_timeout,
+                rebalance_timeout: config.rebalance_timeout,
+                client_id: config.client_id.clone(),
+            },
+        );
+        let auto_commit = config.auto_commit.then(|| {
+            let every = config.auto_commit_interval;
+            (every, Box::pin(tokio::time::sleep(every)))
+        });
+        Ok(Self {
+            client,
+            topic: Arc::from(topic),
+            max_bytes: config.max_bytes,
+            start: config.start,
+            feed: Feed::Idle,
+            buffered: VecDeque::new(),
+            positions: BTreeMap::new(),
+            group: Some(GroupLink {
+                name,
+                member_id: String::new(),
+                commands,
+                updates,
+                reconcile: None,
+                auto_commit,
+                committed: BTreeMap::new(),
+            }),
+        })
+    }
+
+    fn subscribe_request(&self) -> pb::SubscribeRequest {
+        pb::SubscribeRequest {
+            topic: self.topic.to_string(),
+            positions: self
+                .positions
+                .iter()
+                .map(|(&partition, &offset)| pb::FetchPosition { partition, offset })
+                .collect(),
+            max_bytes: self.max_bytes,
+            member: self.group.as_ref().map(|g| pb::GroupMember {
+                group: g.name.clone(),
+                member_id: g.member_id.clone(),
+            }),
+        }
+    }
+
+    /// Subscribes again from the current positions (the old stream is dropped); idles when
+    /// there is nothing to read.
+    fn resubscribe(&mut self) {
+        if self.positions.is_empty() {
+            self.feed = Feed::Idle;
+            return;
+        }
+        let req = self.subscribe_request();
+        self.feed = Feed::Reconnecting(Box::pin(subscribe_with_retry(self.client.clone(), req)));
+    }
+
+    /// Moves `partition` to `offset`: the next record yielded from it has that offset.
+    /// Records of that partition already buffered are dropped.
+    pub fn seek(&mut self, partition: u32, offset: u64) -> Result<()> {
+        let Some(pos) = self.positions.get_mut(&partition) else {
+            return Err(Error::PartitionNotFound(format!(
+                "this consumer does not read partition {partition} of {:?}",
+                self.topic
+            )));
+        };
+        *pos = offset;
+        self.buffered.retain(|r| r.partition != partition);
+        self.resubscribe();
+        Ok(())
+    }
+
+    /// Next offset this consumer will yield from `partition` (`None` if it does not read it).
+    pub fn position(&self, partition: u32) -> Option<u64> {
+        self.consumed_positions().get(&partition).copied()
+    }
+
+    /// The partitions this consumer reads now (for a group consumer: its current assignment).
+    pub fn assignment(&self) -> Vec<u32> {
+        self.positions.keys().copied().collect()
+    }
+
+    /// Per partition read, the next offset to yield (what a commit records).
+    fn consumed_positions(&self) -> BTreeMap<u32, u64> {
+        let mut out = self.positions.clone();
+        let mut seen = BTreeSet::new();
+        for r in &self.buffered {
+            if seen.insert(r.partition) {
+                out.insert(r.partition, r.offset);
+            }
+        }
+        out
+    }
+
+    /// Commits, for every partition this group consumer reads, the offset after the last
+    /// record it yielded. Fails with [`Error::Fenced`] if the consumer is not (or no longer)
+    /// the owner, and with [`Error::InvalidArgument`] without a group.
+    pub async fn commit(&mut self) -> Result<()> {
+        let offsets = self.consumed_positions();
+        let Some(g) = &mut self.group else {
+            return Err(Error::InvalidArgument {
+                message: "commit needs a consumer group (ConsumerConfig::group)".into(),
+            });
+        };
+        let (tx, rx) = oneshot::channel();
+        g.commands
+            .send(Command::Commit {
+                offsets: offsets.clone(),
+                reply: Some(tx),
+            })
+            .map_err(|_| Error::Fenced("the group membership has ended".into()))?;
+        rx.await
+            .map_err(|_| Error::Fenced("the group membership has ended".into()))??;
+        g.committed.extend(offsets);
+        Ok(())
+    }
+
+    /// Ends the consumer. A group consumer commits its positions (with auto-commit on) and
+    /// leaves the group, so its partitions move to the other members at once.
+    pub async fn close(mut self) -> Result<()> {
+        let Some(auto) = self.group.as_ref().map(|g| g.auto_commit.is_some()) else {
+            return Ok(());
+        };
+        let committed = if auto && !self.positions.is_empty() {
+            self.commit().await
+        } else {
+            Ok(())
+        };
+        if let Some(g) = self.group.take() {
+            let (tx, rx) = oneshot::channel();
+            if g.commands.send(Command::Leave { reply: tx }).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        committed
+    }
+
+    /// Decodes a pushed response into `buffered`, skipping records before the positions.
+    fn absorb(&mut self, resp: pb::FetchResponse) -> Result<()> {
+        for part in resp.partitions {
+            let Some(pos) = self.positions.get_mut(&part.partition) else {
+                return Err(Error::Protocol(format!(
+                    "unexpected partition {}",
+                    part.partition
+                )));
+            };
+            for bytes in part.batches {
+                let (_, records) =
+                    batch::decode(&bytes).map_err(|e| Error::Protocol(e.to_string()))?;
+                for r in records {
+                    if r.offset < *pos {
+                        continue;
+                    }
+                    *pos = r.offset + 1;
+                    self.buffered.push_back(ConsumerRecord {
+                        topic: Arc::clone(&self.topic),
+                        partition: part.partition,
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts applying a new assignment: stops reading (and drops buffered records of)
+    /// revoked partitions at once, then — asynchronously — commits them and looks up where
+    /// to start in the added ones.
+    fn begin_reconcile(&mut self, a: Assignment) {
+        let consumed = self.consumed_positions();
+        let revoked: BTreeMap<u32, u64> = consumed
+            .into_iter()
+            .filter(|(p, _)| !a.partitions.contains(p))
+            .collect();
+        self.positions.retain(|p, _| a.partitions.contains(p));
+        self.buffered
+            .retain(|r| a.partitions.contains(&r.partition));
+        // The old stream may carry revoked partitions: drop it now.
+        self.feed = Feed::Idle;
+        let Some(g) = &mut self.group else {
+            return;
+        };
+        for p in revoked.keys() {
+            g.committed.remove(p);
+        }
+        g.member_id = a.member_id.clone();
+        let added: Vec<u32> = a
+            .partitions
+            .iter()
+            .filter(|p| !self.positions.contains_key(p))
+            .copied()
+            .collect();
+        let commit = (g.auto_commit.is_some() && !a.lost && !revoked.is_empty()).then(|| {
+            let (tx, rx) = oneshot::channel();
+            let _ = g.commands.send(Command::Commit {
+                offsets: revoked,
+                reply: Some(tx),
+            });
+            rx
+        });
+        if a.lost {
+            tracing::warn!(group = %g.name, "partitions lost with the group membership; not committing them");
+        }
+        let client = self.client.clone();
+        let (group, topic, start) = (g.name.clone(), self.topic.to_string(), self.start);
+        let fut = async move {
+            if let Some(rx) = commit
+                && let Ok(Err(e)) = rx.await
+            {
+                tracing::warn!(error = %e, "commit of revoked partitions failed");
+            }
+            start_positions(&client, &group, &topic, &added, start).await
+        };
+        g.reconcile = Some((a.partitions, Box::pin(fut)));
+    }
+
+    /// Group bookkeeping at the top of every poll: takes new assignments, drives the one
+    /// being applied, runs auto-commit. `Some` to return at once.
+    fn poll_group(&mut self, cx: &mut Context<'_>) -> Option<Poll<Option<Result<ConsumerRecord>>>> {
+        let g = self.group.as_mut()?;
+        let mut newest = None;
+        loop {
+            match g.updates.poll_recv(cx) {
+                Poll::Ready(Some(u)) => newest = Some(u),
+                Poll::Ready(None) => {
+                    if newest.is_none() && g.reconcile.is_none() {
+                        self.feed = Feed::Closed;
+                        return Some(Poll::Ready(None));
+                    }
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        match newest {
+            Some(Update::Failed(e)) => {
+                self.feed = Feed::Closed;
+                return Some(Poll::Ready(Some(Err(e))));
+            }
+            Some(Update::Assigned(a)) => {
+                // A newer assignment supersedes one still being applied.
+                self.begin_reconcile(a);
+            }
+            None => {}
+        }
+        let g = self.group.as_mut()?;
+        if let Some((partitions, fut)) = &mut g.reconcile {
+            match fut.as_mut().poll(cx) {
+                Poll::Pending => return Some(Poll::Pending),
+                Poll::Ready(Err(e)) => {
+                    g.reconcile = None;
+                    self.feed = Feed::Closed;
+                    return Some(Poll::Ready(Some(Err(e))));
+                }
+                Poll::Ready(Ok(added)) => {
+                    let owned = std::mem::take(partitions);
+                    g.reconcile = None;
+                    let _ = g.commands.send(Command::Applied { owned });
+                    self.positions.extend(added);
+                    self.resubscribe();
+                }
+            }
+        }
+        let g = self.group.as_mut()?;
+        if let Some((every, timer)) = &mut g.auto_commit
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            let next = Instant::now() + *every;
+            timer.as_mut().reset(next);
+            self.auto_commit_now();
+        }
+        None
+    }
+
+    /// Sends the positions that changed since the last commit (no waiting for the answer).
+    fn auto_commit_now(&mut self) {
+        let consumed = self.consumed_positions();
+        let Some(g) = &mut self.group else {
+            return;
+        };
+        let changed: BTreeMap<u32, u64> = consumed
+            .into_iter()
+            .filter(|(p, o)| g.committed.get(p) != Some(o))
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        g.committed.extend(changed.iter().map(|(p, o)| (*p, *o)));
+        let _ = g.commands.send(Command::Commit {
+            offsets: changed,
+            reply: None,
+        });
+    }
+
+    /// A group consumer whose subscription was refused or ended because it no longer owns a
+    /// partition: it stops reading everything and waits for its membership to settle.
+    fn lost_ownership(&mut self, e: &Error) {
+        tracing::warn!(error = %e, "the broker says this member no longer owns its partitions");
+        self.positions.clear();
+        self.buffered.clear();
+        self.feed = Feed::Idle;
+        if let Some(g) = &mut self.group {
+            g.committed.clear();
+            let _ = g.commands.send(Command::Applied {
+                owned: BTreeSet::new(),
+            });
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // Dropped without `close`: commit what was yielded (the membership task sends it, then
+        // leaves the group when it sees the consumer is gone).
+        if self.group.as_ref().is_some_and(|g| g.auto_commit.is_some()) {
+            self.auto_commit_now();
+        }
+    }
+}
+
+/// Where to start in newly assigned partitions: the group's committed offset when it is
+/// still in range, else the reset policy `start`.
+async fn start_positions(
+    client: &Client,
+    group: &str,
+    topic: &str,
+    added: &[u32],
+    start: StartFrom,
+) -> Result<BTreeMap<u32, u64>> {
+    if added.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let deadline = Instant::now() + RECONNECT_TIMEOUT;
+    let req = pb::FetchOffsetsRequest {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partitions: added.to_vec(),
+    };
+    let resp = loop {
+        match client.groups_rpc().fetch_offsets(req.clone()).await {
+            Ok(r) => break r.into_inner(),
+            Err(s) => {
+                let e = Error::from(s);
+                if !e.is_retriable() || Instant::now() > deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(RECONNECT_BACKOFF_MAX).await;
+            }
+        }
+    };
+    let mut out = BTreeMap::new();
+    let mut reset = Vec::new();
+    for o in resp.offsets {
+        match o.offset {
+            Some(c) if (o.earliest_offset..=o.latest_offset).contains(&c) => {
+                out.insert(o.partition, c);
+            }
+            _ => reset.push(o.partition),
+        }
+    }
+    out.extend(resolve_positions(client, topic, &reset, start).await?);
+    Ok(out)
+}
+
+async fn resolve_positions(
+    client: &Client,
+    topic: &str,
+    partitions: &[u32],
+    start: StartFrom,
+) -> Result<BTreeMap<u32, u64>> {
+    if partitions.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    if let StartFrom::Offset(o) = start {
+        return Ok(partitions.iter().map(|&p| (p, o)).collect());
+    }
+    let spec = match start {
+        StartFrom::Earliest => OffsetSpec::Earliest,
+        StartFrom::Latest => OffsetSpec::Latest,
+        StartFrom::Timestamp(ts) => OffsetSpec::Timestamp(ts),
+        StartFrom::Offset(_) => unreachable!("handled above"),
+    };
+    let req = pb::ListOffsetsRequest {
+        topic: topic.to_string(),
+        queries: partitions.iter().map(|&p| spec_to_pb(p, spec)).collect(),
+    };
+    let resp = client.log_rpc().list_offsets(req).await?.into_inner();
+    Ok(resp
+        .offsets
+        .into_iter()
+        .map(|o| (o.partition, o.offset))
+        .collect())
+}
+
+impl Stream for Consumer {
+    type Item = Result<ConsumerRecord>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(ready) = self.poll_group(cx) {
+            return ready;
+        }
+        loop {
+            if let Some(r) = self.buffered.pop_front() {
+                return Poll::Ready(Some(Ok(r)));
+            }
+            let polled = match &mut self.feed {
+                Feed::Closed => return Poll::Ready(None),
+                Feed::Idle => return Poll::Pending,
+                Feed::Reconnecting(fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(stream)) => {
+                        self.feed = Feed::Open(Box::new(stream));
+                        continue;
+                    }
+                    Poll::Ready(Err(e))
+                        if self.group.is_some() && matches!(e, Error::Fenced(_)) =>
+                    {
+                        self.lost_ownership(&e);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.feed = Feed::Closed;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                },
+                Feed::Open(stream) => match Pin::new(stream.as_mut()).poll_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(polled) => polled,
+                },
+            };
+            match polled {
+                Some(Ok(resp)) => {
+                    if let Err(e) = self.absorb(resp) {
+                        self.feed = Feed::Closed;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+                Some(Err(status)) => {
+                    let err = Error::from(status);
+                    if self.group.is_some() && matches!(err, Error::Fenced(_)) {
+                        self.lost_ownership(&err);
+                        return Poll::Pending;
+                    }
+                    if !is_transient(&err) {
+                        self.feed = Feed::Closed;
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                    tracing::debug!(error = %err, "record stream broke; subscribing again");
+                    self.resubscribe();
+                }
+                // The broker ended the stream without an error: subscribe again.
+                None => self.resubscribe(),
+            }
+        }
+    }
+}
