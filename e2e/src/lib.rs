@@ -151,6 +151,17 @@ impl Broker {
             .await
             .expect("connect to broker")
     }
+
+    /// Connects and creates topic `name` with `partitions` partitions (broker defaults).
+    pub async fn client_with_topic(&self, name: &str, partitions: u32) -> weir::Client {
+        let client = self.client().await;
+        client
+            .admin()
+            .create_topic(weir::NewTopic::new(name, partitions))
+            .await
+            .expect("create topic");
+        client
+    }
 }
 
 impl Drop for Broker {

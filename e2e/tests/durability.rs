@@ -39,12 +39,7 @@ async fn read_until_idle(client: &weir::Client, topic: &str) -> Vec<weir::Consum
 
 async fn sigkill_keeps_every_acknowledged_record(fsync: &str) {
     let mut broker = Broker::start_with(&["--fsync", fsync]);
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("ledger", 3))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("ledger", 3).await;
     let acked: Arc<Mutex<Vec<(u32, u64, u32)>>> = Arc::default();
     let producer = client.producer(ProducerConfig {
         linger: Duration::from_millis(1),
@@ -116,12 +111,7 @@ async fn sigkill_with_fsync_never_still_survives_a_process_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_before_kill_with_fsync_always() {
     let mut broker = Broker::start_with(&["--fsync", "always"]);
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("t", 1))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("t", 1).await;
     let producer = client.producer(ProducerConfig::default());
     let mut offsets = Vec::new();
     for i in 0..50 {
@@ -198,12 +188,7 @@ async fn next(c: &mut weir::Consumer) -> weir::ConsumerRecord {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_resumes_across_broker_restarts_without_gaps_or_repeats() {
     let mut broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("feed", 2))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("feed", 2).await;
     let produce = |client: weir::Client, from: u32, to: u32| async move {
         let producer = client.producer(ProducerConfig::default());
         for i in from..to {

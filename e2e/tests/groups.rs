@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tonic::Code;
-use weir::{ConsumerConfig, ConsumerRecord, NewTopic, ProducerConfig, ProducerRecord};
+use weir::{ConsumerConfig, ConsumerRecord, ProducerConfig, ProducerRecord};
 use weir_e2e::{Broker, lines};
 use weir_proto::v1 as pb;
 use weir_proto::v1::groups_client::GroupsClient;
@@ -119,12 +119,7 @@ fn positions(records: &[ConsumerRecord]) -> Vec<(u32, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_share_partitions_exactly_once_and_groups_each_get_everything() {
     let broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("orders", 4))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("orders", 4).await;
     produce(&client, "orders", 0, 2_000).await;
 
     // a joins alone and starts reading everything; b joins while a is busy.
@@ -230,12 +225,7 @@ async fn members_share_partitions_exactly_once_and_groups_each_get_everything() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_member_hands_its_partitions_over_within_the_session_timeout() {
     let broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("jobs", 4))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("jobs", 4).await;
     // Member 1: a CLI process, killed with SIGKILL later.
     let mut cli = broker.cli_spawn(&[
         "consume",
@@ -352,12 +342,7 @@ fn commit(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_are_fenced_validated_and_survive_a_broker_crash() {
     let mut broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("t", 2))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("t", 2).await;
     produce(&client, "t", 0, 40).await;
     let url = format!("http://{}", broker.addr);
     let mut groups = GroupsClient::connect(url.clone()).await.unwrap();
@@ -583,4 +568,39 @@ fn cli_group_consumers_resume_where_the_group_left_off() {
             .all(|r| r.split('\t').nth(4) == Some("0")),
         "{table}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_consumer_rejoins_after_a_broker_crash_and_misses_nothing() {
+    let mut broker = Broker::start();
+    let client = broker.client_with_topic("feed", 2).await;
+    produce(&client, "feed", 0, 500).await;
+    let reader = spawn_reader(client.consumer("feed", group_config("sync")).await.unwrap());
+    wait_for("the first records", Duration::from_secs(10), || {
+        reader.count() >= 500
+    })
+    .await;
+    // Let an auto-commit land, then crash the broker under the consumer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.kill9();
+    broker.restart();
+    let client = broker.client().await;
+    produce(&client, "feed", 500, 500).await;
+    wait_for(
+        "every record after the crash",
+        Duration::from_secs(30),
+        || {
+            let r = reader.records.lock().unwrap();
+            let values: HashSet<&[u8]> = r.iter().map(|r| &r.value[..]).collect();
+            values.len() == 1_000
+        },
+    )
+    .await;
+    assert_eq!(reader.assignment(), vec![0, 1]);
+    let got = reader.finish().await;
+    // The commit before the crash held: at most the records of the last auto-commit
+    // interval come again, not the whole topic.
+    assert!(got.len() < 1_500, "{} records", got.len());
+    let d = client.admin().describe_group("sync").await.unwrap();
+    assert!(d.partitions.iter().all(|p| p.lag == Some(0)), "{d:?}");
 }

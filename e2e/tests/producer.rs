@@ -67,12 +67,7 @@ async fn read_values(client: &weir::Client, topic: &str) -> Vec<(u32, u64, Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_drops_retried_batches_and_refuses_gaps_even_after_restart() {
     let mut broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("t", 1))
-        .await
-        .unwrap();
+    broker.client_with_topic("t", 1).await;
     let url = format!("http://{}", broker.addr);
     let mut log = LogClient::connect(url.clone()).await.unwrap();
     let a = log
@@ -156,12 +151,7 @@ async fn broker_drops_retried_batches_and_refuses_gaps_even_after_restart() {
 async fn kill_9_mid_produce_then_retries_store_every_record_exactly_once() {
     const N: u32 = 150_000;
     let mut broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("ledger", 3))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("ledger", 3).await;
     let producer = client.producer(ProducerConfig {
         linger: Duration::from_millis(2),
         batch_bytes: 16 * 1024,
@@ -224,12 +214,7 @@ async fn kill_9_mid_produce_then_retries_store_every_record_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_batches_in_flight_keep_partition_order() {
     let broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("ordered", 2))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("ordered", 2).await;
     // Tiny batches: thousands of requests, five in flight per partition.
     let producer = client.producer(ProducerConfig {
         batch_bytes: 200,
@@ -257,12 +242,7 @@ async fn many_batches_in_flight_keep_partition_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_buffer_makes_send_wait_and_nothing_is_lost() {
     let mut broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("bp", 1))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("bp", 1).await;
     let producer = client.producer(ProducerConfig {
         buffer_bytes: 4096,
         ..ProducerConfig::default()

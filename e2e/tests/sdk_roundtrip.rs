@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use weir::{
-    ConsumerConfig, NewTopic, OffsetSpec, ProducerConfig, ProducerRecord, StartFrom,
-    partition_for_key,
+    ConsumerConfig, OffsetSpec, ProducerConfig, ProducerRecord, StartFrom, partition_for_key,
 };
 use weir_e2e::Broker;
 
@@ -25,12 +24,7 @@ async fn collect(consumer: &mut weir::Consumer, n: usize) -> Vec<weir::ConsumerR
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_keyed_records_round_trip_in_order() {
     let broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("orders", 4))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("orders", 4).await;
     let producer = client.producer(ProducerConfig::default());
     let n = 5_000;
     let mut acks = Vec::new();
@@ -94,12 +88,7 @@ async fn thousands_of_keyed_records_round_trip_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_follows_new_records_and_starts_where_asked() {
     let broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("live", 1))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("live", 1).await;
     let producer = client.producer(ProducerConfig::default());
     for i in 0..10 {
         producer
@@ -140,12 +129,7 @@ async fn consumer_follows_new_records_and_starts_where_asked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seek_by_timestamp_finds_the_first_record_at_or_after() {
     let broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("timed", 1))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("timed", 1).await;
     let producer = client.producer(ProducerConfig::default());
     // Producer-set timestamps, several batches, one out of order.
     let stamps = [1_000, 2_000, 2_000, 1_500, 3_000, 4_000, 5_000];
@@ -214,12 +198,7 @@ async fn seek_by_timestamp_finds_the_first_record_at_or_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_records_spread_over_partitions() {
     let broker = Broker::start();
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic(NewTopic::new("spread", 4))
-        .await
-        .unwrap();
+    let client = broker.client_with_topic("spread", 4).await;
     let producer = client.producer(ProducerConfig {
         batch_bytes: 2048,
         ..ProducerConfig::default()
