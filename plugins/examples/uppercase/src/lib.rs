@@ -1,0 +1,24 @@
+//! `uppercase`: upper-cases each record's value (UTF-8; other bytes pass unchanged).
+
+use weir_plugin::{Record, map};
+
+#[map]
+pub fn uppercase(record: Record) -> Result<Record, String> {
+    let value = match std::str::from_utf8(&record.value) {
+        Ok(s) => s.to_uppercase().into_bytes(),
+        Err(_) => record.value.to_ascii_uppercase(),
+    };
+    Ok(record.with_value(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_cases_and_keeps_the_key() {
+        let r = uppercase(Record::new("héllo wörld").with_key("k")).unwrap();
+        assert_eq!(r.value_str(), Some("HÉLLO WÖRLD"));
+        assert_eq!(r.key_str(), Some("k"));
+    }
+}

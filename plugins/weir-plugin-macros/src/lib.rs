@@ -1,0 +1,217 @@
+//! `#[filter]`, `#[map]`, `#[filter_map]`, `#[flat_map]`, `#[aggregate]`: turn one function
+//! into a Weir plugin by generating the ABI exports (see `plugins/ABI.md`). The function stays
+//! as written, so it can be unit-tested natively.
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as Tokens;
+use quote::quote;
+use syn::{FnArg, ItemFn, Type, parse_macro_input};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Filter,
+    Map,
+    FilterMap,
+    FlatMap,
+    Aggregate,
+}
+
+impl Kind {
+    fn code(self) -> u32 {
+        match self {
+            Kind::Filter => 1,
+            Kind::Map => 2,
+            Kind::FilterMap => 3,
+            Kind::FlatMap => 4,
+            Kind::Aggregate => 5,
+        }
+    }
+
+    /// Arguments before the optional params.
+    fn fixed_args(self) -> usize {
+        if self == Kind::Aggregate { 2 } else { 1 }
+    }
+
+    fn signature(self) -> &'static str {
+        match self {
+            Kind::Filter => "fn(&Record [, &Params]) -> Result<bool, E>",
+            Kind::Map => "fn(Record [, &Params]) -> Result<Record, E>",
+            Kind::FilterMap => "fn(Record [, &Params]) -> Result<Option<Record>, E>",
+            Kind::FlatMap => "fn(Record [, &Params]) -> Result<Vec<Record>, E>",
+            Kind::Aggregate => "fn(&mut State, Record [, &Params]) -> Result<Option<Record>, E>",
+        }
+    }
+}
+
+/// The `T` of an argument typed `&T` / `&mut T`.
+fn referent(arg: &FnArg) -> Option<Type> {
+    match arg {
+        FnArg::Typed(t) => match &*t.ty {
+            Type::Reference(r) => Some((*r.elem).clone()),
+            _ => None,
+        },
+        FnArg::Receiver(_) => None,
+    }
+}
+
+fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
+    let name = &item.sig.ident;
+    let args: Vec<&FnArg> = item.sig.inputs.iter().collect();
+    let fixed = kind.fixed_args();
+    let bad = || {
+        syn::Error::new_spanned(
+            &item.sig,
+            format!(
+                "a plugin function of this kind has the shape {}",
+                kind.signature()
+            ),
+        )
+    };
+    if args.len() != fixed && args.len() != fixed + 1 {
+        return Err(bad());
+    }
+    let with_params = args.len() == fixed + 1;
+    let params_ty: Tokens = if with_params {
+        let t = referent(args[fixed]).ok_or_else(bad)?;
+        quote!(#t)
+    } else {
+        quote!(::weir_plugin::abi::NoParams)
+    };
+    let p = if with_params {
+        quote!(, params)
+    } else {
+        quote!()
+    };
+    let code = kind.code();
+    let err = quote!(.map_err(|e| e.to_string())?);
+    let process = match kind {
+        Kind::Filter => quote! {
+            ::weir_plugin::abi::process(ptr, len, |i, r, out| {
+                if #name(&r #p) #err { out.push_unchanged(i); }
+                Ok(())
+            })
+        },
+        Kind::Map => quote! {
+            ::weir_plugin::abi::process(ptr, len, |i, r, out| {
+                let o = #name(r #p) #err;
+                out.push(i, &o);
+                Ok(())
+            })
+        },
+        Kind::FilterMap => quote! {
+            ::weir_plugin::abi::process(ptr, len, |i, r, out| {
+                if let Some(o) = #name(r #p) #err { out.push(i, &o); }
+                Ok(())
+            })
+        },
+        Kind::FlatMap => quote! {
+            ::weir_plugin::abi::process(ptr, len, |i, r, out| {
+                for o in #name(r #p) #err { out.push(i, &o); }
+                Ok(())
+            })
+        },
+        Kind::Aggregate => {
+            let state_ty = referent(args[0]).ok_or_else(bad)?;
+            quote! {
+                ::weir_plugin::abi::process_aggregate::<#state_ty>(ptr, len, |state, i, r, out| {
+                    if let Some(o) = #name(state, r #p) #err { out.push(i, &o); }
+                    Ok(())
+                })
+            }
+        }
+    };
+    Ok(quote! {
+        #item
+
+        #[doc(hidden)]
+        static __WEIR_PLUGIN_PARAMS: ::std::sync::OnceLock<#params_ty> = ::std::sync::OnceLock::new();
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn weir_abi_version() -> u32 { ::weir_plugin::abi::ABI_VERSION }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn weir_kind() -> u32 { #code }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn weir_alloc(len: u32) -> u32 { ::weir_plugin::abi::alloc(len) }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn weir_dealloc(ptr: u32, len: u32) {
+            unsafe { ::weir_plugin::abi::dealloc(ptr, len) }
+        }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn weir_result_ptr() -> u32 { ::weir_plugin::abi::result_ptr() }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn weir_result_len() -> u32 { ::weir_plugin::abi::result_len() }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn weir_init(ptr: u32, len: u32) -> i32 {
+            ::weir_plugin::abi::init::<#params_ty>(&__WEIR_PLUGIN_PARAMS, ptr, len)
+        }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn weir_process(ptr: u32, len: u32) -> i32 {
+            let Some(params) = __WEIR_PLUGIN_PARAMS.get() else {
+                return ::weir_plugin::abi::fail_uninitialized(ptr, len);
+            };
+            let _ = params;
+            #process
+        }
+    })
+}
+
+fn attribute(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        return syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "this attribute takes no arguments",
+        )
+        .to_compile_error()
+        .into();
+    }
+    let item = parse_macro_input!(item as ItemFn);
+    expand(kind, item)
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
+}
+
+/// `fn(&Record [, &Params]) -> Result<bool, E>`: keep a record (`true`) or drop it.
+#[proc_macro_attribute]
+pub fn filter(attr: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(Kind::Filter, attr, item)
+}
+
+/// `fn(Record [, &Params]) -> Result<Record, E>`: replace each record.
+#[proc_macro_attribute]
+pub fn map(attr: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(Kind::Map, attr, item)
+}
+
+/// `fn(Record [, &Params]) -> Result<Option<Record>, E>`: replace or drop each record.
+#[proc_macro_attribute]
+pub fn filter_map(attr: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(Kind::FilterMap, attr, item)
+}
+
+/// `fn(Record [, &Params]) -> Result<Vec<Record>, E>`: zero or more records per record.
+#[proc_macro_attribute]
+pub fn flat_map(attr: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(Kind::FlatMap, attr, item)
+}
+
+/// `fn(&mut State, Record [, &Params]) -> Result<Option<Record>, E>`: fold each record into a
+/// state the host keeps between batches; optionally emit a record.
+#[proc_macro_attribute]
+pub fn aggregate(attr: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(Kind::Aggregate, attr, item)
+}

@@ -1,0 +1,391 @@
+//! The guest side of the plugin ABI (version 1, specified in `plugins/ABI.md`): memory
+//! hand-over, batch decoding, output encoding, and the drivers the attribute macros call.
+//! Users never call this directly.
+
+use std::alloc::{Layout, alloc as raw_alloc, dealloc as raw_dealloc};
+use std::cell::RefCell;
+
+use crate::{Header, Record};
+
+/// Exported by `weir_abi_version`; the host refuses modules with another version.
+pub const ABI_VERSION: u32 = 1;
+
+/// Exported by `weir_kind`.
+pub const KIND_FILTER: u32 = 1;
+pub const KIND_MAP: u32 = 2;
+pub const KIND_FILTER_MAP: u32 = 3;
+pub const KIND_FLAT_MAP: u32 = 4;
+pub const KIND_AGGREGATE: u32 = 5;
+
+/// Return values of `weir_init` and `weir_process`.
+pub const STATUS_OK: i32 = 0;
+pub const STATUS_ERROR: i32 = 1;
+
+/// Output record flags.
+pub const OUTPUT_UNCHANGED: u8 = 0;
+pub const OUTPUT_NEW: u8 = 1;
+
+thread_local! {
+    /// What the last `weir_init` / `weir_process` produced: the output batch, or an error
+    /// message. Valid until the next call.
+    static RESULT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `weir_alloc`: a buffer of `len` bytes for the host to write into.
+pub fn alloc(len: u32) -> u32 {
+    if len == 0 {
+        return 1; // dangling but aligned: never dereferenced for 0 bytes
+    }
+    match Layout::from_size_align(len as usize, 1) {
+        // SAFETY: the layout has a non-zero size.
+        Ok(layout) => unsafe { raw_alloc(layout) as usize as u32 },
+        Err(_) => 0,
+    }
+}
+
+/// `weir_dealloc`: frees a buffer from [`alloc`].
+///
+/// # Safety
+/// `ptr`/`len` must come from one [`alloc`] call that was not freed yet.
+pub unsafe fn dealloc(ptr: u32, len: u32) {
+    if len == 0 || ptr == 0 {
+        return;
+    }
+    if let Ok(layout) = Layout::from_size_align(len as usize, 1) {
+        // SAFETY: the caller guarantees ptr came from `alloc` with this length.
+        unsafe { raw_dealloc(ptr as usize as *mut u8, layout) }
+    }
+}
+
+/// `weir_result_ptr`.
+pub fn result_ptr() -> u32 {
+    RESULT.with(|r| r.borrow().as_ptr() as usize as u32)
+}
+
+/// `weir_result_len`.
+pub fn result_len() -> u32 {
+    RESULT.with(|r| r.borrow().len() as u32)
+}
+
+fn set_result(bytes: Vec<u8>) {
+    RESULT.with(|r| *r.borrow_mut() = bytes);
+}
+
+fn fail(message: String) -> i32 {
+    set_result(message.into_bytes());
+    STATUS_ERROR
+}
+
+/// Takes the host's input buffer (freed when the guard drops).
+struct Input {
+    ptr: u32,
+    len: u32,
+}
+
+impl Input {
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the host wrote `len` bytes at `ptr`, a buffer it got from `alloc`.
+        unsafe { std::slice::from_raw_parts(self.ptr as usize as *const u8, self.len as usize) }
+    }
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        // SAFETY: the host hands over a buffer from `alloc` of exactly this length.
+        unsafe { dealloc(self.ptr, self.len) }
+    }
+}
+
+/// Reads little-endian fields from the input.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.buf.len() < n {
+            return Err("truncated input batch".into());
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+/// Decodes `u32 state_len | state | u32 count | record*` (see ABI.md).
+pub fn decode_input(buf: &[u8]) -> Result<(&[u8], Vec<Record>), String> {
+    let mut r = Reader { buf };
+    let state = r.bytes()?;
+    let count = r.u32()? as usize;
+    let mut records = Vec::with_capacity(count.min(buf.len() / 24));
+    for _ in 0..count {
+        let offset = r.u64()?;
+        let timestamp = r.u64()? as i64;
+        let key_len = r.u32()?;
+        let key = if key_len == u32::MAX {
+            None
+        } else {
+            Some(r.take(key_len as usize)?.to_vec())
+        };
+        let value = r.bytes()?.to_vec();
+        let header_count = r.u32()? as usize;
+        let mut headers = Vec::with_capacity(header_count.min(1024));
+        for _ in 0..header_count {
+            let key = String::from_utf8(r.bytes()?.to_vec())
+                .map_err(|_| "header key is not UTF-8".to_string())?;
+            let value = r.bytes()?.to_vec();
+            headers.push(Header { key, value });
+        }
+        records.push(Record {
+            offset,
+            timestamp,
+            key,
+            value,
+            headers,
+        });
+    }
+    if !r.buf.is_empty() {
+        return Err("bytes left over after the input batch".into());
+    }
+    Ok((state, records))
+}
+
+/// The output batch being built: `u32 state_len | state | u32 count | output*`.
+pub struct Output {
+    records: Vec<u8>,
+    count: u32,
+}
+
+impl Output {
+    fn new() -> Self {
+        Self {
+            records: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Emits input record `index` as it was.
+    pub fn push_unchanged(&mut self, index: u32) {
+        self.records.extend_from_slice(&index.to_le_bytes());
+        self.records.push(OUTPUT_UNCHANGED);
+        self.count += 1;
+    }
+
+    /// Emits a new record that came from input record `index` (it keeps that offset).
+    pub fn push(&mut self, index: u32, r: &Record) {
+        let out = &mut self.records;
+        out.extend_from_slice(&index.to_le_bytes());
+        out.push(OUTPUT_NEW);
+        out.extend_from_slice(&r.timestamp.to_le_bytes());
+        match &r.key {
+            None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+            Some(k) => {
+                out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                out.extend_from_slice(k);
+            }
+        }
+        out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&r.value);
+        out.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
+        for h in &r.headers {
+            out.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
+            out.extend_from_slice(h.key.as_bytes());
+            out.extend_from_slice(&(h.value.len() as u32).to_le_bytes());
+            out.extend_from_slice(&h.value);
+        }
+        self.count += 1;
+    }
+
+    fn finish(self, state: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(8 + state.len() + self.records.len());
+        buf.extend_from_slice(&(state.len() as u32).to_le_bytes());
+        buf.extend_from_slice(state);
+        buf.extend_from_slice(&self.count.to_le_bytes());
+        buf.extend_from_slice(&self.records);
+        buf
+    }
+}
+
+/// `weir_init`: parses the JSON params (empty means `{}`) into `slot`.
+pub fn init<P: serde::de::DeserializeOwned>(
+    slot: &std::sync::OnceLock<P>,
+    ptr: u32,
+    len: u32,
+) -> i32 {
+    let input = Input { ptr, len };
+    let json = match input.bytes() {
+        [] => &b"{}"[..],
+        b => b,
+    };
+    match serde_json::from_slice::<P>(json) {
+        Ok(p) => {
+            let _ = slot.set(p);
+            set_result(Vec::new());
+            STATUS_OK
+        }
+        Err(e) => fail(format!("bad params: {e}")),
+    }
+}
+
+/// `weir_process` before a successful `weir_init`: frees the input, reports the mistake.
+pub fn fail_uninitialized(ptr: u32, len: u32) -> i32 {
+    drop(Input { ptr, len });
+    fail("weir_process called before a successful weir_init".into())
+}
+
+/// Params of a plugin that takes none: any JSON object (or nothing) is accepted.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct NoParams {}
+
+/// `weir_process` of a stateless plugin: calls `step(index, record, output)` per record.
+pub fn process(
+    ptr: u32,
+    len: u32,
+    mut step: impl FnMut(u32, Record, &mut Output) -> Result<(), String>,
+) -> i32 {
+    let input = Input { ptr, len };
+    let (_, records) = match decode_input(input.bytes()) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let mut out = Output::new();
+    for (i, r) in records.into_iter().enumerate() {
+        let offset = r.offset;
+        if let Err(e) = step(i as u32, r, &mut out) {
+            return fail(format!("record at offset {offset}: {e}"));
+        }
+    }
+    set_result(out.finish(&[]));
+    STATUS_OK
+}
+
+/// `weir_process` of an aggregate: the state comes in with the batch (JSON; empty means
+/// `S::default()`) and goes out with the output.
+pub fn process_aggregate<S>(
+    ptr: u32,
+    len: u32,
+    mut step: impl FnMut(&mut S, u32, Record, &mut Output) -> Result<(), String>,
+) -> i32
+where
+    S: Default + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let input = Input { ptr, len };
+    let (state, records) = match decode_input(input.bytes()) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let mut state: S = if state.is_empty() {
+        S::default()
+    } else {
+        match serde_json::from_slice(state) {
+            Ok(s) => s,
+            Err(e) => return fail(format!("cannot read the aggregate state: {e}")),
+        }
+    };
+    let mut out = Output::new();
+    for (i, r) in records.into_iter().enumerate() {
+        let offset = r.offset;
+        if let Err(e) = step(&mut state, i as u32, r, &mut out) {
+            return fail(format!("record at offset {offset}: {e}"));
+        }
+    }
+    let state = match serde_json::to_vec(&state) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot save the aggregate state: {e}")),
+    };
+    set_result(out.finish(&state));
+    STATUS_OK
+}
+
+/// Encodes an input batch the way the host does (for native tests of plugins and of this
+/// codec).
+pub fn encode_input(state: &[u8], records: &[Record]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(state.len() as u32).to_le_bytes());
+    b.extend_from_slice(state);
+    b.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    for r in records {
+        b.extend_from_slice(&r.offset.to_le_bytes());
+        b.extend_from_slice(&r.timestamp.to_le_bytes());
+        match &r.key {
+            None => b.extend_from_slice(&u32::MAX.to_le_bytes()),
+            Some(k) => {
+                b.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                b.extend_from_slice(k);
+            }
+        }
+        b.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
+        b.extend_from_slice(&r.value);
+        b.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
+        for h in &r.headers {
+            b.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
+            b.extend_from_slice(h.key.as_bytes());
+            b.extend_from_slice(&(h.value.len() as u32).to_le_bytes());
+            b.extend_from_slice(&h.value);
+        }
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(offset: u64, key: Option<&str>, value: &str) -> Record {
+        Record {
+            offset,
+            timestamp: 1_700_000_000_000 + offset as i64,
+            key: key.map(|k| k.as_bytes().to_vec()),
+            value: value.as_bytes().to_vec(),
+            headers: vec![Header {
+                key: "h".into(),
+                value: vec![0, 255],
+            }],
+        }
+    }
+
+    #[test]
+    fn input_round_trips() {
+        let records = vec![rec(7, Some("k"), "héllo"), rec(8, None, "")];
+        let bytes = encode_input(b"{}", &records);
+        let (state, back) = decode_input(&bytes).unwrap();
+        assert_eq!(state, b"{}");
+        assert_eq!(back, records);
+        for cut in 0..bytes.len() {
+            assert!(decode_input(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn output_layout_matches_the_abi() {
+        let mut out = Output::new();
+        out.push_unchanged(3);
+        out.push(1, &Record::new("v").with_key("k"));
+        let buf = out.finish(b"S");
+        assert_eq!(&buf[..9], &[1, 0, 0, 0, b'S', 2, 0, 0, 0]);
+        assert_eq!(&buf[9..14], &[3, 0, 0, 0, OUTPUT_UNCHANGED]);
+        assert_eq!(&buf[14..19], &[1, 0, 0, 0, OUTPUT_NEW]);
+        // timestamp 0, key "k", value "v", no headers
+        assert_eq!(buf.len(), 19 + 8 + 4 + 1 + 4 + 1 + 4);
+    }
+}
