@@ -18,6 +18,7 @@ use crate::groups::{
     ResetTo,
 };
 use crate::log::{Appended, Bounds, PendingBatch, ReadResult};
+use crate::plugins::{Plugin, PluginInfo, PluginRegistry};
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
 use crate::types::TopicConfig;
@@ -49,6 +50,7 @@ pub struct Broker {
     producer_ids: std::sync::Mutex<()>,
     topics: TopicRegistry,
     groups: GroupCoordinator,
+    plugins: PluginRegistry,
     max_record_bytes: usize,
     defaults: TopicDefaults,
 }
@@ -119,11 +121,13 @@ impl Broker {
         let store = Store::open(&config.data_dir.join("db"), config.fsync.sync_mode())?;
         let topics = TopicRegistry::recover(store.clone())?;
         let groups = GroupCoordinator::recover(store.clone(), &topics)?;
+        let plugins = PluginRegistry::recover(store.clone())?;
         Ok(Arc::new(Self {
             store,
             producer_ids: std::sync::Mutex::new(()),
             topics,
             groups,
+            plugins,
             max_record_bytes: config.max_record_bytes,
             defaults: config.topic_defaults.clone(),
         }))
@@ -353,6 +357,32 @@ impl Broker {
     pub async fn delete_group(self: &Arc<Self>, group: String) -> Result<(), BrokerError> {
         let this = Arc::clone(self);
         blocking(move || this.groups.delete(&group, &this.topics)).await
+    }
+
+    // ---- plugins ----------------------------------------------------------------------------
+
+    /// Validates, compiles and stores a plugin module (on the blocking pool: compiling takes
+    /// a while).
+    pub async fn register_plugin(
+        self: &Arc<Self>,
+        name: String,
+        wasm: Bytes,
+    ) -> Result<PluginInfo, BrokerError> {
+        let this = Arc::clone(self);
+        blocking(move || this.plugins.register(&name, &wasm)).await
+    }
+
+    pub fn list_plugins(&self) -> Vec<PluginInfo> {
+        self.plugins.list()
+    }
+
+    pub fn plugin(&self, name: &str) -> Result<Plugin, BrokerError> {
+        self.plugins.get(name)
+    }
+
+    pub async fn delete_plugin(self: &Arc<Self>, name: String) -> Result<(), BrokerError> {
+        let this = Arc::clone(self);
+        blocking(move || this.plugins.delete(&name)).await
     }
 
     /// One retention pass over every partition (blocking).

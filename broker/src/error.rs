@@ -4,6 +4,7 @@ use weir_common::{BatchError, NameError};
 
 use crate::log::LogError;
 use crate::log::appender::AppendError;
+use crate::plugins::PluginError;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +63,27 @@ pub enum BrokerError {
     },
     #[error("group {group:?} has {members} live member(s); stop them first")]
     GroupNotEmpty { group: String, members: usize },
+    #[error("plugin {0:?} does not exist")]
+    PluginNotFound(String),
+    #[error("plugin {0:?} already exists")]
+    PluginExists(String),
+    #[error("{0}")]
+    InvalidPlugin(String),
+    #[error("{0}")]
+    PluginFailed(String),
     #[error("broker is shutting down")]
     ShuttingDown,
     #[error("storage failure: {0}")]
     Storage(String),
+}
+
+impl From<PluginError> for BrokerError {
+    fn from(e: PluginError) -> Self {
+        match e {
+            PluginError::Invalid(m) => BrokerError::InvalidPlugin(m),
+            e @ PluginError::Failed { .. } => BrokerError::PluginFailed(e.to_string()),
+        }
+    }
 }
 
 impl From<StorageError> for BrokerError {

@@ -6,6 +6,8 @@
 //! - [`server`]: tonic services; the only module that knows proto types and `Status`.
 //! - [`broker`]: the domain facade the services call (validation, routing, blocking pool).
 //! - [`topics`]: topic registry: create, delete, recover at start-up.
+//! - [`groups`]: consumer groups: membership, assignment, committed offsets.
+//! - [`plugins`]: WebAssembly plugins: registry and sandboxed runtime.
 //! - [`log`]: partition logs: append (group commit), read, time lookup, segments, retention.
 //! - [`storage`]: RocksDB column families, key encoding, atomic write batches.
 //! - [`types`]: plain domain types.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod groups;
 pub mod log;
+pub mod plugins;
 pub mod server;
 pub mod storage;
 pub mod topics;

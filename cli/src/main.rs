@@ -6,6 +6,7 @@
 mod bench;
 mod consume;
 mod group;
+mod plugin;
 mod produce;
 mod topic;
 
@@ -36,18 +37,27 @@ enum Command {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Register, list and delete WebAssembly plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Local commands need no broker.
+    let cli = match cli.command {
+        Command::Plugin(cmd) if cmd.is_local() => return plugin::run_local(cmd),
+        command => Cli { command, ..cli },
+    };
     let client = Client::connect(&cli.broker).await?;
     match cli.command {
         Command::Topic(cmd) => topic::run(&client, cmd).await,
         Command::Produce(args) => produce::run(&client, args).await,
         Command::Consume(args) => consume::run(&client, args).await,
         Command::Group(cmd) => group::run(&client, cmd).await,
+        Command::Plugin(cmd) => plugin::run(&client, cmd).await,
         Command::Bench(cmd) => bench::run(&client, cmd).await,
     }
 }

@@ -53,3 +53,22 @@ pub const MAX_COMMIT_METADATA_BYTES: usize = 4096;
 
 /// Most topics one group member may subscribe to.
 pub const MAX_TOPICS_PER_MEMBER: usize = 1000;
+
+/// Largest plugin module (`.wasm` bytes) the broker accepts.
+pub const MAX_PLUGIN_MODULE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Linear memory one plugin instance may grow to; beyond it the call traps.
+pub const PLUGIN_MEMORY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Wall-clock CPU budget of one plugin call (one batch); a plugin that runs longer is
+/// interrupted (epoch deadline) and the call fails.
+pub const PLUGIN_CALL_TIMEOUT_MS: u64 = 2_000;
+
+/// Largest output one plugin call may return.
+pub const MAX_PLUGIN_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Longest params JSON given with a plugin at use time.
+pub const MAX_PLUGIN_PARAMS_BYTES: usize = 64 * 1024;
+
+/// Most plugins one consumer or pipeline may chain.
+pub const MAX_PLUGIN_CHAIN: usize = 16;

@@ -1,5 +1,5 @@
-//! Topic and consumer-group names: `[A-Za-z0-9._-]{1,249}`, validated once at the edge into
-//! [`TopicName`] / [`GroupName`].
+//! Topic, consumer-group and plugin names: `[A-Za-z0-9._-]{1,249}`, validated once at the edge into
+//! [`TopicName`] / [`GroupName`] / [`PluginName`].
 
 use std::fmt;
 
@@ -70,6 +70,11 @@ name_type!(
     /// A consumer-group name known to be valid.
     GroupName,
     "group"
+);
+name_type!(
+    /// A plugin name known to be valid.
+    PluginName,
+    "plugin"
 );
 
 #[cfg(test)]

@@ -198,6 +198,20 @@ fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
     }
 }
 
+/// Path of an example plugin built to wasm by `scripts/build-plugins` (e.g. `uppercase`).
+pub fn example_plugin(name: &str) -> PathBuf {
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/target/wasm32-unknown-unknown/release")
+        .join(file);
+    assert!(
+        path.exists(),
+        "{} not found: build the example plugins first (scripts/build-plugins)",
+        path.display()
+    );
+    path
+}
+
 /// Splits CLI output into lines.
 pub fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()

@@ -476,3 +476,68 @@ impl Admin {
         Ok(())
     }
 }
+
+/// A registered WebAssembly plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// Name it was registered under.
+    pub name: String,
+    /// `filter`, `map`, `filter_map`, `flat_map` or `aggregate`.
+    pub kind: String,
+    /// Size of the module.
+    pub size_bytes: u64,
+    /// When it was registered (unix ms).
+    pub created_ms: i64,
+}
+
+fn plugin_of(p: pb::PluginInfo) -> PluginInfo {
+    PluginInfo {
+        name: p.name,
+        kind: p.kind,
+        size_bytes: p.size_bytes,
+        created_ms: p.created_ms,
+    }
+}
+
+impl Admin {
+    /// Registers a WebAssembly plugin module (the bytes of a `.wasm` file). The broker
+    /// validates and compiles it; fails with
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for invalid modules.
+    pub async fn register_plugin(
+        &self,
+        name: &str,
+        wasm: impl Into<bytes::Bytes>,
+    ) -> Result<PluginInfo> {
+        let req = pb::RegisterPluginRequest {
+            name: name.to_string(),
+            wasm: wasm.into(),
+        };
+        let resp = self
+            .client
+            .plugins_rpc()
+            .register_plugin(req)
+            .await?
+            .into_inner();
+        Ok(plugin_of(resp.plugin.unwrap_or_default()))
+    }
+
+    /// Every registered plugin, by name.
+    pub async fn list_plugins(&self) -> Result<Vec<PluginInfo>> {
+        let resp = self
+            .client
+            .plugins_rpc()
+            .list_plugins(pb::ListPluginsRequest {})
+            .await?
+            .into_inner();
+        Ok(resp.plugins.into_iter().map(plugin_of).collect())
+    }
+
+    /// Deletes a plugin.
+    pub async fn delete_plugin(&self, name: &str) -> Result<()> {
+        let req = pb::DeletePluginRequest {
+            name: name.to_string(),
+        };
+        self.client.plugins_rpc().delete_plugin(req).await?;
+        Ok(())
+    }
+}

@@ -6,6 +6,7 @@ use tonic::transport::{Channel, Endpoint};
 use weir_common::limits::MAX_REQUEST_BYTES;
 use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::log_client::LogClient;
+use weir_proto::v1::plugins_client::PluginsClient;
 use weir_proto::v1::topics_client::TopicsClient;
 
 use crate::admin::Admin;
@@ -100,6 +101,12 @@ impl Client {
 
     pub(crate) fn groups_rpc(&self) -> GroupsClient<Channel> {
         GroupsClient::new(self.channel.clone())
+    }
+
+    pub(crate) fn plugins_rpc(&self) -> PluginsClient<Channel> {
+        PluginsClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_REQUEST_BYTES)
     }
 
     /// Topic administration.

@@ -34,6 +34,15 @@ pub enum Error {
     /// producer retries it (callers see this only if retries run out).
     #[error("{0}")]
     OutOfOrderSequence(String),
+    /// A plugin of that name is already registered.
+    #[error("{0}")]
+    PluginExists(String),
+    /// The plugin does not exist.
+    #[error("{0}")]
+    PluginNotFound(String),
+    /// A plugin failed (trap, error, limit): the message names it and the cause.
+    #[error("{0}")]
+    PluginFailed(String),
     /// The consumer group does not exist.
     #[error("{0}")]
     GroupNotFound(String),
@@ -90,9 +99,12 @@ impl From<Status> for Error {
         match (kind, s.code()) {
             ("topic_not_found", _) => Error::TopicNotFound(message),
             ("partition_not_found", _) => Error::PartitionNotFound(message),
+            ("plugin_exists", _) => Error::PluginExists(message),
             ("topic_exists", _) | (_, Code::AlreadyExists) => Error::TopicExists(message),
             ("out_of_order_sequence", _) => Error::OutOfOrderSequence(message),
             ("group_not_found", _) => Error::GroupNotFound(message),
+            ("plugin_not_found", _) => Error::PluginNotFound(message),
+            ("plugin_failed", _) => Error::PluginFailed(message),
             ("unknown_member" | "stale_member_epoch" | "not_partition_owner", _) => {
                 Error::Fenced(message)
             }

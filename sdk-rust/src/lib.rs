@@ -36,7 +36,7 @@ mod producer;
 
 pub use admin::{
     Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, NewTopic, OffsetSpec,
-    PartitionInfo, ResetTo, TopicDescription, TopicInfo,
+    PartitionInfo, PluginInfo, ResetTo, TopicDescription, TopicInfo,
 };
 pub use client::{Client, DEFAULT_BROKER};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RECONNECT_TIMEOUT, StartFrom};

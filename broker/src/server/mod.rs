@@ -6,6 +6,7 @@
 
 mod groups;
 mod log;
+mod plugins;
 mod topics;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use tonic::metadata::MetadataValue;
 use weir_common::limits::MAX_REQUEST_BYTES;
 use weir_proto::v1::groups_server::GroupsServer;
 use weir_proto::v1::log_server::LogServer;
+use weir_proto::v1::plugins_server::PluginsServer;
 use weir_proto::v1::topics_server::TopicsServer;
 
 use crate::broker::Broker;
@@ -69,6 +71,10 @@ pub fn status_of(e: BrokerError) -> Status {
         BrokerError::GroupNotEmpty { .. } => {
             (Status::failed_precondition(message), "group_not_empty")
         }
+        BrokerError::PluginNotFound(_) => (Status::not_found(message), "plugin_not_found"),
+        BrokerError::PluginExists(_) => (Status::already_exists(message), "plugin_exists"),
+        BrokerError::InvalidPlugin(_) => (Status::invalid_argument(message), "invalid_plugin"),
+        BrokerError::PluginFailed(_) => (Status::failed_precondition(message), "plugin_failed"),
         BrokerError::ShuttingDown => (Status::unavailable(message), "shutting_down"),
         BrokerError::Storage(_) => (Status::internal(message), "storage"),
     };
@@ -102,6 +108,8 @@ pub async fn serve(
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
     let groups = GroupsServer::new(groups::GroupsService::new(Arc::clone(&broker)));
+    let plugins = PluginsServer::new(plugins::PluginsService::new(Arc::clone(&broker)))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
     let log = LogServer::new(log::LogService::new(broker, stop_rx))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
@@ -111,6 +119,7 @@ pub async fn serve(
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .add_service(topics)
         .add_service(groups)
+        .add_service(plugins)
         .add_service(log)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await

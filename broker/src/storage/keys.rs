@@ -9,12 +9,14 @@
 //! meta       "topic/" name → TopicMeta (JSON);  "next_topic_id" → u32 BE;
 //!            "next_producer_id" → u64 BE
 //! offsets    group_len u16 | group | topic u32 | partition u32         → Committed
+//! plugins    name                                                      → kind u8 | created i64 | wasm
 //! ```
 //!
 //! Committed offsets are keyed by group first, so one group's offsets are contiguous.
 
 use crate::groups::Committed;
 use crate::log::producers::{PRODUCER_DEDUPE_WINDOW, ProducerBatch, ProducerState};
+use crate::plugins::{PluginKind, StoredPlugin};
 use crate::types::{PartitionKey, SegmentMeta, TopicId};
 
 pub const PARTITION_PREFIX_LEN: usize = 8;
@@ -200,6 +202,25 @@ pub fn decode_committed(v: &[u8]) -> Option<Committed> {
         offset: u64::from_le_bytes(head[..8].try_into().ok()?),
         commit_time: i64::from_le_bytes(head[8..].try_into().ok()?),
         metadata: std::str::from_utf8(metadata).ok()?.to_string(),
+    })
+}
+
+/// `kind u8 | created_ms i64 LE | wasm bytes`.
+pub fn encode_plugin(p: &StoredPlugin) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + p.wasm.len());
+    v.push(p.kind.code());
+    v.extend_from_slice(&p.created_ms.to_le_bytes());
+    v.extend_from_slice(&p.wasm);
+    v
+}
+
+pub fn decode_plugin(v: &[u8]) -> Option<StoredPlugin> {
+    let (&kind, rest) = v.split_first()?;
+    let (created, wasm) = rest.split_at_checked(8)?;
+    Some(StoredPlugin {
+        kind: PluginKind::from_code(i32::from(kind))?,
+        created_ms: i64::from_le_bytes(created.try_into().ok()?),
+        wasm: wasm.to_vec(),
     })
 }
 

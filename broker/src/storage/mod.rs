@@ -18,6 +18,7 @@ use rocksdb::{
 
 use crate::groups::Committed;
 use crate::log::producers::ProducerState;
+use crate::plugins::StoredPlugin;
 use crate::types::{PartitionKey, SegmentMeta, TopicId, TopicMeta};
 use keys::*;
 
@@ -27,13 +28,15 @@ const CF_TIMEINDEX: &str = "timeindex";
 const CF_PRODUCERS: &str = "producers";
 const CF_META: &str = "meta";
 const CF_OFFSETS: &str = "offsets";
-const COLUMN_FAMILIES: [&str; 6] = [
+const CF_PLUGINS: &str = "plugins";
+const COLUMN_FAMILIES: [&str; 7] = [
     CF_RECORDS,
     CF_SEGMENTS,
     CF_TIMEINDEX,
     CF_PRODUCERS,
     CF_META,
     CF_OFFSETS,
+    CF_PLUGINS,
 ];
 
 /// Memtable size of the records column family: big enough that a burst of produce traffic
@@ -348,6 +351,44 @@ impl Store {
         for (group, pk) in keys {
             wb.delete_cf(cf, group_offset_key(group, *pk));
         }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    // ---- plugins ----------------------------------------------------------------------------
+
+    /// Every registered plugin module, by name.
+    pub fn load_plugins(&self) -> Result<Vec<(String, StoredPlugin)>, StorageError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_PLUGINS), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let corrupt = || StorageError::Corrupt {
+                key: format!("plugins/{}", String::from_utf8_lossy(&k)),
+                reason: "bad plugin record".into(),
+            };
+            let name = String::from_utf8(k.to_vec()).map_err(|_| corrupt())?;
+            out.push((name, decode_plugin(&v).ok_or_else(corrupt)?));
+        }
+        Ok(out)
+    }
+
+    pub fn put_plugin(&self, name: &str, p: &StoredPlugin) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_PLUGINS), name.as_bytes(), encode_plugin(p));
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    pub fn delete_plugin(&self, name: &str) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(self.cf(CF_PLUGINS), name.as_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(wb, &wo)?;

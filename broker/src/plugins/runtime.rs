@@ -1,0 +1,512 @@
+//! The wasmtime sandbox: one engine for the broker, a compiled [`Plugin`] per registered
+//! module, and a [`Stage`] — an instance with its params applied — per (plugin use, partition),
+//! reused across batches.
+//!
+//! Each call is bounded: linear memory is capped (`StoreLimits`, growth past the cap traps),
+//! CPU time is capped by an epoch deadline (a ticker thread advances the engine's epoch every
+//! `EPOCH_TICK`), and the output size is checked before it is read. A trap, an error status or a
+//! malformed output fails the call with a [`PluginError`]; the broker goes on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{
+    Config, Engine, ExternType, FuncType, Instance, InstancePre, Linker, Memory, Module, Store,
+    StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
+};
+use weir_common::limits::{
+    MAX_PLUGIN_OUTPUT_BYTES, PLUGIN_CALL_TIMEOUT_MS, PLUGIN_MEMORY_LIMIT_BYTES,
+};
+use weir_common::record::Record;
+
+use super::abi::{self, Output, PluginKind};
+
+/// How often the engine's epoch advances (the granularity of the CPU deadline).
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    /// The module is not a valid Weir plugin (at registration).
+    #[error("{0}")]
+    Invalid(String),
+    /// The plugin failed: trap, error status, limit, malformed output.
+    #[error("plugin {plugin:?} failed: {message}")]
+    Failed { plugin: String, message: String },
+}
+
+fn failed(plugin: &str, message: impl Into<String>) -> PluginError {
+    PluginError::Failed {
+        plugin: plugin.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The broker's one wasmtime engine (compiles modules; its epoch drives CPU deadlines).
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+}
+
+impl Runtime {
+    pub fn new() -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)
+            .map_err(|e| PluginError::Invalid(format!("cannot start the wasm engine: {e}")))?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("weir-wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| PluginError::Invalid(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(Self { engine })
+    }
+
+    /// Validates and compiles a module (blocking: Cranelift compiles it), checks it is a
+    /// plugin of this ABI, and reads its kind.
+    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Plugin, PluginError> {
+        let invalid = |m: String| PluginError::Invalid(format!("plugin {name:?}: {m}"));
+        let module = Module::new(&self.engine, wasm)
+            .map_err(|e| invalid(format!("not a valid WebAssembly module: {e}")))?;
+        if let Some(i) = module.imports().next() {
+            return Err(invalid(format!(
+                "imports {}::{}; plugins may import nothing (no I/O)",
+                i.module(),
+                i.name()
+            )));
+        }
+        check_exports(&module).map_err(invalid)?;
+        let linker: Linker<StoreData> = Linker::new(&self.engine);
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut plugin = Plugin {
+            name: name.to_string(),
+            kind: PluginKind::Filter,
+            engine: self.engine.clone(),
+            pre: Arc::new(pre),
+        };
+        let mut inst = plugin.instantiate()?;
+        let version = inst.call0("weir_abi_version")?;
+        if version != abi::ABI_VERSION {
+            return Err(invalid(format!(
+                "built for plugin ABI version {version}; this broker speaks version {}",
+                abi::ABI_VERSION
+            )));
+        }
+        let code = inst.call0("weir_kind")?;
+        plugin.kind = PluginKind::from_code(code)
+            .ok_or_else(|| invalid(format!("unknown plugin kind {code}")))?;
+        Ok(plugin)
+    }
+}
+
+/// The exports every plugin has, with their types (ABI.md).
+fn check_exports(module: &Module) -> Result<(), String> {
+    use ValType::I32;
+    let want: [(&str, &[ValType], &[ValType]); 7] = [
+        ("weir_abi_version", &[], &[I32]),
+        ("weir_kind", &[], &[I32]),
+        ("weir_alloc", &[I32], &[I32]),
+        ("weir_init", &[I32, I32], &[I32]),
+        ("weir_process", &[I32, I32], &[I32]),
+        ("weir_result_ptr", &[], &[I32]),
+        ("weir_result_len", &[], &[I32]),
+    ];
+    match module.get_export("memory") {
+        Some(ExternType::Memory(_)) => {}
+        _ => return Err("does not export its memory as \"memory\"".into()),
+    }
+    for (name, params, results) in want {
+        let ok = match module.get_export(name) {
+            Some(ExternType::Func(f)) => same_signature(&f, params, results),
+            _ => false,
+        };
+        if !ok {
+            return Err(format!(
+                "does not export function {name} with params {params:?} and results {results:?} (see plugins/ABI.md; build it with the weir-plugin SDK)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn same_signature(f: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
+    let eq = |a: &ValType, b: &ValType| ValType::eq(a, b);
+    f.params().len() == params.len()
+        && f.results().len() == results.len()
+        && f.params().zip(params).all(|(a, b)| eq(&a, b))
+        && f.results().zip(results).all(|(a, b)| eq(&a, b))
+}
+
+struct StoreData {
+    limits: StoreLimits,
+}
+
+/// A compiled, validated plugin module.
+#[derive(Clone)]
+pub struct Plugin {
+    pub name: String,
+    pub kind: PluginKind,
+    engine: Engine,
+    pre: Arc<InstancePre<StoreData>>,
+}
+
+impl Plugin {
+    fn instantiate(&self) -> Result<Instantiated, PluginError> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(PLUGIN_MEMORY_LIMIT_BYTES)
+            .instances(1)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, StoreData { limits });
+        store.limiter(|d| &mut d.limits);
+        store.set_epoch_deadline(deadline_ticks());
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| failed(&self.name, describe_trap(&e)))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| failed(&self.name, "no memory export"))?;
+        Ok(Instantiated {
+            name: self.name.clone(),
+            store,
+            instance,
+            memory,
+        })
+    }
+
+    /// An instance with `params` (JSON, may be empty) applied: ready for batches.
+    pub fn stage(&self, params: &[u8]) -> Result<Stage, PluginError> {
+        let mut inst = self.instantiate()?;
+        let funcs = Funcs::get(&mut inst)?;
+        let mut stage = Stage {
+            kind: self.kind,
+            inst,
+            funcs,
+            state: Vec::new(),
+            broken: None,
+        };
+        stage.call(Entry::Init, params)?;
+        Ok(stage)
+    }
+}
+
+fn deadline_ticks() -> u64 {
+    (PLUGIN_CALL_TIMEOUT_MS / EPOCH_TICK.as_millis() as u64).max(1)
+}
+
+/// Turns a wasmtime error into a message a user can act on.
+fn describe_trap(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            format!("exceeded its CPU time limit of {PLUGIN_CALL_TIMEOUT_MS} ms for one batch")
+        }
+        Some(Trap::UnreachableCodeReached) => {
+            "trapped: unreachable code reached (a Rust panic in the plugin aborts like this)".into()
+        }
+        Some(t) => format!("trapped: {t}"),
+        None => {
+            let msg = format!("{e:#}");
+            if msg.contains("forcing trap when growing memory") {
+                format!(
+                    "exceeded its memory limit of {} MiB",
+                    PLUGIN_MEMORY_LIMIT_BYTES / (1024 * 1024)
+                )
+            } else {
+                msg
+            }
+        }
+    }
+}
+
+struct Instantiated {
+    name: String,
+    store: Store<StoreData>,
+    instance: Instance,
+    memory: Memory,
+}
+
+impl Instantiated {
+    fn call0(&mut self, export: &str) -> Result<i32, PluginError> {
+        let f: TypedFunc<(), i32> = self
+            .instance
+            .get_typed_func(&mut self.store, export)
+            .map_err(|e| failed(&self.name, e.to_string()))?;
+        self.store.set_epoch_deadline(deadline_ticks());
+        f.call(&mut self.store, ())
+            .map_err(|e| failed(&self.name, describe_trap(&e)))
+    }
+}
+
+struct Funcs {
+    alloc: TypedFunc<u32, u32>,
+    init: TypedFunc<(u32, u32), i32>,
+    process: TypedFunc<(u32, u32), i32>,
+    result_ptr: TypedFunc<(), u32>,
+    result_len: TypedFunc<(), u32>,
+}
+
+impl Funcs {
+    fn get(inst: &mut Instantiated) -> Result<Self, PluginError> {
+        let name = inst.name.clone();
+        let err = |e: wasmtime::Error| failed(&name, e.to_string());
+        let i = &inst.instance;
+        let s = &mut inst.store;
+        Ok(Self {
+            alloc: i.get_typed_func(&mut *s, "weir_alloc").map_err(err)?,
+            init: i.get_typed_func(&mut *s, "weir_init").map_err(err)?,
+            process: i.get_typed_func(&mut *s, "weir_process").map_err(err)?,
+            result_ptr: i.get_typed_func(&mut *s, "weir_result_ptr").map_err(err)?,
+            result_len: i.get_typed_func(&mut *s, "weir_result_len").map_err(err)?,
+        })
+    }
+}
+
+/// One instance of a plugin with its params, for one partition of one consumer or pipeline.
+/// Not shared: a stage is used by one task at a time, off the async workers.
+pub struct Stage {
+    kind: PluginKind,
+    inst: Instantiated,
+    funcs: Funcs,
+    /// Aggregate state carried between batches.
+    state: Vec<u8>,
+    /// Set after a failure: the instance may be half-way through anything; never reuse it.
+    broken: Option<PluginError>,
+}
+
+impl Stage {
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// Aggregate state (opaque bytes; empty before the first batch).
+    pub fn state(&self) -> &[u8] {
+        &self.state
+    }
+
+    /// Restores aggregate state (a pipeline resuming from RocksDB).
+    pub fn set_state(&mut self, state: Vec<u8>) {
+        self.state = state;
+    }
+
+    /// Runs one batch through the plugin. Outputs keep their source record's offset.
+    pub fn run(&mut self, records: &[Record]) -> Result<Vec<Record>, PluginError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let input = abi::encode_input(&self.state, records);
+        let result = self.call(Entry::Process, &input)?;
+        let (state, outputs) = match abi::decode_output(&result, records.len()) {
+            Ok(d) => d,
+            Err(e) => return Err(self.fail(format!("returned a malformed output: {e}"))),
+        };
+        if self.kind == PluginKind::Aggregate {
+            self.state = state;
+        }
+        Ok(outputs
+            .into_iter()
+            .map(|o| match o {
+                Output::Unchanged(i) => records[i as usize].clone(),
+                Output::New { source, mut record } => {
+                    record.offset = records[source as usize].offset;
+                    record
+                }
+            })
+            .collect())
+    }
+
+    fn fail(&mut self, message: String) -> PluginError {
+        let e = failed(&self.inst.name, message);
+        self.broken = Some(e.clone());
+        e
+    }
+
+    /// Copies `input` into guest memory, calls `which(ptr, len)`, returns the result buffer.
+    fn call(&mut self, which: Entry, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        match self.try_call(which, input) {
+            Ok(r) => Ok(r),
+            Err(CallError::Plugin(msg)) => {
+                // The plugin reported an error cleanly: the instance is still sound.
+                Err(failed(&self.inst.name, msg))
+            }
+            Err(CallError::Fatal(msg)) => Err(self.fail(msg)),
+        }
+    }
+
+    fn try_call(&mut self, which: Entry, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        let trap = |e: wasmtime::Error| CallError::Fatal(describe_trap(&e));
+        let len = u32::try_from(input.len())
+            .map_err(|_| CallError::Fatal("input batch over 4 GiB".into()))?;
+        let s = &mut self.inst.store;
+        s.set_epoch_deadline(deadline_ticks());
+        let ptr = self.funcs.alloc.call(&mut *s, len).map_err(trap)?;
+        if ptr == 0 && len > 0 {
+            return Err(CallError::Fatal(
+                "could not allocate memory for the input batch".into(),
+            ));
+        }
+        self.inst
+            .memory
+            .write(&mut *s, ptr as usize, input)
+            .map_err(|_| CallError::Fatal("returned an input buffer outside its memory".into()))?;
+        let entry = match which {
+            Entry::Init => &self.funcs.init,
+            Entry::Process => &self.funcs.process,
+        };
+        let status = entry.call(&mut *s, (ptr, len)).map_err(trap)?;
+        let rptr = self.funcs.result_ptr.call(&mut *s, ()).map_err(trap)? as usize;
+        let rlen = self.funcs.result_len.call(&mut *s, ()).map_err(trap)? as usize;
+        if rlen > MAX_PLUGIN_OUTPUT_BYTES {
+            return Err(CallError::Fatal(format!(
+                "returned {rlen} bytes; the limit is {MAX_PLUGIN_OUTPUT_BYTES}"
+            )));
+        }
+        let result = self
+            .inst
+            .memory
+            .data(&*s)
+            .get(rptr..rptr.saturating_add(rlen))
+            .ok_or_else(|| CallError::Fatal("returned a result outside its memory".into()))?
+            .to_vec();
+        match status {
+            0 => Ok(result),
+            1 => Err(CallError::Plugin(
+                String::from_utf8_lossy(&result).into_owned(),
+            )),
+            s => Err(CallError::Fatal(format!("returned unknown status {s}"))),
+        }
+    }
+}
+
+/// The two exports that take a buffer.
+#[derive(Clone, Copy)]
+enum Entry {
+    Init,
+    Process,
+}
+
+enum CallError {
+    /// The plugin returned an error status with a message.
+    Plugin(String),
+    /// Trap, limit or protocol violation: the instance is unusable.
+    Fatal(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// A minimal plugin in WAT: bump allocator, `weir_process` body as given, result = the
+    /// `result_len` bytes at address 0 (8 zero bytes: an empty output).
+    fn module(version: i32, process_body: &str, result_len: i32) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module
+              (memory (export "memory") 1)
+              (global $heap (mut i32) (i32.const 1024))
+              (func (export "weir_abi_version") (result i32) (i32.const {version}))
+              (func (export "weir_kind") (result i32) (i32.const 1))
+              (func (export "weir_alloc") (param $n i32) (result i32) (local $p i32)
+                (local.set $p (global.get $heap))
+                (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+                (local.get $p))
+              (func (export "weir_init") (param i32 i32) (result i32) (i32.const 0))
+              (func (export "weir_process") (param i32 i32) (result i32) {process_body})
+              (func (export "weir_result_ptr") (result i32) (i32.const 0))
+              (func (export "weir_result_len") (result i32) (i32.const {result_len})))"#
+        ))
+        .unwrap()
+    }
+
+    fn records(n: u64) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record {
+                offset: 100 + i,
+                timestamp: 1,
+                key: None,
+                value: Bytes::from_static(b"v"),
+                headers: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn run(wasm: &[u8]) -> Result<Vec<Record>, PluginError> {
+        let rt = Runtime::new().unwrap();
+        let plugin = rt.compile("p", wasm)?;
+        let mut stage = plugin.stage(b"")?;
+        stage.run(&records(3))
+    }
+
+    fn failure(e: PluginError) -> String {
+        match e {
+            PluginError::Failed { plugin, message } => {
+                assert_eq!(plugin, "p");
+                message
+            }
+            e => panic!("expected a failure, got {e:?}"),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_module_runs() {
+        assert_eq!(run(&module(1, "(i32.const 0)", 8)).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn registration_rejects_what_is_not_a_plugin() {
+        let rt = Runtime::new().unwrap();
+        let err = |wasm: &[u8]| match rt.compile("p", wasm) {
+            Err(PluginError::Invalid(m)) => m,
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(err(b"not wasm at all").contains("not a valid WebAssembly module"));
+        let import = wat::parse_str(r#"(module (import "env" "clock" (func)))"#).unwrap();
+        assert!(err(&import).contains("imports env::clock"));
+        let bare = wat::parse_str("(module (memory (export \"memory\") 1))").unwrap();
+        assert!(err(&bare).contains("weir_abi_version"));
+        assert!(err(&module(2, "(i32.const 0)", 8)).contains("ABI version 2"));
+    }
+
+    #[test]
+    fn an_endless_loop_is_interrupted() {
+        let e = failure(run(&module(1, "(loop $l (br $l)) (i32.const 0)", 8)).unwrap_err());
+        assert!(e.contains("CPU time limit"), "{e}");
+    }
+
+    #[test]
+    fn unbounded_memory_growth_hits_the_cap() {
+        let bomb = "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) (i32.const 0)";
+        let e = failure(run(&module(1, bomb, 8)).unwrap_err());
+        assert!(e.contains("memory limit"), "{e}");
+    }
+
+    #[test]
+    fn traps_and_malformed_outputs_fail_the_call_and_the_stage() {
+        let e = failure(run(&module(1, "unreachable", 8)).unwrap_err());
+        assert!(e.contains("unreachable"), "{e}");
+        let e = failure(run(&module(1, "(i32.const 0)", 3)).unwrap_err());
+        assert!(e.contains("malformed output"), "{e}");
+        let e = failure(run(&module(1, "(i32.const 0)", 70_000)).unwrap_err());
+        assert!(e.contains("outside its memory"), "{e}");
+        // A stage that failed stays failed.
+        let rt = Runtime::new().unwrap();
+        let mut stage = rt
+            .compile("p", &module(1, "unreachable", 8))
+            .unwrap()
+            .stage(b"")
+            .unwrap();
+        assert!(stage.run(&records(1)).is_err());
+        assert!(stage.run(&records(1)).is_err());
+    }
+}
