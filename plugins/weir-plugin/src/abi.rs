@@ -170,6 +170,28 @@ pub fn decode_input(buf: &[u8]) -> Result<(&[u8], Vec<Record>), String> {
     Ok((state, records))
 }
 
+/// `i64 timestamp | key (u32::MAX: none) | value | headers`: a record after its offset (input)
+/// or its source index and flag (output).
+fn put_record(out: &mut Vec<u8>, r: &Record) {
+    out.extend_from_slice(&r.timestamp.to_le_bytes());
+    match &r.key {
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        Some(k) => {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(k);
+        }
+    }
+    out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
+    out.extend_from_slice(&r.value);
+    out.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
+    for h in &r.headers {
+        out.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
+        out.extend_from_slice(h.key.as_bytes());
+        out.extend_from_slice(&(h.value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&h.value);
+    }
+}
+
 /// The output batch being built: `u32 state_len | state | u32 count | output*`.
 pub struct Output {
     records: Vec<u8>,
@@ -193,26 +215,9 @@ impl Output {
 
     /// Emits a new record that came from input record `index` (it keeps that offset).
     pub fn push(&mut self, index: u32, r: &Record) {
-        let out = &mut self.records;
-        out.extend_from_slice(&index.to_le_bytes());
-        out.push(OUTPUT_NEW);
-        out.extend_from_slice(&r.timestamp.to_le_bytes());
-        match &r.key {
-            None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
-            Some(k) => {
-                out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                out.extend_from_slice(k);
-            }
-        }
-        out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
-        out.extend_from_slice(&r.value);
-        out.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
-        for h in &r.headers {
-            out.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
-            out.extend_from_slice(h.key.as_bytes());
-            out.extend_from_slice(&(h.value.len() as u32).to_le_bytes());
-            out.extend_from_slice(&h.value);
-        }
+        self.records.extend_from_slice(&index.to_le_bytes());
+        self.records.push(OUTPUT_NEW);
+        put_record(&mut self.records, r);
         self.count += 1;
     }
 
@@ -326,23 +331,7 @@ pub fn encode_input(state: &[u8], records: &[Record]) -> Vec<u8> {
     b.extend_from_slice(&(records.len() as u32).to_le_bytes());
     for r in records {
         b.extend_from_slice(&r.offset.to_le_bytes());
-        b.extend_from_slice(&r.timestamp.to_le_bytes());
-        match &r.key {
-            None => b.extend_from_slice(&u32::MAX.to_le_bytes()),
-            Some(k) => {
-                b.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                b.extend_from_slice(k);
-            }
-        }
-        b.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
-        b.extend_from_slice(&r.value);
-        b.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
-        for h in &r.headers {
-            b.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
-            b.extend_from_slice(h.key.as_bytes());
-            b.extend_from_slice(&(h.value.len() as u32).to_le_bytes());
-            b.extend_from_slice(&h.value);
-        }
+        put_record(&mut b, r);
     }
     b
 }
