@@ -42,6 +42,10 @@ pub struct ConsumeArgs {
     /// Stop after this many ms with nothing new (default: follow forever).
     #[arg(long, value_name = "MS")]
     idle_timeout: Option<u64>,
+    /// Apply a registered plugin on the broker before records are sent; repeat to chain them
+    /// (in order). JSON after `=` is the plugin's params.
+    #[arg(long = "plugin", value_name = "NAME[=JSON]")]
+    plugins: Vec<String>,
     #[arg(long, value_enum, default_value = "value")]
     format: Format,
 }
@@ -127,6 +131,10 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         .client_id("weir-cli");
     if let Some(p) = args.partition {
         config = config.partitions(vec![p]);
+    }
+    for p in &args.plugins {
+        let u = weir::PluginUse::parse(p);
+        config = config.plugin(u.name, u.params.as_deref());
     }
     if let Some(g) = &args.group {
         config = config

@@ -42,6 +42,10 @@ pub const HEADER_LEN: usize = 48;
 
 const COMPRESSION_MASK: u8 = 0b0000_0111;
 const LOG_APPEND_TIME_BIT: u8 = 0b0000_1000;
+/// Set only on batches the broker builds from plugin output (consume-time chains): every
+/// record body starts with `varint offset_delta` (non-decreasing; several records may share an
+/// offset, e.g. the outputs of a flat_map). Producers may not set it.
+const EXPLICIT_OFFSETS_BIT: u8 = 0b0001_0000;
 
 /// Who chose the record timestamps of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +86,8 @@ pub enum BatchError {
     TooManyHeaders { index: u32, count: u64 },
     #[error("record {index} has a negative timestamp ({timestamp})")]
     NegativeTimestamp { index: u32, timestamp: i64 },
+    #[error("produced batches may not carry explicit offsets (attribute bit 4)")]
+    ExplicitOffsets,
 }
 
 /// The fixed header of a batch.
@@ -156,6 +162,11 @@ impl BatchHeader {
         Compression::from_code(self.attributes & COMPRESSION_MASK).unwrap_or_default()
     }
 
+    /// Whether records carry their own offset deltas (broker-built plugin output).
+    pub fn explicit_offsets(&self) -> bool {
+        self.attributes & EXPLICIT_OFFSETS_BIT != 0
+    }
+
     /// Sequence number of the batch's last record (idempotent producers).
     pub fn last_sequence(&self) -> u32 {
         self.base_sequence
@@ -187,6 +198,8 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) {
 
 /// One record's fields as slices of the batch buffer.
 struct RawRecord<'a> {
+    /// Offset relative to the base (explicit-offset batches only; else 0).
+    offset_delta: u64,
     timestamp_delta: i64,
     key: Option<&'a [u8]>,
     value: &'a [u8],
@@ -237,7 +250,13 @@ fn parse_body<'a>(
     mut body: &'a [u8],
     index: u32,
     collect_headers: bool,
+    explicit_offsets: bool,
 ) -> Result<RawRecord<'a>, BatchError> {
+    let offset_delta = if explicit_offsets {
+        varint(&mut body, index, "bad offset delta")?
+    } else {
+        0
+    };
     let timestamp_delta = zigzag_decode(varint(&mut body, index, "bad timestamp")?);
     let key_len = zigzag_decode(varint(&mut body, index, "bad key length")?);
     let key = match key_len {
@@ -290,6 +309,7 @@ fn parse_body<'a>(
         });
     }
     Ok(RawRecord {
+        offset_delta,
         timestamp_delta,
         key,
         value,
@@ -317,6 +337,9 @@ pub struct ValidBatch {
 /// uncompressed batch; a compressed one is decompressed (bounded) into a scratch buffer.
 pub fn validate(batch: &[u8], max_record_bytes: usize) -> Result<ValidBatch, BatchError> {
     let header = BatchHeader::parse(batch)?;
+    if header.explicit_offsets() {
+        return Err(BatchError::ExplicitOffsets);
+    }
     let section = &batch[HEADER_LEN..];
     if header.records_len as usize != section.len() {
         return Err(BatchError::LengthMismatch {
@@ -348,7 +371,7 @@ pub fn validate(batch: &[u8], max_record_bytes: usize) -> Result<ValidBatch, Bat
             });
         }
         let body = next_body(&mut records, index)?;
-        let raw = parse_body(body, index, false)?;
+        let raw = parse_body(body, index, false, false)?;
         let size = raw.key.map_or(0, <[u8]>::len) + raw.value.len() + raw.headers_len;
         if size > max_record_bytes {
             return Err(BatchError::RecordTooLarge {
@@ -395,12 +418,26 @@ pub fn decode(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
     let mut records = &section[..];
     let mut out = Vec::with_capacity(header.record_count as usize);
     let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
+    let explicit = header.explicit_offsets();
     let mut index = 0u32;
+    let mut last_delta = 0u64;
     while !records.is_empty() {
         let body = next_body(&mut records, index)?;
-        let raw = parse_body(body, index, true)?;
+        let raw = parse_body(body, index, true, explicit)?;
+        let delta = if explicit {
+            if raw.offset_delta < last_delta {
+                return Err(BatchError::Malformed {
+                    index,
+                    reason: "offsets go backwards",
+                });
+            }
+            last_delta = raw.offset_delta;
+            raw.offset_delta
+        } else {
+            u64::from(index)
+        };
         out.push(Record {
-            offset: header.base_offset + u64::from(index),
+            offset: header.base_offset.saturating_add(delta),
             timestamp: if log_append {
                 header.base_timestamp
             } else {
@@ -432,6 +469,8 @@ pub fn decode(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
 #[derive(Debug)]
 pub struct BatchBuilder {
     buf: Vec<u8>,
+    /// Explicit offsets (plugin output): the offset delta of each record.
+    explicit_offsets: bool,
     count: u32,
     base_timestamp: Option<i64>,
     max_timestamp: i64,
@@ -448,11 +487,36 @@ impl BatchBuilder {
         buf.resize(HEADER_LEN, 0);
         Self {
             buf,
+            explicit_offsets: false,
             count: 0,
             base_timestamp: None,
             max_timestamp: 0,
             timestamp_type,
         }
+    }
+
+    /// A batch whose records carry their own offsets relative to a base the caller stamps
+    /// with [`set_base_offset`] (the broker's plugin output; use [`BatchBuilder::push_at`]).
+    pub fn with_explicit_offsets(timestamp_type: TimestampType, bytes: usize) -> Self {
+        let mut b = Self::with_capacity(timestamp_type, bytes);
+        b.explicit_offsets = true;
+        b
+    }
+
+    /// Appends a record at `base + offset_delta` (explicit-offset batches; deltas must not
+    /// decrease).
+    pub fn push_at<'h, H>(
+        &mut self,
+        offset_delta: u64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: H,
+    ) where
+        H: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
+    {
+        debug_assert!(self.explicit_offsets, "push_at needs with_explicit_offsets");
+        self.push_inner(Some(offset_delta), timestamp, key, value, headers);
     }
 
     /// Encoded size so far (header included).
@@ -515,6 +579,20 @@ impl BatchBuilder {
     where
         H: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
     {
+        let delta = self.explicit_offsets.then_some(u64::from(self.count));
+        self.push_inner(delta, timestamp, key, value, headers);
+    }
+
+    fn push_inner<'h, H>(
+        &mut self,
+        offset_delta: Option<u64>,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: H,
+    ) where
+        H: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
+    {
         let timestamp = match self.timestamp_type {
             TimestampType::LogAppendTime => 0,
             TimestampType::CreateTime => timestamp,
@@ -526,10 +604,14 @@ impl BatchBuilder {
         } else {
             self.max_timestamp.max(timestamp)
         };
-        let (body, header_count) = Self::body_len(delta, key, value, headers.clone());
+        let (mut body, header_count) = Self::body_len(delta, key, value, headers.clone());
+        body += offset_delta.map_or(0, encoded_len_varint);
         let buf = &mut self.buf;
         buf.reserve(encoded_len_varint(body as u64) + body);
         encode_varint(body as u64, buf);
+        if let Some(d) = offset_delta {
+            encode_varint(d, buf);
+        }
         encode_varint(zigzag_encode(delta), buf);
         match key {
             None => encode_varint(zigzag_encode(-1), buf),
@@ -562,6 +644,9 @@ impl BatchBuilder {
             TimestampType::CreateTime => 0,
             TimestampType::LogAppendTime => LOG_APPEND_TIME_BIT,
         };
+        if self.explicit_offsets {
+            attributes |= EXPLICIT_OFFSETS_BIT;
+        }
         if compression != Compression::None {
             let packed = compression.compress(&self.buf[HEADER_LEN..]);
             if packed.len() < self.buf.len() - HEADER_LEN {
@@ -797,5 +882,27 @@ mod tests {
         assert_eq!(h.producer_id, 77);
         assert_eq!(h.base_sequence, u32::MAX);
         assert_eq!(h.last_sequence(), 0, "sequences wrap");
+    }
+
+    #[test]
+    fn explicit_offsets_round_trip_and_are_refused_from_producers() {
+        let mut b = BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, 0);
+        for (delta, v) in [(0u64, "a"), (0, "b"), (5, "c"), (300, "d")] {
+            b.push_at(delta, 7, None, v.as_bytes(), NO_HEADERS);
+        }
+        let mut bytes = b.finish().to_vec();
+        set_base_offset(&mut bytes, 1_000);
+        let bytes = Bytes::from(bytes);
+        let (h, records) = decode(&bytes).unwrap();
+        assert!(h.explicit_offsets());
+        let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![1_000, 1_000, 1_005, 1_300]);
+        assert_eq!(records[3].value, "d".as_bytes());
+        assert_eq!(validate(&bytes, 1 << 20), Err(BatchError::ExplicitOffsets));
+        // Going backwards is malformed.
+        let mut b = BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, 0);
+        b.push_at(3, 0, None, b"x", NO_HEADERS);
+        b.push_at(2, 0, None, b"y", NO_HEADERS);
+        assert!(decode(&b.finish()).is_err());
     }
 }

@@ -146,6 +146,7 @@ async fn every_bad_request_gets_its_status() {
             positions: fetch(9).positions,
             max_bytes: 0,
             member: None,
+            plugins: Vec::new(),
         })
         .await,
     );

@@ -422,6 +422,7 @@ async fn commits_are_fenced_validated_and_survive_a_broker_crash() {
             group: "g".into(),
             member_id: member.into(),
         }),
+        plugins: Vec::new(),
     };
     let e = log
         .subscribe(subscribe(&b.member_id, given_up))

@@ -143,3 +143,257 @@ fn plugin_new_writes_a_template_per_kind_that_builds_and_registers() {
         assert!(out.contains(&format!("({want}, ")), "{out}");
     }
 }
+
+async fn register_examples(admin: &weir::Admin) {
+    for (name, _) in EXAMPLES {
+        let wasm = std::fs::read(example_plugin(name)).unwrap();
+        admin.register_plugin(name, wasm).await.unwrap();
+    }
+}
+
+/// Reads until `idle` passes with nothing new.
+async fn read_all(
+    client: &weir::Client,
+    topic: &str,
+    config: weir::ConsumerConfig,
+) -> Vec<weir::ConsumerRecord> {
+    use futures::StreamExt;
+    let mut c = client.consumer(topic, config).await.unwrap();
+    let mut out = Vec::new();
+    while let Ok(Some(r)) =
+        tokio::time::timeout(std::time::Duration::from_millis(1500), c.next()).await
+    {
+        out.push(r.unwrap());
+    }
+    out
+}
+
+fn text(r: &weir::ConsumerRecord) -> String {
+    String::from_utf8(r.value.to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_plugins_transform_records_at_consume_time() {
+    use weir::{ConsumerConfig, ProducerConfig, ProducerRecord};
+    let broker = Broker::start();
+    let client = broker.client_with_topic("logs", 1).await;
+    let admin = client.admin();
+    register_examples(&admin).await;
+    admin
+        .create_topic(weir::NewTopic::new("clicks", 1))
+        .await
+        .unwrap();
+    admin
+        .create_topic(weir::NewTopic::new("orders", 2))
+        .await
+        .unwrap();
+    let p = client.producer(ProducerConfig::default());
+    for i in 0..100 {
+        let v = if i % 10 == 0 {
+            format!("line {i} ERROR disk full")
+        } else {
+            format!("line {i} ok")
+        };
+        p.enqueue(ProducerRecord::new("logs", v)).await.unwrap();
+    }
+    for k in ["a", "b", "a", "a", "b", "c"] {
+        p.enqueue(ProducerRecord::new("clicks", "click").key(k))
+            .await
+            .unwrap();
+    }
+    for i in 0..20 {
+        let v = format!(r#"{{"id":{i},"amount":{},"note":"n{i}"}}"#, i * 10);
+        p.enqueue(ProducerRecord::new("orders", v).key(format!("{i}")))
+            .await
+            .unwrap();
+    }
+    p.close().await.unwrap();
+
+    // filter: only the errors, at their own offsets; the position moves past the rest.
+    let errors = r#"{"substring":"ERROR"}"#;
+    let got = read_all(
+        &client,
+        "logs",
+        ConsumerConfig::default().plugin("filter-contains", Some(errors)),
+    )
+    .await;
+    assert_eq!(got.len(), 10);
+    assert!(got.iter().all(|r| text(r).contains("ERROR")));
+    let offsets: Vec<u64> = got.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..100).step_by(10).collect::<Vec<u64>>());
+    {
+        use futures::StreamExt;
+        let mut c = client
+            .consumer(
+                "logs",
+                ConsumerConfig::default().plugin("filter-contains", Some(errors)),
+            )
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            c.next().await.unwrap().unwrap();
+        }
+        assert_eq!(c.position(0), Some(100), "filtered records count as read");
+    }
+
+    // map, and a chain of two (filter then map), through the CLI too.
+    let upper = read_all(
+        &client,
+        "logs",
+        ConsumerConfig::default().plugin("uppercase", None),
+    )
+    .await;
+    assert_eq!(upper.len(), 100);
+    assert_eq!(text(&upper[3]), "LINE 3 OK");
+    let out = broker.cli_ok(&[
+        "consume",
+        "logs",
+        "--plugin",
+        &format!("filter-contains={errors}"),
+        "--plugin",
+        "uppercase",
+        "--idle-timeout",
+        "1500",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 10);
+    assert_eq!(lines[1], "LINE 10 ERROR DISK FULL");
+
+    // flat_map: one record per word, all with their source's offset.
+    let words = read_all(
+        &client,
+        "logs",
+        ConsumerConfig::default().plugin("split-words", None),
+    )
+    .await;
+    assert_eq!(words.len(), 10 * 5 + 90 * 3);
+    assert_eq!(
+        words
+            .iter()
+            .filter(|r| r.offset == 10)
+            .map(text)
+            .collect::<Vec<_>>(),
+        vec!["line", "10", "ERROR", "disk", "full"]
+    );
+
+    // aggregate: the running count per key.
+    let counts = read_all(
+        &client,
+        "clicks",
+        ConsumerConfig::default().plugin("count-by-key", None),
+    )
+    .await;
+    assert_eq!(
+        counts.iter().map(text).collect::<Vec<_>>(),
+        vec!["1", "1", "2", "3", "2", "1"]
+    );
+
+    // JSON: drop small orders, project two fields.
+    let big = read_all(
+        &client,
+        "orders",
+        ConsumerConfig::default().plugin(
+            "json-threshold",
+            Some(r#"{"field":"amount","min":100,"keep":["id","amount"]}"#),
+        ),
+    )
+    .await;
+    assert_eq!(big.len(), 10);
+    for r in &big {
+        let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+        assert!(v["amount"].as_f64().unwrap() >= 100.0);
+        assert!(v.get("note").is_none());
+    }
+}
+
+/// A module that passes registration but misbehaves in `weir_process`.
+fn hostile(process_body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+          (memory (export "memory") 1)
+          (global $heap (mut i32) (i32.const 1024))
+          (func (export "weir_abi_version") (result i32) (i32.const 1))
+          (func (export "weir_kind") (result i32) (i32.const 1))
+          (func (export "weir_alloc") (param $n i32) (result i32) (local $p i32)
+            (local.set $p (global.get $heap))
+            (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+            (local.get $p))
+          (func (export "weir_init") (param i32 i32) (result i32) (i32.const 0))
+          (func (export "weir_process") (param i32 i32) (result i32) {process_body})
+          (func (export "weir_result_ptr") (result i32) (i32.const 0))
+          (func (export "weir_result_len") (result i32) (i32.const 8)))"#
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_plugins_fail_the_consumer_not_the_broker() {
+    use futures::StreamExt;
+    use weir::{ConsumerConfig, ProducerConfig, ProducerRecord};
+    let broker = Broker::start();
+    let client = broker.client_with_topic("t", 1).await;
+    let admin = client.admin();
+    register_examples(&admin).await;
+    let p = client.producer(ProducerConfig::default());
+    p.send(ProducerRecord::new("t", "hello")).await.unwrap();
+    p.close().await.unwrap();
+    let cases = [
+        (
+            "spin",
+            hostile("(loop $l (br $l)) (i32.const 0)"),
+            "CPU time limit",
+        ),
+        (
+            "bomb",
+            hostile(
+                "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) (i32.const 0)",
+            ),
+            "memory limit",
+        ),
+        ("trap", hostile("unreachable"), "unreachable"),
+        (
+            "liar",
+            hostile("(i32.store (i32.const 4) (i32.const 99)) (i32.const 0)"),
+            "malformed output",
+        ),
+    ];
+    for (name, wasm, why) in cases {
+        admin.register_plugin(name, wasm).await.unwrap();
+        let mut c = client
+            .consumer("t", ConsumerConfig::default().plugin(name, None))
+            .await
+            .unwrap();
+        match tokio::time::timeout(std::time::Duration::from_secs(20), c.next()).await {
+            Ok(Some(Err(weir::Error::PluginFailed(m)))) => {
+                assert!(m.contains(name) && m.contains(why), "{name}: {m}")
+            }
+            other => panic!("{name}: expected a plugin failure, got {other:?}"),
+        }
+    }
+    // Bad params fail the subscribe call itself, naming the cause.
+    match client
+        .consumer(
+            "t",
+            ConsumerConfig::default().plugin("filter-contains", Some("{}")),
+        )
+        .await
+    {
+        Err(weir::Error::PluginFailed(m)) => assert!(m.contains("substring"), "{m}"),
+        other => panic!("expected bad params, got {:?}", other.map(|_| ())),
+    }
+    match client
+        .consumer("t", ConsumerConfig::default().plugin("nope", None))
+        .await
+    {
+        Err(weir::Error::PluginNotFound(_)) => {}
+        other => panic!("expected not found, got {:?}", other.map(|_| ())),
+    }
+    // Everyone else is still served.
+    let ok = read_all(
+        &client,
+        "t",
+        ConsumerConfig::default().plugin("uppercase", None),
+    )
+    .await;
+    assert_eq!(text(&ok[0]), "HELLO");
+}

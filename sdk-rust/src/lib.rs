@@ -39,7 +39,9 @@ pub use admin::{
     PartitionInfo, PluginInfo, ResetTo, TopicDescription, TopicInfo,
 };
 pub use client::{Client, DEFAULT_BROKER};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RECONNECT_TIMEOUT, StartFrom};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, PluginUse, RECONNECT_TIMEOUT, StartFrom,
+};
 pub use error::{Error, Result};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 pub use weir_common::Compression;

@@ -4,10 +4,13 @@
 //!   decoding.
 //! - `runtime`: wasmtime engine, compiled [`Plugin`]s, per-partition [`Stage`]s with memory,
 //!   CPU-time and output limits.
+//! - `chain`: a consume-time chain: stages per partition, plugin output as explicit-offset
+//!   batches.
 //! - this module: the registry — validated at registration, stored in RocksDB, compiled once
 //!   (at registration and at start-up) and shared.
 
 pub mod abi;
+pub mod chain;
 pub mod runtime;
 
 use std::collections::BTreeMap;
@@ -20,6 +23,7 @@ use crate::error::BrokerError;
 use crate::storage::Store;
 use crate::types::now_ms;
 pub use abi::PluginKind;
+pub use chain::Chain;
 pub use runtime::{Plugin, PluginError, Runtime, Stage};
 
 /// A registered plugin as listed.

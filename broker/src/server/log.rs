@@ -1,6 +1,6 @@
 //! `weir.v1.Log`: produce, fetch, subscribe (server streaming), list offsets.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -8,12 +8,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 use weir_common::BatchHeader;
+use weir_common::limits::{MAX_PLUGIN_CHAIN, MAX_PLUGIN_PARAMS_BYTES};
 use weir_proto::v1 as pb;
 
 use super::status_of;
 use crate::broker::{Broker, OffsetQuery};
 use crate::error::BrokerError;
 use crate::log::{Bounds, ReadResult};
+use crate::plugins::{Chain, chain};
 use crate::topics::Topic;
 
 /// Responses a subscription may have queued for a slow client before it stops reading.
@@ -122,6 +124,32 @@ impl LogService {
     pub fn new(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) -> Self {
         Self { broker, shutdown }
     }
+
+    /// Resolves a consume-time chain and instantiates it once (bad names, params or inits
+    /// fail the subscribe call itself).
+    async fn chain_of(&self, uses: Vec<pb::PluginUse>, first: u32) -> Result<Chain, BrokerError> {
+        if uses.len() > MAX_PLUGIN_CHAIN {
+            return Err(BrokerError::InvalidArgument(format!(
+                "{} plugins in one chain; the limit is {MAX_PLUGIN_CHAIN}",
+                uses.len()
+            )));
+        }
+        let mut resolved = Vec::with_capacity(uses.len());
+        for u in uses {
+            if u.params.len() > MAX_PLUGIN_PARAMS_BYTES {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "params of plugin {:?} are {} bytes; the limit is {MAX_PLUGIN_PARAMS_BYTES}",
+                    u.name,
+                    u.params.len()
+                )));
+            }
+            resolved.push((self.broker.plugin(&u.name)?, u.params.into_bytes()));
+        }
+        tokio::task::spawn_blocking(move || Chain::new(resolved, first))
+            .await
+            .map_err(|e| BrokerError::Storage(format!("plugin task failed: {e}")))?
+            .map_err(BrokerError::from)
+    }
 }
 
 /// Checks positions name distinct existing partitions.
@@ -160,7 +188,35 @@ fn records_of(partition: u32, r: ReadResult) -> pb::PartitionRecords {
         batches: r.batches,
         earliest_offset: r.bounds.earliest,
         latest_offset: r.bounds.latest,
+        next_offset: None,
     }
+}
+
+/// Runs what one read round returned through the subscription's plugin chain (blocking:
+/// wasm): drops records before each partition's start position, applies the chain, and sends
+/// the output as explicit-offset batches with the position reached.
+fn transform_round(
+    chain: &mut Chain,
+    partitions: Vec<pb::PartitionRecords>,
+    starts: &HashMap<u32, u64>,
+) -> Result<Vec<pb::PartitionRecords>, BrokerError> {
+    let mut out = Vec::with_capacity(partitions.len());
+    for mut part in partitions {
+        let start = starts.get(&part.partition).copied().unwrap_or(0);
+        let mut records = Vec::new();
+        let mut next = start;
+        for bytes in &part.batches {
+            let (header, rs) = weir_common::batch::decode(bytes)
+                .map_err(|e| BrokerError::Storage(format!("stored batch: {e}")))?;
+            next = next.max(header.next_offset());
+            records.extend(rs.into_iter().filter(|r| r.offset >= start));
+        }
+        let outputs = chain.apply(part.partition, records)?;
+        part.batches = chain::encode_output(&outputs).into_iter().collect();
+        part.next_offset = Some(next);
+        out.push(part);
+    }
+    Ok(out)
 }
 
 /// One pass over the positions: reads what is available (at most `budget` bytes in all,
@@ -256,15 +312,29 @@ async fn group_changed(reader: &mut Option<Reader>) {
     }
 }
 
-async fn run_subscription(
+/// What one subscription reads, for whom, and through which plugins.
+struct Subscription {
     broker: Arc<Broker>,
     topic: Arc<Topic>,
-    mut positions: Vec<pb::FetchPosition>,
+    positions: Vec<pb::FetchPosition>,
     budget: usize,
-    mut reader: Option<Reader>,
+    reader: Option<Reader>,
+    chain: Option<Chain>,
+}
+
+async fn run_subscription(
+    sub: Subscription,
     tx: mpsc::Sender<Result<pb::FetchResponse, Status>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Subscription {
+        broker,
+        topic,
+        mut positions,
+        budget,
+        mut reader,
+        mut chain,
+    } = sub;
     let mut watches: Vec<_> = positions
         .iter()
         .filter_map(|p| topic.partition(p.partition).ok().map(|p| p.log.watch()))
@@ -285,7 +355,32 @@ async fn run_subscription(
                 return;
             }
         }
-        match read_round(&broker, &topic, &mut positions, start, budget, true).await {
+        let starts: HashMap<u32, u64> = positions.iter().map(|p| (p.partition, p.offset)).collect();
+        let mut round = read_round(&broker, &topic, &mut positions, start, budget, true).await;
+        let read_something = matches!(&round, Ok(p) if !p.is_empty());
+        if read_something
+            && let Ok(partitions) = &mut round
+            && let Some(c) = chain.take()
+        {
+            let read = std::mem::take(partitions);
+            let (c, transformed) = match tokio::task::spawn_blocking(move || {
+                let mut c = c;
+                let r = transform_round(&mut c, read, &starts);
+                (c, r)
+            })
+            .await
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    let e = BrokerError::Storage(format!("plugin task failed: {e}"));
+                    let _ = tx.send(Err(status_of(e))).await;
+                    return;
+                }
+            };
+            chain = Some(c);
+            round = transformed;
+        }
+        match round {
             Err(e) => {
                 let _ = tx.send(Err(status_of(e))).await;
                 return;
@@ -405,17 +500,26 @@ impl pb::log_server::Log for LogService {
         if let Some(r) = &reader {
             first_not_owned(&self.broker, r, &topic, &req.positions).map_err(status_of)?;
         }
+        let chain = if req.plugins.is_empty() {
+            None
+        } else {
+            let first = req.positions[0].partition;
+            Some(self.chain_of(req.plugins, first).await.map_err(status_of)?)
+        };
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_DEPTH);
         let span =
             tracing::debug_span!("subscribe", topic = %req.topic, partitions = req.positions.len());
         let budget = Broker::fetch_budget(req.max_bytes);
         tokio::spawn(
             run_subscription(
-                Arc::clone(&self.broker),
-                topic,
-                req.positions,
-                budget,
-                reader,
+                Subscription {
+                    broker: Arc::clone(&self.broker),
+                    topic,
+                    positions: req.positions,
+                    budget,
+                    reader,
+                    chain,
+                },
                 tx,
                 self.shutdown.clone(),
             )

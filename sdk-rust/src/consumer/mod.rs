@@ -73,6 +73,34 @@ pub struct ConsumerConfig {
     pub auto_commit_interval: Duration,
     /// Group: shown by `weir group describe`.
     pub client_id: String,
+    /// Plugins the broker applies, in order, to each partition's records before sending them
+    /// (a consume-time chain). Outputs keep the offset of the record they came from.
+    pub plugins: Vec<PluginUse>,
+}
+
+/// A registered plugin applied to a stream, with its JSON params.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginUse {
+    /// The name it was registered under.
+    pub name: String,
+    /// JSON params for the plugin's init (`None`: none).
+    pub params: Option<String>,
+}
+
+impl PluginUse {
+    /// Parses `NAME` or `NAME=JSON` (the CLI's `--plugin` syntax).
+    pub fn parse(s: &str) -> Self {
+        match s.split_once('=') {
+            Some((name, params)) => Self {
+                name: name.to_string(),
+                params: Some(params.to_string()),
+            },
+            None => Self {
+                name: s.to_string(),
+                params: None,
+            },
+        }
+    }
 }
 
 impl Default for ConsumerConfig {
@@ -87,6 +115,7 @@ impl Default for ConsumerConfig {
             auto_commit: true,
             auto_commit_interval: Duration::from_secs(5),
             client_id: "weir-rust".into(),
+            plugins: Vec::new(),
         }
     }
 }
@@ -125,6 +154,15 @@ impl ConsumerConfig {
     /// Sets how often auto-commit runs.
     pub fn auto_commit_interval(mut self, every: Duration) -> Self {
         self.auto_commit_interval = every;
+        self
+    }
+
+    /// Appends a plugin to the consume-time chain (`params`: JSON, or `None`).
+    pub fn plugin(mut self, name: impl Into<String>, params: Option<&str>) -> Self {
+        self.plugins.push(PluginUse {
+            name: name.into(),
+            params: params.map(str::to_string),
+        });
         self
     }
 
@@ -189,12 +227,22 @@ pub struct Consumer {
     client: Client,
     topic: Arc<str>,
     max_bytes: u32,
+    plugins: Vec<pb::PluginUse>,
     start: StartFrom,
     feed: Feed,
     buffered: VecDeque<ConsumerRecord>,
     /// Next offset to fetch, per partition (records before it are yielded or buffered).
     positions: BTreeMap<u32, u64>,
     group: Option<GroupLink>,
+}
+
+fn plugins_pb(uses: &[PluginUse]) -> Vec<pb::PluginUse> {
+    uses.iter()
+        .map(|u| pb::PluginUse {
+            name: u.name.clone(),
+            params: u.params.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// Subscribes, retrying transient failures with backoff until `RECONNECT_TIMEOUT`.
@@ -241,6 +289,7 @@ impl Consumer {
             client,
             topic: Arc::from(topic),
             max_bytes: config.max_bytes,
+            plugins: plugins_pb(&config.plugins),
             start: config.start,
             feed: Feed::Idle,
             buffered: VecDeque::new(),
@@ -283,6 +332,7 @@ impl Consumer {
             client,
             topic: Arc::from(topic),
             max_bytes: config.max_bytes,
+            plugins: plugins_pb(&config.plugins),
             start: config.start,
             feed: Feed::Idle,
             buffered: VecDeque::new(),
@@ -312,6 +362,7 @@ impl Consumer {
                 group: g.name.clone(),
                 member_id: g.member_id.clone(),
             }),
+            plugins: self.plugins.clone(),
         }
     }
 
@@ -415,14 +466,17 @@ impl Consumer {
                     part.partition
                 )));
             };
+            // Plugin output may give several records one offset (a flat_map): skip by the
+            // position this response started from, not by the last record's.
+            let start = *pos;
             for bytes in part.batches {
                 let (_, records) =
                     batch::decode(&bytes).map_err(|e| Error::Protocol(e.to_string()))?;
                 for r in records {
-                    if r.offset < *pos {
+                    if r.offset < start {
                         continue;
                     }
-                    *pos = r.offset + 1;
+                    *pos = (*pos).max(r.offset + 1);
                     self.buffered.push_back(ConsumerRecord {
                         topic: Arc::clone(&self.topic),
                         partition: part.partition,
@@ -433,6 +487,10 @@ impl Consumer {
                         headers: r.headers,
                     });
                 }
+            }
+            // Filtered-out records count as read.
+            if let Some(next) = part.next_offset {
+                *pos = (*pos).max(next);
             }
         }
         Ok(())
