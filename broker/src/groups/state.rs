@@ -217,17 +217,17 @@ impl Group {
         now: Instant,
         counts: &dyn Fn(&str) -> u32,
     ) -> Result<Heartbeat, BrokerError> {
-        let name = self.name.clone();
-        let m = self.member_mut(id)?;
+        let current = self.member_mut(id)?.epoch;
         // The previous epoch is fine too: the member may not have seen the last response.
-        if epoch > m.epoch || epoch < m.epoch - 1 {
+        if epoch > current || epoch < current - 1 {
             return Err(BrokerError::StaleMemberEpoch {
-                group: name,
+                group: self.name.clone(),
                 member: id.to_string(),
                 epoch,
-                current: m.epoch,
+                current,
             });
         }
+        let m = self.member_mut(id)?;
         m.last_seen = now;
         if let Some(owned) = owned {
             m.revoking.retain(|tp| owned.contains(tp));
@@ -305,9 +305,15 @@ impl Group {
         }
     }
 
+    /// The member, or `UnknownMember` (the error is built only when it is missing).
     fn member_mut(&mut self, id: &str) -> Result<&mut Member, BrokerError> {
-        let unknown = self.unknown(id);
-        self.members.get_mut(id).ok_or(unknown)
+        let Self { name, members, .. } = self;
+        members
+            .get_mut(id)
+            .ok_or_else(|| BrokerError::UnknownMember {
+                group: name.clone(),
+                member: id.to_string(),
+            })
     }
 
     fn counts_changed(&self, counts: &dyn Fn(&str) -> u32) -> bool {
@@ -368,8 +374,7 @@ impl Group {
             .flat_map(|m| m.assigned.iter().chain(m.revoking.iter()).cloned())
             .collect();
         let group_epoch = self.epoch as i64;
-        let unknown = self.unknown(id);
-        let m = self.members.get_mut(id).ok_or(unknown)?;
+        let m = self.member_mut(id)?;
         let mut changed = false;
         let revoke: Vec<Tp> = m.assigned.difference(&desired).cloned().collect();
         for tp in revoke {
