@@ -277,7 +277,7 @@ impl Consumer {
         if let Some(name) = config.group.clone() {
             return Self::open_group(client, topic, name, config).await;
         }
-        let partitions = match config.partitions {
+        let partitions = match config.partitions.clone() {
             Some(p) => p,
             None => {
                 let desc = client.admin().describe_topic(topic).await?;
@@ -285,17 +285,7 @@ impl Consumer {
             }
         };
         let positions = resolve_positions(&client, topic, &partitions, config.start).await?;
-        let mut consumer = Self {
-            client,
-            topic: Arc::from(topic),
-            max_bytes: config.max_bytes,
-            plugins: plugins_pb(&config.plugins),
-            start: config.start,
-            feed: Feed::Idle,
-            buffered: VecDeque::new(),
-            positions,
-            group: None,
-        };
+        let mut consumer = Self::idle(client, topic, &config, positions, None);
         let stream = consumer
             .client
             .log_rpc()
@@ -328,7 +318,33 @@ impl Consumer {
             let every = config.auto_commit_interval;
             (every, Box::pin(tokio::time::sleep(every)))
         });
-        Ok(Self {
+        let link = GroupLink {
+            name,
+            member_id: String::new(),
+            commands,
+            updates,
+            reconcile: None,
+            auto_commit,
+            committed: BTreeMap::new(),
+        };
+        Ok(Self::idle(
+            client,
+            topic,
+            &config,
+            BTreeMap::new(),
+            Some(link),
+        ))
+    }
+
+    /// A consumer with no stream open yet.
+    fn idle(
+        client: Client,
+        topic: &str,
+        config: &ConsumerConfig,
+        positions: BTreeMap<u32, u64>,
+        group: Option<GroupLink>,
+    ) -> Self {
+        Self {
             client,
             topic: Arc::from(topic),
             max_bytes: config.max_bytes,
@@ -336,17 +352,9 @@ impl Consumer {
             start: config.start,
             feed: Feed::Idle,
             buffered: VecDeque::new(),
-            positions: BTreeMap::new(),
-            group: Some(GroupLink {
-                name,
-                member_id: String::new(),
-                commands,
-                updates,
-                reconcile: None,
-                auto_commit,
-                committed: BTreeMap::new(),
-            }),
-        })
+            positions,
+            group,
+        }
     }
 
     fn subscribe_request(&self) -> pb::SubscribeRequest {
