@@ -18,6 +18,7 @@ use crate::groups::{
     ResetTo,
 };
 use crate::log::{Appended, Bounds, PendingBatch, ReadResult};
+use crate::pipelines::{Deps, PipelineDef, PipelineManager, PipelineView, Start};
 use crate::plugins::{Plugin, PluginInfo, PluginRegistry};
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
@@ -51,6 +52,7 @@ pub struct Broker {
     topics: TopicRegistry,
     groups: GroupCoordinator,
     plugins: PluginRegistry,
+    pipelines: PipelineManager,
     max_record_bytes: usize,
     defaults: TopicDefaults,
 }
@@ -122,12 +124,19 @@ impl Broker {
         let topics = TopicRegistry::recover(store.clone())?;
         let groups = GroupCoordinator::recover(store.clone(), &topics)?;
         let plugins = PluginRegistry::recover(store.clone())?;
+        let deps = Deps {
+            topics: &topics,
+            plugins: &plugins,
+            max_record_bytes: config.max_record_bytes,
+        };
+        let pipelines = PipelineManager::recover(store.clone(), &deps)?;
         Ok(Arc::new(Self {
             store,
             producer_ids: std::sync::Mutex::new(()),
             topics,
             groups,
             plugins,
+            pipelines,
             max_record_bytes: config.max_record_bytes,
             defaults: config.topic_defaults.clone(),
         }))
@@ -367,9 +376,10 @@ impl Broker {
         self: &Arc<Self>,
         name: String,
         wasm: Bytes,
+        replace: bool,
     ) -> Result<PluginInfo, BrokerError> {
         let this = Arc::clone(self);
-        blocking(move || this.plugins.register(&name, &wasm)).await
+        blocking(move || this.plugins.register(&name, &wasm, replace)).await
     }
 
     pub fn list_plugins(&self) -> Vec<PluginInfo> {
@@ -380,9 +390,47 @@ impl Broker {
         self.plugins.get(name)
     }
 
+    /// Deletes a plugin unless a pipeline uses it.
     pub async fn delete_plugin(self: &Arc<Self>, name: String) -> Result<(), BrokerError> {
         let this = Arc::clone(self);
-        blocking(move || this.plugins.delete(&name)).await
+        let n = name.clone();
+        self.pipelines
+            .unless_plugin_used(&name, blocking(move || this.plugins.delete(&n)))
+            .await
+    }
+
+    // ---- pipelines --------------------------------------------------------------------------
+
+    fn deps(&self) -> Deps<'_> {
+        Deps {
+            topics: &self.topics,
+            plugins: &self.plugins,
+            max_record_bytes: self.max_record_bytes,
+        }
+    }
+
+    pub async fn create_pipeline(
+        &self,
+        def: PipelineDef,
+        start: Start,
+    ) -> Result<PipelineView, BrokerError> {
+        self.pipelines.create(&self.deps(), def, start).await
+    }
+
+    pub async fn list_pipelines(&self) -> Vec<PipelineView> {
+        self.pipelines.list(&self.topics).await
+    }
+
+    pub async fn describe_pipeline(&self, name: &str) -> Result<PipelineView, BrokerError> {
+        self.pipelines.describe(name, &self.topics).await
+    }
+
+    pub async fn delete_pipeline(&self, name: &str) -> Result<(), BrokerError> {
+        self.pipelines.delete(name).await
+    }
+
+    pub async fn resume_pipeline(&self, name: &str) -> Result<PipelineView, BrokerError> {
+        self.pipelines.resume(name, &self.deps()).await
     }
 
     /// One retention pass over every partition (blocking).

@@ -71,6 +71,12 @@ pub enum BrokerError {
     InvalidPlugin(String),
     #[error("{0}")]
     PluginFailed(String),
+    #[error("plugin {plugin:?} is used by pipeline {pipeline:?}; delete the pipeline first")]
+    PluginInUse { plugin: String, pipeline: String },
+    #[error("pipeline {0:?} does not exist")]
+    PipelineNotFound(String),
+    #[error("pipeline {0:?} already exists")]
+    PipelineExists(String),
     #[error("broker is shutting down")]
     ShuttingDown,
     #[error("storage failure: {0}")]

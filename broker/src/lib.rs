@@ -7,6 +7,7 @@
 //! - [`broker`]: the domain facade the services call (validation, routing, blocking pool).
 //! - [`topics`]: topic registry: create, delete, recover at start-up.
 //! - [`groups`]: consumer groups: membership, assignment, committed offsets.
+//! - [`pipelines`]: continuous topic→topic plugin pipelines (exactly-once).
 //! - [`plugins`]: WebAssembly plugins: registry and sandboxed runtime.
 //! - [`log`]: partition logs: append (group commit), read, time lookup, segments, retention.
 //! - [`storage`]: RocksDB column families, key encoding, atomic write batches.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod groups;
 pub mod log;
+pub mod pipelines;
 pub mod plugins;
 pub mod server;
 pub mod storage;

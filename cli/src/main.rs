@@ -6,6 +6,7 @@
 mod bench;
 mod consume;
 mod group;
+mod pipeline;
 mod plugin;
 mod produce;
 mod topic;
@@ -40,6 +41,9 @@ enum Command {
     /// Register, list and delete WebAssembly plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Create, list, describe, delete and resume continuous plugin pipelines.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -58,6 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => consume::run(&client, args).await,
         Command::Group(cmd) => group::run(&client, cmd).await,
         Command::Plugin(cmd) => plugin::run(&client, cmd).await,
+        Command::Pipeline(cmd) => pipeline::run(&client, cmd).await,
         Command::Bench(cmd) => bench::run(&client, cmd).await,
     }
 }

@@ -41,6 +41,10 @@ pub enum PluginCommand {
     Register {
         name: String,
         file: std::path::PathBuf,
+        /// Replace the module of an existing plugin of that name (running consumers keep the
+        /// old one; pipelines take the new one when resumed or restarted).
+        #[arg(long)]
+        replace: bool,
     },
     /// One line per plugin: NAME<TAB>KIND<TAB>BYTES.
     List,
@@ -85,13 +89,22 @@ pub async fn run(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
         PluginCommand::New { .. } | PluginCommand::Build { .. } => return run_local(cmd),
-        PluginCommand::Register { name, file } => {
+        PluginCommand::Register {
+            name,
+            file,
+            replace,
+        } => {
             let wasm =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let p = admin.register_plugin(&name, wasm).await?;
+            let p = if replace {
+                admin.replace_plugin(&name, wasm).await?
+            } else {
+                admin.register_plugin(&name, wasm).await?
+            };
+            let verb = if replace { "replaced" } else { "registered" };
             writeln!(
                 out,
-                "registered plugin {} ({}, {} bytes)",
+                "{verb} plugin {} ({}, {} bytes)",
                 p.name, p.kind, p.size_bytes
             )?;
         }

@@ -72,3 +72,13 @@ pub const MAX_PLUGIN_PARAMS_BYTES: usize = 64 * 1024;
 
 /// Most plugins one consumer or pipeline may chain.
 pub const MAX_PLUGIN_CHAIN: usize = 16;
+
+/// Most source bytes one pipeline reads from a partition per round (one plugin call per
+/// stage, one atomic write of outputs and progress).
+pub const PIPELINE_READ_MAX_BYTES: usize = 1024 * 1024;
+
+/// Pipeline output is cut into batches of about this size (all written in one atomic write).
+pub const PIPELINE_OUTPUT_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Most pipelines one broker runs.
+pub const MAX_PIPELINES: usize = 256;

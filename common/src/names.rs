@@ -1,5 +1,5 @@
-//! Topic, consumer-group and plugin names: `[A-Za-z0-9._-]{1,249}`, validated once at the edge into
-//! [`TopicName`] / [`GroupName`] / [`PluginName`].
+//! Topic, consumer-group, plugin and pipeline names: `[A-Za-z0-9._-]{1,249}`, validated once at
+//! the edge into [`TopicName`] / [`GroupName`] / [`PluginName`] / [`PipelineName`].
 
 use std::fmt;
 
@@ -75,6 +75,11 @@ name_type!(
     /// A plugin name known to be valid.
     PluginName,
     "plugin"
+);
+name_type!(
+    /// A pipeline name known to be valid.
+    PipelineName,
+    "pipeline"
 );
 
 #[cfg(test)]

@@ -216,3 +216,62 @@ pub fn example_plugin(name: &str) -> PathBuf {
 pub fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }
+
+/// The example plugins of `plugins/examples/` and their kinds.
+pub const EXAMPLE_PLUGINS: [(&str, &str); 5] = [
+    ("count-by-key", "aggregate"),
+    ("filter-contains", "filter"),
+    ("json-threshold", "filter_map"),
+    ("split-words", "flat_map"),
+    ("uppercase", "map"),
+];
+
+/// Registers every example plugin under its own name.
+pub async fn register_examples(admin: &weir::Admin) {
+    for (name, _) in EXAMPLE_PLUGINS {
+        let wasm = std::fs::read(example_plugin(name)).unwrap();
+        admin.register_plugin(name, wasm).await.unwrap();
+    }
+}
+
+/// Reads until `idle` passes with nothing new.
+pub async fn read_all(
+    client: &weir::Client,
+    topic: &str,
+    config: weir::ConsumerConfig,
+) -> Vec<weir::ConsumerRecord> {
+    use futures::StreamExt;
+    let mut c = client.consumer(topic, config).await.unwrap();
+    let mut out = Vec::new();
+    while let Ok(Some(r)) =
+        tokio::time::timeout(std::time::Duration::from_millis(1500), c.next()).await
+    {
+        out.push(r.unwrap());
+    }
+    out
+}
+
+/// A record's value as UTF-8.
+pub fn text(r: &weir::ConsumerRecord) -> String {
+    String::from_utf8(r.value.to_vec()).unwrap()
+}
+
+/// A module that passes registration but misbehaves in `weir_process`.
+pub fn hostile_plugin(process_body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+          (memory (export "memory") 1)
+          (global $heap (mut i32) (i32.const 1024))
+          (func (export "weir_abi_version") (result i32) (i32.const 1))
+          (func (export "weir_kind") (result i32) (i32.const 1))
+          (func (export "weir_alloc") (param $n i32) (result i32) (local $p i32)
+            (local.set $p (global.get $heap))
+            (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+            (local.get $p))
+          (func (export "weir_init") (param i32 i32) (result i32) (i32.const 0))
+          (func (export "weir_process") (param i32 i32) (result i32) {process_body})
+          (func (export "weir_result_ptr") (result i32) (i32.const 0))
+          (func (export "weir_result_len") (result i32) (i32.const 8)))"#
+    ))
+    .unwrap()
+}

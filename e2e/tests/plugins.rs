@@ -2,15 +2,11 @@
 //! wasm by scripts/build-plugins) through the CLI and the SDK, clear errors for modules that
 //! are not plugins, and the registry surviving a crash.
 
-use weir_e2e::{Broker, example_plugin, lines};
+use weir_e2e::{
+    Broker, example_plugin, hostile_plugin as hostile, lines, read_all, register_examples, text,
+};
 
-const EXAMPLES: [(&str, &str); 5] = [
-    ("count-by-key", "aggregate"),
-    ("filter-contains", "filter"),
-    ("json-threshold", "filter_map"),
-    ("split-words", "flat_map"),
-    ("uppercase", "map"),
-];
+use weir_e2e::EXAMPLE_PLUGINS as EXAMPLES;
 
 #[test]
 fn example_plugins_register_list_survive_a_crash_and_delete() {
@@ -142,34 +138,6 @@ fn plugin_new_writes_a_template_per_kind_that_builds_and_registers() {
         let want = kind.replace('-', "_");
         assert!(out.contains(&format!("({want}, ")), "{out}");
     }
-}
-
-async fn register_examples(admin: &weir::Admin) {
-    for (name, _) in EXAMPLES {
-        let wasm = std::fs::read(example_plugin(name)).unwrap();
-        admin.register_plugin(name, wasm).await.unwrap();
-    }
-}
-
-/// Reads until `idle` passes with nothing new.
-async fn read_all(
-    client: &weir::Client,
-    topic: &str,
-    config: weir::ConsumerConfig,
-) -> Vec<weir::ConsumerRecord> {
-    use futures::StreamExt;
-    let mut c = client.consumer(topic, config).await.unwrap();
-    let mut out = Vec::new();
-    while let Ok(Some(r)) =
-        tokio::time::timeout(std::time::Duration::from_millis(1500), c.next()).await
-    {
-        out.push(r.unwrap());
-    }
-    out
-}
-
-fn text(r: &weir::ConsumerRecord) -> String {
-    String::from_utf8(r.value.to_vec()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,26 +272,6 @@ async fn example_plugins_transform_records_at_consume_time() {
         assert!(v["amount"].as_f64().unwrap() >= 100.0);
         assert!(v.get("note").is_none());
     }
-}
-
-/// A module that passes registration but misbehaves in `weir_process`.
-fn hostile(process_body: &str) -> Vec<u8> {
-    wat::parse_str(format!(
-        r#"(module
-          (memory (export "memory") 1)
-          (global $heap (mut i32) (i32.const 1024))
-          (func (export "weir_abi_version") (result i32) (i32.const 1))
-          (func (export "weir_kind") (result i32) (i32.const 1))
-          (func (export "weir_alloc") (param $n i32) (result i32) (local $p i32)
-            (local.set $p (global.get $heap))
-            (global.set $heap (i32.add (global.get $heap) (local.get $n)))
-            (local.get $p))
-          (func (export "weir_init") (param i32 i32) (result i32) (i32.const 0))
-          (func (export "weir_process") (param i32 i32) (result i32) {process_body})
-          (func (export "weir_result_ptr") (result i32) (i32.const 0))
-          (func (export "weir_result_len") (result i32) (i32.const 8)))"#
-    ))
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

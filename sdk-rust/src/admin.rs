@@ -140,7 +140,7 @@ pub(crate) fn spec_to_pb(partition: u32, spec: OffsetSpec) -> pb::OffsetQuery {
 /// Admin operations. Get one with [`Client::admin`].
 #[derive(Clone, Debug)]
 pub struct Admin {
-    client: Client,
+    pub(crate) client: Client,
 }
 
 impl Admin {
@@ -508,9 +508,31 @@ impl Admin {
         name: &str,
         wasm: impl Into<bytes::Bytes>,
     ) -> Result<PluginInfo> {
+        self.put_plugin(name, wasm.into(), false).await
+    }
+
+    /// Replaces the module of an existing plugin (fails with
+    /// [`Error::PluginNotFound`](crate::Error::PluginNotFound) if there is none). Consumers
+    /// already using it keep the old module; pipelines take the new one when they start or
+    /// are resumed.
+    pub async fn replace_plugin(
+        &self,
+        name: &str,
+        wasm: impl Into<bytes::Bytes>,
+    ) -> Result<PluginInfo> {
+        self.put_plugin(name, wasm.into(), true).await
+    }
+
+    async fn put_plugin(
+        &self,
+        name: &str,
+        wasm: bytes::Bytes,
+        replace: bool,
+    ) -> Result<PluginInfo> {
         let req = pb::RegisterPluginRequest {
             name: name.to_string(),
-            wasm: wasm.into(),
+            wasm,
+            replace,
         };
         let resp = self
             .client
@@ -532,7 +554,8 @@ impl Admin {
         Ok(resp.plugins.into_iter().map(plugin_of).collect())
     }
 
-    /// Deletes a plugin.
+    /// Deletes a plugin. Fails with [`Error::PluginInUse`](crate::Error::PluginInUse) while
+    /// a pipeline uses it.
     pub async fn delete_plugin(&self, name: &str) -> Result<()> {
         let req = pb::DeletePluginRequest {
             name: name.to_string(),

@@ -6,6 +6,7 @@ use tonic::transport::{Channel, Endpoint};
 use weir_common::limits::MAX_REQUEST_BYTES;
 use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::log_client::LogClient;
+use weir_proto::v1::pipelines_client::PipelinesClient;
 use weir_proto::v1::plugins_client::PluginsClient;
 use weir_proto::v1::topics_client::TopicsClient;
 
@@ -107,6 +108,10 @@ impl Client {
         PluginsClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    pub(crate) fn pipelines_rpc(&self) -> PipelinesClient<Channel> {
+        PipelinesClient::new(self.channel.clone())
     }
 
     /// Topic administration.

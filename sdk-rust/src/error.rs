@@ -43,6 +43,15 @@ pub enum Error {
     /// A plugin failed (trap, error, limit): the message names it and the cause.
     #[error("{0}")]
     PluginFailed(String),
+    /// The plugin cannot be deleted: a pipeline uses it (the message names it).
+    #[error("{0}")]
+    PluginInUse(String),
+    /// The pipeline does not exist.
+    #[error("{0}")]
+    PipelineNotFound(String),
+    /// A pipeline of that name already exists.
+    #[error("{0}")]
+    PipelineExists(String),
     /// The consumer group does not exist.
     #[error("{0}")]
     GroupNotFound(String),
@@ -100,11 +109,14 @@ impl From<Status> for Error {
             ("topic_not_found", _) => Error::TopicNotFound(message),
             ("partition_not_found", _) => Error::PartitionNotFound(message),
             ("plugin_exists", _) => Error::PluginExists(message),
+            ("pipeline_exists", _) => Error::PipelineExists(message),
             ("topic_exists", _) | (_, Code::AlreadyExists) => Error::TopicExists(message),
             ("out_of_order_sequence", _) => Error::OutOfOrderSequence(message),
             ("group_not_found", _) => Error::GroupNotFound(message),
             ("plugin_not_found", _) => Error::PluginNotFound(message),
             ("plugin_failed", _) => Error::PluginFailed(message),
+            ("plugin_in_use", _) => Error::PluginInUse(message),
+            ("pipeline_not_found", _) => Error::PipelineNotFound(message),
             ("unknown_member" | "stale_member_epoch" | "not_partition_owner", _) => {
                 Error::Fenced(message)
             }

@@ -2,8 +2,8 @@
 //!
 //! Layout:
 //! - [`Client`]: a connection to a broker (`Client::connect("127.0.0.1:9292")`).
-//! - [`Admin`]: create, list, describe and delete topics and consumer groups; look up and
-//!   reset offsets.
+//! - [`Admin`]: create, list, describe and delete topics, consumer groups, plugins and
+//!   pipelines; look up and reset offsets.
 //! - [`Producer`]: batching producer with the key partitioner shared by every Weir client.
 //! - [`Consumer`]: a `futures::Stream` of records from earliest/latest/offset/timestamp, on
 //!   its own or as a member of a consumer group (shared partitions, committed offsets).
@@ -32,6 +32,7 @@ mod admin;
 mod client;
 mod consumer;
 mod error;
+mod pipeline;
 mod producer;
 
 pub use admin::{
@@ -43,6 +44,7 @@ pub use consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, PluginUse, RECONNECT_TIMEOUT, StartFrom,
 };
 pub use error::{Error, Result};
+pub use pipeline::{NewPipeline, PipelineInfo, PipelinePartition, PipelineStart, PipelineStatus};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 pub use weir_common::Compression;
 pub use weir_common::partitioner::partition_for_key;

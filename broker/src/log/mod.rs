@@ -26,7 +26,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use weir_common::batch::{self, TimestampType, ValidBatch};
 
-use crate::storage::{AppendWrite, StorageError, Store};
+use crate::storage::{AppendWrite, ProgressPut, StorageError, Store};
 use crate::types::{PartitionKey, SegmentMeta, TopicConfig};
 use producers::{PRODUCER_STATE_EXPIRY_MS, ProducerBatch, ProducerState, SeqCheck};
 
@@ -185,6 +185,17 @@ impl PartitionLog {
         group: &[PendingBatch],
         now_ms: i64,
     ) -> Result<Vec<Result<Appended, LogError>>, LogError> {
+        self.append_group_with(group, now_ms, None)
+    }
+
+    /// [`Self::append_group`], writing `progress` (a pipeline's position on its source
+    /// partition) in the same atomic RocksDB write — even when `group` is empty.
+    pub fn append_group_with(
+        &self,
+        group: &[PendingBatch],
+        now_ms: i64,
+        progress: Option<ProgressPut<'_>>,
+    ) -> Result<Vec<Result<Appended, LogError>>, LogError> {
         let mut state = self.lock();
         if self.is_closed() {
             return Err(LogError::Closed);
@@ -278,8 +289,12 @@ impl PartitionLog {
             }));
         }
         if write.batches.is_empty() {
+            if let Some(p) = progress {
+                self.store.put_progress(p)?;
+            }
             return Ok(out);
         }
+        write.progress = progress;
         write.segments = tail.clone();
         write.producers = touched.into_iter().collect();
         self.store.append(self.key, &write)?;

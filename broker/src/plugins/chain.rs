@@ -54,15 +54,20 @@ impl Chain {
         partition: u32,
         records: Vec<Record>,
     ) -> Result<Vec<Record>, PluginError> {
-        let mut records = records;
-        for stage in self.stages_for(partition)? {
-            if records.is_empty() {
-                break;
-            }
-            records = stage.run(&records)?;
-        }
-        Ok(records)
+        run_stages(self.stages_for(partition)?, records)
     }
+}
+
+/// Runs `records` through `stages` in order: one call per stage for the whole batch.
+pub fn run_stages(stages: &mut [Stage], records: Vec<Record>) -> Result<Vec<Record>, PluginError> {
+    let mut records = records;
+    for stage in stages {
+        if records.is_empty() {
+            break;
+        }
+        records = stage.run(&records)?;
+    }
+    Ok(records)
 }
 
 /// Encodes plugin output as a batch with explicit offsets (records keep their source

@@ -89,8 +89,14 @@ impl PluginRegistry {
         self.plugins.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Validates, compiles and stores a module (blocking).
-    pub fn register(&self, name: &str, wasm: &[u8]) -> Result<PluginInfo, BrokerError> {
+    /// Validates, compiles and stores a module (blocking). With `replace`, swaps the module of
+    /// an existing plugin (users already running keep their instances of the old one).
+    pub fn register(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        replace: bool,
+    ) -> Result<PluginInfo, BrokerError> {
         let name = PluginName::new(name)?;
         if wasm.len() > MAX_PLUGIN_MODULE_BYTES {
             return Err(BrokerError::InvalidArgument(format!(
@@ -99,8 +105,12 @@ impl PluginRegistry {
             )));
         }
         let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
-        if self.read().contains_key(name.as_str()) {
+        let exists = self.read().contains_key(name.as_str());
+        if exists && !replace {
             return Err(BrokerError::PluginExists(name.to_string()));
+        }
+        if !exists && replace {
+            return Err(BrokerError::PluginNotFound(name.to_string()));
         }
         let plugin = self.runtime.compile(name.as_str(), wasm)?;
         let stored = StoredPlugin {
@@ -125,7 +135,7 @@ impl PluginRegistry {
                     info: info.clone(),
                 },
             );
-        tracing::info!(plugin = %name, kind = info.kind.as_str(), bytes = wasm.len(), "registered plugin");
+        tracing::info!(plugin = %name, kind = info.kind.as_str(), bytes = wasm.len(), replace, "registered plugin");
         Ok(info)
     }
 

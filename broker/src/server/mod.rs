@@ -6,6 +6,7 @@
 
 mod groups;
 mod log;
+mod pipelines;
 mod plugins;
 mod topics;
 
@@ -20,6 +21,7 @@ use tonic::metadata::MetadataValue;
 use weir_common::limits::MAX_REQUEST_BYTES;
 use weir_proto::v1::groups_server::GroupsServer;
 use weir_proto::v1::log_server::LogServer;
+use weir_proto::v1::pipelines_server::PipelinesServer;
 use weir_proto::v1::plugins_server::PluginsServer;
 use weir_proto::v1::topics_server::TopicsServer;
 
@@ -75,6 +77,9 @@ pub fn status_of(e: BrokerError) -> Status {
         BrokerError::PluginExists(_) => (Status::already_exists(message), "plugin_exists"),
         BrokerError::InvalidPlugin(_) => (Status::invalid_argument(message), "invalid_plugin"),
         BrokerError::PluginFailed(_) => (Status::failed_precondition(message), "plugin_failed"),
+        BrokerError::PluginInUse { .. } => (Status::failed_precondition(message), "plugin_in_use"),
+        BrokerError::PipelineNotFound(_) => (Status::not_found(message), "pipeline_not_found"),
+        BrokerError::PipelineExists(_) => (Status::already_exists(message), "pipeline_exists"),
         BrokerError::ShuttingDown => (Status::unavailable(message), "shutting_down"),
         BrokerError::Storage(_) => (Status::internal(message), "storage"),
     };
@@ -110,6 +115,7 @@ pub async fn serve(
     let groups = GroupsServer::new(groups::GroupsService::new(Arc::clone(&broker)));
     let plugins = PluginsServer::new(plugins::PluginsService::new(Arc::clone(&broker)))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let pipelines = PipelinesServer::new(pipelines::PipelinesService::new(Arc::clone(&broker)));
     let log = LogServer::new(log::LogService::new(broker, stop_rx))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
@@ -120,6 +126,7 @@ pub async fn serve(
         .add_service(topics)
         .add_service(groups)
         .add_service(plugins)
+        .add_service(pipelines)
         .add_service(log)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await

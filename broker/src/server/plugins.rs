@@ -37,7 +37,7 @@ impl pb::plugins_server::Plugins for PluginsService {
         let r = req.into_inner();
         let info = self
             .broker
-            .register_plugin(r.name, r.wasm)
+            .register_plugin(r.name, r.wasm, r.replace)
             .await
             .map_err(status_of)?;
         Ok(Response::new(pb::RegisterPluginResponse {

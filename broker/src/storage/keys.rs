@@ -10,12 +10,15 @@
 //!            "next_producer_id" → u64 BE
 //! offsets    group_len u16 | group | topic u32 | partition u32         → Committed
 //! plugins    name                                                      → kind u8 | created i64 | wasm
+//! pipelines  "d" name                                                  → PipelineDef (JSON)
+//!            "p" name_len u16 | name | partition u32                    → PipelineProgress
 //! ```
 //!
 //! Committed offsets are keyed by group first, so one group's offsets are contiguous.
 
 use crate::groups::Committed;
 use crate::log::producers::{PRODUCER_DEDUPE_WINDOW, ProducerBatch, ProducerState};
+use crate::pipelines::PipelineProgress;
 use crate::plugins::{PluginKind, StoredPlugin};
 use crate::types::{PartitionKey, SegmentMeta, TopicId};
 
@@ -224,6 +227,97 @@ pub fn decode_plugin(v: &[u8]) -> Option<StoredPlugin> {
     })
 }
 
+/// Key of a pipeline's definition: `d | name`.
+pub fn pipeline_def_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(b'd');
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Every pipeline-definition key starts with this.
+pub const PIPELINE_DEF_PREFIX: &[u8] = b"d";
+
+/// Prefix of a pipeline's progress keys: `p | name length u16 BE | name`.
+fn pipeline_progress_prefix(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(3 + name.len() + 4);
+    k.push(b'p');
+    // Pipeline names are at most MAX_NAME_LEN (249) bytes: the length always fits.
+    k.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Key of a pipeline's progress on one source partition.
+pub fn pipeline_progress_key(name: &str, partition: u32) -> Vec<u8> {
+    let mut k = pipeline_progress_prefix(name);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// `[start, end)` covering every progress key of one pipeline (and no other's).
+pub fn pipeline_progress_range(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let start = pipeline_progress_key(name, 0);
+    let mut end = pipeline_progress_prefix(name);
+    end.extend_from_slice(&[0xFF; 5]);
+    (start, end)
+}
+
+/// The source partition of a progress key of pipeline `name`.
+pub fn decode_pipeline_progress_key(name: &str, key: &[u8]) -> Option<u32> {
+    let prefix = pipeline_progress_prefix(name);
+    let rest = key.strip_prefix(prefix.as_slice())?;
+    Some(u32::from_be_bytes(rest.try_into().ok()?))
+}
+
+/// `source topic id u32 | next offset u64 | records in u64 | records out u64 | state count u32 |
+/// (len u32 | state)*`, all LE.
+pub fn encode_progress(p: &PipelineProgress) -> Vec<u8> {
+    let states: usize = p.states.iter().map(|s| 4 + s.len()).sum();
+    let mut v = Vec::with_capacity(32 + states);
+    v.extend_from_slice(&p.source_topic.to_le_bytes());
+    v.extend_from_slice(&p.next_offset.to_le_bytes());
+    v.extend_from_slice(&p.records_in.to_le_bytes());
+    v.extend_from_slice(&p.records_out.to_le_bytes());
+    v.extend_from_slice(&(p.states.len() as u32).to_le_bytes());
+    for s in &p.states {
+        v.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        v.extend_from_slice(s);
+    }
+    v
+}
+
+pub fn decode_progress(v: &[u8]) -> Option<PipelineProgress> {
+    fn take<'a>(v: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = v.split_at_checked(n)?;
+        *v = rest;
+        Some(head)
+    }
+    let mut v = v;
+    let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let source_topic = u32_of(take(&mut v, 4)?);
+    let next_offset = u64_of(take(&mut v, 8)?);
+    let records_in = u64_of(take(&mut v, 8)?);
+    let records_out = u64_of(take(&mut v, 8)?);
+    let count = u32_of(take(&mut v, 4)?) as usize;
+    let mut states = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        let len = u32_of(take(&mut v, 4)?) as usize;
+        states.push(take(&mut v, len)?.to_vec());
+    }
+    if !v.is_empty() {
+        return None;
+    }
+    Some(PipelineProgress {
+        source_topic,
+        next_offset,
+        records_in,
+        records_out,
+        states,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,5 +450,35 @@ mod tests {
         let long = group_offset_key("ab", PK);
         assert_ne!(short[..3], long[..3]);
         assert_eq!(decode_group_offset_key(&k[..k.len() - 1]), None);
+    }
+
+    #[test]
+    fn pipeline_progress_round_trips_and_keys_stay_in_their_range() {
+        let p = PipelineProgress {
+            source_topic: 9,
+            next_offset: 1234,
+            records_in: 1000,
+            records_out: 2500,
+            states: vec![vec![], b"{\"a\":3}".to_vec()],
+        };
+        let v = encode_progress(&p);
+        assert_eq!(decode_progress(&v), Some(p));
+        assert_eq!(decode_progress(&v[..v.len() - 1]), None);
+        let mut long = v.clone();
+        long.push(0);
+        assert_eq!(decode_progress(&long), None);
+
+        let k = pipeline_progress_key("etl", 7);
+        assert_eq!(decode_pipeline_progress_key("etl", &k), Some(7));
+        assert_eq!(decode_pipeline_progress_key("et", &k), None);
+        let (start, end) = pipeline_progress_range("etl");
+        for part in [0, 7, u32::MAX] {
+            let k = pipeline_progress_key("etl", part);
+            assert!(start <= k && k < end);
+        }
+        // A pipeline whose name extends this one's is outside the range.
+        let other = pipeline_progress_key("etl2", 0);
+        assert!(other < start || other >= end);
+        assert!(pipeline_def_key("etl").starts_with(PIPELINE_DEF_PREFIX));
     }
 }

@@ -18,6 +18,7 @@ use rocksdb::{
 
 use crate::groups::Committed;
 use crate::log::producers::ProducerState;
+use crate::pipelines::{PipelineDef, PipelineProgress};
 use crate::plugins::StoredPlugin;
 use crate::types::{PartitionKey, SegmentMeta, TopicId, TopicMeta};
 use keys::*;
@@ -29,7 +30,8 @@ const CF_PRODUCERS: &str = "producers";
 const CF_META: &str = "meta";
 const CF_OFFSETS: &str = "offsets";
 const CF_PLUGINS: &str = "plugins";
-const COLUMN_FAMILIES: [&str; 7] = [
+const CF_PIPELINES: &str = "pipelines";
+const COLUMN_FAMILIES: [&str; 8] = [
     CF_RECORDS,
     CF_SEGMENTS,
     CF_TIMEINDEX,
@@ -37,6 +39,7 @@ const COLUMN_FAMILIES: [&str; 7] = [
     CF_META,
     CF_OFFSETS,
     CF_PLUGINS,
+    CF_PIPELINES,
 ];
 
 /// Memtable size of the records column family: big enough that a burst of produce traffic
@@ -62,14 +65,24 @@ pub enum SyncMode {
     Never,
 }
 
-/// One atomic append to a partition: record batches, touched segments, time-index entries
-/// and the new state of the idempotent producers that wrote.
+/// One atomic append to a partition: record batches, touched segments, time-index entries,
+/// the new state of the idempotent producers that wrote and, for a pipeline's output, the
+/// pipeline's progress on its source partition.
 #[derive(Debug, Default)]
-pub struct AppendWrite {
+pub struct AppendWrite<'a> {
     pub batches: Vec<(u64, Vec<u8>)>,
     pub segments: Vec<SegmentMeta>,
     pub time_entries: Vec<(i64, u64)>,
     pub producers: Vec<(u64, ProducerState)>,
+    pub progress: Option<ProgressPut<'a>>,
+}
+
+/// A pipeline's progress on one source partition, to be written with its output.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressPut<'a> {
+    pub pipeline: &'a str,
+    pub partition: u32,
+    pub progress: &'a PipelineProgress,
 }
 
 /// The broker's database handle. Cheap to clone.
@@ -248,6 +261,9 @@ impl Store {
         for (id, state) in &w.producers {
             wb.put_cf(producers, offset_key(pk, *id), encode_producer(state));
         }
+        if let Some(p) = w.progress {
+            put_progress(&mut wb, self.cf(CF_PIPELINES), p);
+        }
         self.write(wb)
     }
 
@@ -300,9 +316,7 @@ impl Store {
         };
         let mut wb = WriteBatch::default();
         wb.put_cf(cf, NEXT_PRODUCER_ID_KEY, (next + 1).to_be_bytes());
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(wb, &wo)?;
+        self.write_synced(wb)?;
         Ok(next)
     }
 
@@ -338,10 +352,7 @@ impl Store {
         for (pk, c) in offsets {
             wb.put_cf(cf, group_offset_key(group, *pk), encode_committed(c));
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(wb, &wo)?;
-        Ok(())
+        self.write_synced(wb)
     }
 
     /// Forgets committed offsets (group deleted, or its topic deleted).
@@ -351,10 +362,7 @@ impl Store {
         for (group, pk) in keys {
             wb.delete_cf(cf, group_offset_key(group, *pk));
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(wb, &wo)?;
-        Ok(())
+        self.write_synced(wb)
     }
 
     // ---- plugins ----------------------------------------------------------------------------
@@ -380,15 +388,108 @@ impl Store {
     pub fn put_plugin(&self, name: &str, p: &StoredPlugin) -> Result<(), StorageError> {
         let mut wb = WriteBatch::default();
         wb.put_cf(self.cf(CF_PLUGINS), name.as_bytes(), encode_plugin(p));
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(wb, &wo)?;
-        Ok(())
+        self.write_synced(wb)
     }
 
     pub fn delete_plugin(&self, name: &str) -> Result<(), StorageError> {
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.cf(CF_PLUGINS), name.as_bytes());
+        self.write_synced(wb)
+    }
+
+    // ---- pipelines --------------------------------------------------------------------------
+
+    /// Every pipeline definition.
+    pub fn load_pipelines(&self) -> Result<Vec<PipelineDef>, StorageError> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_PIPELINES),
+            IteratorMode::From(PIPELINE_DEF_PREFIX, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(PIPELINE_DEF_PREFIX) {
+                break;
+            }
+            let def = serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
+                key: format!("pipelines/{}", String::from_utf8_lossy(&k)),
+                reason: e.to_string(),
+            })?;
+            out.push(def);
+        }
+        Ok(out)
+    }
+
+    /// Updates a pipeline definition (its failure), fsynced.
+    pub fn put_pipeline(&self, def: &PipelineDef) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        let json = serde_json::to_vec(def).expect("PipelineDef always serialises");
+        wb.put_cf(self.cf(CF_PIPELINES), pipeline_def_key(&def.name), json);
+        self.write_synced(wb)
+    }
+
+    /// Writes a new pipeline's definition and initial progress in one fsynced write.
+    pub fn create_pipeline(
+        &self,
+        def: &PipelineDef,
+        progress: &[(u32, PipelineProgress)],
+    ) -> Result<(), StorageError> {
+        let cf = self.cf(CF_PIPELINES);
+        let mut wb = WriteBatch::default();
+        let json = serde_json::to_vec(def).expect("PipelineDef always serialises");
+        wb.put_cf(cf, pipeline_def_key(&def.name), json);
+        for (partition, p) in progress {
+            let put = ProgressPut {
+                pipeline: &def.name,
+                partition: *partition,
+                progress: p,
+            };
+            put_progress(&mut wb, cf, put);
+        }
+        self.write_synced(wb)
+    }
+
+    /// Forgets a pipeline's definition and progress in one fsynced write.
+    pub fn delete_pipeline(&self, name: &str) -> Result<(), StorageError> {
+        let cf = self.cf(CF_PIPELINES);
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(cf, pipeline_def_key(name));
+        let (start, end) = pipeline_progress_range(name);
+        wb.delete_range_cf(cf, start, end);
+        self.write_synced(wb)
+    }
+
+    /// A pipeline's progress per source partition.
+    pub fn load_progress(&self, name: &str) -> Result<Vec<(u32, PipelineProgress)>, StorageError> {
+        let (start, end) = pipeline_progress_range(name);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(end);
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_PIPELINES),
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            let corrupt = || StorageError::Corrupt {
+                key: format!("pipelines/{k:?}"),
+                reason: "bad pipeline progress".into(),
+            };
+            let partition = decode_pipeline_progress_key(name, &k).ok_or_else(corrupt)?;
+            out.push((partition, decode_progress(&v).ok_or_else(corrupt)?));
+        }
+        Ok(out)
+    }
+
+    /// Writes a pipeline's progress alone (a round whose records all were filtered out).
+    pub fn put_progress(&self, p: ProgressPut<'_>) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        put_progress(&mut wb, self.cf(CF_PIPELINES), p);
+        self.write(wb)
+    }
+
+    fn write_synced(&self, wb: WriteBatch) -> Result<(), StorageError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(wb, &wo)?;
@@ -498,4 +599,12 @@ impl Store {
         it.status()?;
         Ok(found)
     }
+}
+
+fn put_progress(wb: &mut WriteBatch, cf: &ColumnFamily, p: ProgressPut<'_>) {
+    wb.put_cf(
+        cf,
+        pipeline_progress_key(p.pipeline, p.partition),
+        encode_progress(p.progress),
+    );
 }

@@ -1,0 +1,156 @@
+//! `weir.v1.Pipelines`: create, list, describe, delete and resume continuous pipelines.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use weir_proto::v1 as pb;
+
+use super::status_of;
+use crate::broker::Broker;
+use crate::pipelines::{PipelineDef, PipelineView, PluginUseDef, Start};
+use crate::types::now_ms;
+
+pub struct PipelinesService {
+    broker: Arc<Broker>,
+}
+
+impl PipelinesService {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+}
+
+fn info_pb(v: PipelineView) -> pb::PipelineInfo {
+    let (status, error) = match v.def.failure {
+        None => (pb::PipelineStatus::Running, String::new()),
+        Some(f) => (pb::PipelineStatus::Failed, f.error),
+    };
+    pb::PipelineInfo {
+        name: v.def.name,
+        from_topic: v.def.from_topic,
+        to_topic: v.def.to_topic,
+        plugins: v
+            .def
+            .plugins
+            .into_iter()
+            .map(|u| pb::PluginUse {
+                name: u.plugin,
+                params: u.params,
+            })
+            .collect(),
+        status: status as i32,
+        error,
+        created_ms: v.def.created_ms,
+        lag: v.lag,
+        records_in: v.records_in,
+        records_out: v.records_out,
+        partitions: v
+            .partitions
+            .into_iter()
+            .map(|p| pb::PipelinePartition {
+                partition: p.partition,
+                position: p.position,
+                end_offset: p.end_offset,
+                lag: p.lag,
+                records_in: p.records_in,
+                records_out: p.records_out,
+            })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::pipelines_server::Pipelines for PipelinesService {
+    async fn create_pipeline(
+        &self,
+        req: Request<pb::CreatePipelineRequest>,
+    ) -> Result<Response<pb::CreatePipelineResponse>, Status> {
+        let r = req.into_inner();
+        let start = match pb::PipelineStart::try_from(r.start) {
+            Ok(pb::PipelineStart::Earliest) => Start::Earliest,
+            Ok(pb::PipelineStart::Latest) => Start::Latest,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown pipeline start {}",
+                    r.start
+                )));
+            }
+        };
+        let def = PipelineDef {
+            name: r.name,
+            from_topic: r.from_topic,
+            to_topic: r.to_topic,
+            plugins: r
+                .plugins
+                .into_iter()
+                .map(|u| PluginUseDef {
+                    plugin: u.name,
+                    params: u.params,
+                })
+                .collect(),
+            created_ms: now_ms(),
+            failure: None,
+        };
+        let view = self
+            .broker
+            .create_pipeline(def, start)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::CreatePipelineResponse {
+            pipeline: Some(info_pb(view)),
+        }))
+    }
+
+    async fn list_pipelines(
+        &self,
+        _req: Request<pb::ListPipelinesRequest>,
+    ) -> Result<Response<pb::ListPipelinesResponse>, Status> {
+        let pipelines = self
+            .broker
+            .list_pipelines()
+            .await
+            .into_iter()
+            .map(info_pb)
+            .collect();
+        Ok(Response::new(pb::ListPipelinesResponse { pipelines }))
+    }
+
+    async fn describe_pipeline(
+        &self,
+        req: Request<pb::DescribePipelineRequest>,
+    ) -> Result<Response<pb::DescribePipelineResponse>, Status> {
+        let view = self
+            .broker
+            .describe_pipeline(&req.into_inner().name)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::DescribePipelineResponse {
+            pipeline: Some(info_pb(view)),
+        }))
+    }
+
+    async fn delete_pipeline(
+        &self,
+        req: Request<pb::DeletePipelineRequest>,
+    ) -> Result<Response<pb::DeletePipelineResponse>, Status> {
+        self.broker
+            .delete_pipeline(&req.into_inner().name)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::DeletePipelineResponse {}))
+    }
+
+    async fn resume_pipeline(
+        &self,
+        req: Request<pb::ResumePipelineRequest>,
+    ) -> Result<Response<pb::ResumePipelineResponse>, Status> {
+        let view = self
+            .broker
+            .resume_pipeline(&req.into_inner().name)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::ResumePipelineResponse {
+            pipeline: Some(info_pb(view)),
+        }))
+    }
+}
