@@ -345,3 +345,60 @@ async fn faulty_plugins_fail_the_consumer_not_the_broker() {
     .await;
     assert_eq!(text(&ok[0]), "HELLO");
 }
+
+#[test]
+fn group_consumers_with_a_filter_commit_past_the_records_it_drops() {
+    let broker = Broker::start();
+    broker.cli_ok(&["topic", "create", "log", "--partitions", "3"]);
+    let path = example_plugin("filter-contains");
+    broker.cli_ok(&["plugin", "register", "grep", path.to_str().unwrap()]);
+    let produce = |from: usize| {
+        let input: String = (from..from + 90)
+            .map(|i| {
+                if i % 3 == 0 {
+                    format!("line{i} ERROR\n")
+                } else {
+                    format!("line{i} ok\n")
+                }
+            })
+            .collect();
+        let out = broker.cli_with_stdin(
+            &["produce", "log", "--key-separator", " "],
+            input.as_bytes(),
+        );
+        assert!(out.status.success());
+    };
+    let consume = || {
+        let out = broker.cli_ok(&[
+            "consume",
+            "log",
+            "--group",
+            "alerts",
+            "--plugin",
+            r#"grep={"substring":"ERROR"}"#,
+            "--idle-timeout",
+            "3000",
+        ]);
+        let mut got: Vec<String> = lines(&out).iter().map(|l| l.to_string()).collect();
+        got.sort();
+        got
+    };
+    produce(0);
+    let first = consume();
+    assert_eq!(first.len(), 30);
+    assert!(
+        first.iter().all(|l| l == "ERROR"),
+        "values after the key: {first:?}"
+    );
+    // Every partition is committed at its end, filtered records included.
+    let table = broker.cli_ok(&["group", "describe", "alerts"]);
+    let rows = lines(&table);
+    assert_eq!(rows.len(), 4, "{table}");
+    assert!(
+        rows[1..].iter().all(|r| r.split('\t').nth(4) == Some("0")),
+        "{table}"
+    );
+    // The next member of the group sees only what came after.
+    produce(90);
+    assert_eq!(consume().len(), 30);
+}
