@@ -1,5 +1,5 @@
-//! `weir bench produce|consume|e2e`: throughput and latency against a live broker, on a fresh
-//! topic that is deleted afterwards.
+//! `weir bench produce|consume|e2e|pipeline`: throughput and latency against a live broker, on
+//! fresh topics that are deleted afterwards.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use weir::{
-    Client, Compression, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
-    StartFrom,
+    Client, Compression, ConsumerConfig, NewPipeline, NewTopic, PluginUse, Producer,
+    ProducerConfig, ProducerRecord, StartFrom,
 };
 
 #[derive(Subcommand)]
@@ -22,6 +22,9 @@ pub enum BenchCommand {
     Consume(BenchArgs),
     /// Produce at --rate records/s while consuming; latency is produce → consume.
     E2e(BenchArgs),
+    /// Write records (untimed), then time a pipeline (the --plugin chain, at least one)
+    /// processing them into a second topic.
+    Pipeline(BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -45,6 +48,23 @@ pub struct BenchArgs {
     /// One JSON object instead of a sentence.
     #[arg(long)]
     json: bool,
+    /// Consume through this registered plugin (consume, e2e) or run it as the pipeline
+    /// (pipeline); repeat to chain. Values are `x` repeated, so e.g.
+    /// `filter-contains={"substring":"x"}` scans every record and keeps it: the counts stay
+    /// comparable with a run without plugins.
+    #[arg(long = "plugin", value_name = "NAME[=JSON]")]
+    plugins: Vec<String>,
+}
+
+impl BenchArgs {
+    fn consumer_config(&self) -> ConsumerConfig {
+        let mut c = ConsumerConfig::default().start(StartFrom::Earliest);
+        for p in &self.plugins {
+            let u = PluginUse::parse(p);
+            c = c.plugin(u.name, u.params.as_deref());
+        }
+        c
+    }
 }
 
 struct Report {
@@ -149,9 +169,7 @@ async fn bench_consume(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::R
     produce_all(&producer_for(client, a), topic, a, None).await?;
     let mut latency = histogram();
     let start = Instant::now();
-    let mut consumer = client
-        .consumer(topic, ConsumerConfig::default().start(StartFrom::Earliest))
-        .await?;
+    let mut consumer = client.consumer(topic, a.consumer_config()).await?;
     let mut group_start = Instant::now();
     let mut n = 0u64;
     let mut bytes = 0u64;
@@ -177,9 +195,7 @@ async fn bench_consume(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::R
 
 async fn bench_e2e(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::Result<Report> {
     let epoch = Instant::now();
-    let mut consumer = client
-        .consumer(topic, ConsumerConfig::default().start(StartFrom::Earliest))
-        .await?;
+    let mut consumer = client.consumer(topic, a.consumer_config()).await?;
     let records = a.records;
     let reader = tokio::spawn(async move {
         let mut latency = histogram();
@@ -226,9 +242,59 @@ async fn bench_e2e(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::Resul
     })
 }
 
+/// How often the pipeline bench polls the pipeline's progress.
+const PIPELINE_POLL: Duration = Duration::from_millis(5);
+
+async fn bench_pipeline(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::Result<Report> {
+    if a.plugins.is_empty() {
+        bail!("bench pipeline needs at least one --plugin");
+    }
+    produce_all(&producer_for(client, a), topic, a, None).await?;
+    let admin = client.admin();
+    let out = format!("{topic}-out");
+    admin
+        .create_topic(NewTopic::new(&out, a.partitions).retention_ms(-1))
+        .await
+        .context("creating the bench output topic")?;
+    let mut new = NewPipeline::new(&out, topic, &out);
+    for p in &a.plugins {
+        let u = PluginUse::parse(p);
+        new = new.plugin(u.name, u.params.as_deref());
+    }
+    let start = Instant::now();
+    let result = async {
+        admin.create_pipeline(new).await?;
+        loop {
+            let p = admin.describe_pipeline(&out).await?;
+            if let Some(e) = p.error {
+                bail!("the pipeline failed: {e}");
+            }
+            if p.records_in >= a.records {
+                return Ok(start.elapsed());
+            }
+            tokio::time::sleep(PIPELINE_POLL).await;
+        }
+    }
+    .await;
+    let _ = admin.delete_pipeline(&out).await;
+    let _ = admin.delete_topic(&out).await;
+    let elapsed = result?;
+    Ok(Report {
+        name: "pipeline",
+        records: a.records,
+        bytes: a.records * a.record_size as u64,
+        elapsed,
+        // A throughput measure: no per-record latency.
+        latency: histogram(),
+    })
+}
+
 pub async fn run(client: &Client, cmd: BenchCommand) -> anyhow::Result<()> {
     let a = match &cmd {
-        BenchCommand::Produce(a) | BenchCommand::Consume(a) | BenchCommand::E2e(a) => a.clone(),
+        BenchCommand::Produce(a)
+        | BenchCommand::Consume(a)
+        | BenchCommand::E2e(a)
+        | BenchCommand::Pipeline(a) => a.clone(),
     };
     if a.records == 0 {
         bail!("--records must be positive");
@@ -238,6 +304,7 @@ pub async fn run(client: &Client, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Produce(_) => bench_produce(client, &a, &topic).await,
         BenchCommand::Consume(_) => bench_consume(client, &a, &topic).await,
         BenchCommand::E2e(_) => bench_e2e(client, &a, &topic).await,
+        BenchCommand::Pipeline(_) => bench_pipeline(client, &a, &topic).await,
     };
     let _ = client.admin().delete_topic(&topic).await;
     result?.print(a.json);

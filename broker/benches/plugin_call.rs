@@ -1,0 +1,65 @@
+//! The cost of one plugin call per batch: `Stage::run` of the example plugins (built to wasm
+//! by `scripts/build-plugins`) on batches of 1, 100 and 1000 records of 100 bytes. The
+//! 1-record case is the fixed cost of a call (copy in, enter wasm, decode out); the others
+//! show the per-record cost a batch amortises it over.
+//!
+//! `cargo bench -p weir-broker --bench plugin_call`
+
+use std::path::Path;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use weir_broker::plugins::Runtime;
+use weir_common::record::Record;
+
+const BATCH_SIZES: [usize; 3] = [1, 100, 1000];
+const RECORD_BYTES: usize = 100;
+
+fn wasm(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/target/wasm32-unknown-unknown/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the example plugins first (scripts/build-plugins)",
+            path.display()
+        )
+    })
+}
+
+fn records(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            offset: i as u64,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("key-{}", i % 16))),
+            value: Bytes::from(vec![b'x'; RECORD_BYTES]),
+            headers: Vec::new(),
+        })
+        .collect()
+}
+
+fn plugin_call(c: &mut Criterion) {
+    let runtime = Runtime::new().expect("wasm engine");
+    let cases = [
+        ("filter_contains", r#"{"substring":"x"}"#),
+        ("uppercase", ""),
+        ("count_by_key", ""),
+    ];
+    for (name, params) in cases {
+        let plugin = runtime.compile(name, &wasm(name)).expect("compile");
+        let mut stage = plugin.stage(params.as_bytes()).expect("init");
+        let mut group = c.benchmark_group(format!("plugin_call/{name}"));
+        for n in BATCH_SIZES {
+            let batch = records(n);
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(n), &batch, |b, batch| {
+                b.iter(|| stage.run(batch).expect("plugin call"))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, plugin_call);
+criterion_main!(benches);
