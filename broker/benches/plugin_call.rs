@@ -9,7 +9,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use weir_broker::plugins::Runtime;
+use weir_broker::plugins::{PluginLimits, Runtime};
 use weir_common::record::Record;
 
 const BATCH_SIZES: [usize; 3] = [1, 100, 1000];
@@ -47,7 +47,9 @@ fn plugin_call(c: &mut Criterion) {
         ("count_by_key", ""),
     ];
     for (name, params) in cases {
-        let plugin = runtime.compile(name, &wasm(name)).expect("compile");
+        let plugin = runtime
+            .compile(name, &wasm(name), PluginLimits::default())
+            .expect("compile");
         let mut stage = plugin.stage(params.as_bytes()).expect("init");
         let mut group = c.benchmark_group(format!("plugin_call/{name}"));
         for n in BATCH_SIZES {

@@ -19,7 +19,7 @@ use crate::groups::{
 };
 use crate::log::{Appended, Bounds, PendingBatch, ReadResult};
 use crate::pipelines::{Deps, PipelineDef, PipelineManager, PipelineView, Start};
-use crate::plugins::{Plugin, PluginInfo, PluginRegistry};
+use crate::plugins::{Plugin, PluginInfo, PluginLimits, PluginRegistry};
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
 use crate::types::TopicConfig;
@@ -377,9 +377,10 @@ impl Broker {
         name: String,
         wasm: Bytes,
         replace: bool,
+        limits: PluginLimits,
     ) -> Result<PluginInfo, BrokerError> {
         let this = Arc::clone(self);
-        blocking(move || this.plugins.register(&name, &wasm, replace)).await
+        blocking(move || this.plugins.register(&name, &wasm, replace, limits)).await
     }
 
     pub fn list_plugins(&self) -> Vec<PluginInfo> {

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
-use weir::Client;
+use weir::{Client, PluginLimits};
 
 /// The apt packages of the wasm toolchain (see `weir plugin build`).
 const WASM_TOOLCHAIN_APT: &str =
@@ -45,6 +45,15 @@ pub enum PluginCommand {
         /// old one; pipelines take the new one when resumed or restarted).
         #[arg(long)]
         replace: bool,
+        /// Memory one instance may use, in MiB [default: 64; at most 1024].
+        #[arg(long, value_name = "MIB")]
+        memory_mb: Option<u64>,
+        /// CPU budget of one call (one batch), in ms [default: 2000; 10..=60000].
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u64>,
+        /// Largest output of one call, in MiB [default and most: 64].
+        #[arg(long, value_name = "MIB")]
+        max_output_mb: Option<u64>,
     },
     /// One line per plugin: NAME<TAB>KIND<TAB>BYTES.
     List,
@@ -93,19 +102,31 @@ pub async fn run(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
             name,
             file,
             replace,
+            memory_mb,
+            timeout_ms,
+            max_output_mb,
         } => {
             let wasm =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let p = if replace {
-                admin.replace_plugin(&name, wasm).await?
-            } else {
-                admin.register_plugin(&name, wasm).await?
+            let mib = |v: Option<u64>| v.map(|m| m.saturating_mul(1024 * 1024));
+            let limits = PluginLimits {
+                memory_bytes: mib(memory_mb),
+                call_timeout_ms: timeout_ms,
+                max_output_bytes: mib(max_output_mb),
             };
+            let p = admin
+                .register_plugin_with(&name, wasm, limits, replace)
+                .await?;
             let verb = if replace { "replaced" } else { "registered" };
             writeln!(
                 out,
-                "{verb} plugin {} ({}, {} bytes)",
-                p.name, p.kind, p.size_bytes
+                "{verb} plugin {} ({}, {} bytes; memory {} MiB, {} ms per batch, output {} MiB)",
+                p.name,
+                p.kind,
+                p.size_bytes,
+                p.memory_limit_bytes / (1024 * 1024),
+                p.call_timeout_ms,
+                p.max_output_bytes / (1024 * 1024),
             )?;
         }
         PluginCommand::List => {

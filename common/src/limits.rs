@@ -57,14 +57,20 @@ pub const MAX_TOPICS_PER_MEMBER: usize = 1000;
 /// Largest plugin module (`.wasm` bytes) the broker accepts.
 pub const MAX_PLUGIN_MODULE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Linear memory one plugin instance may grow to; beyond it the call traps.
+/// Linear memory one plugin instance may grow to, unless its registration says otherwise;
+/// beyond it the call traps.
 pub const PLUGIN_MEMORY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+/// Most memory a registration may allow one instance.
+pub const MAX_PLUGIN_MEMORY_LIMIT_BYTES: usize = 1024 * 1024 * 1024;
 
-/// Wall-clock CPU budget of one plugin call (one batch); a plugin that runs longer is
-/// interrupted (epoch deadline) and the call fails.
+/// Wall-clock CPU budget of one plugin call (one batch), unless its registration says
+/// otherwise; a plugin that runs longer is interrupted (epoch deadline) and the call fails.
 pub const PLUGIN_CALL_TIMEOUT_MS: u64 = 2_000;
+/// Bounds of a registration's CPU budget per call.
+pub const MIN_PLUGIN_CALL_TIMEOUT_MS: u64 = 10;
+pub const MAX_PLUGIN_CALL_TIMEOUT_MS: u64 = 60_000;
 
-/// Largest output one plugin call may return.
+/// Largest output one plugin call may return (a registration may set a lower limit).
 pub const MAX_PLUGIN_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Longest params JSON given with a plugin at use time.

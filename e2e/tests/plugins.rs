@@ -402,3 +402,64 @@ fn group_consumers_with_a_filter_commit_past_the_records_it_drops() {
     produce(90);
     assert_eq!(consume().len(), 30);
 }
+
+#[test]
+fn per_plugin_limits_are_set_at_registration_checked_and_kept_across_restarts() {
+    let mut broker = Broker::start();
+    broker.cli_ok(&["topic", "create", "t"]);
+    let out = broker.cli_with_stdin(&["produce", "t"], b"hello\n");
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let spin = dir.path().join("spin.wasm");
+    std::fs::write(&spin, hostile("(loop $l (br $l)) (i32.const 0)")).unwrap();
+    let bomb = dir.path().join("bomb.wasm");
+    std::fs::write(
+        &bomb,
+        hostile("(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) (i32.const 0)"),
+    )
+    .unwrap();
+    let spin = spin.to_str().unwrap();
+    let bomb = bomb.to_str().unwrap();
+    let out = broker.cli_ok(&["plugin", "register", "spin", spin, "--timeout-ms", "100"]);
+    assert!(out.contains("100 ms per batch"), "{out}");
+    let out = broker.cli_ok(&["plugin", "register", "bomb", bomb, "--memory-mb", "4"]);
+    assert!(out.contains("memory 4 MiB"), "{out}");
+    for (args, why) in [
+        (
+            vec!["plugin", "register", "x", spin, "--timeout-ms", "5"],
+            "between 10 and 60000",
+        ),
+        (
+            vec!["plugin", "register", "x", spin, "--memory-mb", "4096"],
+            "over the maximum",
+        ),
+        (
+            vec!["plugin", "register", "x", spin, "--max-output-mb", "65"],
+            "over the maximum",
+        ),
+        (
+            vec!["plugin", "register", "nope", spin, "--replace"],
+            "does not exist",
+        ),
+    ] {
+        let out = broker.cli(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("error:") && err.contains(why),
+            "{args:?}: {err}"
+        );
+    }
+    // The limits hold at consume time, also after a crash.
+    broker.kill9();
+    broker.restart();
+    for (plugin, why) in [
+        ("spin", "CPU time limit of 100 ms"),
+        ("bomb", "memory limit of 4 MiB"),
+    ] {
+        let out = broker.cli(&["consume", "t", "--plugin", plugin, "--idle-timeout", "5000"]);
+        assert!(!out.status.success(), "{plugin}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{plugin}: {err}");
+    }
+}

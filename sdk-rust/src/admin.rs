@@ -488,6 +488,24 @@ pub struct PluginInfo {
     pub size_bytes: u64,
     /// When it was registered (unix ms).
     pub created_ms: i64,
+    /// Linear memory one instance may use.
+    pub memory_limit_bytes: u64,
+    /// CPU budget of one call (one batch).
+    pub call_timeout_ms: u64,
+    /// Largest output of one call.
+    pub max_output_bytes: u64,
+}
+
+/// Sandbox limits of a plugin, set when it is registered; `None` takes the broker's default
+/// (64 MiB of memory, 2000 ms of CPU per batch, 64 MiB of output per call).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Linear memory one instance may grow to (at most 1 GiB).
+    pub memory_bytes: Option<u64>,
+    /// CPU (wall-clock) budget of one call, 10..=60000 ms.
+    pub call_timeout_ms: Option<u64>,
+    /// Largest output of one call (at most 64 MiB).
+    pub max_output_bytes: Option<u64>,
 }
 
 fn plugin_of(p: pb::PluginInfo) -> PluginInfo {
@@ -496,6 +514,9 @@ fn plugin_of(p: pb::PluginInfo) -> PluginInfo {
         kind: p.kind,
         size_bytes: p.size_bytes,
         created_ms: p.created_ms,
+        memory_limit_bytes: p.memory_limit_bytes,
+        call_timeout_ms: p.call_timeout_ms,
+        max_output_bytes: p.max_output_bytes,
     }
 }
 
@@ -508,7 +529,8 @@ impl Admin {
         name: &str,
         wasm: impl Into<bytes::Bytes>,
     ) -> Result<PluginInfo> {
-        self.put_plugin(name, wasm.into(), false).await
+        self.register_plugin_with(name, wasm, PluginLimits::default(), false)
+            .await
     }
 
     /// Replaces the module of an existing plugin (fails with
@@ -520,19 +542,26 @@ impl Admin {
         name: &str,
         wasm: impl Into<bytes::Bytes>,
     ) -> Result<PluginInfo> {
-        self.put_plugin(name, wasm.into(), true).await
+        self.register_plugin_with(name, wasm, PluginLimits::default(), true)
+            .await
     }
 
-    async fn put_plugin(
+    /// Registers (or, with `replace`, replaces) a plugin with its own sandbox limits.
+    /// Limits out of range are [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    pub async fn register_plugin_with(
         &self,
         name: &str,
-        wasm: bytes::Bytes,
+        wasm: impl Into<bytes::Bytes>,
+        limits: PluginLimits,
         replace: bool,
     ) -> Result<PluginInfo> {
         let req = pb::RegisterPluginRequest {
             name: name.to_string(),
-            wasm,
+            wasm: wasm.into(),
             replace,
+            memory_limit_bytes: limits.memory_bytes.unwrap_or(0),
+            call_timeout_ms: limits.call_timeout_ms.unwrap_or(0),
+            max_output_bytes: limits.max_output_bytes.unwrap_or(0),
         };
         let resp = self
             .client

@@ -37,7 +37,7 @@ mod producer;
 
 pub use admin::{
     Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, NewTopic, OffsetSpec,
-    PartitionInfo, PluginInfo, ResetTo, TopicDescription, TopicInfo,
+    PartitionInfo, PluginInfo, PluginLimits, ResetTo, TopicDescription, TopicInfo,
 };
 pub use client::{Client, DEFAULT_BROKER};
 pub use consumer::{

@@ -24,7 +24,7 @@ use crate::storage::Store;
 use crate::types::now_ms;
 pub use abi::PluginKind;
 pub use chain::Chain;
-pub use runtime::{Plugin, PluginError, Runtime, Stage};
+pub use runtime::{Plugin, PluginError, PluginLimits, Runtime, Stage};
 
 /// A registered plugin as listed.
 #[derive(Debug, Clone)]
@@ -33,6 +33,7 @@ pub struct PluginInfo {
     pub kind: PluginKind,
     pub size_bytes: u64,
     pub created_ms: i64,
+    pub limits: PluginLimits,
 }
 
 /// A registered plugin as stored.
@@ -40,6 +41,7 @@ pub struct PluginInfo {
 pub struct StoredPlugin {
     pub kind: PluginKind,
     pub created_ms: i64,
+    pub limits: PluginLimits,
     pub wasm: Vec<u8>,
 }
 
@@ -63,13 +65,14 @@ impl PluginRegistry {
         let runtime = Runtime::new()?;
         let mut plugins = BTreeMap::new();
         for (name, stored) in store.load_plugins()? {
-            match runtime.compile(&name, &stored.wasm) {
+            match runtime.compile(&name, &stored.wasm, stored.limits) {
                 Ok(plugin) => {
                     let info = PluginInfo {
                         name: name.clone(),
                         kind: plugin.kind,
                         size_bytes: stored.wasm.len() as u64,
                         created_ms: stored.created_ms,
+                        limits: stored.limits,
                     };
                     plugins.insert(name, Registered { plugin, info });
                 }
@@ -89,13 +92,15 @@ impl PluginRegistry {
         self.plugins.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Validates, compiles and stores a module (blocking). With `replace`, swaps the module of
-    /// an existing plugin (users already running keep their instances of the old one).
+    /// Validates, compiles and stores a module with its sandbox limits (blocking). With
+    /// `replace`, swaps the module of an existing plugin (users already running keep their
+    /// instances of the old one).
     pub fn register(
         &self,
         name: &str,
         wasm: &[u8],
         replace: bool,
+        limits: PluginLimits,
     ) -> Result<PluginInfo, BrokerError> {
         let name = PluginName::new(name)?;
         if wasm.len() > MAX_PLUGIN_MODULE_BYTES {
@@ -112,10 +117,11 @@ impl PluginRegistry {
         if !exists && replace {
             return Err(BrokerError::PluginNotFound(name.to_string()));
         }
-        let plugin = self.runtime.compile(name.as_str(), wasm)?;
+        let plugin = self.runtime.compile(name.as_str(), wasm, limits)?;
         let stored = StoredPlugin {
             kind: plugin.kind,
             created_ms: now_ms(),
+            limits,
             wasm: wasm.to_vec(),
         };
         self.store.put_plugin(name.as_str(), &stored)?;
@@ -124,6 +130,7 @@ impl PluginRegistry {
             kind: plugin.kind,
             size_bytes: wasm.len() as u64,
             created_ms: stored.created_ms,
+            limits,
         };
         self.plugins
             .write()

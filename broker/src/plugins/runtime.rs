@@ -15,7 +15,8 @@ use wasmtime::{
     StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
 };
 use weir_common::limits::{
-    MAX_PLUGIN_OUTPUT_BYTES, PLUGIN_CALL_TIMEOUT_MS, PLUGIN_MEMORY_LIMIT_BYTES,
+    MAX_PLUGIN_CALL_TIMEOUT_MS, MAX_PLUGIN_MEMORY_LIMIT_BYTES, MAX_PLUGIN_OUTPUT_BYTES,
+    MIN_PLUGIN_CALL_TIMEOUT_MS, PLUGIN_CALL_TIMEOUT_MS, PLUGIN_MEMORY_LIMIT_BYTES,
 };
 use weir_common::record::Record;
 
@@ -38,6 +39,98 @@ fn failed(plugin: &str, message: impl Into<String>) -> PluginError {
     PluginError::Failed {
         plugin: plugin.to_string(),
         message: message.into(),
+    }
+}
+
+/// A plugin's sandbox limits, set at registration (defaults: the named constants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// CPU (wall-clock) budget of one call.
+    pub call_timeout_ms: u64,
+    /// Largest output of one call.
+    pub output_bytes: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: PLUGIN_MEMORY_LIMIT_BYTES,
+            call_timeout_ms: PLUGIN_CALL_TIMEOUT_MS,
+            output_bytes: MAX_PLUGIN_OUTPUT_BYTES,
+        }
+    }
+}
+
+impl PluginLimits {
+    /// Limits from a request (0: the default), checked against the bounds.
+    pub fn from_request(
+        memory_bytes: u64,
+        call_timeout_ms: u64,
+        output_bytes: u64,
+    ) -> Result<Self, String> {
+        let d = Self::default();
+        let pick = |v: u64, default: u64| if v == 0 { default } else { v };
+        let memory = pick(memory_bytes, d.memory_bytes as u64);
+        let timeout = pick(call_timeout_ms, d.call_timeout_ms);
+        let output = pick(output_bytes, d.output_bytes as u64);
+        if memory > MAX_PLUGIN_MEMORY_LIMIT_BYTES as u64 {
+            return Err(format!(
+                "memory limit {memory} bytes is over the maximum {MAX_PLUGIN_MEMORY_LIMIT_BYTES}"
+            ));
+        }
+        if !(MIN_PLUGIN_CALL_TIMEOUT_MS..=MAX_PLUGIN_CALL_TIMEOUT_MS).contains(&timeout) {
+            return Err(format!(
+                "call timeout {timeout} ms must be between {MIN_PLUGIN_CALL_TIMEOUT_MS} and {MAX_PLUGIN_CALL_TIMEOUT_MS}"
+            ));
+        }
+        if output > MAX_PLUGIN_OUTPUT_BYTES as u64 {
+            return Err(format!(
+                "output limit {output} bytes is over the maximum {MAX_PLUGIN_OUTPUT_BYTES}"
+            ));
+        }
+        Ok(Self {
+            memory_bytes: memory as usize,
+            call_timeout_ms: timeout,
+            output_bytes: output as usize,
+        })
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        (self.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1)
+    }
+
+    /// Turns a wasmtime error into a message a user can act on.
+    fn describe_trap(&self, e: &wasmtime::Error) -> String {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => format!(
+                "exceeded its CPU time limit of {} ms for one batch",
+                self.call_timeout_ms
+            ),
+            Some(Trap::UnreachableCodeReached) => {
+                "trapped: unreachable code reached (a Rust panic in the plugin aborts like this)"
+                    .into()
+            }
+            Some(t) => format!("trapped: {t}"),
+            None => {
+                let msg = format!("{e:#}");
+                if msg.contains("forcing trap when growing memory") {
+                    format!("exceeded its memory limit of {}", mib(self.memory_bytes))
+                } else {
+                    msg
+                }
+            }
+        }
+    }
+}
+
+/// `n` bytes in MiB (or bytes when not a whole number of MiB) for messages.
+fn mib(n: usize) -> String {
+    if n.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", n / (1024 * 1024))
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -69,7 +162,12 @@ impl Runtime {
 
     /// Validates and compiles a module (blocking: Cranelift compiles it), checks it is a
     /// plugin of this ABI, and reads its kind.
-    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Plugin, PluginError> {
+    pub fn compile(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: PluginLimits,
+    ) -> Result<Plugin, PluginError> {
         let invalid = |m: String| PluginError::Invalid(format!("plugin {name:?}: {m}"));
         let module = Module::new(&self.engine, wasm)
             .map_err(|e| invalid(format!("not a valid WebAssembly module: {e}")))?;
@@ -88,6 +186,7 @@ impl Runtime {
         let mut plugin = Plugin {
             name: name.to_string(),
             kind: PluginKind::Filter,
+            limits,
             engine: self.engine.clone(),
             pre: Arc::new(pre),
         };
@@ -153,6 +252,7 @@ struct StoreData {
 pub struct Plugin {
     pub name: String,
     pub kind: PluginKind,
+    pub limits: PluginLimits,
     engine: Engine,
     pre: Arc<InstancePre<StoreData>>,
 }
@@ -160,22 +260,23 @@ pub struct Plugin {
 impl Plugin {
     fn instantiate(&self) -> Result<Instantiated, PluginError> {
         let limits = StoreLimitsBuilder::new()
-            .memory_size(PLUGIN_MEMORY_LIMIT_BYTES)
+            .memory_size(self.limits.memory_bytes)
             .instances(1)
             .trap_on_grow_failure(true)
             .build();
         let mut store = Store::new(&self.engine, StoreData { limits });
         store.limiter(|d| &mut d.limits);
-        store.set_epoch_deadline(deadline_ticks());
+        store.set_epoch_deadline(self.limits.deadline_ticks());
         let instance = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| failed(&self.name, describe_trap(&e)))?;
+            .map_err(|e| failed(&self.name, self.limits.describe_trap(&e)))?;
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| failed(&self.name, "no memory export"))?;
         Ok(Instantiated {
             name: self.name.clone(),
+            limits: self.limits,
             store,
             instance,
             memory,
@@ -198,36 +299,9 @@ impl Plugin {
     }
 }
 
-fn deadline_ticks() -> u64 {
-    (PLUGIN_CALL_TIMEOUT_MS / EPOCH_TICK.as_millis() as u64).max(1)
-}
-
-/// Turns a wasmtime error into a message a user can act on.
-fn describe_trap(e: &wasmtime::Error) -> String {
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
-            format!("exceeded its CPU time limit of {PLUGIN_CALL_TIMEOUT_MS} ms for one batch")
-        }
-        Some(Trap::UnreachableCodeReached) => {
-            "trapped: unreachable code reached (a Rust panic in the plugin aborts like this)".into()
-        }
-        Some(t) => format!("trapped: {t}"),
-        None => {
-            let msg = format!("{e:#}");
-            if msg.contains("forcing trap when growing memory") {
-                format!(
-                    "exceeded its memory limit of {} MiB",
-                    PLUGIN_MEMORY_LIMIT_BYTES / (1024 * 1024)
-                )
-            } else {
-                msg
-            }
-        }
-    }
-}
-
 struct Instantiated {
     name: String,
+    limits: PluginLimits,
     store: Store<StoreData>,
     instance: Instance,
     memory: Memory,
@@ -239,9 +313,9 @@ impl Instantiated {
             .instance
             .get_typed_func(&mut self.store, export)
             .map_err(|e| failed(&self.name, e.to_string()))?;
-        self.store.set_epoch_deadline(deadline_ticks());
+        self.store.set_epoch_deadline(self.limits.deadline_ticks());
         f.call(&mut self.store, ())
-            .map_err(|e| failed(&self.name, describe_trap(&e)))
+            .map_err(|e| failed(&self.name, self.limits.describe_trap(&e)))
     }
 }
 
@@ -344,11 +418,12 @@ impl Stage {
     }
 
     fn try_call(&mut self, which: Entry, input: &[u8]) -> Result<Vec<u8>, CallError> {
-        let trap = |e: wasmtime::Error| CallError::Fatal(describe_trap(&e));
+        let limits = self.inst.limits;
+        let trap = |e: wasmtime::Error| CallError::Fatal(limits.describe_trap(&e));
         let len = u32::try_from(input.len())
             .map_err(|_| CallError::Fatal("input batch over 4 GiB".into()))?;
         let s = &mut self.inst.store;
-        s.set_epoch_deadline(deadline_ticks());
+        s.set_epoch_deadline(limits.deadline_ticks());
         let ptr = self.funcs.alloc.call(&mut *s, len).map_err(trap)?;
         if ptr == 0 && len > 0 {
             return Err(CallError::Fatal(
@@ -366,9 +441,10 @@ impl Stage {
         let status = entry.call(&mut *s, (ptr, len)).map_err(trap)?;
         let rptr = self.funcs.result_ptr.call(&mut *s, ()).map_err(trap)? as usize;
         let rlen = self.funcs.result_len.call(&mut *s, ()).map_err(trap)? as usize;
-        if rlen > MAX_PLUGIN_OUTPUT_BYTES {
+        if rlen > limits.output_bytes {
             return Err(CallError::Fatal(format!(
-                "returned {rlen} bytes; the limit is {MAX_PLUGIN_OUTPUT_BYTES}"
+                "returned {rlen} bytes; its output limit is {}",
+                mib(limits.output_bytes)
             )));
         }
         let result = self
@@ -442,7 +518,7 @@ mod tests {
 
     fn run(wasm: &[u8]) -> Result<Vec<Record>, PluginError> {
         let rt = Runtime::new().unwrap();
-        let plugin = rt.compile("p", wasm)?;
+        let plugin = rt.compile("p", wasm, PluginLimits::default())?;
         let mut stage = plugin.stage(b"")?;
         stage.run(&records(3))
     }
@@ -465,7 +541,7 @@ mod tests {
     #[test]
     fn registration_rejects_what_is_not_a_plugin() {
         let rt = Runtime::new().unwrap();
-        let err = |wasm: &[u8]| match rt.compile("p", wasm) {
+        let err = |wasm: &[u8]| match rt.compile("p", wasm, PluginLimits::default()) {
             Err(PluginError::Invalid(m)) => m,
             Err(e) => panic!("{e:?}"),
             Ok(_) => panic!("accepted"),
@@ -502,11 +578,65 @@ mod tests {
         // A stage that failed stays failed.
         let rt = Runtime::new().unwrap();
         let mut stage = rt
-            .compile("p", &module(1, "unreachable", 8))
+            .compile("p", &module(1, "unreachable", 8), PluginLimits::default())
             .unwrap()
             .stage(b"")
             .unwrap();
         assert!(stage.run(&records(1)).is_err());
         assert!(stage.run(&records(1)).is_err());
+    }
+
+    #[test]
+    fn per_plugin_limits_apply_and_are_checked() {
+        let rt = Runtime::new().unwrap();
+        let run_with = |body: &str, result_len: i32, limits: PluginLimits| {
+            let plugin = rt
+                .compile("p", &module(1, body, result_len), limits)
+                .unwrap();
+            // Init returns the same result buffer as process: it may fail already.
+            let outcome = plugin.stage(b"").and_then(|mut s| s.run(&records(1)));
+            failure(outcome.unwrap_err())
+        };
+        let fast = PluginLimits {
+            call_timeout_ms: 50,
+            ..PluginLimits::default()
+        };
+        let started = std::time::Instant::now();
+        let e = run_with("(loop $l (br $l)) (i32.const 0)", 8, fast);
+        assert!(e.contains("CPU time limit of 50 ms"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(PLUGIN_CALL_TIMEOUT_MS));
+        let small = PluginLimits {
+            memory_bytes: 2 * 1024 * 1024,
+            ..PluginLimits::default()
+        };
+        let bomb = "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) (i32.const 0)";
+        let e = run_with(bomb, 8, small);
+        assert!(e.contains("memory limit of 2 MiB"), "{e}");
+        let tight = PluginLimits {
+            output_bytes: 1024,
+            ..PluginLimits::default()
+        };
+        let e = run_with("(i32.const 0)", 4096, tight);
+        assert!(e.contains("output limit is 1024 bytes"), "{e}");
+
+        assert_eq!(
+            PluginLimits::from_request(0, 0, 0),
+            Ok(PluginLimits::default())
+        );
+        assert!(
+            PluginLimits::from_request(0, 5, 0)
+                .unwrap_err()
+                .contains("between 10")
+        );
+        assert!(
+            PluginLimits::from_request(2 << 30, 0, 0)
+                .unwrap_err()
+                .contains("memory limit")
+        );
+        assert!(
+            PluginLimits::from_request(0, 0, 1 << 30)
+                .unwrap_err()
+                .contains("output limit")
+        );
     }
 }

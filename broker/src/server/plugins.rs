@@ -7,7 +7,8 @@ use weir_proto::v1 as pb;
 
 use super::status_of;
 use crate::broker::Broker;
-use crate::plugins::PluginInfo;
+use crate::error::BrokerError;
+use crate::plugins::{PluginInfo, PluginLimits};
 
 pub struct PluginsService {
     broker: Arc<Broker>,
@@ -25,6 +26,9 @@ fn info_pb(p: &PluginInfo) -> pb::PluginInfo {
         kind: p.kind.as_str().to_string(),
         size_bytes: p.size_bytes,
         created_ms: p.created_ms,
+        memory_limit_bytes: p.limits.memory_bytes as u64,
+        call_timeout_ms: p.limits.call_timeout_ms,
+        max_output_bytes: p.limits.output_bytes as u64,
     }
 }
 
@@ -35,9 +39,12 @@ impl pb::plugins_server::Plugins for PluginsService {
         req: Request<pb::RegisterPluginRequest>,
     ) -> Result<Response<pb::RegisterPluginResponse>, Status> {
         let r = req.into_inner();
+        let limits =
+            PluginLimits::from_request(r.memory_limit_bytes, r.call_timeout_ms, r.max_output_bytes)
+                .map_err(|m| status_of(BrokerError::InvalidArgument(m)))?;
         let info = self
             .broker
-            .register_plugin(r.name, r.wasm, r.replace)
+            .register_plugin(r.name, r.wasm, r.replace, limits)
             .await
             .map_err(status_of)?;
         Ok(Response::new(pb::RegisterPluginResponse {

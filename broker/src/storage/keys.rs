@@ -9,7 +9,7 @@
 //! meta       "topic/" name → TopicMeta (JSON);  "next_topic_id" → u32 BE;
 //!            "next_producer_id" → u64 BE
 //! offsets    group_len u16 | group | topic u32 | partition u32         → Committed
-//! plugins    name                                                      → kind u8 | created i64 | wasm
+//! plugins    name                                   → 0x80 | kind u8 | created i64 | limits | wasm
 //! pipelines  "d" name                                                  → PipelineDef (JSON)
 //!            "p" name_len u16 | name | partition u32                    → PipelineProgress
 //! ```
@@ -19,7 +19,7 @@
 use crate::groups::Committed;
 use crate::log::producers::{PRODUCER_DEDUPE_WINDOW, ProducerBatch, ProducerState};
 use crate::pipelines::PipelineProgress;
-use crate::plugins::{PluginKind, StoredPlugin};
+use crate::plugins::{PluginKind, PluginLimits, StoredPlugin};
 use crate::types::{PartitionKey, SegmentMeta, TopicId};
 
 pub const PARTITION_PREFIX_LEN: usize = 8;
@@ -208,21 +208,48 @@ pub fn decode_committed(v: &[u8]) -> Option<Committed> {
     })
 }
 
-/// `kind u8 | created_ms i64 LE | wasm bytes`.
+/// First byte of a plugin record with limits (version 1 records start with the kind, 1..=5).
+const PLUGIN_RECORD_V2: u8 = 0x80;
+
+/// `0x80 | kind u8 | created_ms i64 | memory u64 | call timeout ms u64 | output u64 | wasm`
+/// (integers LE). Version 1 (`kind u8 | created_ms i64 | wasm`) still decodes, with the
+/// default limits.
 pub fn encode_plugin(p: &StoredPlugin) -> Vec<u8> {
-    let mut v = Vec::with_capacity(9 + p.wasm.len());
+    let mut v = Vec::with_capacity(34 + p.wasm.len());
+    v.push(PLUGIN_RECORD_V2);
     v.push(p.kind.code());
     v.extend_from_slice(&p.created_ms.to_le_bytes());
+    v.extend_from_slice(&(p.limits.memory_bytes as u64).to_le_bytes());
+    v.extend_from_slice(&p.limits.call_timeout_ms.to_le_bytes());
+    v.extend_from_slice(&(p.limits.output_bytes as u64).to_le_bytes());
     v.extend_from_slice(&p.wasm);
     v
 }
 
 pub fn decode_plugin(v: &[u8]) -> Option<StoredPlugin> {
-    let (&kind, rest) = v.split_first()?;
-    let (created, wasm) = rest.split_at_checked(8)?;
+    let u64_at = |b: &[u8], i: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?))
+    };
+    let (&first, rest) = v.split_first()?;
+    if first != PLUGIN_RECORD_V2 {
+        let (created, wasm) = rest.split_at_checked(8)?;
+        return Some(StoredPlugin {
+            kind: PluginKind::from_code(i32::from(first))?,
+            created_ms: i64::from_le_bytes(created.try_into().ok()?),
+            limits: PluginLimits::default(),
+            wasm: wasm.to_vec(),
+        });
+    }
+    let (&kind, rest) = rest.split_first()?;
+    let (head, wasm) = rest.split_at_checked(32)?;
     Some(StoredPlugin {
         kind: PluginKind::from_code(i32::from(kind))?,
-        created_ms: i64::from_le_bytes(created.try_into().ok()?),
+        created_ms: u64_at(head, 0)? as i64,
+        limits: PluginLimits {
+            memory_bytes: usize::try_from(u64_at(head, 8)?).ok()?,
+            call_timeout_ms: u64_at(head, 16)?,
+            output_bytes: usize::try_from(u64_at(head, 24)?).ok()?,
+        },
         wasm: wasm.to_vec(),
     })
 }
@@ -480,5 +507,32 @@ mod tests {
         let other = pipeline_progress_key("etl2", 0);
         assert!(other < start || other >= end);
         assert!(pipeline_def_key("etl").starts_with(PIPELINE_DEF_PREFIX));
+    }
+
+    #[test]
+    fn plugin_records_round_trip_and_version_1_still_decodes() {
+        let p = StoredPlugin {
+            kind: PluginKind::Aggregate,
+            created_ms: 1_700_000_000_000,
+            limits: PluginLimits {
+                memory_bytes: 8 << 20,
+                call_timeout_ms: 100,
+                output_bytes: 1 << 20,
+            },
+            wasm: b"\0asm\x01\0\0\0".to_vec(),
+        };
+        let back = decode_plugin(&encode_plugin(&p)).unwrap();
+        assert_eq!(
+            (back.kind, back.created_ms, back.limits, back.wasm.clone()),
+            (p.kind, p.created_ms, p.limits, p.wasm.clone())
+        );
+        let mut v1 = vec![PluginKind::Map.code()];
+        v1.extend_from_slice(&42i64.to_le_bytes());
+        v1.extend_from_slice(b"wasm");
+        let old = decode_plugin(&v1).unwrap();
+        assert_eq!(old.kind, PluginKind::Map);
+        assert_eq!(old.limits, PluginLimits::default());
+        assert_eq!(old.wasm, b"wasm");
+        assert!(decode_plugin(&encode_plugin(&p)[..20]).is_none());
     }
 }
