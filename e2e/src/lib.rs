@@ -275,3 +275,17 @@ pub fn hostile_plugin(process_body: &str) -> Vec<u8> {
     ))
     .unwrap()
 }
+
+/// Line `i` of the sample log the plugin tests use: every tenth is an error.
+pub fn sample_log_line(i: usize) -> String {
+    if i.is_multiple_of(10) {
+        format!("line {i} ERROR disk full")
+    } else {
+        format!("line {i} ok")
+    }
+}
+
+/// Order `i` of the sample orders (JSON; amount = 10 i).
+pub fn sample_order(i: usize) -> String {
+    format!(r#"{{"id":{i},"amount":{},"note":"n{i}"}}"#, i * 10)
+}

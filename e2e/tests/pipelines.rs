@@ -9,7 +9,10 @@ use weir::{
     Admin, ConsumerConfig, NewPipeline, NewTopic, PipelineInfo, PipelineStatus, ProducerConfig,
     ProducerRecord,
 };
-use weir_e2e::{Broker, example_plugin, hostile_plugin, lines, read_all, register_examples, text};
+use weir_e2e::{
+    Broker, example_plugin, hostile_plugin, lines, read_all, register_examples, sample_log_line,
+    sample_order, text,
+};
 
 /// Polls a pipeline until `done` holds (panics with its last state after 60 s).
 async fn wait_for(admin: &Admin, name: &str, done: impl Fn(&PipelineInfo) -> bool) -> PipelineInfo {
@@ -60,15 +63,12 @@ async fn example_plugins_run_as_pipelines_and_aggregates_keep_state_across_resta
     }
     let p = client.producer(ProducerConfig::default());
     for i in 0..100 {
-        let v = if i % 10 == 0 {
-            format!("line {i} ERROR disk full")
-        } else {
-            format!("line {i} ok")
-        };
-        p.enqueue(ProducerRecord::new("logs", v)).await.unwrap();
+        p.enqueue(ProducerRecord::new("logs", sample_log_line(i)))
+            .await
+            .unwrap();
     }
     for i in 0..20 {
-        let v = format!(r#"{{"id":{i},"amount":{},"note":"n{i}"}}"#, i * 10);
+        let v = sample_order(i);
         p.enqueue(ProducerRecord::new("orders", v)).await.unwrap();
     }
     p.flush().await.unwrap();

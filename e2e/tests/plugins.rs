@@ -3,7 +3,8 @@
 //! are not plugins, and the registry surviving a crash.
 
 use weir_e2e::{
-    Broker, example_plugin, hostile_plugin as hostile, lines, read_all, register_examples, text,
+    Broker, example_plugin, hostile_plugin as hostile, lines, read_all, register_examples,
+    sample_log_line, sample_order, text,
 };
 
 use weir_e2e::EXAMPLE_PLUGINS as EXAMPLES;
@@ -157,12 +158,9 @@ async fn example_plugins_transform_records_at_consume_time() {
         .unwrap();
     let p = client.producer(ProducerConfig::default());
     for i in 0..100 {
-        let v = if i % 10 == 0 {
-            format!("line {i} ERROR disk full")
-        } else {
-            format!("line {i} ok")
-        };
-        p.enqueue(ProducerRecord::new("logs", v)).await.unwrap();
+        p.enqueue(ProducerRecord::new("logs", sample_log_line(i)))
+            .await
+            .unwrap();
     }
     for k in ["a", "b", "a", "a", "b", "c"] {
         p.enqueue(ProducerRecord::new("clicks", "click").key(k))
@@ -170,7 +168,7 @@ async fn example_plugins_transform_records_at_consume_time() {
             .unwrap();
     }
     for i in 0..20 {
-        let v = format!(r#"{{"id":{i},"amount":{},"note":"n{i}"}}"#, i * 10);
+        let v = sample_order(i);
         p.enqueue(ProducerRecord::new("orders", v).key(format!("{i}")))
             .await
             .unwrap();
