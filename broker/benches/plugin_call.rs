@@ -56,7 +56,7 @@ fn plugin_call(c: &mut Criterion) {
             let batch = records(n);
             group.throughput(Throughput::Elements(n as u64));
             group.bench_with_input(BenchmarkId::from_parameter(n), &batch, |b, batch| {
-                b.iter(|| stage.run(batch).expect("plugin call"))
+                b.iter(|| stage.run(batch.clone()).expect("plugin call"))
             });
         }
         group.finish();

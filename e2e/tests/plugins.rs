@@ -202,6 +202,19 @@ async fn example_plugins_transform_records_at_consume_time() {
         assert_eq!(c.position(0), Some(100), "filtered records count as read");
     }
 
+    // A filter that keeps everything: the stored batches go out as they are.
+    let all = read_all(
+        &client,
+        "logs",
+        ConsumerConfig::default().plugin("filter-contains", Some(r#"{"substring":"line"}"#)),
+    )
+    .await;
+    assert_eq!(
+        all.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..100).collect::<Vec<u64>>()
+    );
+    assert_eq!(text(&all[10]), "line 10 ERROR disk full");
+
     // map, and a chain of two (filter then map), through the CLI too.
     let upper = read_all(
         &client,

@@ -144,7 +144,9 @@ fn round(
         Some(s) => s,
         None => stages.insert(instantiate(ctx, progress)?),
     };
-    let outputs = chain::run_stages(stages, records).map_err(|e| e.to_string())?;
+    let outputs = chain::run_stages(stages, records)
+        .map_err(|e| e.to_string())?
+        .records;
     let next_progress = PipelineProgress {
         source_topic: ctx.source.meta.id,
         next_offset: next,

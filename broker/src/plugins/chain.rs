@@ -10,7 +10,7 @@ use bytes::Bytes;
 use weir_common::batch::{BatchBuilder, TimestampType, set_base_offset};
 use weir_common::record::Record;
 
-use super::runtime::{Plugin, PluginError, Stage};
+use super::runtime::{Plugin, PluginError, Stage, Staged};
 
 pub struct Chain {
     uses: Vec<(Plugin, Vec<u8>)>,
@@ -49,25 +49,29 @@ impl Chain {
 
     /// Runs `records` of one partition through every stage, in order (blocking: wasm). One
     /// call per stage for the whole batch of records.
-    pub fn apply(
-        &mut self,
-        partition: u32,
-        records: Vec<Record>,
-    ) -> Result<Vec<Record>, PluginError> {
+    pub fn apply(&mut self, partition: u32, records: Vec<Record>) -> Result<Staged, PluginError> {
         run_stages(self.stages_for(partition)?, records)
     }
 }
 
 /// Runs `records` through `stages` in order: one call per stage for the whole batch.
-pub fn run_stages(stages: &mut [Stage], records: Vec<Record>) -> Result<Vec<Record>, PluginError> {
-    let mut records = records;
+/// `unchanged` is set when every stage passed every record on as it was.
+pub fn run_stages(stages: &mut [Stage], records: Vec<Record>) -> Result<Staged, PluginError> {
+    let mut out = Staged {
+        records,
+        unchanged: true,
+    };
     for stage in stages {
-        if records.is_empty() {
+        if out.records.is_empty() {
             break;
         }
-        records = stage.run(&records)?;
+        let next = stage.run(out.records)?;
+        out = Staged {
+            records: next.records,
+            unchanged: out.unchanged && next.unchanged,
+        };
     }
-    Ok(records)
+    Ok(out)
 }
 
 /// Encodes plugin output as a batch with explicit offsets (records keep their source

@@ -24,7 +24,7 @@ use crate::storage::Store;
 use crate::types::now_ms;
 pub use abi::PluginKind;
 pub use chain::Chain;
-pub use runtime::{Plugin, PluginError, PluginLimits, Runtime, Stage};
+pub use runtime::{Plugin, PluginError, PluginLimits, Runtime, Stage, Staged};
 
 /// A registered plugin as listed.
 #[derive(Debug, Clone)]

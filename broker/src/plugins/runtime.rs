@@ -343,6 +343,14 @@ impl Funcs {
     }
 }
 
+/// What a stage (or a chain) made of a batch.
+#[derive(Debug)]
+pub struct Staged {
+    pub records: Vec<Record>,
+    /// Every input passed on unchanged, in order: `records` is the input itself.
+    pub unchanged: bool,
+}
+
 /// One instance of a plugin with its params, for one partition of one consumer or pipeline.
 /// Not shared: a stage is used by one task at a time, off the async workers.
 pub struct Stage {
@@ -371,14 +379,20 @@ impl Stage {
     }
 
     /// Runs one batch through the plugin. Outputs keep their source record's offset.
-    pub fn run(&mut self, records: &[Record]) -> Result<Vec<Record>, PluginError> {
+    /// Runs one batch through the plugin. Outputs keep their source record's offset. When the
+    /// plugin passed every record on unchanged and in order, the input comes back as it was
+    /// (no copy) with `unchanged` set.
+    pub fn run(&mut self, records: Vec<Record>) -> Result<Staged, PluginError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
         if records.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Staged {
+                records,
+                unchanged: true,
+            });
         }
-        let input = abi::encode_input(&self.state, records);
+        let input = abi::encode_input(&self.state, &records);
         let result = self.call(Entry::Process, &input)?;
         let (state, outputs) = match abi::decode_output(&result, records.len()) {
             Ok(d) => d,
@@ -387,7 +401,18 @@ impl Stage {
         if self.kind == PluginKind::Aggregate {
             self.state = state;
         }
-        Ok(outputs
+        let identity = outputs.len() == records.len()
+            && outputs
+                .iter()
+                .enumerate()
+                .all(|(i, o)| matches!(o, Output::Unchanged(j) if *j as usize == i));
+        if identity {
+            return Ok(Staged {
+                records,
+                unchanged: true,
+            });
+        }
+        let records = outputs
             .into_iter()
             .map(|o| match o {
                 Output::Unchanged(i) => records[i as usize].clone(),
@@ -396,7 +421,11 @@ impl Stage {
                     record
                 }
             })
-            .collect())
+            .collect();
+        Ok(Staged {
+            records,
+            unchanged: false,
+        })
     }
 
     fn fail(&mut self, message: String) -> PluginError {
@@ -520,7 +549,7 @@ mod tests {
         let rt = Runtime::new().unwrap();
         let plugin = rt.compile("p", wasm, PluginLimits::default())?;
         let mut stage = plugin.stage(b"")?;
-        stage.run(&records(3))
+        stage.run(records(3)).map(|s| s.records)
     }
 
     fn failure(e: PluginError) -> String {
@@ -582,8 +611,8 @@ mod tests {
             .unwrap()
             .stage(b"")
             .unwrap();
-        assert!(stage.run(&records(1)).is_err());
-        assert!(stage.run(&records(1)).is_err());
+        assert!(stage.run(records(1)).is_err());
+        assert!(stage.run(records(1)).is_err());
     }
 
     #[test]
@@ -594,7 +623,7 @@ mod tests {
                 .compile("p", &module(1, body, result_len), limits)
                 .unwrap();
             // Init returns the same result buffer as process: it may fail already.
-            let outcome = plugin.stage(b"").and_then(|mut s| s.run(&records(1)));
+            let outcome = plugin.stage(b"").and_then(|mut s| s.run(records(1)));
             failure(outcome.unwrap_err())
         };
         let fast = PluginLimits {

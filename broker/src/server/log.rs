@@ -211,8 +211,12 @@ fn transform_round(
             next = next.max(header.next_offset());
             records.extend(rs.into_iter().filter(|r| r.offset >= start));
         }
-        let outputs = chain.apply(part.partition, records)?;
-        part.batches = chain::encode_output(&outputs).into_iter().collect();
+        let staged = chain.apply(part.partition, records)?;
+        // Every record passed on as it was: send the stored batches themselves (records before
+        // the start position in the first one are skipped by the client, as without plugins).
+        if !staged.unchanged {
+            part.batches = chain::encode_output(&staged.records).into_iter().collect();
+        }
         part.next_offset = Some(next);
         out.push(part);
     }

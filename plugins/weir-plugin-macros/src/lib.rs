@@ -86,9 +86,8 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
     let err = quote!(.map_err(|e| e.to_string())?);
     let process = match kind {
         Kind::Filter => quote! {
-            ::weir_plugin::abi::process(ptr, len, |i, r, out| {
-                if #name(&r #p) #err { out.push_unchanged(i); }
-                Ok(())
+            ::weir_plugin::abi::process_filter(ptr, len, |r| {
+                #name(r #p).map_err(|e| e.to_string())
             })
         },
         Kind::Map => quote! {

@@ -134,40 +134,79 @@ impl<'a> Reader<'a> {
 
 /// Decodes `u32 state_len | state | u32 count | record*` (see ABI.md).
 pub fn decode_input(buf: &[u8]) -> Result<(&[u8], Vec<Record>), String> {
-    let mut r = Reader { buf };
-    let state = r.bytes()?;
-    let count = r.u32()? as usize;
-    let mut records = Vec::with_capacity(count.min(buf.len() / 24));
-    for _ in 0..count {
-        let offset = r.u64()?;
-        let timestamp = r.u64()? as i64;
-        let key_len = r.u32()?;
-        let key = if key_len == u32::MAX {
-            None
-        } else {
-            Some(r.take(key_len as usize)?.to_vec())
-        };
-        let value = r.bytes()?.to_vec();
-        let header_count = r.u32()? as usize;
-        let mut headers = Vec::with_capacity(header_count.min(1024));
-        for _ in 0..header_count {
-            let key = String::from_utf8(r.bytes()?.to_vec())
-                .map_err(|_| "header key is not UTF-8".to_string())?;
-            let value = r.bytes()?.to_vec();
-            headers.push(Header { key, value });
+    let (state, mut records) = Records::open(buf)?;
+    let mut out = Vec::with_capacity(records.remaining.min(buf.len() / 24));
+    loop {
+        let mut r = Record::new(Vec::new());
+        if !records.next_into(&mut r)? {
+            break;
         }
-        records.push(Record {
-            offset,
-            timestamp,
-            key,
-            value,
-            headers,
-        });
+        out.push(r);
     }
-    if !r.buf.is_empty() {
-        return Err("bytes left over after the input batch".into());
+    Ok((state, out))
+}
+
+/// The records of an input batch, decoded one at a time — into a fresh [`Record`] or into one
+/// reused for every record (no allocation once its buffers are big enough).
+pub struct Records<'a> {
+    reader: Reader<'a>,
+    remaining: usize,
+}
+
+impl<'a> Records<'a> {
+    /// The state and the records of an input batch.
+    pub fn open(buf: &'a [u8]) -> Result<(&'a [u8], Self), String> {
+        let mut reader = Reader { buf };
+        let state = reader.bytes()?;
+        let remaining = reader.u32()? as usize;
+        Ok((state, Self { reader, remaining }))
     }
-    Ok((state, records))
+
+    /// Decodes the next record into `rec`, reusing its buffers; `false` after the last one.
+    pub fn next_into(&mut self, rec: &mut Record) -> Result<bool, String> {
+        if self.remaining == 0 {
+            if !self.reader.buf.is_empty() {
+                return Err("bytes left over after the input batch".into());
+            }
+            return Ok(false);
+        }
+        self.remaining -= 1;
+        let r = &mut self.reader;
+        rec.offset = r.u64()?;
+        rec.timestamp = r.u64()? as i64;
+        let key_len = r.u32()?;
+        if key_len == u32::MAX {
+            rec.key = None;
+        } else {
+            let k = r.take(key_len as usize)?;
+            let key = rec.key.get_or_insert_with(Vec::new);
+            key.clear();
+            key.extend_from_slice(k);
+        }
+        let v = r.bytes()?;
+        rec.value.clear();
+        rec.value.extend_from_slice(v);
+        let header_count = r.u32()? as usize;
+        rec.headers.truncate(header_count);
+        for i in 0..header_count {
+            let key = std::str::from_utf8(r.bytes()?)
+                .map_err(|_| "header key is not UTF-8".to_string())?;
+            let value = r.bytes()?;
+            match rec.headers.get_mut(i) {
+                Some(h) => {
+                    h.key.clear();
+                    h.key.push_str(key);
+                    h.value.clear();
+                    h.value.extend_from_slice(value);
+                }
+                None => rec.headers.push(Header {
+                    key: key.to_string(),
+                    value: value.to_vec(),
+                }),
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// `i64 timestamp | key (u32::MAX: none) | value | headers`: a record after its offset (input)
@@ -199,9 +238,10 @@ pub struct Output {
 }
 
 impl Output {
-    fn new() -> Self {
+    fn with_capacity(inputs: usize) -> Self {
         Self {
-            records: Vec::new(),
+            // Room for every input passed on unchanged (5 bytes each); new records grow it.
+            records: Vec::with_capacity(inputs.min(1 << 20) * 5),
             count: 0,
         }
     }
@@ -269,16 +309,56 @@ pub fn process(
     mut step: impl FnMut(u32, Record, &mut Output) -> Result<(), String>,
 ) -> i32 {
     let input = Input { ptr, len };
-    let (_, records) = match decode_input(input.bytes()) {
+    let (_, mut records) = match Records::open(input.bytes()) {
         Ok(d) => d,
         Err(e) => return fail(e),
     };
-    let mut out = Output::new();
-    for (i, r) in records.into_iter().enumerate() {
+    let mut out = Output::with_capacity(records.remaining);
+    let mut i = 0u32;
+    loop {
+        let mut r = Record::new(Vec::new());
+        match records.next_into(&mut r) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return fail(e),
+        }
         let offset = r.offset;
-        if let Err(e) = step(i as u32, r, &mut out) {
+        if let Err(e) = step(i, r, &mut out) {
             return fail(format!("record at offset {offset}: {e}"));
         }
+        i += 1;
+    }
+    set_result(out.finish(&[]));
+    STATUS_OK
+}
+
+/// `weir_process` of a filter: calls `keep(record)` per record, decoding every record into one
+/// reused buffer (a filter only looks), and passes the kept ones on unchanged.
+pub fn process_filter(
+    ptr: u32,
+    len: u32,
+    mut keep: impl FnMut(&Record) -> Result<bool, String>,
+) -> i32 {
+    let input = Input { ptr, len };
+    let (_, mut records) = match Records::open(input.bytes()) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let mut out = Output::with_capacity(records.remaining);
+    let mut r = Record::new(Vec::new());
+    let mut i = 0u32;
+    loop {
+        match records.next_into(&mut r) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return fail(e),
+        }
+        match keep(&r) {
+            Ok(true) => out.push_unchanged(i),
+            Ok(false) => {}
+            Err(e) => return fail(format!("record at offset {}: {e}", r.offset)),
+        }
+        i += 1;
     }
     set_result(out.finish(&[]));
     STATUS_OK
@@ -295,7 +375,7 @@ where
     S: Default + serde::Serialize + serde::de::DeserializeOwned,
 {
     let input = Input { ptr, len };
-    let (state, records) = match decode_input(input.bytes()) {
+    let (state, mut records) = match Records::open(input.bytes()) {
         Ok(d) => d,
         Err(e) => return fail(e),
     };
@@ -307,12 +387,20 @@ where
             Err(e) => return fail(format!("cannot read the aggregate state: {e}")),
         }
     };
-    let mut out = Output::new();
-    for (i, r) in records.into_iter().enumerate() {
+    let mut out = Output::with_capacity(records.remaining);
+    let mut i = 0u32;
+    loop {
+        let mut r = Record::new(Vec::new());
+        match records.next_into(&mut r) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return fail(e),
+        }
         let offset = r.offset;
-        if let Err(e) = step(&mut state, i as u32, r, &mut out) {
+        if let Err(e) = step(&mut state, i, r, &mut out) {
             return fail(format!("record at offset {offset}: {e}"));
         }
+        i += 1;
     }
     let state = match serde_json::to_vec(&state) {
         Ok(s) => s,
@@ -367,7 +455,7 @@ mod tests {
 
     #[test]
     fn output_layout_matches_the_abi() {
-        let mut out = Output::new();
+        let mut out = Output::with_capacity(0);
         out.push_unchanged(3);
         out.push(1, &Record::new("v").with_key("k"));
         let buf = out.finish(b"S");
@@ -376,5 +464,30 @@ mod tests {
         assert_eq!(&buf[14..19], &[1, 0, 0, 0, OUTPUT_NEW]);
         // timestamp 0, key "k", value "v", no headers
         assert_eq!(buf.len(), 19 + 8 + 4 + 1 + 4 + 1 + 4);
+    }
+
+    #[test]
+    fn a_reused_record_decodes_each_record_exactly() {
+        let mut two_headers = rec(1, Some("long key"), "a longer value than the next");
+        two_headers.headers.push(Header {
+            key: "second".into(),
+            value: b"2".to_vec(),
+        });
+        let mut no_headers = rec(2, None, "short");
+        no_headers.headers.clear();
+        let records = vec![
+            two_headers,
+            no_headers,
+            rec(3, Some("k"), "v"),
+            rec(4, None, ""),
+        ];
+        let bytes = encode_input(b"", &records);
+        let (_, mut it) = Records::open(&bytes).unwrap();
+        let mut reused = Record::new(Vec::new());
+        let mut seen = Vec::new();
+        while it.next_into(&mut reused).unwrap() {
+            seen.push(reused.clone());
+        }
+        assert_eq!(seen, records);
     }
 }
