@@ -234,7 +234,7 @@ fn new_plugin(name: &str, kind: Kind, sdk_path: Option<PathBuf>) -> anyhow::Resu
          [dependencies]\nweir-plugin = {{ path = \"{sdk}\" }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n\
          # Its own workspace, so it builds alone wherever it lives.\n[workspace]\n\n\
          # A panic traps: the broker reports it as the plugin's failure.\n\
-         [profile.release]\npanic = \"abort\"\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\nstrip = true\n",
+         [profile.release]\npanic = \"abort\"\nopt-level = 3\nlto = true\ncodegen-units = 1\nstrip = true\n",
         sdk = sdk.display()
     );
     std::fs::write(dir.join("Cargo.toml"), manifest)?;
