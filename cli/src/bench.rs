@@ -52,17 +52,14 @@ pub struct BenchArgs {
     /// (pipeline); repeat to chain. Values are `x` repeated, so e.g.
     /// `filter-contains={"substring":"x"}` scans every record and keeps it: the counts stay
     /// comparable with a run without plugins.
-    #[arg(long = "plugin", value_name = "NAME[=JSON]")]
-    plugins: Vec<String>,
+    #[arg(long = "plugin", value_name = "NAME[=JSON]", value_parser = crate::plugin_use)]
+    plugins: Vec<PluginUse>,
 }
 
 impl BenchArgs {
     fn consumer_config(&self) -> ConsumerConfig {
         let mut c = ConsumerConfig::default().start(StartFrom::Earliest);
-        for p in &self.plugins {
-            let u = PluginUse::parse(p);
-            c = c.plugin(u.name, u.params.as_deref());
-        }
+        c.plugins = self.plugins.clone();
         c
     }
 }
@@ -257,10 +254,7 @@ async fn bench_pipeline(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::
         .await
         .context("creating the bench output topic")?;
     let mut new = NewPipeline::new(&out, topic, &out);
-    for p in &a.plugins {
-        let u = PluginUse::parse(p);
-        new = new.plugin(u.name, u.params.as_deref());
-    }
+    new.plugins = a.plugins.clone();
     let start = Instant::now();
     let result = async {
         admin.create_pipeline(new).await?;

@@ -44,8 +44,8 @@ pub struct ConsumeArgs {
     idle_timeout: Option<u64>,
     /// Apply a registered plugin on the broker before records are sent; repeat to chain them
     /// (in order). JSON after `=` is the plugin's params.
-    #[arg(long = "plugin", value_name = "NAME[=JSON]")]
-    plugins: Vec<String>,
+    #[arg(long = "plugin", value_name = "NAME[=JSON]", value_parser = crate::plugin_use)]
+    plugins: Vec<weir::PluginUse>,
     #[arg(long, value_enum, default_value = "value")]
     format: Format,
 }
@@ -132,10 +132,7 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
     if let Some(p) = args.partition {
         config = config.partitions(vec![p]);
     }
-    for p in &args.plugins {
-        let u = weir::PluginUse::parse(p);
-        config = config.plugin(u.name, u.params.as_deref());
-    }
+    config.plugins = args.plugins.clone();
     if let Some(g) = &args.group {
         config = config
             .group(g)

@@ -14,7 +14,12 @@ mod topic;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use weir::Client;
+use weir::{Client, PluginUse};
+
+/// Clap value parser of `--plugin NAME[=JSON]` (consume, pipeline create, bench).
+fn plugin_use(s: &str) -> Result<PluginUse, String> {
+    Ok(PluginUse::parse(s))
+}
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Weir event-streaming platform CLI")]

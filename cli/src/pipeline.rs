@@ -24,8 +24,9 @@ pub enum PipelineCommand {
         #[arg(long)]
         to: String,
         /// A registered plugin, with optional JSON params after `=`; repeat to chain them.
-        #[arg(long = "plugin", value_name = "NAME[=JSON]", required = true)]
-        plugins: Vec<String>,
+        #[arg(long = "plugin", value_name = "NAME[=JSON]", required = true,
+              value_parser = crate::plugin_use)]
+        plugins: Vec<PluginUse>,
         /// Where to start in the source topic.
         #[arg(long, value_enum, default_value = "earliest")]
         start: Start,
@@ -92,10 +93,7 @@ pub async fn run(client: &Client, cmd: PipelineCommand) -> anyhow::Result<()> {
                 Start::Earliest => PipelineStart::Earliest,
                 Start::Latest => PipelineStart::Latest,
             });
-            for p in &plugins {
-                let u = PluginUse::parse(p);
-                new = new.plugin(u.name, u.params.as_deref());
-            }
+            new.plugins = plugins;
             let p = admin.create_pipeline(new).await?;
             writeln!(
                 out,

@@ -6,7 +6,7 @@ use std::fmt;
 use weir_proto::v1 as pb;
 
 use crate::admin::Admin;
-use crate::consumer::PluginUse;
+use crate::consumer::{PluginUse, plugins_pb};
 use crate::error::{Error, Result};
 
 /// Where a new pipeline starts reading its source topic.
@@ -188,14 +188,7 @@ impl Admin {
             name: new.name,
             from_topic: new.from_topic,
             to_topic: new.to_topic,
-            plugins: new
-                .plugins
-                .into_iter()
-                .map(|u| pb::PluginUse {
-                    name: u.name,
-                    params: u.params.unwrap_or_default(),
-                })
-                .collect(),
+            plugins: plugins_pb(&new.plugins),
             start: start as i32,
         };
         let resp = self

@@ -279,10 +279,10 @@ impl PipelineManager {
             def: Mutex::new(def),
             stats: Mutex::new(Vec::new()),
         });
-        init_stats(&pipeline, Some(&source), &progress);
-        let run = match start(&self.store, &pipeline, deps, progress) {
+        let run = match start(&self.store, &pipeline, deps, progress.clone()) {
             Ok(run) => Some(run),
             Err(e) => {
+                init_stats(&pipeline, Some(&source), &progress);
                 pipeline.mark_failed(&self.store, e.to_string());
                 None
             }
@@ -470,6 +470,7 @@ fn start(
         stop: Arc::clone(&stop_tx),
     });
     let mut tasks = Vec::with_capacity(source.partitions.len());
+    *lock(&pipeline.stats) = vec![PartitionStats::default(); source.partitions.len()];
     for p in 0..source.meta.config.partitions {
         let mut pr = by_partition.remove(&p).unwrap_or_default();
         if pr.source_topic != source.meta.id || pr.states.len() != def.plugins.len() {

@@ -76,15 +76,15 @@ pub async fn run_partition(ctx: Arc<WorkerCtx>, partition: u32, progress: Pipeli
         let src = Arc::clone(&source);
         let job = tokio::task::spawn_blocking(move || {
             let r = round(&c, &src, partition, &mut stages, &progress);
-            (stages, progress, r)
+            (stages, r)
         });
         match job.await {
-            Ok((s, _, Ok(next))) => {
+            Ok((s, Ok(next))) => {
                 stages = s;
                 ctx.pipeline.set_stats(partition, &next);
                 progress = next;
             }
-            Ok((_, _, Err(e))) => {
+            Ok((_, Err(e))) => {
                 ctx.fail(format!("partition {partition}: {e}")).await;
                 return;
             }

@@ -136,13 +136,10 @@ impl<'a> Reader<'a> {
 pub fn decode_input(buf: &[u8]) -> Result<(&[u8], Vec<Record>), String> {
     let (state, mut records) = Records::open(buf)?;
     let mut out = Vec::with_capacity(records.remaining.min(buf.len() / 24));
-    loop {
-        let mut r = Record::new(Vec::new());
-        if !records.next_into(&mut r)? {
-            break;
-        }
+    records.for_each_owned(|_, r| {
         out.push(r);
-    }
+        Ok(())
+    })?;
     Ok((state, out))
 }
 
@@ -160,6 +157,24 @@ impl<'a> Records<'a> {
         let state = reader.bytes()?;
         let remaining = reader.u32()? as usize;
         Ok((state, Self { reader, remaining }))
+    }
+
+    /// Hands every remaining record, freshly decoded, to `step` with its index. A decoding
+    /// error is returned as it is; an error of `step` names the record's offset.
+    fn for_each_owned(
+        &mut self,
+        mut step: impl FnMut(u32, Record) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut i = 0u32;
+        loop {
+            let mut r = Record::new(Vec::new());
+            if !self.next_into(&mut r)? {
+                return Ok(());
+            }
+            let offset = r.offset;
+            step(i, r).map_err(|e| format!("record at offset {offset}: {e}"))?;
+            i += 1;
+        }
     }
 
     /// Decodes the next record into `rec`, reusing its buffers; `false` after the last one.
@@ -314,19 +329,8 @@ pub fn process(
         Err(e) => return fail(e),
     };
     let mut out = Output::with_capacity(records.remaining);
-    let mut i = 0u32;
-    loop {
-        let mut r = Record::new(Vec::new());
-        match records.next_into(&mut r) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return fail(e),
-        }
-        let offset = r.offset;
-        if let Err(e) = step(i, r, &mut out) {
-            return fail(format!("record at offset {offset}: {e}"));
-        }
-        i += 1;
+    if let Err(e) = records.for_each_owned(|i, r| step(i, r, &mut out)) {
+        return fail(e);
     }
     set_result(out.finish(&[]));
     STATUS_OK
@@ -388,19 +392,8 @@ where
         }
     };
     let mut out = Output::with_capacity(records.remaining);
-    let mut i = 0u32;
-    loop {
-        let mut r = Record::new(Vec::new());
-        match records.next_into(&mut r) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return fail(e),
-        }
-        let offset = r.offset;
-        if let Err(e) = step(&mut state, i, r, &mut out) {
-            return fail(format!("record at offset {offset}: {e}"));
-        }
-        i += 1;
+    if let Err(e) = records.for_each_owned(|i, r| step(&mut state, i, r, &mut out)) {
+        return fail(e);
     }
     let state = match serde_json::to_vec(&state) {
         Ok(s) => s,

@@ -236,7 +236,7 @@ pub struct Consumer {
     group: Option<GroupLink>,
 }
 
-fn plugins_pb(uses: &[PluginUse]) -> Vec<pb::PluginUse> {
+pub(crate) fn plugins_pb(uses: &[PluginUse]) -> Vec<pb::PluginUse> {
     uses.iter()
         .map(|u| pb::PluginUse {
             name: u.name.clone(),
