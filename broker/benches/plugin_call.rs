@@ -1,6 +1,6 @@
 //! The cost of one plugin call per batch: `Stage::run` of the example plugins (built to wasm
 //! by `scripts/build-plugins`) on batches of 1, 100 and 1000 records of 100 bytes. The
-//! 1-record case is the fixed cost of a call (copy in, enter wasm, decode out); the others
+//! 1-record case is the fixed cost of a call (copy in, enter wasm, read the output); the others
 //! show the per-record cost a batch amortises it over.
 //!
 //! `cargo bench -p weir-broker --bench plugin_call`
@@ -10,7 +10,7 @@ use std::path::Path;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use weir_broker::plugins::{PluginLimits, Runtime};
-use weir_common::record::Record;
+use weir_common::batch::{BatchBuilder, TimestampType};
 
 const BATCH_SIZES: [usize; 3] = [1, 100, 1000];
 const RECORD_BYTES: usize = 100;
@@ -27,22 +27,27 @@ fn wasm(name: &str) -> Vec<u8> {
     })
 }
 
-fn records(n: usize) -> Vec<Record> {
-    (0..n)
-        .map(|i| Record {
-            offset: i as u64,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("key-{}", i % 16))),
-            value: Bytes::from(vec![b'x'; RECORD_BYTES]),
-            headers: Vec::new(),
-        })
-        .collect()
+/// One stored batch of `n` keyed records.
+fn batch(n: usize) -> Vec<Bytes> {
+    let mut b = BatchBuilder::new(TimestampType::CreateTime);
+    let value = vec![b'x'; RECORD_BYTES];
+    for i in 0..n {
+        let key = format!("key-{}", i % 16);
+        b.push(
+            1_700_000_000_000 + i as i64,
+            Some(key.as_bytes()),
+            &value,
+            std::iter::empty(),
+        );
+    }
+    vec![b.finish()]
 }
 
 fn plugin_call(c: &mut Criterion) {
     let runtime = Runtime::new().expect("wasm engine");
     let cases = [
         ("filter_contains", r#"{"substring":"x"}"#),
+        ("filter_contains", r#"{"substring":"y"}"#),
         ("uppercase", ""),
         ("count_by_key", ""),
     ];
@@ -51,12 +56,17 @@ fn plugin_call(c: &mut Criterion) {
             .compile(name, &wasm(name), PluginLimits::default())
             .expect("compile");
         let mut stage = plugin.stage(params.as_bytes()).expect("init");
-        let mut group = c.benchmark_group(format!("plugin_call/{name}"));
+        let label = match params {
+            r#"{"substring":"x"}"# => format!("{name}/keep_all"),
+            r#"{"substring":"y"}"# => format!("{name}/keep_none"),
+            _ => name.to_string(),
+        };
+        let mut group = c.benchmark_group(format!("plugin_call/{label}"));
         for n in BATCH_SIZES {
-            let batch = records(n);
+            let input = batch(n);
             group.throughput(Throughput::Elements(n as u64));
-            group.bench_with_input(BenchmarkId::from_parameter(n), &batch, |b, batch| {
-                b.iter(|| stage.run(batch.clone()).expect("plugin call"))
+            group.bench_with_input(BenchmarkId::from_parameter(n), &input, |b, input| {
+                b.iter(|| stage.run(input.clone(), 0).expect("plugin call"))
             });
         }
         group.finish();

@@ -203,7 +203,9 @@ struct RawRecord<'a> {
     timestamp_delta: i64,
     key: Option<&'a [u8]>,
     value: &'a [u8],
-    headers: Vec<(&'a str, &'a [u8])>,
+    /// The header section (already checked), and how many headers it holds.
+    headers: &'a [u8],
+    header_count: u32,
     /// Header names + values, in bytes.
     headers_len: usize,
 }
@@ -244,14 +246,12 @@ fn varint(buf: &mut &[u8], index: u32, what: &'static str) -> Result<u64, BatchE
     })
 }
 
-/// Parses one record body. With `collect_headers` false, header slices are checked but not kept
-/// (validation needs no allocation).
-fn parse_body<'a>(
-    mut body: &'a [u8],
+/// Parses one record body, checking every length and header name; allocates nothing.
+fn parse_body(
+    mut body: &[u8],
     index: u32,
-    collect_headers: bool,
     explicit_offsets: bool,
-) -> Result<RawRecord<'a>, BatchError> {
+) -> Result<RawRecord<'_>, BatchError> {
     let offset_delta = if explicit_offsets {
         varint(&mut body, index, "bad offset delta")?
     } else {
@@ -283,24 +283,20 @@ fn parse_body<'a>(
             count: header_count,
         });
     }
-    let mut headers = Vec::new();
+    let headers = body;
     let mut headers_len = 0;
-    if collect_headers {
-        headers.reserve(header_count as usize);
-    }
     for _ in 0..header_count {
         let klen = varint(&mut body, index, "bad header key length")?;
         let k = take(&mut body, klen, index, "header key runs past the record")?;
-        let k = std::str::from_utf8(k).map_err(|_| BatchError::Malformed {
-            index,
-            reason: "header key is not UTF-8",
-        })?;
+        if std::str::from_utf8(k).is_err() {
+            return Err(BatchError::Malformed {
+                index,
+                reason: "header key is not UTF-8",
+            });
+        }
         let vlen = varint(&mut body, index, "bad header value length")?;
         let v = take(&mut body, vlen, index, "header value runs past the record")?;
         headers_len += k.len() + v.len();
-        if collect_headers {
-            headers.push((k, v));
-        }
     }
     if !body.is_empty() {
         return Err(BatchError::Malformed {
@@ -314,8 +310,179 @@ fn parse_body<'a>(
         key,
         value,
         headers,
+        header_count: header_count as u32,
         headers_len,
     })
+}
+
+/// The headers of a record as `(name, value)` slices of its batch. Only built over header
+/// sections [`parse_body`] has checked, so it cannot meet a malformed one (it would stop).
+#[derive(Debug, Clone)]
+pub struct RawHeaders<'a> {
+    buf: &'a [u8],
+    left: u32,
+}
+
+impl<'a> Iterator for RawHeaders<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let mut field = || {
+            let n = decode_varint(&mut self.buf).ok()? as usize;
+            let (head, tail) = self.buf.split_at_checked(n)?;
+            self.buf = tail;
+            Some(head)
+        };
+        let k = std::str::from_utf8(field()?).ok()?;
+        let v = field()?;
+        Some((k, v))
+    }
+}
+
+/// One record of an uncompressed batch, as slices of it: what the broker reads to pass records
+/// on without building [`Record`]s.
+#[derive(Debug, Clone)]
+pub struct RecordRef<'a> {
+    pub offset: u64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    headers: RawHeaders<'a>,
+}
+
+impl<'a> RecordRef<'a> {
+    pub fn headers(&self) -> RawHeaders<'a> {
+        self.headers.clone()
+    }
+}
+
+/// The records of one uncompressed batch, checked as they are read ([`record_refs`]).
+pub struct RecordRefs<'a> {
+    header: BatchHeader,
+    records: &'a [u8],
+    index: u32,
+    last_delta: u64,
+    /// After the last record or the first error.
+    done: bool,
+}
+
+impl<'a> RecordRefs<'a> {
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+}
+
+impl<'a> Iterator for RecordRefs<'a> {
+    type Item = Result<RecordRef<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let r = if self.records.is_empty() {
+            self.done = true;
+            if self.index == self.header.record_count {
+                return None;
+            }
+            Err(BatchError::CountMismatch {
+                declared: self.header.record_count,
+                actual: self.index,
+            })
+        } else {
+            self.next_record()
+        };
+        self.done |= r.is_err();
+        Some(r)
+    }
+}
+
+impl<'a> RecordRefs<'a> {
+    fn next_record(&mut self) -> Result<RecordRef<'a>, BatchError> {
+        let index = self.index;
+        let h = &self.header;
+        let body = next_body(&mut self.records, index)?;
+        let raw = parse_body(body, index, h.explicit_offsets())?;
+        let delta = if h.explicit_offsets() {
+            if raw.offset_delta < self.last_delta {
+                return Err(BatchError::Malformed {
+                    index,
+                    reason: "offsets go backwards",
+                });
+            }
+            self.last_delta = raw.offset_delta;
+            raw.offset_delta
+        } else {
+            u64::from(index)
+        };
+        self.index += 1;
+        Ok(RecordRef {
+            offset: h.base_offset.saturating_add(delta),
+            timestamp: match h.timestamp_type() {
+                TimestampType::LogAppendTime => h.base_timestamp,
+                TimestampType::CreateTime => h.base_timestamp.saturating_add(raw.timestamp_delta),
+            },
+            key: raw.key,
+            value: raw.value,
+            headers: RawHeaders {
+                buf: raw.headers,
+                left: raw.header_count,
+            },
+        })
+    }
+}
+
+/// Reads the records of an uncompressed batch (see [`uncompressed`]) one by one, without
+/// allocating.
+pub fn record_refs(batch: &[u8]) -> Result<RecordRefs<'_>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if header.compression() != Compression::None {
+        return Err(BatchError::UnsupportedCompression(
+            header.compression().code(),
+        ));
+    }
+    let end = HEADER_LEN + header.records_len as usize;
+    let records = batch
+        .get(HEADER_LEN..end)
+        .ok_or(BatchError::LengthMismatch {
+            declared: header.records_len as usize,
+            actual: batch.len() - HEADER_LEN,
+        })?;
+    Ok(RecordRefs {
+        header,
+        records,
+        index: 0,
+        last_delta: 0,
+        done: false,
+    })
+}
+
+/// The batch with its records section decompressed (the same bytes when it is not compressed):
+/// what plugins read.
+pub fn uncompressed(batch: &Bytes) -> Result<Bytes, BatchError> {
+    let mut header = BatchHeader::parse(batch)?;
+    let end = HEADER_LEN + header.records_len as usize;
+    let section = batch
+        .get(HEADER_LEN..end)
+        .ok_or(BatchError::LengthMismatch {
+            declared: header.records_len as usize,
+            actual: batch.len() - HEADER_LEN,
+        })?;
+    match header.compression() {
+        Compression::None => Ok(batch.slice(..end)),
+        c => {
+            let records = c.decompress(section)?;
+            let mut out = vec![0; HEADER_LEN + records.len()];
+            out[HEADER_LEN..].copy_from_slice(&records);
+            header.attributes &= !COMPRESSION_MASK;
+            header.records_len = records.len() as u32;
+            header.write_to(&mut out);
+            Ok(Bytes::from(out))
+        }
+    }
 }
 
 /// Splits the next record body off `records`.
@@ -371,7 +538,7 @@ pub fn validate(batch: &[u8], max_record_bytes: usize) -> Result<ValidBatch, Bat
             });
         }
         let body = next_body(&mut records, index)?;
-        let raw = parse_body(body, index, false, false)?;
+        let raw = parse_body(body, index, false)?;
         let size = raw.key.map_or(0, <[u8]>::len) + raw.value.len() + raw.headers_len;
         if size > max_record_bytes {
             return Err(BatchError::RecordTooLarge {
@@ -423,7 +590,7 @@ pub fn decode(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
     let mut last_delta = 0u64;
     while !records.is_empty() {
         let body = next_body(&mut records, index)?;
-        let raw = parse_body(body, index, true, explicit)?;
+        let raw = parse_body(body, index, explicit)?;
         let delta = if explicit {
             if raw.offset_delta < last_delta {
                 return Err(BatchError::Malformed {
@@ -445,14 +612,15 @@ pub fn decode(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
             },
             key: raw.key.map(|k| section.slice_ref(k)),
             value: section.slice_ref(raw.value),
-            headers: raw
-                .headers
-                .into_iter()
-                .map(|(k, v)| Header {
-                    key: k.to_owned(),
-                    value: section.slice_ref(v),
-                })
-                .collect(),
+            headers: RawHeaders {
+                buf: raw.headers,
+                left: raw.header_count,
+            }
+            .map(|(k, v)| Header {
+                key: k.to_owned(),
+                value: section.slice_ref(v),
+            })
+            .collect(),
         });
         index += 1;
     }
@@ -838,6 +1006,82 @@ mod tests {
             let (header, got) = decode(&packed).unwrap();
             assert_eq!(header.compression(), c);
             assert_eq!(got, want, "{c}");
+        }
+    }
+
+    /// The records of a batch as `decode` sees them, read through [`record_refs`].
+    fn refs_as_records(batch: &Bytes) -> Vec<Record> {
+        let plain = uncompressed(batch).unwrap();
+        record_refs(&plain)
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                Record {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key.map(Bytes::copy_from_slice),
+                    value: Bytes::copy_from_slice(r.value),
+                    headers: r
+                        .headers()
+                        .map(|(k, v)| Header {
+                            key: k.into(),
+                            value: Bytes::copy_from_slice(v),
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn record_views_read_what_decode_reads() {
+        for ts in [TimestampType::CreateTime, TimestampType::LogAppendTime] {
+            for c in [Compression::None, Compression::Lz4, Compression::Zstd] {
+                let mut bytes = many(ts).finish_compressed(c).to_vec();
+                set_base_offset(&mut bytes, 1000);
+                set_log_append_time(&mut bytes, 77);
+                let batch = Bytes::from(bytes);
+                let (_, want) = decode(&batch).unwrap();
+                assert_eq!(refs_as_records(&batch), want, "{ts:?} {c}");
+                assert_eq!(
+                    BatchHeader::parse(&uncompressed(&batch).unwrap())
+                        .unwrap()
+                        .compression(),
+                    Compression::None
+                );
+            }
+        }
+        // Explicit offsets (plugin output) are honoured, and a compressed batch is refused.
+        let mut b = BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, 0);
+        b.push_at(0, 5, None, b"a", NO_HEADERS);
+        b.push_at(0, 6, Some(b"k"), b"b", [("h", &b"v"[..])]);
+        b.push_at(9, 7, None, b"c", NO_HEADERS);
+        let mut bytes = b.finish().to_vec();
+        set_base_offset(&mut bytes, 10);
+        let batch = Bytes::from(bytes);
+        let offsets: Vec<u64> = refs_as_records(&batch).iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [10, 10, 19]);
+        let packed = many(TimestampType::CreateTime).finish_compressed(Compression::Lz4);
+        assert!(record_refs(&packed).is_err());
+    }
+
+    #[test]
+    fn record_views_report_corruption_once_and_stop() {
+        let good = sample();
+        for cut in HEADER_LEN..good.len() {
+            let mut bad = good[..cut].to_vec();
+            let len = (cut - HEADER_LEN) as u32;
+            bad[44..48].copy_from_slice(&len.to_le_bytes());
+            let results: Vec<_> = record_refs(&bad).unwrap().collect();
+            assert!(results.iter().any(Result::is_err), "cut at {cut}");
+            assert!(results.last().unwrap().is_err(), "cut at {cut}");
+        }
+        for i in HEADER_LEN..good.len() {
+            let mut bad = good.to_vec();
+            bad[i] ^= 0xff;
+            if let Ok(refs) = record_refs(&bad) {
+                assert!(refs.count() <= 4);
+            }
         }
     }
 

@@ -79,6 +79,9 @@ pub const MAX_PLUGIN_PARAMS_BYTES: usize = 64 * 1024;
 /// Most plugins one consumer or pipeline may chain.
 pub const MAX_PLUGIN_CHAIN: usize = 16;
 
+/// Plugin output is cut into batches of about this size (consume responses, next stages).
+pub const PLUGIN_OUTPUT_BATCH_BYTES: usize = 1024 * 1024;
+
 /// Most source bytes one pipeline reads from a partition per round (one plugin call per
 /// stage, one atomic write of outputs and progress).
 pub const PIPELINE_READ_MAX_BYTES: usize = 1024 * 1024;

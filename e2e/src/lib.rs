@@ -262,7 +262,7 @@ pub fn hostile_plugin(process_body: &str) -> Vec<u8> {
         r#"(module
           (memory (export "memory") 1)
           (global $heap (mut i32) (i32.const 1024))
-          (func (export "weir_abi_version") (result i32) (i32.const 1))
+          (func (export "weir_abi_version") (result i32) (i32.const 2))
           (func (export "weir_kind") (result i32) (i32.const 1))
           (func (export "weir_alloc") (param $n i32) (result i32) (local $p i32)
             (local.set $p (global.get $heap))

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use weir_common::batch::{self, BatchBuilder, TimestampType};
+use weir_common::batch::{self, BatchBuilder, BatchHeader, TimestampType};
 use weir_common::limits::{PIPELINE_OUTPUT_BATCH_BYTES, PIPELINE_READ_MAX_BYTES};
 use weir_common::record::Record;
 
@@ -129,24 +129,26 @@ fn round(
         Err(e) => return Err(format!("cannot read the source: {e}")),
     };
     let mut next = from;
-    let mut records = Vec::new();
+    let mut records_in = 0;
     for bytes in &read.batches {
-        let (header, rs) =
-            batch::decode(bytes).map_err(|e| format!("corrupt source batch: {e}"))?;
-        next = next.max(header.next_offset());
-        records.extend(rs.into_iter().filter(|r| r.offset >= from));
+        let h = BatchHeader::parse(bytes).map_err(|e| format!("corrupt source batch: {e}"))?;
+        records_in += h.next_offset().saturating_sub(h.base_offset.max(from));
+        next = next.max(h.next_offset());
     }
     if next == from {
         return Ok(progress.clone());
     }
-    let records_in = records.len() as u64;
     let stages = match stages {
         Some(s) => s,
         None => stages.insert(instantiate(ctx, progress)?),
     };
-    let outputs = chain::run_stages(stages, records)
-        .map_err(|e| e.to_string())?
-        .records;
+    let staged = chain::run_stages(stages, read.batches, from).map_err(|e| e.to_string())?;
+    let mut outputs = Vec::new();
+    for bytes in &staged.batches {
+        let (_, rs) = batch::decode(bytes).map_err(|e| format!("plugin output: {e}"))?;
+        // Unchanged stored batches may begin before the position.
+        outputs.extend(rs.into_iter().filter(|r| r.offset >= from));
+    }
     let next_progress = PipelineProgress {
         source_topic: ctx.source.meta.id,
         next_offset: next,

@@ -1,14 +1,19 @@
-//! The host side of the plugin ABI (version 1, `plugins/ABI.md`): encodes a batch of records
-//! for `weir_process` and decodes — strictly, since the guest is untrusted — what comes back.
+//! The host side of the plugin ABI (version 2, `plugins/ABI.md`): lays out a call's input —
+//! the stored batches themselves, copied once into guest memory — and turns what comes back,
+//! read strictly in place (the guest is untrusted), into output batches.
 
-use weir_common::record::Record;
+use bytes::Bytes;
+use weir_common::batch::{
+    self, BatchBuilder, BatchError, BatchHeader, RecordRef, TimestampType, set_base_offset,
+};
+use weir_common::limits::{MAX_HEADERS_PER_RECORD, PLUGIN_OUTPUT_BATCH_BYTES};
 
-/// Exported constants the host checks.
-pub const ABI_VERSION: i32 = 1;
+/// Exported constant the host checks (`weir_abi_version`).
+pub const ABI_VERSION: i32 = 2;
 
 const NO_KEY: u32 = u32::MAX;
-const OUTPUT_UNCHANGED: u8 = 0;
-const OUTPUT_NEW: u8 = 1;
+const ENTRY_KEEP: u8 = 0;
+const ENTRY_NEW: u8 = 1;
 
 /// The kind a module declares (`weir_kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,65 +58,92 @@ impl PluginKind {
     }
 }
 
-fn put_bytes(b: &mut Vec<u8>, bytes: &[u8]) {
-    b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    b.extend_from_slice(bytes);
+/// The input of one `weir_process` call: uncompressed batches in offset order, of which
+/// records below `skip_below` are not to be processed (the start of a consumer's position
+/// inside its first batch).
+pub struct Input<'a> {
+    pub state: &'a [u8],
+    pub skip_below: u64,
+    pub batches: &'a [Bytes],
 }
 
-/// `u32 state_len | state | u32 count | record*`.
-pub fn encode_input(state: &[u8], records: &[Record]) -> Vec<u8> {
-    let size: usize = records
-        .iter()
-        .map(|r| 32 + r.key.as_ref().map_or(0, |k| k.len()) + r.value.len())
-        .sum();
-    let mut b = Vec::with_capacity(8 + state.len() + size);
-    put_bytes(&mut b, state);
-    b.extend_from_slice(&(records.len() as u32).to_le_bytes());
-    for r in records {
-        b.extend_from_slice(&r.offset.to_le_bytes());
-        b.extend_from_slice(&r.timestamp.to_le_bytes());
-        match &r.key {
-            None => b.extend_from_slice(&NO_KEY.to_le_bytes()),
-            Some(k) => put_bytes(&mut b, k),
-        }
-        put_bytes(&mut b, &r.value);
-        b.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
-        for h in &r.headers {
-            put_bytes(&mut b, h.key.as_bytes());
-            put_bytes(&mut b, &h.value);
+impl Input<'_> {
+    /// Bytes the encoded input takes.
+    pub fn encoded_len(&self) -> usize {
+        4 + self.state.len() + 8 + 4 + self.batches.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// `u32 state_len | state | u64 skip_below | u32 batch_count | batch*` into `dst`, which
+    /// is exactly [`Input::encoded_len`] bytes (guest memory: the batches are copied once, here).
+    pub fn write(&self, dst: &mut [u8]) {
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            dst[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(&(self.state.len() as u32).to_le_bytes());
+        put(self.state);
+        put(&self.skip_below.to_le_bytes());
+        put(&(self.batches.len() as u32).to_le_bytes());
+        for b in self.batches {
+            put(b);
         }
     }
-    b
-}
 
-/// One output record: an input passed through, or a new record with its source's offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    Unchanged(u32),
-    New { source: u32, record: Record },
-}
-
-impl Output {
-    pub fn source(&self) -> u32 {
-        match self {
-            Output::Unchanged(i) => *i,
-            Output::New { source, .. } => *source,
+    /// Records in the input, and how many of them (all at the front) lie below `skip_below`.
+    pub fn counts(&self) -> Result<(u32, u32), BatchError> {
+        let (mut total, mut skipped) = (0u32, 0u32);
+        for b in self.batches {
+            let h = BatchHeader::parse(b)?;
+            total += h.record_count;
+            if h.base_offset >= self.skip_below {
+                continue;
+            }
+            skipped += if h.explicit_offsets() {
+                let mut below = 0;
+                for r in batch::record_refs(b)? {
+                    if r?.offset >= self.skip_below {
+                        break;
+                    }
+                    below += 1;
+                }
+                below
+            } else {
+                (self.skip_below - h.base_offset).min(u64::from(h.record_count)) as u32
+            };
         }
+        Ok((total, skipped))
+    }
+
+    /// Every input record, by index (only needed to build a changed output).
+    pub fn records(&self) -> Result<Vec<RecordRef<'_>>, BatchError> {
+        let mut out = Vec::new();
+        for b in self.batches {
+            for r in batch::record_refs(b)? {
+                out.push(r?);
+            }
+        }
+        Ok(out)
     }
 }
 
+/// Reads little-endian fields of the guest's output.
 struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        if self.buf.len() < n {
-            return Err(format!("output truncated in {what}"));
-        }
-        let (head, rest) = self.buf.split_at(n);
+        let (head, rest) = self
+            .buf
+            .split_at_checked(n)
+            .ok_or_else(|| format!("output truncated in {what}"))?;
         self.buf = rest;
         Ok(head)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, String> {
+        Ok(self.take(1, what)?[0])
     }
 
     fn u32(&mut self, what: &str) -> Result<u32, String> {
@@ -120,9 +152,8 @@ impl<'a> Reader<'a> {
     }
 
     fn i64(&mut self, what: &str) -> Result<i64, String> {
-        let b = self.take(8, what)?;
         let mut a = [0u8; 8];
-        a.copy_from_slice(b);
+        a.copy_from_slice(self.take(8, what)?);
         Ok(i64::from_le_bytes(a))
     }
 
@@ -132,149 +163,348 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes `u32 state_len | state | u32 count | output*`, checking every length against the
-/// buffer and every source index against the input (`inputs` records, non-decreasing).
-pub fn decode_output(buf: &[u8], inputs: usize) -> Result<(Vec<u8>, Vec<Output>), String> {
+/// The headers of a new output record (`u32 len` framed, checked before use).
+#[derive(Clone)]
+struct NewHeaders<'a> {
+    buf: &'a [u8],
+    left: u32,
+}
+
+impl<'a> Iterator for NewHeaders<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let mut r = Reader { buf: self.buf };
+        let k = std::str::from_utf8(r.bytes("").ok()?).ok()?;
+        let v = r.bytes("").ok()?;
+        self.buf = r.buf;
+        Some((k, v))
+    }
+}
+
+/// What one call made of its input.
+pub enum Decoded<'a> {
+    /// Every record from `skip_below` on passed on unchanged, in order: the input stands.
+    Unchanged { state: &'a [u8] },
+    /// New output batches (explicit offsets; empty when everything was dropped).
+    Changed {
+        state: &'a [u8],
+        batches: Vec<Bytes>,
+        records: u64,
+    },
+}
+
+/// Output batches under construction: explicit-offset batches of about
+/// [`PLUGIN_OUTPUT_BATCH_BYTES`], each record at its source's offset.
+#[derive(Default)]
+struct OutputBatches {
+    done: Vec<Bytes>,
+    current: Option<(u64, BatchBuilder)>,
+    records: u64,
+}
+
+impl OutputBatches {
+    fn push<'h>(
+        &mut self,
+        offset: u64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
+    ) {
+        if matches!(&self.current, Some((_, b)) if b.len_bytes() >= PLUGIN_OUTPUT_BATCH_BYTES) {
+            self.seal();
+        }
+        let (base, b) = self.current.get_or_insert_with(|| {
+            (
+                offset,
+                BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, 64 * 1024),
+            )
+        });
+        b.push_at(offset - *base, timestamp, key, value, headers);
+        self.records += 1;
+    }
+
+    fn seal(&mut self) {
+        if let Some((base, b)) = self.current.take() {
+            let mut bytes = b.finish().to_vec();
+            set_base_offset(&mut bytes, base);
+            self.done.push(Bytes::from(bytes));
+        }
+    }
+
+    fn finish(mut self) -> (Vec<Bytes>, u64) {
+        self.seal();
+        (self.done, self.records)
+    }
+}
+
+/// Decodes the output of a call on `input`:
+/// `u32 state_len | state | u32 entry_count | entry*`, every length checked against the buffer
+/// and every source index against the input (in range, not skipped, non-decreasing).
+pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>, String> {
     let mut r = Reader { buf };
-    let state = r.bytes("state")?.to_vec();
-    let count = r.u32("record count")? as usize;
-    // Each output takes at least 5 bytes: a count beyond that is a lie.
-    if count > r.buf.len() / 5 {
+    let state = r.bytes("state")?;
+    let count = r.u32("entry count")?;
+    let (total, skipped) = input.counts().map_err(|e| format!("input batch: {e}"))?;
+    let all_kept = {
+        let mut peek = Reader { buf: r.buf };
+        count == 1
+            && peek.u8("").ok() == Some(ENTRY_KEEP)
+            && peek.u32("").ok() == Some(skipped)
+            && peek.u32("").ok() == Some(total - skipped)
+            && peek.buf.is_empty()
+    };
+    if all_kept {
+        return Ok(Decoded::Unchanged { state });
+    }
+    // Each entry takes at least 9 bytes: a count beyond that is a lie.
+    if count as usize > r.buf.len() / 9 {
         return Err(format!(
-            "output claims {count} records in {} bytes",
+            "output claims {count} entries in {} bytes",
             r.buf.len()
         ));
     }
-    let mut out = Vec::with_capacity(count);
-    let mut last = 0u32;
-    for n in 0..count {
-        let source = r.u32("source index")?;
-        if source as usize >= inputs || source < last {
-            return Err(format!(
-                "output record {n} names input {source} (inputs: {inputs}, in order)"
-            ));
+    let records = input.records().map_err(|e| format!("input batch: {e}"))?;
+    let mut out = OutputBatches::default();
+    // The next source index an entry may name.
+    let mut next = skipped;
+    let source = |n: u32, i: u32, next: u32| {
+        if i < next || i >= total {
+            Err(format!(
+                "output entry {n} names input record {i} (inputs from {next} to {}, in order)",
+                total.saturating_sub(1)
+            ))
+        } else {
+            Ok(i)
         }
-        last = source;
-        let flag = r.take(1, "flag")?[0];
-        match flag {
-            OUTPUT_UNCHANGED => out.push(Output::Unchanged(source)),
-            OUTPUT_NEW => {
-                let timestamp = r.i64("timestamp")?;
-                let key_len = r.u32("key")?;
-                let key = if key_len == NO_KEY {
-                    None
-                } else {
-                    Some(bytes::Bytes::copy_from_slice(
-                        r.take(key_len as usize, "key")?,
-                    ))
-                };
-                let value = bytes::Bytes::copy_from_slice(r.bytes("value")?);
-                let header_count = r.u32("header count")? as usize;
-                if header_count > weir_common::limits::MAX_HEADERS_PER_RECORD {
-                    return Err(format!("output record {n} has {header_count} headers"));
+    };
+    for n in 0..count {
+        match r.u8("entry tag")? {
+            ENTRY_KEEP => {
+                let first = source(n, r.u32("first")?, next)?;
+                let len = r.u32("count")?;
+                let end = first
+                    .checked_add(len)
+                    .filter(|&e| len > 0 && e <= total)
+                    .ok_or_else(|| {
+                        format!("output entry {n} keeps {len} records from input record {first}")
+                    })?;
+                for rec in &records[first as usize..end as usize] {
+                    out.push(rec.offset, rec.timestamp, rec.key, rec.value, rec.headers());
                 }
-                let mut headers = Vec::with_capacity(header_count);
-                for _ in 0..header_count {
-                    let key = std::str::from_utf8(r.bytes("header key")?)
-                        .map_err(|_| format!("output record {n}: header key is not UTF-8"))?
-                        .to_string();
-                    let value = bytes::Bytes::copy_from_slice(r.bytes("header value")?);
-                    headers.push(weir_common::record::Header { key, value });
-                }
-                out.push(Output::New {
-                    source,
-                    record: Record {
-                        offset: 0,
-                        timestamp,
-                        key,
-                        value,
-                        headers,
-                    },
-                });
+                next = end - 1;
             }
-            f => return Err(format!("output record {n} has unknown flag {f}")),
+            ENTRY_NEW => {
+                let i = source(n, r.u32("source")?, next)?;
+                next = i;
+                let timestamp = r.i64("timestamp")?;
+                let key = match r.u32("key")? {
+                    NO_KEY => None,
+                    len => Some(r.take(len as usize, "key")?),
+                };
+                let value = r.bytes("value")?;
+                let header_count = r.u32("header count")?;
+                if header_count as usize > MAX_HEADERS_PER_RECORD {
+                    return Err(format!("output entry {n} has {header_count} headers"));
+                }
+                let start = r.buf;
+                for _ in 0..header_count {
+                    std::str::from_utf8(r.bytes("header key")?)
+                        .map_err(|_| format!("output entry {n}: header key is not UTF-8"))?;
+                    r.bytes("header value")?;
+                }
+                let headers = NewHeaders {
+                    buf: &start[..start.len() - r.buf.len()],
+                    left: header_count,
+                };
+                out.push(records[i as usize].offset, timestamp, key, value, headers);
+            }
+            t => return Err(format!("output entry {n} has unknown tag {t}")),
         }
     }
     if !r.buf.is_empty() {
         return Err(format!("{} bytes left over after the output", r.buf.len()));
     }
-    Ok((state, out))
+    let (batches, records) = out.finish();
+    Ok(Decoded::Changed {
+        state,
+        batches,
+        records,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use weir_common::record::Record;
 
-    fn record(offset: u64, value: &str) -> Record {
-        Record {
-            offset,
-            timestamp: 5,
-            key: Some(Bytes::from_static(b"k")),
-            value: Bytes::copy_from_slice(value.as_bytes()),
-            headers: vec![weir_common::record::Header {
-                key: "h".into(),
-                value: Bytes::from_static(b"v"),
-            }],
+    /// A stored batch of `values` at offsets `base..`.
+    fn stored(base: u64, values: &[&str]) -> Bytes {
+        let mut b = BatchBuilder::new(TimestampType::CreateTime);
+        for (i, v) in values.iter().enumerate() {
+            b.push(100 + i as i64, Some(b"k"), v.as_bytes(), [("h", &b"x"[..])]);
         }
+        let mut bytes = b.finish().to_vec();
+        set_base_offset(&mut bytes, base);
+        Bytes::from(bytes)
+    }
+
+    enum E<'a> {
+        Keep(u32, u32),
+        New(u32, &'a str),
     }
 
     /// An output as the guest SDK encodes it.
-    fn output(state: &[u8], outs: &[(u32, Option<&Record>)]) -> Vec<u8> {
+    fn output(state: &[u8], entries: &[E]) -> Vec<u8> {
         let mut b = Vec::new();
-        put_bytes(&mut b, state);
-        b.extend_from_slice(&(outs.len() as u32).to_le_bytes());
-        for (i, r) in outs {
-            b.extend_from_slice(&i.to_le_bytes());
-            match r {
-                None => b.push(OUTPUT_UNCHANGED),
-                Some(r) => {
-                    b.push(OUTPUT_NEW);
-                    // The record part of an output is laid out like an input record minus
-                    // the offset: reuse the input encoder and drop its framing.
-                    let enc = encode_input(&[], std::slice::from_ref(*r));
-                    b.extend_from_slice(&enc[8 + 8..]);
+        let put = |b: &mut Vec<u8>, bytes: &[u8]| {
+            b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            b.extend_from_slice(bytes);
+        };
+        put(&mut b, state);
+        b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        for e in entries {
+            match e {
+                E::Keep(first, count) => {
+                    b.push(ENTRY_KEEP);
+                    b.extend_from_slice(&first.to_le_bytes());
+                    b.extend_from_slice(&count.to_le_bytes());
+                }
+                E::New(source, value) => {
+                    b.push(ENTRY_NEW);
+                    b.extend_from_slice(&source.to_le_bytes());
+                    b.extend_from_slice(&7i64.to_le_bytes());
+                    b.extend_from_slice(&NO_KEY.to_le_bytes());
+                    put(&mut b, value.as_bytes());
+                    b.extend_from_slice(&1u32.to_le_bytes());
+                    put(&mut b, b"n");
+                    put(&mut b, b"v");
                 }
             }
         }
         b
     }
 
+    fn decoded(batches: &[Bytes]) -> Vec<Record> {
+        batches
+            .iter()
+            .flat_map(|b| batch::decode(b).unwrap().1)
+            .collect()
+    }
+
     #[test]
-    fn outputs_decode_with_their_sources() {
-        let r = record(0, "new");
-        let buf = output(b"S", &[(0, None), (1, Some(&r)), (1, Some(&r))]);
-        let (state, outs) = decode_output(&buf, 2).unwrap();
-        assert_eq!(state, b"S");
-        assert_eq!(outs[0], Output::Unchanged(0));
-        match &outs[2] {
-            Output::New { source, record } => {
-                assert_eq!(*source, 1);
-                assert_eq!(record.value, r.value);
-                assert_eq!(record.key, r.key);
-                assert_eq!(record.headers, r.headers);
-            }
-            o => panic!("{o:?}"),
-        }
+    fn input_layout_and_counts() {
+        let batches = [stored(10, &["a", "b", "c"]), stored(13, &["d"])];
+        let input = Input {
+            state: b"S",
+            skip_below: 11,
+            batches: &batches,
+        };
+        let mut buf = vec![0; input.encoded_len()];
+        input.write(&mut buf);
+        assert_eq!(&buf[..5], &[1, 0, 0, 0, b'S']);
+        assert_eq!(&buf[5..13], &11u64.to_le_bytes());
+        assert_eq!(&buf[13..17], &2u32.to_le_bytes());
+        assert_eq!(&buf[17..17 + batches[0].len()], &batches[0][..]);
+        assert_eq!(input.counts().unwrap(), (4, 1));
+    }
+
+    #[test]
+    fn keeping_everything_leaves_the_input_as_it_is() {
+        let batches = [stored(10, &["a", "b", "c"]), stored(13, &["d"])];
+        let input = Input {
+            state: &[],
+            skip_below: 11,
+            batches: &batches,
+        };
+        let out = output(b"S", &[E::Keep(1, 3)]);
+        assert!(matches!(
+            decode_output(&out, &input).unwrap(),
+            Decoded::Unchanged { state: b"S" }
+        ));
+    }
+
+    #[test]
+    fn kept_and_new_records_keep_their_source_offsets() {
+        let batches = [stored(10, &["a", "b", "c"]), stored(13, &["d"])];
+        let input = Input {
+            state: &[],
+            skip_below: 10,
+            batches: &batches,
+        };
+        let out = output(
+            &[],
+            &[
+                E::Keep(0, 1),
+                E::New(2, "C1"),
+                E::New(2, "C2"),
+                E::Keep(3, 1),
+            ],
+        );
+        let Decoded::Changed {
+            batches, records, ..
+        } = decode_output(&out, &input).unwrap()
+        else {
+            panic!("unchanged")
+        };
+        assert_eq!(records, 4);
+        let got = decoded(&batches);
+        let summary: Vec<(u64, &[u8])> = got.iter().map(|r| (r.offset, &r.value[..])).collect();
+        assert_eq!(
+            summary,
+            [(10, &b"a"[..]), (12, b"C1"), (12, b"C2"), (13, b"d")]
+        );
+        // A kept record is the input record; a new one is what the plugin said.
+        assert_eq!(got[0].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(got[0].timestamp, 100);
+        assert_eq!(got[0].headers[0].key, "h");
+        assert_eq!(got[1].key, None);
+        assert_eq!(got[1].timestamp, 7);
+        assert_eq!(got[1].headers[0].key, "n");
+        // Dropping everything is an empty output.
+        let Decoded::Changed { batches, .. } = decode_output(&output(&[], &[]), &input).unwrap()
+        else {
+            panic!("unchanged")
+        };
+        assert!(batches.is_empty());
     }
 
     #[test]
     fn malformed_outputs_are_errors_never_panics() {
-        let r = record(0, "x");
-        let good = output(&[], &[(0, Some(&r)), (1, None)]);
+        let batches = [stored(10, &["a", "b", "c"])];
+        let input = Input {
+            state: &[],
+            skip_below: 11,
+            batches: &batches,
+        };
+        let good = output(b"S", &[E::Keep(1, 1), E::New(2, "x")]);
+        assert!(decode_output(&good, &input).is_ok());
         for cut in 0..good.len() {
-            assert!(decode_output(&good[..cut], 2).is_err(), "cut at {cut}");
+            assert!(decode_output(&good[..cut], &input).is_err(), "cut at {cut}");
         }
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0xff;
-            let _ = decode_output(&bad, 2);
+            let _ = decode_output(&bad, &input);
         }
-        // Source out of range, out of order, lying count.
-        assert!(decode_output(&output(&[], &[(2, None)]), 2).is_err());
-        assert!(decode_output(&output(&[], &[(1, None), (0, None)]), 2).is_err());
+        let bad = |entries: &[E]| decode_output(&output(&[], entries), &input).err();
+        // A skipped record, out of range, backwards, an empty or overlong run.
+        assert!(
+            bad(&[E::Keep(0, 1)])
+                .unwrap()
+                .contains("names input record 0")
+        );
+        assert!(bad(&[E::New(3, "x")]).is_some());
+        assert!(bad(&[E::New(2, "x"), E::Keep(1, 1)]).is_some());
+        assert!(bad(&[E::Keep(1, 0)]).is_some());
+        assert!(bad(&[E::Keep(1, 5)]).is_some());
         let mut lie = output(&[], &[]);
         lie[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_output(&lie, 2).is_err());
+        assert!(decode_output(&lie, &input).is_err());
     }
 }

@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use bytes::Bytes;
-use weir_common::batch::{BatchBuilder, TimestampType, set_base_offset};
-use weir_common::record::Record;
+use weir_common::batch;
 
 use super::runtime::{Plugin, PluginError, Stage, Staged};
 
@@ -47,49 +46,49 @@ impl Chain {
         }
     }
 
-    /// Runs `records` of one partition through every stage, in order (blocking: wasm). One
-    /// call per stage for the whole batch of records.
-    pub fn apply(&mut self, partition: u32, records: Vec<Record>) -> Result<Staged, PluginError> {
-        run_stages(self.stages_for(partition)?, records)
+    /// Runs the batches of one partition through every stage, in order (blocking: wasm):
+    /// one call per stage for all of them.
+    pub fn apply(
+        &mut self,
+        partition: u32,
+        batches: Vec<Bytes>,
+        skip_below: u64,
+    ) -> Result<Staged, PluginError> {
+        run_stages(self.stages_for(partition)?, batches, skip_below)
     }
 }
 
-/// Runs `records` through `stages` in order: one call per stage for the whole batch.
-/// `unchanged` is set when every stage passed every record on as it was.
-pub fn run_stages(stages: &mut [Stage], records: Vec<Record>) -> Result<Staged, PluginError> {
+/// Runs stored `batches` (in offset order; records below `skip_below` are left out) through
+/// `stages` in order, one call per stage. Compressed batches are decompressed first: plugins
+/// read plain batches. `unchanged` is set when every stage passed every record on as it was;
+/// `batches` are then the input itself.
+pub fn run_stages(
+    stages: &mut [Stage],
+    batches: Vec<Bytes>,
+    skip_below: u64,
+) -> Result<Staged, PluginError> {
+    let plain = batches
+        .iter()
+        .map(batch::uncompressed)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PluginError::Invalid(format!("stored batch: {e}")))?;
     let mut out = Staged {
-        records,
+        batches: plain,
         unchanged: true,
     };
     for stage in stages {
-        if out.records.is_empty() {
+        if out.batches.is_empty() {
             break;
         }
-        let next = stage.run(out.records)?;
+        let next = stage.run(out.batches, skip_below)?;
         out = Staged {
-            records: next.records,
+            batches: next.batches,
             unchanged: out.unchanged && next.unchanged,
         };
     }
-    Ok(out)
-}
-
-/// Encodes plugin output as a batch with explicit offsets (records keep their source
-/// offsets, which may repeat); `None` when there is nothing to send.
-pub fn encode_output(records: &[Record]) -> Option<Bytes> {
-    let base = records.first()?.offset;
-    let bytes: usize = records.iter().map(|r| r.value.len() + 32).sum();
-    let mut b = BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, bytes);
-    for r in records {
-        b.push_at(
-            r.offset.saturating_sub(base),
-            r.timestamp,
-            r.key.as_deref(),
-            &r.value,
-            r.headers.iter().map(|h| (h.key.as_str(), &h.value[..])),
-        );
+    if out.unchanged {
+        // The stored bytes as they were (compressed ones stay compressed on the wire).
+        out.batches = batches;
     }
-    let mut out = b.finish().to_vec();
-    set_base_offset(&mut out, base);
-    Some(Bytes::from(out))
+    Ok(out)
 }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use wasmtime::{
     Config, Engine, ExternType, FuncType, Instance, InstancePre, Linker, Memory, Module, Store,
     StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
@@ -18,9 +19,8 @@ use weir_common::limits::{
     MAX_PLUGIN_CALL_TIMEOUT_MS, MAX_PLUGIN_MEMORY_LIMIT_BYTES, MAX_PLUGIN_OUTPUT_BYTES,
     MIN_PLUGIN_CALL_TIMEOUT_MS, PLUGIN_CALL_TIMEOUT_MS, PLUGIN_MEMORY_LIMIT_BYTES,
 };
-use weir_common::record::Record;
 
-use super::abi::{self, Output, PluginKind};
+use super::abi::{self, PluginKind};
 
 /// How often the engine's epoch advances (the granularity of the CPU deadline).
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -294,7 +294,7 @@ impl Plugin {
             state: Vec::new(),
             broken: None,
         };
-        stage.call(Entry::Init, params)?;
+        stage.init(params)?;
         Ok(stage)
     }
 }
@@ -343,11 +343,13 @@ impl Funcs {
     }
 }
 
-/// What a stage (or a chain) made of a batch.
+/// What a stage (or a chain) made of its input batches.
 #[derive(Debug)]
 pub struct Staged {
-    pub records: Vec<Record>,
-    /// Every input passed on unchanged, in order: `records` is the input itself.
+    /// Uncompressed batches: the input itself when `unchanged`, else explicit-offset batches
+    /// built from the plugin's output (every record at its source record's offset).
+    pub batches: Vec<Bytes>,
+    /// Every input record from `skip_below` on passed on unchanged, in order.
     pub unchanged: bool,
 }
 
@@ -378,53 +380,68 @@ impl Stage {
         self.state = state;
     }
 
-    /// Runs one batch through the plugin. Outputs keep their source record's offset.
-    /// Runs one batch through the plugin. Outputs keep their source record's offset. When the
-    /// plugin passed every record on unchanged and in order, the input comes back as it was
-    /// (no copy) with `unchanged` set.
-    pub fn run(&mut self, records: Vec<Record>) -> Result<Staged, PluginError> {
+    /// Runs uncompressed `batches` (in offset order) through the plugin in one call; records
+    /// below `skip_below` are not processed and not passed on. Outputs keep their source
+    /// record's offset. When the plugin passed every record on unchanged the batches come
+    /// back as they were (no copy) with `unchanged` set.
+    pub fn run(&mut self, batches: Vec<Bytes>, skip_below: u64) -> Result<Staged, PluginError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
-        if records.is_empty() {
-            return Ok(Staged {
-                records,
-                unchanged: true,
-            });
+        let input = abi::Input {
+            state: &self.state,
+            skip_below,
+            batches: &batches,
+        };
+        match input.counts() {
+            Ok((total, skipped)) if total > skipped => {}
+            Ok(_) => {
+                return Ok(Staged {
+                    batches,
+                    unchanged: true,
+                });
+            }
+            Err(e) => return Err(failed(&self.inst.name, format!("input batch: {e}"))),
         }
-        let input = abi::encode_input(&self.state, &records);
-        let result = self.call(Entry::Process, &input)?;
-        let (state, outputs) = match abi::decode_output(&result, records.len()) {
+        let (rptr, rlen) = match enter(
+            &mut self.inst,
+            &self.funcs,
+            Entry::Process,
+            input.encoded_len(),
+            |dst| input.write(dst),
+        ) {
+            Ok(r) => r,
+            Err(e) => return Err(self.call_failed(e)),
+        };
+        // The output is read in place: guest memory is only borrowed while decoding it.
+        let result = self
+            .inst
+            .memory
+            .data(&self.inst.store)
+            .get(rptr..rptr + rlen);
+        let decoded = match result {
+            None => Err("returned a result outside its memory".to_string()),
+            Some(buf) => abi::decode_output(buf, &input).map(|d| match d {
+                abi::Decoded::Unchanged { state } => (state.to_vec(), None),
+                abi::Decoded::Changed { state, batches, .. } => (state.to_vec(), Some(batches)),
+            }),
+        };
+        let (state, changed) = match decoded {
             Ok(d) => d,
             Err(e) => return Err(self.fail(format!("returned a malformed output: {e}"))),
         };
         if self.kind == PluginKind::Aggregate {
             self.state = state;
         }
-        let identity = outputs.len() == records.len()
-            && outputs
-                .iter()
-                .enumerate()
-                .all(|(i, o)| matches!(o, Output::Unchanged(j) if *j as usize == i));
-        if identity {
-            return Ok(Staged {
-                records,
+        Ok(match changed {
+            None => Staged {
+                batches,
                 unchanged: true,
-            });
-        }
-        let records = outputs
-            .into_iter()
-            .map(|o| match o {
-                Output::Unchanged(i) => records[i as usize].clone(),
-                Output::New { source, mut record } => {
-                    record.offset = records[source as usize].offset;
-                    record
-                }
-            })
-            .collect();
-        Ok(Staged {
-            records,
-            unchanged: false,
+            },
+            Some(batches) => Staged {
+                batches,
+                unchanged: false,
+            },
         })
     }
 
@@ -434,62 +451,82 @@ impl Stage {
         e
     }
 
-    /// Copies `input` into guest memory, calls `which(ptr, len)`, returns the result buffer.
-    fn call(&mut self, which: Entry, input: &[u8]) -> Result<Vec<u8>, PluginError> {
-        match self.try_call(which, input) {
-            Ok(r) => Ok(r),
-            Err(CallError::Plugin(msg)) => {
-                // The plugin reported an error cleanly: the instance is still sound.
-                Err(failed(&self.inst.name, msg))
-            }
-            Err(CallError::Fatal(msg)) => Err(self.fail(msg)),
+    fn call_failed(&mut self, e: CallError) -> PluginError {
+        match e {
+            // The plugin reported an error cleanly: the instance is still sound.
+            CallError::Plugin(msg) => failed(&self.inst.name, msg),
+            CallError::Fatal(msg) => self.fail(msg),
         }
     }
 
-    fn try_call(&mut self, which: Entry, input: &[u8]) -> Result<Vec<u8>, CallError> {
-        let limits = self.inst.limits;
-        let trap = |e: wasmtime::Error| CallError::Fatal(limits.describe_trap(&e));
-        let len = u32::try_from(input.len())
-            .map_err(|_| CallError::Fatal("input batch over 4 GiB".into()))?;
-        let s = &mut self.inst.store;
-        s.set_epoch_deadline(limits.deadline_ticks());
-        let ptr = self.funcs.alloc.call(&mut *s, len).map_err(trap)?;
-        if ptr == 0 && len > 0 {
-            return Err(CallError::Fatal(
-                "could not allocate memory for the input batch".into(),
-            ));
+    /// `weir_init` with the params JSON.
+    fn init(&mut self, params: &[u8]) -> Result<(), PluginError> {
+        enter(
+            &mut self.inst,
+            &self.funcs,
+            Entry::Init,
+            params.len(),
+            |dst| dst.copy_from_slice(params),
+        )
+        .map(drop)
+        .map_err(|e| self.call_failed(e))
+    }
+}
+
+/// Allocates `len` bytes in the guest, lets `write` fill them, calls `which(ptr, len)`
+/// and returns where its result is (checked against the output limit). An error status
+/// comes back as [`CallError::Plugin`] with the guest's message.
+fn enter(
+    inst: &mut Instantiated,
+    funcs: &Funcs,
+    which: Entry,
+    len: usize,
+    write: impl FnOnce(&mut [u8]),
+) -> Result<(usize, usize), CallError> {
+    let limits = inst.limits;
+    let trap = |e: wasmtime::Error| CallError::Fatal(limits.describe_trap(&e));
+    let len32 =
+        u32::try_from(len).map_err(|_| CallError::Fatal("input batch over 4 GiB".into()))?;
+    let s = &mut inst.store;
+    s.set_epoch_deadline(limits.deadline_ticks());
+    let ptr = funcs.alloc.call(&mut *s, len32).map_err(trap)? as usize;
+    if ptr == 0 && len > 0 {
+        return Err(CallError::Fatal(
+            "could not allocate memory for the input batch".into(),
+        ));
+    }
+    let dst = inst
+        .memory
+        .data_mut(&mut *s)
+        .get_mut(ptr..ptr.saturating_add(len))
+        .ok_or_else(|| CallError::Fatal("returned an input buffer outside its memory".into()))?;
+    write(dst);
+    let entry = match which {
+        Entry::Init => &funcs.init,
+        Entry::Process => &funcs.process,
+    };
+    let status = entry.call(&mut *s, (ptr as u32, len32)).map_err(trap)?;
+    let rptr = funcs.result_ptr.call(&mut *s, ()).map_err(trap)? as usize;
+    let rlen = funcs.result_len.call(&mut *s, ()).map_err(trap)? as usize;
+    if rlen > limits.output_bytes {
+        return Err(CallError::Fatal(format!(
+            "returned {rlen} bytes; its output limit is {}",
+            mib(limits.output_bytes)
+        )));
+    }
+    let in_memory = rptr
+        .checked_add(rlen)
+        .is_some_and(|end| end <= inst.memory.data_size(&*s));
+    match status {
+        _ if !in_memory => Err(CallError::Fatal(
+            "returned a result outside its memory".into(),
+        )),
+        0 => Ok((rptr, rlen)),
+        1 => {
+            let msg = &inst.memory.data(&*s)[rptr..rptr + rlen];
+            Err(CallError::Plugin(String::from_utf8_lossy(msg).into_owned()))
         }
-        self.inst
-            .memory
-            .write(&mut *s, ptr as usize, input)
-            .map_err(|_| CallError::Fatal("returned an input buffer outside its memory".into()))?;
-        let entry = match which {
-            Entry::Init => &self.funcs.init,
-            Entry::Process => &self.funcs.process,
-        };
-        let status = entry.call(&mut *s, (ptr, len)).map_err(trap)?;
-        let rptr = self.funcs.result_ptr.call(&mut *s, ()).map_err(trap)? as usize;
-        let rlen = self.funcs.result_len.call(&mut *s, ()).map_err(trap)? as usize;
-        if rlen > limits.output_bytes {
-            return Err(CallError::Fatal(format!(
-                "returned {rlen} bytes; its output limit is {}",
-                mib(limits.output_bytes)
-            )));
-        }
-        let result = self
-            .inst
-            .memory
-            .data(&*s)
-            .get(rptr..rptr.saturating_add(rlen))
-            .ok_or_else(|| CallError::Fatal("returned a result outside its memory".into()))?
-            .to_vec();
-        match status {
-            0 => Ok(result),
-            1 => Err(CallError::Plugin(
-                String::from_utf8_lossy(&result).into_owned(),
-            )),
-            s => Err(CallError::Fatal(format!("returned unknown status {s}"))),
-        }
+        s => Err(CallError::Fatal(format!("returned unknown status {s}"))),
     }
 }
 
@@ -510,7 +547,7 @@ enum CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use weir_common::batch::{BatchBuilder, TimestampType, set_base_offset};
 
     /// A minimal plugin in WAT: bump allocator, `weir_process` body as given, result = the
     /// `result_len` bytes at address 0 (8 zero bytes: an empty output).
@@ -533,23 +570,22 @@ mod tests {
         .unwrap()
     }
 
-    fn records(n: u64) -> Vec<Record> {
-        (0..n)
-            .map(|i| Record {
-                offset: 100 + i,
-                timestamp: 1,
-                key: None,
-                value: Bytes::from_static(b"v"),
-                headers: Vec::new(),
-            })
-            .collect()
+    /// One stored batch of `n` records at offsets 100...
+    fn records(n: u64) -> Vec<Bytes> {
+        let mut b = BatchBuilder::new(TimestampType::CreateTime);
+        for _ in 0..n {
+            b.push(1, None, b"v", std::iter::empty());
+        }
+        let mut bytes = b.finish().to_vec();
+        set_base_offset(&mut bytes, 100);
+        vec![Bytes::from(bytes)]
     }
 
-    fn run(wasm: &[u8]) -> Result<Vec<Record>, PluginError> {
+    fn run(wasm: &[u8]) -> Result<Vec<Bytes>, PluginError> {
         let rt = Runtime::new().unwrap();
         let plugin = rt.compile("p", wasm, PluginLimits::default())?;
         let mut stage = plugin.stage(b"")?;
-        stage.run(records(3)).map(|s| s.records)
+        stage.run(records(3), 0).map(|s| s.batches)
     }
 
     fn failure(e: PluginError) -> String {
@@ -564,7 +600,7 @@ mod tests {
 
     #[test]
     fn a_well_formed_module_runs() {
-        assert_eq!(run(&module(1, "(i32.const 0)", 8)).unwrap(), vec![]);
+        assert!(run(&module(2, "(i32.const 0)", 8)).unwrap().is_empty());
     }
 
     #[test]
@@ -580,39 +616,39 @@ mod tests {
         assert!(err(&import).contains("imports env::clock"));
         let bare = wat::parse_str("(module (memory (export \"memory\") 1))").unwrap();
         assert!(err(&bare).contains("weir_abi_version"));
-        assert!(err(&module(2, "(i32.const 0)", 8)).contains("ABI version 2"));
+        assert!(err(&module(1, "(i32.const 0)", 8)).contains("ABI version 1"));
     }
 
     #[test]
     fn an_endless_loop_is_interrupted() {
-        let e = failure(run(&module(1, "(loop $l (br $l)) (i32.const 0)", 8)).unwrap_err());
+        let e = failure(run(&module(2, "(loop $l (br $l)) (i32.const 0)", 8)).unwrap_err());
         assert!(e.contains("CPU time limit"), "{e}");
     }
 
     #[test]
     fn unbounded_memory_growth_hits_the_cap() {
         let bomb = "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) (i32.const 0)";
-        let e = failure(run(&module(1, bomb, 8)).unwrap_err());
+        let e = failure(run(&module(2, bomb, 8)).unwrap_err());
         assert!(e.contains("memory limit"), "{e}");
     }
 
     #[test]
     fn traps_and_malformed_outputs_fail_the_call_and_the_stage() {
-        let e = failure(run(&module(1, "unreachable", 8)).unwrap_err());
+        let e = failure(run(&module(2, "unreachable", 8)).unwrap_err());
         assert!(e.contains("unreachable"), "{e}");
-        let e = failure(run(&module(1, "(i32.const 0)", 3)).unwrap_err());
+        let e = failure(run(&module(2, "(i32.const 0)", 3)).unwrap_err());
         assert!(e.contains("malformed output"), "{e}");
-        let e = failure(run(&module(1, "(i32.const 0)", 70_000)).unwrap_err());
+        let e = failure(run(&module(2, "(i32.const 0)", 70_000)).unwrap_err());
         assert!(e.contains("outside its memory"), "{e}");
         // A stage that failed stays failed.
         let rt = Runtime::new().unwrap();
         let mut stage = rt
-            .compile("p", &module(1, "unreachable", 8), PluginLimits::default())
+            .compile("p", &module(2, "unreachable", 8), PluginLimits::default())
             .unwrap()
             .stage(b"")
             .unwrap();
-        assert!(stage.run(records(1)).is_err());
-        assert!(stage.run(records(1)).is_err());
+        assert!(stage.run(records(1), 0).is_err());
+        assert!(stage.run(records(1), 0).is_err());
     }
 
     #[test]
@@ -620,10 +656,10 @@ mod tests {
         let rt = Runtime::new().unwrap();
         let run_with = |body: &str, result_len: i32, limits: PluginLimits| {
             let plugin = rt
-                .compile("p", &module(1, body, result_len), limits)
+                .compile("p", &module(2, body, result_len), limits)
                 .unwrap();
             // Init returns the same result buffer as process: it may fail already.
-            let outcome = plugin.stage(b"").and_then(|mut s| s.run(records(1)));
+            let outcome = plugin.stage(b"").and_then(|mut s| s.run(records(1), 0));
             failure(outcome.unwrap_err())
         };
         let fast = PluginLimits {

@@ -15,7 +15,7 @@ use super::status_of;
 use crate::broker::{Broker, OffsetQuery};
 use crate::error::BrokerError;
 use crate::log::{Bounds, ReadResult};
-use crate::plugins::{Chain, chain};
+use crate::plugins::Chain;
 use crate::topics::Topic;
 
 /// Responses a subscription may have queued for a slow client before it stops reading.
@@ -203,20 +203,16 @@ fn transform_round(
     let mut out = Vec::with_capacity(partitions.len());
     for mut part in partitions {
         let start = starts.get(&part.partition).copied().unwrap_or(0);
-        let mut records = Vec::new();
         let mut next = start;
         for bytes in &part.batches {
-            let (header, rs) = weir_common::batch::decode(bytes)
+            let header = weir_common::batch::BatchHeader::parse(bytes)
                 .map_err(|e| BrokerError::Storage(format!("stored batch: {e}")))?;
             next = next.max(header.next_offset());
-            records.extend(rs.into_iter().filter(|r| r.offset >= start));
         }
-        let staged = chain.apply(part.partition, records)?;
-        // Every record passed on as it was: send the stored batches themselves (records before
-        // the start position in the first one are skipped by the client, as without plugins).
-        if !staged.unchanged {
-            part.batches = chain::encode_output(&staged.records).into_iter().collect();
-        }
+        let batches = std::mem::take(&mut part.batches);
+        // Unchanged: the stored batches themselves (records before the start position in the
+        // first one are skipped by the client, as without plugins).
+        part.batches = chain.apply(part.partition, batches, start)?.batches;
         part.next_offset = Some(next);
         out.push(part);
     }

@@ -1,4 +1,4 @@
-//! The guest side of the plugin ABI (version 1, specified in `plugins/ABI.md`): memory
+//! The guest side of the plugin ABI (version 2, specified in `plugins/ABI.md`): memory
 //! hand-over, batch decoding, output encoding, and the drivers the attribute macros call.
 //! Users never call this directly.
 
@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use crate::{Header, Record};
 
 /// Exported by `weir_abi_version`; the host refuses modules with another version.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Exported by `weir_kind`.
 pub const KIND_FILTER: u32 = 1;
@@ -21,9 +21,15 @@ pub const KIND_AGGREGATE: u32 = 5;
 pub const STATUS_OK: i32 = 0;
 pub const STATUS_ERROR: i32 = 1;
 
-/// Output record flags.
-pub const OUTPUT_UNCHANGED: u8 = 0;
-pub const OUTPUT_NEW: u8 = 1;
+/// Output entry tags.
+pub const ENTRY_KEEP: u8 = 0;
+pub const ENTRY_NEW: u8 = 1;
+
+/// Batch format (docs/batch-format.md): header size and attribute bits.
+const BATCH_HEADER_LEN: usize = 48;
+const COMPRESSION_MASK: u8 = 0b0000_0111;
+const LOG_APPEND_TIME_BIT: u8 = 0b0000_1000;
+const EXPLICIT_OFFSETS_BIT: u8 = 0b0001_0000;
 
 thread_local! {
     /// What the last `weir_init` / `weir_process` produced: the output batch, or an error
@@ -99,43 +105,82 @@ impl Drop for Input {
     }
 }
 
-/// Reads little-endian fields from the input.
+/// A malformed input (the host never sends one): a static message, cheap to pass around in
+/// the per-record loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputError(&'static str);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Reads fields from the input.
+#[derive(Clone, Copy)]
 struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.buf.len() < n {
-            return Err("truncated input batch".into());
-        }
-        let (head, rest) = self.buf.split_at(n);
+    #[inline(always)]
+    fn take(&mut self, n: usize) -> Result<&'a [u8], InputError> {
+        let (head, rest) = self
+            .buf
+            .split_at_checked(n)
+            .ok_or(InputError("truncated input batch"))?;
         self.buf = rest;
         Ok(head)
     }
 
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, InputError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn u64(&mut self) -> Result<u64, String> {
-        let b = self.take(8)?;
+    fn u64(&mut self) -> Result<u64, InputError> {
         let mut a = [0u8; 8];
-        a.copy_from_slice(b);
+        a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
+    fn bytes(&mut self) -> Result<&'a [u8], InputError> {
         let n = self.u32()? as usize;
         self.take(n)
     }
+
+    /// An unsigned LEB128 varint (as protobuf).
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64, InputError> {
+        let mut v = 0u64;
+        for (i, &b) in self.buf.iter().enumerate().take(10) {
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.buf = &self.buf[i + 1..];
+                return Ok(v);
+            }
+        }
+        Err(InputError("bad varint in input batch"))
+    }
+
+    #[inline(always)]
+    fn zigzag(&mut self) -> Result<i64, InputError> {
+        let v = self.varint()?;
+        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+    }
+
+    #[inline(always)]
+    fn varint_bytes(&mut self) -> Result<&'a [u8], InputError> {
+        let n = self.varint()?;
+        self.take(usize::try_from(n).map_err(|_| InputError("bad length in input batch"))?)
+    }
 }
 
-/// Decodes `u32 state_len | state | u32 count | record*` (see ABI.md).
+/// Decodes `u32 state_len | state | u64 skip_below | u32 batch_count | batch*` (see ABI.md)
+/// into the state and the records to process.
 pub fn decode_input(buf: &[u8]) -> Result<(&[u8], Vec<Record>), String> {
-    let (state, mut records) = Records::open(buf)?;
-    let mut out = Vec::with_capacity(records.remaining.min(buf.len() / 24));
+    let (state, mut records) = Records::open(buf).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
     records.for_each_owned(|_, r| {
         out.push(r);
         Ok(())
@@ -143,20 +188,47 @@ pub fn decode_input(buf: &[u8]) -> Result<(&[u8], Vec<Record>), String> {
     Ok((state, out))
 }
 
-/// The records of an input batch, decoded one at a time — into a fresh [`Record`] or into one
-/// reused for every record (no allocation once its buffers are big enough).
+/// The batch being read.
+struct Batch<'a> {
+    records: Reader<'a>,
+    left: u32,
+    base_offset: u64,
+    base_timestamp: i64,
+    log_append: bool,
+    explicit: bool,
+    index: u32,
+    last_delta: u64,
+}
+
+/// The records of an input, decoded one at a time — into a fresh [`Record`] or into one
+/// reused for every record (no allocation once its buffers are big enough). Records below
+/// the input's `skip_below` are passed over (but counted: indices are positions in the input).
 pub struct Records<'a> {
-    reader: Reader<'a>,
-    remaining: usize,
+    batches: Reader<'a>,
+    batches_left: u32,
+    current: Option<Batch<'a>>,
+    skip_below: u64,
+    /// Index of the next record in the whole input.
+    index: u32,
 }
 
 impl<'a> Records<'a> {
-    /// The state and the records of an input batch.
-    pub fn open(buf: &'a [u8]) -> Result<(&'a [u8], Self), String> {
+    /// The state and the records of an input.
+    pub fn open(buf: &'a [u8]) -> Result<(&'a [u8], Self), InputError> {
         let mut reader = Reader { buf };
         let state = reader.bytes()?;
-        let remaining = reader.u32()? as usize;
-        Ok((state, Self { reader, remaining }))
+        let skip_below = reader.u64()?;
+        let batches_left = reader.u32()?;
+        Ok((
+            state,
+            Self {
+                batches: reader,
+                batches_left,
+                current: None,
+                skip_below,
+                index: 0,
+            },
+        ))
     }
 
     /// Hands every remaining record, freshly decoded, to `step` with its index. A decoding
@@ -165,67 +237,153 @@ impl<'a> Records<'a> {
         &mut self,
         mut step: impl FnMut(u32, Record) -> Result<(), String>,
     ) -> Result<(), String> {
-        let mut i = 0u32;
         loop {
             let mut r = Record::new(Vec::new());
-            if !self.next_into(&mut r)? {
+            let Some(i) = self.next_into(&mut r).map_err(|e| e.to_string())? else {
                 return Ok(());
-            }
+            };
             let offset = r.offset;
             step(i, r).map_err(|e| format!("record at offset {offset}: {e}"))?;
-            i += 1;
         }
     }
 
-    /// Decodes the next record into `rec`, reusing its buffers; `false` after the last one.
-    pub fn next_into(&mut self, rec: &mut Record) -> Result<bool, String> {
-        if self.remaining == 0 {
-            if !self.reader.buf.is_empty() {
-                return Err("bytes left over after the input batch".into());
+    /// Opens the next batch; `false` after the last one.
+    fn next_batch(&mut self) -> Result<bool, InputError> {
+        if self.batches_left == 0 {
+            if !self.batches.buf.is_empty() {
+                return Err(InputError("bytes left over after the input batches"));
             }
             return Ok(false);
         }
-        self.remaining -= 1;
-        let r = &mut self.reader;
-        rec.offset = r.u64()?;
-        rec.timestamp = r.u64()? as i64;
-        let key_len = r.u32()?;
-        if key_len == u32::MAX {
-            rec.key = None;
-        } else {
-            let k = r.take(key_len as usize)?;
-            let key = rec.key.get_or_insert_with(Vec::new);
-            key.clear();
-            key.extend_from_slice(k);
+        self.batches_left -= 1;
+        let mut h = Reader {
+            buf: self.batches.take(BATCH_HEADER_LEN)?,
+        };
+        let _magic = h.take(1)?;
+        let attributes = h.take(1)?[0];
+        if attributes & COMPRESSION_MASK != 0 {
+            return Err(InputError(
+                "compressed input batch (the host decompresses batches)",
+            ));
         }
-        let v = r.bytes()?;
-        rec.value.clear();
-        rec.value.extend_from_slice(v);
-        let header_count = r.u32()? as usize;
-        rec.headers.truncate(header_count);
-        for i in 0..header_count {
-            let key = std::str::from_utf8(r.bytes()?)
-                .map_err(|_| "header key is not UTF-8".to_string())?;
-            let value = r.bytes()?;
-            match rec.headers.get_mut(i) {
-                Some(h) => {
-                    h.key.clear();
-                    h.key.push_str(key);
-                    h.value.clear();
-                    h.value.extend_from_slice(value);
-                }
-                None => rec.headers.push(Header {
-                    key: key.to_string(),
-                    value: value.to_vec(),
-                }),
-            }
-        }
+        h.take(2)?;
+        let count = h.u32()?;
+        let base_offset = h.u64()?;
+        let base_timestamp = h.u64()? as i64;
+        h.take(8 + 8 + 4)?; // max timestamp, producer id, base sequence
+        let records_len = h.u32()? as usize;
+        self.current = Some(Batch {
+            records: Reader {
+                buf: self.batches.take(records_len)?,
+            },
+            left: count,
+            base_offset,
+            base_timestamp,
+            log_append: attributes & LOG_APPEND_TIME_BIT != 0,
+            explicit: attributes & EXPLICIT_OFFSETS_BIT != 0,
+            index: 0,
+            last_delta: 0,
+        });
         Ok(true)
+    }
+
+    /// Decodes the next record to process into `rec`, reusing its buffers, and returns its
+    /// index in the input; `None` after the last one.
+    pub fn next_into(&mut self, rec: &mut Record) -> Result<Option<u32>, InputError> {
+        loop {
+            let batch = match &mut self.current {
+                Some(b) if b.left > 0 => b,
+                Some(b) if !b.records.buf.is_empty() => {
+                    return Err(InputError("bytes left over after a batch's records"));
+                }
+                _ => {
+                    if !self.next_batch()? {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+            };
+            batch.left -= 1;
+            let mut body = Reader {
+                buf: batch.records.varint_bytes()?,
+            };
+            let delta = if batch.explicit {
+                let d = body.varint()?;
+                if d < batch.last_delta {
+                    return Err(InputError("offsets go backwards in an input batch"));
+                }
+                batch.last_delta = d;
+                d
+            } else {
+                u64::from(batch.index)
+            };
+            batch.index += 1;
+            let index = self.index;
+            self.index += 1;
+            let offset = batch.base_offset.wrapping_add(delta);
+            if offset < self.skip_below {
+                continue;
+            }
+            rec.offset = offset;
+            let ts_delta = body.zigzag()?;
+            rec.timestamp = if batch.log_append {
+                batch.base_timestamp
+            } else {
+                batch.base_timestamp.wrapping_add(ts_delta)
+            };
+            match body.zigzag()? {
+                -1 => rec.key = None,
+                n => {
+                    let k =
+                        body.take(usize::try_from(n).map_err(|_| InputError("bad key length"))?)?;
+                    set_bytes(rec.key.get_or_insert_with(Vec::new), k);
+                }
+            }
+            let v = body.varint_bytes()?;
+            set_bytes(&mut rec.value, v);
+            let header_count = body.varint()? as usize;
+            if rec.headers.len() > header_count {
+                rec.headers.truncate(header_count);
+            }
+            for i in 0..header_count {
+                let key = std::str::from_utf8(body.varint_bytes()?)
+                    .map_err(|_| InputError("header key is not UTF-8"))?;
+                let value = body.varint_bytes()?;
+                match rec.headers.get_mut(i) {
+                    Some(h) => {
+                        h.key.clear();
+                        h.key.push_str(key);
+                        set_bytes(&mut h.value, value);
+                    }
+                    None => rec.headers.push(Header {
+                        key: key.to_string(),
+                        value: value.to_vec(),
+                    }),
+                }
+            }
+            if !body.buf.is_empty() {
+                return Err(InputError("trailing bytes in an input record"));
+            }
+            return Ok(Some(index));
+        }
     }
 }
 
-/// `i64 timestamp | key (u32::MAX: none) | value | headers`: a record after its offset (input)
-/// or its source index and flag (output).
+/// Makes `dst` a copy of `src`, reusing its buffer: one `memory.copy`, nothing else once the
+/// buffer is big enough (`extend_from_slice` goes through a generic, non-inlined extend).
+#[inline(always)]
+fn set_bytes(dst: &mut Vec<u8>, src: &[u8]) {
+    dst.clear();
+    dst.reserve(src.len());
+    // SAFETY: `dst` has room for `src.len()` bytes (reserved above), the two cannot overlap
+    // (`dst` is owned), and all `src.len()` bytes are initialised by the copy before `set_len`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), src.len());
+        dst.set_len(src.len());
+    }
+}
+
+/// `i64 timestamp | key (u32::MAX: none) | value | headers` of a new output record.
 fn put_record(out: &mut Vec<u8>, r: &Record) {
     out.extend_from_slice(&r.timestamp.to_le_bytes());
     match &r.key {
@@ -246,42 +404,62 @@ fn put_record(out: &mut Vec<u8>, r: &Record) {
     }
 }
 
-/// The output batch being built: `u32 state_len | state | u32 count | output*`.
+/// The output being built: `u32 state_len | state | u32 entry_count | entry*`. Records passed
+/// on unchanged are run-length encoded: a filter that keeps everything answers in 9 bytes.
 pub struct Output {
-    records: Vec<u8>,
+    /// Room for an empty state and the count, then the entries.
+    entries: Vec<u8>,
     count: u32,
+    /// The open run of kept records: where its count is in `entries`, and the index after it.
+    run: Option<(usize, u32)>,
 }
 
 impl Output {
-    fn with_capacity(inputs: usize) -> Self {
+    fn new() -> Self {
         Self {
-            // Room for every input passed on unchanged (5 bytes each); new records grow it.
-            records: Vec::with_capacity(inputs.min(1 << 20) * 5),
+            entries: vec![0; 8],
             count: 0,
+            run: None,
         }
     }
 
     /// Emits input record `index` as it was.
+    #[inline(always)]
     pub fn push_unchanged(&mut self, index: u32) {
-        self.records.extend_from_slice(&index.to_le_bytes());
-        self.records.push(OUTPUT_UNCHANGED);
+        if let Some((at, next)) = &mut self.run
+            && *next == index
+        {
+            let c = &mut self.entries[*at..*at + 4];
+            let n = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) + 1;
+            c.copy_from_slice(&n.to_le_bytes());
+            *next += 1;
+            return;
+        }
+        self.entries.push(ENTRY_KEEP);
+        self.entries.extend_from_slice(&index.to_le_bytes());
+        self.run = Some((self.entries.len(), index + 1));
+        self.entries.extend_from_slice(&1u32.to_le_bytes());
         self.count += 1;
     }
 
     /// Emits a new record that came from input record `index` (it keeps that offset).
     pub fn push(&mut self, index: u32, r: &Record) {
-        self.records.extend_from_slice(&index.to_le_bytes());
-        self.records.push(OUTPUT_NEW);
-        put_record(&mut self.records, r);
+        self.entries.push(ENTRY_NEW);
+        self.entries.extend_from_slice(&index.to_le_bytes());
+        put_record(&mut self.entries, r);
+        self.run = None;
         self.count += 1;
     }
 
-    fn finish(self, state: &[u8]) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(8 + state.len() + self.records.len());
+    fn finish(mut self, state: &[u8]) -> Vec<u8> {
+        self.entries[4..8].copy_from_slice(&self.count.to_le_bytes());
+        if state.is_empty() {
+            return self.entries;
+        }
+        let mut buf = Vec::with_capacity(state.len() + self.entries.len());
         buf.extend_from_slice(&(state.len() as u32).to_le_bytes());
         buf.extend_from_slice(state);
-        buf.extend_from_slice(&self.count.to_le_bytes());
-        buf.extend_from_slice(&self.records);
+        buf.extend_from_slice(&self.entries[4..]);
         buf
     }
 }
@@ -326,9 +504,9 @@ pub fn process(
     let input = Input { ptr, len };
     let (_, mut records) = match Records::open(input.bytes()) {
         Ok(d) => d,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
-    let mut out = Output::with_capacity(records.remaining);
+    let mut out = Output::new();
     if let Err(e) = records.for_each_owned(|i, r| step(i, r, &mut out)) {
         return fail(e);
     }
@@ -346,23 +524,21 @@ pub fn process_filter(
     let input = Input { ptr, len };
     let (_, mut records) = match Records::open(input.bytes()) {
         Ok(d) => d,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
-    let mut out = Output::with_capacity(records.remaining);
+    let mut out = Output::new();
     let mut r = Record::new(Vec::new());
-    let mut i = 0u32;
     loop {
-        match records.next_into(&mut r) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return fail(e),
-        }
+        let i = match records.next_into(&mut r) {
+            Ok(Some(i)) => i,
+            Ok(None) => break,
+            Err(e) => return fail(e.to_string()),
+        };
         match keep(&r) {
             Ok(true) => out.push_unchanged(i),
             Ok(false) => {}
             Err(e) => return fail(format!("record at offset {}: {e}", r.offset)),
         }
-        i += 1;
     }
     set_result(out.finish(&[]));
     STATUS_OK
@@ -381,7 +557,7 @@ where
     let input = Input { ptr, len };
     let (state, mut records) = match Records::open(input.bytes()) {
         Ok(d) => d,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
     let mut state: S = if state.is_empty() {
         S::default()
@@ -391,7 +567,7 @@ where
             Err(e) => return fail(format!("cannot read the aggregate state: {e}")),
         }
     };
-    let mut out = Output::with_capacity(records.remaining);
+    let mut out = Output::new();
     if let Err(e) = records.for_each_owned(|i, r| step(&mut state, i, r, &mut out)) {
         return fail(e);
     }
@@ -403,16 +579,82 @@ where
     STATUS_OK
 }
 
-/// Encodes an input batch the way the host does (for native tests of plugins and of this
-/// codec).
-pub fn encode_input(state: &[u8], records: &[Record]) -> Vec<u8> {
+fn put_varint(b: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        b.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    b.push(v as u8);
+}
+
+fn put_zigzag(b: &mut Vec<u8>, v: i64) {
+    put_varint(b, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+/// Encodes `records` as one batch in the broker's format (docs/batch-format.md), with
+/// explicit offsets so each keeps its own (they must not decrease).
+pub fn encode_batch(records: &[Record]) -> Vec<u8> {
+    encode_batch_as(records, EXPLICIT_OFFSETS_BIT)
+}
+
+/// A batch with these attribute bits (without explicit offsets, record `i` has offset
+/// `records[0].offset + i`).
+fn encode_batch_as(records: &[Record], attributes: u8) -> Vec<u8> {
+    let explicit = attributes & EXPLICIT_OFFSETS_BIT != 0;
+    let base_offset = records.first().map_or(0, |r| r.offset);
+    let base_timestamp = records.first().map_or(0, |r| r.timestamp);
+    let mut section = Vec::new();
+    for r in records {
+        let mut body = Vec::new();
+        if explicit {
+            put_varint(&mut body, r.offset - base_offset);
+        }
+        put_zigzag(&mut body, r.timestamp - base_timestamp);
+        match &r.key {
+            None => put_zigzag(&mut body, -1),
+            Some(k) => {
+                put_zigzag(&mut body, k.len() as i64);
+                body.extend_from_slice(k);
+            }
+        }
+        put_varint(&mut body, r.value.len() as u64);
+        body.extend_from_slice(&r.value);
+        put_varint(&mut body, r.headers.len() as u64);
+        for h in &r.headers {
+            put_varint(&mut body, h.key.len() as u64);
+            body.extend_from_slice(h.key.as_bytes());
+            put_varint(&mut body, h.value.len() as u64);
+            body.extend_from_slice(&h.value);
+        }
+        put_varint(&mut section, body.len() as u64);
+        section.extend_from_slice(&body);
+    }
+    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
+    let mut b = Vec::with_capacity(BATCH_HEADER_LEN + section.len());
+    b.push(1); // magic
+    b.push(attributes);
+    b.extend_from_slice(&[0, 0]);
+    b.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    b.extend_from_slice(&base_offset.to_le_bytes());
+    b.extend_from_slice(&base_timestamp.to_le_bytes());
+    b.extend_from_slice(&max_timestamp.to_le_bytes());
+    b.extend_from_slice(&[0; 12]); // producer id, base sequence
+    b.extend_from_slice(&(section.len() as u32).to_le_bytes());
+    b.extend_from_slice(&section);
+    b
+}
+
+/// Encodes a call's input the way the host does: `state`, then `batches` (each from
+/// [`encode_batch`] or the broker), records below `skip_below` to be passed over. For native
+/// tests of plugins and of this codec.
+pub fn encode_input(state: &[u8], skip_below: u64, batches: &[Vec<u8>]) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(&(state.len() as u32).to_le_bytes());
     b.extend_from_slice(state);
-    b.extend_from_slice(&(records.len() as u32).to_le_bytes());
-    for r in records {
-        b.extend_from_slice(&r.offset.to_le_bytes());
-        put_record(&mut b, r);
+    b.extend_from_slice(&skip_below.to_le_bytes());
+    b.extend_from_slice(&(batches.len() as u32).to_le_bytes());
+    for batch in batches {
+        b.extend_from_slice(batch);
     }
     b
 }
@@ -436,27 +678,66 @@ mod tests {
 
     #[test]
     fn input_round_trips() {
-        let records = vec![rec(7, Some("k"), "héllo"), rec(8, None, "")];
-        let bytes = encode_input(b"{}", &records);
+        let first = vec![
+            rec(7, Some("k"), "héllo"),
+            rec(7, None, ""),
+            rec(9, None, "x"),
+        ];
+        let second = vec![rec(10, Some(""), "y")];
+        let bytes = encode_input(b"{}", 0, &[encode_batch(&first), encode_batch(&second)]);
         let (state, back) = decode_input(&bytes).unwrap();
         assert_eq!(state, b"{}");
-        assert_eq!(back, records);
+        assert_eq!(back, [first, second].concat());
         for cut in 0..bytes.len() {
             assert!(decode_input(&bytes[..cut]).is_err(), "cut at {cut}");
         }
     }
 
     #[test]
+    fn stored_batches_number_their_records_and_skipping_keeps_indices() {
+        let records = vec![rec(5, None, "a"), rec(6, None, "b"), rec(7, None, "c")];
+        let stored = encode_batch_as(&records, 0);
+        let appended = encode_batch_as(&records, LOG_APPEND_TIME_BIT);
+        let bytes = encode_input(b"", 6, &[stored, appended]);
+        let (_, mut it) = Records::open(&bytes).unwrap();
+        let mut r = Record::default();
+        let mut seen = Vec::new();
+        while let Some(i) = it.next_into(&mut r).unwrap() {
+            seen.push((i, r.offset, r.timestamp, r.value_str().unwrap().to_string()));
+        }
+        let ts = 1_700_000_000_005;
+        assert_eq!(
+            seen,
+            [
+                (1, 6, ts + 1, "b".to_string()),
+                (2, 7, ts + 2, "c".into()),
+                // Index 3 (offset 5) is below skip_below; log-append: the batch's time.
+                (4, 6, ts, "b".into()),
+                (5, 7, ts, "c".into()),
+            ]
+        );
+    }
+
+    #[test]
     fn output_layout_matches_the_abi() {
-        let mut out = Output::with_capacity(0);
+        let mut out = Output::new();
         out.push_unchanged(3);
-        out.push(1, &Record::new("v").with_key("k"));
+        out.push_unchanged(4);
+        out.push(4, &Record::new("v").with_key("k"));
+        out.push_unchanged(5);
         let buf = out.finish(b"S");
-        assert_eq!(&buf[..9], &[1, 0, 0, 0, b'S', 2, 0, 0, 0]);
-        assert_eq!(&buf[9..14], &[3, 0, 0, 0, OUTPUT_UNCHANGED]);
-        assert_eq!(&buf[14..19], &[1, 0, 0, 0, OUTPUT_NEW]);
+        assert_eq!(&buf[..9], &[1, 0, 0, 0, b'S', 3, 0, 0, 0]);
+        assert_eq!(&buf[9..18], &[ENTRY_KEEP, 3, 0, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(&buf[18..23], &[ENTRY_NEW, 4, 0, 0, 0]);
         // timestamp 0, key "k", value "v", no headers
-        assert_eq!(buf.len(), 19 + 8 + 4 + 1 + 4 + 1 + 4);
+        let new_len = 8 + 4 + 1 + 4 + 1 + 4;
+        assert_eq!(&buf[23 + new_len..], &[ENTRY_KEEP, 5, 0, 0, 0, 1, 0, 0, 0]);
+        let mut empty = Output::new();
+        empty.push_unchanged(0);
+        assert_eq!(
+            empty.finish(&[]),
+            [0, 0, 0, 0, 1, 0, 0, 0, ENTRY_KEEP, 0, 0, 0, 0, 1, 0, 0, 0]
+        );
     }
 
     #[test]
@@ -474,11 +755,11 @@ mod tests {
             rec(3, Some("k"), "v"),
             rec(4, None, ""),
         ];
-        let bytes = encode_input(b"", &records);
+        let bytes = encode_input(b"", 0, &[encode_batch(&records)]);
         let (_, mut it) = Records::open(&bytes).unwrap();
         let mut reused = Record::new(Vec::new());
         let mut seen = Vec::new();
-        while it.next_into(&mut reused).unwrap() {
+        while it.next_into(&mut reused).unwrap().is_some() {
             seen.push(reused.clone());
         }
         assert_eq!(seen, records);

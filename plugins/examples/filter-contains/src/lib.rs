@@ -1,32 +1,54 @@
-//! `filter-contains`: keeps the records whose value contains `params.substring`.
+//! `filter-contains`: keeps the records whose value contains `params.substring` (as bytes:
+//! the value need not be UTF-8).
 //!
 //! `weir consume logs --plugin 'filter-contains={"substring":"ERROR"}'`
 
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use weir_plugin::{Record, filter};
 
+/// `{"substring": "..."}`, turned once (at init) into a searcher for it.
 #[derive(Debug, Deserialize)]
+#[serde(from = "RawParams")]
 pub struct Params {
-    pub substring: String,
+    needle: Finder<'static>,
+}
+
+#[derive(Deserialize)]
+struct RawParams {
+    substring: String,
+}
+
+impl From<RawParams> for Params {
+    fn from(raw: RawParams) -> Self {
+        Self {
+            needle: Finder::new(raw.substring.as_bytes()).into_owned(),
+        }
+    }
 }
 
 #[filter]
 pub fn contains(record: &Record, params: &Params) -> Result<bool, String> {
-    let needle = params.substring.as_bytes();
-    Ok(needle.is_empty() || record.value.windows(needle.len()).any(|w| w == needle))
+    Ok(params.needle.find(&record.value).is_some())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn params(substring: &str) -> Params {
+        serde_json::from_value(serde_json::json!({ "substring": substring })).unwrap()
+    }
+
     #[test]
     fn keeps_only_matching_values() {
-        let p = Params {
-            substring: "err".into(),
-        };
+        let p = params("err");
         assert!(contains(&Record::new("an error here"), &p).unwrap());
+        assert!(contains(&Record::new("err"), &p).unwrap());
         assert!(!contains(&Record::new("all fine"), &p).unwrap());
+        assert!(!contains(&Record::new("er"), &p).unwrap());
         assert!(!contains(&Record::new(vec![0xff, 0xfe]), &p).unwrap());
+        assert!(contains(&Record::new(b"\xff err".to_vec()), &p).unwrap());
+        assert!(contains(&Record::new("anything"), &params("")).unwrap());
     }
 }
