@@ -346,8 +346,9 @@ impl PipelineManager {
             .await
             .map_err(|e| BrokerError::Storage(format!("storage task failed: {e}")))??;
         // Resolve before clearing the failure: if the cause is still there, say so and stay
-        // failed.
-        let run = start(&self.store, &entry.pipeline, deps, progress)?;
+        // failed. Clear it before any worker starts, so that a worker failing at once records
+        // its own failure (only the first failure of a run is kept).
+        let prepared = prepare(&self.store, &entry.pipeline, deps, progress)?;
         let cleared = {
             let mut def = lock(&entry.pipeline.def);
             def.failure = None;
@@ -355,7 +356,7 @@ impl PipelineManager {
         };
         let store = self.store.clone();
         let persisted = tokio::task::spawn_blocking(move || store.put_pipeline(&cleared)).await;
-        entry.run = Some(run);
+        entry.run = Some(prepared.spawn());
         persisted.map_err(|e| BrokerError::Storage(format!("storage task failed: {e}")))??;
         tracing::info!(pipeline = %name, "resumed pipeline");
         Ok(view_of(&entry.pipeline, deps.topics, true))
@@ -452,44 +453,76 @@ fn start(
     deps: &Deps<'_>,
     progress: Vec<(u32, PipelineProgress)>,
 ) -> Result<Run, BrokerError> {
+    Ok(prepare(store, pipeline, deps, progress)?.spawn())
+}
+
+/// A run resolved (topics, plugins, per-partition progress) but not started yet.
+struct Prepared {
+    ctx: Arc<WorkerCtx>,
+    partitions: Vec<PipelineProgress>,
+}
+
+/// Resolves what a run needs; fails (starting nothing) when a topic or plugin is missing.
+fn prepare(
+    store: &Store,
+    pipeline: &Arc<Pipeline>,
+    deps: &Deps<'_>,
+    progress: Vec<(u32, PipelineProgress)>,
+) -> Result<Prepared, BrokerError> {
     let def = pipeline.def();
     let source = deps.topics.get(&def.from_topic)?;
     let dest = deps.topics.get(&def.to_topic)?;
     let uses = resolve_uses(deps.plugins, &def.plugins)?;
     let mut by_partition: BTreeMap<u32, PipelineProgress> = progress.into_iter().collect();
     let (stop_tx, _) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
+    let partitions = (0..source.meta.config.partitions)
+        .map(|p| {
+            let pr = by_partition.remove(&p).unwrap_or_default();
+            if pr.source_topic == source.meta.id && pr.states.len() == def.plugins.len() {
+                return pr;
+            }
+            if pr != PipelineProgress::default() {
+                tracing::warn!(pipeline = %def.name, partition = p, "source topic was re-created: starting the partition over");
+            }
+            PipelineProgress {
+                source_topic: source.meta.id,
+                states: vec![Vec::new(); def.plugins.len()],
+                ..Default::default()
+            }
+        })
+        .collect();
     let ctx = Arc::new(WorkerCtx {
         name: def.name.clone(),
         pipeline: Arc::clone(pipeline),
         store: store.clone(),
-        source: Arc::clone(&source),
+        source,
         dest,
         uses,
         max_record_bytes: deps.max_record_bytes,
-        stop: Arc::clone(&stop_tx),
+        stop: Arc::new(stop_tx),
     });
-    let mut tasks = Vec::with_capacity(source.partitions.len());
-    *lock(&pipeline.stats) = vec![PartitionStats::default(); source.partitions.len()];
-    for p in 0..source.meta.config.partitions {
-        let mut pr = by_partition.remove(&p).unwrap_or_default();
-        if pr.source_topic != source.meta.id || pr.states.len() != def.plugins.len() {
-            if pr != PipelineProgress::default() {
-                tracing::warn!(pipeline = %def.name, partition = p, "source topic was re-created: starting the partition over");
-            }
-            pr = PipelineProgress {
-                source_topic: source.meta.id,
-                states: vec![Vec::new(); def.plugins.len()],
-                ..Default::default()
-            };
+    Ok(Prepared { ctx, partitions })
+}
+
+impl Prepared {
+    /// Starts one worker per source partition.
+    fn spawn(self) -> Run {
+        let pipeline = &self.ctx.pipeline;
+        *lock(&pipeline.stats) = vec![PartitionStats::default(); self.partitions.len()];
+        let mut tasks = Vec::with_capacity(self.partitions.len());
+        for (p, pr) in (0u32..).zip(self.partitions) {
+            pipeline.set_stats(p, &pr);
+            tasks.push(tokio::spawn(worker::run_partition(
+                Arc::clone(&self.ctx),
+                p,
+                pr,
+            )));
         }
-        pipeline.set_stats(p, &pr);
-        tasks.push(tokio::spawn(worker::run_partition(Arc::clone(&ctx), p, pr)));
+        Run {
+            stop: Arc::clone(&self.ctx.stop),
+            tasks,
+        }
     }
-    Ok(Run {
-        stop: stop_tx,
-        tasks,
-    })
 }
 
 fn view_of(pipeline: &Pipeline, topics: &TopicRegistry, per_partition: bool) -> PipelineView {
