@@ -88,8 +88,14 @@ impl Report {
             });
             println!("{v}");
         } else {
+            // A pipeline bench has no latencies to report.
+            let latency = if self.latency.is_empty() {
+                String::new()
+            } else {
+                format!(", p50 {p50:.2} ms, p99 {p99:.2} ms")
+            };
             println!(
-                "{}: {} records in {secs:.3} s: {rps:.0} rec/s, {mbps:.1} MB/s, p50 {p50:.2} ms, p99 {p99:.2} ms",
+                "{}: {} records in {secs:.3} s: {rps:.0} rec/s, {mbps:.1} MB/s{latency}",
                 self.name, self.records
             );
         }
