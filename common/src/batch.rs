@@ -435,6 +435,16 @@ impl<'a> RecordRefs<'a> {
     }
 }
 
+/// The records section `header` announces (checked to be there).
+fn records_section<'a>(batch: &'a [u8], header: &BatchHeader) -> Result<&'a [u8], BatchError> {
+    batch
+        .get(HEADER_LEN..HEADER_LEN + header.records_len as usize)
+        .ok_or(BatchError::LengthMismatch {
+            declared: header.records_len as usize,
+            actual: batch.len() - HEADER_LEN,
+        })
+}
+
 /// Reads the records of an uncompressed batch (see [`uncompressed`]) one by one, without
 /// allocating.
 pub fn record_refs(batch: &[u8]) -> Result<RecordRefs<'_>, BatchError> {
@@ -444,13 +454,7 @@ pub fn record_refs(batch: &[u8]) -> Result<RecordRefs<'_>, BatchError> {
             header.compression().code(),
         ));
     }
-    let end = HEADER_LEN + header.records_len as usize;
-    let records = batch
-        .get(HEADER_LEN..end)
-        .ok_or(BatchError::LengthMismatch {
-            declared: header.records_len as usize,
-            actual: batch.len() - HEADER_LEN,
-        })?;
+    let records = records_section(batch, &header)?;
     Ok(RecordRefs {
         header,
         records,
@@ -464,15 +468,9 @@ pub fn record_refs(batch: &[u8]) -> Result<RecordRefs<'_>, BatchError> {
 /// what plugins read.
 pub fn uncompressed(batch: &Bytes) -> Result<Bytes, BatchError> {
     let mut header = BatchHeader::parse(batch)?;
-    let end = HEADER_LEN + header.records_len as usize;
-    let section = batch
-        .get(HEADER_LEN..end)
-        .ok_or(BatchError::LengthMismatch {
-            declared: header.records_len as usize,
-            actual: batch.len() - HEADER_LEN,
-        })?;
+    let section = records_section(batch, &header)?;
     match header.compression() {
-        Compression::None => Ok(batch.slice(..end)),
+        Compression::None => Ok(batch.slice(..HEADER_LEN + section.len())),
         c => {
             let records = c.decompress(section)?;
             let mut out = vec![0; HEADER_LEN + records.len()];
