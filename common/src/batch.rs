@@ -569,63 +569,22 @@ pub fn validate(batch: &[u8], max_record_bytes: usize) -> Result<ValidBatch, Bat
 /// compressed batch).
 pub fn decode(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
     let header = BatchHeader::parse(batch)?;
-    let end = HEADER_LEN + header.records_len as usize;
-    if end > batch.len() {
-        return Err(BatchError::LengthMismatch {
-            declared: header.records_len as usize,
-            actual: batch.len() - HEADER_LEN,
-        });
-    }
-    let section = match header.compression() {
-        Compression::None => batch.slice(HEADER_LEN..end),
-        c => Bytes::from(c.decompress(&batch[HEADER_LEN..end])?),
-    };
-    let mut records = &section[..];
+    let plain = uncompressed(batch)?;
     let mut out = Vec::with_capacity(header.record_count as usize);
-    let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
-    let explicit = header.explicit_offsets();
-    let mut index = 0u32;
-    let mut last_delta = 0u64;
-    while !records.is_empty() {
-        let body = next_body(&mut records, index)?;
-        let raw = parse_body(body, index, explicit)?;
-        let delta = if explicit {
-            if raw.offset_delta < last_delta {
-                return Err(BatchError::Malformed {
-                    index,
-                    reason: "offsets go backwards",
-                });
-            }
-            last_delta = raw.offset_delta;
-            raw.offset_delta
-        } else {
-            u64::from(index)
-        };
+    for r in record_refs(&plain)? {
+        let r = r?;
         out.push(Record {
-            offset: header.base_offset.saturating_add(delta),
-            timestamp: if log_append {
-                header.base_timestamp
-            } else {
-                header.base_timestamp.saturating_add(raw.timestamp_delta)
-            },
-            key: raw.key.map(|k| section.slice_ref(k)),
-            value: section.slice_ref(raw.value),
-            headers: RawHeaders {
-                buf: raw.headers,
-                left: raw.header_count,
-            }
-            .map(|(k, v)| Header {
-                key: k.to_owned(),
-                value: section.slice_ref(v),
-            })
-            .collect(),
-        });
-        index += 1;
-    }
-    if index != header.record_count {
-        return Err(BatchError::CountMismatch {
-            declared: header.record_count,
-            actual: index,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key.map(|k| plain.slice_ref(k)),
+            value: plain.slice_ref(r.value),
+            headers: r
+                .headers()
+                .map(|(k, v)| Header {
+                    key: k.to_owned(),
+                    value: plain.slice_ref(v),
+                })
+                .collect(),
         });
     }
     Ok((header, out))
@@ -1041,6 +1000,21 @@ mod tests {
                 let batch = Bytes::from(bytes);
                 let (_, want) = decode(&batch).unwrap();
                 assert_eq!(refs_as_records(&batch), want, "{ts:?} {c}");
+                // What was built, independently of either reader.
+                assert_eq!(want.len(), 500);
+                for (i, r) in (0u32..).zip(&want) {
+                    assert_eq!(r.offset, 1000 + u64::from(i));
+                    // The stamp moved the base timestamp to 77 (deltas 0..500 stay).
+                    let ts_want = match ts {
+                        TimestampType::CreateTime => 77 + i64::from(i),
+                        TimestampType::LogAppendTime => 77,
+                    };
+                    assert_eq!(r.timestamp, ts_want);
+                    assert_eq!(r.key.as_deref(), Some(format!("k{}", i % 7).as_bytes()));
+                    let value = format!("event {i} of a fairly repetitive stream of events");
+                    assert_eq!(&r.value[..], value.as_bytes());
+                    assert_eq!(r.headers[0].key, "h");
+                }
                 assert_eq!(
                     BatchHeader::parse(&uncompressed(&batch).unwrap())
                         .unwrap()
