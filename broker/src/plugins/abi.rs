@@ -62,12 +62,29 @@ impl PluginKind {
 /// records below `skip_below` are not to be processed (the start of a consumer's position
 /// inside its first batch).
 pub struct Input<'a> {
-    pub state: &'a [u8],
-    pub skip_below: u64,
-    pub batches: &'a [Bytes],
+    state: &'a [u8],
+    skip_below: u64,
+    batches: &'a [Bytes],
+    /// Records in the input.
+    pub total: u32,
+    /// How many of them (all at the front) lie below `skip_below`.
+    pub skipped: u32,
 }
 
-impl Input<'_> {
+impl<'a> Input<'a> {
+    /// The input of one call, with its records counted (once: [`decode_output`] checks the
+    /// plugin's answer against the same counts).
+    pub fn new(state: &'a [u8], skip_below: u64, batches: &'a [Bytes]) -> Result<Self, BatchError> {
+        let (total, skipped) = counts(batches, skip_below)?;
+        Ok(Self {
+            state,
+            skip_below,
+            batches,
+            total,
+            skipped,
+        })
+    }
+
     /// Bytes the encoded input takes.
     pub fn encoded_len(&self) -> usize {
         4 + self.state.len() + 8 + 4 + self.batches.iter().map(Bytes::len).sum::<usize>()
@@ -90,31 +107,6 @@ impl Input<'_> {
         }
     }
 
-    /// Records in the input, and how many of them (all at the front) lie below `skip_below`.
-    pub fn counts(&self) -> Result<(u32, u32), BatchError> {
-        let (mut total, mut skipped) = (0u32, 0u32);
-        for b in self.batches {
-            let h = BatchHeader::parse(b)?;
-            total += h.record_count;
-            if h.base_offset >= self.skip_below {
-                continue;
-            }
-            skipped += if h.explicit_offsets() {
-                let mut below = 0;
-                for r in batch::record_refs(b)? {
-                    if r?.offset >= self.skip_below {
-                        break;
-                    }
-                    below += 1;
-                }
-                below
-            } else {
-                (self.skip_below - h.base_offset).min(u64::from(h.record_count)) as u32
-            };
-        }
-        Ok((total, skipped))
-    }
-
     /// Every input record, by index (only needed to build a changed output).
     pub fn records(&self) -> Result<Vec<RecordRef<'_>>, BatchError> {
         let mut out = Vec::new();
@@ -125,6 +117,31 @@ impl Input<'_> {
         }
         Ok(out)
     }
+}
+
+/// Records in `batches`, and how many of them (all at the front) lie below `skip_below`.
+fn counts(batches: &[Bytes], skip_below: u64) -> Result<(u32, u32), BatchError> {
+    let (mut total, mut skipped) = (0u32, 0u32);
+    for b in batches {
+        let h = BatchHeader::parse(b)?;
+        total += h.record_count;
+        if h.base_offset >= skip_below {
+            continue;
+        }
+        skipped += if h.explicit_offsets() {
+            let mut below = 0;
+            for r in batch::record_refs(b)? {
+                if r?.offset >= skip_below {
+                    break;
+                }
+                below += 1;
+            }
+            below
+        } else {
+            (skip_below - h.base_offset).min(u64::from(h.record_count)) as u32
+        };
+    }
+    Ok((total, skipped))
 }
 
 /// Reads little-endian fields of the guest's output.
@@ -250,7 +267,7 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
     let mut r = Reader { buf };
     let state = r.bytes("state")?;
     let count = r.u32("entry count")?;
-    let (total, skipped) = input.counts().map_err(|e| format!("input batch: {e}"))?;
+    let (total, skipped) = (input.total, input.skipped);
     let all_kept = {
         let mut peek = Reader { buf: r.buf };
         count == 1
@@ -400,28 +417,20 @@ mod tests {
     #[test]
     fn input_layout_and_counts() {
         let batches = [stored(10, &["a", "b", "c"]), stored(13, &["d"])];
-        let input = Input {
-            state: b"S",
-            skip_below: 11,
-            batches: &batches,
-        };
+        let input = Input::new(b"S", 11, &batches).unwrap();
         let mut buf = vec![0; input.encoded_len()];
         input.write(&mut buf);
         assert_eq!(&buf[..5], &[1, 0, 0, 0, b'S']);
         assert_eq!(&buf[5..13], &11u64.to_le_bytes());
         assert_eq!(&buf[13..17], &2u32.to_le_bytes());
         assert_eq!(&buf[17..17 + batches[0].len()], &batches[0][..]);
-        assert_eq!(input.counts().unwrap(), (4, 1));
+        assert_eq!((input.total, input.skipped), (4, 1));
     }
 
     #[test]
     fn keeping_everything_leaves_the_input_as_it_is() {
         let batches = [stored(10, &["a", "b", "c"]), stored(13, &["d"])];
-        let input = Input {
-            state: &[],
-            skip_below: 11,
-            batches: &batches,
-        };
+        let input = Input::new(&[], 11, &batches).unwrap();
         let out = output(b"S", &[E::Keep(1, 3)]);
         assert!(matches!(
             decode_output(&out, &input).unwrap(),
@@ -432,11 +441,7 @@ mod tests {
     #[test]
     fn kept_and_new_records_keep_their_source_offsets() {
         let batches = [stored(10, &["a", "b", "c"]), stored(13, &["d"])];
-        let input = Input {
-            state: &[],
-            skip_below: 10,
-            batches: &batches,
-        };
+        let input = Input::new(&[], 10, &batches).unwrap();
         let out = output(
             &[],
             &[
@@ -477,11 +482,7 @@ mod tests {
     #[test]
     fn malformed_outputs_are_errors_never_panics() {
         let batches = [stored(10, &["a", "b", "c"])];
-        let input = Input {
-            state: &[],
-            skip_below: 11,
-            batches: &batches,
-        };
+        let input = Input::new(&[], 11, &batches).unwrap();
         let good = output(b"S", &[E::Keep(1, 1), E::New(2, "x")]);
         assert!(decode_output(&good, &input).is_ok());
         for cut in 0..good.len() {

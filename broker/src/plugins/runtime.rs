@@ -388,20 +388,15 @@ impl Stage {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
-        let input = abi::Input {
-            state: &self.state,
-            skip_below,
-            batches: &batches,
-        };
-        match input.counts() {
-            Ok((total, skipped)) if total > skipped => {}
-            Ok(_) => {
-                return Ok(Staged {
-                    batches,
-                    unchanged: true,
-                });
-            }
+        let input = match abi::Input::new(&self.state, skip_below, &batches) {
+            Ok(input) => input,
             Err(e) => return Err(failed(&self.inst.name, format!("input batch: {e}"))),
+        };
+        if input.total == input.skipped {
+            return Ok(Staged {
+                batches,
+                unchanged: true,
+            });
         }
         let (rptr, rlen) = match enter(
             &mut self.inst,
