@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::watch;
-use weir_common::batch::{self, BatchBuilder, BatchHeader, TimestampType};
+use weir_common::batch::{self, BatchBuilder, BatchError, BatchHeader, TimestampType};
 use weir_common::limits::{PIPELINE_OUTPUT_BATCH_BYTES, PIPELINE_READ_MAX_BYTES};
-use weir_common::record::Record;
 
 use super::{Pipeline, PipelineProgress};
 use crate::log::{LogError, PartitionLog, PendingBatch};
@@ -143,20 +143,14 @@ fn round(
         None => stages.insert(instantiate(ctx, progress)?),
     };
     let staged = chain::run_stages(stages, read.batches, from).map_err(|e| e.to_string())?;
-    let mut outputs = Vec::new();
-    for bytes in &staged.batches {
-        let (_, rs) = batch::decode(bytes).map_err(|e| format!("plugin output: {e}"))?;
-        // Unchanged stored batches may begin before the position.
-        outputs.extend(rs.into_iter().filter(|r| r.offset >= from));
-    }
+    let (batches, records_out) = encode_outputs(&staged.batches, from, ctx.max_record_bytes)?;
     let next_progress = PipelineProgress {
         source_topic: ctx.source.meta.id,
         next_offset: next,
         records_in: progress.records_in + records_in,
-        records_out: progress.records_out + outputs.len() as u64,
+        records_out: progress.records_out + records_out,
         states: stages.iter().map(|s| s.state().to_vec()).collect(),
     };
-    let batches = encode_outputs(&outputs, ctx.max_record_bytes)?;
     let put = ProgressPut {
         pipeline: &ctx.name,
         partition,
@@ -190,12 +184,16 @@ fn instantiate(ctx: &WorkerCtx, progress: &PipelineProgress) -> Result<Vec<Stage
         .collect()
 }
 
-/// Output records as validated batches of about [`PIPELINE_OUTPUT_BATCH_BYTES`] each.
+/// The chain's output records from offset `from` on (unchanged stored batches may begin
+/// before it), read in place and re-encoded for the destination as validated batches of about
+/// [`PIPELINE_OUTPUT_BATCH_BYTES`] each; with how many records they hold.
 fn encode_outputs(
-    outputs: &[Record],
+    outputs: &[Bytes],
+    from: u64,
     max_record_bytes: usize,
-) -> Result<Vec<PendingBatch>, String> {
+) -> Result<(Vec<PendingBatch>, u64), String> {
     let mut out = Vec::new();
+    let mut count = 0u64;
     let mut builder = BatchBuilder::new(TimestampType::CreateTime);
     let mut finish = |b: BatchBuilder| -> Result<(), String> {
         let bytes = b.finish();
@@ -204,56 +202,58 @@ fn encode_outputs(
         out.push(PendingBatch { bytes, valid });
         Ok(())
     };
-    for r in outputs {
-        let len = BatchBuilder::encoded_record_len(
-            r.key.as_deref(),
-            &r.value,
-            r.headers.iter().map(|h| (h.key.as_str(), &h.value[..])),
-        );
-        if !builder.is_empty() && builder.len_bytes() + len > PIPELINE_OUTPUT_BATCH_BYTES {
-            finish(std::mem::replace(
-                &mut builder,
-                BatchBuilder::new(TimestampType::CreateTime),
-            ))?;
+    let bad = |e: BatchError| format!("plugin output: {e}");
+    for bytes in outputs {
+        let plain = batch::uncompressed(bytes).map_err(bad)?;
+        for r in batch::record_refs(&plain).map_err(bad)? {
+            let r = r.map_err(bad)?;
+            if r.offset < from {
+                continue;
+            }
+            let len = BatchBuilder::encoded_record_len(r.key, r.value, r.headers());
+            if !builder.is_empty() && builder.len_bytes() + len > PIPELINE_OUTPUT_BATCH_BYTES {
+                finish(std::mem::replace(
+                    &mut builder,
+                    BatchBuilder::new(TimestampType::CreateTime),
+                ))?;
+            }
+            builder.push(r.timestamp, r.key, r.value, r.headers());
+            count += 1;
         }
-        builder.push(
-            r.timestamp,
-            r.key.as_deref(),
-            &r.value,
-            r.headers.iter().map(|h| (h.key.as_str(), &h.value[..])),
-        );
     }
     if !builder.is_empty() {
         finish(builder)?;
     }
-    Ok(out)
+    Ok((out, count))
 }
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-    use weir_common::record::Header;
-
     use super::*;
 
-    fn rec(value: &str) -> Record {
-        Record {
-            offset: 0,
-            timestamp: 1_700_000_000_000,
-            key: Some(Bytes::from_static(b"k")),
-            value: Bytes::copy_from_slice(value.as_bytes()),
-            headers: vec![Header {
-                key: "h".into(),
-                value: Bytes::from_static(b"v"),
-            }],
+    /// One stored batch at offsets `base..` of `n` records with this value.
+    fn stored(base: u64, n: usize, value: &str) -> Bytes {
+        let mut b = BatchBuilder::new(TimestampType::CreateTime);
+        for _ in 0..n {
+            b.push(
+                1_700_000_000_000,
+                Some(b"k"),
+                value.as_bytes(),
+                [("h", &b"v"[..])],
+            );
         }
+        let mut bytes = b.finish().to_vec();
+        batch::set_base_offset(&mut bytes, base);
+        Bytes::from(bytes)
     }
 
     #[test]
     fn outputs_are_cut_into_batches_that_keep_every_record() {
         let big = "x".repeat(300 * 1024);
-        let outputs: Vec<Record> = (0..10).map(|_| rec(&big)).collect();
-        let batches = encode_outputs(&outputs, 1024 * 1024).unwrap();
+        // Two records below the position: left out.
+        let outputs = [stored(8, 5, &big), stored(13, 7, &big)];
+        let (batches, count) = encode_outputs(&outputs, 10, 1024 * 1024).unwrap();
+        assert_eq!(count, 10);
         assert!(batches.len() >= 3, "{} batches", batches.len());
         assert!(
             batches
@@ -269,12 +269,14 @@ mod tests {
             && r.key.as_deref() == Some(&b"k"[..])
             && r.headers.len() == 1
             && r.timestamp == 1_700_000_000_000));
-        assert!(encode_outputs(&[], 1024).unwrap().is_empty());
+        let (none, zero) = encode_outputs(&[], 0, 1024).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(zero, 0);
     }
 
     #[test]
     fn an_output_record_over_the_record_limit_is_an_error() {
-        let e = encode_outputs(&[rec(&"x".repeat(2000))], 1000).unwrap_err();
+        let e = encode_outputs(&[stored(0, 1, &"x".repeat(2000))], 0, 1000).unwrap_err();
         assert!(e.contains("plugin output cannot be stored"), "{e}");
     }
 }
