@@ -179,6 +179,15 @@ impl BatchHeader {
     }
 }
 
+/// The offset after the last record of consecutive stored batches (`None` when there are
+/// none): where a reader continues.
+pub fn next_offset_after(batches: &[Bytes]) -> Result<Option<u64>, BatchError> {
+    batches
+        .last()
+        .map(|b| BatchHeader::parse(b).map(|h| h.next_offset()))
+        .transpose()
+}
+
 /// Stamps the broker-assigned base offset into an encoded batch.
 pub fn set_base_offset(batch: &mut [u8], base_offset: u64) {
     batch[8..16].copy_from_slice(&base_offset.to_le_bytes());
@@ -1055,6 +1064,18 @@ mod tests {
                 assert!(refs.count() <= 4);
             }
         }
+    }
+
+    #[test]
+    fn a_read_ends_after_its_last_batch() {
+        assert_eq!(next_offset_after(&[]), Ok(None));
+        let mut first = sample().to_vec();
+        set_base_offset(&mut first, 10);
+        let mut second = sample().to_vec();
+        set_base_offset(&mut second, 13);
+        let batches = [Bytes::from(first), Bytes::from(second)];
+        assert_eq!(next_offset_after(&batches), Ok(Some(16)));
+        assert!(next_offset_after(&[Bytes::from_static(b"short")]).is_err());
     }
 
     #[test]

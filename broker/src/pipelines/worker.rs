@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use weir_common::batch::{self, BatchBuilder, BatchError, BatchHeader, TimestampType};
+use weir_common::batch::{self, BatchBuilder, BatchError, TimestampType};
 use weir_common::limits::{PIPELINE_OUTPUT_BATCH_BYTES, PIPELINE_READ_MAX_BYTES};
 
 use super::{Pipeline, PipelineProgress};
@@ -128,16 +128,14 @@ fn round(
         }
         Err(e) => return Err(format!("cannot read the source: {e}")),
     };
-    let mut next = from;
-    let mut records_in = 0;
-    for bytes in &read.batches {
-        let h = BatchHeader::parse(bytes).map_err(|e| format!("corrupt source batch: {e}"))?;
-        records_in += h.next_offset().saturating_sub(h.base_offset.max(from));
-        next = next.max(h.next_offset());
-    }
+    // Stored batches are consecutive: the round covers every offset from `from` to `next`.
+    let next = batch::next_offset_after(&read.batches)
+        .map_err(|e| format!("corrupt source batch: {e}"))?
+        .map_or(from, |end| end.max(from));
     if next == from {
         return Ok(progress.clone());
     }
+    let records_in = next - from;
     let stages = match stages {
         Some(s) => s,
         None => stages.insert(instantiate(ctx, progress)?),

@@ -3,11 +3,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
-use weir_common::BatchHeader;
+use weir_common::batch;
 use weir_common::limits::{MAX_PLUGIN_CHAIN, MAX_PLUGIN_PARAMS_BYTES};
 use weir_proto::v1 as pb;
 
@@ -203,12 +204,7 @@ fn transform_round(
     let mut out = Vec::with_capacity(partitions.len());
     for mut part in partitions {
         let start = starts.get(&part.partition).copied().unwrap_or(0);
-        let mut next = start;
-        for bytes in &part.batches {
-            let header = weir_common::batch::BatchHeader::parse(bytes)
-                .map_err(|e| BrokerError::Storage(format!("stored batch: {e}")))?;
-            next = next.max(header.next_offset());
-        }
+        let next = stored_end(&part.batches)?.map_or(start, |end| end.max(start));
         let batches = std::mem::take(&mut part.batches);
         // Unchanged: the stored batches themselves (records before the start position in the
         // first one are skipped by the client, as without plugins).
@@ -217,6 +213,12 @@ fn transform_round(
         out.push(part);
     }
     Ok(out)
+}
+
+/// Where a read of these stored batches ends (see [`batch::next_offset_after`]).
+fn stored_end(batches: &[Bytes]) -> Result<Option<u64>, BrokerError> {
+    batch::next_offset_after(batches)
+        .map_err(|e| BrokerError::Storage(format!("stored batch: {e}")))
 }
 
 /// One pass over the positions: reads what is available (at most `budget` bytes in all,
@@ -247,10 +249,8 @@ async fn read_round(
         let r = broker
             .read(topic, pos.partition, pos.offset, budget)
             .await?;
-        if let Some(last) = r.batches.last() {
-            let header = BatchHeader::parse(last)
-                .map_err(|e| BrokerError::Storage(format!("stored batch: {e}")))?;
-            pos.offset = header.next_offset();
+        if let Some(end) = stored_end(&r.batches)? {
+            pos.offset = end;
             let bytes: usize = r.batches.iter().map(|b| b.len()).sum();
             budget = budget.saturating_sub(bytes);
         }
