@@ -1,0 +1,42 @@
+"""Python SDK for Weir: a thin layer over the Rust SDK (batching, partitioner, groups).
+
+    import weir
+    client = weir.Client("127.0.0.1:9292")
+    client.create_topic("orders", partitions=3)
+    with client.producer(linger_ms=5) as p:
+        p.send("orders", b"value", key=b"k", headers={"h": b"v"})
+    for rec in client.consumer("orders", start="earliest", idle_timeout_ms=1000):
+        print(rec.partition, rec.offset, rec.value)
+"""
+
+from ._weir import (
+    Client,
+    Consumer,
+    GroupError,
+    InvalidArgument,
+    OffsetOutOfRange,
+    PluginError,
+    Producer,
+    Record,
+    TopicExists,
+    TopicNotFound,
+    Unavailable,
+    WeirError,
+    partition_for_key,
+)
+
+__all__ = [
+    "Client",
+    "Consumer",
+    "GroupError",
+    "InvalidArgument",
+    "OffsetOutOfRange",
+    "PluginError",
+    "Producer",
+    "Record",
+    "TopicExists",
+    "TopicNotFound",
+    "Unavailable",
+    "WeirError",
+    "partition_for_key",
+]
