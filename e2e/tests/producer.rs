@@ -282,6 +282,40 @@ async fn a_full_buffer_makes_send_wait_and_nothing_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_send_gives_its_buffer_bytes_back() {
+    let mut broker = Broker::start();
+    let client = broker.client().await;
+    let producer = client.producer(ProducerConfig {
+        buffer_bytes: 4096,
+        ..ProducerConfig::default()
+    });
+    // The first send to a topic waits for its partition count, retrying while the broker is
+    // down; abandoning it (as Ctrl-C does in Python) must not keep its reservation.
+    broker.kill9();
+    for _ in 0..3 {
+        let rec = ProducerRecord::new("later", vec![b'x'; 3000]);
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(300), producer.enqueue(rec)).await;
+        assert!(abandoned.is_err(), "enqueue finished with the broker down");
+    }
+    broker.restart();
+    broker
+        .client()
+        .await
+        .admin()
+        .create_topic(NewTopic::new("later", 1))
+        .await
+        .unwrap();
+    // 3 x 3000 bytes leaked would leave no room for this one: it would wait forever.
+    let rec = ProducerRecord::new("later", vec![b'y'; 3000]);
+    let sent = tokio::time::timeout(Duration::from_secs(20), producer.send(rec)).await;
+    assert_eq!(
+        sent.expect("the buffer kept abandoned bytes").unwrap(),
+        (0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_and_uncompressed_batches_read_back_identically() {
     let broker = Broker::start();
     let client = broker.client().await;

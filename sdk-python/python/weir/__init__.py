@@ -9,6 +9,7 @@
         print(rec.partition, rec.offset, rec.value)
 """
 
+from . import aio
 from ._weir import (
     Client,
     Consumer,
@@ -26,6 +27,7 @@ from ._weir import (
 )
 
 __all__ = [
+    "aio",
     "Client",
     "Consumer",
     "GroupError",

@@ -399,11 +399,14 @@ impl Producer {
         let record_len = record.encoded_len();
         let cost = record_len.clamp(1, config.buffer_bytes);
         self.reserve(cost).await?;
-        let result = self.append(record, record_len, cost).await;
-        if result.is_err() {
-            self.shared.buffer.add_permits(cost);
-        }
-        result
+        let reservation = Reservation {
+            buffer: &self.shared.buffer,
+            cost,
+        };
+        let delivery = self.append(record, record_len, cost).await?;
+        // The open batch owns the bytes now; its acknowledgement gives them back.
+        std::mem::forget(reservation);
+        Ok(delivery)
     }
 
     async fn reserve(&self, cost: usize) -> Result<()> {
@@ -569,5 +572,19 @@ impl Producer {
         let result = self.flush().await;
         lock(&self.shared.acc).closed = true;
         result
+    }
+}
+
+/// Buffer bytes reserved for a record on its way into a batch. Dropping it gives them back:
+/// the append failed, or the caller abandoned `enqueue` (a dropped future, Ctrl-C in Python)
+/// while it waited for the topic's partition count.
+struct Reservation<'a> {
+    buffer: &'a Semaphore,
+    cost: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.buffer.add_permits(self.cost);
     }
 }

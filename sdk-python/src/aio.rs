@@ -1,0 +1,441 @@
+//! `weir.aio`: the same API for asyncio. `AsyncClient`, `AsyncProducer` and `AsyncConsumer`
+//! (re-exported by python/weir/aio.py as `Client`, `Producer`, `Consumer`).
+//!
+//! Waiting happens on the shared tokio runtime, never on a thread per call: a call that must
+//! wait returns an asyncio future that a runtime task completes (pyo3-async-runtimes; cancelling
+//! it drops the Rust future). A call whose answer is already there (a buffered record, room in
+//! the producer's buffer) returns a [`Ready`] awaitable instead, with no cross-thread hop; every
+//! [`YIELD_EVERY`]th of those still gives the event loop one turn, so a consumer that always
+//! has records buffered cannot starve the loop's other tasks.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use pyo3::IntoPyObjectExt;
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pyo3_async_runtimes::tokio::future_into_py;
+
+use crate::errors::{WeirError, to_py};
+use crate::options::{self, PluginArg};
+use crate::record::Record;
+use crate::runtime;
+
+/// Answers given at once in a row before one is made to yield to the event loop.
+const YIELD_EVERY: u32 = 128;
+
+/// An awaitable whose result is already known: awaiting it returns (or raises) at once, after
+/// yielding to the event loop first if asked to (a bare `yield`, as `asyncio.sleep(0)` does).
+#[pyclass(module = "weir._weir")]
+pub(crate) struct Ready {
+    outcome: Option<PyResult<Py<PyAny>>>,
+    yield_first: bool,
+}
+
+impl Ready {
+    fn awaitable<'py>(
+        py: Python<'py>,
+        outcome: PyResult<Py<PyAny>>,
+        yield_first: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ready = Ready {
+            outcome: Some(outcome),
+            yield_first,
+        };
+        Ok(Bound::new(py, ready)?.into_any())
+    }
+}
+
+/// Whether this answer, counted in `turns`, is the one of [`YIELD_EVERY`] that yields.
+fn yield_turn(turns: &AtomicU32) -> bool {
+    turns.fetch_add(1, Ordering::Relaxed) % YIELD_EVERY == YIELD_EVERY - 1
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if std::mem::take(&mut self.yield_first) {
+            return Ok(py.None());
+        }
+        match self.outcome.take() {
+            Some(Ok(value)) => Err(PyStopIteration::new_err((value,))),
+            Some(Err(e)) => Err(e),
+            None => Err(PyRuntimeError::new_err("cannot reuse an awaited result")),
+        }
+    }
+}
+
+/// A connection to a Weir broker, for asyncio: `await weir.aio.Client.connect(addr)`.
+#[pyclass(module = "weir._weir", name = "AsyncClient", frozen)]
+pub(crate) struct AsyncClient {
+    inner: weir::Client,
+}
+
+#[pymethods]
+impl AsyncClient {
+    /// Connects (the awaitable raises `Unavailable` if the broker cannot be reached).
+    #[staticmethod]
+    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string()))]
+    fn connect(py: Python<'_>, addr: String) -> PyResult<Bound<'_, PyAny>> {
+        future_into_py(py, async move {
+            let inner = weir::Client::connect(addr).await.map_err(to_py)?;
+            Ok(AsyncClient { inner })
+        })
+    }
+
+    /// The broker address this client talks to.
+    #[getter]
+    fn addr(&self) -> String {
+        self.inner.addr().to_string()
+    }
+
+    /// Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.
+    #[pyo3(signature = (name, partitions = 1, retention_ms = None, retention_bytes = None))]
+    fn create_topic<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        partitions: u32,
+        retention_ms: Option<i64>,
+        retention_bytes: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let topic = options::new_topic(name, partitions, retention_ms, retention_bytes);
+        let admin = self.inner.admin();
+        future_into_py(py, async move {
+            admin.create_topic(topic).await.map(drop).map_err(to_py)
+        })
+    }
+
+    /// Names of all topics.
+    fn list_topics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let admin = self.inner.admin();
+        future_into_py(py, async move {
+            let topics = admin.list_topics().await.map_err(to_py)?;
+            Ok(topics.into_iter().map(|t| t.name).collect::<Vec<_>>())
+        })
+    }
+
+    /// Deletes a topic and its records.
+    fn delete_topic<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+        let admin = self.inner.admin();
+        future_into_py(
+            py,
+            async move { admin.delete_topic(&name).await.map_err(to_py) },
+        )
+    }
+
+    /// A batching, idempotent producer (the Rust SDK's); `None` arguments take its defaults.
+    #[pyo3(signature = (linger_ms = 5, batch_bytes = None, buffer_bytes = None, compression = None, delivery_timeout_ms = None, idempotent = true))]
+    fn producer(
+        &self,
+        linger_ms: u64,
+        batch_bytes: Option<usize>,
+        buffer_bytes: Option<usize>,
+        compression: Option<&str>,
+        delivery_timeout_ms: Option<u64>,
+        idempotent: bool,
+    ) -> PyResult<AsyncProducer> {
+        let config = options::ProducerArgs {
+            linger_ms,
+            batch_bytes,
+            buffer_bytes,
+            compression,
+            delivery_timeout_ms,
+            idempotent,
+        }
+        .config()?;
+        // The producer spawns its sender task on the shared runtime.
+        let _runtime = runtime().enter();
+        Ok(AsyncProducer {
+            inner: Mutex::new(Some(self.inner.producer(config))),
+            turns: AtomicU32::new(0),
+        })
+    }
+
+    /// Opens on the first `__anext__` (errors such as an unknown topic are raised there).
+    #[pyo3(signature = (topic, group = None, start = None, plugins = None, idle_timeout_ms = None, partitions = None, auto_commit = true, session_timeout_ms = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn consumer(
+        &self,
+        py: Python<'_>,
+        topic: String,
+        group: Option<String>,
+        start: Option<&Bound<'_, PyAny>>,
+        plugins: Option<Vec<PluginArg<'_>>>,
+        idle_timeout_ms: Option<u64>,
+        partitions: Option<Vec<u32>>,
+        auto_commit: bool,
+        session_timeout_ms: Option<u64>,
+    ) -> PyResult<AsyncConsumer> {
+        let config = options::ConsumerArgs {
+            group,
+            start,
+            plugins,
+            partitions,
+            auto_commit,
+            session_timeout_ms,
+        }
+        .config(py)?;
+        let state = ConsumerState::Unopened {
+            client: self.inner.clone(),
+            topic,
+            config,
+        };
+        Ok(AsyncConsumer {
+            state: Arc::new(tokio::sync::Mutex::new(state)),
+            idle_timeout: idle_timeout_ms.map(Duration::from_millis),
+            turns: AtomicU32::new(0),
+        })
+    }
+}
+
+/// A batching producer for asyncio (`async with`: leaving the block flushes and closes it).
+#[pyclass(module = "weir._weir", name = "AsyncProducer", frozen)]
+pub(crate) struct AsyncProducer {
+    /// `None` once closed.
+    inner: Mutex<Option<weir::Producer>>,
+    /// Sends answered at once (see [`YIELD_EVERY`]).
+    turns: AtomicU32,
+}
+
+impl AsyncProducer {
+    fn get(&self) -> PyResult<weir::Producer> {
+        lock(&self.inner)
+            .clone()
+            .ok_or_else(|| WeirError::new_err("the producer is closed"))
+    }
+}
+
+#[pymethods]
+impl AsyncProducer {
+    /// Buffers one record; returns at once unless the buffer is full. Delivery errors raise
+    /// in the next `flush()`.
+    #[pyo3(signature = (topic, value, key = None, headers = None, partition = None, timestamp_ms = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn send<'py>(
+        &self,
+        py: Python<'py>,
+        topic: String,
+        value: Cow<'_, [u8]>,
+        key: Option<Cow<'_, [u8]>>,
+        headers: Option<&Bound<'_, PyDict>>,
+        partition: Option<u32>,
+        timestamp_ms: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let record = options::producer_record(topic, value, key, headers, partition, timestamp_ms)?;
+        let producer = self.get()?;
+        let mut enqueue =
+            Box::pin(async move { producer.enqueue(record).await.map(drop).map_err(to_py) });
+        // Almost always ready at once; only a full buffer makes it wait.
+        let ready = {
+            let _runtime = runtime().enter();
+            enqueue.as_mut().now_or_never()
+        };
+        match ready {
+            Some(done) => Ready::awaitable(py, done.map(|()| py.None()), yield_turn(&self.turns)),
+            None => future_into_py(py, enqueue),
+        }
+    }
+
+    /// Sends everything buffered and waits for the acknowledgements; raises the first
+    /// delivery error since the previous flush.
+    fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let producer = self.get()?;
+        future_into_py(py, async move { producer.flush().await.map_err(to_py) })
+    }
+
+    /// Flushes, then refuses further records.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let taken = lock(&self.inner).take();
+        future_into_py(py, async move {
+            match taken {
+                None => Ok(()),
+                Some(p) => p.close().await.map_err(to_py),
+            }
+        })
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        Ready::awaitable(py, Ok(slf.clone().into_any().unbind()), false)
+    }
+
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _ty: Option<Bound<'py, PyAny>>,
+        _value: Option<Bound<'py, PyAny>>,
+        _tb: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.close(py)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where an [`AsyncConsumer`] is in its life.
+enum ConsumerState {
+    /// Not opened yet: opening (joining a group, resolving the start) awaits the broker.
+    Unopened {
+        client: weir::Client,
+        topic: String,
+        config: weir::ConsumerConfig,
+    },
+    Open(weir::Consumer),
+    Closed,
+}
+
+impl ConsumerState {
+    /// The consumer, opened if it was not yet; `None` once closed (or if opening failed).
+    async fn open(&mut self) -> PyResult<Option<&mut weir::Consumer>> {
+        if let ConsumerState::Unopened { .. } = self {
+            let ConsumerState::Unopened {
+                client,
+                topic,
+                config,
+            } = std::mem::replace(self, ConsumerState::Closed)
+            else {
+                unreachable!("matched just above");
+            };
+            *self = ConsumerState::Open(client.consumer(&topic, config).await.map_err(to_py)?);
+        }
+        match self {
+            ConsumerState::Open(c) => Ok(Some(c)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Records of one topic, as an async iterator (see `AsyncClient.consumer`).
+#[pyclass(module = "weir._weir", name = "AsyncConsumer", frozen)]
+pub(crate) struct AsyncConsumer {
+    /// Held by one call at a time, across its awaits.
+    state: Arc<tokio::sync::Mutex<ConsumerState>>,
+    idle_timeout: Option<Duration>,
+    /// Records answered at once (see [`YIELD_EVERY`]).
+    turns: AtomicU32,
+}
+
+impl AsyncConsumer {
+    /// `f` of the open consumer (`None` if not open). Fails while a call holds it: ask
+    /// between records.
+    fn with_open<T>(&self, f: impl FnOnce(&weir::Consumer) -> T) -> PyResult<Option<T>> {
+        let state = self
+            .state
+            .try_lock()
+            .map_err(|_| WeirError::new_err("the consumer is busy: ask between records"))?;
+        Ok(match &*state {
+            ConsumerState::Open(c) => Some(f(c)),
+            _ => None,
+        })
+    }
+}
+
+/// `__anext__`'s answer for what the consumer yielded.
+fn next_outcome(
+    py: Python<'_>,
+    polled: Option<weir::Result<weir::ConsumerRecord>>,
+) -> PyResult<Record> {
+    match polled {
+        // The stream ended, or idle_timeout passed with nothing new.
+        None => Err(PyStopAsyncIteration::new_err(())),
+        Some(Ok(r)) => Record::new(py, r),
+        Some(Err(e)) => Err(to_py(e)),
+    }
+}
+
+#[pymethods]
+impl AsyncConsumer {
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Ok(mut state) = self.state.try_lock()
+            && let ConsumerState::Open(consumer) = &mut *state
+        {
+            let ready = {
+                let _runtime = runtime().enter();
+                consumer.next().now_or_never()
+            };
+            if let Some(polled) = ready {
+                let outcome = next_outcome(py, polled).and_then(|r| r.into_py_any(py));
+                return Ready::awaitable(py, outcome, yield_turn(&self.turns));
+            }
+        }
+        let state = self.state.clone();
+        let idle = self.idle_timeout;
+        future_into_py(py, async move {
+            let mut state = state.lock().await;
+            let polled = match state.open().await? {
+                None => None,
+                Some(consumer) => options::next_within(consumer, idle).await,
+            };
+            Python::attach(|py| next_outcome(py, polled))
+        })
+    }
+
+    /// Commits the positions reached (group consumers).
+    fn commit<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        future_into_py(py, async move {
+            match &mut *state.lock().await {
+                ConsumerState::Open(c) => c.commit().await.map_err(to_py),
+                // Nothing read yet: nothing to commit.
+                ConsumerState::Unopened { .. } => Ok(()),
+                ConsumerState::Closed => Err(WeirError::new_err("the consumer is closed")),
+            }
+        })
+    }
+
+    /// The next offset this consumer yields from `partition` (None if it does not read it).
+    fn position(&self, partition: u32) -> PyResult<Option<u64>> {
+        Ok(self.with_open(|c| c.position(partition))?.flatten())
+    }
+
+    /// The partitions this consumer reads now (a group member: its current assignment).
+    fn assignment(&self) -> PyResult<Vec<u32>> {
+        Ok(self.with_open(|c| c.assignment())?.unwrap_or_default())
+    }
+
+    /// Leaves the group (committing, with auto-commit) and ends the iteration.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        future_into_py(py, async move {
+            let previous = std::mem::replace(&mut *state.lock().await, ConsumerState::Closed);
+            match previous {
+                ConsumerState::Open(c) => c.close().await.map_err(to_py),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        Ready::awaitable(py, Ok(slf.clone().into_any().unbind()), false)
+    }
+
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _ty: Option<Bound<'py, PyAny>>,
+        _value: Option<Bound<'py, PyAny>>,
+        _tb: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.close(py)
+    }
+}

@@ -1,0 +1,167 @@
+//! Python arguments → the Rust SDK's configs and records, shared by the blocking classes and
+//! `weir.aio` so both accept exactly the same arguments.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use futures::StreamExt;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::errors::InvalidArgument;
+
+/// `Client.create_topic`'s arguments.
+pub(crate) fn new_topic(
+    name: String,
+    partitions: u32,
+    retention_ms: Option<i64>,
+    retention_bytes: Option<i64>,
+) -> weir::NewTopic {
+    let mut t = weir::NewTopic::new(name, partitions);
+    if let Some(ms) = retention_ms {
+        t = t.retention_ms(ms);
+    }
+    if let Some(b) = retention_bytes {
+        t = t.retention_bytes(b);
+    }
+    t
+}
+
+/// `Client.producer`'s arguments (`None`: the Rust SDK's default).
+pub(crate) struct ProducerArgs<'a> {
+    pub linger_ms: u64,
+    pub batch_bytes: Option<usize>,
+    pub buffer_bytes: Option<usize>,
+    pub compression: Option<&'a str>,
+    pub delivery_timeout_ms: Option<u64>,
+    pub idempotent: bool,
+}
+
+impl ProducerArgs<'_> {
+    pub(crate) fn config(self) -> PyResult<weir::ProducerConfig> {
+        let defaults = weir::ProducerConfig::default();
+        let compression = match self.compression {
+            None => defaults.compression,
+            Some(c) => c.parse().map_err(|e: String| InvalidArgument::new_err(e))?,
+        };
+        Ok(weir::ProducerConfig {
+            linger: Duration::from_millis(self.linger_ms),
+            batch_bytes: self.batch_bytes.unwrap_or(defaults.batch_bytes),
+            buffer_bytes: self.buffer_bytes.unwrap_or(defaults.buffer_bytes),
+            delivery_timeout: self
+                .delivery_timeout_ms
+                .map_or(defaults.delivery_timeout, Duration::from_millis),
+            compression,
+            idempotent: self.idempotent,
+            ..defaults
+        })
+    }
+}
+
+/// A plugin of a consume-time chain: its name and JSON-able params (or None).
+pub(crate) type PluginArg<'py> = (String, Option<Bound<'py, PyAny>>);
+
+/// `Client.consumer`'s arguments (but the topic and the idle timeout).
+pub(crate) struct ConsumerArgs<'a, 'py> {
+    pub group: Option<String>,
+    pub start: Option<&'a Bound<'py, PyAny>>,
+    pub plugins: Option<Vec<PluginArg<'py>>>,
+    pub partitions: Option<Vec<u32>>,
+    pub auto_commit: bool,
+    pub session_timeout_ms: Option<u64>,
+}
+
+impl ConsumerArgs<'_, '_> {
+    pub(crate) fn config(self, py: Python<'_>) -> PyResult<weir::ConsumerConfig> {
+        let mut config = weir::ConsumerConfig::default()
+            .start(start_from(self.start)?)
+            .auto_commit(self.auto_commit);
+        if let Some(g) = self.group {
+            config = config.group(g);
+        }
+        if let Some(p) = self.partitions {
+            config = config.partitions(p);
+        }
+        if let Some(ms) = self.session_timeout_ms {
+            config = config.session_timeout(Duration::from_millis(ms));
+        }
+        for (name, params) in self.plugins.unwrap_or_default() {
+            let params = match params {
+                Some(p) if !p.is_none() => Some(json_dumps(py, &p)?),
+                _ => None,
+            };
+            config = config.plugin(name, params.as_deref());
+        }
+        Ok(config)
+    }
+}
+
+fn json_dumps(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<String> {
+    py.import("json")?.call_method1("dumps", (v,))?.extract()
+}
+
+/// `start`: "earliest" (the default), "latest", an offset or a `datetime` (its timestamp).
+fn start_from(start: Option<&Bound<'_, PyAny>>) -> PyResult<weir::StartFrom> {
+    const EXPECTED: &str = "start must be \"earliest\", \"latest\", an offset or a datetime";
+    let Some(s) = start.filter(|s| !s.is_none()) else {
+        return Ok(weir::StartFrom::Earliest);
+    };
+    if let Ok(name) = s.extract::<String>() {
+        return match name.as_str() {
+            "earliest" => Ok(weir::StartFrom::Earliest),
+            "latest" => Ok(weir::StartFrom::Latest),
+            other => Err(InvalidArgument::new_err(format!(
+                "{EXPECTED}, not {other:?}"
+            ))),
+        };
+    }
+    if let Ok(offset) = s.extract::<u64>() {
+        return Ok(weir::StartFrom::Offset(offset));
+    }
+    if s.hasattr("timestamp")? {
+        let secs: f64 = s.call_method0("timestamp")?.extract()?;
+        return Ok(weir::StartFrom::Timestamp((secs * 1000.0) as i64));
+    }
+    Err(InvalidArgument::new_err(EXPECTED))
+}
+
+/// `Producer.send`'s arguments.
+pub(crate) fn producer_record(
+    topic: String,
+    value: Cow<'_, [u8]>,
+    key: Option<Cow<'_, [u8]>>,
+    headers: Option<&Bound<'_, PyDict>>,
+    partition: Option<u32>,
+    timestamp_ms: Option<i64>,
+) -> PyResult<weir::ProducerRecord> {
+    let mut r = weir::ProducerRecord::new(topic, value.into_owned());
+    if let Some(k) = key {
+        r = r.key(k.into_owned());
+    }
+    for (k, v) in headers.into_iter().flatten() {
+        let value: Cow<'_, [u8]> = v.extract()?;
+        r = r.header(k.extract::<String>()?, value.into_owned());
+    }
+    if let Some(p) = partition {
+        r = r.partition(p);
+    }
+    if let Some(t) = timestamp_ms {
+        r = r.timestamp(t);
+    }
+    Ok(r)
+}
+
+/// The consumer's next record, or `None` when the stream ended or nothing new came for
+/// `idle` (the iteration's end in both APIs).
+pub(crate) async fn next_within(
+    consumer: &mut weir::Consumer,
+    idle: Option<Duration>,
+) -> Option<weir::Result<weir::ConsumerRecord>> {
+    match idle {
+        None => consumer.next().await,
+        Some(d) => tokio::time::timeout(d, consumer.next())
+            .await
+            .ok()
+            .flatten(),
+    }
+}
