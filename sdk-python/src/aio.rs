@@ -87,7 +87,7 @@ pub(crate) struct AsyncClient {
 impl AsyncClient {
     /// Connects (the awaitable raises `Unavailable` if the broker cannot be reached).
     #[staticmethod]
-    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string()))]
+    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string()), text_signature = "(addr='127.0.0.1:9292')")]
     fn connect(py: Python<'_>, addr: String) -> PyResult<Bound<'_, PyAny>> {
         future_into_py(py, async move {
             let inner = weir::Client::connect(addr).await.map_err(to_py)?;
@@ -164,7 +164,8 @@ impl AsyncClient {
         })
     }
 
-    /// Opens on the first `__anext__` (errors such as an unknown topic are raised there).
+    /// Opens on the first `__anext__`, or when awaited (`c = await client.consumer(...)`);
+    /// opening errors such as an unknown topic are raised there.
     #[pyo3(signature = (topic, group = None, start = None, plugins = None, idle_timeout_ms = None, partitions = None, auto_commit = true, session_timeout_ms = None))]
     #[allow(clippy::too_many_arguments)]
     fn consumer(
@@ -362,6 +363,19 @@ fn next_outcome(
 impl AsyncConsumer {
     fn __aiter__(slf: Py<Self>) -> Py<Self> {
         slf
+    }
+
+    /// `await client.consumer(...)` opens the consumer now (joins its group, resolves the
+    /// start, raises opening errors here) and returns it; `async for` alone opens it lazily.
+    fn __await__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let state = slf.get().state.clone();
+        let this = slf.clone().unbind();
+        let opened = future_into_py(py, async move {
+            state.lock().await.open().await?;
+            Ok(this)
+        })?;
+        opened.call_method0("__await__")
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

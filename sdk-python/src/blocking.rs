@@ -50,7 +50,7 @@ pub(crate) struct Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string()))]
+    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string()), text_signature = "(addr='127.0.0.1:9292')")]
     fn new(py: Python<'_>, addr: String) -> PyResult<Self> {
         let inner = block_on(py, weir::Client::connect(addr))?.map_err(to_py)?;
         Ok(Self { inner })

@@ -1,4 +1,8 @@
-"""Starts a real weir-broker on a temp dir and a free port for each test that asks for one."""
+"""Starts a real weir-broker on a temp dir and a free port for each test that asks for one.
+
+The binaries come from WEIR_BROKER_BIN / WEIR_CLI_BIN, else the repo's target/debug (built by
+the README's test command before pytest runs).
+"""
 
 import os
 import pathlib
@@ -11,21 +15,31 @@ import weir
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def broker_binary() -> str:
-    path = os.environ.get("WEIR_BROKER_BIN") or str(REPO / "target" / "debug" / "weir-broker")
+def binary(env: str, name: str) -> str:
+    path = os.environ.get(env) or str(REPO / "target" / "debug" / name)
     if not os.path.exists(path):
-        pytest.fail(f"{path} is missing: build it first (cargo build -p weir-broker)")
+        pytest.fail(f"{path} is missing: build it first (cargo build --workspace)")
     return path
+
+
+def plugin_wasm(name: str) -> str:
+    """An example plugin's module, built by scripts/build-plugins."""
+    path = REPO / "plugins" / "target" / "wasm32-unknown-unknown" / "release" / f"{name.replace('-', '_')}.wasm"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: build the plugins first (scripts/build-plugins)")
+    return str(path)
 
 
 class Broker:
     def __init__(self, data_dir: pathlib.Path):
         self.proc = subprocess.Popen(
-            [broker_binary(), "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
+            [binary("WEIR_BROKER_BIN", "weir-broker"), "--data-dir", str(data_dir),
+             "--listen", "127.0.0.1:0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
         prefix = "weir-broker listening on "
         if not line.startswith(prefix):
@@ -35,6 +49,32 @@ class Broker:
 
     def client(self) -> weir.Client:
         return weir.Client(self.addr)
+
+    def run_cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        """Runs the `weir` CLI against this broker."""
+        return subprocess.run(
+            [binary("WEIR_CLI_BIN", "weir"), "--broker", self.addr, *args],
+            input=stdin, capture_output=True, text=True, timeout=60,
+        )
+
+    def cli(self, *args: str, stdin: str = "") -> str:
+        """Runs the `weir` CLI against this broker; returns its stdout (fails on exit ≠ 0)."""
+        done = self.run_cli(*args, stdin=stdin)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def group_owners(self, group: str) -> dict[str, list[int]]:
+        """Partitions per member of `group`, from `weir group describe`."""
+        done = self.run_cli("group", "describe", group)
+        if "does not exist" in done.stderr:
+            return {}
+        assert done.returncode == 0, done.stderr
+        owned: dict[str, list[int]] = {}
+        for row in done.stdout.splitlines()[1:]:
+            _topic, partition, _committed, _end, _lag, member = row.split("\t")
+            if member != "-":
+                owned.setdefault(member, []).append(int(partition))
+        return owned
 
     def stop(self) -> None:
         self.proc.kill()

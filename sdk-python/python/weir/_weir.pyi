@@ -1,20 +1,39 @@
 """Types of weir's native core (weir._weir); import them from `weir` and `weir.aio`."""
 
 import datetime
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Optional, Union, final
 
 from typing_extensions import Self, TypeAlias
 
-Start: TypeAlias = Union[Literal["earliest", "latest"], int, datetime.datetime]
+_Start: TypeAlias = Union[Literal["earliest", "latest"], int, datetime.datetime]
 """Where a consumer starts: the oldest record kept, the next one written, an offset, or the
 first record at or after a time."""
 
-Plugin: TypeAlias = tuple[str, Optional[Mapping[str, Any]]]
+_Plugin: TypeAlias = tuple[str, Optional[Mapping[str, Any]]]
 """A registered plugin's name and its JSON-able params (or None)."""
 
-Payload: TypeAlias = Union[bytes, bytearray]
+_Payload: TypeAlias = Union[bytes, bytearray]
+
+__all__ = [
+    "AsyncClient",
+    "AsyncConsumer",
+    "AsyncProducer",
+    "Client",
+    "Consumer",
+    "GroupError",
+    "InvalidArgument",
+    "OffsetOutOfRange",
+    "PluginError",
+    "Producer",
+    "Record",
+    "TopicExists",
+    "TopicNotFound",
+    "Unavailable",
+    "WeirError",
+    "partition_for_key",
+]
 
 class WeirError(Exception):
     """Base class of every error the SDK raises; the message is the broker's."""
@@ -97,8 +116,8 @@ class Client:
         self,
         topic: str,
         group: Optional[str] = None,
-        start: Optional[Start] = None,
-        plugins: Optional[Sequence[Plugin]] = None,
+        start: Optional[_Start] = None,
+        plugins: Optional[Sequence[_Plugin]] = None,
         idle_timeout_ms: Optional[int] = None,
         partitions: Optional[Sequence[int]] = None,
         auto_commit: bool = True,
@@ -123,9 +142,9 @@ class Producer:
     def send(
         self,
         topic: str,
-        value: Payload,
-        key: Optional[Payload] = None,
-        headers: Optional[Mapping[str, Payload]] = None,
+        value: _Payload,
+        key: Optional[_Payload] = None,
+        headers: Optional[Mapping[str, _Payload]] = None,
         partition: Optional[int] = None,
         timestamp_ms: Optional[int] = None,
     ) -> None:
@@ -201,15 +220,18 @@ class AsyncClient:
         self,
         topic: str,
         group: Optional[str] = None,
-        start: Optional[Start] = None,
-        plugins: Optional[Sequence[Plugin]] = None,
+        start: Optional[_Start] = None,
+        plugins: Optional[Sequence[_Plugin]] = None,
         idle_timeout_ms: Optional[int] = None,
         partitions: Optional[Sequence[int]] = None,
         auto_commit: bool = True,
         session_timeout_ms: Optional[int] = None,
     ) -> AsyncConsumer:
-        """Records of `topic`, as an async iterator (arguments as `Client.consumer`). It opens
-        on the first `__anext__`, which raises errors such as `TopicNotFound`."""
+        """Records of `topic`, as an async iterator (arguments as `Client.consumer`).
+
+        `c = await client.consumer(...)` opens it at once (joins the group, resolves `start`)
+        and raises opening errors such as `TopicNotFound` there; `async for` alone opens it at
+        the first record."""
 
 @final
 class AsyncProducer:
@@ -218,9 +240,9 @@ class AsyncProducer:
     def send(
         self,
         topic: str,
-        value: Payload,
-        key: Optional[Payload] = None,
-        headers: Optional[Mapping[str, Payload]] = None,
+        value: _Payload,
+        key: Optional[_Payload] = None,
+        headers: Optional[Mapping[str, _Payload]] = None,
         partition: Optional[int] = None,
         timestamp_ms: Optional[int] = None,
     ) -> Awaitable[None]:
@@ -242,6 +264,7 @@ class AsyncProducer:
 class AsyncConsumer:
     """`weir.aio.Consumer`: records of one topic, as an async iterator."""
 
+    def __await__(self) -> Generator[Any, Any, Self]: ...
     def __aiter__(self) -> Self: ...
     def __anext__(self) -> Awaitable[Record]: ...
     def commit(self) -> Awaitable[None]:

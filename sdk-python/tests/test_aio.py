@@ -1,0 +1,174 @@
+"""weir.aio against a real broker: the blocking API's shape, awaited on the SDK's tokio runtime."""
+
+import asyncio
+import os
+
+import pytest
+
+import weir
+import weir.aio
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_round_trip_and_admin(broker):
+    async def main():
+        client = await weir.aio.Client.connect(broker.addr)
+        assert client.addr == broker.addr
+        await client.create_topic("orders", partitions=3)
+        assert await client.list_topics() == ["orders"]
+        async with client.producer(linger_ms=2) as p:
+            for i in range(5000):
+                await p.send("orders", f"v{i}".encode(), key=f"k{i % 11}".encode(),
+                             headers={"n": str(i).encode()})
+        got = [r async for r in client.consumer("orders", idle_timeout_ms=1000)]
+        assert sorted(int(r.headers["n"]) for r in got) == list(range(5000))
+        for r in got:
+            assert r.key is not None and r.partition == weir.partition_for_key(r.key, 3)
+            assert r.value == b"v" + r.headers["n"]
+        await client.delete_topic("orders")
+        assert await client.list_topics() == []
+
+    run(main())
+
+
+def test_errors_are_typed(broker):
+    async def main():
+        with pytest.raises(weir.Unavailable):
+            await weir.aio.Client.connect("127.0.0.1:1")
+        client = await weir.aio.Client.connect(broker.addr)
+        await client.create_topic("t")
+        with pytest.raises(weir.TopicExists):
+            await client.create_topic("t")
+        with pytest.raises(weir.InvalidArgument, match="start must be"):
+            client.consumer("t", start="soon")  # type: ignore[arg-type]
+        # A consumer opens when awaited, or else at its first record: opening errors are
+        # raised there.
+        with pytest.raises(weir.TopicNotFound, match="nope"):
+            await client.consumer("nope")
+        with pytest.raises(weir.TopicNotFound, match="nope"):
+            await client.consumer("nope").__anext__()
+        with pytest.raises(weir.PluginError, match="missing"):
+            await client.consumer("t", plugins=[("missing", None)]).__anext__()
+        with pytest.raises(weir.OffsetOutOfRange):
+            await client.consumer("t", start=3).__anext__()
+        p = client.producer()
+        with pytest.raises(weir.TopicNotFound):
+            await p.send("nope", b"x")
+        await p.close()
+        with pytest.raises(weir.WeirError, match="closed"):
+            await p.send("t", b"x")
+
+    run(main())
+
+
+def test_waiting_leaves_the_loop_free_and_cancelling_keeps_the_consumer(broker):
+    async def main():
+        client = await weir.aio.Client.connect(broker.addr)
+        await client.create_topic("quiet")
+        consumer = client.consumer("quiet")
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.ensure_future(tick())
+        # Cancelled while it waits (nothing to read): the loop ran the ticker meanwhile.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(consumer.__anext__(), 0.5)
+        assert ticks > 50
+        # The consumer is still usable after the cancelled wait.
+        async with client.producer() as p:
+            await p.send("quiet", b"late")
+        r = await asyncio.wait_for(consumer.__anext__(), 10)
+        assert (r.offset, r.value) == (0, b"late")
+        assert consumer.position(0) == 1 and consumer.assignment() == [0]
+        ticker.cancel()
+        await consumer.close()
+
+    run(main())
+
+
+def test_a_long_buffered_read_still_yields_to_other_tasks(broker):
+    async def main():
+        client = await weir.aio.Client.connect(broker.addr)
+        await client.create_topic("t")
+        async with client.producer() as p:
+            for i in range(20000):
+                await p.send("t", b"x")
+        turns = 0
+        done = False
+
+        async def other():
+            nonlocal turns
+            while not done:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(other())
+        n = 0
+        async for _ in client.consumer("t", idle_timeout_ms=1000):
+            n += 1
+            if n == 20000:
+                break
+        done = True
+        await task
+        # Most records were already buffered (answered at once); the loop still got turns.
+        assert turns >= 20000 // 128
+
+    run(main())
+
+
+def test_group_members_in_one_loop_split_the_partitions(broker):
+    async def main():
+        client = await weir.aio.Client.connect(broker.addr)
+        await client.create_topic("orders", partitions=4)
+
+        async def member() -> tuple[list[weir.Record], list[int]]:
+            seen, assignment = [], []
+            async with client.consumer("orders", group="g", idle_timeout_ms=5000) as c:
+                async for r in c:
+                    seen.append(r)
+                    assignment = c.assignment()
+            return seen, assignment
+
+        members = asyncio.gather(member(), member())
+        # Both joined and settled before there is anything to read.
+        while sorted(map(len, (await asyncio.to_thread(broker.group_owners, "g")).values())) != [2, 2]:
+            await asyncio.sleep(0.05)
+        async with client.producer() as p:
+            for i in range(3000):
+                await p.send("orders", str(i).encode(), key=str(i).encode())
+        (ra, pa), (rb, pb) = await members
+        seen = [(r.partition, r.offset) for r in ra + rb]
+        assert len(seen) == len(set(seen)) == 3000
+        assert sorted(pa + pb) == [0, 1, 2, 3]
+        assert {r.partition for r in ra} == set(pa) and {r.partition for r in rb} == set(pb)
+
+    run(main())
+
+
+def test_many_pending_calls_share_the_runtime_threads(broker):
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    async def main():
+        client = await weir.aio.Client.connect(broker.addr)
+        await client.create_topic("quiet")
+        before = threads()
+        consumers = [client.consumer("quiet", idle_timeout_ms=1500) for _ in range(50)]
+        waits = [asyncio.ensure_future(c.__anext__()) for c in consumers]
+        await asyncio.sleep(0.5)
+        during = threads()
+        for w in waits:
+            with pytest.raises(StopAsyncIteration):
+                await w
+        # 50 calls waiting at once, no thread each.
+        assert during - before < 10, (before, during)
+
+    run(main())
