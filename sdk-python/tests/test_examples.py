@@ -8,6 +8,7 @@ import sys
 from conftest import REPO
 
 EXAMPLES = REPO / "examples" / "python"
+BENCH = REPO / "sdk-python" / "benches" / "bench.py"
 
 
 def example(broker, name: str, *args: str) -> str:
@@ -39,11 +40,21 @@ def test_asyncio_example(broker):
     assert out[-1] == "consumed 3000 records while producing them"
 
 
+def test_the_benchmark_runs(broker):
+    for api in ["sync", "aio"]:
+        done = subprocess.run([sys.executable, str(BENCH), "--broker", broker.addr, "--api", api,
+                               "--records", "3000"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        runs = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [(r["bench"], r["api"], r["records"]) for r in runs] == [
+            ("produce", api, 3000), ("consume", api, 3000)]
+
+
 def test_stubs_match_the_module_and_examples_type_check():
     stubtest = subprocess.run([sys.executable, "-m", "mypy.stubtest", "weir"],
                               capture_output=True, text=True, cwd="/")
     assert stubtest.returncode == 0, stubtest.stdout + stubtest.stderr
-    mypy = subprocess.run([sys.executable, "-m", "mypy", "--strict", str(EXAMPLES)],
+    mypy = subprocess.run([sys.executable, "-m", "mypy", "--strict", str(EXAMPLES), str(BENCH)],
                           capture_output=True, text=True)
     assert mypy.returncode == 0, mypy.stdout + mypy.stderr
     # The tests use the API as the stubs describe it, too.
