@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
@@ -23,7 +23,7 @@ use pyo3_async_runtimes::tokio::future_into_py;
 use crate::errors::{WeirError, to_py};
 use crate::options::{self, PluginArg};
 use crate::record::Record;
-use crate::runtime;
+use crate::{poll_now, runtime};
 
 /// Answers given at once in a row before one is made to yield to the event loop.
 const YIELD_EVERY: u32 = 128;
@@ -240,10 +240,7 @@ impl AsyncProducer {
         let mut enqueue =
             Box::pin(async move { producer.enqueue(record).await.map(drop).map_err(to_py) });
         // Almost always ready at once; only a full buffer makes it wait.
-        let ready = {
-            let _runtime = runtime().enter();
-            enqueue.as_mut().now_or_never()
-        };
+        let ready = poll_now(enqueue.as_mut());
         match ready {
             Some(done) => Ready::awaitable(py, done.map(|()| py.None()), yield_turn(&self.turns)),
             None => future_into_py(py, enqueue),
@@ -382,10 +379,7 @@ impl AsyncConsumer {
         if let Ok(mut state) = self.state.try_lock()
             && let ConsumerState::Open(consumer) = &mut *state
         {
-            let ready = {
-                let _runtime = runtime().enter();
-                consumer.next().now_or_never()
-            };
+            let ready = poll_now(consumer.next());
             if let Some(polled) = ready {
                 let outcome = next_outcome(py, polled).and_then(|r| r.into_py_any(py));
                 return Ready::awaitable(py, outcome, yield_turn(&self.turns));

@@ -10,14 +10,14 @@ use std::pin::pin;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::errors::{WeirError, to_py};
 use crate::options::{self, PluginArg};
 use crate::record::Record;
-use crate::runtime;
+use crate::{poll_now, runtime};
 
 /// How often a blocking call looks for pending signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
@@ -190,10 +190,7 @@ impl Producer {
         let producer = self.get()?;
         let mut enqueue = pin!(producer.enqueue(record));
         // Almost always ready at once; only a full buffer makes it wait.
-        let ready = {
-            let _runtime = runtime().enter();
-            enqueue.as_mut().now_or_never()
-        };
+        let ready = poll_now(enqueue.as_mut());
         let enqueued = match ready {
             Some(done) => done,
             None => block_on(py, enqueue)?,
@@ -267,10 +264,7 @@ impl Consumer {
             return Ok(None);
         };
         // A buffered record needs no waiting (and no GIL release).
-        let ready = {
-            let _runtime = runtime().enter();
-            consumer.next().now_or_never()
-        };
+        let ready = poll_now(consumer.next());
         let polled = match ready {
             Some(r) => r,
             None => block_on(py, options::next_within(consumer, idle))?,

@@ -19,6 +19,7 @@ mod record;
 
 use std::sync::OnceLock;
 
+use futures::FutureExt;
 use pyo3::prelude::*;
 
 /// Worker threads of the shared runtime (network I/O and batching, not Python code).
@@ -35,6 +36,14 @@ fn runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .expect("the SDK cannot start its tokio runtime")
     })
+}
+
+/// Polls `fut` once, inside the runtime (timers and spawns need it): the answer if it is
+/// already there. The hot paths (room in the producer's buffer, a buffered record) end here,
+/// without a thread hop or a GIL release.
+fn poll_now<F: Future + Unpin>(fut: F) -> Option<F::Output> {
+    let _runtime = runtime().enter();
+    fut.now_or_never()
 }
 
 /// The key partitioner every Weir client shares (murmur2, as Kafka's).
