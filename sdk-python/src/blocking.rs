@@ -3,14 +3,13 @@
 //! Every call that waits runs its future on the shared runtime with the GIL released, waking
 //! every [`SIGNAL_CHECK`] to let a pending signal (Ctrl-C) raise in the calling thread. Calls
 //! whose answer is already there (a buffered record, room in the producer's buffer) are polled
-//! once without releasing the GIL: that is the hot path, and it stays in Rust.
+//! once without releasing the GIL ([`block_on`]): that is the hot path, and it stays in Rust.
 
 use std::borrow::Cow;
 use std::pin::pin;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
-use futures::StreamExt;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -22,14 +21,19 @@ use crate::{poll_now, runtime};
 /// How often a blocking call looks for pending signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
-/// Runs `fut` to completion on the shared runtime with the GIL released, checking for
-/// signals every [`SIGNAL_CHECK`] (a `KeyboardInterrupt` drops the future).
+/// Runs `fut` to completion: an answer already there is taken at once, without releasing
+/// the GIL (the hot path: room in the producer's buffer, a buffered record); otherwise it
+/// runs on the shared runtime with the GIL released, checking for signals every
+/// [`SIGNAL_CHECK`] (a `KeyboardInterrupt` drops the future).
 fn block_on<F>(py: Python<'_>, fut: F) -> PyResult<F::Output>
 where
     F: Future + Send,
     F::Output: Send,
 {
     let mut fut = pin!(fut);
+    if let Some(out) = poll_now(fut.as_mut()) {
+        return Ok(out);
+    }
     loop {
         let step = py.detach(|| {
             runtime().block_on(async { tokio::time::timeout(SIGNAL_CHECK, &mut fut).await.ok() })
@@ -188,14 +192,10 @@ impl Producer {
     ) -> PyResult<()> {
         let record = options::producer_record(topic, value, key, headers, partition, timestamp_ms)?;
         let producer = self.get()?;
-        let mut enqueue = pin!(producer.enqueue(record));
         // Almost always ready at once; only a full buffer makes it wait.
-        let ready = poll_now(enqueue.as_mut());
-        let enqueued = match ready {
-            Some(done) => done,
-            None => block_on(py, enqueue)?,
-        };
-        enqueued.map(drop).map_err(to_py)
+        block_on(py, producer.enqueue(record))?
+            .map(drop)
+            .map_err(to_py)
     }
 
     /// Sends everything buffered and waits for the acknowledgements; raises the first
@@ -263,13 +263,7 @@ impl Consumer {
         let Some(consumer) = guard.as_mut() else {
             return Ok(None);
         };
-        // A buffered record needs no waiting (and no GIL release).
-        let ready = poll_now(consumer.next());
-        let polled = match ready {
-            Some(r) => r,
-            None => block_on(py, options::next_within(consumer, idle))?,
-        };
-        match polled {
+        match block_on(py, options::next_within(consumer, idle))? {
             None => Ok(None),
             Some(Ok(r)) => Record::new(py, r).map(Some),
             Some(Err(e)) => Err(to_py(e)),

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -157,6 +157,10 @@ pub(crate) async fn next_within(
     consumer: &mut weir::Consumer,
     idle: Option<Duration>,
 ) -> Option<weir::Result<weir::ConsumerRecord>> {
+    // A buffered record: taken without arming the idle timer.
+    if let Some(polled) = consumer.next().now_or_never() {
+        return polled;
+    }
     match idle {
         None => consumer.next().await,
         Some(d) => tokio::time::timeout(d, consumer.next())
