@@ -46,6 +46,13 @@ const COLUMN_FAMILIES: [&str; 8] = [
 /// is absorbed without stalling on flushes.
 const RECORDS_WRITE_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 
+/// Most bytes of write-ahead log kept on disk. The small column families (meta, offsets,
+/// producers...) rarely fill a memtable, so without a cap their oldest WAL file, and every
+/// later one, stays on disk until RocksDB's default cap (4x all memtables, ~4.6 GB here): a
+/// broker could hold gigabytes that retention had already dropped. Past the cap RocksDB
+/// flushes the column families that pin the oldest WAL file, and deletes it.
+const MAX_TOTAL_WAL_BYTES: u64 = 256 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("rocksdb: {0}")]
@@ -94,7 +101,12 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path, sync: SyncMode) -> Result<Self, StorageError> {
+        Self::open_with_wal_cap(path, sync, MAX_TOTAL_WAL_BYTES)
+    }
+
+    fn open_with_wal_cap(path: &Path, sync: SyncMode, wal_cap: u64) -> Result<Self, StorageError> {
         let mut opts = Options::default();
+        opts.set_max_total_wal_size(wal_cap);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
@@ -607,4 +619,51 @@ fn put_progress(wb: &mut WriteBatch, cf: &ColumnFamily, p: ProgressPut<'_>) {
         pipeline_progress_key(p.pipeline, p.partition),
         encode_progress(p.progress),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn wal_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
+            .sum()
+    }
+
+    #[test]
+    fn the_write_ahead_log_stays_bounded_while_small_column_families_are_idle() {
+        const CAP: u64 = 4 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_wal_cap(dir.path(), SyncMode::Never, CAP).unwrap();
+        // One small write pins the first WAL file for as long as `meta` is not flushed.
+        store.db.put_cf(store.cf(CF_META), b"pin", b"1").unwrap();
+        let value = vec![7u8; 1 << 20];
+        for i in 0u32..48 {
+            store
+                .db
+                .put_cf(store.cf(CF_RECORDS), i.to_be_bytes(), &value)
+                .unwrap();
+        }
+        // 48 MiB written, less than one records memtable: only the cap flushes anything.
+        // Old WAL files go once the background flush finishes.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while wal_bytes(dir.path()) > 4 * CAP {
+            assert!(
+                Instant::now() < deadline,
+                "{} bytes of WAL kept with a cap of {CAP}",
+                wal_bytes(dir.path())
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            store.db.get_cf(store.cf(CF_META), b"pin").unwrap().unwrap(),
+            b"1"
+        );
+    }
 }
