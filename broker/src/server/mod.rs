@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
 use tonic::metadata::MetadataValue;
+use tonic::transport::server::TcpIncoming;
 use weir_common::limits::MAX_REQUEST_BYTES;
 use weir_proto::v1::groups_server::GroupsServer;
 use weir_proto::v1::log_server::LogServer;
@@ -119,8 +119,11 @@ pub async fn serve(
     let log = LogServer::new(log::LogService::new(broker, stop_rx))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
+    // `Server::tcp_nodelay` applies only to listeners tonic binds itself: set it on the
+    // incoming connections. Without it, Nagle held each small response (acks, headers) until
+    // the client's delayed ACK, ~40 ms later (measured: a lone produce took 45 ms, not 3).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .add_service(topics)
@@ -128,6 +131,6 @@ pub async fn serve(
         .add_service(plugins)
         .add_service(pipelines)
         .add_service(log)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .serve_with_incoming_shutdown(incoming, signal)
         .await
 }
