@@ -294,7 +294,7 @@ impl Sender {
                 continue;
             };
             let mut acc = lock(&self.acc);
-            if let Some(t) = acc.topics.get_mut(&*topic)
+            if let Some(t) = acc.topic_mut(&topic)
                 && t.open[partition as usize]
                     .as_ref()
                     .is_some_and(|b| b.id == id)

@@ -1,0 +1,115 @@
+//! The record-batch codec on a batch of 1000 records of 100 bytes (the size `weir bench`
+//! produces): building it (the producer's per-record cost), checking it (the broker's cost per
+//! produced batch), reading it back (consumers, plugins, pipelines), compressing it, and the key
+//! partitioner.
+//!
+//! `cargo bench -p weir-common --bench batch`
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use weir_common::Compression;
+use weir_common::batch::{self, BatchBuilder, TimestampType};
+use weir_common::limits::DEFAULT_MAX_RECORD_BYTES;
+use weir_common::partitioner::partition_for_key;
+
+const RECORDS: usize = 1000;
+const RECORD_BYTES: usize = 100;
+const BASE_TS: i64 = 1_700_000_000_000;
+
+/// Values like the bench's: a digit, then `x`s.
+fn values() -> Vec<Vec<u8>> {
+    (0..10u8)
+        .map(|d| {
+            let mut v = vec![b'x'; RECORD_BYTES];
+            v[0] = b'0' + d;
+            v
+        })
+        .collect()
+}
+
+fn keys() -> Vec<String> {
+    (0..RECORDS).map(|i| format!("user-{i:08}")).collect()
+}
+
+fn build(keyed: bool, values: &[Vec<u8>], keys: &[String]) -> BatchBuilder {
+    let mut b = BatchBuilder::with_capacity(TimestampType::CreateTime, RECORDS * 110);
+    for i in 0..RECORDS {
+        let key = keyed.then(|| keys[i].as_bytes());
+        b.push(BASE_TS + i as i64, key, &values[i % 10], std::iter::empty());
+    }
+    b
+}
+
+fn encode(c: &mut Criterion) {
+    let (values, keys) = (values(), keys());
+    let mut g = c.benchmark_group("batch/encode");
+    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.bench_function("keyless", |b| {
+        b.iter(|| build(false, &values, &keys).finish())
+    });
+    g.bench_function("keyed", |b| b.iter(|| build(true, &values, &keys).finish()));
+    g.bench_function("with_header", |b| {
+        b.iter(|| {
+            let mut bb = BatchBuilder::with_capacity(TimestampType::CreateTime, RECORDS * 130);
+            for i in 0..RECORDS {
+                let h = [("trace", &b"0123456789abcdef"[..])];
+                bb.push(BASE_TS + i as i64, None, &values[i % 10], h);
+            }
+            bb.finish()
+        })
+    });
+    for compression in [Compression::Lz4, Compression::Zstd] {
+        g.bench_function(format!("keyless_{compression}"), |b| {
+            b.iter(|| build(false, &values, &keys).finish_compressed(compression))
+        });
+    }
+    g.finish();
+}
+
+fn read(c: &mut Criterion) {
+    let (values, keys) = (values(), keys());
+    let plain = build(true, &values, &keys).finish();
+    let lz4 = build(true, &values, &keys).finish_compressed(Compression::Lz4);
+    let mut g = c.benchmark_group("batch/read");
+    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.bench_function("validate", |b| {
+        b.iter(|| batch::validate(black_box(&plain), DEFAULT_MAX_RECORD_BYTES).expect("valid"))
+    });
+    g.bench_function("validate_lz4", |b| {
+        b.iter(|| batch::validate(black_box(&lz4), DEFAULT_MAX_RECORD_BYTES).expect("valid"))
+    });
+    g.bench_function("record_refs", |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for r in batch::record_refs(black_box(&plain)).expect("refs") {
+                bytes += r.expect("record").value.len();
+            }
+            bytes
+        })
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| batch::decode(black_box(&plain)).expect("decode"))
+    });
+    g.bench_function("decode_lz4", |b| {
+        b.iter(|| batch::decode(black_box(&lz4)).expect("decode"))
+    });
+    g.finish();
+}
+
+fn partitioner(c: &mut Criterion) {
+    let keys: Vec<Bytes> = keys().into_iter().map(Bytes::from).collect();
+    let mut g = c.benchmark_group("partitioner");
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    g.bench_function("partition_for_key/12_byte_keys", |b| {
+        b.iter(|| {
+            keys.iter()
+                .map(|k| partition_for_key(black_box(k), 12))
+                .sum::<u32>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encode, read, partitioner);
+criterion_main!(benches);
