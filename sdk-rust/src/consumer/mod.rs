@@ -402,7 +402,14 @@ impl Consumer {
 
     /// Next offset this consumer will yield from `partition` (`None` if it does not read it).
     pub fn position(&self, partition: u32) -> Option<u64> {
-        self.consumed_positions().get(&partition).copied()
+        // The partition's first buffered record, else where its reads stand. Not through
+        // `consumed_positions`: that walks the whole buffer, and callers poll this per batch
+        // (it was a fifth of a consuming client's CPU).
+        self.buffered
+            .iter()
+            .find(|r| r.partition == partition)
+            .map(|r| r.offset)
+            .or_else(|| self.positions.get(&partition).copied())
     }
 
     /// The partitions this consumer reads now (for a group consumer: its current assignment).
