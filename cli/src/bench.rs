@@ -45,6 +45,13 @@ pub struct BenchArgs {
     /// Compress each batch: none, lz4 or zstd.
     #[arg(long, default_value_t = Compression::None)]
     compression: Compression,
+    /// Size retention of the bench topic (per partition; default: keep everything), e.g. to
+    /// watch disk use stay bounded during a long e2e run.
+    #[arg(long)]
+    retention_bytes: Option<i64>,
+    /// Segment size of the bench topic (default: the broker's).
+    #[arg(long)]
+    segment_bytes: Option<u64>,
     /// One JSON object instead of a sentence.
     #[arg(long)]
     json: bool,
@@ -115,11 +122,22 @@ fn producer_for(client: &Client, a: &BenchArgs) -> Producer {
     })
 }
 
+fn topic_config(name: &str, a: &BenchArgs) -> NewTopic {
+    let mut t = NewTopic::new(name, a.partitions).retention_ms(-1);
+    if let Some(b) = a.retention_bytes {
+        t = t.retention_bytes(b);
+    }
+    if let Some(b) = a.segment_bytes {
+        t = t.segment_bytes(b);
+    }
+    t
+}
+
 async fn fresh_topic(client: &Client, a: &BenchArgs) -> anyhow::Result<String> {
     let name = format!("bench-{}-{}", std::process::id(), weir::now_ms());
     client
         .admin()
-        .create_topic(NewTopic::new(&name, a.partitions).retention_ms(-1))
+        .create_topic(topic_config(&name, a))
         .await
         .context("creating the bench topic")?;
     Ok(name)
