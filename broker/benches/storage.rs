@@ -123,15 +123,19 @@ fn read(c: &mut Criterion) {
     }
     let bounds = log.bounds();
     let mut g = c.benchmark_group("partition_read");
-    // One fetch's worth (the SDK asks for 4 MiB), from a random-ish place in the log.
-    g.throughput(Throughput::Bytes(u64::from(DEFAULT_FETCH_MAX_BYTES)));
-    g.bench_function("4_MiB", |b| {
+    // One fetch's worth (the SDK asks for 4 MiB), from a random-ish place in the log (at least
+    // a fetch before its end, so every read is as long).
+    let span = bounds.latest - bounds.earliest - 100 * RECORDS as u64;
+    let max_bytes = DEFAULT_FETCH_MAX_BYTES as usize;
+    let fetched = log.read_from(bounds.earliest, max_bytes).expect("read");
+    let bytes: usize = fetched.batches.iter().map(|b| b.len()).sum();
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("one_fetch", |b| {
         let mut i = 0u64;
         b.iter(|| {
-            i = (i + 7919) % (bounds.latest - bounds.earliest - 40_000);
+            i = (i + 7919 * RECORDS as u64) % span;
             let offset = bounds.earliest + i / RECORDS as u64 * RECORDS as u64;
-            log.read_from(offset, DEFAULT_FETCH_MAX_BYTES as usize)
-                .expect("read")
+            log.read_from(offset, max_bytes).expect("read")
         })
     });
     g.finish();
