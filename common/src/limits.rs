@@ -35,8 +35,14 @@ pub const MIN_SEGMENT_BYTES: u64 = 1024;
 pub const MAX_UNCOMPRESSED_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most batches an idempotent producer may have unacknowledged per partition. The broker
-/// remembers exactly this many of a producer's last batches per partition to recognise retries.
-pub const MAX_IN_FLIGHT_BATCHES_PER_PARTITION: usize = 5;
+/// remembers exactly this many of a producer's last batches per partition to recognise retries
+/// and tells producers its number (`InitProducerResponse.dedupe_window`; brokers before it
+/// remembered [`LEGACY_DEDUPE_WINDOW`]). 10, not Kafka's 5: with 5 batches of 1000 records in
+/// flight one partition was latency-bound at 2.6–2.9 M rec/s here; 10 gave 3.0–3.5 M.
+pub const MAX_IN_FLIGHT_BATCHES_PER_PARTITION: usize = 10;
+
+/// The dedupe window of brokers that do not announce theirs.
+pub const LEGACY_DEDUPE_WINDOW: usize = 5;
 
 /// A group member that sends no heartbeat for this long is removed and its partitions move
 /// (settable per member within the bounds below).

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use tonic::Code;
 use weir::{Compression, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord};
 use weir_common::batch::{self, BatchBuilder, TimestampType};
+use weir_common::limits::MAX_IN_FLIGHT_BATCHES_PER_PARTITION;
 use weir_e2e::Broker;
 use weir_proto::v1 as pb;
 use weir_proto::v1::log_client::LogClient;
@@ -62,6 +63,43 @@ async fn read_values(client: &weir::Client, topic: &str) -> Vec<(u32, u64, Strin
         ));
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_announces_its_dedupe_window_and_honours_all_of_it() {
+    let broker = Broker::start();
+    broker.client_with_topic("t", 1).await;
+    let mut log = LogClient::connect(format!("http://{}", broker.addr))
+        .await
+        .unwrap();
+    let resp = log
+        .init_producer(pb::InitProducerRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let window = resp.dedupe_window;
+    assert_eq!(window as usize, MAX_IN_FLIGHT_BATCHES_PER_PARTITION);
+    let id = resp.producer_id;
+    // One batch more than the window: the first falls out of it.
+    let mut placed = Vec::new();
+    for seq in 0..=window {
+        let v = format!("r{seq}");
+        placed.push(
+            produce_raw(&mut log, idempotent_batch(id, seq, &[v.as_str()]))
+                .await
+                .unwrap(),
+        );
+    }
+    // The oldest batch still remembered: a retry, answered with its offsets.
+    let retry = produce_raw(&mut log, idempotent_batch(id, 1, &["r1"]))
+        .await
+        .unwrap();
+    assert_eq!(retry, placed[1]);
+    // The forgotten one is refused, never appended twice.
+    let err = produce_raw(&mut log, idempotent_batch(id, 0, &["r0"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +253,7 @@ async fn kill_9_mid_produce_then_retries_store_every_record_exactly_once() {
 async fn many_batches_in_flight_keep_partition_order() {
     let broker = Broker::start();
     let client = broker.client_with_topic("ordered", 2).await;
-    // Tiny batches: thousands of requests, five in flight per partition.
+    // Tiny batches: thousands of requests, ten in flight per partition.
     let producer = client.producer(ProducerConfig {
         batch_bytes: 200,
         linger: Duration::from_millis(50),

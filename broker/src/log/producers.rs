@@ -140,13 +140,26 @@ mod tests {
     #[test]
     fn only_the_last_window_is_remembered() {
         let mut s = ProducerState::default();
-        for i in 0..(PRODUCER_DEDUPE_WINDOW as u32 + 2) {
+        let n = PRODUCER_DEDUPE_WINDOW as u32 + 2;
+        for i in 0..n {
             s.push(batch(i * 10, 10, u64::from(i) * 10), i64::from(i));
         }
         assert_eq!(s.recent.len(), PRODUCER_DEDUPE_WINDOW);
-        assert_eq!(check(Some(&s), 0, 9), SeqCheck::OutOfOrder { expected: 70 });
-        assert!(matches!(check(Some(&s), 60, 69), SeqCheck::Duplicate(_)));
-        assert_eq!(s.last_used_ms, 6);
+        // The two oldest batches are forgotten; the oldest and newest remembered still count.
+        assert_eq!(
+            check(Some(&s), 0, 9),
+            SeqCheck::OutOfOrder { expected: n * 10 }
+        );
+        assert_eq!(
+            check(Some(&s), 10, 19),
+            SeqCheck::OutOfOrder { expected: n * 10 }
+        );
+        assert!(matches!(check(Some(&s), 20, 29), SeqCheck::Duplicate(_)));
+        assert!(matches!(
+            check(Some(&s), (n - 1) * 10, n * 10 - 1),
+            SeqCheck::Duplicate(_)
+        ));
+        assert_eq!(s.last_used_ms, i64::from(n - 1));
     }
 
     #[test]

@@ -568,6 +568,9 @@ impl pb::log_server::Log for LogService {
     ) -> Result<Response<pb::InitProducerResponse>, Status> {
         let producer_id = self.broker.init_producer().await.map_err(status_of)?;
         tracing::debug!(producer_id, "allocated producer id");
-        Ok(Response::new(pb::InitProducerResponse { producer_id }))
+        Ok(Response::new(pb::InitProducerResponse {
+            producer_id,
+            dedupe_window: crate::log::producers::PRODUCER_DEDUPE_WINDOW as u32,
+        }))
     }
 }

@@ -58,7 +58,8 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// Longest wait between retries (default 1 s).
     pub retry_backoff_max: Duration,
-    /// Produce requests in flight per partition, 1..=5 (default 5).
+    /// Produce requests in flight per partition, 1..=10 (default 10; an idempotent producer
+    /// also stays within the broker's dedupe window).
     pub max_in_flight: usize,
     /// Compression of each batch (default none).
     pub compression: Compression,

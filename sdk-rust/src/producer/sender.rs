@@ -4,10 +4,11 @@
 //! Per partition, batches wait in a queue in the order they were sealed. A batch gets its
 //! sequence number when first sent, so sequence order is queue order. Rules that keep retries
 //! exactly-once and ordered (the broker appends a producer's batch only if it continues the
-//! sequence, and answers a repeat of one of its last 5 batches with the original offsets):
+//! sequence, and answers a repeat of one of its last batches with the original offsets):
 //!
-//! - A batch is first sent only while it is among the first `max_in_flight` (≤ 5) unfinished
-//!   batches of its partition, so any retry is of one of the broker's last 5 batches.
+//! - A batch is first sent only while it is among the first `max_in_flight` unfinished batches
+//!   of its partition, capped by the dedupe window the broker announces with the producer id
+//!   (10; 5 for older brokers), so any retry is of one the broker still remembers.
 //! - A batch waiting out a retry backoff blocks the batches behind it; while the partition
 //!   recovers from an error only one request is in flight.
 //! - An out-of-order answer to a batch sent when nothing before it was unfinished means a gap
@@ -23,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use weir_common::batch;
+use weir_common::limits::LEGACY_DEDUPE_WINDOW;
 use weir_proto::v1 as pb;
 
 use super::{Accumulator, BatchHandle, Event, ProducerConfig, SealedBatch, lock};
@@ -41,7 +43,8 @@ enum Reply {
     ProducerId {
         /// `None`: the producer-wide id; else a partition resetting its sequence.
         part: Option<usize>,
-        result: Result<u64>,
+        /// The id, and how many batches per partition the broker deduplicates.
+        result: Result<(u64, usize)>,
     },
 }
 
@@ -122,6 +125,8 @@ pub(super) struct Sender {
     /// Request deadlines in send order.
     deadlines: VecDeque<(Instant, u64)>,
     producer_id: ProducerId,
+    /// `max_in_flight`, capped by the broker's dedupe window once it is known.
+    in_flight_limit: usize,
     /// When to retry asking for the producer-wide id.
     producer_id_retry: Option<Instant>,
     parts: Vec<PartitionState>,
@@ -147,6 +152,7 @@ impl Sender {
         events: mpsc::WeakUnboundedSender<Event>,
     ) -> Self {
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
+        let max_in_flight = config.max_in_flight;
         let producer_id = if config.idempotent {
             ProducerId::Unknown
         } else {
@@ -166,6 +172,7 @@ impl Sender {
             requests: HashMap::new(),
             deadlines: VecDeque::new(),
             producer_id,
+            in_flight_limit: max_in_flight,
             producer_id_retry: None,
             parts: Vec::new(),
             index: HashMap::new(),
@@ -335,8 +342,9 @@ impl Sender {
             }
             Reply::StreamClosed { generation, error } => self.close_stream(generation, error),
             Reply::ProducerId { part: None, result } => match result {
-                Ok(id) => {
+                Ok((id, window)) => {
                     self.producer_id = ProducerId::Known(id);
+                    self.in_flight_limit = self.config.max_in_flight.min(window.max(1));
                     self.dirty.extend(0..self.parts.len());
                 }
                 Err(e) => {
@@ -352,7 +360,7 @@ impl Sender {
                 let p = &mut self.parts[i];
                 p.requesting_id = false;
                 match result {
-                    Ok(id) => {
+                    Ok((id, _)) => {
                         tracing::debug!(topic = %p.topic, partition = p.partition, producer_id = id, "renumbering unfinished batches under a fresh producer id");
                         p.producer_id = Some(id);
                         p.next_seq = 0;
@@ -569,11 +577,7 @@ impl Sender {
             }
         };
         let p = &mut self.parts[i];
-        let limit = if p.degraded {
-            1
-        } else {
-            self.config.max_in_flight
-        };
+        let limit = if p.degraded { 1 } else { self.in_flight_limit };
         let mut all_before_acked = true;
         let mut sends = Vec::new();
         for pos in 0..p.queue.len() {
@@ -591,7 +595,7 @@ impl Sender {
                 State::Ready | State::Backoff(_) => {}
             }
             if b.seq.is_none() {
-                if pos >= self.config.max_in_flight {
+                if pos >= self.in_flight_limit {
                     break;
                 }
                 b.seq = Some(p.next_seq);
@@ -639,7 +643,14 @@ impl Sender {
                 {
                     Err(_) => Err(Error::Timeout(timeout)),
                     Ok(Err(status)) => Err(Error::from(status)),
-                    Ok(Ok(resp)) => Ok(resp.into_inner().producer_id),
+                    Ok(Ok(resp)) => {
+                        let resp = resp.into_inner();
+                        let window = match resp.dedupe_window {
+                            0 => LEGACY_DEDUPE_WINDOW,
+                            n => n as usize,
+                        };
+                        Ok((resp.producer_id, window))
+                    }
                 };
             let _ = replies.send(Reply::ProducerId { part, result });
         });
