@@ -32,11 +32,27 @@ fn keys() -> Vec<String> {
     (0..RECORDS).map(|i| format!("user-{i:08}")).collect()
 }
 
-fn build(keyed: bool, values: &[Vec<u8>], keys: &[String]) -> BatchBuilder {
-    let mut b = BatchBuilder::with_capacity(TimestampType::CreateTime, RECORDS * 110);
+/// What each record of a built batch carries besides its value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Keyless,
+    /// A 13-byte key.
+    Keyed,
+    /// One 21-byte header, no key.
+    WithHeader,
+}
+
+fn build(shape: Shape, values: &[Vec<u8>], keys: &[String]) -> BatchBuilder {
+    let per_record = if shape == Shape::WithHeader { 130 } else { 110 };
+    let mut b = BatchBuilder::with_capacity(TimestampType::CreateTime, RECORDS * per_record);
+    let header: &[(&str, &[u8])] = match shape {
+        Shape::WithHeader => &[("trace", b"0123456789abcdef")],
+        Shape::Keyless | Shape::Keyed => &[],
+    };
     for i in 0..RECORDS {
-        let key = keyed.then(|| keys[i].as_bytes());
-        b.push(BASE_TS + i as i64, key, &values[i % 10], std::iter::empty());
+        let key = (shape == Shape::Keyed).then(|| keys[i].as_bytes());
+        let ts = BASE_TS + i as i64;
+        b.push(ts, key, &values[i % 10], header.iter().copied());
     }
     b
 }
@@ -45,23 +61,16 @@ fn encode(c: &mut Criterion) {
     let (values, keys) = (values(), keys());
     let mut g = c.benchmark_group("batch/encode");
     g.throughput(Throughput::Elements(RECORDS as u64));
-    g.bench_function("keyless", |b| {
-        b.iter(|| build(false, &values, &keys).finish())
-    });
-    g.bench_function("keyed", |b| b.iter(|| build(true, &values, &keys).finish()));
-    g.bench_function("with_header", |b| {
-        b.iter(|| {
-            let mut bb = BatchBuilder::with_capacity(TimestampType::CreateTime, RECORDS * 130);
-            for i in 0..RECORDS {
-                let h = [("trace", &b"0123456789abcdef"[..])];
-                bb.push(BASE_TS + i as i64, None, &values[i % 10], h);
-            }
-            bb.finish()
-        })
-    });
+    for (name, shape) in [
+        ("keyless", Shape::Keyless),
+        ("keyed", Shape::Keyed),
+        ("with_header", Shape::WithHeader),
+    ] {
+        g.bench_function(name, |b| b.iter(|| build(shape, &values, &keys).finish()));
+    }
     for compression in [Compression::Lz4, Compression::Zstd] {
         g.bench_function(format!("keyless_{compression}"), |b| {
-            b.iter(|| build(false, &values, &keys).finish_compressed(compression))
+            b.iter(|| build(Shape::Keyless, &values, &keys).finish_compressed(compression))
         });
     }
     g.finish();
@@ -69,8 +78,8 @@ fn encode(c: &mut Criterion) {
 
 fn read(c: &mut Criterion) {
     let (values, keys) = (values(), keys());
-    let plain = build(true, &values, &keys).finish();
-    let lz4 = build(true, &values, &keys).finish_compressed(Compression::Lz4);
+    let plain = build(Shape::Keyed, &values, &keys).finish();
+    let lz4 = build(Shape::Keyed, &values, &keys).finish_compressed(Compression::Lz4);
     let mut g = c.benchmark_group("batch/read");
     g.throughput(Throughput::Elements(RECORDS as u64));
     g.bench_function("validate", |b| {
