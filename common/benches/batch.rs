@@ -110,7 +110,7 @@ fn partitioner(c: &mut Criterion) {
     let keys: Vec<Bytes> = keys().into_iter().map(Bytes::from).collect();
     let mut g = c.benchmark_group("partitioner");
     g.throughput(Throughput::Elements(keys.len() as u64));
-    g.bench_function("partition_for_key/12_byte_keys", |b| {
+    g.bench_function("partition_for_key/13_byte_keys", |b| {
         b.iter(|| {
             keys.iter()
                 .map(|k| partition_for_key(black_box(k), 12))
