@@ -17,6 +17,7 @@ use weir_broker::{Broker, Config};
 const MAX_BLOCKING_THREADS: usize = 64;
 
 fn main() -> anyhow::Result<()> {
+    weir_common::alloc::tune_for_large_messages();
     let config = Config::resolve(Args::parse())?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

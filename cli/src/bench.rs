@@ -1,6 +1,7 @@
-//! `weir bench produce|consume|e2e|pipeline`: throughput and latency against a live broker, on
-//! fresh topics that are deleted afterwards.
+//! `weir bench produce|consume|e2e|pipeline|backlog`: throughput and latency against a live
+//! broker, on fresh topics that are deleted afterwards.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ pub enum BenchCommand {
     /// Write records (untimed), then time a pipeline (the --plugin chain, at least one)
     /// processing them into a second topic.
     Pipeline(BenchArgs),
+    /// Write a backlog (untimed), then time producing alone and while a consumer reads the
+    /// backlog from the start: what a catching-up reader costs producers.
+    Backlog(BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -62,6 +66,10 @@ pub struct BenchArgs {
     /// read, however many the plugins pass on.
     #[arg(long = "plugin", value_name = "NAME[=JSON]", value_parser = crate::plugin_use)]
     plugins: Vec<PluginUse>,
+    /// Records of old data the reader of `bench backlog` has to read (default: 3 × --records,
+    /// so it is still reading when the producer is done).
+    #[arg(long)]
+    backlog: Option<u64>,
 }
 
 impl BenchArgs {
@@ -345,24 +353,163 @@ async fn bench_pipeline(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::
     })
 }
 
-pub async fn run(client: &Client, cmd: BenchCommand) -> anyhow::Result<()> {
+/// What the backlog reader did while the producer ran.
+struct ReaderRun {
+    records: u64,
+    elapsed: Duration,
+}
+
+/// Reads `topic` from the start until `stop` is set or `records` were read, on its own thread
+/// and connection at the lowest CPU priority: on a machine shared with the broker it then
+/// stands for a consumer on another machine and what is measured is the broker's share of
+/// the cost. Says on `started` when the first record arrived.
+fn spawn_reader(
+    broker: String,
+    topic: String,
+    records: u64,
+    stop: Arc<AtomicBool>,
+    started: tokio::sync::oneshot::Sender<()>,
+) -> std::io::Result<std::thread::JoinHandle<anyhow::Result<ReaderRun>>> {
+    std::thread::Builder::new()
+        .name("backlog-reader".into())
+        .spawn(move || {
+            lower_thread_priority();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let client = Client::connect(&broker).await?;
+                let config = ConsumerConfig::default().start(StartFrom::Earliest);
+                let mut consumer = client.consumer(&topic, config).await?;
+                let mut started = Some(started);
+                let start = Instant::now();
+                let mut n = 0u64;
+                while n < records && !stop.load(Ordering::Relaxed) {
+                    match tokio::time::timeout(Duration::from_millis(100), consumer.next()).await {
+                        Err(_) => continue,
+                        Ok(None) => bail!("the backlog stream ended after {n} records"),
+                        Ok(Some(r)) => {
+                            r?;
+                        }
+                    }
+                    n += 1;
+                    if let Some(tx) = started.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(ReaderRun {
+                    records: n,
+                    elapsed: start.elapsed(),
+                })
+            })
+        })
+}
+
+/// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs only on CPU time nothing else
+/// wants (weaker than nice 19, which still takes a share from busy threads).
+fn lower_thread_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the calling
+    // thread. Failure only leaves the policy as it was.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        tracing::warn!(
+            "cannot lower the backlog reader's priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+async fn bench_backlog(
+    client: &Client,
+    broker: &str,
+    a: &BenchArgs,
+    topic: &str,
+) -> anyhow::Result<()> {
+    let backlog = a.backlog.unwrap_or(a.records.saturating_mul(3)).max(1);
+    let old = format!("{topic}-backlog");
+    client
+        .admin()
+        .create_topic(topic_config(&old, a))
+        .await
+        .context("creating the backlog topic")?;
+    let result = async {
+        let fill = BenchArgs {
+            records: backlog,
+            ..a.clone()
+        };
+        produce_all(&producer_for(client, a), &old, &fill, None).await?;
+        let alone = bench_produce(client, a, topic).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let reader = spawn_reader(
+            broker.to_string(),
+            old.clone(),
+            backlog,
+            Arc::clone(&stop),
+            started_tx,
+        )
+        .context("starting the backlog reader")?;
+        // The reader's failure shows when it is joined.
+        let _ = started.await;
+        let with_reader = bench_produce(client, a, topic).await;
+        stop.store(true, Ordering::Relaxed);
+        let read = tokio::task::spawn_blocking(move || reader.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the backlog reader panicked"))??;
+        Ok::<_, anyhow::Error>((alone, with_reader?, read))
+    }
+    .await;
+    let _ = client.admin().delete_topic(&old).await;
+    let (alone, with_reader, read) = result?;
+    let rate = |r: &Report| r.records as f64 / r.elapsed.as_secs_f64().max(1e-9);
+    let (alone_rps, with_rps) = (rate(&alone), rate(&with_reader));
+    let slowdown = 1.0 - with_rps / alone_rps;
+    let read_rps = read.records as f64 / read.elapsed.as_secs_f64().max(1e-9);
+    if a.json {
+        let v = serde_json::json!({
+            "records": a.records, "backlog": backlog,
+            "alone_records_per_sec": alone_rps, "with_reader_records_per_sec": with_rps,
+            "slowdown": slowdown, "reader_records": read.records,
+            "reader_records_per_sec": read_rps,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "backlog: produce {} records alone {alone_rps:.0} rec/s, while a reader catches up \
+             {with_rps:.0} rec/s ({:+.1}%); the reader read {} of {backlog} records at {read_rps:.0} rec/s",
+            a.records,
+            -slowdown * 100.0,
+            read.records,
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(client: &Client, broker: &str, cmd: BenchCommand) -> anyhow::Result<()> {
     let a = match &cmd {
         BenchCommand::Produce(a)
         | BenchCommand::Consume(a)
         | BenchCommand::E2e(a)
-        | BenchCommand::Pipeline(a) => a.clone(),
+        | BenchCommand::Pipeline(a)
+        | BenchCommand::Backlog(a) => a.clone(),
     };
     if a.records == 0 {
         bail!("--records must be positive");
     }
     let topic = fresh_topic(client, &a).await?;
     let result = match cmd {
-        BenchCommand::Produce(_) => bench_produce(client, &a, &topic).await,
-        BenchCommand::Consume(_) => bench_consume(client, &a, &topic).await,
-        BenchCommand::E2e(_) => bench_e2e(client, &a, &topic).await,
-        BenchCommand::Pipeline(_) => bench_pipeline(client, &a, &topic).await,
+        BenchCommand::Produce(_) => bench_produce(client, &a, &topic).await.map(Some),
+        BenchCommand::Consume(_) => bench_consume(client, &a, &topic).await.map(Some),
+        BenchCommand::E2e(_) => bench_e2e(client, &a, &topic).await.map(Some),
+        BenchCommand::Pipeline(_) => bench_pipeline(client, &a, &topic).await.map(Some),
+        BenchCommand::Backlog(_) => bench_backlog(client, broker, &a, &topic)
+            .await
+            .map(|()| None),
     };
     let _ = client.admin().delete_topic(&topic).await;
-    result?.print(a.json);
+    if let Some(report) = result? {
+        report.print(a.json);
+    }
     Ok(())
 }

@@ -68,11 +68,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(cmd) => group::run(&client, cmd).await,
         Command::Plugin(cmd) => plugin::run(&client, cmd).await,
         Command::Pipeline(cmd) => pipeline::run(&client, cmd).await,
-        Command::Bench(cmd) => bench::run(&client, cmd).await,
+        Command::Bench(cmd) => bench::run(&client, &cli.broker, cmd).await,
     }
 }
 
 fn main() -> ExitCode {
+    weir_common::alloc::tune_for_large_messages();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

@@ -578,25 +578,96 @@ pub fn validate(batch: &[u8], max_record_bytes: usize) -> Result<ValidBatch, Bat
 /// compressed batch).
 pub fn decode(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
     let header = BatchHeader::parse(batch)?;
-    let plain = uncompressed(batch)?;
-    let mut out = Vec::with_capacity(header.record_count as usize);
-    for r in record_refs(&plain)? {
-        let r = r?;
-        out.push(Record {
-            offset: r.offset,
-            timestamp: r.timestamp,
-            key: r.key.map(|k| plain.slice_ref(k)),
-            value: plain.slice_ref(r.value),
-            headers: r
-                .headers()
-                .map(|(k, v)| Header {
-                    key: k.to_owned(),
-                    value: plain.slice_ref(v),
-                })
-                .collect(),
-        });
+    let records = RecordCursor::new(batch)?.collect::<Result<_, _>>()?;
+    Ok((header, records))
+}
+
+/// The records of one stored batch as owned [`Record`]s (zero-copy slices of it), decoded one
+/// at a time as they are taken: what a consumer buffers instead of a `Vec<Record>` per batch
+/// (decoding into a Vec, then moving each record into a buffer, was a third of a consuming
+/// client's CPU). Checked like [`record_refs`]; an error ends it.
+#[derive(Debug, Clone)]
+pub struct RecordCursor {
+    /// The batch with its records decompressed.
+    plain: Bytes,
+    /// The header of `plain` (no compression).
+    header: BatchHeader,
+    /// Where the records not taken yet start in `plain`.
+    at: usize,
+    index: u32,
+    last_delta: u64,
+    done: bool,
+}
+
+impl RecordCursor {
+    pub fn new(batch: &Bytes) -> Result<Self, BatchError> {
+        let plain = uncompressed(batch)?;
+        let header = BatchHeader::parse(&plain)?;
+        records_section(&plain, &header)?;
+        Ok(Self {
+            plain,
+            header,
+            at: HEADER_LEN,
+            index: 0,
+            last_delta: 0,
+            done: false,
+        })
     }
-    Ok((header, out))
+
+    /// The batch's header (as stored, but for the compression, which is undone).
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The offset after the batch's last record. The header says it, except for a batch with
+    /// explicit offsets (plugin output: records may share or skip offsets), whose records are
+    /// read for it (without building them).
+    pub fn next_offset(&self) -> Result<u64, BatchError> {
+        if !self.header.explicit_offsets() {
+            return Ok(self.header.next_offset());
+        }
+        let mut last = None;
+        for r in record_refs(&self.plain)? {
+            last = Some(r?.offset);
+        }
+        Ok(last.map_or(self.header.base_offset, |o| o + 1))
+    }
+}
+
+impl Iterator for RecordCursor {
+    type Item = Result<Record, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let end = HEADER_LEN + self.header.records_len as usize;
+        let mut refs = RecordRefs {
+            header: self.header,
+            records: self.plain.get(self.at..end)?,
+            index: self.index,
+            last_delta: self.last_delta,
+            done: self.done,
+        };
+        let item = refs.next();
+        self.at = end - refs.records.len();
+        self.index = refs.index;
+        self.last_delta = refs.last_delta;
+        self.done = refs.done;
+        let plain = &self.plain;
+        Some(item?.map(|r| {
+            Record {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key.map(|k| plain.slice_ref(k)),
+                value: plain.slice_ref(r.value),
+                headers: r
+                    .headers()
+                    .map(|(k, v)| Header {
+                        key: k.to_owned(),
+                        value: plain.slice_ref(v),
+                    })
+                    .collect(),
+            }
+        }))
+    }
 }
 
 /// Builds a batch record by record (producer side).
@@ -1044,6 +1115,41 @@ mod tests {
         assert_eq!(offsets, [10, 10, 19]);
         let packed = many(TimestampType::CreateTime).finish_compressed(Compression::Lz4);
         assert!(record_refs(&packed).is_err());
+    }
+
+    #[test]
+    fn a_cursor_yields_what_decode_does_and_knows_where_the_batch_ends() {
+        for batch in [
+            sample(),
+            many(TimestampType::CreateTime).finish_compressed(Compression::Lz4),
+        ] {
+            let mut cursor = RecordCursor::new(&batch).unwrap();
+            let h = BatchHeader::parse(&batch).unwrap();
+            assert_eq!(cursor.next_offset().unwrap(), h.next_offset());
+            // Taken one at a time, interleaved with other work: the same records as decode.
+            let first = cursor.next().unwrap().unwrap();
+            let rest: Vec<Record> = cursor.map(Result::unwrap).collect();
+            let all = decode(&batch).unwrap().1;
+            assert_eq!(all[0], first);
+            assert_eq!(all[1..], rest[..]);
+        }
+        // Plugin output: the end is after the last record's offset, not base + count.
+        let mut b = BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, 0);
+        b.push_at(0, 5, None, b"a", NO_HEADERS);
+        b.push_at(0, 6, None, b"b", NO_HEADERS);
+        b.push_at(9, 7, None, b"c", NO_HEADERS);
+        let mut bytes = b.finish().to_vec();
+        set_base_offset(&mut bytes, 10);
+        let cursor = RecordCursor::new(&Bytes::from(bytes)).unwrap();
+        assert_eq!(cursor.next_offset().unwrap(), 20);
+        // A corrupt record ends the cursor with one error.
+        let good = sample();
+        let mut bad = good[..good.len() - 1].to_vec();
+        let len = (bad.len() - HEADER_LEN) as u32;
+        bad[44..48].copy_from_slice(&len.to_le_bytes());
+        let results: Vec<_> = RecordCursor::new(&Bytes::from(bad)).unwrap().collect();
+        assert!(results.last().unwrap().is_err());
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
     }
 
     #[test]

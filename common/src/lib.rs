@@ -1,5 +1,6 @@
 //! Pieces both ends of the wire must agree on, with no I/O and no async:
 //!
+//! - [`alloc`]: glibc malloc settings for the binaries that move megabyte messages.
 //! - [`batch`]: the record-batch binary format (encode, validate, decode zero-copy).
 //! - [`compression`]: lz4/zstd compression of a batch's records.
 //! - [`partitioner`]: key → partition (Kafka-compatible murmur2), shared by every SDK.
@@ -9,6 +10,7 @@
 //!
 //! Architecture invariant: this crate knows nothing about gRPC, RocksDB or tokio.
 
+pub mod alloc;
 pub mod batch;
 pub mod compression;
 pub mod limits;

@@ -187,3 +187,44 @@ fn unreachable_broker_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_reports_real_counts_and_cleans_up_its_topics() {
+    let broker = Broker::start();
+    let json = |out: &str| -> serde_json::Value {
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let produce = json(&broker.cli_ok(&["bench", "produce", "--records", "20000", "--json"]));
+    assert_eq!(produce["records"], 20000);
+    assert!(produce["records_per_sec"].as_f64().unwrap() > 0.0);
+    let consume = json(&broker.cli_ok(&[
+        "bench",
+        "consume",
+        "--records",
+        "20000",
+        "--batch",
+        "300",
+        "--json",
+    ]));
+    assert_eq!(consume["records"], 20000);
+    assert!(consume["records_per_sec"].as_f64().unwrap() > 0.0);
+
+    let backlog = json(&broker.cli_ok(&[
+        "bench",
+        "backlog",
+        "--records",
+        "20000",
+        "--backlog",
+        "50000",
+        "--json",
+    ]));
+    assert_eq!(backlog["backlog"], 50000);
+    assert!(backlog["alone_records_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(backlog["with_reader_records_per_sec"].as_f64().unwrap() > 0.0);
+    // The reader started before the timed run (it waits for its first record) and stopped
+    // at the end of the backlog at the latest.
+    let read = backlog["reader_records"].as_u64().unwrap();
+    assert!((1..=50000).contains(&read), "{backlog}");
+    // Every bench topic is deleted afterwards.
+    assert_eq!(broker.cli_ok(&["topic", "list"]).trim(), "");
+}

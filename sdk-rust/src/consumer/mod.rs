@@ -28,7 +28,7 @@ use weir_common::batch;
 use weir_common::limits::{
     DEFAULT_FETCH_MAX_BYTES, DEFAULT_REBALANCE_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS,
 };
-use weir_common::record::Header;
+use weir_common::record::{Header, Record};
 use weir_proto::v1 as pb;
 
 use crate::admin::{OffsetSpec, spec_to_pb};
@@ -222,6 +222,16 @@ struct GroupLink {
     committed: BTreeMap<u32, u64>,
 }
 
+/// A fetched batch whose records are decoded one at a time as they are yielded: no
+/// `Vec<Record>` per batch, no buffer of records (together a third of a consuming client's CPU
+/// when they existed).
+struct Fetched {
+    partition: u32,
+    /// The next record to yield (so its offset is known: [`Consumer::position`]).
+    head: Record,
+    rest: batch::RecordCursor,
+}
+
 /// A stream of records from one topic. Records of a partition come in offset order.
 pub struct Consumer {
     client: Client,
@@ -230,7 +240,8 @@ pub struct Consumer {
     plugins: Vec<pb::PluginUse>,
     start: StartFrom,
     feed: Feed,
-    buffered: VecDeque<ConsumerRecord>,
+    /// Fetched batches not yielded yet, in arrival order.
+    buffered: VecDeque<Fetched>,
     /// Next offset to fetch, per partition (records before it are yielded or buffered).
     positions: BTreeMap<u32, u64>,
     group: Option<GroupLink>,
@@ -395,7 +406,7 @@ impl Consumer {
             )));
         };
         *pos = offset;
-        self.buffered.retain(|r| r.partition != partition);
+        self.buffered.retain(|f| f.partition != partition);
         self.resubscribe();
         Ok(())
     }
@@ -407,8 +418,8 @@ impl Consumer {
         // (it was a fifth of a consuming client's CPU).
         self.buffered
             .iter()
-            .find(|r| r.partition == partition)
-            .map(|r| r.offset)
+            .find(|f| f.partition == partition)
+            .map(|f| f.head.offset)
             .or_else(|| self.positions.get(&partition).copied())
     }
 
@@ -421,9 +432,9 @@ impl Consumer {
     fn consumed_positions(&self) -> BTreeMap<u32, u64> {
         let mut out = self.positions.clone();
         let mut seen = BTreeSet::new();
-        for r in &self.buffered {
-            if seen.insert(r.partition) {
-                out.insert(r.partition, r.offset);
+        for f in &self.buffered {
+            if seen.insert(f.partition) {
+                out.insert(f.partition, f.head.offset);
             }
         }
         out
@@ -474,6 +485,7 @@ impl Consumer {
 
     /// Decodes a pushed response into `buffered`, skipping records before the positions.
     fn absorb(&mut self, resp: pb::FetchResponse) -> Result<()> {
+        let protocol = |e: batch::BatchError| Error::Protocol(e.to_string());
         for part in resp.partitions {
             let Some(pos) = self.positions.get_mut(&part.partition) else {
                 return Err(Error::Protocol(format!(
@@ -485,21 +497,20 @@ impl Consumer {
             // position this response started from, not by the last record's.
             let start = *pos;
             for bytes in part.batches {
-                let (_, records) =
-                    batch::decode(&bytes).map_err(|e| Error::Protocol(e.to_string()))?;
-                for r in records {
-                    if r.offset < start {
-                        continue;
+                let mut rest = batch::RecordCursor::new(&bytes).map_err(protocol)?;
+                *pos = (*pos).max(rest.next_offset().map_err(protocol)?);
+                // The first batch may begin before the position.
+                let head = loop {
+                    match rest.next().transpose().map_err(protocol)? {
+                        Some(r) if r.offset < start => continue,
+                        head => break head,
                     }
-                    *pos = (*pos).max(r.offset + 1);
-                    self.buffered.push_back(ConsumerRecord {
-                        topic: Arc::clone(&self.topic),
+                };
+                if let Some(head) = head {
+                    self.buffered.push_back(Fetched {
                         partition: part.partition,
-                        offset: r.offset,
-                        timestamp: r.timestamp,
-                        key: r.key,
-                        value: r.value,
-                        headers: r.headers,
+                        head,
+                        rest,
                     });
                 }
             }
@@ -509,6 +520,26 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+
+    /// Takes the next buffered record.
+    fn next_buffered(&mut self) -> Option<Result<ConsumerRecord>> {
+        let f = self.buffered.front_mut()?;
+        let partition = f.partition;
+        let r = match f.rest.next() {
+            Some(Ok(next)) => std::mem::replace(&mut f.head, next),
+            Some(Err(e)) => return Some(Err(Error::Protocol(e.to_string()))),
+            None => self.buffered.pop_front()?.head,
+        };
+        Some(Ok(ConsumerRecord {
+            topic: Arc::clone(&self.topic),
+            partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+        }))
     }
 
     /// Starts applying a new assignment: stops reading (and drops buffered records of)
@@ -522,7 +553,7 @@ impl Consumer {
             .collect();
         self.positions.retain(|p, _| a.partitions.contains(p));
         self.buffered
-            .retain(|r| a.partitions.contains(&r.partition));
+            .retain(|f| a.partitions.contains(&f.partition));
         // The old stream may carry revoked partitions: drop it now.
         self.feed = Feed::Idle;
         let Some(g) = &mut self.group else {
@@ -748,8 +779,14 @@ impl Stream for Consumer {
             return ready;
         }
         loop {
-            if let Some(r) = self.buffered.pop_front() {
-                return Poll::Ready(Some(Ok(r)));
+            match self.next_buffered() {
+                Some(Ok(r)) => return Poll::Ready(Some(Ok(r))),
+                Some(Err(e)) => {
+                    self.buffered.clear();
+                    self.feed = Feed::Closed;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {}
             }
             let polled = match &mut self.feed {
                 Feed::Closed => return Poll::Ready(None),
