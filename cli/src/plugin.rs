@@ -241,8 +241,15 @@ fn new_plugin(name: &str, kind: Kind, sdk_path: Option<PathBuf>) -> anyhow::Resu
     let fn_name = name.replace('-', "_");
     std::fs::write(dir.join("src/lib.rs"), template(kind, &fn_name))?;
     std::fs::write(dir.join(".gitignore"), "target/\n")?;
+    std::fs::create_dir_all(dir.join(".cargo"))?;
+    std::fs::write(dir.join(".cargo/config.toml"), CARGO_CONFIG)?;
     Ok(dir)
 }
+
+/// `.cargo/config.toml` of a new plugin crate: WebAssembly SIMD, which wasmtime runs natively
+/// (as in the repository's `plugins/.cargo/config.toml`).
+const CARGO_CONFIG: &str =
+    "[target.wasm32-unknown-unknown]\nrustflags = [\"-C\", \"target-feature=+simd128\"]\n";
 
 /// Builds the crate in `dir` for wasm32 with Debian's rustc-web (-Zbuild-std) and returns the
 /// path of the .wasm it produced.
