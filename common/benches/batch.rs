@@ -100,6 +100,16 @@ fn read(c: &mut Criterion) {
     g.bench_function("decode", |b| {
         b.iter(|| batch::decode(black_box(&plain)).expect("decode"))
     });
+    // What a consumer does: records taken one at a time from a buffered batch.
+    g.bench_function("cursor", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for r in batch::RecordCursor::new(black_box(&plain)).expect("cursor") {
+                n += black_box(r.expect("record")).value.len();
+            }
+            n
+        })
+    });
     g.bench_function("decode_lz4", |b| {
         b.iter(|| batch::decode(black_box(&lz4)).expect("decode"))
     });

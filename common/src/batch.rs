@@ -371,17 +371,13 @@ impl<'a> RecordRef<'a> {
 
 /// The records of one uncompressed batch, checked as they are read ([`record_refs`]).
 pub struct RecordRefs<'a> {
-    header: BatchHeader,
     records: &'a [u8],
-    index: u32,
-    last_delta: u64,
-    /// After the last record or the first error.
-    done: bool,
+    walk: Walk,
 }
 
 impl<'a> RecordRefs<'a> {
     pub fn header(&self) -> &BatchHeader {
-        &self.header
+        &self.walk.header
     }
 }
 
@@ -389,10 +385,37 @@ impl<'a> Iterator for RecordRefs<'a> {
     type Item = Result<RecordRef<'a>, BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.walk.next(&mut self.records)
+    }
+}
+
+/// Where a walk over a batch's records stands (the records themselves are passed in, so the
+/// walk can also run over an owned batch: [`RecordCursor`]).
+#[derive(Debug, Clone)]
+struct Walk {
+    header: BatchHeader,
+    index: u32,
+    last_delta: u64,
+    /// After the last record or the first error.
+    done: bool,
+}
+
+impl Walk {
+    fn new(header: BatchHeader) -> Self {
+        Self {
+            header,
+            index: 0,
+            last_delta: 0,
+            done: false,
+        }
+    }
+
+    /// The next record of `records` (the rest of the records section), which it advances.
+    fn next<'a>(&mut self, records: &mut &'a [u8]) -> Option<Result<RecordRef<'a>, BatchError>> {
         if self.done {
             return None;
         }
-        let r = if self.records.is_empty() {
+        let r = if records.is_empty() {
             self.done = true;
             if self.index == self.header.record_count {
                 return None;
@@ -402,18 +425,16 @@ impl<'a> Iterator for RecordRefs<'a> {
                 actual: self.index,
             })
         } else {
-            self.next_record()
+            self.next_record(records)
         };
         self.done |= r.is_err();
         Some(r)
     }
-}
 
-impl<'a> RecordRefs<'a> {
-    fn next_record(&mut self) -> Result<RecordRef<'a>, BatchError> {
+    fn next_record<'a>(&mut self, records: &mut &'a [u8]) -> Result<RecordRef<'a>, BatchError> {
         let index = self.index;
         let h = &self.header;
-        let body = next_body(&mut self.records, index)?;
+        let body = next_body(records, index)?;
         let raw = parse_body(body, index, h.explicit_offsets())?;
         let delta = if h.explicit_offsets() {
             if raw.offset_delta < self.last_delta {
@@ -465,11 +486,8 @@ pub fn record_refs(batch: &[u8]) -> Result<RecordRefs<'_>, BatchError> {
     }
     let records = records_section(batch, &header)?;
     Ok(RecordRefs {
-        header,
         records,
-        index: 0,
-        last_delta: 0,
-        done: false,
+        walk: Walk::new(header),
     })
 }
 
@@ -578,8 +596,30 @@ pub fn validate(batch: &[u8], max_record_bytes: usize) -> Result<ValidBatch, Bat
 /// compressed batch).
 pub fn decode(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
     let header = BatchHeader::parse(batch)?;
-    let records = RecordCursor::new(batch)?.collect::<Result<_, _>>()?;
+    let plain = uncompressed(batch)?;
+    let mut records = Vec::with_capacity(header.record_count as usize);
+    for r in record_refs(&plain)? {
+        records.push(owned(&plain, r?));
+    }
     Ok((header, records))
+}
+
+/// A record of `plain` as an owned [`Record`] whose byte fields are slices of `plain`.
+#[inline]
+fn owned(plain: &Bytes, r: RecordRef<'_>) -> Record {
+    Record {
+        offset: r.offset,
+        timestamp: r.timestamp,
+        key: r.key.map(|k| plain.slice_ref(k)),
+        value: plain.slice_ref(r.value),
+        headers: r
+            .headers()
+            .map(|(k, v)| Header {
+                key: k.to_owned(),
+                value: plain.slice_ref(v),
+            })
+            .collect(),
+    }
 }
 
 /// The records of one stored batch as owned [`Record`]s (zero-copy slices of it), decoded one
@@ -590,83 +630,56 @@ pub fn decode(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
 pub struct RecordCursor {
     /// The batch with its records decompressed.
     plain: Bytes,
-    /// The header of `plain` (no compression).
-    header: BatchHeader,
-    /// Where the records not taken yet start in `plain`.
+    /// Where the records not taken yet start in `plain`, and where they end.
     at: usize,
-    index: u32,
-    last_delta: u64,
-    done: bool,
+    end: usize,
+    walk: Walk,
 }
 
 impl RecordCursor {
     pub fn new(batch: &Bytes) -> Result<Self, BatchError> {
         let plain = uncompressed(batch)?;
         let header = BatchHeader::parse(&plain)?;
-        records_section(&plain, &header)?;
+        let end = HEADER_LEN + records_section(&plain, &header)?.len();
         Ok(Self {
             plain,
-            header,
             at: HEADER_LEN,
-            index: 0,
-            last_delta: 0,
-            done: false,
+            end,
+            walk: Walk::new(header),
         })
     }
 
     /// The batch's header (as stored, but for the compression, which is undone).
     pub fn header(&self) -> &BatchHeader {
-        &self.header
+        &self.walk.header
     }
 
     /// The offset after the batch's last record. The header says it, except for a batch with
     /// explicit offsets (plugin output: records may share or skip offsets), whose records are
     /// read for it (without building them).
     pub fn next_offset(&self) -> Result<u64, BatchError> {
-        if !self.header.explicit_offsets() {
-            return Ok(self.header.next_offset());
+        let header = &self.walk.header;
+        if !header.explicit_offsets() {
+            return Ok(header.next_offset());
         }
         let mut last = None;
         for r in record_refs(&self.plain)? {
             last = Some(r?.offset);
         }
-        Ok(last.map_or(self.header.base_offset, |o| o + 1))
+        Ok(last.map_or(header.base_offset, |o| o + 1))
     }
 }
 
 impl Iterator for RecordCursor {
     type Item = Result<Record, BatchError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let end = HEADER_LEN + self.header.records_len as usize;
-        let mut refs = RecordRefs {
-            header: self.header,
-            records: self.plain.get(self.at..end)?,
-            index: self.index,
-            last_delta: self.last_delta,
-            done: self.done,
-        };
-        let item = refs.next();
-        self.at = end - refs.records.len();
-        self.index = refs.index;
-        self.last_delta = refs.last_delta;
-        self.done = refs.done;
         let plain = &self.plain;
-        Some(item?.map(|r| {
-            Record {
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key.map(|k| plain.slice_ref(k)),
-                value: plain.slice_ref(r.value),
-                headers: r
-                    .headers()
-                    .map(|(k, v)| Header {
-                        key: k.to_owned(),
-                        value: plain.slice_ref(v),
-                    })
-                    .collect(),
-            }
-        }))
+        let mut records = plain.get(self.at..self.end)?;
+        let item = self.walk.next(&mut records);
+        self.at = self.end - records.len();
+        Some(item?.map(|r| owned(plain, r)))
     }
 }
 
