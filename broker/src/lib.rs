@@ -5,6 +5,7 @@
 //! - [`config`]: flags and config file → typed [`config::Config`].
 //! - [`server`]: tonic services; the only module that knows proto types and `Status`.
 //! - [`broker`]: the domain facade the services call (validation, routing, blocking pool).
+//! - [`cluster`]: cluster mode: members, replicated metadata (docs/cluster.md).
 //! - [`topics`]: topic registry: create, delete, recover at start-up.
 //! - [`groups`]: consumer groups: membership, assignment, committed offsets.
 //! - [`pipelines`]: continuous topic→topic plugin pipelines (exactly-once).
@@ -15,6 +16,7 @@
 //! - [`error`]: the domain error.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod groups;

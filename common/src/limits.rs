@@ -20,6 +20,10 @@ pub const MAX_HEADERS_PER_RECORD: usize = 1024;
 /// Partitions per topic: `1..=MAX_PARTITIONS`.
 pub const MAX_PARTITIONS: u32 = 10_000;
 
+/// Brokers in one cluster (every one is a voter of the metadata quorum, so more would only
+/// slow its commits).
+pub const MAX_CLUSTER_NODES: usize = 9;
+
 /// Longest topic or consumer-group name (Kafka's limit for topics).
 pub const MAX_NAME_LEN: usize = 249;
 

@@ -1,0 +1,341 @@
+//! The cluster's metadata as a deterministic state machine: every broker applies the same
+//! commands in the same (raft log) order and reaches the same state. No I/O here.
+//!
+//! Invariants:
+//! - a partition's leader, when it has one, is in its ISR, and its ISR is a subset of its
+//!   replicas;
+//! - `leader_epoch` grows by one with every leader change, `partition_epoch` with every change
+//!   of leader or ISR; a change proposed against an older `partition_epoch` is refused (so a
+//!   deposed leader cannot shrink the ISR it no longer owns).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::peers::NodeId;
+use crate::types::TopicConfig;
+
+/// A broker known to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub addr: String,
+}
+
+/// Where a partition lives and who leads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Every broker that holds a copy, in preference order (the first is the preferred leader).
+    pub replicas: Vec<NodeId>,
+    /// `None` while no in-sync replica is alive.
+    pub leader: Option<NodeId>,
+    pub leader_epoch: u32,
+    /// In-sync replicas: those that have everything up to the high watermark.
+    pub isr: Vec<NodeId>,
+    pub partition_epoch: u32,
+}
+
+/// A topic's settings and partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicState {
+    pub config: TopicConfig,
+    pub partitions: Vec<PartitionState>,
+}
+
+/// The whole replicated metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub brokers: BTreeMap<NodeId, BrokerInfo>,
+    pub topics: BTreeMap<String, TopicState>,
+    /// Where the next topic's replica placement starts (spreads leaders over brokers).
+    pub next_placement: u64,
+}
+
+/// A change to the metadata (one raft log entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A broker announces (or updates) its address.
+    RegisterBroker {
+        id: NodeId,
+        addr: String,
+    },
+    /// Creates a topic; replicas are placed over the registered brokers.
+    CreateTopic {
+        name: String,
+        config: TopicConfig,
+        replication_factor: u32,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Sets a partition's leader and ISR (the controller, on failover or when a replica comes
+    /// back), if the partition is still at `partition_epoch`.
+    ChangePartition {
+        topic: String,
+        partition: u32,
+        partition_epoch: u32,
+        leader: Option<NodeId>,
+        isr: Vec<NodeId>,
+    },
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    TopicExists,
+    TopicNotFound,
+    PartitionNotFound,
+    /// Not enough brokers for the replication factor.
+    NotEnoughBrokers {
+        wanted: u32,
+        brokers: u32,
+    },
+    /// The partition moved on since the proposer looked (its epoch is newer).
+    StaleEpoch {
+        current: u32,
+    },
+    /// The proposed leader/ISR break an invariant (not replicas, leader outside the ISR).
+    Invalid(String),
+}
+
+impl Metadata {
+    /// Applies one command. Deterministic: the outcome depends only on the state and command.
+    pub fn apply(&mut self, cmd: Command) -> Outcome {
+        match cmd {
+            Command::RegisterBroker { id, addr } => {
+                self.brokers.insert(id, BrokerInfo { addr });
+                Outcome::Done
+            }
+            Command::CreateTopic {
+                name,
+                config,
+                replication_factor,
+            } => self.create_topic(name, config, replication_factor),
+            Command::DeleteTopic { name } => match self.topics.remove(&name) {
+                Some(_) => Outcome::Done,
+                None => Outcome::TopicNotFound,
+            },
+            Command::ChangePartition {
+                topic,
+                partition,
+                partition_epoch,
+                leader,
+                isr,
+            } => {
+                let Some(t) = self.topics.get_mut(&topic) else {
+                    return Outcome::TopicNotFound;
+                };
+                let Some(p) = t.partitions.get_mut(partition as usize) else {
+                    return Outcome::PartitionNotFound;
+                };
+                if p.partition_epoch != partition_epoch {
+                    return Outcome::StaleEpoch {
+                        current: p.partition_epoch,
+                    };
+                }
+                if let Some(bad) = isr.iter().find(|r| !p.replicas.contains(r)) {
+                    return Outcome::Invalid(format!("{bad} is not a replica"));
+                }
+                if let Some(l) = leader
+                    && !isr.contains(&l)
+                {
+                    return Outcome::Invalid(format!("leader {l} is not in the ISR"));
+                }
+                if p.leader != leader {
+                    p.leader_epoch += 1;
+                }
+                p.leader = leader;
+                p.isr = isr;
+                p.partition_epoch += 1;
+                Outcome::Done
+            }
+        }
+    }
+
+    fn create_topic(&mut self, name: String, config: TopicConfig, rf: u32) -> Outcome {
+        if self.topics.contains_key(&name) {
+            return Outcome::TopicExists;
+        }
+        let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();
+        if rf == 0 || rf as usize > brokers.len() {
+            return Outcome::NotEnoughBrokers {
+                wanted: rf,
+                brokers: brokers.len() as u32,
+            };
+        }
+        let start = self.next_placement;
+        self.next_placement += 1;
+        let partitions = (0..config.partitions)
+            .map(|p| {
+                let replicas = place(&brokers, start + u64::from(p), rf);
+                PartitionState {
+                    leader: replicas.first().copied(),
+                    leader_epoch: 0,
+                    isr: replicas.clone(),
+                    replicas,
+                    partition_epoch: 0,
+                }
+            })
+            .collect();
+        self.topics.insert(name, TopicState { config, partitions });
+        Outcome::Done
+    }
+
+    /// The partitions `node` holds a replica of, with their state.
+    pub fn replicas_on(&self, node: NodeId) -> impl Iterator<Item = (&str, u32, &PartitionState)> {
+        self.topics.iter().flat_map(move |(name, t)| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(move |(_, p)| p.replicas.contains(&node))
+                .map(move |(i, p)| (name.as_str(), i as u32, p))
+        })
+    }
+}
+
+/// `rf` consecutive brokers (in id order, wrapping) starting at position `start`: Kafka's
+/// round-robin placement, so leaders (the first replica) spread evenly.
+fn place(brokers: &[NodeId], start: u64, rf: u32) -> Vec<NodeId> {
+    let n = brokers.len() as u64;
+    (0..u64::from(rf))
+        .map(|j| brokers[((start + j) % n) as usize])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(partitions: u32) -> TopicConfig {
+        TopicConfig {
+            partitions,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_bytes: 1 << 20,
+            segment_ms: 1000,
+        }
+    }
+
+    fn three_brokers() -> Metadata {
+        let mut m = Metadata::default();
+        for id in 1..=3 {
+            let addr = format!("127.0.0.1:{}", 9000 + id);
+            assert_eq!(m.apply(Command::RegisterBroker { id, addr }), Outcome::Done);
+        }
+        m
+    }
+
+    fn create(m: &mut Metadata, name: &str, partitions: u32, rf: u32) -> Outcome {
+        m.apply(Command::CreateTopic {
+            name: name.into(),
+            config: config(partitions),
+            replication_factor: rf,
+        })
+    }
+
+    #[test]
+    fn replicas_are_spread_and_the_first_leads() {
+        let mut m = three_brokers();
+        assert_eq!(create(&mut m, "orders", 3, 3), Outcome::Done);
+        let t = &m.topics["orders"];
+        let leaders: Vec<_> = t.partitions.iter().map(|p| p.leader.unwrap()).collect();
+        assert_eq!(leaders, [1, 2, 3]);
+        assert_eq!(t.partitions[1].replicas, [2, 3, 1]);
+        for p in &t.partitions {
+            assert_eq!(p.isr, p.replicas);
+            assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0));
+        }
+        // The next topic starts one broker further.
+        assert_eq!(create(&mut m, "audit", 1, 2), Outcome::Done);
+        assert_eq!(m.topics["audit"].partitions[0].replicas, [2, 3]);
+        assert_eq!(m.replicas_on(1).count(), 3);
+        assert_eq!(m.replicas_on(3).count(), 4);
+    }
+
+    #[test]
+    fn bad_creates_change_nothing() {
+        let mut m = three_brokers();
+        assert_eq!(
+            create(&mut m, "t", 1, 4),
+            Outcome::NotEnoughBrokers {
+                wanted: 4,
+                brokers: 3
+            }
+        );
+        assert!(matches!(
+            create(&mut m, "t", 1, 0),
+            Outcome::NotEnoughBrokers { .. }
+        ));
+        assert_eq!(create(&mut m, "t", 1, 1), Outcome::Done);
+        let before = m.clone();
+        assert_eq!(create(&mut m, "t", 2, 1), Outcome::TopicExists);
+        assert_eq!(m, before);
+        assert_eq!(
+            m.apply(Command::DeleteTopic { name: "x".into() }),
+            Outcome::TopicNotFound
+        );
+    }
+
+    #[test]
+    fn leader_changes_bump_epochs_and_stale_proposals_are_refused() {
+        let mut m = three_brokers();
+        create(&mut m, "t", 1, 3);
+        let change = |epoch, leader, isr: &[NodeId]| Command::ChangePartition {
+            topic: "t".into(),
+            partition: 0,
+            partition_epoch: epoch,
+            leader,
+            isr: isr.to_vec(),
+        };
+        // Broker 1 dies: 2 leads.
+        assert_eq!(m.apply(change(0, Some(2), &[2, 3])), Outcome::Done);
+        let p = &m.topics["t"].partitions[0];
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.partition_epoch),
+            (Some(2), 1, 1)
+        );
+        // A proposal made before that change is refused.
+        assert_eq!(
+            m.apply(change(0, Some(1), &[1])),
+            Outcome::StaleEpoch { current: 1 }
+        );
+        // An ISR change alone keeps the leader epoch.
+        assert_eq!(m.apply(change(1, Some(2), &[1, 2, 3])), Outcome::Done);
+        let p = &m.topics["t"].partitions[0];
+        assert_eq!((p.leader_epoch, p.partition_epoch), (1, 2));
+        // Invariants hold.
+        assert!(matches!(
+            m.apply(change(2, Some(1), &[2, 3])),
+            Outcome::Invalid(_)
+        ));
+        assert!(matches!(
+            m.apply(change(2, Some(2), &[2, 7])),
+            Outcome::Invalid(_)
+        ));
+        // No live in-sync replica: no leader, and the epoch still moves.
+        assert_eq!(m.apply(change(2, None, &[])), Outcome::Done);
+        assert_eq!(m.topics["t"].partitions[0].leader_epoch, 2);
+    }
+
+    #[test]
+    fn replaying_the_same_commands_gives_the_same_state() {
+        let cmds = |m: &mut Metadata| {
+            for id in [3, 1, 2] {
+                m.apply(Command::RegisterBroker {
+                    id,
+                    addr: format!("h:{id}"),
+                });
+            }
+            create(m, "a", 4, 2);
+            create(m, "b", 2, 3);
+            m.apply(Command::DeleteTopic { name: "a".into() });
+            create(m, "c", 3, 1);
+        };
+        let (mut x, mut y) = (Metadata::default(), Metadata::default());
+        cmds(&mut x);
+        cmds(&mut y);
+        assert_eq!(x, y);
+        let json = serde_json::to_vec(&x).unwrap();
+        assert_eq!(serde_json::from_slice::<Metadata>(&json).unwrap(), x);
+    }
+}
