@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "weir/v1/groups.proto",
         "weir/v1/plugins.proto",
         "weir/v1/pipelines.proto",
+        "weir/v1/cluster.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

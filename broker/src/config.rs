@@ -9,6 +9,7 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use weir_common::limits::{DEFAULT_MAX_RECORD_BYTES, MAX_BATCH_BYTES, MIN_SEGMENT_BYTES};
 
+use crate::cluster::peers::{ClusterSpec, cluster_spec};
 use crate::storage::SyncMode;
 
 /// Default data directory, relative to the working directory.
@@ -78,6 +79,13 @@ pub struct Args {
     /// Segment age after which it rolls, for topics that do not set one [default: 7 days].
     #[arg(long, value_name = "MS")]
     pub default_segment_ms: Option<i64>,
+    /// Cluster mode: this broker's id in --cluster.
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<u64>,
+    /// Cluster mode: every member as ID=HOST:PORT, comma-separated (this one included).
+    /// Without it the broker runs alone (the default).
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    pub cluster: Option<String>,
 }
 
 /// Settings a topic gets when its creator leaves them out.
@@ -99,6 +107,8 @@ pub struct Config {
     pub max_record_bytes: usize,
     pub retention_check_interval: Duration,
     pub topic_defaults: TopicDefaults,
+    /// `None`: a standalone broker.
+    pub cluster: Option<ClusterSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +197,11 @@ impl Config {
         .map(|b| b as u64);
         let interval_ms = pick!(fsync_interval_ms, DEFAULT_FSYNC_INTERVAL_MS).max(1);
         let retention_ms_check = pick!(retention_check_ms, DEFAULT_RETENTION_CHECK_MS).max(1);
+        let cluster = cluster_spec(
+            args.node_id.or(file.node_id),
+            args.cluster.as_deref().or(file.cluster.as_deref()),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(Self {
             data_dir: pick!(data_dir, PathBuf::from(DEFAULT_DATA_DIR)),
             listen: pick!(listen, DEFAULT_LISTEN.to_string()),
@@ -200,6 +215,7 @@ impl Config {
                 segment_bytes,
                 segment_ms,
             },
+            cluster,
         })
     }
 }
@@ -243,6 +259,16 @@ mod tests {
             parse(&["--config", p]),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn cluster_flags_resolve_together() {
+        assert!(parse(&[]).unwrap().cluster.is_none());
+        let c = parse(&["--node-id", "2", "--cluster", "1=a:1,2=b:2,3=c:3"]).unwrap();
+        let spec = c.cluster.unwrap();
+        assert_eq!((spec.node_id, spec.peers.len()), (2, 3));
+        assert!(parse(&["--node-id", "2"]).is_err());
+        assert!(parse(&["--node-id", "4", "--cluster", "1=a:1"]).is_err());
     }
 
     #[test]

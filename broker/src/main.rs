@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
+use weir_broker::cluster::Cluster;
 use weir_broker::config::{Args, FsyncPolicy};
 use weir_broker::{Broker, Config};
 
@@ -24,7 +25,8 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // openraft logs every vote and replication step at info.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -65,6 +67,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let cluster = match config.cluster.clone() {
+        None => None,
+        Some(spec) => {
+            tracing::info!(
+                node_id = spec.node_id,
+                members = spec.peers.len(),
+                "joining the cluster"
+            );
+            Some(Cluster::start(spec, broker.store().clone()).await?)
+        }
+    };
 
     let background = spawn_background(&broker, &config);
 
@@ -74,7 +87,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     drop(stdout);
     tracing::info!(%addr, "serving");
 
-    weir_broker::server::serve(Arc::clone(&broker), listener, shutdown_signal()).await?;
+    weir_broker::server::serve(
+        Arc::clone(&broker),
+        cluster.clone(),
+        listener,
+        shutdown_signal(),
+    )
+    .await?;
+    if let Some(c) = cluster {
+        c.shutdown().await;
+    }
 
     for task in background {
         task.abort();

@@ -4,6 +4,7 @@
 //! with `error:`, with a non-zero exit code.
 
 mod bench;
+mod cluster;
 mod consume;
 mod group;
 mod pipeline;
@@ -52,6 +53,9 @@ enum Command {
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Cluster members and their health.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -69,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(cmd) => plugin::run(&client, cmd).await,
         Command::Pipeline(cmd) => pipeline::run(&client, cmd).await,
         Command::Bench(cmd) => bench::run(&client, &cli.broker, cmd).await,
+        Command::Cluster(cmd) => cluster::run(&client, cmd).await,
     }
 }
 

@@ -60,6 +60,23 @@ impl NewTopic {
     }
 }
 
+/// One cluster member as [`Admin::cluster_status`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The member's `--node-id` (0: a standalone broker).
+    pub node_id: u64,
+    /// Its `HOST:PORT`.
+    pub addr: String,
+    /// `controller`, `follower`, `candidate`, `learner`, `standalone`, or `unreachable`.
+    pub role: String,
+    /// The controller this member knows of.
+    pub controller: Option<u64>,
+    /// Raft term of the metadata quorum.
+    pub term: u64,
+    /// The last metadata log index the member applied.
+    pub applied_index: u64,
+}
+
 /// A topic's effective settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
@@ -168,6 +185,29 @@ impl Admin {
             .await?
             .into_inner();
         Ok(info_of(resp.topic.unwrap_or_default()))
+    }
+
+    /// Every member of the cluster with its role, as the broker asked reaches them (a
+    /// standalone broker: itself alone).
+    pub async fn cluster_status(&self) -> Result<Vec<NodeStatus>> {
+        let resp = self
+            .client
+            .cluster_rpc()
+            .cluster_status(pb::ClusterStatusRequest {})
+            .await?
+            .into_inner();
+        Ok(resp
+            .nodes
+            .into_iter()
+            .map(|n| NodeStatus {
+                node_id: n.node_id,
+                addr: n.addr,
+                role: n.role,
+                controller: (n.controller != 0).then_some(n.controller),
+                term: n.term,
+                applied_index: n.applied_index,
+            })
+            .collect())
     }
 
     /// Every topic, sorted by name.

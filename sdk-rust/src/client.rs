@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 use weir_common::limits::MAX_REQUEST_BYTES;
+use weir_proto::v1::cluster_client::ClusterClient;
 use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::log_client::LogClient;
 use weir_proto::v1::pipelines_client::PipelinesClient;
@@ -92,6 +93,10 @@ impl Client {
         TopicsClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    pub(crate) fn cluster_rpc(&self) -> ClusterClient<Channel> {
+        ClusterClient::new(self.channel.clone())
     }
 
     pub(crate) fn log_rpc(&self) -> LogClient<Channel> {

@@ -36,8 +36,8 @@ mod pipeline;
 mod producer;
 
 pub use admin::{
-    Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, NewTopic, OffsetSpec,
-    PartitionInfo, PluginInfo, PluginLimits, ResetTo, TopicDescription, TopicInfo,
+    Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, NewTopic, NodeStatus,
+    OffsetSpec, PartitionInfo, PluginInfo, PluginLimits, ResetTo, TopicDescription, TopicInfo,
 };
 pub use client::{Client, DEFAULT_BROKER};
 pub use consumer::{

@@ -2,6 +2,209 @@
 //!
 //! - [`peers`]: the `--cluster` list.
 //! - [`state`]: the replicated metadata as a deterministic state machine (no I/O).
+//! - [`store`]: openraft's log storage and state machine over RocksDB.
+//! - [`network`]: raft messages between brokers over gRPC.
+//! - this module: [`Cluster`], the running quorum member: start-up (the lowest id initialises
+//!   a fresh cluster), this node's view, and the controller's duties while it leads.
 
+pub mod network;
 pub mod peers;
 pub mod state;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, Raft, ServerState};
+use tokio::sync::watch;
+
+use crate::storage::Store;
+use network::Network;
+use peers::{ClusterSpec, NodeId};
+use state::{Command, Metadata, Outcome};
+use store::{LogStore, StateMachine, TypeConfig};
+
+/// Raft timing: a leader heartbeats every 250 ms and followers start an election after 1–2 s
+/// without one, so a dead controller is replaced within about 2 s.
+const HEARTBEAT_MS: u64 = 250;
+const ELECTION_TIMEOUT_MIN_MS: u64 = 1000;
+const ELECTION_TIMEOUT_MAX_MS: u64 = 2000;
+
+/// How often the controller checks its duties (registering members, later failover).
+const CONTROLLER_TICK: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster start-up: {0}")]
+    Start(String),
+    #[error("the metadata quorum has no controller right now; try again")]
+    NoController,
+    #[error("metadata write failed: {0}")]
+    Write(String),
+}
+
+/// This broker's role as the metadata quorum sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub node_id: NodeId,
+    pub role: &'static str,
+    pub controller: Option<NodeId>,
+    pub term: u64,
+    pub applied_index: u64,
+}
+
+/// A running member of the metadata quorum.
+pub struct Cluster {
+    node_id: NodeId,
+    peers: BTreeMap<NodeId, String>,
+    raft: Raft<TypeConfig>,
+    metadata: watch::Receiver<Arc<Metadata>>,
+    controller_task: tokio::task::JoinHandle<()>,
+}
+
+impl Cluster {
+    /// Starts this node's raft member on `store`; on a fresh data dir, the member with the
+    /// lowest id initialises the cluster with every listed member.
+    pub async fn start(spec: ClusterSpec, store: Store) -> Result<Arc<Self>, ClusterError> {
+        let start = |e: String| ClusterError::Start(e);
+        let config = openraft::Config {
+            cluster_name: "weir".into(),
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| start(e.to_string()))?;
+        let (sm, metadata) = StateMachine::open(store.clone()).map_err(start)?;
+        let raft = Raft::new(
+            spec.node_id,
+            Arc::new(config),
+            Network,
+            LogStore::new(store),
+            sm,
+        )
+        .await
+        .map_err(|e| start(e.to_string()))?;
+        let first = spec.peers.keys().next().copied();
+        let fresh = !raft
+            .is_initialized()
+            .await
+            .map_err(|e| start(e.to_string()))?;
+        if fresh && first == Some(spec.node_id) {
+            let members: BTreeMap<NodeId, BasicNode> = spec
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            tracing::info!(members = ?spec.peers, "initialising a new cluster");
+            raft.initialize(members)
+                .await
+                .map_err(|e| start(e.to_string()))?;
+        }
+        let controller_task = tokio::spawn(controller_duties(
+            raft.clone(),
+            spec.peers.clone(),
+            metadata.clone(),
+        ));
+        Ok(Arc::new(Self {
+            node_id: spec.node_id,
+            peers: spec.peers,
+            raft,
+            metadata,
+            controller_task,
+        }))
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Every member by id, as `--cluster` listed them.
+    pub fn peers(&self) -> &BTreeMap<NodeId, String> {
+        &self.peers
+    }
+
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// The metadata as last applied here (changes are published as they apply).
+    pub fn metadata(&self) -> watch::Receiver<Arc<Metadata>> {
+        self.metadata.clone()
+    }
+
+    /// This node's role, the controller it knows of, and how far it applied.
+    pub fn view(&self) -> NodeView {
+        let m = self.raft.metrics().borrow().clone();
+        NodeView {
+            node_id: self.node_id,
+            role: match m.state {
+                ServerState::Leader => "controller",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            },
+            controller: m.current_leader,
+            term: m.current_term,
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+        }
+    }
+
+    /// Proposes a metadata change and waits until it is committed and applied. Only the
+    /// controller can; others get [`ClusterError::NoController`] or a forward hint (later
+    /// steps forward it themselves).
+    pub async fn propose(&self, cmd: Command) -> Result<Outcome, ClusterError> {
+        match self.raft.client_write(cmd).await {
+            Ok(r) => Ok(r.data),
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::ClientWriteError::ForwardToLeader(_),
+            )) => Err(ClusterError::NoController),
+            Err(e) => Err(ClusterError::Write(e.to_string())),
+        }
+    }
+
+    /// Leaves the quorum (at broker shutdown).
+    pub async fn shutdown(&self) {
+        self.controller_task.abort();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+    }
+}
+
+/// While this node is the controller: makes sure every member is registered with its address
+/// (the first thing a new cluster's controller does).
+async fn controller_duties(
+    raft: Raft<TypeConfig>,
+    peers: BTreeMap<NodeId, String>,
+    metadata: watch::Receiver<Arc<Metadata>>,
+) {
+    let mut tick = tokio::time::interval(CONTROLLER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if raft.metrics().borrow().state != ServerState::Leader {
+            continue;
+        }
+        let missing: Vec<(NodeId, String)> = {
+            let m = metadata.borrow();
+            peers
+                .iter()
+                .filter(|(id, addr)| m.brokers.get(id).is_none_or(|b| &b.addr != *addr))
+                .map(|(id, addr)| (*id, addr.clone()))
+                .collect()
+        };
+        for (id, addr) in missing {
+            if let Err(e) = raft
+                .client_write(Command::RegisterBroker { id, addr })
+                .await
+            {
+                tracing::debug!(error = %e, "registering member {id} failed; retrying");
+                break;
+            }
+        }
+    }
+}

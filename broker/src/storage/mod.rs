@@ -6,6 +6,7 @@
 //! index entries atomically, so a crash can never leave a segment that disagrees with its data.
 
 pub mod keys;
+pub mod raft;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,7 +32,9 @@ const CF_META: &str = "meta";
 const CF_OFFSETS: &str = "offsets";
 const CF_PLUGINS: &str = "plugins";
 const CF_PIPELINES: &str = "pipelines";
-const COLUMN_FAMILIES: [&str; 8] = [
+/// Cluster mode: the metadata quorum's raft log and state (`raft.rs`).
+const CF_RAFT: &str = "raft";
+const COLUMN_FAMILIES: [&str; 9] = [
     CF_RECORDS,
     CF_SEGMENTS,
     CF_TIMEINDEX,
@@ -40,6 +43,7 @@ const COLUMN_FAMILIES: [&str; 8] = [
     CF_OFFSETS,
     CF_PLUGINS,
     CF_PIPELINES,
+    CF_RAFT,
 ];
 
 /// Memtable size of the records column family: big enough that a burst of produce traffic

@@ -1,0 +1,165 @@
+//! Raft messages between brokers: openraft's requests as serde JSON inside the internal
+//! `weir.v1.Raft` gRPC service, over one lazily connected channel per peer.
+
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::RPCTypes;
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+use weir_proto::v1 as pb;
+use weir_proto::v1::raft_client::RaftClient;
+
+use super::peers::NodeId;
+use super::store::TypeConfig;
+
+/// How long a connection attempt to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Makes a client per peer.
+#[derive(Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        let channel = Endpoint::from_shared(format!("http://{}", node.addr)).map(|e| {
+            e.connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .connect_lazy()
+        });
+        PeerClient {
+            target,
+            client: channel.map(RaftClient::new).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Raft messages to one peer.
+pub struct PeerClient {
+    target: NodeId,
+    /// An address that is not a valid URI leaves the peer unreachable.
+    client: Result<RaftClient<Channel>, String>,
+}
+
+type Rpc<E> = RPCError<NodeId, BasicNode, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Message(String);
+
+impl PeerClient {
+    /// Sends `req` with `call`, decoding the peer's `Result<Resp, E>`.
+    async fn send<Req, Resp, E>(
+        &mut self,
+        action: RPCTypes,
+        req: &Req,
+        option: &RPCOption,
+        call: impl AsyncFnOnce(
+            RaftClient<Channel>,
+            pb::RaftMessage,
+        ) -> Result<tonic::Response<pb::RaftMessage>, tonic::Status>,
+    ) -> Result<Resp, Rpc<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&Message(e.clone())))),
+        };
+        let payload =
+            serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let msg = pb::RaftMessage {
+            payload: payload.into(),
+        };
+        let ttl = option.hard_ttl();
+        let reply = match tokio::time::timeout(ttl, call(client, msg)).await {
+            Err(_) => {
+                return Err(RPCError::Timeout(Timeout {
+                    action,
+                    id: 0,
+                    target: self.target,
+                    timeout: ttl,
+                }));
+            }
+            Ok(Err(status)) => {
+                let e = Message(status.message().to_string());
+                return Err(match status.code() {
+                    tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&e)),
+                    _ => RPCError::Network(NetworkError::new(&e)),
+                });
+            }
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        let decoded: Result<Resp, E> = serde_json::from_slice(&reply.payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, Rpc<RaftError<NodeId>>> {
+        self.send(RPCTypes::AppendEntries, &rpc, &option, async |mut c, m| {
+            c.append_entries(m).await
+        })
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, Rpc<RaftError<NodeId, InstallSnapshotError>>> {
+        self.send(
+            RPCTypes::InstallSnapshot,
+            &rpc,
+            &option,
+            async |mut c, m| c.install_snapshot(m).await,
+        )
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, Rpc<RaftError<NodeId>>> {
+        self.send(RPCTypes::Vote, &rpc, &option, async |mut c, m| {
+            c.vote(m).await
+        })
+        .await
+    }
+}
+
+/// Encodes a handler's result for the reply payload.
+pub fn reply<T: Serialize, E: Serialize>(r: &Result<T, E>) -> pb::RaftMessage {
+    let payload = serde_json::to_vec(r).unwrap_or_else(|e| {
+        // Our own types always serialize; say so to the peer if they ever do not.
+        format!("{{\"Err\":\"cannot encode the reply: {e}\"}}").into_bytes()
+    });
+    pb::RaftMessage {
+        payload: payload.into(),
+    }
+}
+
+/// Decodes a peer's request.
+pub fn request<T: DeserializeOwned>(m: &pb::RaftMessage) -> Result<T, tonic::Status> {
+    serde_json::from_slice(&m.payload)
+        .map_err(|e| tonic::Status::invalid_argument(format!("malformed raft message: {e}")))
+}

@@ -1,0 +1,159 @@
+//! `weir.v1.Cluster` (status for clients) and `weir.v1.Raft` (the metadata quorum's messages
+//! between brokers).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::transport::Endpoint;
+use tonic::{Request, Response, Status};
+use weir_proto::v1 as pb;
+use weir_proto::v1::cluster_client::ClusterClient;
+
+use crate::cluster::network::{reply, request};
+use crate::cluster::peers::NodeId;
+use crate::cluster::{Cluster, NodeView};
+
+/// How long `ClusterStatus` waits for each member's answer.
+const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
+
+pub struct ClusterService {
+    cluster: Option<Arc<Cluster>>,
+    /// This broker's address (what a standalone broker reports).
+    addr: String,
+}
+
+impl ClusterService {
+    pub fn new(cluster: Option<Arc<Cluster>>, addr: String) -> Self {
+        Self { cluster, addr }
+    }
+}
+
+fn node_status(v: NodeView, addr: String) -> pb::NodeStatus {
+    pb::NodeStatus {
+        node_id: v.node_id,
+        addr,
+        role: v.role.into(),
+        controller: v.controller.unwrap_or(0),
+        term: v.term,
+        applied_index: v.applied_index,
+    }
+}
+
+/// Asks one member for its own view.
+async fn member_status(id: NodeId, addr: String) -> pb::NodeStatus {
+    let unreachable = pb::NodeStatus {
+        node_id: id,
+        addr: addr.clone(),
+        role: "unreachable".into(),
+        ..Default::default()
+    };
+    let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) else {
+        return unreachable;
+    };
+    let ask = async {
+        let channel = endpoint
+            .connect_timeout(MEMBER_STATUS_TIMEOUT)
+            .connect()
+            .await
+            .ok()?;
+        let r = ClusterClient::new(channel)
+            .get_node_status(pb::NodeStatusRequest {})
+            .await
+            .ok()?;
+        Some(r.into_inner())
+    };
+    match tokio::time::timeout(MEMBER_STATUS_TIMEOUT, ask).await {
+        Ok(Some(mut s)) => {
+            s.addr = addr;
+            s
+        }
+        _ => unreachable,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for ClusterService {
+    async fn cluster_status(
+        &self,
+        _req: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let Some(c) = &self.cluster else {
+            let me = pb::NodeStatus {
+                addr: self.addr.clone(),
+                role: "standalone".into(),
+                ..Default::default()
+            };
+            return Ok(Response::new(pb::ClusterStatusResponse { nodes: vec![me] }));
+        };
+        let asks = c.peers().iter().map(|(id, addr)| {
+            let (id, addr) = (*id, addr.clone());
+            let local = (id == c.node_id()).then(|| c.view());
+            async move {
+                match local {
+                    Some(v) => node_status(v, addr),
+                    None => member_status(id, addr).await,
+                }
+            }
+        });
+        let nodes = futures::future::join_all(asks).await;
+        Ok(Response::new(pb::ClusterStatusResponse { nodes }))
+    }
+
+    async fn get_node_status(
+        &self,
+        _req: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
+        Ok(Response::new(match &self.cluster {
+            Some(c) => {
+                let addr = c.peers().get(&c.node_id()).cloned().unwrap_or_default();
+                node_status(c.view(), addr)
+            }
+            None => pb::NodeStatus {
+                addr: self.addr.clone(),
+                role: "standalone".into(),
+                ..Default::default()
+            },
+        }))
+    }
+}
+
+/// Hands peers' raft messages to this node's raft member.
+pub struct RaftService {
+    cluster: Arc<Cluster>,
+}
+
+impl RaftService {
+    pub fn new(cluster: Arc<Cluster>) -> Self {
+        Self { cluster }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::raft_server::Raft for RaftService {
+    async fn append_entries(
+        &self,
+        req: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftMessage>, Status> {
+        let rpc = request(req.get_ref())?;
+        let r = self.cluster.raft().append_entries(rpc).await;
+        Ok(Response::new(reply(&r)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftMessage>, Status> {
+        let rpc = request(req.get_ref())?;
+        let r = self.cluster.raft().install_snapshot(rpc).await;
+        Ok(Response::new(reply(&r)))
+    }
+
+    async fn vote(
+        &self,
+        req: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftMessage>, Status> {
+        let rpc = request(req.get_ref())?;
+        let r = self.cluster.raft().vote(rpc).await;
+        Ok(Response::new(reply(&r)))
+    }
+}

@@ -1,0 +1,137 @@
+//! Cluster mode (docs/cluster.md) with real brokers on 127.0.0.1: the metadata quorum.
+
+use std::time::{Duration, Instant};
+
+use weir_e2e::{Broker, TestCluster};
+
+/// One `weir cluster status` line.
+#[derive(Debug, Clone, PartialEq)]
+struct Member {
+    node: u64,
+    addr: String,
+    role: String,
+    controller: Option<u64>,
+    applied: u64,
+}
+
+/// `weir cluster status` through `via`: the exit status and the members.
+fn status(via: &Broker) -> (bool, Vec<Member>) {
+    let out = via.cli(&["cluster", "status"]);
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let members = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 5, "{l:?}");
+            Member {
+                node: f[0].parse().unwrap(),
+                addr: f[1].to_string(),
+                role: f[2].to_string(),
+                controller: f[3].parse().ok(),
+                applied: f[4].parse().unwrap(),
+            }
+        })
+        .collect();
+    (out.status.success(), members)
+}
+
+/// Polls `status` through `via` until `done` holds (or fails after `within`).
+fn wait_for(
+    via: &Broker,
+    within: Duration,
+    what: &str,
+    done: impl Fn(bool, &[Member]) -> bool,
+) -> Vec<Member> {
+    let deadline = Instant::now() + within;
+    loop {
+        let (ok, members) = status(via);
+        if done(ok, &members) {
+            return members;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}: {members:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn controllers(members: &[Member]) -> Vec<u64> {
+    members
+        .iter()
+        .filter(|m| m.role == "controller")
+        .map(|m| m.node)
+        .collect()
+}
+
+#[test]
+fn three_brokers_elect_a_controller_and_replace_it_when_it_dies() {
+    let mut c = TestCluster::start(3);
+    let members = wait_for(
+        &c.brokers[1],
+        Duration::from_secs(20),
+        "electing a controller",
+        |ok, m| ok && m.len() == 3 && controllers(m).len() == 1,
+    );
+    for (i, m) in members.iter().enumerate() {
+        assert_eq!(m.node, i as u64 + 1);
+        assert_eq!(m.addr, c.brokers[i].addr);
+    }
+    let first = controllers(&members)[0];
+    // Every member knows the same controller.
+    assert!(members.iter().all(|m| m.controller == Some(first)));
+
+    // SIGKILL the controller: the other two elect another within seconds.
+    c.brokers[first as usize - 1].kill9();
+    let survivor = &c.brokers[first as usize % 3];
+    let started = Instant::now();
+    let members = wait_for(
+        survivor,
+        Duration::from_secs(15),
+        "electing a new controller",
+        |_, m| {
+            let dead = &m[first as usize - 1];
+            let live = controllers(m);
+            dead.role == "unreachable" && live.len() == 1 && live[0] != first
+        },
+    );
+    let second = controllers(&members)[0];
+    eprintln!(
+        "controller {first} killed; {second} took over after {:?}",
+        started.elapsed()
+    );
+
+    // The old controller comes back as a follower and catches up.
+    c.brokers[first as usize - 1].restart();
+    let members = wait_for(
+        &c.brokers[first as usize - 1],
+        Duration::from_secs(15),
+        "the restarted member rejoining",
+        |ok, m| {
+            ok && controllers(m) == [second]
+                && m.iter().all(|x| x.applied == m[0].applied && x.applied > 0)
+        },
+    );
+    assert_eq!(members[first as usize - 1].role, "follower");
+}
+
+#[test]
+fn a_standalone_broker_reports_itself() {
+    let broker = Broker::start();
+    let (ok, members) = status(&broker);
+    assert!(ok);
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].role, "standalone");
+    assert_eq!(members[0].addr, broker.addr);
+}
+
+#[test]
+fn bad_cluster_flags_are_refused_at_start() {
+    let out = std::process::Command::new(weir_e2e::bin("weir-broker"))
+        .args(["--node-id", "4", "--cluster", "1=127.0.0.1:1,2=127.0.0.1:2"])
+        .output()
+        .expect("run weir-broker");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--node-id 4 is not in --cluster"), "{err}");
+}
