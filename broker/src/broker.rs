@@ -11,6 +11,9 @@ use weir_common::limits::{
     MIN_SEGMENT_BYTES,
 };
 
+use crate::cluster::Cluster;
+use crate::cluster::peers::NodeId;
+use crate::cluster::state::{Command, Metadata, Outcome};
 use crate::config::{Config, TopicDefaults};
 use crate::error::BrokerError;
 use crate::groups::{
@@ -34,7 +37,20 @@ pub struct NewTopic {
     pub retention_bytes: Option<i64>,
     pub segment_bytes: Option<u64>,
     pub segment_ms: Option<i64>,
+    /// Copies of each partition (cluster mode; default 1).
+    pub replication_factor: Option<u32>,
 }
+
+/// A topic's name and settings (what creating one answers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicView {
+    pub name: String,
+    pub config: TopicConfig,
+}
+
+/// How long creating a topic in cluster mode waits for this broker's own copy.
+const LOCAL_TOPIC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const LOCAL_TOPIC_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Where to look an offset up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +71,8 @@ pub struct Broker {
     pipelines: PipelineManager,
     max_record_bytes: usize,
     defaults: TopicDefaults,
+    /// Set once at start-up in cluster mode.
+    cluster: std::sync::OnceLock<Arc<Cluster>>,
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, BrokerError>
@@ -139,6 +157,7 @@ impl Broker {
             pipelines,
             max_record_bytes: config.max_record_bytes,
             defaults: config.topic_defaults.clone(),
+            cluster: std::sync::OnceLock::new(),
         }))
     }
 
@@ -150,15 +169,164 @@ impl Broker {
         self.topics.get(name)
     }
 
+    /// Joins the cluster: from now on topics are created and deleted through its metadata,
+    /// and this broker keeps a copy of each topic it holds replicas of.
+    pub fn attach_cluster(self: &Arc<Self>, cluster: Arc<Cluster>) {
+        let mut metadata = cluster.metadata();
+        if self.cluster.set(Arc::clone(&cluster)).is_err() {
+            return;
+        }
+        let this = Arc::clone(self);
+        let me = cluster.node_id();
+        tokio::spawn(async move {
+            let mut known = std::collections::HashSet::new();
+            loop {
+                let m = Arc::clone(&metadata.borrow_and_update());
+                let b = Arc::clone(&this);
+                known = match blocking(move || Ok(b.reconcile(&m, me, known))).await {
+                    Ok(k) => k,
+                    Err(e) => {
+                        tracing::error!(error = %e, "applying cluster metadata failed");
+                        std::collections::HashSet::new()
+                    }
+                };
+                if metadata.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Makes the local topics follow the metadata: creates those this node holds replicas of,
+    /// deletes those the metadata dropped (`known`: topics seen in the metadata before).
+    fn reconcile(
+        &self,
+        m: &Metadata,
+        me: NodeId,
+        mut known: std::collections::HashSet<String>,
+    ) -> std::collections::HashSet<String> {
+        for (name, t) in &m.topics {
+            known.insert(name.clone());
+            let holds = t.partitions.iter().any(|p| p.replicas.contains(&me));
+            if !holds || self.topics.get(name).is_ok() {
+                continue;
+            }
+            let created = TopicName::new(name)
+                .map_err(BrokerError::from)
+                .and_then(|n| self.topics.create(n, t.config.clone()));
+            if let Err(e) = created {
+                tracing::error!(topic = %name, error = %e, "cannot create the local copy");
+            }
+        }
+        let gone: Vec<String> = known
+            .iter()
+            .filter(|n| !m.topics.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            known.remove(&name);
+            match self.topics.delete(&name) {
+                Ok(id) => {
+                    if let Err(e) = self.groups.forget_topic(&name, id) {
+                        tracing::warn!(topic = %name, error = %e, "forgetting group offsets failed");
+                    }
+                }
+                Err(BrokerError::TopicNotFound(_)) => {}
+                Err(e) => {
+                    tracing::error!(topic = %name, error = %e, "cannot delete the local copy")
+                }
+            }
+        }
+        known
+    }
+
     pub async fn create_topic(
         self: &Arc<Self>,
         name: &str,
         new: NewTopic,
-    ) -> Result<Arc<Topic>, BrokerError> {
+    ) -> Result<TopicView, BrokerError> {
         let name = TopicName::new(name)?;
         let config = resolve_config(&new, &self.defaults)?;
-        let this = Arc::clone(self);
-        blocking(move || this.topics.create(name, config)).await
+        let rf = new.replication_factor.unwrap_or(1);
+        let Some(cluster) = self.cluster() else {
+            if rf != 1 {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "replication factor {rf} needs a cluster of at least {rf} brokers; this broker runs alone"
+                )));
+            }
+            let this = Arc::clone(self);
+            let t = blocking(move || this.topics.create(name, config)).await?;
+            return Ok(TopicView {
+                name: t.meta.name.clone(),
+                config: t.meta.config.clone(),
+            });
+        };
+        let cmd = Command::CreateTopic {
+            name: name.to_string(),
+            config: config.clone(),
+            replication_factor: rf,
+        };
+        match cluster.propose(cmd).await? {
+            Outcome::Done => {}
+            Outcome::TopicExists => return Err(BrokerError::TopicExists(name.to_string())),
+            Outcome::NotEnoughBrokers { wanted, brokers } => {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "replication factor {wanted} needs at least {wanted} brokers; the cluster has {brokers}"
+                )));
+            }
+            other => return Err(BrokerError::ClusterUnavailable(format!("{other:?}"))),
+        }
+        self.await_metadata(
+            |m| m.topics.contains_key(name.as_str()),
+            |b| {
+                let holds = |m: &Metadata| {
+                    m.topics.get(name.as_str()).is_some_and(|t| {
+                        t.partitions
+                            .iter()
+                            .any(|p| p.replicas.contains(&cluster.node_id()))
+                    })
+                };
+                !holds(&cluster.metadata().borrow()) || b.topics.get(name.as_str()).is_ok()
+            },
+        )
+        .await;
+        Ok(TopicView {
+            name: name.to_string(),
+            config,
+        })
+    }
+
+    /// Waits (up to [`LOCAL_TOPIC_WAIT`]) until this broker's metadata satisfies `seen` and
+    /// its local state `ready`, so a client that created a topic can use it at once.
+    async fn await_metadata(
+        &self,
+        seen: impl Fn(&Metadata) -> bool,
+        ready: impl Fn(&Self) -> bool,
+    ) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        let mut m = cluster.metadata();
+        let deadline = tokio::time::Instant::now() + LOCAL_TOPIC_WAIT;
+        loop {
+            if seen(&m.borrow_and_update()) {
+                // The local copy follows the metadata within moments (`reconcile`).
+                while !ready(self) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(LOCAL_TOPIC_POLL).await;
+                }
+                return;
+            }
+            if !matches!(
+                tokio::time::timeout_at(deadline, m.changed()).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
+        }
     }
 
     pub fn list_topics(&self) -> Vec<Arc<Topic>> {
@@ -173,6 +341,23 @@ impl Broker {
     }
 
     pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
+        if let Some(cluster) = self.cluster() {
+            let cmd = Command::DeleteTopic {
+                name: name.to_string(),
+            };
+            return match cluster.propose(cmd).await? {
+                Outcome::Done => {
+                    self.await_metadata(
+                        |m| !m.topics.contains_key(name),
+                        |b| b.topics.get(name).is_err(),
+                    )
+                    .await;
+                    Ok(())
+                }
+                Outcome::TopicNotFound => Err(BrokerError::TopicNotFound(name.to_string())),
+                other => Err(BrokerError::ClusterUnavailable(format!("{other:?}"))),
+            };
+        }
         let this = Arc::clone(self);
         let name = name.to_string();
         blocking(move || {

@@ -79,6 +79,8 @@ pub enum BrokerError {
     PipelineExists(String),
     #[error("broker is shutting down")]
     ShuttingDown,
+    #[error("cluster: {0}")]
+    ClusterUnavailable(String),
     #[error("storage failure: {0}")]
     Storage(String),
 }
@@ -89,6 +91,12 @@ impl From<PluginError> for BrokerError {
             PluginError::Invalid(m) => BrokerError::InvalidPlugin(m),
             e @ PluginError::Failed { .. } => BrokerError::PluginFailed(e.to_string()),
         }
+    }
+}
+
+impl From<crate::cluster::ClusterError> for BrokerError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        BrokerError::ClusterUnavailable(e.to_string())
     }
 }
 

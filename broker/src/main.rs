@@ -75,7 +75,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 members = spec.peers.len(),
                 "joining the cluster"
             );
-            Some(Cluster::start(spec, broker.store().clone()).await?)
+            let cluster = Cluster::start(spec, broker.store().clone()).await?;
+            broker.attach_cluster(Arc::clone(&cluster));
+            Some(cluster)
         }
     };
 

@@ -24,6 +24,9 @@ pub enum TopicCommand {
         /// Segment age in ms after which it rolls [default: broker's].
         #[arg(long)]
         segment_ms: Option<i64>,
+        /// Copies of each partition on different brokers (cluster mode) [default: 1].
+        #[arg(long)]
+        replication_factor: Option<u32>,
     },
     /// One line per topic: NAME<TAB>PARTITIONS.
     List,
@@ -44,6 +47,7 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
             retention_bytes,
             segment_bytes,
             segment_ms,
+            replication_factor,
         } => {
             let topic = NewTopic {
                 name,
@@ -52,6 +56,7 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 retention_bytes,
                 segment_bytes,
                 segment_ms,
+                replication_factor,
             };
             let info = admin.create_topic(topic).await?;
             writeln!(

@@ -44,6 +44,7 @@ async fn every_bad_request_gets_its_status() {
             partitions,
             ..Default::default()
         }),
+        ..Default::default()
     };
     topics.create_topic(create("t", 2)).await.unwrap();
 
@@ -196,6 +197,7 @@ async fn fetch_returns_whole_batches_within_max_bytes() {
                 partitions: 1,
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -244,6 +246,7 @@ async fn oversize_batches_and_requests_are_refused_with_the_limit() {
                 partitions: 1,
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -20,6 +20,8 @@ pub struct NewTopic {
     pub segment_bytes: Option<u64>,
     /// Roll a new segment once the active one is this old.
     pub segment_ms: Option<i64>,
+    /// Copies of each partition on different brokers (cluster mode; default 1).
+    pub replication_factor: Option<u32>,
 }
 
 impl NewTopic {
@@ -32,7 +34,14 @@ impl NewTopic {
             retention_bytes: None,
             segment_bytes: None,
             segment_ms: None,
+            replication_factor: None,
         }
+    }
+
+    /// Keep `n` copies of each partition, on different brokers (at most the cluster's size).
+    pub fn replication_factor(mut self, n: u32) -> Self {
+        self.replication_factor = Some(n);
+        self
     }
 
     /// Drop segments whose newest record is older than this (-1: keep forever).
@@ -177,6 +186,7 @@ impl Admin {
                 segment_bytes: topic.segment_bytes,
                 segment_ms: topic.segment_ms,
             }),
+            replication_factor: topic.replication_factor,
         };
         let resp = self
             .client

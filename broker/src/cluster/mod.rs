@@ -34,6 +34,11 @@ const ELECTION_TIMEOUT_MAX_MS: u64 = 2000;
 /// How often the controller checks its duties (registering members, later failover).
 const CONTROLLER_TICK: Duration = Duration::from_millis(200);
 
+/// How long a metadata change waits for a controller (an election takes 1–4 s).
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between two attempts while there is no controller.
+const PROPOSE_RETRY: Duration = Duration::from_millis(100);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cluster start-up: {0}")]
@@ -42,6 +47,14 @@ pub enum ClusterError {
     NoController,
     #[error("metadata write failed: {0}")]
     Write(String),
+}
+
+/// Where a change has to go when this node is not the controller.
+#[derive(Debug)]
+pub enum Forward {
+    To(String),
+    /// No controller is known (an election is under way).
+    Nowhere,
 }
 
 /// This broker's role as the metadata quorum sees it.
@@ -153,16 +166,40 @@ impl Cluster {
         }
     }
 
-    /// Proposes a metadata change and waits until it is committed and applied. Only the
-    /// controller can; others get [`ClusterError::NoController`] or a forward hint (later
-    /// steps forward it themselves).
+    /// Proposes a metadata change and waits until the controller committed and applied it:
+    /// here when this node is the controller, else forwarded to it. Waits out elections (up
+    /// to [`PROPOSE_TIMEOUT`]).
     pub async fn propose(&self, cmd: Command) -> Result<Outcome, ClusterError> {
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let attempt = match self.propose_here(cmd.clone()).await {
+                Err(Forward::To(addr)) => network::forward(&addr, &cmd).await,
+                Err(Forward::Nowhere) => Err(ClusterError::NoController),
+                Ok(r) => r,
+            };
+            match attempt {
+                Err(ClusterError::NoController) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(PROPOSE_RETRY).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Proposes a change only if this node is the controller; else says where to go.
+    pub async fn propose_here(
+        &self,
+        cmd: Command,
+    ) -> Result<Result<Outcome, ClusterError>, Forward> {
         match self.raft.client_write(cmd).await {
-            Ok(r) => Ok(r.data),
+            Ok(r) => Ok(Ok(r.data)),
             Err(openraft::error::RaftError::APIError(
-                openraft::error::ClientWriteError::ForwardToLeader(_),
-            )) => Err(ClusterError::NoController),
-            Err(e) => Err(ClusterError::Write(e.to_string())),
+                openraft::error::ClientWriteError::ForwardToLeader(f),
+            )) => Err(match f.leader_node {
+                Some(node) if f.leader_id != Some(self.node_id) => Forward::To(node.addr),
+                _ => Forward::Nowhere,
+            }),
+            Err(e) => Ok(Err(ClusterError::Write(e.to_string()))),
         }
     }
 

@@ -147,6 +147,48 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
+/// Sends a metadata change to the controller at `addr` (see [`super::Cluster::propose`]).
+pub async fn forward(
+    addr: &str,
+    cmd: &super::state::Command,
+) -> Result<super::state::Outcome, super::ClusterError> {
+    use super::ClusterError;
+    let unreachable = |e: String| {
+        tracing::debug!(%addr, error = %e, "forwarding a metadata change failed");
+        ClusterError::NoController
+    };
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| unreachable(e.to_string()))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let payload = serde_json::to_vec(cmd).map_err(|e| ClusterError::Write(e.to_string()))?;
+    let reply = RaftClient::new(channel)
+        .propose(pb::RaftMessage {
+            payload: payload.into(),
+        })
+        .await
+        .map_err(|s| unreachable(s.message().to_string()))?
+        .into_inner();
+    let r: Result<super::state::Outcome, ForwardError> = serde_json::from_slice(&reply.payload)
+        .map_err(|e| ClusterError::Write(format!("controller's reply: {e}")))?;
+    match r {
+        Ok(o) => Ok(o),
+        Err(ForwardError::NotController) => Err(ClusterError::NoController),
+        Err(ForwardError::Failed(m)) => Err(ClusterError::Write(m)),
+    }
+}
+
+/// Why a forwarded change was not applied.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub enum ForwardError {
+    /// The receiver is not (or no longer) the controller: ask again.
+    NotController,
+    Failed(String),
+}
+
 /// Encodes a handler's result for the reply payload.
 pub fn reply<T: Serialize, E: Serialize>(r: &Result<T, E>) -> pb::RaftMessage {
     let payload = serde_json::to_vec(r).unwrap_or_else(|e| {

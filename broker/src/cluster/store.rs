@@ -301,6 +301,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Outcome::Done,
                 EntryPayload::Normal(cmd) => self.applied.metadata.apply(cmd),
                 EntryPayload::Membership(m) => {
+                    // Members are brokers from the moment they join: topics created right
+                    // after the first election can already be placed on all of them.
+                    for (id, node) in m.nodes() {
+                        self.applied.metadata.apply(Command::RegisterBroker {
+                            id: *id,
+                            addr: node.addr.clone(),
+                        });
+                    }
                     self.applied.membership = StoredMembership::new(Some(e.log_id), m);
                     Outcome::Done
                 }

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
 use weir_proto::v1::cluster_client::ClusterClient;
 
-use crate::cluster::network::{reply, request};
+use crate::cluster::network::{ForwardError, reply, request};
 use crate::cluster::peers::NodeId;
 use crate::cluster::{Cluster, NodeView};
 
@@ -154,6 +154,20 @@ impl pb::raft_server::Raft for RaftService {
     ) -> Result<Response<pb::RaftMessage>, Status> {
         let rpc = request(req.get_ref())?;
         let r = self.cluster.raft().vote(rpc).await;
+        Ok(Response::new(reply(&r)))
+    }
+
+    async fn propose(
+        &self,
+        req: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftMessage>, Status> {
+        let cmd = request(req.get_ref())?;
+        // No forwarding from here: the sender asks the controller it knows of again.
+        let r = match self.cluster.propose_here(cmd).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(ForwardError::Failed(e.to_string())),
+            Err(_) => Err(ForwardError::NotController),
+        };
         Ok(Response::new(reply(&r)))
     }
 }

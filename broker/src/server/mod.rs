@@ -85,6 +85,7 @@ pub fn status_of(e: BrokerError) -> Status {
         BrokerError::PipelineNotFound(_) => (Status::not_found(message), "pipeline_not_found"),
         BrokerError::PipelineExists(_) => (Status::already_exists(message), "pipeline_exists"),
         BrokerError::ShuttingDown => (Status::unavailable(message), "shutting_down"),
+        BrokerError::ClusterUnavailable(_) => (Status::unavailable(message), "cluster_unavailable"),
         BrokerError::Storage(_) => (Status::internal(message), "storage"),
     };
     let md = status.metadata_mut();

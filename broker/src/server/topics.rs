@@ -51,6 +51,7 @@ impl pb::topics_server::Topics for TopicsService {
             retention_bytes: c.retention_bytes,
             segment_bytes: c.segment_bytes,
             segment_ms: c.segment_ms,
+            replication_factor: req.replication_factor,
         };
         let topic = self
             .broker
@@ -58,7 +59,10 @@ impl pb::topics_server::Topics for TopicsService {
             .await
             .map_err(status_of)?;
         Ok(Response::new(pb::CreateTopicResponse {
-            topic: Some(info_of(&topic)),
+            topic: Some(pb::TopicInfo {
+                name: topic.name,
+                config: Some(config_to_pb(&topic.config)),
+            }),
         }))
     }
 
