@@ -26,6 +26,15 @@ impl ClusterService {
     pub fn new(cluster: Option<Arc<Cluster>>, addr: String) -> Self {
         Self { cluster, addr }
     }
+
+    /// What a broker started without `--cluster` reports about itself.
+    fn standalone(&self) -> pb::NodeStatus {
+        pb::NodeStatus {
+            addr: self.addr.clone(),
+            role: "standalone".into(),
+            ..Default::default()
+        }
+    }
 }
 
 fn node_status(v: NodeView, addr: String) -> pb::NodeStatus {
@@ -78,12 +87,8 @@ impl pb::cluster_server::Cluster for ClusterService {
         _req: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let Some(c) = &self.cluster else {
-            let me = pb::NodeStatus {
-                addr: self.addr.clone(),
-                role: "standalone".into(),
-                ..Default::default()
-            };
-            return Ok(Response::new(pb::ClusterStatusResponse { nodes: vec![me] }));
+            let nodes = vec![self.standalone()];
+            return Ok(Response::new(pb::ClusterStatusResponse { nodes }));
         };
         let asks = c.peers().iter().map(|(id, addr)| {
             let (id, addr) = (*id, addr.clone());
@@ -108,11 +113,7 @@ impl pb::cluster_server::Cluster for ClusterService {
                 let addr = c.peers().get(&c.node_id()).cloned().unwrap_or_default();
                 node_status(c.view(), addr)
             }
-            None => pb::NodeStatus {
-                addr: self.addr.clone(),
-                role: "standalone".into(),
-                ..Default::default()
-            },
+            None => self.standalone(),
         }))
     }
 }
