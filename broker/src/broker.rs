@@ -13,7 +13,7 @@ use weir_common::limits::{
 
 use crate::cluster::Cluster;
 use crate::cluster::peers::NodeId;
-use crate::cluster::state::{Command, Metadata, Outcome};
+use crate::cluster::state::{Command, Metadata, Outcome, PartitionState};
 use crate::config::{Config, TopicDefaults};
 use crate::error::BrokerError;
 use crate::groups::{
@@ -331,6 +331,14 @@ impl Broker {
 
     pub fn list_topics(&self) -> Vec<Arc<Topic>> {
         self.topics.list()
+    }
+
+    /// Cluster mode: where each partition of `topic` lives, as this broker's metadata says
+    /// (`None` standalone, or for a topic the metadata does not know).
+    pub fn placement(&self, topic: &str) -> Option<Vec<PartitionState>> {
+        let m = self.cluster()?.metadata();
+        let m = m.borrow();
+        m.topics.get(topic).map(|t| t.partitions.clone())
     }
 
     /// A topic and the bounds of each of its partitions.

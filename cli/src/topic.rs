@@ -30,7 +30,8 @@ pub enum TopicCommand {
     },
     /// One line per topic: NAME<TAB>PARTITIONS.
     List,
-    /// One line per partition: PARTITION<TAB>EARLIEST<TAB>LATEST.
+    /// One line per partition: PARTITION<TAB>EARLIEST<TAB>LATEST, and in cluster mode
+    /// <TAB>LEADER<TAB>REPLICAS<TAB>ISR (broker ids, comma-separated).
     Describe { name: String },
     /// Delete a topic and its records.
     Delete { name: String },
@@ -71,12 +72,24 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
             }
         }
         TopicCommand::Describe { name } => {
-            for p in admin.describe_topic(&name).await?.partitions {
-                writeln!(
+            let ids = |v: &[u64]| {
+                let v: Vec<String> = v.iter().map(u64::to_string).collect();
+                v.join(",")
+            };
+            let d = admin.describe_topic(&name).await?;
+            for (i, p) in d.partitions.iter().enumerate() {
+                write!(
                     out,
                     "{}\t{}\t{}",
                     p.partition, p.earliest_offset, p.latest_offset
                 )?;
+                // Cluster mode: where the partition lives, after the columns the spec names.
+                if let Some(place) = d.placement.get(i) {
+                    let leader = place.leader.map_or("-".into(), |l| l.to_string());
+                    let (replicas, isr) = (ids(&place.replicas), ids(&place.isr));
+                    write!(out, "\t{leader}\t{replicas}\t{isr}")?;
+                }
+                writeln!(out)?;
             }
         }
         TopicCommand::Delete { name } => {

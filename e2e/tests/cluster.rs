@@ -199,6 +199,26 @@ fn topics_are_created_and_deleted_through_the_quorum_from_any_broker() {
     for b in &c.brokers {
         wait_for_topics(b, &want);
     }
+    // Describe shows where each partition lives; leaders spread over the brokers.
+    let first_topic = want[0].split('\t').next().unwrap();
+    let described = c.brokers[0].cli_ok(&["topic", "describe", first_topic]);
+    let mut leaders = Vec::new();
+    for (i, line) in described.lines().enumerate() {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 6, "{line:?}");
+        assert_eq!(f[0], i.to_string());
+        let replicas: Vec<&str> = f[4].split(',').collect();
+        let mut distinct = replicas.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3, "{line:?}");
+        assert_eq!(f[3], replicas[0], "the first replica leads: {line:?}");
+        assert_eq!(f[5], f[4], "every replica is in sync at first: {line:?}");
+        leaders.push(f[3].to_string());
+    }
+    leaders.sort();
+    leaders.dedup();
+    assert_eq!(leaders.len(), 3, "{described}");
     // Errors come back as such, from any broker.
     let dup = c.brokers[2].cli(&["topic", "create", want[0].split('\t').next().unwrap()]);
     assert!(!dup.status.success());

@@ -125,6 +125,22 @@ pub struct TopicDescription {
     pub topic: TopicInfo,
     /// Offsets and sizes, by partition number.
     pub partitions: Vec<PartitionInfo>,
+    /// Cluster mode: where each partition lives, by partition number (empty on a standalone
+    /// broker).
+    pub placement: Vec<PartitionPlacement>,
+}
+
+/// Where a partition lives in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPlacement {
+    /// The broker leading it (`None` while no in-sync replica is alive).
+    pub leader: Option<u64>,
+    /// Grows with every leader change.
+    pub leader_epoch: u32,
+    /// Every broker holding a replica, the preferred leader first.
+    pub replicas: Vec<u64>,
+    /// The replicas in sync with the leader.
+    pub isr: Vec<u64>,
 }
 
 /// Which offset [`Admin::list_offset`] looks up.
@@ -244,7 +260,7 @@ impl Admin {
             .into_inner();
         let partitions = resp
             .partitions
-            .into_iter()
+            .iter()
             .map(|p| PartitionInfo {
                 partition: p.partition,
                 earliest_offset: p.earliest_offset,
@@ -253,9 +269,21 @@ impl Admin {
                 segments: p.segments,
             })
             .collect();
+        let placement = resp
+            .partitions
+            .into_iter()
+            .filter(|p| !p.replicas.is_empty())
+            .map(|p| PartitionPlacement {
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replicas,
+                isr: p.isr,
+            })
+            .collect();
         Ok(TopicDescription {
             topic: info_of(resp.topic.unwrap_or_default()),
             partitions,
+            placement,
         })
     }
 

@@ -37,7 +37,8 @@ mod producer;
 
 pub use admin::{
     Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, NewTopic, NodeStatus,
-    OffsetSpec, PartitionInfo, PluginInfo, PluginLimits, ResetTo, TopicDescription, TopicInfo,
+    OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits, ResetTo,
+    TopicDescription, TopicInfo,
 };
 pub use client::{Client, DEFAULT_BROKER};
 pub use consumer::{

@@ -83,19 +83,25 @@ impl pb::topics_server::Topics for TopicsService {
         &self,
         req: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
-        let (topic, bounds) = self
-            .broker
-            .describe_topic(&req.into_inner().name)
-            .map_err(status_of)?;
+        let name = req.into_inner().name;
+        let (topic, bounds) = self.broker.describe_topic(&name).map_err(status_of)?;
+        let placement = self.broker.placement(&name).unwrap_or_default();
         let partitions = bounds
             .iter()
             .enumerate()
-            .map(|(i, b)| pb::PartitionInfo {
-                partition: i as u32,
-                earliest_offset: b.earliest,
-                latest_offset: b.latest,
-                size_bytes: b.size_bytes,
-                segments: b.segments,
+            .map(|(i, b)| {
+                let place = placement.get(i);
+                pb::PartitionInfo {
+                    partition: i as u32,
+                    earliest_offset: b.earliest,
+                    latest_offset: b.latest,
+                    size_bytes: b.size_bytes,
+                    segments: b.segments,
+                    leader: place.and_then(|p| p.leader),
+                    leader_epoch: place.map_or(0, |p| p.leader_epoch),
+                    replicas: place.map(|p| p.replicas.clone()).unwrap_or_default(),
+                    isr: place.map(|p| p.isr.clone()).unwrap_or_default(),
+                }
             })
             .collect();
         Ok(Response::new(pb::DescribeTopicResponse {
