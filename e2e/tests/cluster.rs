@@ -250,3 +250,70 @@ fn a_standalone_broker_refuses_replication() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("runs alone"), "{err}");
 }
+
+/// `Cluster.GetMetadata` through `via`.
+fn metadata(via: &Broker, topics: &[&str]) -> weir_proto::v1::MetadataResponse {
+    let url = format!("http://{}", via.addr);
+    let topics = topics.iter().map(|t| t.to_string()).collect();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async move {
+            let mut c = weir_proto::v1::cluster_client::ClusterClient::connect(url)
+                .await
+                .expect("connect");
+            c.get_metadata(weir_proto::v1::MetadataRequest { topics })
+                .await
+                .expect("metadata")
+                .into_inner()
+        })
+}
+
+#[test]
+fn metadata_names_every_broker_and_where_partitions_live() {
+    let c = TestCluster::start(3);
+    wait_for(
+        &c.brokers[0],
+        Duration::from_secs(20),
+        "electing a controller",
+        |ok, m| ok && controllers(m).len() == 1,
+    );
+    c.brokers[2].cli_ok(&[
+        "topic",
+        "create",
+        "orders",
+        "--partitions",
+        "2",
+        "--replication-factor",
+        "2",
+    ]);
+    c.brokers[0].cli_ok(&["topic", "create", "audit"]);
+    let m = metadata(&c.brokers[1], &["orders"]);
+    let brokers: Vec<(u64, String)> = m
+        .brokers
+        .iter()
+        .map(|b| (b.node_id, b.addr.clone()))
+        .collect();
+    let want: Vec<(u64, String)> = (1..=3)
+        .map(|i| (i, c.brokers[i as usize - 1].addr.clone()))
+        .collect();
+    assert_eq!(brokers, want);
+    assert!((1..=3).contains(&m.controller));
+    assert_eq!(m.topics.len(), 1, "only the topic asked for");
+    let t = &m.topics[0];
+    assert_eq!((t.name.as_str(), t.partitions.len()), ("orders", 2));
+    for p in &t.partitions {
+        assert_eq!(p.replicas.len(), 2);
+        assert_eq!(p.leader, Some(p.replicas[0]));
+        assert_eq!(p.isr, p.replicas);
+    }
+    assert_eq!(metadata(&c.brokers[2], &[]).topics.len(), 2);
+
+    // A standalone broker leads everything itself.
+    let alone = Broker::start();
+    alone.cli_ok(&["topic", "create", "t", "--partitions", "2"]);
+    let m = metadata(&alone, &[]);
+    assert_eq!(m.brokers.len(), 1);
+    assert_eq!(m.brokers[0].addr, alone.addr);
+    assert_eq!(m.topics[0].partitions.len(), 2);
+    assert!(m.topics[0].partitions.iter().all(|p| p.leader == Some(0)));
+}

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
 use weir_proto::v1::cluster_client::ClusterClient;
 
+use crate::broker::Broker;
 use crate::cluster::network::{ForwardError, reply, request};
 use crate::cluster::peers::NodeId;
 use crate::cluster::{Cluster, NodeView};
@@ -17,14 +18,49 @@ use crate::cluster::{Cluster, NodeView};
 const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
 
 pub struct ClusterService {
+    broker: Arc<Broker>,
     cluster: Option<Arc<Cluster>>,
     /// This broker's address (what a standalone broker reports).
     addr: String,
 }
 
 impl ClusterService {
-    pub fn new(cluster: Option<Arc<Cluster>>, addr: String) -> Self {
-        Self { cluster, addr }
+    pub fn new(broker: Arc<Broker>, cluster: Option<Arc<Cluster>>, addr: String) -> Self {
+        Self {
+            broker,
+            cluster,
+            addr,
+        }
+    }
+
+    /// Metadata of a standalone broker: itself (node 0) leading every local partition.
+    fn standalone_metadata(&self, wanted: &[String]) -> pb::MetadataResponse {
+        let topics = self
+            .broker
+            .list_topics()
+            .iter()
+            .filter(|t| wanted.is_empty() || wanted.contains(&t.meta.name))
+            .map(|t| pb::TopicPlacement {
+                name: t.meta.name.clone(),
+                partitions: (0..t.meta.config.partitions)
+                    .map(|p| pb::PartitionPlacement {
+                        partition: p,
+                        leader: Some(0),
+                        leader_epoch: 0,
+                        replicas: vec![0],
+                        isr: vec![0],
+                    })
+                    .collect(),
+            })
+            .collect();
+        pb::MetadataResponse {
+            brokers: vec![pb::BrokerAddress {
+                node_id: 0,
+                addr: self.addr.clone(),
+            }],
+            topics,
+            controller: 0,
+        }
     }
 
     /// What a broker started without `--cluster` reports about itself.
@@ -114,6 +150,51 @@ impl pb::cluster_server::Cluster for ClusterService {
                 node_status(c.view(), addr)
             }
             None => self.standalone(),
+        }))
+    }
+
+    async fn get_metadata(
+        &self,
+        req: Request<pb::MetadataRequest>,
+    ) -> Result<Response<pb::MetadataResponse>, Status> {
+        let wanted = req.into_inner().topics;
+        let Some(c) = &self.cluster else {
+            return Ok(Response::new(self.standalone_metadata(&wanted)));
+        };
+        let m = c.metadata();
+        let m = m.borrow();
+        let brokers = m
+            .brokers
+            .iter()
+            .map(|(id, b)| pb::BrokerAddress {
+                node_id: *id,
+                addr: b.addr.clone(),
+            })
+            .collect();
+        let topics = m
+            .topics
+            .iter()
+            .filter(|(name, _)| wanted.is_empty() || wanted.contains(name))
+            .map(|(name, t)| pb::TopicPlacement {
+                name: name.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| pb::PartitionPlacement {
+                        partition: i as u32,
+                        leader: p.leader,
+                        leader_epoch: p.leader_epoch,
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::MetadataResponse {
+            brokers,
+            topics,
+            controller: c.view().controller.unwrap_or(0),
         }))
     }
 }

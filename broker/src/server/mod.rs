@@ -123,7 +123,7 @@ pub async fn serve(
     let plugins = PluginsServer::new(plugins::PluginsService::new(Arc::clone(&broker)))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let pipelines = PipelinesServer::new(pipelines::PipelinesService::new(Arc::clone(&broker)));
-    let log = LogServer::new(log::LogService::new(broker, stop_rx))
+    let log = LogServer::new(log::LogService::new(Arc::clone(&broker), stop_rx))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
     // `Server::tcp_nodelay` applies only to listeners tonic binds itself: set it on the
@@ -133,7 +133,11 @@ pub async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let status = ClusterServer::new(cluster::ClusterService::new(cluster.clone(), addr));
+    let status = ClusterServer::new(cluster::ClusterService::new(
+        Arc::clone(&broker),
+        cluster.clone(),
+        addr,
+    ));
     let raft = cluster.map(|c| {
         RaftServer::new(cluster::RaftService::new(c))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
