@@ -179,17 +179,17 @@ impl Broker {
         let this = Arc::clone(self);
         let me = cluster.node_id();
         tokio::spawn(async move {
-            let mut known = std::collections::HashSet::new();
             loop {
                 let m = Arc::clone(&metadata.borrow_and_update());
                 let b = Arc::clone(&this);
-                known = match blocking(move || Ok(b.reconcile(&m, me, known))).await {
-                    Ok(k) => k,
-                    Err(e) => {
-                        tracing::error!(error = %e, "applying cluster metadata failed");
-                        std::collections::HashSet::new()
-                    }
-                };
+                if let Err(e) = blocking(move || {
+                    b.reconcile(&m, me);
+                    Ok(())
+                })
+                .await
+                {
+                    tracing::error!(error = %e, "applying cluster metadata failed");
+                }
                 if metadata.changed().await.is_err() {
                     return;
                 }
@@ -201,34 +201,30 @@ impl Broker {
         self.cluster.get()
     }
 
-    /// Makes the local topics follow the metadata: creates those this node holds replicas of,
-    /// deletes those the metadata dropped (`known`: topics seen in the metadata before).
-    fn reconcile(
-        &self,
-        m: &Metadata,
-        me: NodeId,
-        mut known: std::collections::HashSet<String>,
-    ) -> std::collections::HashSet<String> {
+    /// Makes the local topics follow the metadata: creates copies of those this node holds
+    /// replicas of, and deletes copies of topics the metadata no longer has. Topics that were
+    /// here before the broker joined a cluster (not copies) are left alone.
+    fn reconcile(&self, m: &Metadata, me: NodeId) {
         for (name, t) in &m.topics {
-            known.insert(name.clone());
             let holds = t.partitions.iter().any(|p| p.replicas.contains(&me));
             if !holds || self.topics.get(name).is_ok() {
                 continue;
             }
             let created = TopicName::new(name)
                 .map_err(BrokerError::from)
-                .and_then(|n| self.topics.create(n, t.config.clone()));
+                .and_then(|n| self.topics.create_as(n, t.config.clone(), true));
             if let Err(e) = created {
                 tracing::error!(topic = %name, error = %e, "cannot create the local copy");
             }
         }
-        let gone: Vec<String> = known
+        let gone: Vec<String> = self
+            .topics
+            .list()
             .iter()
-            .filter(|n| !m.topics.contains_key(*n))
-            .cloned()
+            .filter(|t| t.meta.replica && !m.topics.contains_key(&t.meta.name))
+            .map(|t| t.meta.name.clone())
             .collect();
         for name in gone {
-            known.remove(&name);
             match self.topics.delete(&name) {
                 Ok(id) => {
                     if let Err(e) = self.groups.forget_topic(&name, id) {
@@ -241,7 +237,6 @@ impl Broker {
                 }
             }
         }
-        known
     }
 
     pub async fn create_topic(

@@ -128,6 +128,16 @@ impl TopicRegistry {
 
     /// Creates a topic (blocking: one RocksDB write). Must run inside the tokio runtime.
     pub fn create(&self, name: TopicName, config: TopicConfig) -> Result<Arc<Topic>, BrokerError> {
+        self.create_as(name, config, false)
+    }
+
+    /// Creates a topic, marked as a cluster topic's local copy when `replica`.
+    pub fn create_as(
+        &self,
+        name: TopicName,
+        config: TopicConfig,
+        replica: bool,
+    ) -> Result<Arc<Topic>, BrokerError> {
         debug_assert!((1..=MAX_PARTITIONS).contains(&config.partitions));
         let mut next_id = self.admin.lock().unwrap_or_else(|p| p.into_inner());
         if self.read().contains_key(name.as_str()) {
@@ -144,6 +154,7 @@ impl TopicRegistry {
             name: name.to_string(),
             config,
             created_ms: now,
+            replica,
         };
         let first = SegmentMeta::empty_at(0, now, i64::MIN);
         self.store.create_topic(&meta, &first)?;

@@ -32,6 +32,10 @@ pub struct TopicMeta {
     pub name: String,
     pub config: TopicConfig,
     pub created_ms: i64,
+    /// A local copy of a cluster topic: it follows the cluster metadata, and goes when the
+    /// metadata drops the topic (also if that happened while this broker was down).
+    #[serde(default)]
+    pub replica: bool,
 }
 
 /// One segment of a partition log: the contiguous offset range `[base_offset, next_offset)`.

@@ -234,9 +234,13 @@ fn topics_are_created_and_deleted_through_the_quorum_from_any_broker() {
         "{}",
         String::from_utf8_lossy(&big.stderr)
     );
-    // Deleted through one broker: gone from all.
+    // Deleted through one broker while another is down: gone from all, the one that was
+    // down included once it is back.
+    let mut c = c;
+    c.brokers[2].kill9();
     let first = want[0].split('\t').next().unwrap();
     c.brokers[1].cli_ok(&["topic", "delete", first]);
+    c.brokers[2].restart();
     for b in &c.brokers {
         wait_for_topics(b, &want[1..]);
     }
