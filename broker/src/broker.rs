@@ -206,8 +206,7 @@ impl Broker {
     /// here before the broker joined a cluster (not copies) are left alone.
     fn reconcile(&self, m: &Metadata, me: NodeId) {
         for (name, t) in &m.topics {
-            let holds = t.partitions.iter().any(|p| p.replicas.contains(&me));
-            if !holds || self.topics.get(name).is_ok() {
+            if !t.has_replica_on(me) || self.topics.get(name).is_ok() {
                 continue;
             }
             let created = TopicName::new(name)
@@ -225,18 +224,19 @@ impl Broker {
             .map(|t| t.meta.name.clone())
             .collect();
         for name in gone {
-            match self.topics.delete(&name) {
-                Ok(id) => {
-                    if let Err(e) = self.groups.forget_topic(&name, id) {
-                        tracing::warn!(topic = %name, error = %e, "forgetting group offsets failed");
-                    }
-                }
-                Err(BrokerError::TopicNotFound(_)) => {}
+            match self.delete_local(&name) {
+                Ok(()) | Err(BrokerError::TopicNotFound(_)) => {}
                 Err(e) => {
                     tracing::error!(topic = %name, error = %e, "cannot delete the local copy")
                 }
             }
         }
+    }
+
+    /// Deletes a topic's local data and what groups committed on it (blocking).
+    fn delete_local(&self, name: &str) -> Result<(), BrokerError> {
+        let id = self.topics.delete(name)?;
+        self.groups.forget_topic(name, id)
     }
 
     pub async fn create_topic(
@@ -275,19 +275,11 @@ impl Broker {
             }
             other => return Err(BrokerError::ClusterUnavailable(format!("{other:?}"))),
         }
-        self.await_metadata(
-            |m| m.topics.contains_key(name.as_str()),
-            |b| {
-                let holds = |m: &Metadata| {
-                    m.topics.get(name.as_str()).is_some_and(|t| {
-                        t.partitions
-                            .iter()
-                            .any(|p| p.replicas.contains(&cluster.node_id()))
-                    })
-                };
-                !holds(&cluster.metadata().borrow()) || b.topics.get(name.as_str()).is_ok()
-            },
-        )
+        let me = cluster.node_id();
+        self.await_metadata(|m, b| match m.topics.get(name.as_str()) {
+            None => false,
+            Some(t) => !t.has_replica_on(me) || b.topics.get(name.as_str()).is_ok(),
+        })
         .await;
         Ok(TopicView {
             name: name.to_string(),
@@ -295,30 +287,25 @@ impl Broker {
         })
     }
 
-    /// Waits (up to [`LOCAL_TOPIC_WAIT`]) until this broker's metadata satisfies `seen` and
-    /// its local state `ready`, so a client that created a topic can use it at once.
-    async fn await_metadata(
-        &self,
-        seen: impl Fn(&Metadata) -> bool,
-        ready: impl Fn(&Self) -> bool,
-    ) {
+    /// Waits (up to [`LOCAL_TOPIC_WAIT`]) until `done` holds for this broker's metadata and
+    /// local topics, so a client that created or deleted a topic can rely on it at once. The
+    /// local copies follow the metadata within moments (`reconcile`): between metadata
+    /// changes `done` is polled.
+    async fn await_metadata(&self, done: impl Fn(&Metadata, &Self) -> bool) {
         let Some(cluster) = self.cluster() else {
             return;
         };
         let mut m = cluster.metadata();
         let deadline = tokio::time::Instant::now() + LOCAL_TOPIC_WAIT;
         loop {
-            if seen(&m.borrow_and_update()) {
-                // The local copy follows the metadata within moments (`reconcile`).
-                while !ready(self) && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(LOCAL_TOPIC_POLL).await;
-                }
+            let snapshot = Arc::clone(&m.borrow_and_update());
+            if done(&snapshot, self) {
                 return;
             }
-            if !matches!(
-                tokio::time::timeout_at(deadline, m.changed()).await,
-                Ok(Ok(()))
-            ) {
+            if let Ok(Err(_)) = tokio::time::timeout(LOCAL_TOPIC_POLL, m.changed()).await {
+                return; // The metadata is gone: the broker is shutting down.
+            }
+            if tokio::time::Instant::now() >= deadline {
                 return;
             }
         }
@@ -350,10 +337,9 @@ impl Broker {
             };
             return match cluster.propose(cmd).await? {
                 Outcome::Done => {
-                    self.await_metadata(
-                        |m| !m.topics.contains_key(name),
-                        |b| b.topics.get(name).is_err(),
-                    )
+                    self.await_metadata(|m, b| {
+                        !m.topics.contains_key(name) && b.topics.get(name).is_err()
+                    })
                     .await;
                     Ok(())
                 }
@@ -363,11 +349,7 @@ impl Broker {
         }
         let this = Arc::clone(self);
         let name = name.to_string();
-        blocking(move || {
-            let id = this.topics.delete(&name)?;
-            this.groups.forget_topic(&name, id)
-        })
-        .await
+        blocking(move || this.delete_local(&name)).await
     }
 
     /// Hands out a producer id that was never given before (for idempotent producers).

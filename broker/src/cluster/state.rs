@@ -180,16 +180,12 @@ impl Metadata {
         self.topics.insert(name, TopicState { config, partitions });
         Outcome::Done
     }
+}
 
-    /// The partitions `node` holds a replica of, with their state.
-    pub fn replicas_on(&self, node: NodeId) -> impl Iterator<Item = (&str, u32, &PartitionState)> {
-        self.topics.iter().flat_map(move |(name, t)| {
-            t.partitions
-                .iter()
-                .enumerate()
-                .filter(move |(_, p)| p.replicas.contains(&node))
-                .map(move |(i, p)| (name.as_str(), i as u32, p))
-        })
+impl TopicState {
+    /// Whether `node` holds a replica of any partition (and so keeps a local copy).
+    pub fn has_replica_on(&self, node: NodeId) -> bool {
+        self.partitions.iter().any(|p| p.replicas.contains(&node))
     }
 }
 
@@ -248,8 +244,17 @@ mod tests {
         // The next topic starts one broker further.
         assert_eq!(create(&mut m, "audit", 1, 2), Outcome::Done);
         assert_eq!(m.topics["audit"].partitions[0].replicas, [2, 3]);
-        assert_eq!(m.replicas_on(1).count(), 3);
-        assert_eq!(m.replicas_on(3).count(), 4);
+        let replicas_on = |node| {
+            m.topics
+                .values()
+                .flat_map(|t| &t.partitions)
+                .filter(|p| p.replicas.contains(&node))
+                .count()
+        };
+        assert_eq!(replicas_on(1), 3);
+        assert_eq!(replicas_on(3), 4);
+        assert!(m.topics["audit"].has_replica_on(3));
+        assert!(!m.topics["audit"].has_replica_on(1));
     }
 
     #[test]
