@@ -5,7 +5,8 @@
 //! - [`store`]: openraft's log storage and state machine over RocksDB.
 //! - [`network`]: raft messages between brokers over gRPC.
 //! - this module: [`Cluster`], the running quorum member: start-up (the lowest id initialises
-//!   a fresh cluster), this node's view, and the controller's duties while it leads.
+//!   a fresh cluster), this node's view, and proposing metadata changes (forwarded to the
+//!   controller when this node is not it).
 
 pub mod network;
 pub mod peers;
@@ -30,9 +31,6 @@ use store::{LogStore, StateMachine, TypeConfig};
 const HEARTBEAT_MS: u64 = 250;
 const ELECTION_TIMEOUT_MIN_MS: u64 = 1000;
 const ELECTION_TIMEOUT_MAX_MS: u64 = 2000;
-
-/// How often the controller checks its duties (registering members, later failover).
-const CONTROLLER_TICK: Duration = Duration::from_millis(200);
 
 /// How long a metadata change waits for a controller (an election takes 1–4 s).
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,7 +71,6 @@ pub struct Cluster {
     peers: BTreeMap<NodeId, String>,
     raft: Raft<TypeConfig>,
     metadata: watch::Receiver<Arc<Metadata>>,
-    controller_task: tokio::task::JoinHandle<()>,
 }
 
 impl Cluster {
@@ -116,17 +113,12 @@ impl Cluster {
                 .await
                 .map_err(|e| start(e.to_string()))?;
         }
-        let controller_task = tokio::spawn(controller_duties(
-            raft.clone(),
-            spec.peers.clone(),
-            metadata.clone(),
-        ));
+        // Members need no registering: applying the membership entry makes them brokers.
         Ok(Arc::new(Self {
             node_id: spec.node_id,
             peers: spec.peers,
             raft,
             metadata,
-            controller_task,
         }))
     }
 
@@ -205,43 +197,8 @@ impl Cluster {
 
     /// Leaves the quorum (at broker shutdown).
     pub async fn shutdown(&self) {
-        self.controller_task.abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
-        }
-    }
-}
-
-/// While this node is the controller: makes sure every member is registered with its address
-/// (the first thing a new cluster's controller does).
-async fn controller_duties(
-    raft: Raft<TypeConfig>,
-    peers: BTreeMap<NodeId, String>,
-    metadata: watch::Receiver<Arc<Metadata>>,
-) {
-    let mut tick = tokio::time::interval(CONTROLLER_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if raft.metrics().borrow().state != ServerState::Leader {
-            continue;
-        }
-        let missing: Vec<(NodeId, String)> = {
-            let m = metadata.borrow();
-            peers
-                .iter()
-                .filter(|(id, addr)| m.brokers.get(id).is_none_or(|b| &b.addr != *addr))
-                .map(|(id, addr)| (*id, addr.clone()))
-                .collect()
-        };
-        for (id, addr) in missing {
-            if let Err(e) = raft
-                .client_write(Command::RegisterBroker { id, addr })
-                .await
-            {
-                tracing::debug!(error = %e, "registering member {id} failed; retrying");
-                break;
-            }
         }
     }
 }
