@@ -239,45 +239,45 @@ impl StateMachine {
             .send_replace(Arc::new(self.applied.metadata.clone()));
         Ok(())
     }
+}
 
-    fn snapshot_of(&self) -> Result<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)> {
-        let data = to_json(&self.applied).map_err(StorageIOError::read_state_machine)?;
-        let id = match &self.applied.last_applied {
-            Some(l) => format!("{}-{}", l.leader_id, l.index),
-            None => "empty".to_string(),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: self.applied.last_applied,
-            last_membership: self.applied.membership.clone(),
-            snapshot_id: id,
-        };
-        Ok((meta, data))
-    }
+/// Keeps `meta` and `data` as the current snapshot.
+fn save_snapshot(store: &Store, meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> Result<()> {
+    let failed = |e: AnyError| StorageIOError::write_snapshot(Some(meta.signature()), e);
+    let stored = StoredSnapshot {
+        meta: meta.clone(),
+        data: data.to_vec(),
+    };
+    let bytes = to_json(&stored).map_err(failed)?;
+    store
+        .raft_put(RaftValue::Snapshot, &bytes)
+        .map_err(|e| failed(AnyError::new(&e)).into())
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineSnapshot {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
-        let stored = StoredSnapshot {
-            meta: self.meta.clone(),
-            data: self.data.clone(),
+        let a = &self.applied;
+        let data = to_json(a).map_err(StorageIOError::read_state_machine)?;
+        let meta = SnapshotMeta {
+            last_log_id: a.last_applied,
+            last_membership: a.membership.clone(),
+            snapshot_id: match &a.last_applied {
+                Some(l) => format!("{}-{}", l.leader_id, l.index),
+                None => "empty".to_string(),
+            },
         };
-        let bytes = to_json(&stored)
-            .map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), e))?;
-        self.store
-            .raft_put(RaftValue::Snapshot, &bytes)
-            .map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
+        save_snapshot(&self.store, &meta, &data)?;
         Ok(Snapshot {
-            meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(self.data.clone())),
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
         })
     }
 }
 
-/// The state at the moment a snapshot was asked for.
+/// The applied state at the moment a snapshot was asked for.
 pub struct StateMachineSnapshot {
     store: Store,
-    meta: SnapshotMeta<NodeId, BasicNode>,
-    data: Vec<u8>,
+    applied: Applied,
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -319,21 +319,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // A failed serialization shows up when the snapshot is built.
-        let (meta, data) = self.snapshot_of().unwrap_or_else(|_| {
-            (
-                SnapshotMeta {
-                    last_log_id: self.applied.last_applied,
-                    last_membership: self.applied.membership.clone(),
-                    snapshot_id: "unserializable".into(),
-                },
-                Vec::new(),
-            )
-        });
         StateMachineSnapshot {
             store: self.store.clone(),
-            meta,
-            data,
+            applied: self.applied.clone(),
         }
     }
 
@@ -355,15 +343,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             metadata: applied.metadata,
         };
         self.save()?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        let bytes = to_json(&stored)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
-        self.store
-            .raft_put(RaftValue::Snapshot, &bytes)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+        save_snapshot(&self.store, meta, &data)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
@@ -380,5 +360,82 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+    use crate::storage::SyncMode;
+    use crate::types::TopicConfig;
+
+    fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(cmd),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_carries_the_metadata_to_another_member() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store_a = Store::open(a.path(), SyncMode::Never).unwrap();
+        let (mut sm, _) = StateMachine::open(store_a.clone()).unwrap();
+        let config = TopicConfig {
+            partitions: 2,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_bytes: 1 << 20,
+            segment_ms: 1000,
+        };
+        let out = sm
+            .apply([
+                entry(
+                    1,
+                    Command::RegisterBroker {
+                        id: 1,
+                        addr: "h:1".into(),
+                    },
+                ),
+                entry(
+                    2,
+                    Command::CreateTopic {
+                        name: "t".into(),
+                        config,
+                        replication_factor: 1,
+                    },
+                ),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(out, [Outcome::Done, Outcome::Done]);
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(2));
+        // The builder kept it as the current snapshot.
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, snap.meta);
+
+        let store_b = Store::open(b.path(), SyncMode::Never).unwrap();
+        let (mut other, published) = StateMachine::open(store_b.clone()).unwrap();
+        other
+            .install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        let m = published.borrow().clone();
+        assert_eq!(m.topics["t"].partitions.len(), 2);
+        assert_eq!(m.brokers[&1].addr, "h:1");
+        let (applied, _) = other.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(2));
+        // And it survives a reopen.
+        drop(other);
+        let (_, reopened) = StateMachine::open(store_b).unwrap();
+        assert_eq!(*reopened.borrow(), published.borrow().clone());
     }
 }
