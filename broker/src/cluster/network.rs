@@ -25,6 +25,16 @@ use super::store::TypeConfig;
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The endpoint of another broker at `addr` (`HOST:PORT`).
+pub fn peer_endpoint(
+    addr: &str,
+    connect_timeout: Duration,
+) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true))
+}
+
 /// Makes a client per peer.
 #[derive(Clone, Default)]
 pub struct Network;
@@ -33,11 +43,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        let channel = Endpoint::from_shared(format!("http://{}", node.addr)).map(|e| {
-            e.connect_timeout(CONNECT_TIMEOUT)
-                .tcp_nodelay(true)
-                .connect_lazy()
-        });
+        let channel = peer_endpoint(&node.addr, CONNECT_TIMEOUT).map(|e| e.connect_lazy());
         PeerClient {
             target,
             client: channel.map(RaftClient::new).map_err(|e| e.to_string()),
@@ -157,10 +163,8 @@ pub async fn forward(
         tracing::debug!(%addr, error = %e, "forwarding a metadata change failed");
         ClusterError::NoController
     };
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+    let channel = peer_endpoint(addr, CONNECT_TIMEOUT)
         .map_err(|e| unreachable(e.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT);
-    let channel = endpoint
         .connect()
         .await
         .map_err(|e| unreachable(e.to_string()))?;

@@ -4,15 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
 use weir_proto::v1::cluster_client::ClusterClient;
 
 use crate::broker::Broker;
-use crate::cluster::network::{ForwardError, reply, request};
+use crate::cluster::Cluster;
+use crate::cluster::network::{ForwardError, peer_endpoint, reply, request};
 use crate::cluster::peers::NodeId;
-use crate::cluster::{Cluster, NodeView};
 
 /// How long `ClusterStatus` waits for each member's answer.
 const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -73,10 +72,12 @@ impl ClusterService {
     }
 }
 
-fn node_status(v: NodeView, addr: String) -> pb::NodeStatus {
+/// This member's own view.
+fn own_status(c: &Cluster) -> pb::NodeStatus {
+    let v = c.view();
     pb::NodeStatus {
         node_id: v.node_id,
-        addr,
+        addr: c.peers().get(&c.node_id()).cloned().unwrap_or_default(),
         role: v.role.into(),
         controller: v.controller.unwrap_or(0),
         term: v.term,
@@ -92,15 +93,11 @@ async fn member_status(id: NodeId, addr: String) -> pb::NodeStatus {
         role: "unreachable".into(),
         ..Default::default()
     };
-    let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) else {
+    let Ok(endpoint) = peer_endpoint(&addr, MEMBER_STATUS_TIMEOUT) else {
         return unreachable;
     };
     let ask = async {
-        let channel = endpoint
-            .connect_timeout(MEMBER_STATUS_TIMEOUT)
-            .connect()
-            .await
-            .ok()?;
+        let channel = endpoint.connect().await.ok()?;
         let r = ClusterClient::new(channel)
             .get_node_status(pb::NodeStatusRequest {})
             .await
@@ -128,10 +125,10 @@ impl pb::cluster_server::Cluster for ClusterService {
         };
         let asks = c.peers().iter().map(|(id, addr)| {
             let (id, addr) = (*id, addr.clone());
-            let local = (id == c.node_id()).then(|| c.view());
+            let local = (id == c.node_id()).then(|| own_status(c));
             async move {
                 match local {
-                    Some(v) => node_status(v, addr),
+                    Some(s) => s,
                     None => member_status(id, addr).await,
                 }
             }
@@ -145,10 +142,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         _req: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
         Ok(Response::new(match &self.cluster {
-            Some(c) => {
-                let addr = c.peers().get(&c.node_id()).cloned().unwrap_or_default();
-                node_status(c.view(), addr)
-            }
+            Some(c) => own_status(c),
             None => self.standalone(),
         }))
     }
