@@ -64,6 +64,18 @@ fn controllers(members: &[Member]) -> Vec<u64> {
         .collect()
 }
 
+/// Three brokers, once one of them is the controller.
+fn three_with_a_controller() -> TestCluster {
+    let c = TestCluster::start(3);
+    wait_for(
+        &c.brokers[0],
+        Duration::from_secs(20),
+        "electing a controller",
+        |ok, m| ok && controllers(m).len() == 1,
+    );
+    c
+}
+
 #[test]
 fn three_brokers_elect_a_controller_and_replace_it_when_it_dies() {
     let mut c = TestCluster::start(3);
@@ -164,13 +176,7 @@ fn wait_for_topics(b: &Broker, want: &[&str]) {
 
 #[test]
 fn topics_are_created_and_deleted_through_the_quorum_from_any_broker() {
-    let c = TestCluster::start(3);
-    wait_for(
-        &c.brokers[0],
-        Duration::from_secs(20),
-        "electing a controller",
-        |ok, m| ok && controllers(m).len() == 1,
-    );
+    let c = three_with_a_controller();
     // Created through a broker that may not be the controller: forwarded to it.
     for b in &c.brokers {
         let name = format!("t{}", b.addr.rsplit(':').next().unwrap());
@@ -274,13 +280,7 @@ fn metadata(via: &Broker, topics: &[&str]) -> weir_proto::v1::MetadataResponse {
 
 #[test]
 fn metadata_names_every_broker_and_where_partitions_live() {
-    let c = TestCluster::start(3);
-    wait_for(
-        &c.brokers[0],
-        Duration::from_secs(20),
-        "electing a controller",
-        |ok, m| ok && controllers(m).len() == 1,
-    );
+    let c = three_with_a_controller();
     c.brokers[2].cli_ok(&[
         "topic",
         "create",
