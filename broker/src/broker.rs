@@ -315,6 +315,36 @@ impl Broker {
         self.topics.list()
     }
 
+    /// Cluster mode: fails with [`BrokerError::NotLeader`] unless this broker leads the
+    /// partition (a standalone broker leads everything). Producers and consumers are served by
+    /// leaders only; followers will fetch from them (docs/cluster.md).
+    pub fn check_leader(&self, topic: &str, partition: u32) -> Result<(), BrokerError> {
+        let Some(c) = self.cluster() else {
+            return Ok(());
+        };
+        let m = c.metadata();
+        let m = m.borrow();
+        let Some(p) = m
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition as usize))
+        else {
+            // Unknown here: the usual not-found errors follow from the local registry.
+            return Ok(());
+        };
+        if p.leader == Some(c.node_id()) {
+            return Ok(());
+        }
+        Err(BrokerError::NotLeader {
+            topic: topic.to_string(),
+            partition,
+            leader: p
+                .leader
+                .and_then(|l| m.brokers.get(&l))
+                .map(|b| b.addr.clone()),
+        })
+    }
+
     /// Cluster mode: where each partition of `topic` lives, as this broker's metadata says
     /// (`None` standalone, or for a topic the metadata does not know).
     pub fn placement(&self, topic: &str) -> Option<Vec<PartitionState>> {
@@ -382,6 +412,9 @@ impl Broker {
     ) -> Result<impl Future<Output = Result<Vec<(u32, Appended)>, BrokerError>> + use<>, BrokerError>
     {
         let t = self.topics.get(topic)?;
+        for (partition, _) in &batches {
+            self.check_leader(topic, *partition)?;
+        }
         if batches.is_empty() {
             return Err(BrokerError::InvalidArgument(
                 "produce request carries no batch".into(),
@@ -438,6 +471,7 @@ impl Broker {
         offset: u64,
         max_bytes: usize,
     ) -> Result<ReadResult, BrokerError> {
+        self.check_leader(&topic.meta.name, partition)?;
         let log = Arc::clone(&topic.partition(partition)?.log);
         let name = topic.meta.name.clone();
         blocking(move || {

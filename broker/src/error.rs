@@ -81,6 +81,13 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("cluster: {0}")]
     ClusterUnavailable(String),
+    #[error("this broker does not lead topic {topic:?} partition {partition}{}", leader.as_ref().map_or(String::new(), |l| format!("; broker {l} does")))]
+    NotLeader {
+        topic: String,
+        partition: u32,
+        /// The leader's address, when one is known.
+        leader: Option<String>,
+    },
     #[error("storage failure: {0}")]
     Storage(String),
 }

@@ -321,3 +321,55 @@ fn metadata_names_every_broker_and_where_partitions_live() {
     assert_eq!(m.topics[0].partitions.len(), 2);
     assert!(m.topics[0].partitions.iter().all(|p| p.leader == Some(0)));
 }
+
+#[test]
+fn only_a_partitions_leader_serves_it() {
+    let c = TestCluster::start(3);
+    wait_for(
+        &c.brokers[0],
+        Duration::from_secs(20),
+        "electing a controller",
+        |ok, m| ok && controllers(m).len() == 1,
+    );
+    c.brokers[0].cli_ok(&[
+        "topic",
+        "create",
+        "t",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "2",
+    ]);
+    let m = metadata(&c.brokers[0], &["t"]);
+    for p in &m.topics[0].partitions {
+        let leader = p.leader.unwrap() as usize;
+        let part = p.partition.to_string();
+        let lead = &c.brokers[leader - 1];
+        let out = lead.cli_with_stdin(&["produce", "t", "--partition", &part], b"hello\n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = lead.cli_ok(&[
+            "consume",
+            "t",
+            "--partition",
+            &part,
+            "--max",
+            "1",
+            "--idle-timeout",
+            "5000",
+        ]);
+        assert_eq!(read.trim(), "hello");
+        // Any other broker refuses, naming the leader.
+        let other = &c.brokers[leader % 3];
+        let out = other.cli_with_stdin(&["produce", "t", "--partition", &part], b"x\n");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("does not lead") && err.contains(&lead.addr),
+            "{err}"
+        );
+    }
+}

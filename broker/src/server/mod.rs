@@ -43,6 +43,8 @@ pub const ERROR_KIND_KEY: &str = "weir-error-kind";
 /// For `offset_out_of_range`: the partition's earliest and latest offsets.
 pub const EARLIEST_KEY: &str = "weir-earliest";
 pub const LATEST_KEY: &str = "weir-latest";
+/// For `not_leader`: the address of the broker that leads the partition, when known.
+pub const LEADER_KEY: &str = "weir-leader";
 
 /// The one mapping from domain errors to gRPC statuses.
 pub fn status_of(e: BrokerError) -> Status {
@@ -86,10 +88,18 @@ pub fn status_of(e: BrokerError) -> Status {
         BrokerError::PipelineExists(_) => (Status::already_exists(message), "pipeline_exists"),
         BrokerError::ShuttingDown => (Status::unavailable(message), "shutting_down"),
         BrokerError::ClusterUnavailable(_) => (Status::unavailable(message), "cluster_unavailable"),
+        BrokerError::NotLeader { .. } => (Status::failed_precondition(message), "not_leader"),
         BrokerError::Storage(_) => (Status::internal(message), "storage"),
     };
     let md = status.metadata_mut();
     md.insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
+    if let BrokerError::NotLeader {
+        leader: Some(addr), ..
+    } = &e
+        && let Ok(v) = MetadataValue::try_from(addr.as_str())
+    {
+        md.insert(LEADER_KEY, v);
+    }
     if let BrokerError::OffsetOutOfRange {
         earliest, latest, ..
     } = e
