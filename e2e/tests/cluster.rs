@@ -324,13 +324,7 @@ fn metadata_names_every_broker_and_where_partitions_live() {
 
 #[test]
 fn only_a_partitions_leader_serves_it() {
-    let c = TestCluster::start(3);
-    wait_for(
-        &c.brokers[0],
-        Duration::from_secs(20),
-        "electing a controller",
-        |ok, m| ok && controllers(m).len() == 1,
-    );
+    let c = three_with_a_controller();
     c.brokers[0].cli_ok(&[
         "topic",
         "create",
