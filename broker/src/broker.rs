@@ -8,11 +8,10 @@ use weir_common::TopicName;
 use weir_common::batch;
 use weir_common::limits::{
     DEFAULT_FETCH_MAX_BYTES, MAX_BATCH_BYTES, MAX_FETCH_MAX_BYTES, MAX_PARTITIONS,
-    MIN_SEGMENT_BYTES,
+    MIN_SEGMENT_BYTES, PRODUCER_ID_NODE_SHIFT,
 };
 
 use crate::cluster::Cluster;
-use crate::cluster::peers::NodeId;
 use crate::cluster::state::{Command, Metadata, Outcome, PartitionState};
 use crate::config::{Config, TopicDefaults};
 use crate::error::BrokerError;
@@ -170,20 +169,19 @@ impl Broker {
     }
 
     /// Joins the cluster: from now on topics are created and deleted through its metadata,
-    /// and this broker keeps a copy of each topic it holds replicas of.
+    /// and this broker keeps a copy of each topic (`reconcile`).
     pub fn attach_cluster(self: &Arc<Self>, cluster: Arc<Cluster>) {
         let mut metadata = cluster.metadata();
         if self.cluster.set(Arc::clone(&cluster)).is_err() {
             return;
         }
         let this = Arc::clone(self);
-        let me = cluster.node_id();
         tokio::spawn(async move {
             loop {
                 let m = Arc::clone(&metadata.borrow_and_update());
                 let b = Arc::clone(&this);
                 if let Err(e) = blocking(move || {
-                    b.reconcile(&m, me);
+                    b.reconcile(&m);
                     Ok(())
                 })
                 .await
@@ -201,12 +199,14 @@ impl Broker {
         self.cluster.get()
     }
 
-    /// Makes the local topics follow the metadata: creates copies of those this node holds
-    /// replicas of, and deletes copies of topics the metadata no longer has. Topics that were
-    /// here before the broker joined a cluster (not copies) are left alone.
-    fn reconcile(&self, m: &Metadata, me: NodeId) {
+    /// Makes the local topics follow the metadata: creates a copy of every topic it has (so
+    /// any broker knows every topic's configuration; only the replicas' copies hold records,
+    /// and only the leader's serves them), and deletes copies of topics the metadata no
+    /// longer has. Topics that were here before the broker joined a cluster (not copies) are
+    /// left alone.
+    fn reconcile(&self, m: &Metadata) {
         for (name, t) in &m.topics {
-            if !t.has_replica_on(me) || self.topics.get(name).is_ok() {
+            if self.topics.get(name).is_ok() {
                 continue;
             }
             let created = TopicName::new(name)
@@ -275,10 +275,8 @@ impl Broker {
             }
             other => return Err(BrokerError::ClusterUnavailable(format!("{other:?}"))),
         }
-        let me = cluster.node_id();
-        self.await_metadata(|m, b| match m.topics.get(name.as_str()) {
-            None => false,
-            Some(t) => !t.has_replica_on(me) || b.topics.get(name.as_str()).is_ok(),
+        self.await_metadata(|m, b| {
+            m.topics.contains_key(name.as_str()) && b.topics.get(name.as_str()).is_ok()
         })
         .await;
         Ok(TopicView {
@@ -387,7 +385,14 @@ impl Broker {
         let this = Arc::clone(self);
         blocking(move || {
             let _guard = this.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
-            Ok(this.store.allocate_producer_id()?)
+            let local = this.store.allocate_producer_id()?;
+            // A cluster member's ids carry its node id, so a producer's id is unique across
+            // the brokers that lead its partitions (Kafka hands out id blocks from the
+            // controller instead; a fixed prefix needs no round trip).
+            Ok(match this.cluster() {
+                Some(c) => (c.node_id() << PRODUCER_ID_NODE_SHIFT) | local,
+                None => local,
+            })
         })
         .await
     }
@@ -488,6 +493,7 @@ impl Broker {
         partition: u32,
         query: OffsetQuery,
     ) -> Result<(u64, Bounds), BrokerError> {
+        self.check_leader(&topic.meta.name, partition)?;
         let log = Arc::clone(&topic.partition(partition)?.log);
         let bounds = log.bounds();
         match query {

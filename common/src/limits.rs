@@ -23,6 +23,11 @@ pub const MAX_PARTITIONS: u32 = 10_000;
 /// Brokers in one cluster (every one is a voter of the metadata quorum, so more would only
 /// slow its commits).
 pub const MAX_CLUSTER_NODES: usize = 9;
+/// Largest `--node-id`: a cluster member's producer ids carry its id in their top bits
+/// (`PRODUCER_ID_NODE_SHIFT`), so ids issued by different brokers never collide.
+pub const MAX_NODE_ID: u64 = (1 << 15) - 1;
+/// Where a cluster member's id sits in the producer ids it issues.
+pub const PRODUCER_ID_NODE_SHIFT: u32 = 48;
 
 /// Longest topic or consumer-group name (Kafka's limit for topics).
 pub const MAX_NAME_LEN: usize = 249;

@@ -323,47 +323,102 @@ fn metadata_names_every_broker_and_where_partitions_live() {
 }
 
 #[test]
-fn only_a_partitions_leader_serves_it() {
+fn only_a_partitions_leader_serves_it_and_clients_route_to_leaders() {
     let c = three_with_a_controller();
-    c.brokers[0].cli_ok(&[
-        "topic",
-        "create",
-        "t",
-        "--partitions",
-        "3",
-        "--replication-factor",
-        "2",
-    ]);
+    c.brokers[0].cli_ok(&["topic", "create", "t", "--partitions", "6"]);
     let m = metadata(&c.brokers[0], &["t"]);
-    for p in &m.topics[0].partitions {
-        let leader = p.leader.unwrap() as usize;
-        let part = p.partition.to_string();
-        let lead = &c.brokers[leader - 1];
-        let out = lead.cli_with_stdin(&["produce", "t", "--partition", &part], b"hello\n");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let read = lead.cli_ok(&[
-            "consume",
-            "t",
-            "--partition",
-            &part,
-            "--max",
-            "1",
-            "--idle-timeout",
-            "5000",
-        ]);
-        assert_eq!(read.trim(), "hello");
-        // Any other broker refuses, naming the leader.
-        let other = &c.brokers[leader % 3];
-        let out = other.cli_with_stdin(&["produce", "t", "--partition", &part], b"x\n");
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("does not lead") && err.contains(&lead.addr),
-            "{err}"
-        );
+    let leaders: Vec<u64> = m.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.leader.unwrap())
+        .collect();
+    assert_eq!(
+        leaders
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        3,
+        "leaders spread over the brokers: {leaders:?}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A broker asked for a partition it does not lead refuses, naming the leader.
+    let other = (leaders[0] % 3) as usize;
+    let lead = &c.brokers[leaders[0] as usize - 1];
+    let status = rt.block_on(async {
+        let mut log = weir_proto::v1::log_client::LogClient::connect(format!(
+            "http://{}",
+            c.brokers[other].addr
+        ))
+        .await
+        .unwrap();
+        let req = weir_proto::v1::ListOffsetsRequest {
+            topic: "t".into(),
+            queries: vec![weir_proto::v1::OffsetQuery {
+                partition: 0,
+                spec: weir_proto::v1::OffsetSpec::Latest as i32,
+                timestamp: 0,
+            }],
+        };
+        log.list_offsets(req).await.unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert_eq!(
+        status.metadata().get("weir-error-kind").unwrap(),
+        "not_leader"
+    );
+    assert_eq!(status.metadata().get("weir-leader").unwrap(), &*lead.addr);
+    assert!(status.message().contains("does not lead"), "{status:?}");
+
+    // The SDK, bootstrapped from one broker, produces to and reads from every leader.
+    const N: usize = 3000;
+    let (per_partition, read) = rt.block_on(async {
+        let client = weir::Client::connect(&c.brokers[0].addr).await.unwrap();
+        let producer = client.producer(weir::ProducerConfig::default());
+        for i in 0..N {
+            let rec = weir::ProducerRecord::new("t", format!("v{i}")).key(format!("k{i}"));
+            producer.enqueue(rec).await.unwrap();
+        }
+        producer.flush().await.unwrap();
+        let desc = weir::Client::connect(&c.brokers[2].addr)
+            .await
+            .unwrap()
+            .admin()
+            .describe_topic("t")
+            .await
+            .unwrap();
+        let per_partition: Vec<u64> = desc.partitions.iter().map(|p| p.latest_offset).collect();
+        let reader = weir::Client::connect(&c.brokers[1].addr).await.unwrap();
+        let read = weir_e2e::read_all(&reader, "t", weir::ConsumerConfig::default()).await;
+        (per_partition, read)
+    });
+    assert_eq!(
+        per_partition.iter().sum::<u64>(),
+        N as u64,
+        "{per_partition:?}"
+    );
+    assert!(per_partition.iter().all(|&n| n > 0), "{per_partition:?}");
+    assert_eq!(read.len(), N);
+    let mut values: Vec<String> = read.iter().map(weir_e2e::text).collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), N, "every record exactly once");
+    for p in 0..6u32 {
+        let offsets: Vec<u64> = read
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect();
+        let want: Vec<u64> = (0..per_partition[p as usize]).collect();
+        assert_eq!(offsets, want, "partition {p} in order");
     }
+    // The CLI routes the same way, through any broker.
+    let out = c.brokers[2].cli_ok(&[
+        "consume",
+        "t",
+        "--max",
+        &N.to_string(),
+        "--idle-timeout",
+        "5000",
+    ]);
+    assert_eq!(out.lines().count(), N);
 }

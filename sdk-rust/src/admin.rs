@@ -1,8 +1,9 @@
 //! Topic administration and offset look-ups.
 
 use weir_proto::v1 as pb;
+use weir_proto::v1::topics_client::TopicsClient;
 
-use crate::client::Client;
+use crate::client::{Client, log_rpc};
 use crate::error::Result;
 
 /// Settings for a new topic; unset fields take the broker's defaults.
@@ -179,6 +180,31 @@ pub(crate) fn spec_to_pb(partition: u32, spec: OffsetSpec) -> pb::OffsetQuery {
     }
 }
 
+/// Looks up one offset in each of `partitions` of `topic`, asking each partition's leader
+/// (every partition with the same `spec`). Answers come by partition.
+pub(crate) async fn list_offsets(
+    client: &Client,
+    topic: &str,
+    partitions: &[u32],
+    spec: OffsetSpec,
+) -> Result<Vec<pb::PartitionOffset>> {
+    let answers = client
+        .on_leaders(topic, partitions, |route, ps| {
+            let req = pb::ListOffsetsRequest {
+                topic: topic.to_string(),
+                queries: ps.iter().map(|&p| spec_to_pb(p, spec)).collect(),
+            };
+            async move {
+                let resp = log_rpc(route.channel).list_offsets(req).await?;
+                Ok(resp.into_inner().offsets)
+            }
+        })
+        .await?;
+    let mut out: Vec<pb::PartitionOffset> = answers.into_iter().flatten().collect();
+    out.sort_by_key(|o| o.partition);
+    Ok(out)
+}
+
 /// Admin operations. Get one with [`Client::admin`].
 #[derive(Clone, Debug)]
 pub struct Admin {
@@ -255,10 +281,10 @@ impl Admin {
         let resp = self
             .client
             .topics_rpc()
-            .describe_topic(req)
+            .describe_topic(req.clone())
             .await?
             .into_inner();
-        let partitions = resp
+        let mut partitions: Vec<PartitionInfo> = resp
             .partitions
             .iter()
             .map(|p| PartitionInfo {
@@ -269,6 +295,8 @@ impl Admin {
                 segments: p.segments,
             })
             .collect();
+        self.bounds_from_leaders(&req, &resp.partitions, &mut partitions)
+            .await;
         let placement = resp
             .partitions
             .into_iter()
@@ -287,6 +315,57 @@ impl Admin {
         })
     }
 
+    /// Cluster mode: takes each partition's offsets and sizes from its leader (the broker
+    /// asked first answered from its own copy, which may lag or hold no replica). A leader
+    /// that does not answer leaves that copy's numbers.
+    async fn bounds_from_leaders(
+        &self,
+        req: &pb::DescribeTopicRequest,
+        placed: &[pb::PartitionInfo],
+        out: &mut [PartitionInfo],
+    ) {
+        let mut leaders: Vec<u64> = placed.iter().filter_map(|p| p.leader).collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        if leaders.is_empty() {
+            return;
+        }
+        if leaders
+            .iter()
+            .any(|&l| self.client.route_to_node(l).is_none())
+        {
+            let _ = self
+                .client
+                .refresh_routes(self.client.routes_version())
+                .await;
+        }
+        for leader in leaders {
+            let Some(route) = self.client.route_to_node(leader) else {
+                continue;
+            };
+            if *route.addr == *self.client.addr() {
+                continue;
+            }
+            let answer = TopicsClient::new(route.channel)
+                .describe_topic(req.clone())
+                .await;
+            let Ok(answer) = answer else {
+                continue;
+            };
+            for p in answer.into_inner().partitions {
+                if p.leader != Some(leader) {
+                    continue;
+                }
+                if let Some(slot) = out.get_mut(p.partition as usize) {
+                    slot.earliest_offset = p.earliest_offset;
+                    slot.latest_offset = p.latest_offset;
+                    slot.size_bytes = p.size_bytes;
+                    slot.segments = p.segments;
+                }
+            }
+        }
+    }
+
     /// Deletes a topic and all its records; its subscriptions end.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let req = pb::DeleteTopicRequest {
@@ -298,12 +377,8 @@ impl Admin {
 
     /// Looks up an offset of one partition.
     pub async fn list_offset(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<u64> {
-        let req = pb::ListOffsetsRequest {
-            topic: topic.to_string(),
-            queries: vec![spec_to_pb(partition, spec)],
-        };
-        let resp = self.client.log_rpc().list_offsets(req).await?.into_inner();
-        resp.offsets
+        list_offsets(&self.client, topic, &[partition], spec)
+            .await?
             .first()
             .map(|o| o.offset)
             .ok_or_else(|| crate::Error::Protocol("empty list-offsets response".into()))

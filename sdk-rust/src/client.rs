@@ -1,9 +1,19 @@
-//! Connection to a broker: one HTTP/2 channel shared by admin, producers and consumers.
+//! Connections to brokers: one HTTP/2 channel per broker, shared by admin, producers and
+//! consumers, and the cluster metadata requests are routed by.
+//!
+//! Admin requests go to the bootstrap broker (in a cluster any broker forwards them to the
+//! controller). Produce and read requests go to the leader of their partition, found in the
+//! metadata from `Cluster.GetMetadata`; a standalone broker leads everything, so there they
+//! all use the bootstrap channel. On `not_leader` or a lost connection the producer and
+//! consumers ask for fresh metadata (`refresh_routes`) and retry.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 use weir_common::limits::MAX_REQUEST_BYTES;
+use weir_proto::v1 as pb;
 use weir_proto::v1::cluster_client::ClusterClient;
 use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::log_client::LogClient;
@@ -18,15 +28,55 @@ use crate::producer::{Producer, ProducerConfig};
 
 /// Default broker address.
 pub const DEFAULT_BROKER: &str = "127.0.0.1:9292";
+/// How long requests routed to partition leaders keep retrying through leader changes.
+pub const ROUTE_RETRY_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
 
-/// A connection to Weir. Cheap to clone; clones share the connection.
+/// A connection to Weir. Cheap to clone; clones share the connections.
 #[derive(Clone, Debug)]
 pub struct Client {
     addr: String,
     channel: Channel,
+    routes: Arc<Routes>,
+}
+
+/// Where requests for one partition go: its leader's address and channel.
+#[derive(Clone, Debug)]
+pub(crate) struct Route {
+    pub addr: Arc<str>,
+    pub channel: Channel,
+}
+
+/// The metadata requests are routed by, and a channel per broker.
+#[derive(Debug, Default)]
+struct Routes {
+    state: Mutex<RouteState>,
+    /// One metadata request at a time; callers that waited find it refreshed.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct RouteState {
+    /// `None` until the first metadata arrives.
+    meta: Option<Arc<Placement>>,
+    /// Bumped by every refresh.
+    version: u64,
+    channels: HashMap<String, Channel>,
+}
+
+/// Brokers and partition leaders, as the last metadata said.
+#[derive(Debug, Default)]
+struct Placement {
+    /// A standalone broker (or one too old to know the metadata RPC): it serves everything.
+    standalone: bool,
+    brokers: HashMap<u64, String>,
+    leaders: HashMap<String, Vec<Option<u64>>>,
+}
+
+fn lock(m: &Mutex<RouteState>) -> std::sync::MutexGuard<'_, RouteState> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn endpoint(addr: &str) -> Result<Endpoint> {
@@ -44,6 +94,13 @@ fn endpoint(addr: &str) -> Result<Endpoint> {
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
+}
+
+/// The log service on `channel`.
+pub(crate) fn log_rpc(channel: Channel) -> LogClient<Channel> {
+    LogClient::new(channel)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES)
 }
 
 impl Client {
@@ -65,6 +122,7 @@ impl Client {
                     return Ok(Self {
                         addr: addr.to_string(),
                         channel,
+                        routes: Arc::default(),
                     });
                 }
                 Err(e) => {
@@ -89,6 +147,182 @@ impl Client {
         &self.addr
     }
 
+    /// Where requests for `partition` of `topic` go, by the metadata known so far; `None`
+    /// before the first metadata (ask with [`Client::refresh_routes`]). A partition the
+    /// metadata does not place (unknown topic, no leader right now) goes to the bootstrap
+    /// broker, whose answer (`topic_not_found`, `not_leader`) says what to do next.
+    pub(crate) fn route(&self, topic: &str, partition: u32) -> Option<Route> {
+        let meta = Arc::clone(lock(&self.routes.state).meta.as_ref()?);
+        let leader = match meta.standalone {
+            true => None,
+            false => meta
+                .leaders
+                .get(topic)
+                .and_then(|l| l.get(partition as usize).copied().flatten()),
+        };
+        Some(
+            leader
+                .and_then(|id| meta.brokers.get(&id))
+                .and_then(|addr| self.route_to_addr(addr))
+                .unwrap_or_else(|| self.bootstrap_route()),
+        )
+    }
+
+    /// A route to the broker at `addr`, sharing one channel per address.
+    fn route_to_addr(&self, addr: &str) -> Option<Route> {
+        if addr == self.addr {
+            return Some(self.bootstrap_route());
+        }
+        let mut st = lock(&self.routes.state);
+        let channel = match st.channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = endpoint(addr).ok()?.connect_lazy();
+                st.channels.insert(addr.to_string(), c.clone());
+                c
+            }
+        };
+        Some(Route {
+            addr: Arc::from(addr),
+            channel,
+        })
+    }
+
+    /// The bootstrap broker as a route.
+    pub(crate) fn bootstrap_route(&self) -> Route {
+        Route {
+            addr: Arc::from(self.addr.as_str()),
+            channel: self.channel.clone(),
+        }
+    }
+
+    /// How many times the metadata was fetched (pass it to [`Client::refresh_routes`]).
+    pub(crate) fn routes_version(&self) -> u64 {
+        lock(&self.routes.state).version
+    }
+
+    /// Fetches fresh metadata unless it was fetched since version `seen` (by another caller
+    /// that hit the same stale route).
+    pub(crate) async fn refresh_routes(&self, seen: u64) -> Result<()> {
+        let _one = self.routes.refreshing.lock().await;
+        if lock(&self.routes.state).version > seen {
+            return Ok(());
+        }
+        let resp = match self
+            .cluster_rpc()
+            .get_metadata(pb::MetadataRequest { topics: Vec::new() })
+            .await
+        {
+            Ok(r) => Some(r.into_inner()),
+            Err(s) if s.code() == tonic::Code::Unimplemented => None,
+            Err(s) => return Err(Error::from(s)),
+        };
+        let placement = match resp {
+            None => Placement {
+                standalone: true,
+                ..Placement::default()
+            },
+            Some(m) => Placement {
+                standalone: m.brokers.len() == 1 && m.brokers[0].node_id == 0,
+                brokers: m.brokers.into_iter().map(|b| (b.node_id, b.addr)).collect(),
+                leaders: m
+                    .topics
+                    .into_iter()
+                    .map(|t| {
+                        let mut leaders = vec![None; t.partitions.len()];
+                        for p in t.partitions {
+                            if let Some(slot) = leaders.get_mut(p.partition as usize) {
+                                *slot = p.leader;
+                            }
+                        }
+                        (t.name, leaders)
+                    })
+                    .collect(),
+            },
+        };
+        let mut st = lock(&self.routes.state);
+        st.meta = Some(Arc::new(placement));
+        st.version += 1;
+        Ok(())
+    }
+
+    /// Groups `partitions` by the route to their leader, fetching metadata first if there is
+    /// none yet. Groups come in the order of their first partition.
+    pub(crate) async fn routes_for(
+        &self,
+        topic: &str,
+        partitions: impl IntoIterator<Item = u32>,
+    ) -> Result<Vec<(Route, Vec<u32>)>> {
+        if lock(&self.routes.state).meta.is_none() {
+            self.refresh_routes(self.routes_version()).await?;
+        }
+        let mut out: Vec<(Route, Vec<u32>)> = Vec::new();
+        for p in partitions {
+            let route = self
+                .route(topic, p)
+                .unwrap_or_else(|| self.bootstrap_route());
+            match out.iter_mut().find(|(r, _)| r.addr == route.addr) {
+                Some((_, ps)) => ps.push(p),
+                None => out.push((route, vec![p])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The route to broker `node` (cluster mode), by the metadata known so far.
+    pub(crate) fn route_to_node(&self, node: u64) -> Option<Route> {
+        let addr = lock(&self.routes.state)
+            .meta
+            .as_ref()?
+            .brokers
+            .get(&node)?
+            .clone();
+        self.route_to_addr(&addr)
+    }
+
+    /// Runs `call` for each leader of `partitions` (one call per leader with the partitions
+    /// it leads), retrying the calls that fail because leadership moved or a broker is
+    /// unreachable, with fresh metadata, for up to [`ROUTE_RETRY_TIMEOUT`]. Answers come in
+    /// the order of the groups.
+    pub(crate) async fn on_leaders<T, F, Fut>(
+        &self,
+        topic: &str,
+        partitions: &[u32],
+        call: F,
+    ) -> Result<Vec<T>>
+    where
+        F: Fn(Route, Vec<u32>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + ROUTE_RETRY_TIMEOUT;
+        let mut backoff = Duration::from_millis(50);
+        let mut out = Vec::new();
+        let mut todo = partitions.to_vec();
+        while !todo.is_empty() {
+            let seen = self.routes_version();
+            let mut failed = Vec::new();
+            let mut last = None;
+            for (route, ps) in self.routes_for(topic, todo.iter().copied()).await? {
+                match call(route, ps.clone()).await {
+                    Ok(t) => out.push(t),
+                    Err(e) if e.is_retriable() && tokio::time::Instant::now() < deadline => {
+                        failed.extend(ps);
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(e) = last {
+                tracing::debug!(error = %e, ?backoff, "leader unreachable or moved; retrying with fresh metadata");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                self.refresh_routes(seen).await?;
+            }
+            todo = failed;
+        }
+        Ok(out)
+    }
+
     pub(crate) fn topics_rpc(&self) -> TopicsClient<Channel> {
         TopicsClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_REQUEST_BYTES)
@@ -100,9 +334,7 @@ impl Client {
     }
 
     pub(crate) fn log_rpc(&self) -> LogClient<Channel> {
-        LogClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_REQUEST_BYTES)
-            .max_encoding_message_size(MAX_REQUEST_BYTES)
+        log_rpc(self.channel.clone())
     }
 
     pub(crate) fn groups_rpc(&self) -> GroupsClient<Channel> {

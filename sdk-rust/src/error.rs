@@ -62,6 +62,10 @@ pub enum Error {
     /// The group has live members; the operation needs it empty (stop them first).
     #[error("{0}")]
     GroupNotEmpty(String),
+    /// Cluster mode: the broker asked does not lead the partition (leadership moved, or the
+    /// client's metadata is stale). The SDK refreshes its metadata and retries by itself.
+    #[error("{0}")]
+    NotLeader(String),
     /// The broker cannot be reached or is shutting down: retry later.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
@@ -121,6 +125,7 @@ impl From<Status> for Error {
                 Error::Fenced(message)
             }
             ("group_not_empty", _) => Error::GroupNotEmpty(message),
+            ("not_leader", _) => Error::NotLeader(message),
             // The broker names the kind of every error it raises; these codes without a kind
             // come from the transport (a connection or stream broken mid-call): retriable.
             ("", Code::Unknown | Code::Internal | Code::Aborted) => Error::Unavailable(message),
@@ -147,6 +152,7 @@ impl Error {
                 | Error::Timeout(_)
                 | Error::Connect { .. }
                 | Error::OutOfOrderSequence(_)
+                | Error::NotLeader(_)
         )
     }
 }

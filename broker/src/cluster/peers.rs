@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use weir_common::limits::MAX_CLUSTER_NODES;
+use weir_common::limits::{MAX_CLUSTER_NODES, MAX_NODE_ID};
 
 /// A broker's id in the cluster (`--node-id`).
 pub type NodeId = u64;
@@ -29,6 +29,8 @@ pub enum PeersError {
     Incomplete,
     #[error("node ids start at 1 (0 is reserved)")]
     ZeroId,
+    #[error("node id {0} is too large; at most {MAX_NODE_ID}")]
+    IdTooLarge(NodeId),
 }
 
 /// Parses `1=HOST:PORT,2=HOST:PORT`.
@@ -40,6 +42,9 @@ pub fn parse_peers(spec: &str) -> Result<BTreeMap<NodeId, String>, PeersError> {
         let id: NodeId = id.trim().parse().map_err(|_| bad())?;
         if id == 0 {
             return Err(PeersError::ZeroId);
+        }
+        if id > MAX_NODE_ID {
+            return Err(PeersError::IdTooLarge(id));
         }
         let addr = addr.trim();
         let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
@@ -96,6 +101,11 @@ mod tests {
         }
         assert_eq!(parse_peers("1=a:1,1=b:2"), Err(PeersError::Duplicate(1)));
         assert_eq!(parse_peers("0=a:1"), Err(PeersError::ZeroId));
+        assert_eq!(
+            parse_peers(&format!("{}=a:1", MAX_NODE_ID + 1)),
+            Err(PeersError::IdTooLarge(MAX_NODE_ID + 1))
+        );
+        assert!(parse_peers(&format!("{MAX_NODE_ID}=a:1")).is_ok());
         let many: Vec<String> = (1..=MAX_CLUSTER_NODES as u64 + 1)
             .map(|i| format!("{i}=h:{}", 1000 + i))
             .collect();

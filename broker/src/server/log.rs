@@ -154,7 +154,13 @@ impl LogService {
 }
 
 /// Checks positions name distinct existing partitions.
-fn check_positions(topic: &Topic, positions: &[pb::FetchPosition]) -> Result<(), BrokerError> {
+/// Also fails with `not_leader` on a partition another broker leads, before any bounds of
+/// this broker's copy are looked at.
+fn check_positions(
+    broker: &Broker,
+    topic: &Topic,
+    positions: &[pb::FetchPosition],
+) -> Result<(), BrokerError> {
     if positions.is_empty() {
         return Err(BrokerError::InvalidArgument(
             "no partition positions given".into(),
@@ -163,6 +169,7 @@ fn check_positions(topic: &Topic, positions: &[pb::FetchPosition]) -> Result<(),
     let mut seen = HashSet::new();
     for p in positions {
         topic.partition(p.partition)?;
+        broker.check_leader(&topic.meta.name, p.partition)?;
         if !seen.insert(p.partition) {
             return Err(BrokerError::InvalidArgument(format!(
                 "partition {} is listed twice",
@@ -460,7 +467,7 @@ impl pb::log_server::Log for LogService {
     ) -> Result<Response<pb::FetchResponse>, Status> {
         let mut req = req.into_inner();
         let topic = self.broker.topic(&req.topic).map_err(status_of)?;
-        check_positions(&topic, &req.positions).map_err(status_of)?;
+        check_positions(&self.broker, &topic, &req.positions).map_err(status_of)?;
         let budget = Broker::fetch_budget(req.max_bytes);
         let partitions = read_round(&self.broker, &topic, &mut req.positions, 0, budget, false)
             .await
@@ -476,7 +483,7 @@ impl pb::log_server::Log for LogService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let req = req.into_inner();
         let topic = self.broker.topic(&req.topic).map_err(status_of)?;
-        check_positions(&topic, &req.positions).map_err(status_of)?;
+        check_positions(&self.broker, &topic, &req.positions).map_err(status_of)?;
         for p in &req.positions {
             let bounds = topic
                 .partition(p.partition)

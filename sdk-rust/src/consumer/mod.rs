@@ -20,10 +20,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::stream::SelectAll;
+use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
-use tonic::Streaming;
 use weir_common::batch;
 use weir_common::limits::{
     DEFAULT_FETCH_MAX_BYTES, DEFAULT_REBALANCE_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS,
@@ -31,8 +31,8 @@ use weir_common::limits::{
 use weir_common::record::{Header, Record};
 use weir_proto::v1 as pb;
 
-use crate::admin::{OffsetSpec, spec_to_pb};
-use crate::client::Client;
+use crate::admin::{OffsetSpec, list_offsets};
+use crate::client::{Client, log_rpc};
 use crate::error::{Error, Result};
 use group::{Assignment, Command, Update};
 
@@ -197,12 +197,17 @@ pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest pause between two reconnection attempts.
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-type SubscribeFuture = Pin<Box<dyn Future<Output = Result<Streaming<pb::FetchResponse>>> + Send>>;
+/// One subscription's pushes; a stream the broker ends without an error ends with one, so
+/// the consumer notices and subscribes again.
+type Pushes = Pin<Box<dyn Stream<Item = Result<pb::FetchResponse, tonic::Status>> + Send>>;
+/// The subscriptions of a consumer, one per partition leader, merged.
+type Feeds = SelectAll<Pushes>;
+type SubscribeFuture = Pin<Box<dyn Future<Output = Result<Feeds>> + Send>>;
 type ReconcileFuture = Pin<Box<dyn Future<Output = Result<BTreeMap<u32, u64>>> + Send>>;
 
 /// Where records come from right now.
 enum Feed {
-    Open(Box<Streaming<pb::FetchResponse>>),
+    Open(Feeds),
     Reconnecting(SubscribeFuture),
     /// A group consumer that owns no partition right now.
     Idle,
@@ -256,25 +261,49 @@ pub(crate) fn plugins_pb(uses: &[PluginUse]) -> Vec<pb::PluginUse> {
         .collect()
 }
 
-/// Subscribes, retrying transient failures with backoff until `RECONNECT_TIMEOUT`.
-async fn subscribe_with_retry(
-    client: Client,
-    req: pb::SubscribeRequest,
-) -> Result<Streaming<pb::FetchResponse>> {
+/// Subscribes to the positions of `req` at their partitions' leaders (one subscription per
+/// leader), retrying with fresh metadata when leadership moved, and — with `retry` — other
+/// transient failures with backoff, until `RECONNECT_TIMEOUT`.
+async fn subscribe_routed(client: Client, req: pb::SubscribeRequest, retry: bool) -> Result<Feeds> {
     let deadline = Instant::now() + RECONNECT_TIMEOUT;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let err = match client.log_rpc().subscribe(req.clone()).await {
-            Ok(resp) => return Ok(resp.into_inner()),
-            Err(status) => Error::from(status),
+        let seen = client.routes_version();
+        let err = match subscribe_at_leaders(&client, &req).await {
+            Ok(feeds) => return Ok(feeds),
+            Err(e) => e,
         };
-        if !is_transient(&err) || Instant::now() + backoff > deadline {
+        let again = matches!(err, Error::NotLeader(_)) || (retry && is_transient(&err));
+        if !again || Instant::now() + backoff > deadline {
             return Err(err);
         }
         tracing::debug!(error = %err, ?backoff, "subscribe failed; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+        if let Err(e) = client.refresh_routes(seen).await {
+            tracing::debug!(error = %e, "cannot refresh the cluster metadata");
+        }
     }
+}
+
+/// One subscription per leader of the partitions in `req`.
+async fn subscribe_at_leaders(client: &Client, req: &pb::SubscribeRequest) -> Result<Feeds> {
+    let routes = client
+        .routes_for(&req.topic, req.positions.iter().map(|p| p.partition))
+        .await?;
+    let mut feeds = SelectAll::new();
+    for (route, partitions) in routes {
+        let mut sub = req.clone();
+        sub.positions.retain(|p| partitions.contains(&p.partition));
+        let stream = log_rpc(route.channel).subscribe(sub).await?.into_inner();
+        let ended = futures::stream::once(async {
+            Err(tonic::Status::unavailable(
+                "the broker ended the record stream",
+            ))
+        });
+        feeds.push(Box::pin(stream.chain(ended)) as Pushes);
+    }
+    Ok(feeds)
 }
 
 /// Errors after which subscribing again may work (anything but a definite answer about the
@@ -297,13 +326,9 @@ impl Consumer {
         };
         let positions = resolve_positions(&client, topic, &partitions, config.start).await?;
         let mut consumer = Self::idle(client, topic, &config, positions, None);
-        let stream = consumer
-            .client
-            .log_rpc()
-            .subscribe(consumer.subscribe_request())
-            .await?
-            .into_inner();
-        consumer.feed = Feed::Open(Box::new(stream));
+        let feeds =
+            subscribe_routed(consumer.client.clone(), consumer.subscribe_request(), false).await?;
+        consumer.feed = Feed::Open(feeds);
         Ok(consumer)
     }
 
@@ -393,7 +418,7 @@ impl Consumer {
             return;
         }
         let req = self.subscribe_request();
-        self.feed = Feed::Reconnecting(Box::pin(subscribe_with_retry(self.client.clone(), req)));
+        self.feed = Feed::Reconnecting(Box::pin(subscribe_routed(self.client.clone(), req, true)));
     }
 
     /// Moves `partition` to `offset`: the next record yielded from it has that offset.
@@ -759,13 +784,8 @@ async fn resolve_positions(
         StartFrom::Timestamp(ts) => OffsetSpec::Timestamp(ts),
         StartFrom::Offset(_) => unreachable!("handled above"),
     };
-    let req = pb::ListOffsetsRequest {
-        topic: topic.to_string(),
-        queries: partitions.iter().map(|&p| spec_to_pb(p, spec)).collect(),
-    };
-    let resp = client.log_rpc().list_offsets(req).await?.into_inner();
-    Ok(resp
-        .offsets
+    Ok(list_offsets(client, topic, partitions, spec)
+        .await?
         .into_iter()
         .map(|o| (o.partition, o.offset))
         .collect())
@@ -793,8 +813,8 @@ impl Stream for Consumer {
                 Feed::Idle => return Poll::Pending,
                 Feed::Reconnecting(fut) => match fut.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(stream)) => {
-                        self.feed = Feed::Open(Box::new(stream));
+                    Poll::Ready(Ok(feeds)) => {
+                        self.feed = Feed::Open(feeds);
                         continue;
                     }
                     Poll::Ready(Err(e))
@@ -808,7 +828,7 @@ impl Stream for Consumer {
                         return Poll::Ready(Some(Err(e)));
                     }
                 },
-                Feed::Open(stream) => match Pin::new(stream.as_mut()).poll_next(cx) {
+                Feed::Open(feeds) => match Pin::new(feeds).poll_next(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(polled) => polled,
                 },
@@ -833,7 +853,7 @@ impl Stream for Consumer {
                     tracing::debug!(error = %err, "record stream broke; subscribing again");
                     self.resubscribe();
                 }
-                // The broker ended the stream without an error: subscribe again.
+                // Every subscription ended (none was open): subscribe again.
                 None => self.resubscribe(),
             }
         }

@@ -23,12 +23,13 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
+use tonic::transport::Channel;
 use weir_common::batch;
 use weir_common::limits::LEGACY_DEDUPE_WINDOW;
 use weir_proto::v1 as pb;
 
 use super::{Accumulator, BatchHandle, Event, ProducerConfig, SealedBatch, lock};
-use crate::client::Client;
+use crate::client::{Client, Route, log_rpc};
 use crate::error::{Error, Result};
 
 /// What the produce stream and id requests report back.
@@ -46,6 +47,8 @@ enum Reply {
         /// The id, and how many batches per partition the broker deduplicates.
         result: Result<(u64, usize)>,
     },
+    /// Fresh metadata arrived (or could not be had).
+    Routes(Result<()>),
 }
 
 /// A request sent on the produce stream and not answered yet.
@@ -57,7 +60,7 @@ struct InFlightRequest {
     generation: u64,
 }
 
-/// The open produce stream: requests on it are appended in the order sent.
+/// An open produce stream to one broker: requests on it are appended in the order sent.
 struct ProduceStream {
     tx: mpsc::UnboundedSender<pb::ProduceStreamRequest>,
     generation: u64,
@@ -99,6 +102,8 @@ struct PartitionState {
     /// Waiting to renumber under a fresh producer id.
     resetting: bool,
     requesting_id: bool,
+    /// The partition's leader, once known; forgotten on errors that say it moved.
+    route: Option<Route>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -118,7 +123,10 @@ pub(super) struct Sender {
     events: mpsc::WeakUnboundedSender<Event>,
     replies_tx: mpsc::UnboundedSender<Reply>,
     replies_rx: mpsc::UnboundedReceiver<Reply>,
-    stream: Option<ProduceStream>,
+    /// One produce stream per leader, by address.
+    streams: HashMap<Arc<str>, ProduceStream>,
+    /// A metadata refresh is under way (partitions without a route wait for it).
+    routing: bool,
     generations: u64,
     next_request_id: u64,
     requests: HashMap<u64, InFlightRequest>,
@@ -166,7 +174,8 @@ impl Sender {
             events,
             replies_tx,
             replies_rx,
-            stream: None,
+            streams: HashMap::new(),
+            routing: false,
             generations: 0,
             next_request_id: 0,
             requests: HashMap::new(),
@@ -241,6 +250,7 @@ impl Sender {
             degraded: false,
             resetting: false,
             requesting_id: false,
+            route: None,
         });
         self.index.insert((Arc::clone(topic), partition), i);
         i
@@ -341,6 +351,14 @@ impl Sender {
                 }
             }
             Reply::StreamClosed { generation, error } => self.close_stream(generation, error),
+            Reply::Routes(result) => {
+                self.routing = false;
+                if let Err(e) = result {
+                    // The partitions waiting for a route ask again on their next retry.
+                    tracing::debug!(error = %e, "cannot refresh the cluster metadata");
+                }
+                self.dirty.extend(0..self.parts.len());
+            }
             Reply::ProducerId { part: None, result } => match result {
                 Ok((id, window)) => {
                     self.producer_id = ProducerId::Known(id);
@@ -383,13 +401,7 @@ impl Sender {
 
     /// Forgets a produce stream; its unanswered requests fail with `error`.
     fn close_stream(&mut self, generation: u64, error: Error) {
-        if self
-            .stream
-            .as_ref()
-            .is_some_and(|s| s.generation == generation)
-        {
-            self.stream = None;
-        }
+        self.streams.retain(|_, s| s.generation != generation);
         let lost: Vec<u64> = self
             .requests
             .iter()
@@ -406,26 +418,47 @@ impl Sender {
         }
     }
 
-    /// Sends a request on the produce stream, opening one if needed.
-    fn send_request(&mut self, req: pb::ProduceStreamRequest, info: InFlightRequest) {
+    /// Asks for fresh metadata (once at a time); partitions are pumped again when it comes.
+    fn refresh_routes(&mut self) {
+        if std::mem::replace(&mut self.routing, true) {
+            return;
+        }
+        let client = self.client.clone();
+        let replies = self.replies_tx.clone();
+        let seen = client.routes_version();
+        tokio::spawn(async move {
+            let result = client.refresh_routes(seen).await;
+            let _ = replies.send(Reply::Routes(result));
+        });
+    }
+
+    /// Sends a request on the produce stream to `route`, opening one if needed.
+    fn send_request(
+        &mut self,
+        route: &Route,
+        req: pb::ProduceStreamRequest,
+        info: InFlightRequest,
+    ) {
         let id = req.request_id;
         let mut req = Some(req);
         for _ in 0..2 {
-            let stream = match &self.stream {
+            let stream = match self.streams.get(&route.addr) {
                 Some(s) => s,
                 None => {
                     self.generations += 1;
                     let (tx, rx) = mpsc::unbounded_channel();
                     tokio::spawn(run_stream(
-                        self.client.clone(),
+                        route.channel.clone(),
                         self.generations,
                         rx,
                         self.replies_tx.clone(),
                     ));
-                    self.stream.insert(ProduceStream {
-                        tx,
-                        generation: self.generations,
-                    })
+                    self.streams
+                        .entry(Arc::clone(&route.addr))
+                        .or_insert(ProduceStream {
+                            tx,
+                            generation: self.generations,
+                        })
                 }
             };
             let generation = stream.generation;
@@ -440,7 +473,7 @@ impl Sender {
                 // The stream's task is gone: open a fresh stream and send there.
                 Err(mpsc::error::SendError(r)) => {
                     req = Some(r);
-                    self.stream = None;
+                    self.streams.remove(&route.addr);
                 }
             }
         }
@@ -473,6 +506,26 @@ impl Sender {
             }
             Err(e) => e,
         };
+        let error = match error {
+            // The leader may not have applied the metadata that created the topic yet.
+            Error::TopicNotFound(m)
+                if p.route
+                    .as_ref()
+                    .is_some_and(|r| *r.addr != *self.client.addr()) =>
+            {
+                Error::Unavailable(m)
+            }
+            e => e,
+        };
+        if matches!(
+            error,
+            Error::NotLeader(_) | Error::Unavailable(_) | Error::Connect { .. } | Error::Timeout(_)
+        ) {
+            // Leadership may have moved: route by fresh metadata.
+            p.route = None;
+            self.refresh_routes();
+        }
+        let p = &mut self.parts[i];
         let b = &mut p.queue[pos];
         let expired = now >= b.created + delivery_timeout;
         if error.is_retriable() && !expired {
@@ -577,6 +630,17 @@ impl Sender {
             }
         };
         let p = &mut self.parts[i];
+        let route = match &p.route {
+            Some(r) => r.clone(),
+            None => match self.client.route(&p.topic, p.partition) {
+                Some(r) => p.route.insert(r).clone(),
+                None => {
+                    self.refresh_routes();
+                    return;
+                }
+            },
+        };
+        let p = &mut self.parts[i];
         let limit = if p.degraded { 1 } else { self.in_flight_limit };
         let mut all_before_acked = true;
         let mut sends = Vec::new();
@@ -628,7 +692,7 @@ impl Sender {
             all_before_acked = false;
         }
         for (req, info) in sends {
-            self.send_request(req, info);
+            self.send_request(&route, req, info);
         }
     }
 
@@ -702,12 +766,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Runs one produce stream: forwards requests from the sender, reports each answer, and
 /// reports the stream's end.
 async fn run_stream(
-    client: Client,
+    channel: Channel,
     generation: u64,
     requests: mpsc::UnboundedReceiver<pb::ProduceStreamRequest>,
     replies: mpsc::UnboundedSender<Reply>,
 ) {
-    let mut rpc = client.log_rpc();
+    let mut rpc = log_rpc(channel);
     let outbound = tokio_stream::wrappers::UnboundedReceiverStream::new(requests);
     let error = match rpc.produce_stream(outbound).await {
         Err(status) => Error::from(status),
