@@ -131,6 +131,9 @@ impl BrokerError {
             LogError::Storage(s) => BrokerError::Storage(s),
             LogError::Closed => BrokerError::TopicNotFound(topic.to_string()),
             e @ LogError::Corrupt { .. } => BrokerError::Storage(e.to_string()),
+            e @ LogError::NotContiguous { .. } => {
+                BrokerError::InvalidArgument(format!("topic {topic:?} partition {partition}: {e}"))
+            }
             e @ LogError::OutOfOrderSequence { .. } => BrokerError::OutOfOrderSequence {
                 topic: topic.to_string(),
                 partition,

@@ -44,6 +44,8 @@ pub enum LogError {
     Closed,
     #[error("stored batch at offset {offset} is corrupt: {reason}")]
     Corrupt { offset: u64, reason: String },
+    #[error("replicated batch starts at offset {got}; this copy's log ends at {expected}")]
+    NotContiguous { expected: u64, got: u64 },
     #[error(
         "producer {producer_id} sent sequence {got} but the next expected is {expected} (an earlier batch is missing)"
     )]
@@ -92,6 +94,15 @@ pub struct PendingBatch {
 pub struct ReadResult {
     pub batches: Vec<Bytes>,
     pub bounds: Bounds,
+}
+
+/// Where appended batches go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placing {
+    /// At the log end; idempotent producers' sequences checked (a leader, or standalone).
+    Assign,
+    /// At the offsets they carry, which must continue the log (a follower's copy).
+    AsGiven,
 }
 
 /// What the log's lock guards.
@@ -196,6 +207,26 @@ impl PartitionLog {
         now_ms: i64,
         progress: Option<ProgressPut<'_>>,
     ) -> Result<Vec<Result<Appended, LogError>>, LogError> {
+        self.append(group, now_ms, progress, Placing::Assign)
+    }
+
+    /// A follower's copy: appends batches fetched from the partition's leader unchanged, at
+    /// the offsets the leader gave them (stamps included), in one RocksDB write, and rebuilds
+    /// the idempotent producers' state from them (so a new leader deduplicates retries). The
+    /// first batch must start at this copy's log end offset and each continue the previous
+    /// one ([`LogError::NotContiguous`] otherwise: nothing written).
+    pub fn append_replica(&self, group: &[PendingBatch], now_ms: i64) -> Result<(), LogError> {
+        self.append(group, now_ms, None, Placing::AsGiven)?;
+        Ok(())
+    }
+
+    fn append(
+        &self,
+        group: &[PendingBatch],
+        now_ms: i64,
+        progress: Option<ProgressPut<'_>>,
+        placing: Placing,
+    ) -> Result<Vec<Result<Appended, LogError>>, LogError> {
         let mut state = self.lock();
         if self.is_closed() {
             return Err(LogError::Closed);
@@ -212,7 +243,7 @@ impl PartitionLog {
         for pending in group {
             let header = &pending.valid.header;
             let producer = header.producer_id;
-            if producer != 0 {
+            if producer != 0 && placing == Placing::Assign {
                 let known = touched
                     .get(&producer)
                     .or_else(|| state.producers.get(&producer));
@@ -250,13 +281,26 @@ impl PartitionLog {
             let seg = tail.last_mut().expect("tail starts non-empty");
             let base = seg.next_offset;
             let mut bytes = pending.bytes.to_vec();
-            batch::set_base_offset(&mut bytes, base);
-            let (max_ts, stamp) = match header.timestamp_type() {
-                TimestampType::LogAppendTime => {
+            let (max_ts, stamp) = match (placing, header.timestamp_type()) {
+                (Placing::AsGiven, _) if header.base_offset != base => {
+                    return Err(LogError::NotContiguous {
+                        expected: base,
+                        got: header.base_offset,
+                    });
+                }
+                (Placing::AsGiven, TimestampType::LogAppendTime) => {
+                    (header.max_timestamp, header.max_timestamp)
+                }
+                (Placing::Assign, TimestampType::LogAppendTime) => {
+                    batch::set_base_offset(&mut bytes, base);
                     batch::set_log_append_time(&mut bytes, now_ms);
                     (now_ms, now_ms)
                 }
-                TimestampType::CreateTime => (pending.valid.max_timestamp, 0),
+                (Placing::Assign, TimestampType::CreateTime) => {
+                    batch::set_base_offset(&mut bytes, base);
+                    (pending.valid.max_timestamp, 0)
+                }
+                (Placing::AsGiven, TimestampType::CreateTime) => (pending.valid.max_timestamp, 0),
             };
             let count = header.record_count;
             seg.next_offset += u64::from(count);
@@ -396,5 +440,132 @@ impl PartitionLog {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_common::batch::{BatchBuilder, set_producer};
+    use weir_common::limits::DEFAULT_MAX_RECORD_BYTES;
+
+    use super::*;
+    use crate::storage::SyncMode;
+
+    fn log(dir: &std::path::Path) -> PartitionLog {
+        let store = Store::open(dir, SyncMode::Never).expect("open store");
+        let config = TopicConfig {
+            partitions: 1,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_bytes: 100,
+            segment_ms: i64::MAX,
+        };
+        let key = PartitionKey {
+            topic: 1,
+            partition: 0,
+        };
+        PartitionLog::new(
+            store,
+            key,
+            config,
+            vec![SegmentMeta::empty_at(0, 0, i64::MIN)],
+            vec![],
+        )
+    }
+
+    fn pending(ts: TimestampType, values: &[&str], producer: Option<(u64, u32)>) -> PendingBatch {
+        let mut b = BatchBuilder::with_capacity(ts, 256);
+        for (i, v) in values.iter().enumerate() {
+            b.push(1000 + i as i64, None, v.as_bytes(), std::iter::empty());
+        }
+        let bytes: Bytes = b.finish();
+        let bytes = match producer {
+            None => bytes,
+            Some((id, seq)) => {
+                let mut buf = bytes.to_vec();
+                set_producer(&mut buf, id, seq);
+                Bytes::from(buf)
+            }
+        };
+        let valid = batch::validate(&bytes, DEFAULT_MAX_RECORD_BYTES).expect("valid");
+        PendingBatch { bytes, valid }
+    }
+
+    /// What a follower receives: the leader's stored batches.
+    fn as_fetched(batches: Vec<Bytes>) -> Vec<PendingBatch> {
+        batches
+            .into_iter()
+            .map(|bytes| {
+                let valid = batch::validate(&bytes, DEFAULT_MAX_RECORD_BYTES).expect("valid");
+                PendingBatch { bytes, valid }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replica_copy_holds_the_leaders_batches_byte_for_byte_and_its_producer_state() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (leader, follower) = (log(d1.path()), log(d2.path()));
+        let group = [
+            pending(TimestampType::CreateTime, &["a", "b", "c"], Some((7, 0))),
+            pending(TimestampType::LogAppendTime, &["d"], None),
+            pending(TimestampType::CreateTime, &["e", "f"], Some((7, 3))),
+        ];
+        for r in leader.append_group(&group, 5_000).unwrap() {
+            r.unwrap();
+        }
+        let stored = leader.read_from(0, usize::MAX).unwrap().batches;
+        assert_eq!(stored.len(), 3);
+        // Fetched in two rounds, the follower applies them at the leader's offsets, later.
+        let fetched = as_fetched(stored.clone());
+        follower.append_replica(&fetched[..1], 9_000).unwrap();
+        follower.append_replica(&fetched[1..], 9_000).unwrap();
+        assert_eq!(follower.read_from(0, usize::MAX).unwrap().batches, stored);
+        assert_eq!(follower.bounds().latest, 6);
+        assert!(
+            follower.bounds().segments > 1,
+            "rolls segments by its own config"
+        );
+        // A retry of producer 7's last batch is recognised on the copy (it may become leader).
+        let retry = pending(TimestampType::CreateTime, &["e", "f"], Some((7, 3)));
+        let again = follower.append_group(&[retry], 10_000).unwrap();
+        assert_eq!(again[0].as_ref().unwrap().base_offset, 4);
+        assert_eq!(follower.bounds().latest, 6);
+    }
+
+    #[test]
+    fn a_replica_copy_refuses_a_gap_or_an_overlap_and_writes_nothing() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (leader, follower) = (log(d1.path()), log(d2.path()));
+        let group = [
+            pending(TimestampType::CreateTime, &["a", "b"], None),
+            pending(TimestampType::CreateTime, &["c"], None),
+        ];
+        leader.append_group(&group, 5_000).unwrap();
+        let fetched = as_fetched(leader.read_from(0, usize::MAX).unwrap().batches);
+        let gap = follower.append_replica(&fetched[1..], 9_000).unwrap_err();
+        assert!(
+            matches!(
+                gap,
+                LogError::NotContiguous {
+                    expected: 0,
+                    got: 2
+                }
+            ),
+            "{gap:?}"
+        );
+        follower.append_replica(&fetched[..1], 9_000).unwrap();
+        let overlap = follower.append_replica(&fetched, 9_000).unwrap_err();
+        assert!(
+            matches!(
+                overlap,
+                LogError::NotContiguous {
+                    expected: 2,
+                    got: 0
+                }
+            ),
+            "{overlap:?}"
+        );
+        assert_eq!(follower.bounds().latest, 2);
     }
 }
