@@ -175,6 +175,7 @@ impl Broker {
         if self.cluster.set(Arc::clone(&cluster)).is_err() {
             return;
         }
+        crate::cluster::replica::spawn(Arc::clone(self), Arc::clone(&cluster));
         let this = Arc::clone(self);
         tokio::spawn(async move {
             loop {
@@ -482,6 +483,32 @@ impl Broker {
         blocking(move || {
             log.read_from(offset, max_bytes)
                 .map_err(|e| BrokerError::from_log(e, &name, partition))
+        })
+        .await
+    }
+
+    /// Cluster mode, a follower: appends batches fetched from the partition's leader
+    /// unchanged (`PartitionLog::append_replica`). Returns this copy's new log end offset.
+    pub async fn append_replica(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: Vec<Bytes>,
+    ) -> Result<u64, BrokerError> {
+        let log = Arc::clone(&self.topics.get(topic)?.partition(partition)?.log);
+        let name = topic.to_string();
+        blocking(move || {
+            let mut group = Vec::with_capacity(batches.len());
+            for bytes in batches {
+                // The leader checked the records against its own limits; here only the
+                // framing matters, so the largest record a batch can hold passes.
+                let valid = batch::validate(&bytes, MAX_BATCH_BYTES)
+                    .map_err(|source| BrokerError::InvalidBatch { partition, source })?;
+                group.push(PendingBatch { bytes, valid });
+            }
+            log.append_replica(&group, weir_common::record::now_ms())
+                .map_err(|e| BrokerError::from_log(e, &name, partition))?;
+            Ok(log.bounds().latest)
         })
         .await
     }

@@ -422,3 +422,96 @@ fn only_a_partitions_leader_serves_it_and_clients_route_to_leaders() {
     ]);
     assert_eq!(out.lines().count(), N);
 }
+
+/// Each partition's `(latest offset, bytes)` in `via`'s own copy of `topic` (the raw RPC, not
+/// the SDK, which would ask the leaders).
+fn local_copy(via: &Broker, topic: &str) -> Vec<(u64, u64)> {
+    let url = format!("http://{}", via.addr);
+    let name = topic.to_string();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async move {
+            let mut c = weir_proto::v1::topics_client::TopicsClient::connect(url)
+                .await
+                .expect("connect");
+            c.describe_topic(weir_proto::v1::DescribeTopicRequest { name })
+                .await
+                .expect("describe")
+                .into_inner()
+                .partitions
+                .iter()
+                .map(|p| (p.latest_offset, p.size_bytes))
+                .collect()
+        })
+}
+
+/// Waits until every broker's copy of `topic` equals `want`.
+fn await_copies(c: &TestCluster, topic: &str, want: &[(u64, u64)]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let copies: Vec<Vec<(u64, u64)>> = c.brokers.iter().map(|b| local_copy(b, topic)).collect();
+        if copies.iter().all(|copy| copy == want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "copies {copies:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Produces `n` keyed records to `topic` through `via` and returns each partition's
+/// `(latest offset, bytes)` as its leader reports them.
+fn produce_keyed(via: &Broker, topic: &str, from: usize, n: usize) -> Vec<(u64, u64)> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = weir::Client::connect(&via.addr).await.unwrap();
+        let producer = client.producer(weir::ProducerConfig::default());
+        for i in from..from + n {
+            let rec = weir::ProducerRecord::new(topic, format!("v{i}")).key(format!("k{i}"));
+            producer.enqueue(rec).await.unwrap();
+        }
+        producer.flush().await.unwrap();
+        let desc = client.admin().describe_topic(topic).await.unwrap();
+        desc.partitions
+            .iter()
+            .map(|p| (p.latest_offset, p.size_bytes))
+            .collect()
+    })
+}
+
+#[test]
+fn followers_copy_their_leaders_and_a_restarted_follower_catches_up() {
+    let mut c = three_with_a_controller();
+    c.brokers[1].cli_ok(&[
+        "topic",
+        "create",
+        "r",
+        "--partitions",
+        "2",
+        "--replication-factor",
+        "3",
+    ]);
+    let leaders = produce_keyed(&c.brokers[0], "r", 0, 3000);
+    assert_eq!(leaders.iter().map(|l| l.0).sum::<u64>(), 3000);
+    // Same offsets and the same bytes on every copy.
+    await_copies(&c, "r", &leaders);
+
+    // The broker leading neither partition, killed, misses records and catches up from its
+    // own log end after a restart (leaders do not move yet: that is failover).
+    let m = metadata(&c.brokers[0], &["r"]);
+    let led: Vec<u64> = m.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.leader.unwrap())
+        .collect();
+    let victim = (1..=3u64).find(|n| !led.contains(n)).unwrap() as usize - 1;
+    c.brokers[victim].kill9();
+    let via = (victim + 1) % 3;
+    let _ = produce_keyed(&c.brokers[via], "r", 3000, 2000);
+    c.brokers[victim].restart();
+    let leaders = produce_keyed(&c.brokers[via], "r", 5000, 1000);
+    assert_eq!(leaders.iter().map(|l| l.0).sum::<u64>(), 6000);
+    await_copies(&c, "r", &leaders);
+}

@@ -10,6 +10,7 @@
 
 pub mod network;
 pub mod peers;
+pub mod replica;
 pub mod state;
 pub mod store;
 

@@ -27,7 +27,7 @@ const SUBSCRIPTION_QUEUE_DEPTH: usize = 4;
 pub const PRODUCE_STREAM_MAX_PENDING: usize = 128;
 
 /// The per-request error of a produce stream: the status a unary call would have returned.
-fn request_error(e: BrokerError) -> pb::RequestError {
+pub(super) fn request_error(e: BrokerError) -> pb::RequestError {
     let status = status_of(e);
     pb::RequestError {
         code: status.code() as i32,
@@ -269,7 +269,7 @@ async fn read_round(
 }
 
 /// Waits until any watched partition changes.
-async fn any_changed(watches: &mut [watch::Receiver<Bounds>]) {
+pub(super) async fn any_changed(watches: &mut [watch::Receiver<Bounds>]) {
     let changed = watches.iter_mut().map(|w| Box::pin(w.changed()));
     let _ = futures::future::select_all(changed).await;
 }

@@ -9,6 +9,7 @@ mod groups;
 mod log;
 mod pipelines;
 mod plugins;
+mod replication;
 mod topics;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use weir_proto::v1::log_server::LogServer;
 use weir_proto::v1::pipelines_server::PipelinesServer;
 use weir_proto::v1::plugins_server::PluginsServer;
 use weir_proto::v1::raft_server::RaftServer;
+use weir_proto::v1::replication_server::ReplicationServer;
 use weir_proto::v1::topics_server::TopicsServer;
 
 use crate::broker::Broker;
@@ -148,6 +150,10 @@ pub async fn serve(
         cluster.clone(),
         addr,
     ));
+    let replication = cluster.is_some().then(|| {
+        ReplicationServer::new(replication::ReplicationService::new(Arc::clone(&broker)))
+            .max_encoding_message_size(MAX_REQUEST_BYTES)
+    });
     let raft = cluster.map(|c| {
         RaftServer::new(cluster::RaftService::new(c))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
@@ -164,6 +170,7 @@ pub async fn serve(
         .add_service(log)
         .add_service(status)
         .add_optional_service(raft)
+        .add_optional_service(replication)
         .serve_with_incoming_shutdown(incoming, signal)
         .await
 }

@@ -1,0 +1,233 @@
+//! A follower's side of replication: for every leader this broker follows partitions of, one
+//! fetcher task pulls them in one request at a time, from this copy's log end offset, and
+//! appends what comes back unchanged (docs/cluster.md, "Replication").
+//!
+//! A supervisor follows the metadata: it starts a fetcher for each leader this broker needs,
+//! hands it the partitions to follow, and drops it when it has none left (a partition whose
+//! leader changes moves to the new leader's fetcher; one led here is not fetched).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use weir_common::limits::MAX_REQUEST_BYTES;
+use weir_proto::v1 as pb;
+use weir_proto::v1::replication_client::ReplicationClient;
+
+use super::Cluster;
+use super::network::peer_endpoint;
+use super::peers::NodeId;
+use super::state::Metadata;
+use crate::broker::Broker;
+
+/// Most bytes one replica fetch brings back (all partitions together).
+pub const REPLICA_FETCH_MAX_BYTES: u32 = 8 * 1024 * 1024;
+/// How long a fetch waits at the leader when there is nothing new.
+pub const REPLICA_FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
+/// Pause after a failed fetch (leader unreachable), doubling up to the maximum.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A partition this broker follows.
+type Followed = (String, u32);
+
+/// Starts the supervisor; it ends when the metadata channel closes.
+pub fn spawn(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+    let me = cluster.node_id();
+    let mut metadata = cluster.metadata();
+    tokio::spawn(async move {
+        let mut fetchers: HashMap<NodeId, (String, watch::Sender<BTreeSet<Followed>>)> =
+            HashMap::new();
+        loop {
+            let m = Arc::clone(&metadata.borrow_and_update());
+            let wanted = followed(&m, me);
+            fetchers.retain(|leader, (addr, _)| {
+                wanted.contains_key(leader)
+                    && m.brokers.get(leader).is_some_and(|b| b.addr == *addr)
+            });
+            for (leader, parts) in wanted {
+                match fetchers.get(&leader) {
+                    Some((_, tx)) => {
+                        tx.send_if_modified(|p| {
+                            let changed = *p != parts;
+                            *p = parts.clone();
+                            changed
+                        });
+                    }
+                    None => {
+                        let Some(addr) = m.brokers.get(&leader).map(|b| b.addr.clone()) else {
+                            continue;
+                        };
+                        let (tx, rx) = watch::channel(parts);
+                        tokio::spawn(fetch_loop(Arc::clone(&broker), me, addr.clone(), rx));
+                        fetchers.insert(leader, (addr, tx));
+                    }
+                }
+            }
+            if metadata.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Per leader (not this broker), the partitions this broker holds a replica of.
+pub fn followed(m: &Metadata, me: NodeId) -> BTreeMap<NodeId, BTreeSet<Followed>> {
+    let mut out: BTreeMap<NodeId, BTreeSet<Followed>> = BTreeMap::new();
+    for (name, t) in &m.topics {
+        for (i, p) in t.partitions.iter().enumerate() {
+            match p.leader {
+                Some(l) if l != me && p.replicas.contains(&me) => {
+                    out.entry(l).or_default().insert((name.clone(), i as u32));
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Fetches the partitions in `parts` from the leader at `addr` until the supervisor drops
+/// the sender.
+async fn fetch_loop(
+    broker: Arc<Broker>,
+    me: NodeId,
+    addr: String,
+    mut parts: watch::Receiver<BTreeSet<Followed>>,
+) {
+    let channel = match peer_endpoint(&addr, CONNECT_TIMEOUT) {
+        Ok(e) => e.connect_lazy(),
+        Err(e) => {
+            tracing::error!(leader = %addr, error = %e, "bad leader address; not fetching");
+            return;
+        }
+    };
+    let mut rpc = ReplicationClient::new(channel).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let mut retry = RETRY_MIN;
+    tracing::debug!(leader = %addr, "replica fetcher started");
+    loop {
+        let followed = parts.borrow_and_update().clone();
+        // Partitions whose local copy exists (the reconciler creates it from the same
+        // metadata, moments apart).
+        let positions: Vec<pb::ReplicaPosition> = followed
+            .iter()
+            .filter_map(|(topic, partition)| {
+                let t = broker.topic(topic).ok()?;
+                let end = t.partition(*partition).ok()?.log.bounds().latest;
+                Some(pb::ReplicaPosition {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    fetch_offset: end,
+                })
+            })
+            .collect();
+        if positions.is_empty() {
+            // Nothing to fetch yet: wait for a change of the partitions, or for a local copy.
+            tokio::select! {
+                r = parts.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(RETRY_MAX) => {}
+            }
+            continue;
+        }
+        let req = pb::ReplicaFetchRequest {
+            follower: me,
+            partitions: positions,
+            max_bytes: REPLICA_FETCH_MAX_BYTES,
+            max_wait_ms: REPLICA_FETCH_MAX_WAIT.as_millis() as u32,
+        };
+        let resp = tokio::select! {
+            r = rpc.replica_fetch(req) => r,
+            r = parts.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let resp = match resp {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                tracing::debug!(leader = %addr, error = %status.message(), "replica fetch failed; retrying");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_MAX);
+                continue;
+            }
+        };
+        retry = RETRY_MIN;
+        let mut refused = false;
+        for d in resp.partitions {
+            if let Some(e) = d.error {
+                // Typically not_leader while the metadata moves; the supervisor follows it.
+                tracing::debug!(topic = %d.topic, partition = d.partition, leader = %addr, error = %e.message, "leader refused a partition");
+                refused = true;
+                continue;
+            }
+            if d.batches.is_empty() {
+                continue;
+            }
+            if let Err(e) = broker
+                .append_replica(&d.topic, d.partition, d.batches)
+                .await
+            {
+                tracing::warn!(topic = %d.topic, partition = d.partition, leader = %addr, error = %e, "cannot append fetched batches");
+                refused = true;
+            }
+        }
+        if refused {
+            // Do not spin on a partition that keeps failing.
+            tokio::time::sleep(RETRY_MIN).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::state::{Command, Metadata};
+    use crate::types::TopicConfig;
+
+    #[test]
+    fn a_broker_follows_the_partitions_it_replicates_but_does_not_lead() {
+        let mut m = Metadata::default();
+        for id in 1..=3 {
+            m.apply(Command::RegisterBroker {
+                id,
+                addr: format!("h:{id}"),
+            });
+        }
+        let config = TopicConfig {
+            partitions: 3,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_bytes: 1 << 20,
+            segment_ms: i64::MAX,
+        };
+        m.apply(Command::CreateTopic {
+            name: "t".into(),
+            config,
+            replication_factor: 2,
+        });
+        for me in 1..=3u64 {
+            let f = followed(&m, me);
+            let t = &m.topics["t"];
+            for (i, p) in t.partitions.iter().enumerate() {
+                let leader = p.leader.unwrap();
+                let here = f
+                    .get(&leader)
+                    .is_some_and(|s| s.contains(&("t".to_string(), i as u32)));
+                assert_eq!(
+                    here,
+                    leader != me && p.replicas.contains(&me),
+                    "node {me} p{i}"
+                );
+            }
+            assert!(!f.contains_key(&me));
+        }
+        let total: usize = (1..=3)
+            .map(|me| followed(&m, me).values().map(|s| s.len()).sum::<usize>())
+            .sum();
+        assert_eq!(total, 3, "one follower per partition with RF 2");
+    }
+}

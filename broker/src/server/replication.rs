@@ -1,0 +1,99 @@
+//! `weir.v1.Replication`: a partition leader's side of replication. Followers fetch from
+//! their log end offset; the answer carries stored batches unchanged (docs/cluster.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+use weir_proto::v1 as pb;
+
+use super::log::{any_changed, request_error};
+use crate::broker::Broker;
+use crate::error::BrokerError;
+
+/// Longest a follower's fetch waits here for new records.
+pub const MAX_REPLICA_WAIT: Duration = Duration::from_secs(5);
+
+pub struct ReplicationService {
+    broker: Arc<Broker>,
+}
+
+impl ReplicationService {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+
+    /// One round over every asked partition, within `budget` bytes in all.
+    async fn read_round(
+        &self,
+        positions: &[pb::ReplicaPosition],
+        budget: usize,
+    ) -> Vec<pb::ReplicaData> {
+        let mut budget = budget;
+        let mut out = Vec::with_capacity(positions.len());
+        for p in positions {
+            let mut data = pb::ReplicaData {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                ..Default::default()
+            };
+            match self.read_one(p, budget).await {
+                Ok((batches, log_end)) => {
+                    budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
+                    data.batches = batches;
+                    data.log_end = log_end;
+                }
+                Err(e) => data.error = Some(request_error(e)),
+            }
+            out.push(data);
+        }
+        out
+    }
+
+    async fn read_one(
+        &self,
+        p: &pb::ReplicaPosition,
+        budget: usize,
+    ) -> Result<(Vec<bytes::Bytes>, u64), BrokerError> {
+        let topic = self.broker.topic(&p.topic)?;
+        self.broker.check_leader(&p.topic, p.partition)?;
+        let log_end = topic.partition(p.partition)?.log.bounds().latest;
+        if budget == 0 || p.fetch_offset == log_end {
+            return Ok((Vec::new(), log_end));
+        }
+        let r = self
+            .broker
+            .read(&topic, p.partition, p.fetch_offset, budget)
+            .await?;
+        Ok((r.batches, r.bounds.latest))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::replication_server::Replication for ReplicationService {
+    async fn replica_fetch(
+        &self,
+        req: Request<pb::ReplicaFetchRequest>,
+    ) -> Result<Response<pb::ReplicaFetchResponse>, Status> {
+        let req = req.into_inner();
+        let budget = Broker::fetch_budget(req.max_bytes);
+        let wait = Duration::from_millis(u64::from(req.max_wait_ms)).min(MAX_REPLICA_WAIT);
+        // Watch the partitions first, so a write between the read and the wait is not missed.
+        let mut watches: Vec<_> = req
+            .partitions
+            .iter()
+            .filter_map(|p| self.broker.topic(&p.topic).ok().map(|t| (t, p.partition)))
+            .filter_map(|(t, p)| t.partition(p).ok().map(|p| p.log.watch()))
+            .collect();
+        let partitions = self.read_round(&req.partitions, budget).await;
+        let idle = partitions
+            .iter()
+            .all(|d| d.batches.is_empty() && d.error.is_none());
+        if !idle || watches.is_empty() || wait.is_zero() {
+            return Ok(Response::new(pb::ReplicaFetchResponse { partitions }));
+        }
+        let _ = tokio::time::timeout(wait, any_changed(&mut watches)).await;
+        let partitions = self.read_round(&req.partitions, budget).await;
+        Ok(Response::new(pb::ReplicaFetchResponse { partitions }))
+    }
+}
