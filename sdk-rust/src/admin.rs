@@ -1,9 +1,8 @@
 //! Topic administration and offset look-ups.
 
 use weir_proto::v1 as pb;
-use weir_proto::v1::topics_client::TopicsClient;
 
-use crate::client::{Client, log_rpc};
+use crate::client::{Client, log_rpc, topics_rpc};
 use crate::error::Result;
 
 /// Settings for a new topic; unset fields take the broker's defaults.
@@ -346,9 +345,7 @@ impl Admin {
             if *route.addr == *self.client.addr() {
                 continue;
             }
-            let answer = TopicsClient::new(route.channel)
-                .describe_topic(req.clone())
-                .await;
+            let answer = topics_rpc(route.channel).describe_topic(req.clone()).await;
             let Ok(answer) = answer else {
                 continue;
             };

@@ -96,6 +96,13 @@ fn endpoint(addr: &str) -> Result<Endpoint> {
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
 }
 
+/// The topics service on `channel`.
+pub(crate) fn topics_rpc(channel: Channel) -> TopicsClient<Channel> {
+    TopicsClient::new(channel)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES)
+}
+
 /// The log service on `channel`.
 pub(crate) fn log_rpc(channel: Channel) -> LogClient<Channel> {
     LogClient::new(channel)
@@ -324,9 +331,7 @@ impl Client {
     }
 
     pub(crate) fn topics_rpc(&self) -> TopicsClient<Channel> {
-        TopicsClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_REQUEST_BYTES)
-            .max_encoding_message_size(MAX_REQUEST_BYTES)
+        topics_rpc(self.channel.clone())
     }
 
     pub(crate) fn cluster_rpc(&self) -> ClusterClient<Channel> {
