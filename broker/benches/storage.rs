@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use weir_broker::log::{PartitionLog, PendingBatch};
+use weir_broker::log::{PartitionLog, PendingBatch, ReadUpTo};
 use weir_broker::storage::keys::{decode_offset_key, offset_key, time_key};
 use weir_broker::storage::{Store, SyncMode};
 use weir_broker::types::{PartitionKey, SegmentMeta, TopicConfig};
@@ -127,7 +127,9 @@ fn read(c: &mut Criterion) {
     // a fetch before its end, so every read is as long).
     let span = bounds.latest - bounds.earliest - 100 * RECORDS as u64;
     let max_bytes = DEFAULT_FETCH_MAX_BYTES as usize;
-    let fetched = log.read_from(bounds.earliest, max_bytes).expect("read");
+    let fetched = log
+        .read_from(bounds.earliest, max_bytes, ReadUpTo::HighWatermark)
+        .expect("read");
     let bytes: usize = fetched.batches.iter().map(|b| b.len()).sum();
     g.throughput(Throughput::Bytes(bytes as u64));
     g.bench_function("one_fetch", |b| {
@@ -135,7 +137,8 @@ fn read(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919 * RECORDS as u64) % span;
             let offset = bounds.earliest + i / RECORDS as u64 * RECORDS as u64;
-            log.read_from(offset, max_bytes).expect("read")
+            log.read_from(offset, max_bytes, ReadUpTo::HighWatermark)
+                .expect("read")
         })
     });
     g.finish();

@@ -2,6 +2,7 @@
 //! limits, routes them to topics and partitions, and runs blocking work on the blocking pool.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weir_common::TopicName;
@@ -12,6 +13,8 @@ use weir_common::limits::{
 };
 
 use crate::cluster::Cluster;
+use crate::cluster::isr::Leadership;
+use crate::cluster::peers::NodeId;
 use crate::cluster::state::{Command, Metadata, Outcome, PartitionState};
 use crate::config::{Config, TopicDefaults};
 use crate::error::BrokerError;
@@ -19,7 +22,7 @@ use crate::groups::{
     CommitArgs, CommittedView, GroupCoordinator, GroupSummary, GroupView, Heartbeat, HeartbeatArgs,
     ResetTo,
 };
-use crate::log::{Appended, Bounds, PendingBatch, ReadResult};
+use crate::log::{Appended, Bounds, PartitionLog, PendingBatch, ReadResult, ReadUpTo};
 use crate::pipelines::{Deps, PipelineDef, PipelineManager, PipelineView, Start};
 use crate::plugins::{Plugin, PluginInfo, PluginLimits, PluginRegistry};
 use crate::storage::Store;
@@ -72,6 +75,9 @@ pub struct Broker {
     defaults: TopicDefaults,
     /// Set once at start-up in cluster mode.
     cluster: std::sync::OnceLock<Arc<Cluster>>,
+    /// Cluster mode: the followers of the partitions this broker leads.
+    leadership: std::sync::Mutex<Leadership>,
+    replica_lag_max: Duration,
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, BrokerError>
@@ -131,6 +137,74 @@ fn resolve_config(t: &NewTopic, d: &TopicDefaults) -> Result<TopicConfig, Broker
     })
 }
 
+/// When a produce is acknowledged (see `weir.v1.Acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Once every in-sync replica has the batches.
+    All,
+    /// Once the leader has them.
+    Leader,
+}
+
+/// Longest an `acks=all` produce waits for the in-sync replicas; then it fails as retriable
+/// (`not_enough_replicas`), below the SDK's default 30 s request timeout. A dead follower
+/// leaves the ISR within `--replica-lag-max-ms` (10 s), which lets the high watermark move.
+pub const MAX_REPLICATION_WAIT: Duration = Duration::from_secs(25);
+
+/// Waits until the high watermark of a partition this broker leads reaches `end`; fails when
+/// the broker stops leading it (`not_leader`: the client retries at the new leader, and an
+/// idempotent retry does not duplicate) or at `deadline`.
+async fn await_replicated(
+    cluster: &Cluster,
+    topic: &str,
+    partition: u32,
+    log: &PartitionLog,
+    end: u64,
+    deadline: tokio::time::Instant,
+) -> Result<(), BrokerError> {
+    let mut bounds = log.watch();
+    let mut metadata = cluster.metadata();
+    let me = cluster.node_id();
+    let epoch = leader_epoch_of(&metadata.borrow(), topic, partition, me);
+    loop {
+        if bounds.borrow_and_update().latest >= end {
+            return Ok(());
+        }
+        if log.is_closed() {
+            return Err(BrokerError::TopicNotFound(topic.to_string()));
+        }
+        let now = leader_epoch_of(&metadata.borrow_and_update(), topic, partition, me);
+        if now.is_none() || now != epoch {
+            return Err(BrokerError::NotLeader {
+                topic: topic.to_string(),
+                partition,
+                leader: None,
+            });
+        }
+        tokio::select! {
+            r = bounds.changed() => if r.is_err() { return Err(BrokerError::ShuttingDown) },
+            r = metadata.changed() => if r.is_err() { return Err(BrokerError::ShuttingDown) },
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(BrokerError::NotEnoughReplicas(format!(
+                    "topic {topic:?} partition {partition}: the in-sync replicas did not all \
+                     acknowledge offset {} within {} s; retry",
+                    end - 1,
+                    MAX_REPLICATION_WAIT.as_secs()
+                )));
+            }
+        }
+    }
+}
+
+/// The leader epoch of a partition while `me` leads it.
+fn leader_epoch_of(m: &Metadata, topic: &str, partition: u32, me: NodeId) -> Option<u32> {
+    m.topics
+        .get(topic)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .filter(|p| p.leader == Some(me))
+        .map(|p| p.leader_epoch)
+}
+
 impl Broker {
     /// Opens the data directory and recovers every topic. Must run inside the tokio runtime.
     pub fn open(config: &Config) -> Result<Arc<Self>, BrokerError> {
@@ -157,6 +231,8 @@ impl Broker {
             max_record_bytes: config.max_record_bytes,
             defaults: config.topic_defaults.clone(),
             cluster: std::sync::OnceLock::new(),
+            leadership: std::sync::Mutex::new(Leadership::default()),
+            replica_lag_max: config.replica_lag_max,
         }))
     }
 
@@ -176,6 +252,7 @@ impl Broker {
             return;
         }
         crate::cluster::replica::spawn(Arc::clone(self), Arc::clone(&cluster));
+        self.spawn_isr_checks();
         let this = Arc::clone(self);
         tokio::spawn(async move {
             loop {
@@ -206,6 +283,11 @@ impl Broker {
     /// longer has. Topics that were here before the broker joined a cluster (not copies) are
     /// left alone.
     fn reconcile(&self, m: &Metadata) {
+        self.reconcile_topics(m);
+        self.follow_leadership(m);
+    }
+
+    fn reconcile_topics(&self, m: &Metadata) {
         for (name, t) in &m.topics {
             if self.topics.get(name).is_ok() {
                 continue;
@@ -232,6 +314,177 @@ impl Broker {
                 }
             }
         }
+    }
+
+    /// Makes each local partition's high watermark follow its role: a leader alone in the ISR
+    /// sees all it has; a leader with in-sync followers moves it as they fetch (and at once
+    /// when the ISR shrank); a follower takes its leader's.
+    fn follow_leadership(&self, m: &Metadata) {
+        let Some(me) = self.cluster().map(|c| c.node_id()) else {
+            return;
+        };
+        let mut led = Vec::new();
+        let mut sync = Vec::new();
+        for (name, t) in &m.topics {
+            let Ok(topic) = self.topics.get(name) else {
+                continue;
+            };
+            for (i, p) in t.partitions.iter().enumerate() {
+                let Ok(part) = topic.partition(i as u32) else {
+                    continue;
+                };
+                let leads = p.leader == Some(me);
+                part.log.set_hw_follows_end(leads && p.isr == [me]);
+                if leads {
+                    led.push((name.clone(), i as u32, p.leader_epoch));
+                    if p.isr.len() > 1 {
+                        sync.push((name, i as u32, p, Arc::clone(&part.log)));
+                    }
+                }
+            }
+        }
+        let mut leadership = self.leadership();
+        leadership.retain_led(&led, Instant::now());
+        for (name, i, p, log) in sync {
+            let b = log.bounds();
+            log.raise_high_watermark(
+                leadership.high_watermark(name, i, p, me, b.log_end, b.latest),
+            );
+        }
+    }
+
+    fn leadership(&self) -> std::sync::MutexGuard<'_, Leadership> {
+        // Pure bookkeeping: a panic under the lock leaves nothing half-done that matters.
+        self.leadership.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A follower fetched a partition this broker should lead from `fetch_offset` (its log
+    /// end), believing in `leader_epoch`: moves the high watermark and lets the follower
+    /// rejoin the ISR when it caught up (docs/cluster.md, "Replication").
+    pub fn on_replica_fetch(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: u32,
+        follower: NodeId,
+        fetch_offset: u64,
+        leader_epoch: u32,
+    ) -> Result<(), BrokerError> {
+        self.check_leader(topic, partition)?;
+        let Some(c) = self.cluster() else {
+            return Err(BrokerError::InvalidArgument(
+                "this broker is not in a cluster".into(),
+            ));
+        };
+        let m = Arc::clone(&c.metadata().borrow());
+        let Some(state) = m
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition as usize))
+        else {
+            return Err(BrokerError::TopicNotFound(topic.to_string()));
+        };
+        if state.leader_epoch != leader_epoch {
+            return Err(BrokerError::StaleLeaderEpoch {
+                topic: topic.to_string(),
+                partition,
+                current: state.leader_epoch,
+                asked: leader_epoch,
+            });
+        }
+        if !state.replicas.contains(&follower) {
+            return Err(BrokerError::InvalidArgument(format!(
+                "broker {follower} holds no replica of topic {topic:?} partition {partition}"
+            )));
+        }
+        let log = Arc::clone(&self.topics.get(topic)?.partition(partition)?.log);
+        let b = log.bounds();
+        if fetch_offset > b.log_end {
+            return Err(BrokerError::InvalidArgument(format!(
+                "follower {follower} claims offset {fetch_offset} past the log end {}",
+                b.log_end
+            )));
+        }
+        let effect = self.leadership().on_fetch(
+            topic,
+            partition,
+            state,
+            c.node_id(),
+            follower,
+            fetch_offset,
+            b.log_end,
+            b.latest,
+            Instant::now(),
+        );
+        if let Some(hw) = effect.high_watermark {
+            log.raise_high_watermark(hw);
+        }
+        if let Some(cmd) = effect.propose {
+            self.propose_isr(topic, partition, cmd);
+        }
+        Ok(())
+    }
+
+    /// Sends an ISR change of a led partition to the controller, in the background.
+    fn propose_isr(self: &Arc<Self>, topic: &str, partition: u32, cmd: Command) {
+        let Some(c) = self.cluster().cloned() else {
+            return;
+        };
+        let this = Arc::clone(self);
+        let topic = topic.to_string();
+        tokio::spawn(async move {
+            tracing::info!(topic = %topic, partition, change = ?cmd, "proposing an ISR change");
+            match c.propose(cmd).await {
+                Ok(Outcome::Done) => {}
+                Ok(other) => {
+                    tracing::debug!(topic = %topic, partition, outcome = ?other, "ISR change refused")
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %topic, partition, error = %e, "ISR change failed")
+                }
+            }
+            this.leadership().proposed(&topic, partition);
+        });
+    }
+
+    /// Every half `--replica-lag-max-ms` (as Kafka), drops from the ISR of each partition
+    /// led here the followers that have not caught up for that long.
+    fn spawn_isr_checks(self: &Arc<Self>) {
+        let Some(c) = self.cluster().cloned() else {
+            return;
+        };
+        let this = Arc::clone(self);
+        let lag_max = self.replica_lag_max;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lag_max / 2);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let m = Arc::clone(&c.metadata().borrow());
+                let me = c.node_id();
+                let now = Instant::now();
+                let changes: Vec<(String, u32, Command)> = {
+                    let mut leadership = this.leadership();
+                    m.topics
+                        .iter()
+                        .flat_map(|(name, t)| {
+                            t.partitions
+                                .iter()
+                                .enumerate()
+                                .map(move |(i, p)| (name, i, p))
+                        })
+                        .filter(|(_, _, p)| p.leader == Some(me) && p.isr.len() > 1)
+                        .filter_map(|(name, i, p)| {
+                            leadership
+                                .shrink(name, i as u32, p, me, lag_max, now)
+                                .map(|cmd| (name.clone(), i as u32, cmd))
+                        })
+                        .collect()
+                };
+                for (topic, partition, cmd) in changes {
+                    this.propose_isr(&topic, partition, cmd);
+                }
+            }
+        });
     }
 
     /// Deletes a topic's local data and what groups committed on it (blocking).
@@ -404,17 +657,22 @@ impl Broker {
         &self,
         topic: &str,
         batches: Vec<(u32, Bytes)>,
+        acks: Acks,
     ) -> Result<Vec<(u32, Appended)>, BrokerError> {
-        self.submit(topic, batches).await?.await
+        self.submit(topic, batches, acks).await?.await
     }
 
     /// Validates every batch and queues each on its partition's appender, in order; returns
     /// a future of where they landed. Requests submitted one after another are appended in
     /// that order (the pipelined produce stream relies on it).
+    ///
+    /// With [`Acks::All`] in cluster mode the future also waits until every in-sync replica
+    /// has the batches (the high watermark passed them), for at most [`MAX_REPLICATION_WAIT`].
     pub async fn submit(
         &self,
         topic: &str,
         batches: Vec<(u32, Bytes)>,
+        acks: Acks,
     ) -> Result<impl Future<Output = Result<Vec<(u32, Appended)>, BrokerError>> + use<>, BrokerError>
     {
         let t = self.topics.get(topic)?;
@@ -449,6 +707,10 @@ impl Broker {
             queued.push((partition, reply));
         }
         let name = t.meta.name.clone();
+        let replicated = match acks {
+            Acks::All => self.cluster().cloned(),
+            Acks::Leader => None,
+        };
         Ok(async move {
             let mut out = Vec::with_capacity(queued.len());
             for (partition, reply) in queued {
@@ -456,6 +718,14 @@ impl Broker {
                     .await
                     .map_err(|e| BrokerError::from_append(e, &name, partition))?;
                 out.push((partition, a));
+            }
+            if let Some(cluster) = replicated {
+                let deadline = tokio::time::Instant::now() + MAX_REPLICATION_WAIT;
+                for (partition, a) in &out {
+                    let end = a.base_offset + u64::from(a.record_count);
+                    let log = &t.partition(*partition)?.log;
+                    await_replicated(&cluster, &name, *partition, log, end, deadline).await?;
+                }
             }
             Ok(out)
         })
@@ -469,33 +739,41 @@ impl Broker {
         }
     }
 
-    /// Reads batches from one partition at `offset`, up to `max_bytes`.
+    /// Reads batches from one partition at `offset`, up to `max_bytes`: below the high
+    /// watermark for consumers, up to the log end for a follower.
     pub async fn read(
         &self,
         topic: &Arc<Topic>,
         partition: u32,
         offset: u64,
         max_bytes: usize,
+        upto: ReadUpTo,
     ) -> Result<ReadResult, BrokerError> {
         self.check_leader(&topic.meta.name, partition)?;
         let log = Arc::clone(&topic.partition(partition)?.log);
         let name = topic.meta.name.clone();
         blocking(move || {
-            log.read_from(offset, max_bytes)
+            log.read_from(offset, max_bytes, upto)
                 .map_err(|e| BrokerError::from_log(e, &name, partition))
         })
         .await
     }
 
     /// Cluster mode, a follower: appends batches fetched from the partition's leader
-    /// unchanged (`PartitionLog::append_replica`). Returns this copy's new log end offset.
+    /// unchanged (`PartitionLog::append_replica`), then takes the leader's high watermark
+    /// (up to its own log end). Returns this copy's new log end offset.
     pub async fn append_replica(
         &self,
         topic: &str,
         partition: u32,
         batches: Vec<Bytes>,
+        leader_hw: u64,
     ) -> Result<u64, BrokerError> {
         let log = Arc::clone(&self.topics.get(topic)?.partition(partition)?.log);
+        if batches.is_empty() {
+            log.set_high_watermark(leader_hw);
+            return Ok(log.bounds().log_end);
+        }
         let name = topic.to_string();
         blocking(move || {
             let mut group = Vec::with_capacity(batches.len());
@@ -508,7 +786,8 @@ impl Broker {
             }
             log.append_replica(&group, weir_common::record::now_ms())
                 .map_err(|e| BrokerError::from_log(e, &name, partition))?;
-            Ok(log.bounds().latest)
+            log.set_high_watermark(leader_hw);
+            Ok(log.bounds().log_end)
         })
         .await
     }

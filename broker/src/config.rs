@@ -25,6 +25,11 @@ pub const DEFAULT_RETENTION_CHECK_MS: u64 = 5_000;
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_SEGMENT_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Cluster mode: how long an in-sync follower may go without catching up to its leader's
+/// log end before it leaves the ISR (Kafka's `replica.lag.time.max.ms`).
+pub const DEFAULT_REPLICA_LAG_MAX_MS: u64 = 10_000;
+/// The shortest `--replica-lag-max-ms` accepted (a follower's idle fetch waits 500 ms).
+pub const MIN_REPLICA_LAG_MAX_MS: u64 = 1_000;
 
 /// When the write-ahead log is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -86,6 +91,10 @@ pub struct Args {
     /// Without it the broker runs alone (the default).
     #[arg(long, value_name = "ID=HOST:PORT,...")]
     pub cluster: Option<String>,
+    /// Cluster mode: an in-sync follower that has not caught up with its leader for this
+    /// long leaves the in-sync replicas, in ms [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub replica_lag_max_ms: Option<u64>,
 }
 
 /// Settings a topic gets when its creator leaves them out.
@@ -109,6 +118,7 @@ pub struct Config {
     pub topic_defaults: TopicDefaults,
     /// `None`: a standalone broker.
     pub cluster: Option<ClusterSpec>,
+    pub replica_lag_max: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +212,12 @@ impl Config {
             args.cluster.as_deref().or(file.cluster.as_deref()),
         )
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let replica_lag_max_ms = pick!(replica_lag_max_ms, DEFAULT_REPLICA_LAG_MAX_MS);
+        if replica_lag_max_ms < MIN_REPLICA_LAG_MAX_MS {
+            return Err(ConfigError::Invalid(format!(
+                "--replica-lag-max-ms must be at least {MIN_REPLICA_LAG_MAX_MS}"
+            )));
+        }
         Ok(Self {
             data_dir: pick!(data_dir, PathBuf::from(DEFAULT_DATA_DIR)),
             listen: pick!(listen, DEFAULT_LISTEN.to_string()),
@@ -216,6 +232,7 @@ impl Config {
                 segment_ms,
             },
             cluster,
+            replica_lag_max: Duration::from_millis(replica_lag_max_ms),
         })
     }
 }

@@ -88,6 +88,15 @@ pub enum BrokerError {
         /// The leader's address, when one is known.
         leader: Option<String>,
     },
+    #[error("topic {topic:?} partition {partition} is at leader epoch {current}, not {asked}")]
+    StaleLeaderEpoch {
+        topic: String,
+        partition: u32,
+        current: u32,
+        asked: u32,
+    },
+    #[error("{0}")]
+    NotEnoughReplicas(String),
     #[error("storage failure: {0}")]
     Storage(String),
 }

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use futures::{FutureExt, StreamExt};
 use hdrhistogram::Histogram;
 use weir::{
-    Client, Compression, ConsumerConfig, NewPipeline, NewTopic, PluginUse, Producer,
+    Acks, Client, Compression, ConsumerConfig, NewPipeline, NewTopic, PluginUse, Producer,
     ProducerConfig, ProducerRecord, StartFrom,
 };
 
@@ -56,6 +56,12 @@ pub struct BenchArgs {
     /// Segment size of the bench topic (default: the broker's).
     #[arg(long)]
     segment_bytes: Option<u64>,
+    /// Replicas of each partition of the bench topic (cluster; default: the broker's, 1).
+    #[arg(long)]
+    replication_factor: Option<u32>,
+    /// When the producer's records count as written: `all` in-sync replicas, or `1`.
+    #[arg(long, default_value = "all", value_parser = crate::produce::parse_acks)]
+    acks: Acks,
     /// One JSON object instead of a sentence.
     #[arg(long)]
     json: bool,
@@ -126,6 +132,7 @@ fn producer_for(client: &Client, a: &BenchArgs) -> Producer {
     client.producer(ProducerConfig {
         batch_bytes: (a.batch.max(1) as usize * per_record).max(1024),
         compression: a.compression,
+        acks: a.acks,
         ..ProducerConfig::default()
     })
 }
@@ -137,6 +144,9 @@ fn topic_config(name: &str, a: &BenchArgs) -> NewTopic {
     }
     if let Some(b) = a.segment_bytes {
         t = t.segment_bytes(b);
+    }
+    if let Some(n) = a.replication_factor {
+        t = t.replication_factor(n);
     }
     t
 }
@@ -281,6 +291,7 @@ async fn bench_e2e(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::Resul
     });
     let producer = client.producer(ProducerConfig {
         linger: Duration::from_millis(1),
+        acks: a.acks,
         ..ProducerConfig::default()
     });
     let size = a.record_size.max(8);

@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use weir::{Client, Compression, Header, ProducerConfig, ProducerRecord};
+use weir::{Acks, Client, Compression, Header, ProducerConfig, ProducerRecord};
 
 /// Read buffer for stdin: big enough that a million short lines take a few reads.
 const STDIN_BUFFER_BYTES: usize = 1024 * 1024;
@@ -24,6 +24,13 @@ pub struct ProduceArgs {
     /// Compress each batch: none, lz4 or zstd.
     #[arg(long, default_value_t = Compression::None)]
     compression: Compression,
+    /// When a record counts as written: `all` in-sync replicas have it, or `1` (the leader).
+    #[arg(long, default_value = "all", value_parser = parse_acks)]
+    acks: Acks,
+}
+
+pub(crate) fn parse_acks(s: &str) -> Result<Acks, String> {
+    s.parse()
 }
 
 fn parse_headers(raw: &[String]) -> anyhow::Result<Vec<Header>> {
@@ -66,6 +73,7 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     }
     let producer = client.producer(ProducerConfig {
         compression: args.compression,
+        acks: args.acks,
         ..ProducerConfig::default()
     });
     let mut stdin = BufReader::with_capacity(STDIN_BUFFER_BYTES, tokio::io::stdin());

@@ -68,6 +68,27 @@ impl Broker {
         }
     }
 
+    /// Freezes the broker with SIGSTOP (its sockets stay open, it answers nothing): a broker
+    /// cut off from the others, as a network partition would leave it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Wakes a paused broker with SIGCONT.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let c = self.child.as_ref().expect("broker is running");
+        let status = Command::new("kill")
+            .arg(sig)
+            .arg(c.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig}");
+    }
+
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("broker is running");
@@ -208,6 +229,11 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` brokers listing each other.
     pub fn start(n: usize) -> Self {
+        Self::start_with(n, &[])
+    }
+
+    /// Starts `n` brokers listing each other, each with the extra flags `args`.
+    pub fn start_with(n: usize, args: &[&str]) -> Self {
         // Hold every port until all are chosen, so no two brokers get the same one.
         let listeners: Vec<std::net::TcpListener> = (0..n)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
@@ -229,12 +255,13 @@ impl TestCluster {
             .map(|(i, addr)| {
                 let tmp = tempfile::tempdir().expect("temp dir");
                 let data_dir = tmp.path().join("data");
-                let extra_args = vec![
+                let mut extra_args = vec![
                     "--node-id".to_string(),
                     (i + 1).to_string(),
                     "--cluster".to_string(),
                     spec.clone(),
                 ];
+                extra_args.extend(args.iter().map(|a| a.to_string()));
                 let (child, bound) = spawn(&data_dir, addr, &extra_args);
                 assert_eq!(&bound, addr);
                 Broker {

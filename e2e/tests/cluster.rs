@@ -66,7 +66,12 @@ fn controllers(members: &[Member]) -> Vec<u64> {
 
 /// Three brokers, once one of them is the controller.
 fn three_with_a_controller() -> TestCluster {
-    let c = TestCluster::start(3);
+    three_with_a_controller_and(&[])
+}
+
+/// Three brokers with extra flags, once one of them is the controller.
+fn three_with_a_controller_and(args: &[&str]) -> TestCluster {
+    let c = TestCluster::start_with(3, args);
     wait_for(
         &c.brokers[0],
         Duration::from_secs(20),
@@ -483,7 +488,7 @@ fn produce_keyed(via: &Broker, topic: &str, from: usize, n: usize) -> Vec<(u64, 
 
 #[test]
 fn followers_copy_their_leaders_and_a_restarted_follower_catches_up() {
-    let mut c = three_with_a_controller();
+    let mut c = three_with_a_controller_and(&["--replica-lag-max-ms", "2000"]);
     c.brokers[1].cli_ok(&[
         "topic",
         "create",
@@ -514,4 +519,103 @@ fn followers_copy_their_leaders_and_a_restarted_follower_catches_up() {
     let leaders = produce_keyed(&c.brokers[via], "r", 5000, 1000);
     assert_eq!(leaders.iter().map(|l| l.0).sum::<u64>(), 6000);
     await_copies(&c, "r", &leaders);
+    // Caught up, it is back in the ISR of both partitions.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while isr(&c.brokers[via], "r").iter().any(|i| i.len() < 3) {
+        assert!(Instant::now() < deadline, "{:?}", isr(&c.brokers[via], "r"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The ISR of each partition of `topic`, as `via` knows it.
+fn isr(via: &Broker, topic: &str) -> Vec<Vec<u64>> {
+    metadata(via, &[topic]).topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.isr.clone())
+        .collect()
+}
+
+/// Produces `n` records `v{from}..` to `topic` through `via` with the given acks; returns
+/// how long the flush took.
+fn produce_acks(via: &Broker, topic: &str, from: usize, n: usize, acks: weir::Acks) -> Duration {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = weir::Client::connect(&via.addr).await.unwrap();
+        let producer = client.producer(weir::ProducerConfig {
+            acks,
+            ..weir::ProducerConfig::default()
+        });
+        let start = Instant::now();
+        for i in from..from + n {
+            producer
+                .enqueue(weir::ProducerRecord::new(topic, format!("v{i}")))
+                .await
+                .unwrap();
+        }
+        producer.flush().await.unwrap();
+        start.elapsed()
+    })
+}
+
+/// Every value in `topic` (one partition), read through `via` from the earliest offset.
+fn values(via: &Broker, topic: &str) -> Vec<String> {
+    let out = via.cli_ok(&[
+        "consume",
+        topic,
+        "--from",
+        "earliest",
+        "--idle-timeout",
+        "1000",
+    ]);
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_stopped_follower_leaves_the_isr_holds_nothing_back_and_rejoins_when_it_resumes() {
+    let c = three_with_a_controller_and(&["--replica-lag-max-ms", "2000"]);
+    c.brokers[0].cli_ok(&["topic", "create", "isr", "--replication-factor", "3"]);
+    produce_acks(&c.brokers[0], "isr", 0, 100, weir::Acks::All);
+    assert_eq!(isr(&c.brokers[0], "isr"), vec![vec![1, 2, 3]]);
+    let m = metadata(&c.brokers[0], &["isr"]);
+    let leader = m.topics[0].partitions[0].leader.unwrap();
+    let follower = if leader == 3 { 2 } else { 3 };
+    let (lb, fb) = (
+        &c.brokers[leader as usize - 1],
+        &c.brokers[follower as usize - 1],
+    );
+    // acks=all: every in-sync replica had the records when they were acknowledged (the
+    // same bytes; its high watermark may trail by a fetch).
+    assert_eq!(local_copy(fb, "isr")[0].1, local_copy(lb, "isr")[0].1);
+
+    fb.pause();
+    // acks=1 is answered by the leader alone, but consumers do not see the record while a
+    // follower in the ISR lacks it.
+    produce_acks(lb, "isr", 100, 1, weir::Acks::Leader);
+    let hw = local_copy(lb, "isr")[0].0;
+    if isr(lb, "isr")[0].contains(&follower) {
+        assert_eq!(hw, 100, "the high watermark waits for the in-sync follower");
+    }
+    // acks=all waits until the stopped follower leaves the ISR (2 s without catching up).
+    let took = produce_acks(lb, "isr", 101, 49, weir::Acks::All);
+    let without: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != follower).collect();
+    assert_eq!(isr(lb, "isr"), vec![without]);
+    eprintln!("acks=all waited {took:?} for a stopped follower to leave the ISR");
+    assert_eq!(local_copy(lb, "isr")[0].0, 150);
+    let want: Vec<String> = (0..150).map(|i| format!("v{i}")).collect();
+    assert_eq!(values(lb, "isr"), want);
+
+    // Back, it catches up and rejoins.
+    fb.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while isr(lb, "isr")[0].len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the follower did not rejoin the ISR"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    produce_acks(lb, "isr", 150, 10, weir::Acks::All);
+    assert_eq!(local_copy(lb, "isr")[0].0, 160);
+    assert_eq!(local_copy(fb, "isr")[0].1, local_copy(lb, "isr")[0].1);
 }

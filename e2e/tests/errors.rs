@@ -27,6 +27,7 @@ fn code<T>(r: Result<T, tonic::Status>) -> tonic::Status {
 
 fn produce(topic: &str, partition: u32, batch: Bytes) -> pb::ProduceRequest {
     pb::ProduceRequest {
+        acks: pb::Acks::All as i32,
         topic: topic.into(),
         batches: vec![pb::PartitionBatch { partition, batch }],
     }
@@ -75,6 +76,7 @@ async fn every_bad_request_gets_its_status() {
     // written either (a request is validated whole before anything is appended).
     let big = vec![7u8; 1001];
     let req = pb::ProduceRequest {
+        acks: pb::Acks::All as i32,
         topic: "t".into(),
         batches: vec![
             pb::PartitionBatch {
@@ -109,6 +111,7 @@ async fn every_bad_request_gets_its_status() {
     assert_eq!(e.code(), Code::InvalidArgument);
     let e = code(
         log.produce(pb::ProduceRequest {
+            acks: pb::Acks::All as i32,
             topic: "t".into(),
             batches: vec![],
         })
@@ -262,6 +265,7 @@ async fn oversize_batches_and_requests_are_refused_with_the_limit() {
     );
     // A request over the 64 MiB message limit is refused by the transport, naming the limit.
     let req = pb::ProduceRequest {
+        acks: pb::Acks::All as i32,
         topic: "big".into(),
         batches: (0..5)
             .map(|_| pb::PartitionBatch {

@@ -32,6 +32,7 @@ async fn produce_raw(
 ) -> Result<pb::PartitionAppend, tonic::Status> {
     let resp = log
         .produce(pb::ProduceRequest {
+            acks: pb::Acks::All as i32,
             topic: "t".into(),
             batches: vec![pb::PartitionBatch {
                 partition: 0,

@@ -137,7 +137,8 @@ impl AsyncClient {
     }
 
     /// A batching, idempotent producer (the Rust SDK's); `None` arguments take its defaults.
-    #[pyo3(signature = (linger_ms = 5, batch_bytes = None, buffer_bytes = None, compression = None, delivery_timeout_ms = None, idempotent = true))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
+    #[pyo3(signature = (linger_ms = 5, batch_bytes = None, buffer_bytes = None, compression = None, delivery_timeout_ms = None, idempotent = true, acks = None))]
     fn producer(
         &self,
         linger_ms: u64,
@@ -146,6 +147,7 @@ impl AsyncClient {
         compression: Option<&str>,
         delivery_timeout_ms: Option<u64>,
         idempotent: bool,
+        acks: Option<Bound<'_, PyAny>>,
     ) -> PyResult<AsyncProducer> {
         let config = options::ProducerArgs {
             linger_ms,
@@ -154,6 +156,7 @@ impl AsyncClient {
             compression,
             delivery_timeout_ms,
             idempotent,
+            acks: acks.map(|a| a.str().map(|s| s.to_string())).transpose()?,
         }
         .config()?;
         // The producer spawns its sender task on the shared runtime.

@@ -97,7 +97,8 @@ impl Client {
     }
 
     /// A batching, idempotent producer (the Rust SDK's); `None` arguments take its defaults.
-    #[pyo3(signature = (linger_ms = 5, batch_bytes = None, buffer_bytes = None, compression = None, delivery_timeout_ms = None, idempotent = true))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
+    #[pyo3(signature = (linger_ms = 5, batch_bytes = None, buffer_bytes = None, compression = None, delivery_timeout_ms = None, idempotent = true, acks = None))]
     fn producer(
         &self,
         linger_ms: u64,
@@ -106,6 +107,7 @@ impl Client {
         compression: Option<&str>,
         delivery_timeout_ms: Option<u64>,
         idempotent: bool,
+        acks: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Producer> {
         let config = options::ProducerArgs {
             linger_ms,
@@ -114,6 +116,7 @@ impl Client {
             compression,
             delivery_timeout_ms,
             idempotent,
+            acks: acks.map(|a| a.str().map(|s| s.to_string())).transpose()?,
         }
         .config()?;
         // The producer spawns its sender task on the shared runtime.

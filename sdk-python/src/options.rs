@@ -35,6 +35,8 @@ pub(crate) struct ProducerArgs<'a> {
     pub compression: Option<&'a str>,
     pub delivery_timeout_ms: Option<u64>,
     pub idempotent: bool,
+    /// `"all"` / `-1` or `1` / `"leader"`, as Kafka spells them.
+    pub acks: Option<String>,
 }
 
 impl ProducerArgs<'_> {
@@ -53,6 +55,10 @@ impl ProducerArgs<'_> {
                 .map_or(defaults.delivery_timeout, Duration::from_millis),
             compression,
             idempotent: self.idempotent,
+            acks: match self.acks {
+                None => defaults.acks,
+                Some(a) => a.parse().map_err(|e: String| InvalidArgument::new_err(e))?,
+            },
             ..defaults
         })
     }

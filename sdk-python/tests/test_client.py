@@ -111,6 +111,13 @@ def test_every_error_is_typed_and_carries_the_broker_message(broker):
         client.consumer("t", start="yesterday")
     with pytest.raises(weir.InvalidArgument, match="compression"):
         client.producer(compression="gzip")
+    with pytest.raises(weir.InvalidArgument, match="acks must be all or 1"):
+        client.producer(acks=2)
+    client.create_topic("acks")
+    with client.producer(acks=1) as leader_only, client.producer(acks="all") as all_isr:
+        leader_only.send("acks", b"acks=1")
+        all_isr.send("acks", b"acks=all")
+    assert len(list(client.consumer("acks", idle_timeout_ms=300))) == 2
     p = client.producer()
     with pytest.raises(weir.TopicNotFound, match="nope"):
         p.send("nope", b"x")

@@ -46,7 +46,7 @@ pub use consumer::{
 };
 pub use error::{Error, Result};
 pub use pipeline::{NewPipeline, PipelineInfo, PipelinePartition, PipelineStart, PipelineStatus};
-pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 pub use weir_common::Compression;
 pub use weir_common::partitioner::partition_for_key;
 pub use weir_common::record::{Header, now_ms};

@@ -6,7 +6,7 @@
 //! hands it the partitions to follow, and drops it when it has none left (a partition whose
 //! leader changes moves to the new leader's fetcher; one led here is not fetched).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,16 +30,15 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A partition this broker follows.
-type Followed = (String, u32);
+/// A partition this broker follows, and the leader epoch it follows it in.
+type Followed = BTreeMap<(String, u32), u32>;
 
 /// Starts the supervisor; it ends when the metadata channel closes.
 pub fn spawn(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     let me = cluster.node_id();
     let mut metadata = cluster.metadata();
     tokio::spawn(async move {
-        let mut fetchers: HashMap<NodeId, (String, watch::Sender<BTreeSet<Followed>>)> =
-            HashMap::new();
+        let mut fetchers: HashMap<NodeId, (String, watch::Sender<Followed>)> = HashMap::new();
         loop {
             let m = Arc::clone(&metadata.borrow_and_update());
             let wanted = followed(&m, me);
@@ -74,13 +73,15 @@ pub fn spawn(broker: Arc<Broker>, cluster: Arc<Cluster>) {
 }
 
 /// Per leader (not this broker), the partitions this broker holds a replica of.
-pub fn followed(m: &Metadata, me: NodeId) -> BTreeMap<NodeId, BTreeSet<Followed>> {
-    let mut out: BTreeMap<NodeId, BTreeSet<Followed>> = BTreeMap::new();
+pub fn followed(m: &Metadata, me: NodeId) -> BTreeMap<NodeId, Followed> {
+    let mut out: BTreeMap<NodeId, Followed> = BTreeMap::new();
     for (name, t) in &m.topics {
         for (i, p) in t.partitions.iter().enumerate() {
             match p.leader {
                 Some(l) if l != me && p.replicas.contains(&me) => {
-                    out.entry(l).or_default().insert((name.clone(), i as u32));
+                    out.entry(l)
+                        .or_default()
+                        .insert((name.clone(), i as u32), p.leader_epoch);
                 }
                 _ => {}
             }
@@ -95,7 +96,7 @@ async fn fetch_loop(
     broker: Arc<Broker>,
     me: NodeId,
     addr: String,
-    mut parts: watch::Receiver<BTreeSet<Followed>>,
+    mut parts: watch::Receiver<Followed>,
 ) {
     let channel = match peer_endpoint(&addr, CONNECT_TIMEOUT) {
         Ok(e) => e.connect_lazy(),
@@ -113,13 +114,14 @@ async fn fetch_loop(
         // metadata, moments apart).
         let positions: Vec<pb::ReplicaPosition> = followed
             .iter()
-            .filter_map(|(topic, partition)| {
+            .filter_map(|((topic, partition), epoch)| {
                 let t = broker.topic(topic).ok()?;
-                let end = t.partition(*partition).ok()?.log.bounds().latest;
+                let end = t.partition(*partition).ok()?.log.bounds().log_end;
                 Some(pb::ReplicaPosition {
                     topic: topic.clone(),
                     partition: *partition,
                     fetch_offset: end,
+                    leader_epoch: *epoch,
                 })
             })
             .collect();
@@ -164,11 +166,8 @@ async fn fetch_loop(
                 refused = true;
                 continue;
             }
-            if d.batches.is_empty() {
-                continue;
-            }
             if let Err(e) = broker
-                .append_replica(&d.topic, d.partition, d.batches)
+                .append_replica(&d.topic, d.partition, d.batches, d.high_watermark)
                 .await
             {
                 tracing::warn!(topic = %d.topic, partition = d.partition, leader = %addr, error = %e, "cannot append fetched batches");
@@ -216,7 +215,7 @@ mod tests {
                 let leader = p.leader.unwrap();
                 let here = f
                     .get(&leader)
-                    .is_some_and(|s| s.contains(&("t".to_string(), i as u32)));
+                    .is_some_and(|s| s.get(&("t".to_string(), i as u32)) == Some(&0));
                 assert_eq!(
                     here,
                     leader != me && p.replicas.contains(&me),

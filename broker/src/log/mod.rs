@@ -67,10 +67,22 @@ impl From<StorageError> for LogError {
 pub struct Bounds {
     /// Offset of the oldest record kept (== `latest` when empty).
     pub earliest: u64,
-    /// Next offset to be written.
+    /// The high watermark: readers see the records below it. Standalone (and on a leader
+    /// whose only in-sync replica is itself) it is the log end; with followers in sync, the
+    /// lowest log end among them (docs/cluster.md, "Replication").
     pub latest: u64,
+    /// Next offset to be written (>= `latest`).
+    pub log_end: u64,
     pub size_bytes: u64,
     pub segments: u32,
+}
+
+impl Bounds {
+    /// Whether a reader may stand at `offset`: from the earliest record kept to the log end
+    /// (past the high watermark it just sees nothing yet, as in Kafka after a failover).
+    pub fn holds(&self, offset: u64) -> bool {
+        (self.earliest..=self.log_end).contains(&offset)
+    }
 }
 
 /// Where one appended batch landed.
@@ -110,6 +122,34 @@ struct LogState {
     segments: VecDeque<SegmentMeta>,
     /// Idempotent producers that wrote to this partition.
     producers: HashMap<u64, ProducerState>,
+    /// Readers see the records below it; `<=` the log end, `>=` the earliest offset kept.
+    high_watermark: u64,
+    /// Whether every append moves the high watermark to the log end (standalone, or a leader
+    /// whose in-sync replicas are itself alone); otherwise replication moves it.
+    hw_follows_end: bool,
+}
+
+impl LogState {
+    fn log_end(&self) -> u64 {
+        self.segments
+            .back()
+            .expect("a partition always has a segment")
+            .next_offset
+    }
+
+    fn bounds(&self) -> Bounds {
+        let first = self
+            .segments
+            .front()
+            .expect("a partition always has a segment");
+        Bounds {
+            earliest: first.base_offset,
+            latest: self.high_watermark,
+            log_end: self.log_end(),
+            size_bytes: self.segments.iter().map(|s| s.size_bytes).sum(),
+            segments: self.segments.len() as u32,
+        }
+    }
 }
 
 pub struct PartitionLog {
@@ -121,15 +161,13 @@ pub struct PartitionLog {
     closed: AtomicBool,
 }
 
-fn bounds_of(segments: &VecDeque<SegmentMeta>) -> Bounds {
-    let first = segments.front().expect("a partition always has a segment");
-    let last = segments.back().expect("a partition always has a segment");
-    Bounds {
-        earliest: first.base_offset,
-        latest: last.next_offset,
-        size_bytes: segments.iter().map(|s| s.size_bytes).sum(),
-        segments: segments.len() as u32,
-    }
+/// Which records a read may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadUpTo {
+    /// Below the high watermark: what consumers see.
+    HighWatermark,
+    /// Up to the log end: what a follower copies.
+    LogEnd,
 }
 
 impl PartitionLog {
@@ -149,15 +187,19 @@ impl PartitionLog {
                 .all(|w| w[0].next_offset == w[1].base_offset)
         );
         let segments: VecDeque<_> = segments.into();
-        let (bounds, _) = watch::channel(bounds_of(&segments));
+        let end = segments.back().map_or(0, |s| s.next_offset);
+        let state = LogState {
+            segments,
+            producers: producers.into_iter().collect(),
+            high_watermark: end,
+            hw_follows_end: true,
+        };
+        let (bounds, _) = watch::channel(state.bounds());
         Self {
             key,
             store,
             config,
-            state: Mutex::new(LogState {
-                segments,
-                producers: producers.into_iter().collect(),
-            }),
+            state: Mutex::new(state),
             bounds,
             closed: AtomicBool::new(false),
         }
@@ -182,8 +224,44 @@ impl PartitionLog {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn publish(&self, segments: &VecDeque<SegmentMeta>) {
-        self.bounds.send_replace(bounds_of(segments));
+    fn publish(&self, state: &LogState) {
+        self.bounds.send_replace(state.bounds());
+    }
+
+    /// Sets the high watermark (clamped to the earliest offset kept and the log end); wakes
+    /// readers when it moves. Replication calls it: a leader as its in-sync followers catch
+    /// up, a follower with what its leader reports.
+    pub fn set_high_watermark(&self, hw: u64) {
+        let mut state = self.lock();
+        let earliest = state.bounds().earliest;
+        let hw = hw.min(state.log_end()).max(earliest);
+        if hw != state.high_watermark {
+            state.high_watermark = hw;
+            self.publish(&state);
+        }
+    }
+
+    /// Moves the high watermark up to `hw` (a leader's never moves back); see
+    /// [`Self::set_high_watermark`].
+    pub fn raise_high_watermark(&self, hw: u64) {
+        let mut state = self.lock();
+        let hw = hw.min(state.log_end());
+        if hw > state.high_watermark {
+            state.high_watermark = hw;
+            self.publish(&state);
+        }
+    }
+
+    /// Whether appends move the high watermark to the log end by themselves (true: a
+    /// standalone partition, or a leader with no other in-sync replica; it moves there at
+    /// once). False: replication moves it.
+    pub fn set_hw_follows_end(&self, follows: bool) {
+        let mut state = self.lock();
+        state.hw_follows_end = follows;
+        if follows && state.high_watermark != state.log_end() {
+            state.high_watermark = state.log_end();
+            self.publish(&state);
+        }
     }
 
     /// Appends a group of validated batches in one RocksDB write (group commit), rolling
@@ -346,23 +424,35 @@ impl PartitionLog {
         state.producers.extend(write.producers);
         state.segments.pop_back();
         state.segments.extend(tail);
-        self.publish(&state.segments);
+        if state.hw_follows_end {
+            state.high_watermark = state.log_end();
+        }
+        self.publish(&state);
         Ok(out)
     }
 
-    /// Whole batches from `offset` on, up to `max_bytes` (at least one batch if any).
-    pub fn read_from(&self, offset: u64, max_bytes: usize) -> Result<ReadResult, LogError> {
+    /// Whole batches from `offset` on, up to `max_bytes` (at least one batch if any), below
+    /// the high watermark or the log end. `offset` may be anywhere from the earliest offset
+    /// kept to the log end.
+    pub fn read_from(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        upto: ReadUpTo,
+    ) -> Result<ReadResult, LogError> {
         let bounds = self.bounds();
-        if offset < bounds.earliest || offset > bounds.latest {
+        if !bounds.holds(offset) {
             return Err(LogError::OffsetOutOfRange {
                 offset,
                 earliest: bounds.earliest,
-                latest: bounds.latest,
+                latest: bounds.log_end,
             });
         }
-        let batches = self
-            .store
-            .read_batches(self.key, offset, bounds.latest, max_bytes)?;
+        let end = match upto {
+            ReadUpTo::HighWatermark => bounds.latest,
+            ReadUpTo::LogEnd => bounds.log_end,
+        };
+        let batches = self.store.read_batches(self.key, offset, end, max_bytes)?;
         Ok(ReadResult { batches, bounds })
     }
 
@@ -384,7 +474,10 @@ impl PartitionLog {
             reason: e.to_string(),
         })?;
         let hit = records.iter().find(|r| r.timestamp >= ts).map(|r| r.offset);
-        Ok(hit.unwrap_or(bounds.latest).max(bounds.earliest))
+        Ok(hit
+            .unwrap_or(bounds.latest)
+            .min(bounds.latest)
+            .max(bounds.earliest))
     }
 
     /// Applies retention now (and forgets producers idle for
@@ -403,8 +496,9 @@ impl PartitionLog {
                 state.producers.remove(id);
             }
         }
+        let hw = state.high_watermark;
         let segments = &mut state.segments;
-        let plan = retention::plan(segments.make_contiguous(), &self.config, now_ms);
+        let plan = retention::plan(segments.make_contiguous(), &self.config, now_ms, hw);
         if plan.drop_count == 0 {
             return Ok(0);
         }
@@ -418,7 +512,8 @@ impl PartitionLog {
         let index_upto = dropped.last().map_or(-1, |s| s.running_max_timestamp);
         self.store.drop_segments(self.key, &dropped, index_upto)?;
         segments.drain(..plan.drop_count);
-        self.publish(segments);
+        self.publish(&state);
+        let segments = &state.segments;
         tracing::info!(
             topic = self.key.topic,
             partition = self.key.partition,
@@ -514,13 +609,22 @@ mod tests {
         for r in leader.append_group(&group, 5_000).unwrap() {
             r.unwrap();
         }
-        let stored = leader.read_from(0, usize::MAX).unwrap().batches;
+        let stored = leader
+            .read_from(0, usize::MAX, ReadUpTo::LogEnd)
+            .unwrap()
+            .batches;
         assert_eq!(stored.len(), 3);
         // Fetched in two rounds, the follower applies them at the leader's offsets, later.
         let fetched = as_fetched(stored.clone());
         follower.append_replica(&fetched[..1], 9_000).unwrap();
         follower.append_replica(&fetched[1..], 9_000).unwrap();
-        assert_eq!(follower.read_from(0, usize::MAX).unwrap().batches, stored);
+        assert_eq!(
+            follower
+                .read_from(0, usize::MAX, ReadUpTo::LogEnd)
+                .unwrap()
+                .batches,
+            stored
+        );
         assert_eq!(follower.bounds().latest, 6);
         assert!(
             follower.bounds().segments > 1,
@@ -542,7 +646,12 @@ mod tests {
             pending(TimestampType::CreateTime, &["c"], None),
         ];
         leader.append_group(&group, 5_000).unwrap();
-        let fetched = as_fetched(leader.read_from(0, usize::MAX).unwrap().batches);
+        let fetched = as_fetched(
+            leader
+                .read_from(0, usize::MAX, ReadUpTo::LogEnd)
+                .unwrap()
+                .batches,
+        );
         let gap = follower.append_replica(&fetched[1..], 9_000).unwrap_err();
         assert!(
             matches!(
@@ -567,5 +676,63 @@ mod tests {
             "{overlap:?}"
         );
         assert_eq!(follower.bounds().latest, 2);
+    }
+
+    #[test]
+    fn readers_see_only_what_is_below_the_high_watermark() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log(d.path());
+        log.append_group(&[pending(TimestampType::CreateTime, &["a", "b"], None)], 1)
+            .unwrap();
+        assert_eq!(
+            (log.bounds().latest, log.bounds().log_end),
+            (2, 2),
+            "standalone"
+        );
+        // A leader with followers in sync: appends no longer move the high watermark.
+        log.set_hw_follows_end(false);
+        log.append_group(&[pending(TimestampType::CreateTime, &["c"], None)], 1)
+            .unwrap();
+        log.append_group(&[pending(TimestampType::CreateTime, &["d", "e"], None)], 1)
+            .unwrap();
+        let b = log.bounds();
+        assert_eq!((b.latest, b.log_end), (2, 5));
+        let visible = log
+            .read_from(0, usize::MAX, ReadUpTo::HighWatermark)
+            .unwrap();
+        assert_eq!(visible.batches.len(), 1);
+        assert!(
+            log.read_from(2, usize::MAX, ReadUpTo::HighWatermark)
+                .unwrap()
+                .batches
+                .is_empty()
+        );
+        assert_eq!(
+            log.read_from(2, usize::MAX, ReadUpTo::LogEnd)
+                .unwrap()
+                .batches
+                .len(),
+            2
+        );
+        // Standing past the high watermark (up to the log end) is fine; past the end is not.
+        assert!(log.read_from(5, 1, ReadUpTo::HighWatermark).is_ok());
+        assert!(matches!(
+            log.read_from(6, 1, ReadUpTo::HighWatermark),
+            Err(LogError::OffsetOutOfRange { latest: 5, .. })
+        ));
+        let mut watch = log.watch();
+        watch.borrow_and_update();
+        log.set_high_watermark(3);
+        assert!(watch.has_changed().unwrap(), "readers wake when it moves");
+        assert_eq!(log.bounds().latest, 3);
+        log.set_high_watermark(99);
+        assert_eq!(log.bounds().latest, 5, "never past the log end");
+        log.set_high_watermark(0);
+        log.set_hw_follows_end(true);
+        assert_eq!(
+            log.bounds().latest,
+            5,
+            "a sole in-sync replica sees all it has"
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! by size, the oldest segments go while the partition stays at least `retention_bytes` big
 //! without them. The active (last) segment is never dropped by size; when time retention
 //! covers it, it is rolled first (a new empty segment starts at the log end) so the log end
-//! offset survives, and the earliest offset moves to it.
+//! offset survives, and the earliest offset moves to it. Records at or above the high
+//! watermark are never dropped (they may not be on every in-sync replica yet), as in Kafka.
 
 use crate::types::{SegmentMeta, TopicConfig};
 
@@ -17,18 +18,28 @@ pub struct RetentionPlan {
     pub drop_count: usize,
 }
 
-pub fn plan(segments: &[SegmentMeta], config: &TopicConfig, now_ms: i64) -> RetentionPlan {
+pub fn plan(
+    segments: &[SegmentMeta],
+    config: &TopicConfig,
+    now_ms: i64,
+    high_watermark: u64,
+) -> RetentionPlan {
     let mut out = RetentionPlan::default();
     let Some(active) = segments.last() else {
         return out;
     };
+    // Only segments wholly below the high watermark may go.
+    let committed = segments
+        .iter()
+        .take_while(|s| s.next_offset <= high_watermark)
+        .count();
     let expired = |s: &SegmentMeta| match config.retention_ms {
         Some(ms) => !s.is_empty() && s.max_timestamp < now_ms.saturating_sub(ms),
         None => false,
     };
     // Time: a prefix of expired segments.
     let by_time = segments.iter().take_while(|s| expired(s)).count();
-    if by_time == segments.len() {
+    if by_time == segments.len() && committed == segments.len() {
         out.roll_active = !active.is_empty();
     }
     // Size: drop the oldest while what stays is still >= retention_bytes; never the active one.
@@ -43,7 +54,7 @@ pub fn plan(segments: &[SegmentMeta], config: &TopicConfig, now_ms: i64) -> Rete
             by_size += 1;
         }
     }
-    out.drop_count = by_time.max(by_size);
+    out.drop_count = by_time.max(by_size).min(committed);
     out
 }
 
@@ -76,7 +87,7 @@ mod tests {
     fn nothing_to_do_without_limits() {
         let segs = [seg(0, 10, 1000, 1), seg(10, 5, 500, 2)];
         assert_eq!(
-            plan(&segs, &config(None, None), 1_000_000),
+            plan(&segs, &config(None, None), 1_000_000, u64::MAX),
             RetentionPlan::default()
         );
     }
@@ -89,7 +100,7 @@ mod tests {
             seg(20, 10, 100, 150),
         ];
         // now - retention = 200: first is expired, second is not, so the third stays too.
-        let p = plan(&segs, &config(Some(800), None), 1_000);
+        let p = plan(&segs, &config(Some(800), None), 1_000, u64::MAX);
         assert_eq!(
             p,
             RetentionPlan {
@@ -102,7 +113,7 @@ mod tests {
     #[test]
     fn time_rolls_the_active_segment_when_everything_expired() {
         let segs = [seg(0, 10, 100, 100), seg(10, 10, 100, 150)];
-        let p = plan(&segs, &config(Some(10), None), 1_000);
+        let p = plan(&segs, &config(Some(10), None), 1_000, u64::MAX);
         assert_eq!(
             p,
             RetentionPlan {
@@ -112,7 +123,7 @@ mod tests {
         );
         // An empty active segment is never "expired".
         let segs = [seg(0, 10, 100, 100), seg(10, 0, 0, i64::MIN)];
-        let p = plan(&segs, &config(Some(10), None), 1_000);
+        let p = plan(&segs, &config(Some(10), None), 1_000, u64::MAX);
         assert_eq!(
             p,
             RetentionPlan {
@@ -131,10 +142,34 @@ mod tests {
             seg(3, 1, 100, 0),
         ];
         // total 1300; limit 500: dropping 400 → 900 ≥ 500, again → 500 ≥ 500, again → 100 < 500.
-        let p = plan(&segs, &config(None, Some(500)), 0);
+        let p = plan(&segs, &config(None, Some(500)), 0, u64::MAX);
         assert_eq!(p.drop_count, 2);
         // A tiny limit still never drops the active segment.
-        let p = plan(&segs, &config(None, Some(1)), 0);
+        let p = plan(&segs, &config(None, Some(1)), 0, u64::MAX);
         assert_eq!(p.drop_count, 3);
+    }
+
+    #[test]
+    fn nothing_at_or_above_the_high_watermark_goes() {
+        let segs = [
+            seg(0, 10, 400, 100),
+            seg(10, 10, 400, 100),
+            seg(20, 5, 400, 100),
+        ];
+        // Everything expired, but only the first segment is wholly below the high watermark.
+        let p = plan(&segs, &config(Some(10), None), 1_000, 15);
+        assert_eq!(
+            p,
+            RetentionPlan {
+                roll_active: false,
+                drop_count: 1
+            }
+        );
+        let p = plan(&segs, &config(None, Some(1)), 0, 20);
+        assert_eq!(p.drop_count, 2);
+        // With the high watermark at the log end the active segment rolls as usual.
+        let p = plan(&segs, &config(Some(10), None), 1_000, 25);
+        assert_eq!(p.drop_count, 3);
+        assert!(p.roll_active);
     }
 }

@@ -9,7 +9,7 @@ use weir_common::batch::{self, BatchBuilder, BatchError, TimestampType};
 use weir_common::limits::{PIPELINE_OUTPUT_BATCH_BYTES, PIPELINE_READ_MAX_BYTES};
 
 use super::{Pipeline, PipelineProgress};
-use crate::log::{LogError, PartitionLog, PendingBatch};
+use crate::log::{LogError, PartitionLog, PendingBatch, ReadUpTo};
 use crate::plugins::{Plugin, PluginKind, Stage, chain};
 use crate::storage::{ProgressPut, Store};
 use crate::topics::Topic;
@@ -117,7 +117,7 @@ fn round(
         );
         from = earliest;
     }
-    let read = match source.read_from(from, PIPELINE_READ_MAX_BYTES) {
+    let read = match source.read_from(from, PIPELINE_READ_MAX_BYTES, ReadUpTo::HighWatermark) {
         Ok(r) => r,
         // Retention ran between the two reads: start at the new earliest next round.
         Err(LogError::OffsetOutOfRange { earliest, .. }) => {

@@ -13,9 +13,9 @@ use weir_common::limits::{MAX_PLUGIN_CHAIN, MAX_PLUGIN_PARAMS_BYTES};
 use weir_proto::v1 as pb;
 
 use super::status_of;
-use crate::broker::{Broker, OffsetQuery};
+use crate::broker::{Acks, Broker, OffsetQuery};
 use crate::error::BrokerError;
-use crate::log::{Bounds, ReadResult};
+use crate::log::{Bounds, ReadResult, ReadUpTo};
 use crate::plugins::Chain;
 use crate::topics::Topic;
 
@@ -73,7 +73,7 @@ async fn run_produce_stream(
                     Ok(Some(req)) => {
                         let id = req.request_id;
                         let batches = req.batches.into_iter().map(|b| (b.partition, b.batch)).collect();
-                        match broker.submit(&req.topic, batches).await {
+                        match broker.submit(&req.topic, batches, acks_of(req.acks)).await {
                             Ok(done) => pending.push(async move { (id, done.await) }),
                             Err(e) => {
                                 let resp = pb::ProduceStreamResponse {
@@ -180,13 +180,21 @@ fn check_positions(
     Ok(())
 }
 
+/// The proto's `Acks` (an unknown value counts as the safe default, all).
+fn acks_of(acks: i32) -> Acks {
+    match pb::Acks::try_from(acks) {
+        Ok(pb::Acks::Leader) => Acks::Leader,
+        _ => Acks::All,
+    }
+}
+
 fn out_of_range(topic: &Topic, partition: u32, offset: u64, b: Bounds) -> BrokerError {
     BrokerError::OffsetOutOfRange {
         topic: topic.meta.name.clone(),
         partition,
         offset,
         earliest: b.earliest,
-        latest: b.latest,
+        latest: b.log_end,
     }
 }
 
@@ -247,14 +255,20 @@ async fn read_round(
             return Err(BrokerError::TopicNotFound(topic.meta.name.clone()));
         }
         let bounds = log.bounds();
-        if pos.offset < bounds.earliest || pos.offset > bounds.latest {
+        if !bounds.holds(pos.offset) {
             return Err(out_of_range(topic, pos.partition, pos.offset, bounds));
         }
-        if budget == 0 || (skip_empty && pos.offset == bounds.latest) {
+        if budget == 0 || (skip_empty && pos.offset >= bounds.latest) {
             continue;
         }
         let r = broker
-            .read(topic, pos.partition, pos.offset, budget)
+            .read(
+                topic,
+                pos.partition,
+                pos.offset,
+                budget,
+                ReadUpTo::HighWatermark,
+            )
             .await?;
         if let Some(end) = stored_end(&r.batches)? {
             pos.offset = end;
@@ -432,7 +446,7 @@ impl pb::log_server::Log for LogService {
             .collect();
         let appended = self
             .broker
-            .produce(&req.topic, batches)
+            .produce(&req.topic, batches, acks_of(req.acks))
             .instrument(span)
             .await
             .map_err(status_of)?;
@@ -490,7 +504,7 @@ impl pb::log_server::Log for LogService {
                 .map_err(status_of)?
                 .log
                 .bounds();
-            if p.offset < bounds.earliest || p.offset > bounds.latest {
+            if !bounds.holds(p.offset) {
                 return Err(status_of(out_of_range(
                     &topic,
                     p.partition,

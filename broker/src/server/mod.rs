@@ -91,6 +91,10 @@ pub fn status_of(e: BrokerError) -> Status {
         BrokerError::ShuttingDown => (Status::unavailable(message), "shutting_down"),
         BrokerError::ClusterUnavailable(_) => (Status::unavailable(message), "cluster_unavailable"),
         BrokerError::NotLeader { .. } => (Status::failed_precondition(message), "not_leader"),
+        BrokerError::StaleLeaderEpoch { .. } => {
+            (Status::failed_precondition(message), "stale_epoch")
+        }
+        BrokerError::NotEnoughReplicas(_) => (Status::unavailable(message), "not_enough_replicas"),
         BrokerError::Storage(_) => (Status::internal(message), "storage"),
     };
     let md = status.metadata_mut();

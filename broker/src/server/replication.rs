@@ -10,6 +10,7 @@ use weir_proto::v1 as pb;
 use super::log::{any_changed, request_error};
 use crate::broker::Broker;
 use crate::error::BrokerError;
+use crate::log::{Bounds, ReadUpTo};
 
 /// Longest a follower's fetch waits here for new records.
 pub const MAX_REPLICA_WAIT: Duration = Duration::from_secs(5);
@@ -26,6 +27,7 @@ impl ReplicationService {
     /// One round over every asked partition, within `budget` bytes in all.
     async fn read_round(
         &self,
+        follower: u64,
         positions: &[pb::ReplicaPosition],
         budget: usize,
     ) -> Vec<pb::ReplicaData> {
@@ -37,11 +39,12 @@ impl ReplicationService {
                 partition: p.partition,
                 ..Default::default()
             };
-            match self.read_one(p, budget).await {
-                Ok((batches, log_end)) => {
+            match self.read_one(follower, p, budget).await {
+                Ok((batches, bounds)) => {
                     budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
                     data.batches = batches;
-                    data.log_end = log_end;
+                    data.log_end = bounds.log_end;
+                    data.high_watermark = bounds.latest;
                 }
                 Err(e) => data.error = Some(request_error(e)),
             }
@@ -50,22 +53,36 @@ impl ReplicationService {
         out
     }
 
+    /// Counts the follower's position (high watermark, ISR), then reads past it.
     async fn read_one(
         &self,
+        follower: u64,
         p: &pb::ReplicaPosition,
         budget: usize,
-    ) -> Result<(Vec<bytes::Bytes>, u64), BrokerError> {
+    ) -> Result<(Vec<bytes::Bytes>, Bounds), BrokerError> {
         let topic = self.broker.topic(&p.topic)?;
-        self.broker.check_leader(&p.topic, p.partition)?;
-        let log_end = topic.partition(p.partition)?.log.bounds().latest;
-        if budget == 0 || p.fetch_offset == log_end {
-            return Ok((Vec::new(), log_end));
+        self.broker.on_replica_fetch(
+            &p.topic,
+            p.partition,
+            follower,
+            p.fetch_offset,
+            p.leader_epoch,
+        )?;
+        let bounds = topic.partition(p.partition)?.log.bounds();
+        if budget == 0 || p.fetch_offset == bounds.log_end {
+            return Ok((Vec::new(), bounds));
         }
         let r = self
             .broker
-            .read(&topic, p.partition, p.fetch_offset, budget)
+            .read(
+                &topic,
+                p.partition,
+                p.fetch_offset,
+                budget,
+                ReadUpTo::LogEnd,
+            )
             .await?;
-        Ok((r.batches, r.bounds.latest))
+        Ok((r.batches, r.bounds))
     }
 }
 
@@ -85,7 +102,7 @@ impl pb::replication_server::Replication for ReplicationService {
             .filter_map(|p| self.broker.topic(&p.topic).ok().map(|t| (t, p.partition)))
             .filter_map(|(t, p)| t.partition(p).ok().map(|p| p.log.watch()))
             .collect();
-        let partitions = self.read_round(&req.partitions, budget).await;
+        let partitions = self.read_round(req.follower, &req.partitions, budget).await;
         let idle = partitions
             .iter()
             .all(|d| d.batches.is_empty() && d.error.is_none());
@@ -93,7 +110,7 @@ impl pb::replication_server::Replication for ReplicationService {
             return Ok(Response::new(pb::ReplicaFetchResponse { partitions }));
         }
         let _ = tokio::time::timeout(wait, any_changed(&mut watches)).await;
-        let partitions = self.read_round(&req.partitions, budget).await;
+        let partitions = self.read_round(req.follower, &req.partitions, budget).await;
         Ok(Response::new(pb::ReplicaFetchResponse { partitions }))
     }
 }

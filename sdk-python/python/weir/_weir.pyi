@@ -110,6 +110,7 @@ class Client:
         compression: Optional[Literal["none", "lz4", "zstd"]] = None,
         delivery_timeout_ms: Optional[int] = None,
         idempotent: bool = True,
+        acks: Optional[Union[Literal["all", "leader"], int]] = None,
     ) -> Producer:
         """A batching, idempotent producer (the Rust SDK's). Use it as a context manager."""
     def consumer(
@@ -214,6 +215,7 @@ class AsyncClient:
         compression: Optional[Literal["none", "lz4", "zstd"]] = None,
         delivery_timeout_ms: Optional[int] = None,
         idempotent: bool = True,
+        acks: Optional[Union[Literal["all", "leader"], int]] = None,
     ) -> AsyncProducer:
         """A batching, idempotent producer. Use it with `async with`."""
     def consumer(

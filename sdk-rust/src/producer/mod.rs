@@ -66,6 +66,43 @@ pub struct ProducerConfig {
     /// Number batches so the broker drops retried duplicates (default true). Without it a
     /// retry after a lost acknowledgement may write a record twice.
     pub idempotent: bool,
+    /// When the broker acknowledges a batch (default [`Acks::All`]).
+    pub acks: Acks,
+}
+
+/// When a sent record counts as delivered (Kafka's `acks`). Against a standalone broker both
+/// mean the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Once every in-sync replica of its partition has it: it survives the loss of the
+    /// leader (Kafka's `acks=all`).
+    #[default]
+    All,
+    /// Once the partition leader has it (`acks=1`): faster, but a record acknowledged just
+    /// before the leader dies can be lost.
+    Leader,
+}
+
+impl Acks {
+    pub(crate) fn to_proto(self) -> i32 {
+        match self {
+            Acks::All => weir_proto::v1::Acks::All as i32,
+            Acks::Leader => weir_proto::v1::Acks::Leader as i32,
+        }
+    }
+}
+
+impl std::str::FromStr for Acks {
+    type Err = String;
+
+    /// `all` (or `-1`) and `1` (or `leader`), as Kafka spells them.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "all" | "-1" => Ok(Acks::All),
+            "1" | "leader" => Ok(Acks::Leader),
+            other => Err(format!("acks must be all or 1, got {other:?}")),
+        }
+    }
 }
 
 impl Default for ProducerConfig {
@@ -82,6 +119,7 @@ impl Default for ProducerConfig {
             max_in_flight: MAX_IN_FLIGHT_BATCHES_PER_PARTITION,
             compression: Compression::None,
             idempotent: true,
+            acks: Acks::All,
         }
     }
 }

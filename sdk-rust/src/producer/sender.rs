@@ -679,6 +679,7 @@ impl Sender {
                     partition: p.partition,
                     batch: b.bytes.clone(),
                 }],
+                acks: self.config.acks.to_proto(),
             };
             sends.push((
                 req,
