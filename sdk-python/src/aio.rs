@@ -18,12 +18,11 @@ use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use pyo3_async_runtimes::tokio::future_into_py;
 
 use crate::errors::{WeirError, to_py};
 use crate::options::{self, PluginArg};
 use crate::record::Record;
-use crate::{poll_now, runtime};
+use crate::{future_into_py, poll_now, runtime};
 
 /// Answers given at once in a row before one is made to yield to the event loop.
 const YIELD_EVERY: u32 = 128;
