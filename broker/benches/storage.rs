@@ -77,7 +77,7 @@ fn partition(dir: &std::path::Path) -> PartitionLog {
         segment_ms: i64::MAX,
     };
     let first = SegmentMeta::empty_at(0, weir_common::record::now_ms(), i64::MIN);
-    PartitionLog::new(store, PK, config, vec![first], Vec::new())
+    PartitionLog::new(store, PK, config, vec![first], Vec::new(), Vec::new())
 }
 
 fn append(c: &mut Criterion) {

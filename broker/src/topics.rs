@@ -56,12 +56,14 @@ fn open_topic(
             };
             let segs = std::mem::take(&mut segments[p as usize]);
             let producers = store.load_producers(key)?;
+            let epochs = store.load_epochs(key)?;
             let log = Arc::new(PartitionLog::new(
                 store.clone(),
                 key,
                 meta.config.clone(),
                 segs,
                 producers,
+                epochs,
             ));
             let appender = Appender::spawn(Arc::clone(&log));
             Ok(Partition { log, appender })

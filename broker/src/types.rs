@@ -57,6 +57,14 @@ pub struct SegmentMeta {
     pub running_max_timestamp: i64,
 }
 
+/// Where a leader epoch starts in a partition's log (Kafka's leader-epoch cache): records
+/// from `start_offset` up to the next entry's start were written by that epoch's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochStart {
+    pub epoch: u32,
+    pub start_offset: u64,
+}
+
 impl SegmentMeta {
     pub fn empty_at(offset: u64, now_ms: i64, running_max_timestamp: i64) -> Self {
         Self {

@@ -26,8 +26,8 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use weir_common::batch::{self, TimestampType, ValidBatch};
 
-use crate::storage::{AppendWrite, ProgressPut, StorageError, Store};
-use crate::types::{PartitionKey, SegmentMeta, TopicConfig};
+use crate::storage::{AppendWrite, ProgressPut, StorageError, Store, Truncation};
+use crate::types::{EpochStart, PartitionKey, SegmentMeta, TopicConfig};
 use producers::{PRODUCER_STATE_EXPIRY_MS, ProducerBatch, ProducerState, SeqCheck};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -127,6 +127,9 @@ struct LogState {
     /// Whether every append moves the high watermark to the log end (standalone, or a leader
     /// whose in-sync replicas are itself alone); otherwise replication moves it.
     hw_follows_end: bool,
+    /// Cluster mode: where each leader epoch starts, oldest first, all below the log end
+    /// (a new leader's entry may sit at it until its first append).
+    epochs: Vec<EpochStart>,
 }
 
 impl LogState {
@@ -179,6 +182,7 @@ impl PartitionLog {
         config: TopicConfig,
         segments: Vec<SegmentMeta>,
         producers: Vec<(u64, ProducerState)>,
+        epochs: Vec<EpochStart>,
     ) -> Self {
         assert!(!segments.is_empty(), "a partition always has a segment");
         debug_assert!(
@@ -193,6 +197,7 @@ impl PartitionLog {
             producers: producers.into_iter().collect(),
             high_watermark: end,
             hw_follows_end: true,
+            epochs,
         };
         let (bounds, _) = watch::channel(state.bounds());
         Self {
@@ -250,6 +255,178 @@ impl PartitionLog {
             state.high_watermark = hw;
             self.publish(&state);
         }
+    }
+
+    /// The leader-epoch history, oldest first.
+    pub fn epochs(&self) -> Vec<EpochStart> {
+        self.lock().epochs.clone()
+    }
+
+    /// A leader about to append in `epoch`: records that the epoch starts at the log end,
+    /// unless the history already has it (or a newer one: then this leader is stale, and its
+    /// appends fail the leadership check anyway).
+    pub fn ensure_epoch(&self, epoch: u32) -> Result<(), LogError> {
+        let mut state = self.lock();
+        if state.epochs.last().is_some_and(|e| e.epoch >= epoch) {
+            return Ok(());
+        }
+        let mut epochs = state.epochs.clone();
+        epochs.push(EpochStart {
+            epoch,
+            start_offset: state.log_end(),
+        });
+        self.store.put_epochs(self.key, &epochs)?;
+        state.epochs = epochs;
+        Ok(())
+    }
+
+    /// A follower: takes the leader's history for the part of the log it has copied (its log
+    /// is a prefix of the leader's).
+    pub fn follow_epochs(&self, leader: &[EpochStart]) -> Result<(), LogError> {
+        let mut state = self.lock();
+        let end = state.log_end();
+        let epochs: Vec<EpochStart> = leader
+            .iter()
+            .copied()
+            .filter(|e| e.start_offset < end)
+            .collect();
+        if epochs != state.epochs {
+            self.store.put_epochs(self.key, &epochs)?;
+            state.epochs = epochs;
+        }
+        Ok(())
+    }
+
+    /// The latest epoch in the history at or before `epoch`, and where it ends here (the next
+    /// epoch's start, or the log end): Kafka's OffsetsForLeaderEpoch. `None` when the history
+    /// has no such epoch.
+    pub fn end_of_epoch(&self, epoch: u32) -> Option<(u32, u64)> {
+        let state = self.lock();
+        end_of_epoch(&state.epochs, epoch, state.log_end())
+    }
+
+    /// Cuts the log at `offset` (a follower dropping a tail its new leader does not have):
+    /// records, segments, time-index entries, producer batches and leader epochs from there
+    /// on go, in one write; the high watermark stays at or below the new end. `offset` is
+    /// rounded down to the start of the batch holding it. Returns the new log end.
+    pub fn truncate_to(&self, offset: u64) -> Result<u64, LogError> {
+        let mut state = self.lock();
+        if self.is_closed() {
+            return Err(LogError::Closed);
+        }
+        let end = state.log_end();
+        let earliest = state.bounds().earliest;
+        if offset >= end {
+            return Ok(end);
+        }
+        if offset < earliest {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                earliest,
+                latest: end,
+            });
+        }
+        let i = state
+            .segments
+            .iter()
+            .rposition(|s| s.base_offset <= offset)
+            .expect("earliest <= offset, so some segment starts at or before it");
+        let (offset, keep, last) = if state.segments[i].base_offset == offset && i > 0 {
+            (offset, i, state.segments[i - 1])
+        } else {
+            let prev_running = i
+                .checked_sub(1)
+                .map_or(i64::MIN, |p| state.segments[p].running_max_timestamp);
+            let (offset, cut) = self.cut_segment(&state.segments[i], offset, prev_running)?;
+            (offset, i + 1, cut)
+        };
+        let dropped: Vec<u64> = state
+            .segments
+            .iter()
+            .skip(keep)
+            .map(|s| s.base_offset)
+            .collect();
+        let producers: Vec<(u64, Option<ProducerState>)> = state
+            .producers
+            .iter()
+            .filter(|(_, p)| p.recent.iter().any(|b| b.base_offset >= offset))
+            .map(|(id, p)| {
+                let mut kept = p.clone();
+                kept.recent.retain(|b| b.base_offset < offset);
+                (*id, (!kept.recent.is_empty()).then_some(kept))
+            })
+            .collect();
+        let epochs: Vec<EpochStart> = state
+            .epochs
+            .iter()
+            .copied()
+            .filter(|e| e.start_offset < offset)
+            .collect();
+        self.store.truncate(
+            self.key,
+            &Truncation {
+                offset,
+                dropped: &dropped,
+                last: &last,
+                producers: &producers,
+                epochs: &epochs,
+            },
+        )?;
+        state.segments.truncate(keep);
+        if let Some(l) = state.segments.back_mut() {
+            *l = last;
+        }
+        for (id, p) in producers {
+            match p {
+                Some(p) => state.producers.insert(id, p),
+                None => state.producers.remove(&id),
+            };
+        }
+        state.epochs = epochs;
+        state.high_watermark = state.high_watermark.min(offset);
+        self.publish(&state);
+        Ok(offset)
+    }
+
+    /// `seg` ending at `offset` (or at the start of the batch holding it): that offset and the
+    /// segment's new metadata, from the batches it keeps.
+    fn cut_segment(
+        &self,
+        seg: &SegmentMeta,
+        offset: u64,
+        prev_running_max: i64,
+    ) -> Result<(u64, SegmentMeta), LogError> {
+        let batches = self
+            .store
+            .read_batches(self.key, seg.base_offset, offset, usize::MAX)?;
+        let mut cut = SegmentMeta {
+            next_offset: seg.base_offset,
+            size_bytes: 0,
+            max_timestamp: i64::MIN,
+            running_max_timestamp: prev_running_max,
+            ..*seg
+        };
+        for bytes in &batches {
+            let corrupt = |e: batch::BatchError| LogError::Corrupt {
+                offset: cut.next_offset,
+                reason: e.to_string(),
+            };
+            let valid =
+                batch::validate(bytes, weir_common::limits::MAX_BATCH_BYTES).map_err(corrupt)?;
+            let header = &valid.header;
+            if header.next_offset() > offset {
+                break;
+            }
+            let max_ts = match header.timestamp_type() {
+                TimestampType::LogAppendTime => header.max_timestamp,
+                TimestampType::CreateTime => valid.max_timestamp,
+            };
+            cut.next_offset = header.next_offset();
+            cut.size_bytes += bytes.len() as u64;
+            cut.max_timestamp = cut.max_timestamp.max(max_ts);
+            cut.running_max_timestamp = cut.running_max_timestamp.max(max_ts);
+        }
+        Ok((cut.next_offset, cut))
     }
 
     /// Whether appends move the high watermark to the log end by themselves (true: a
@@ -538,6 +715,13 @@ impl PartitionLog {
     }
 }
 
+/// See [`PartitionLog::end_of_epoch`].
+fn end_of_epoch(epochs: &[EpochStart], epoch: u32, log_end: u64) -> Option<(u32, u64)> {
+    let i = epochs.iter().rposition(|e| e.epoch <= epoch)?;
+    let end = epochs.get(i + 1).map_or(log_end, |next| next.start_offset);
+    Some((epochs[i].epoch, end))
+}
+
 #[cfg(test)]
 mod tests {
     use weir_common::batch::{BatchBuilder, set_producer};
@@ -564,6 +748,7 @@ mod tests {
             key,
             config,
             vec![SegmentMeta::empty_at(0, 0, i64::MIN)],
+            vec![],
             vec![],
         )
     }
@@ -734,5 +919,132 @@ mod tests {
             5,
             "a sole in-sync replica sees all it has"
         );
+    }
+
+    #[test]
+    fn truncation_cuts_records_segments_index_producers_and_epochs_and_survives_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let l = log(d.path());
+        l.ensure_epoch(1).unwrap();
+        // Small segments (100 bytes): every batch or two rolls one.
+        let vals: Vec<String> = (0..12).map(|i| format!("value-{i:02}")).collect();
+        for (i, pair) in vals.chunks(2).enumerate() {
+            if i == 3 {
+                l.ensure_epoch(2).unwrap();
+            }
+            let v: Vec<&str> = pair.iter().map(String::as_str).collect();
+            let b = pending(TimestampType::CreateTime, &v, Some((9, (i * 2) as u32)));
+            l.append_group(&[b], 5_000).unwrap()[0].as_ref().unwrap();
+        }
+        let before = l.bounds();
+        assert_eq!(before.log_end, 12);
+        assert!(before.segments > 2);
+        assert_eq!(l.end_of_epoch(1), Some((1, 6)));
+        assert_eq!(l.end_of_epoch(2), Some((2, 12)));
+        assert_eq!(l.end_of_epoch(7), Some((2, 12)));
+        assert_eq!(l.end_of_epoch(0), None);
+
+        // An offset inside a batch rounds down to its start.
+        assert_eq!(l.truncate_to(7).unwrap(), 6);
+        let b = l.bounds();
+        assert_eq!((b.log_end, b.latest), (6, 6));
+        assert_eq!(
+            l.epochs(),
+            vec![EpochStart {
+                epoch: 1,
+                start_offset: 0
+            }]
+        );
+        let read = l
+            .read_from(0, usize::MAX, ReadUpTo::LogEnd)
+            .unwrap()
+            .batches;
+        assert_eq!(batch::next_offset_after(&read).unwrap(), Some(6));
+        assert_eq!(
+            read.iter().map(|b| b.len() as u64).sum::<u64>(),
+            b.size_bytes,
+            "segment sizes match the data kept"
+        );
+        // The producer's later batches are forgotten: its next sequence continues at 6.
+        let next = pending(TimestampType::CreateTime, &["x"], Some((9, 6)));
+        let a = l.append_group(&[next], 6_000).unwrap();
+        assert_eq!(a[0].as_ref().unwrap().base_offset, 6);
+        // Nothing of the cut tail is found by timestamp.
+        assert_eq!(l.offset_for_timestamp(1_001).unwrap(), 1);
+
+        // Reopened: the same log, history and producer state.
+        let (segs, epochs) = (l.bounds(), l.epochs());
+        drop(l);
+        let store = Store::open(d.path(), SyncMode::Never).unwrap();
+        let key = PartitionKey {
+            topic: 1,
+            partition: 0,
+        };
+        let mut loaded: Vec<SegmentMeta> = store
+            .load_segments(1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        loaded.sort_by_key(|s| s.base_offset);
+        assert_eq!(loaded.last().unwrap().next_offset, 7);
+        assert_eq!(store.load_epochs(key).unwrap(), epochs);
+        let producers = store.load_producers(key).unwrap();
+        let again = PartitionLog::new(
+            store,
+            key,
+            TopicConfig {
+                partitions: 1,
+                retention_ms: None,
+                retention_bytes: None,
+                segment_bytes: 100,
+                segment_ms: i64::MAX,
+            },
+            loaded,
+            producers,
+            epochs,
+        );
+        assert_eq!(again.bounds(), segs);
+        let retry = pending(TimestampType::CreateTime, &["x"], Some((9, 6)));
+        let a = again.append_group(&[retry], 7_000).unwrap();
+        assert_eq!(
+            a[0].as_ref().unwrap().base_offset,
+            6,
+            "a retry, not a new record"
+        );
+        // Cutting at a segment boundary, and everything.
+        assert_eq!(again.truncate_to(2).unwrap(), 2);
+        assert_eq!(again.truncate_to(0).unwrap(), 0);
+        assert_eq!(again.bounds().size_bytes, 0);
+        assert!(again.epochs().is_empty());
+    }
+
+    #[test]
+    fn a_follower_takes_the_leaders_epochs_for_what_it_has() {
+        let d = tempfile::tempdir().unwrap();
+        let l = log(d.path());
+        l.append_group(&[pending(TimestampType::CreateTime, &["a", "b"], None)], 1)
+            .unwrap();
+        let leader = [
+            EpochStart {
+                epoch: 0,
+                start_offset: 0,
+            },
+            EpochStart {
+                epoch: 3,
+                start_offset: 2,
+            },
+            EpochStart {
+                epoch: 4,
+                start_offset: 5,
+            },
+        ];
+        l.follow_epochs(&leader).unwrap();
+        assert_eq!(l.epochs(), leader[..1]);
+        assert_eq!(l.end_of_epoch(3), Some((0, 2)));
+        l.append_group(&[pending(TimestampType::CreateTime, &["c"], None)], 1)
+            .unwrap();
+        l.follow_epochs(&leader).unwrap();
+        assert_eq!(l.epochs(), leader[..2]);
     }
 }

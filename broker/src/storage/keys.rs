@@ -20,7 +20,7 @@ use crate::groups::Committed;
 use crate::log::producers::{PRODUCER_DEDUPE_WINDOW, ProducerBatch, ProducerState};
 use crate::pipelines::PipelineProgress;
 use crate::plugins::{PluginKind, PluginLimits, StoredPlugin};
-use crate::types::{PartitionKey, SegmentMeta, TopicId};
+use crate::types::{EpochStart, PartitionKey, SegmentMeta, TopicId};
 
 pub const PARTITION_PREFIX_LEN: usize = 8;
 pub const OFFSET_KEY_LEN: usize = 16;
@@ -86,6 +86,30 @@ pub fn decode_partition(topic: TopicId, key: &[u8]) -> Option<(u32, u64)> {
     let p = u32::from_be_bytes(key[4..8].try_into().ok()?);
     let o = u64::from_be_bytes(key[8..].try_into().ok()?);
     Some((p, o))
+}
+
+/// A leader-epoch history: per entry, u32 epoch then u64 start offset (little-endian).
+pub fn encode_epochs(epochs: &[EpochStart]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(epochs.len() * 12);
+    for e in epochs {
+        v.extend_from_slice(&e.epoch.to_le_bytes());
+        v.extend_from_slice(&e.start_offset.to_le_bytes());
+    }
+    v
+}
+
+pub fn decode_epochs(v: &[u8]) -> Option<Vec<EpochStart>> {
+    if !v.len().is_multiple_of(12) {
+        return None;
+    }
+    v.chunks_exact(12)
+        .map(|c| {
+            Some(EpochStart {
+                epoch: u32::from_le_bytes(c[..4].try_into().ok()?),
+                start_offset: u64::from_le_bytes(c[4..].try_into().ok()?),
+            })
+        })
+        .collect()
 }
 
 pub fn topic_meta_key(name: &str) -> Vec<u8> {

@@ -21,7 +21,7 @@ use crate::groups::Committed;
 use crate::log::producers::ProducerState;
 use crate::pipelines::{PipelineDef, PipelineProgress};
 use crate::plugins::StoredPlugin;
-use crate::types::{PartitionKey, SegmentMeta, TopicId, TopicMeta};
+use crate::types::{EpochStart, PartitionKey, SegmentMeta, TopicId, TopicMeta};
 use keys::*;
 
 const CF_RECORDS: &str = "records";
@@ -34,7 +34,9 @@ const CF_PLUGINS: &str = "plugins";
 const CF_PIPELINES: &str = "pipelines";
 /// Cluster mode: the metadata quorum's raft log and state (`raft.rs`).
 const CF_RAFT: &str = "raft";
-const COLUMN_FAMILIES: [&str; 9] = [
+/// Cluster mode: each partition's leader-epoch history (where each leader epoch starts).
+const CF_EPOCHS: &str = "epochs";
+const COLUMN_FAMILIES: [&str; 10] = [
     CF_RECORDS,
     CF_SEGMENTS,
     CF_TIMEINDEX,
@@ -44,6 +46,7 @@ const COLUMN_FAMILIES: [&str; 9] = [
     CF_PLUGINS,
     CF_PIPELINES,
     CF_RAFT,
+    CF_EPOCHS,
 ];
 
 /// Memtable size of the records column family: big enough that a burst of produce traffic
@@ -94,6 +97,18 @@ pub struct ProgressPut<'a> {
     pub pipeline: &'a str,
     pub partition: u32,
     pub progress: &'a PipelineProgress,
+}
+
+/// What cutting a partition's log at `offset` writes (see [`Store::truncate`]).
+#[derive(Debug)]
+pub struct Truncation<'a> {
+    pub offset: u64,
+    /// Base offsets of the segments that go whole.
+    pub dropped: &'a [u64],
+    /// The segment the log now ends in.
+    pub last: &'a SegmentMeta,
+    pub producers: &'a [(u64, Option<ProducerState>)],
+    pub epochs: &'a [EpochStart],
 }
 
 /// The broker's database handle. Cheap to clone.
@@ -231,7 +246,13 @@ impl Store {
         let mut wb = WriteBatch::default();
         wb.delete_cf(self.cf(CF_META), topic_meta_key(&meta.name));
         let (start, end) = topic_range(meta.id);
-        for cf in [CF_RECORDS, CF_SEGMENTS, CF_TIMEINDEX, CF_PRODUCERS] {
+        for cf in [
+            CF_RECORDS,
+            CF_SEGMENTS,
+            CF_TIMEINDEX,
+            CF_PRODUCERS,
+            CF_EPOCHS,
+        ] {
             wb.delete_range_cf(self.cf(cf), start, end);
         }
         self.write(wb)
@@ -556,6 +577,78 @@ impl Store {
                 time_key(pk, index_upto_ts as u64 + 1, 0),
             );
         }
+        self.write(wb)
+    }
+
+    /// Removes everything of a partition from `offset` on, in one write: its records, the
+    /// segments starting at or after it (`dropped`), the time-index entries of those records;
+    /// writes the segment it now ends in (`last`), the producers' trimmed states (`None`:
+    /// forgotten) and the leader-epoch history.
+    pub fn truncate(&self, pk: PartitionKey, t: &Truncation<'_>) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        wb.delete_range_cf(
+            self.cf(CF_RECORDS),
+            offset_key(pk, t.offset),
+            offset_key(pk, u64::MAX),
+        );
+        let segments = self.cf(CF_SEGMENTS);
+        for base in t.dropped {
+            wb.delete_cf(segments, offset_key(pk, *base));
+        }
+        wb.put_cf(
+            segments,
+            offset_key(pk, t.last.base_offset),
+            encode_segment(t.last),
+        );
+        // Index entries increase in both timestamp and offset: the ones to go are at the end.
+        let index = self.cf(CF_TIMEINDEX);
+        let mut it = self.db.raw_iterator_cf(index);
+        it.seek_for_prev(time_key(pk, u64::MAX, u64::MAX));
+        while let Some((ts, base)) = it.key().and_then(|k| decode_time_key(pk, k)) {
+            if base < t.offset {
+                break;
+            }
+            wb.delete_cf(index, time_key(pk, ts, base));
+            it.prev();
+        }
+        it.status()?;
+        let producers = self.cf(CF_PRODUCERS);
+        for (id, state) in t.producers {
+            match state {
+                Some(s) => wb.put_cf(producers, offset_key(pk, *id), encode_producer(s)),
+                None => wb.delete_cf(producers, offset_key(pk, *id)),
+            }
+        }
+        wb.put_cf(
+            self.cf(CF_EPOCHS),
+            partition_prefix(pk),
+            encode_epochs(t.epochs),
+        );
+        self.write(wb)
+    }
+
+    /// A partition's leader-epoch history, oldest first (empty when it has none).
+    pub fn load_epochs(&self, pk: PartitionKey) -> Result<Vec<EpochStart>, StorageError> {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_EPOCHS), partition_prefix(pk))?
+        {
+            None => Ok(Vec::new()),
+            Some(v) => decode_epochs(&v).ok_or_else(|| StorageError::Corrupt {
+                key: format!("epochs/{pk:?}"),
+                reason: "bad leader-epoch history".into(),
+            }),
+        }
+    }
+
+    /// Replaces a partition's leader-epoch history.
+    pub fn put_epochs(&self, pk: PartitionKey, epochs: &[EpochStart]) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        wb.put_cf(
+            self.cf(CF_EPOCHS),
+            partition_prefix(pk),
+            encode_epochs(epochs),
+        );
         self.write(wb)
     }
 
