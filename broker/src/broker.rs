@@ -22,12 +22,12 @@ use crate::groups::{
     CommitArgs, CommittedView, GroupCoordinator, GroupSummary, GroupView, Heartbeat, HeartbeatArgs,
     ResetTo,
 };
-use crate::log::{Appended, Bounds, PartitionLog, PendingBatch, ReadResult, ReadUpTo};
+use crate::log::{Appended, Bounds, Diverging, PartitionLog, PendingBatch, ReadResult, ReadUpTo};
 use crate::pipelines::{Deps, PipelineDef, PipelineManager, PipelineView, Start};
 use crate::plugins::{Plugin, PluginInfo, PluginLimits, PluginRegistry};
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
-use crate::types::TopicConfig;
+use crate::types::{EpochStart, TopicConfig};
 
 /// Topic settings as a creator gives them; `None` takes the broker default.
 #[derive(Debug, Clone, Default)]
@@ -335,6 +335,9 @@ impl Broker {
                 };
                 let leads = p.leader == Some(me);
                 part.log.set_hw_follows_end(leads && p.isr == [me]);
+                if leads && let Err(e) = part.log.ensure_epoch(p.leader_epoch) {
+                    tracing::error!(topic = %name, partition = i, error = %e, "cannot record the leader epoch");
+                }
                 if leads {
                     led.push((name.clone(), i as u32, p.leader_epoch));
                     if p.isr.len() > 1 {
@@ -368,7 +371,8 @@ impl Broker {
         follower: NodeId,
         fetch_offset: u64,
         leader_epoch: u32,
-    ) -> Result<(), BrokerError> {
+        last_epoch: Option<u32>,
+    ) -> Result<Option<Diverging>, BrokerError> {
         self.check_leader(topic, partition)?;
         let Some(c) = self.cluster() else {
             return Err(BrokerError::InvalidArgument(
@@ -398,11 +402,8 @@ impl Broker {
         }
         let log = Arc::clone(&self.topics.get(topic)?.partition(partition)?.log);
         let b = log.bounds();
-        if fetch_offset > b.log_end {
-            return Err(BrokerError::InvalidArgument(format!(
-                "follower {follower} claims offset {fetch_offset} past the log end {}",
-                b.log_end
-            )));
+        if let Some(d) = log.diverging(fetch_offset, last_epoch) {
+            return Ok(Some(d));
         }
         let effect = self.leadership().on_fetch(
             topic,
@@ -421,7 +422,7 @@ impl Broker {
         if let Some(cmd) = effect.propose {
             self.propose_isr(topic, partition, cmd);
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Sends an ISR change of a led partition to the controller, in the background.
@@ -569,10 +570,11 @@ impl Broker {
 
     /// Cluster mode: fails with [`BrokerError::NotLeader`] unless this broker leads the
     /// partition (a standalone broker leads everything). Producers and consumers are served by
-    /// leaders only; followers will fetch from them (docs/cluster.md).
-    pub fn check_leader(&self, topic: &str, partition: u32) -> Result<(), BrokerError> {
+    /// leaders only; followers fetch from them (docs/cluster.md). Returns the leader epoch
+    /// (`None` standalone, or for a topic the metadata does not know).
+    pub fn check_leader(&self, topic: &str, partition: u32) -> Result<Option<u32>, BrokerError> {
         let Some(c) = self.cluster() else {
-            return Ok(());
+            return Ok(None);
         };
         let m = c.metadata();
         let m = m.borrow();
@@ -582,10 +584,10 @@ impl Broker {
             .and_then(|t| t.partitions.get(partition as usize))
         else {
             // Unknown here: the usual not-found errors follow from the local registry.
-            return Ok(());
+            return Ok(None);
         };
         if p.leader == Some(c.node_id()) {
-            return Ok(());
+            return Ok(Some(p.leader_epoch));
         }
         Err(BrokerError::NotLeader {
             topic: topic.to_string(),
@@ -677,7 +679,19 @@ impl Broker {
     {
         let t = self.topics.get(topic)?;
         for (partition, _) in &batches {
-            self.check_leader(topic, *partition)?;
+            if let Some(epoch) = self.check_leader(topic, *partition)? {
+                // The first append of a new leader records where its epoch starts.
+                let log = Arc::clone(&t.partition(*partition)?.log);
+                if log.latest_epoch() < Some(epoch) {
+                    let name = topic.to_string();
+                    let p = *partition;
+                    blocking(move || {
+                        log.ensure_epoch(epoch)
+                            .map_err(|e| BrokerError::from_log(e, &name, p))
+                    })
+                    .await?;
+                }
+            }
         }
         if batches.is_empty() {
             return Err(BrokerError::InvalidArgument(
@@ -768,6 +782,7 @@ impl Broker {
         partition: u32,
         batches: Vec<Bytes>,
         leader_hw: u64,
+        leader_epochs: &[EpochStart],
     ) -> Result<u64, BrokerError> {
         let log = Arc::clone(&self.topics.get(topic)?.partition(partition)?.log);
         if batches.is_empty() {
@@ -775,6 +790,7 @@ impl Broker {
             return Ok(log.bounds().log_end);
         }
         let name = topic.to_string();
+        let leader_epochs = leader_epochs.to_vec();
         blocking(move || {
             let mut group = Vec::with_capacity(batches.len());
             for bytes in batches {
@@ -784,10 +800,32 @@ impl Broker {
                     .map_err(|source| BrokerError::InvalidBatch { partition, source })?;
                 group.push(PendingBatch { bytes, valid });
             }
+            let log_err = |e| BrokerError::from_log(e, &name, partition);
             log.append_replica(&group, weir_common::record::now_ms())
-                .map_err(|e| BrokerError::from_log(e, &name, partition))?;
+                .map_err(log_err)?;
+            log.follow_epochs(&leader_epochs).map_err(log_err)?;
             log.set_high_watermark(leader_hw);
             Ok(log.bounds().log_end)
+        })
+        .await
+    }
+
+    /// Cluster mode, a follower whose log diverged from its leader's (the leader said where
+    /// `epoch` ends there): truncates to that end, or to the end of that epoch in this copy's
+    /// own history if earlier. Returns the new log end.
+    pub async fn truncate_diverged(
+        &self,
+        topic: &str,
+        partition: u32,
+        epoch: u32,
+        leader_end: u64,
+    ) -> Result<u64, BrokerError> {
+        let log = Arc::clone(&self.topics.get(topic)?.partition(partition)?.log);
+        let name = topic.to_string();
+        blocking(move || {
+            let own_end = log.end_of_epoch(epoch).map_or(leader_end, |(_, end)| end);
+            log.truncate_to(leader_end.min(own_end))
+                .map_err(|e| BrokerError::from_log(e, &name, partition))
         })
         .await
     }

@@ -20,6 +20,7 @@ use super::network::peer_endpoint;
 use super::peers::NodeId;
 use super::state::Metadata;
 use crate::broker::Broker;
+use crate::types::EpochStart;
 
 /// Most bytes one replica fetch brings back (all partitions together).
 pub const REPLICA_FETCH_MAX_BYTES: u32 = 8 * 1024 * 1024;
@@ -116,12 +117,13 @@ async fn fetch_loop(
             .iter()
             .filter_map(|((topic, partition), epoch)| {
                 let t = broker.topic(topic).ok()?;
-                let end = t.partition(*partition).ok()?.log.bounds().log_end;
+                let log = &t.partition(*partition).ok()?.log;
                 Some(pb::ReplicaPosition {
                     topic: topic.clone(),
                     partition: *partition,
-                    fetch_offset: end,
+                    fetch_offset: log.bounds().log_end,
                     leader_epoch: *epoch,
+                    last_epoch: log.latest_epoch(),
                 })
             })
             .collect();
@@ -166,8 +168,31 @@ async fn fetch_loop(
                 refused = true;
                 continue;
             }
+            if let Some(div) = d.diverging {
+                match broker
+                    .truncate_diverged(&d.topic, d.partition, div.epoch, div.end_offset)
+                    .await
+                {
+                    Ok(end) => {
+                        tracing::info!(topic = %d.topic, partition = d.partition, leader = %addr, log_end = end, "truncated a tail the leader does not have")
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %d.topic, partition = d.partition, leader = %addr, error = %e, "cannot truncate to the leader's log");
+                        refused = true;
+                    }
+                }
+                continue;
+            }
+            let epochs: Vec<EpochStart> = d
+                .epochs
+                .iter()
+                .map(|e| EpochStart {
+                    epoch: e.epoch,
+                    start_offset: e.start_offset,
+                })
+                .collect();
             if let Err(e) = broker
-                .append_replica(&d.topic, d.partition, d.batches, d.high_watermark)
+                .append_replica(&d.topic, d.partition, d.batches, d.high_watermark, &epochs)
                 .await
             {
                 tracing::warn!(topic = %d.topic, partition = d.partition, leader = %addr, error = %e, "cannot append fetched batches");

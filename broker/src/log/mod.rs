@@ -19,7 +19,7 @@ pub mod producers;
 pub mod retention;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -117,6 +117,14 @@ enum Placing {
     AsGiven,
 }
 
+/// Where a follower's log stops agreeing with its leader's (`weir.v1.DivergingEpoch`): the
+/// latest leader epoch at or before the follower's, and where it ends in the leader's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Diverging {
+    pub epoch: u32,
+    pub end_offset: u64,
+}
+
 /// What the log's lock guards.
 struct LogState {
     segments: VecDeque<SegmentMeta>,
@@ -162,7 +170,11 @@ pub struct PartitionLog {
     state: Mutex<LogState>,
     bounds: watch::Sender<Bounds>,
     closed: AtomicBool,
+    /// The history's latest epoch ([`NO_EPOCH`]: none), readable without the lock.
+    latest_epoch: AtomicU64,
 }
+
+const NO_EPOCH: u64 = u64::MAX;
 
 /// Which records a read may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +212,7 @@ impl PartitionLog {
             epochs,
         };
         let (bounds, _) = watch::channel(state.bounds());
+        let latest_epoch = state.epochs.last().map_or(NO_EPOCH, |e| u64::from(e.epoch));
         Self {
             key,
             store,
@@ -207,6 +220,7 @@ impl PartitionLog {
             state: Mutex::new(state),
             bounds,
             closed: AtomicBool::new(false),
+            latest_epoch: AtomicU64::new(latest_epoch),
         }
     }
 
@@ -262,6 +276,20 @@ impl PartitionLog {
         self.lock().epochs.clone()
     }
 
+    /// The latest epoch of the history, if any (lock-free).
+    pub fn latest_epoch(&self) -> Option<u32> {
+        match self.latest_epoch.load(Ordering::Acquire) {
+            NO_EPOCH => None,
+            e => Some(e as u32),
+        }
+    }
+
+    fn set_epochs(&self, state: &mut LogState, epochs: Vec<EpochStart>) {
+        let latest = epochs.last().map_or(NO_EPOCH, |e| u64::from(e.epoch));
+        state.epochs = epochs;
+        self.latest_epoch.store(latest, Ordering::Release);
+    }
+
     /// A leader about to append in `epoch`: records that the epoch starts at the log end,
     /// unless the history already has it (or a newer one: then this leader is stale, and its
     /// appends fail the leadership check anyway).
@@ -276,7 +304,7 @@ impl PartitionLog {
             start_offset: state.log_end(),
         });
         self.store.put_epochs(self.key, &epochs)?;
-        state.epochs = epochs;
+        self.set_epochs(&mut state, epochs);
         Ok(())
     }
 
@@ -292,7 +320,7 @@ impl PartitionLog {
             .collect();
         if epochs != state.epochs {
             self.store.put_epochs(self.key, &epochs)?;
-            state.epochs = epochs;
+            self.set_epochs(&mut state, epochs);
         }
         Ok(())
     }
@@ -303,6 +331,33 @@ impl PartitionLog {
     pub fn end_of_epoch(&self, epoch: u32) -> Option<(u32, u64)> {
         let state = self.lock();
         end_of_epoch(&state.epochs, epoch, state.log_end())
+    }
+
+    /// A leader: whether a follower at `fetch_offset` whose history ends with `last_epoch`
+    /// disagrees with this log, and from where (Kafka's fetch validation against the
+    /// follower's last fetched epoch).
+    pub fn diverging(&self, fetch_offset: u64, last_epoch: Option<u32>) -> Option<Diverging> {
+        let state = self.lock();
+        let log_end = state.log_end();
+        let Some(epoch) = last_epoch else {
+            // No history: only a log longer than this one is known to diverge.
+            return (fetch_offset > log_end).then_some(Diverging {
+                epoch: 0,
+                end_offset: log_end,
+            });
+        };
+        match end_of_epoch(&state.epochs, epoch, log_end) {
+            Some((e, end)) if e == epoch && end >= fetch_offset => None,
+            Some((e, end)) => Some(Diverging {
+                epoch: e,
+                end_offset: end,
+            }),
+            // This history starts after that epoch: the logs agree up to where it starts.
+            None => Some(Diverging {
+                epoch,
+                end_offset: state.epochs.first().map_or(log_end, |e| e.start_offset),
+            }),
+        }
     }
 
     /// Cuts the log at `offset` (a follower dropping a tail its new leader does not have):
@@ -382,7 +437,7 @@ impl PartitionLog {
                 None => state.producers.remove(&id),
             };
         }
-        state.epochs = epochs;
+        self.set_epochs(&mut state, epochs);
         state.high_watermark = state.high_watermark.min(offset);
         self.publish(&state);
         Ok(offset)
@@ -1046,5 +1101,39 @@ mod tests {
             .unwrap();
         l.follow_epochs(&leader).unwrap();
         assert_eq!(l.epochs(), leader[..2]);
+    }
+
+    #[test]
+    fn a_leader_finds_where_a_followers_log_diverges() {
+        let d = tempfile::tempdir().unwrap();
+        let l = log(d.path());
+        // Epoch 1 wrote 0..4, epoch 3 wrote 4..6.
+        l.ensure_epoch(1).unwrap();
+        l.append_group(
+            &[pending(
+                TimestampType::CreateTime,
+                &["a", "b", "c", "d"],
+                None,
+            )],
+            1,
+        )
+        .unwrap();
+        l.ensure_epoch(3).unwrap();
+        l.append_group(&[pending(TimestampType::CreateTime, &["e", "f"], None)], 1)
+            .unwrap();
+        // In step: a follower of epoch 3 anywhere up to the end, or of epoch 1 up to 4.
+        assert_eq!(l.diverging(6, Some(3)), None);
+        assert_eq!(l.diverging(2, Some(1)), None);
+        assert_eq!(l.diverging(4, Some(1)), None);
+        // An old leader of epoch 1 that wrote on past 4: cut back to 4.
+        let cut = |epoch, end_offset| Some(Diverging { epoch, end_offset });
+        assert_eq!(l.diverging(5, Some(1)), cut(1, 4));
+        // A leader of epoch 2 this log never saw: epoch 1 ends at 4 here.
+        assert_eq!(l.diverging(5, Some(2)), cut(1, 4));
+        // No history: only a longer log diverges.
+        assert_eq!(l.diverging(6, None), None);
+        assert_eq!(l.diverging(9, None), cut(0, 6));
+        // An epoch before this history: the logs agree up to where it starts.
+        assert_eq!(l.diverging(3, Some(0)), cut(0, 0));
     }
 }

@@ -10,10 +10,20 @@ use weir_proto::v1 as pb;
 use super::log::{any_changed, request_error};
 use crate::broker::Broker;
 use crate::error::BrokerError;
-use crate::log::{Bounds, ReadUpTo};
+use crate::log::{Bounds, Diverging, ReadUpTo};
+use crate::types::EpochStart;
 
 /// Longest a follower's fetch waits here for new records.
 pub const MAX_REPLICA_WAIT: Duration = Duration::from_secs(5);
+
+/// What a fetch of one partition finds.
+enum Fetched {
+    /// The follower's log disagrees from there on: it truncates first.
+    Diverging(Diverging, Bounds),
+    /// Batches past the follower's offset (maybe none), with the leader's epoch history
+    /// when there are some.
+    Batches(Vec<bytes::Bytes>, Bounds, Vec<EpochStart>),
+}
 
 pub struct ReplicationService {
     broker: Arc<Broker>,
@@ -40,11 +50,26 @@ impl ReplicationService {
                 ..Default::default()
             };
             match self.read_one(follower, p, budget).await {
-                Ok((batches, bounds)) => {
+                Ok(Fetched::Diverging(d, bounds)) => {
+                    data.diverging = Some(pb::DivergingEpoch {
+                        epoch: d.epoch,
+                        end_offset: d.end_offset,
+                    });
+                    data.log_end = bounds.log_end;
+                    data.high_watermark = bounds.latest;
+                }
+                Ok(Fetched::Batches(batches, bounds, epochs)) => {
                     budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
                     data.batches = batches;
                     data.log_end = bounds.log_end;
                     data.high_watermark = bounds.latest;
+                    data.epochs = epochs
+                        .into_iter()
+                        .map(|e| pb::EpochStart {
+                            epoch: e.epoch,
+                            start_offset: e.start_offset,
+                        })
+                        .collect();
                 }
                 Err(e) => data.error = Some(request_error(e)),
             }
@@ -59,18 +84,22 @@ impl ReplicationService {
         follower: u64,
         p: &pb::ReplicaPosition,
         budget: usize,
-    ) -> Result<(Vec<bytes::Bytes>, Bounds), BrokerError> {
+    ) -> Result<Fetched, BrokerError> {
         let topic = self.broker.topic(&p.topic)?;
-        self.broker.on_replica_fetch(
+        let log = &topic.partition(p.partition)?.log;
+        if let Some(d) = self.broker.on_replica_fetch(
             &p.topic,
             p.partition,
             follower,
             p.fetch_offset,
             p.leader_epoch,
-        )?;
-        let bounds = topic.partition(p.partition)?.log.bounds();
+            p.last_epoch,
+        )? {
+            return Ok(Fetched::Diverging(d, log.bounds()));
+        }
+        let bounds = log.bounds();
         if budget == 0 || p.fetch_offset == bounds.log_end {
-            return Ok((Vec::new(), bounds));
+            return Ok(Fetched::Batches(Vec::new(), bounds, Vec::new()));
         }
         let r = self
             .broker
@@ -82,7 +111,12 @@ impl ReplicationService {
                 ReadUpTo::LogEnd,
             )
             .await?;
-        Ok((r.batches, r.bounds))
+        let epochs = if r.batches.is_empty() {
+            Vec::new()
+        } else {
+            log.epochs()
+        };
+        Ok(Fetched::Batches(r.batches, r.bounds, epochs))
     }
 }
 
