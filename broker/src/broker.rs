@@ -78,6 +78,7 @@ pub struct Broker {
     /// Cluster mode: the followers of the partitions this broker leads.
     leadership: std::sync::Mutex<Leadership>,
     replica_lag_max: Duration,
+    session_timeout: Duration,
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, BrokerError>
@@ -233,6 +234,7 @@ impl Broker {
             cluster: std::sync::OnceLock::new(),
             leadership: std::sync::Mutex::new(Leadership::default()),
             replica_lag_max: config.replica_lag_max,
+            session_timeout: config.session_timeout,
         }))
     }
 
@@ -253,6 +255,7 @@ impl Broker {
         }
         crate::cluster::replica::spawn(Arc::clone(self), Arc::clone(&cluster));
         self.spawn_isr_checks();
+        crate::cluster::controller::spawn(Arc::clone(&cluster), self.session_timeout);
         let this = Arc::clone(self);
         tokio::spawn(async move {
             loop {

@@ -30,6 +30,11 @@ pub const DEFAULT_SEGMENT_MS: i64 = 7 * 24 * 3600 * 1000;
 pub const DEFAULT_REPLICA_LAG_MAX_MS: u64 = 10_000;
 /// The shortest `--replica-lag-max-ms` accepted (a follower's idle fetch waits 500 ms).
 pub const MIN_REPLICA_LAG_MAX_MS: u64 = 1_000;
+/// Cluster mode: how long a broker may not answer the controller's probes before it is
+/// fenced and its partitions fail over (Kafka's `broker.session.timeout.ms` is 9 s).
+pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 6_000;
+/// The shortest `--session-timeout-ms` accepted (the controller probes every 250 ms).
+pub const MIN_SESSION_TIMEOUT_MS: u64 = 1_000;
 
 /// When the write-ahead log is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -95,6 +100,10 @@ pub struct Args {
     /// long leaves the in-sync replicas, in ms [default: 10000].
     #[arg(long, value_name = "MS")]
     pub replica_lag_max_ms: Option<u64>,
+    /// Cluster mode: a broker that has not answered the controller for this long is fenced
+    /// and its partitions move to other in-sync replicas, in ms [default: 6000].
+    #[arg(long, value_name = "MS")]
+    pub session_timeout_ms: Option<u64>,
 }
 
 /// Settings a topic gets when its creator leaves them out.
@@ -119,6 +128,7 @@ pub struct Config {
     /// `None`: a standalone broker.
     pub cluster: Option<ClusterSpec>,
     pub replica_lag_max: Duration,
+    pub session_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +228,12 @@ impl Config {
                 "--replica-lag-max-ms must be at least {MIN_REPLICA_LAG_MAX_MS}"
             )));
         }
+        let session_timeout_ms = pick!(session_timeout_ms, DEFAULT_SESSION_TIMEOUT_MS);
+        if session_timeout_ms < MIN_SESSION_TIMEOUT_MS {
+            return Err(ConfigError::Invalid(format!(
+                "--session-timeout-ms must be at least {MIN_SESSION_TIMEOUT_MS}"
+            )));
+        }
         Ok(Self {
             data_dir: pick!(data_dir, PathBuf::from(DEFAULT_DATA_DIR)),
             listen: pick!(listen, DEFAULT_LISTEN.to_string()),
@@ -233,6 +249,7 @@ impl Config {
             },
             cluster,
             replica_lag_max: Duration::from_millis(replica_lag_max_ms),
+            session_timeout: Duration::from_millis(session_timeout_ms),
         })
     }
 }
@@ -286,6 +303,26 @@ mod tests {
         assert_eq!((spec.node_id, spec.peers.len()), (2, 3));
         assert!(parse(&["--node-id", "2"]).is_err());
         assert!(parse(&["--node-id", "4", "--cluster", "1=a:1"]).is_err());
+        let d = parse(&[]).unwrap();
+        assert_eq!(
+            d.session_timeout,
+            Duration::from_millis(DEFAULT_SESSION_TIMEOUT_MS)
+        );
+        assert_eq!(
+            d.replica_lag_max,
+            Duration::from_millis(DEFAULT_REPLICA_LAG_MAX_MS)
+        );
+        let t = parse(&[
+            "--session-timeout-ms",
+            "2000",
+            "--replica-lag-max-ms",
+            "3000",
+        ])
+        .unwrap();
+        assert_eq!(t.session_timeout, Duration::from_secs(2));
+        assert_eq!(t.replica_lag_max, Duration::from_secs(3));
+        assert!(parse(&["--session-timeout-ms", "999"]).is_err());
+        assert!(parse(&["--replica-lag-max-ms", "10"]).is_err());
     }
 
     #[test]

@@ -202,7 +202,10 @@ fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
             .arg(listen)
             .args(extra)
             // openraft warns about benign vote races during elections.
-            .env("RUST_LOG", "warn,openraft=error")
+            .env(
+                "RUST_LOG",
+                std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "warn,openraft=error".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -619,3 +619,118 @@ fn a_stopped_follower_leaves_the_isr_holds_nothing_back_and_rejoins_when_it_resu
     assert_eq!(local_copy(lb, "isr")[0].0, 160);
     assert_eq!(local_copy(fb, "isr")[0].1, local_copy(lb, "isr")[0].1);
 }
+
+#[test]
+fn killing_a_leader_under_acks_all_loses_and_duplicates_no_acknowledged_record() {
+    let mut c = three_with_a_controller_and(&[
+        "--session-timeout-ms",
+        "2000",
+        "--replica-lag-max-ms",
+        "2000",
+    ]);
+    c.brokers[0].cli_ok(&[
+        "topic",
+        "create",
+        "fo",
+        "--partitions",
+        "2",
+        "--replication-factor",
+        "3",
+    ]);
+    let bootstrap = c.bootstrap();
+    // An idempotent acks=all producer writes for 8 s; the leader of partition 0 dies after 1.5.
+    let producing = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = weir::Client::connect(&bootstrap).await.unwrap();
+            let producer = client.producer(weir::ProducerConfig::default());
+            let start = Instant::now();
+            let mut pending = Vec::new();
+            let mut i = 0;
+            while start.elapsed() < Duration::from_secs(4) {
+                for _ in 0..5 {
+                    let rec = weir::ProducerRecord::new("fo", format!("v{i}")).key(format!("k{i}"));
+                    pending.push((i, producer.enqueue(rec).await.unwrap()));
+                    i += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let _ = producer.flush().await;
+            let mut acked = Vec::new();
+            let mut failed: std::collections::BTreeMap<String, usize> = Default::default();
+            for (i, fut) in pending {
+                match fut.await {
+                    Ok((p, off)) => acked.push((format!("v{i}"), p, off)),
+                    Err(e) => *failed.entry(e.to_string()).or_default() += 1,
+                }
+            }
+            assert!(failed.is_empty(), "undelivered: {failed:?}");
+            (i, acked)
+        })
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let m = metadata(&c.brokers[0], &["fo"]);
+    let old = m.topics[0].partitions[0].leader.unwrap();
+    let survivor = if old == 1 { 1 } else { 0 };
+    c.brokers[old as usize - 1].kill9();
+    let killed = Instant::now();
+    let new_leader = loop {
+        let m = metadata(&c.brokers[survivor], &["fo"]);
+        let p = &m.topics[0].partitions[0];
+        if p.leader.is_some_and(|l| l != old) {
+            assert!(!p.isr.contains(&old), "{p:?}");
+            break p.leader.unwrap();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(20), "no failover");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "partition 0 failed over from broker {old} to {new_leader} in {:?}",
+        killed.elapsed()
+    );
+    let (sent, acked) = producing.join().unwrap();
+    assert_eq!(acked.len(), sent, "retries deliver every record");
+
+    // Every acknowledged record is there exactly once, at the offset it was acknowledged with.
+    let via = &c.brokers[survivor];
+    let out = via.cli_ok(&[
+        "consume",
+        "fo",
+        "--from",
+        "earliest",
+        "--format",
+        "json",
+        "--idle-timeout",
+        "2000",
+    ]);
+    let mut stored: std::collections::HashMap<String, Vec<(u32, u64)>> = Default::default();
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        stored
+            .entry(v["value"].as_str().unwrap().to_string())
+            .or_default()
+            .push((
+                v["partition"].as_u64().unwrap() as u32,
+                v["offset"].as_u64().unwrap(),
+            ));
+    }
+    assert_eq!(stored.len(), out.lines().count(), "no record twice");
+    for (value, p, off) in &acked {
+        assert_eq!(stored.get(value), Some(&vec![(*p, *off)]), "{value}");
+    }
+
+    // The killed broker comes back as a follower, catches up and rejoins the ISR.
+    c.brokers[old as usize - 1].restart();
+    let via = &c.brokers[survivor];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while isr(via, "fo").iter().any(|i| i.len() < 3) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted broker did not rejoin: {:?}",
+            isr(via, "fo")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let leaders = produce_keyed(via, "fo", 0, 10);
+    await_copies(&c, "fo", &leaders);
+}

@@ -31,6 +31,8 @@ pub const DEFAULT_BROKER: &str = "127.0.0.1:9292";
 /// How long requests routed to partition leaders keep retrying through leader changes.
 pub const ROUTE_RETRY_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one broker may take to answer a metadata request before the next is asked.
+const METADATA_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
 
@@ -40,6 +42,9 @@ pub struct Client {
     addr: String,
     channel: Channel,
     routes: Arc<Routes>,
+    /// Every bootstrap address given (metadata is asked of them too when the one connected
+    /// to is gone).
+    seeds: Arc<[String]>,
 }
 
 /// Where requests for one partition go: its leader's address and channel.
@@ -118,18 +123,21 @@ impl Client {
             addr: addrs.as_ref().into(),
             message: "no address given".into(),
         };
-        for addr in addrs
+        let seeds: Arc<[String]> = addrs
             .as_ref()
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
-        {
+            .map(str::to_string)
+            .collect();
+        for addr in seeds.iter() {
             match endpoint(addr)?.connect().await {
                 Ok(channel) => {
                     return Ok(Self {
                         addr: addr.to_string(),
                         channel,
                         routes: Arc::default(),
+                        seeds: Arc::clone(&seeds),
                     });
                 }
                 Err(e) => {
@@ -215,15 +223,7 @@ impl Client {
         if lock(&self.routes.state).version > seen {
             return Ok(());
         }
-        let resp = match self
-            .cluster_rpc()
-            .get_metadata(pb::MetadataRequest { topics: Vec::new() })
-            .await
-        {
-            Ok(r) => Some(r.into_inner()),
-            Err(s) if s.code() == tonic::Code::Unimplemented => None,
-            Err(s) => return Err(Error::from(s)),
-        };
+        let resp = self.fetch_metadata().await?;
         let placement = match resp {
             None => Placement {
                 standalone: true,
@@ -251,6 +251,41 @@ impl Client {
         st.meta = Some(Arc::new(placement));
         st.version += 1;
         Ok(())
+    }
+
+    /// The cluster metadata from the bootstrap broker or, when it does not answer, from any
+    /// other broker known (the other bootstrap addresses, the brokers of the last metadata),
+    /// as Kafka clients ask any node. `None`: a broker too old to know the metadata RPC.
+    async fn fetch_metadata(&self) -> Result<Option<pb::MetadataResponse>> {
+        let mut candidates = vec![self.addr.clone()];
+        candidates.extend(self.seeds.iter().cloned());
+        if let Some(m) = &lock(&self.routes.state).meta {
+            let mut known: Vec<&String> = m.brokers.values().collect();
+            known.sort();
+            candidates.extend(known.into_iter().cloned());
+        }
+        let mut tried = std::collections::HashSet::new();
+        let mut last = None;
+        for addr in candidates {
+            if !tried.insert(addr.clone()) {
+                continue;
+            }
+            let Some(route) = self.route_to_addr(&addr) else {
+                continue;
+            };
+            let mut rpc = ClusterClient::new(route.channel);
+            let ask = rpc.get_metadata(pb::MetadataRequest { topics: Vec::new() });
+            match tokio::time::timeout(METADATA_ATTEMPT_TIMEOUT, ask).await {
+                Ok(Ok(r)) => return Ok(Some(r.into_inner())),
+                Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => return Ok(None),
+                Ok(Err(s)) => last = Some(Error::from(s)),
+                Err(_) => last = Some(Error::Timeout(METADATA_ATTEMPT_TIMEOUT)),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Connect {
+            addr: self.addr.clone(),
+            message: "no broker to ask for metadata".into(),
+        }))
     }
 
     /// Groups `partitions` by the route to their leader, fetching metadata first if there is

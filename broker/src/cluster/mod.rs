@@ -4,12 +4,14 @@
 //! - [`state`]: the replicated metadata as a deterministic state machine (no I/O).
 //! - [`store`]: openraft's log storage and state machine over RocksDB.
 //! - [`network`]: raft messages between brokers over gRPC.
+//! - [`controller`]: the controller's failover duty (probing brokers, electing leaders).
 //! - [`isr`]: a partition leader's view of its followers (high watermark, ISR changes).
 //! - [`replica`]: a follower's fetchers.
 //! - this module: [`Cluster`], the running quorum member: start-up (the lowest id initialises
 //!   a fresh cluster), this node's view, and proposing metadata changes (forwarded to the
 //!   controller when this node is not it).
 
+pub mod controller;
 pub mod isr;
 pub mod network;
 pub mod peers;

@@ -1,0 +1,228 @@
+//! The controller's failover duty (docs/cluster.md, "Failover"): while this broker is the
+//! raft leader it probes every other broker, and a broker silent for `--session-timeout-ms`
+//! is fenced: each partition it led gets a new leader from its live in-sync replicas (next
+//! leader epoch), and it leaves the ISRs. A partition left with no live in-sync replica keeps
+//! its last leader in the ISR, without a leader, until one of them comes back (no unclean
+//! election, as Kafka by default).
+//!
+//! A broker that just became controller counts every broker as seen at that moment, so it
+//! waits one session timeout before fencing anyone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use weir_proto::v1 as pb;
+use weir_proto::v1::cluster_client::ClusterClient;
+
+use super::Cluster;
+use super::network::peer_endpoint;
+use super::peers::NodeId;
+use super::state::{Command, Metadata, Outcome};
+
+/// How often the controller probes the brokers and looks for partitions to fail over.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The metadata changes that fail over partitions, given which brokers are alive: for each
+/// partition whose leader is dead (or that has none), the first live in-sync replica in
+/// replica order leads, and dead brokers leave its ISR.
+pub fn elections(m: &Metadata, alive: impl Fn(NodeId) -> bool) -> Vec<Command> {
+    let mut out = Vec::new();
+    for (name, t) in &m.topics {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if p.leader.is_some_and(&alive) {
+                continue;
+            }
+            let live_isr: Vec<NodeId> = p.isr.iter().copied().filter(|r| alive(*r)).collect();
+            let leader = p.replicas.iter().copied().find(|r| live_isr.contains(r));
+            let isr = match leader {
+                Some(_) => live_isr,
+                // Nobody left to lead: keep the ISR as it was, so the first of them back
+                // leads again (a replica outside it may lack acknowledged records).
+                None if p.leader.is_none() => continue,
+                None => p.isr.clone(),
+            };
+            out.push(Command::ChangePartition {
+                topic: name.clone(),
+                partition: i as u32,
+                partition_epoch: p.partition_epoch,
+                leader,
+                isr,
+            });
+        }
+    }
+    out
+}
+
+/// Runs the controller's failover duty on this broker for as long as the cluster lives.
+pub fn spawn(cluster: Arc<Cluster>, session_timeout: Duration) {
+    tokio::spawn(async move {
+        let me = cluster.node_id();
+        let mut probes: HashMap<NodeId, (String, ClusterClient<tonic::transport::Channel>)> =
+            HashMap::new();
+        let mut seen: HashMap<NodeId, Instant> = HashMap::new();
+        let mut was_controller = false;
+        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let controller = cluster.view().role == "controller";
+            if !controller {
+                was_controller = false;
+                continue;
+            }
+            let m = Arc::clone(&cluster.metadata().borrow());
+            let now = Instant::now();
+            if !was_controller {
+                // Everyone gets a full session from the moment this broker took over.
+                seen = m.brokers.keys().map(|id| (*id, now)).collect();
+                was_controller = true;
+            }
+            probe(&m, me, &mut probes, &mut seen, session_timeout).await;
+            let now = Instant::now();
+            let alive = |id: NodeId| {
+                id == me
+                    || seen
+                        .get(&id)
+                        .is_some_and(|t| now.saturating_duration_since(*t) <= session_timeout)
+            };
+            for cmd in elections(&m, alive) {
+                if let Command::ChangePartition {
+                    topic,
+                    partition,
+                    leader,
+                    ..
+                } = &cmd
+                {
+                    tracing::warn!(topic = %topic, partition, new_leader = ?leader, "failing over a partition whose leader is gone");
+                }
+                match cluster.propose_here(cmd).await {
+                    Ok(Ok(Outcome::Done)) => {}
+                    Ok(Ok(other)) => tracing::debug!(outcome = ?other, "failover change refused"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "failover change failed"),
+                    // No longer the controller: the new one takes over.
+                    Err(_) => break,
+                }
+            }
+        }
+    });
+}
+
+/// Asks every other broker for its status at once; those that answer within the probe
+/// timeout count as seen now.
+async fn probe(
+    m: &Metadata,
+    me: NodeId,
+    probes: &mut HashMap<NodeId, (String, ClusterClient<tonic::transport::Channel>)>,
+    seen: &mut HashMap<NodeId, Instant>,
+    session_timeout: Duration,
+) {
+    let timeout = (session_timeout / 3).min(Duration::from_secs(1));
+    probes.retain(|id, (addr, _)| m.brokers.get(id).is_some_and(|b| b.addr == *addr));
+    for (id, b) in &m.brokers {
+        if *id == me || probes.contains_key(id) {
+            continue;
+        }
+        match peer_endpoint(&b.addr, timeout) {
+            Ok(e) => {
+                probes.insert(*id, (b.addr.clone(), ClusterClient::new(e.connect_lazy())));
+            }
+            Err(e) => tracing::error!(broker = id, error = %e, "bad broker address"),
+        }
+    }
+    let asks = probes.iter().map(|(id, (_, client))| {
+        let mut client = client.clone();
+        let id = *id;
+        async move {
+            let ok =
+                tokio::time::timeout(timeout, client.get_node_status(pb::NodeStatusRequest {}))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+            (id, ok)
+        }
+    });
+    let now = Instant::now();
+    for (id, ok) in futures::future::join_all(asks).await {
+        if ok {
+            seen.insert(id, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::state::PartitionState;
+    use crate::types::TopicConfig;
+
+    fn metadata(partitions: Vec<PartitionState>) -> Metadata {
+        let mut m = Metadata::default();
+        for id in 1..=3 {
+            m.apply(Command::RegisterBroker {
+                id,
+                addr: format!("h:{id}"),
+            });
+        }
+        let config = TopicConfig {
+            partitions: partitions.len() as u32,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_bytes: 1 << 20,
+            segment_ms: i64::MAX,
+        };
+        m.apply(Command::CreateTopic {
+            name: "t".into(),
+            config,
+            replication_factor: 3,
+        });
+        m.topics.get_mut("t").unwrap().partitions = partitions;
+        m
+    }
+
+    fn p(leader: Option<NodeId>, replicas: &[NodeId], isr: &[NodeId]) -> PartitionState {
+        PartitionState {
+            replicas: replicas.to_vec(),
+            leader,
+            leader_epoch: 2,
+            isr: isr.to_vec(),
+            partition_epoch: 5,
+        }
+    }
+
+    fn change(partition: u32, leader: Option<NodeId>, isr: &[NodeId]) -> Command {
+        Command::ChangePartition {
+            topic: "t".into(),
+            partition,
+            partition_epoch: 5,
+            leader,
+            isr: isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_dead_leader_is_replaced_by_the_first_live_in_sync_replica() {
+        let m = metadata(vec![
+            p(Some(1), &[1, 2, 3], &[1, 2, 3]),
+            p(Some(2), &[2, 3, 1], &[2, 3, 1]),
+            p(Some(1), &[1, 3, 2], &[1, 2]),
+        ]);
+        let alive = |id| id != 1;
+        assert_eq!(
+            elections(&m, alive),
+            vec![change(0, Some(2), &[2, 3]), change(2, Some(2), &[2])],
+            "p1's leader lives; p2's only live in-sync replica is 2 (3 is not in sync)"
+        );
+        assert!(elections(&m, |_| true).is_empty());
+    }
+
+    #[test]
+    fn without_a_live_in_sync_replica_a_partition_waits_for_one() {
+        let m = metadata(vec![p(Some(1), &[1, 2, 3], &[1])]);
+        // 2 and 3 are alive but out of sync: no unclean election.
+        assert_eq!(elections(&m, |id| id != 1), vec![change(0, None, &[1])]);
+        let m = metadata(vec![p(None, &[1, 2, 3], &[1])]);
+        assert!(elections(&m, |id| id != 1).is_empty(), "nothing new to do");
+        assert_eq!(elections(&m, |_| true), vec![change(0, Some(1), &[1])]);
+    }
+}
