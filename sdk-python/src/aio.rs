@@ -101,7 +101,8 @@ impl AsyncClient {
     }
 
     /// Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.
-    #[pyo3(signature = (name, partitions = 1, retention_ms = None, retention_bytes = None))]
+    /// In a cluster, `replication_factor` copies of each partition (None: 1).
+    #[pyo3(signature = (name, partitions = 1, retention_ms = None, retention_bytes = None, replication_factor = None))]
     fn create_topic<'py>(
         &self,
         py: Python<'py>,
@@ -109,8 +110,15 @@ impl AsyncClient {
         partitions: u32,
         retention_ms: Option<i64>,
         retention_bytes: Option<i64>,
+        replication_factor: Option<u32>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let topic = options::new_topic(name, partitions, retention_ms, retention_bytes);
+        let topic = options::new_topic(
+            name,
+            partitions,
+            retention_ms,
+            retention_bytes,
+            replication_factor,
+        );
         let admin = self.inner.admin();
         future_into_py(py, async move {
             admin.create_topic(topic).await.map(drop).map_err(to_py)

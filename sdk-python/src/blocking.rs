@@ -67,7 +67,8 @@ impl Client {
     }
 
     /// Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.
-    #[pyo3(signature = (name, partitions = 1, retention_ms = None, retention_bytes = None))]
+    /// In a cluster, `replication_factor` copies of each partition (None: 1).
+    #[pyo3(signature = (name, partitions = 1, retention_ms = None, retention_bytes = None, replication_factor = None))]
     fn create_topic(
         &self,
         py: Python<'_>,
@@ -75,8 +76,15 @@ impl Client {
         partitions: u32,
         retention_ms: Option<i64>,
         retention_bytes: Option<i64>,
+        replication_factor: Option<u32>,
     ) -> PyResult<()> {
-        let topic = options::new_topic(name, partitions, retention_ms, retention_bytes);
+        let topic = options::new_topic(
+            name,
+            partitions,
+            retention_ms,
+            retention_bytes,
+            replication_factor,
+        );
         let admin = self.inner.admin();
         block_on(py, admin.create_topic(topic))?
             .map(drop)

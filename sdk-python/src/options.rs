@@ -16,8 +16,12 @@ pub(crate) fn new_topic(
     partitions: u32,
     retention_ms: Option<i64>,
     retention_bytes: Option<i64>,
+    replication_factor: Option<u32>,
 ) -> weir::NewTopic {
     let mut t = weir::NewTopic::new(name, partitions);
+    if let Some(n) = replication_factor {
+        t = t.replication_factor(n);
+    }
     if let Some(ms) = retention_ms {
         t = t.retention_ms(ms);
     }

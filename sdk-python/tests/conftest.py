@@ -6,7 +6,9 @@ the README's test command before pytest runs).
 
 import os
 import pathlib
+import socket
 import subprocess
+import time
 
 import pytest
 
@@ -31,10 +33,10 @@ def plugin_wasm(name: str) -> str:
 
 
 class Broker:
-    def __init__(self, data_dir: pathlib.Path):
+    def __init__(self, data_dir: pathlib.Path, listen: str = "127.0.0.1:0", *flags: str):
         self.proc = subprocess.Popen(
             [binary("WEIR_BROKER_BIN", "weir-broker"), "--data-dir", str(data_dir),
-             "--listen", "127.0.0.1:0"],
+             "--listen", listen, *flags],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -79,6 +81,47 @@ class Broker:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+class Cluster:
+    """Three brokers on 127.0.0.1 forming one cluster (`--node-id`, `--cluster`); node i is
+    `brokers[i - 1]`. Short session and lag timeouts, so failovers take about 2 s."""
+
+    def __init__(self, tmp: pathlib.Path, n: int = 3):
+        held = [socket.socket() for _ in range(n)]
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        addrs = [f"127.0.0.1:{s.getsockname()[1]}" for s in held]
+        for s in held:
+            s.close()
+        spec = ",".join(f"{i + 1}={a}" for i, a in enumerate(addrs))
+        self.brokers = [
+            Broker(tmp / f"node{i + 1}", addr, "--node-id", str(i + 1), "--cluster", spec,
+                   "--session-timeout-ms", "2000", "--replica-lag-max-ms", "2000")
+            for i, addr in enumerate(addrs)
+        ]
+        deadline = time.monotonic() + 30
+        while self.brokers[0].run_cli("cluster", "status").returncode != 0:
+            assert time.monotonic() < deadline, "no controller elected"
+            time.sleep(0.1)
+
+    def bootstrap(self, first: int = 1) -> str:
+        """Every member's address, comma-separated, starting with node `first`."""
+        addrs = [b.addr for b in self.brokers]
+        i = first - 1
+        return ",".join(addrs[i:] + addrs[:i])
+
+    def stop(self) -> None:
+        for b in self.brokers:
+            if b.proc.poll() is None:
+                b.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    yield c
+    c.stop()
 
 
 @pytest.fixture

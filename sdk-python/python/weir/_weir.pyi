@@ -96,8 +96,10 @@ class Client:
         partitions: int = 1,
         retention_ms: Optional[int] = None,
         retention_bytes: Optional[int] = None,
+        replication_factor: Optional[int] = None,
     ) -> None:
-        """Creates a topic; `retention_ms=-1` keeps records forever, None the broker default."""
+        """Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.
+        In a cluster, `replication_factor` copies of each partition (None: 1)."""
     def list_topics(self) -> list[str]:
         """Names of all topics."""
     def delete_topic(self, name: str) -> None:
@@ -201,8 +203,10 @@ class AsyncClient:
         partitions: int = 1,
         retention_ms: Optional[int] = None,
         retention_bytes: Optional[int] = None,
+        replication_factor: Optional[int] = None,
     ) -> Awaitable[None]:
-        """Creates a topic; `retention_ms=-1` keeps records forever, None the broker default."""
+        """Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.
+        In a cluster, `replication_factor` copies of each partition (None: 1)."""
     def list_topics(self) -> Awaitable[list[str]]:
         """Names of all topics."""
     def delete_topic(self, name: str) -> Awaitable[None]:

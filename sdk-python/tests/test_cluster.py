@@ -1,0 +1,31 @@
+"""The Python SDK against a 3-broker cluster: replicated topics, leaders routed to, and a
+leader (also the controller) killed with SIGKILL while a producer and a consumer use it."""
+
+import weir
+
+
+def test_clients_ride_through_the_failover_of_a_partition_leader(cluster):
+    # Bootstrap from node 2 first: node 1 leads partition 0 (and is the controller) and dies.
+    client = weir.Client(cluster.bootstrap(first=2))
+    client.create_topic("orders", partitions=2, replication_factor=3)
+    rows = cluster.brokers[1].cli("topic", "describe", "orders").splitlines()
+    placement = {int(r.split("\t")[0]): r.split("\t")[3:] for r in rows}
+    assert placement[0][0] == "1" and placement[0][1:] == ["1,2,3", "1,2,3"], placement
+    consumer = client.consumer("orders", start="earliest", idle_timeout_ms=20_000)
+    want = {f"o{i}".encode() for i in range(600)}
+    with client.producer() as p:  # acks=all: every in-sync replica has each acknowledged record
+        for i in range(300):
+            p.send("orders", f"o{i}".encode(), key=f"k{i}".encode())
+        p.flush()
+        cluster.brokers[0].stop()
+        for i in range(300, 600):
+            p.send("orders", f"o{i}".encode(), key=f"k{i}".encode())
+    seen = []
+    for rec in consumer:
+        seen.append(rec.value)
+        if len(seen) == len(want):
+            break
+    assert len(seen) == len(want) and set(seen) == want, "every record once"
+    rows = cluster.brokers[1].cli("topic", "describe", "orders").splitlines()
+    leader0 = rows[0].split("\t")[3]
+    assert leader0 in ("2", "3"), rows
