@@ -97,7 +97,7 @@ impl AsyncClient {
     /// The broker address this client talks to.
     #[getter]
     fn addr(&self) -> String {
-        self.inner.addr().to_string()
+        self.inner.addr()
     }
 
     /// Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.

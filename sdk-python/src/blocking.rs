@@ -60,10 +60,11 @@ impl Client {
         Ok(Self { inner })
     }
 
-    /// The broker address this client talks to.
+    /// The broker address this client sends admin requests to (another one once the first
+    /// stops answering).
     #[getter]
     fn addr(&self) -> String {
-        self.inner.addr().to_string()
+        self.inner.addr()
     }
 
     /// Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.

@@ -1,9 +1,11 @@
 //! Topic administration and offset look-ups.
 
+use tonic::transport::Channel;
 use weir_proto::v1 as pb;
+use weir_proto::v1::topics_client::TopicsClient;
 
 use crate::client::{Client, log_rpc, topics_rpc};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Settings for a new topic; unset fields take the broker's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +217,26 @@ impl Admin {
         Self { client }
     }
 
+    /// Runs a topics call at the bootstrap broker; when that broker cannot be reached, once
+    /// more at another one the metadata names (which becomes the bootstrap broker).
+    async fn on_topics<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(TopicsClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match call(self.client.topics_rpc()).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) => {
+                let e = Error::from(s);
+                if self.client.bootstrap_unreachable(&e).await {
+                    Ok(call(self.client.topics_rpc()).await?.into_inner())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// Creates a topic. Fails with [`Error::TopicExists`](crate::Error::TopicExists) or
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicInfo> {
@@ -230,11 +252,11 @@ impl Admin {
             replication_factor: topic.replication_factor,
         };
         let resp = self
-            .client
-            .topics_rpc()
-            .create_topic(req)
-            .await?
-            .into_inner();
+            .on_topics(|mut rpc| {
+                let req = req.clone();
+                async move { rpc.create_topic(req).await }
+            })
+            .await?;
         Ok(info_of(resp.topic.unwrap_or_default()))
     }
 
@@ -264,11 +286,8 @@ impl Admin {
     /// Every topic, sorted by name.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
         let resp = self
-            .client
-            .topics_rpc()
-            .list_topics(pb::ListTopicsRequest {})
-            .await?
-            .into_inner();
+            .on_topics(|mut rpc| async move { rpc.list_topics(pb::ListTopicsRequest {}).await })
+            .await?;
         Ok(resp.topics.into_iter().map(info_of).collect())
     }
 
@@ -278,11 +297,11 @@ impl Admin {
             name: name.to_string(),
         };
         let resp = self
-            .client
-            .topics_rpc()
-            .describe_topic(req.clone())
-            .await?
-            .into_inner();
+            .on_topics(|mut rpc| {
+                let req = req.clone();
+                async move { rpc.describe_topic(req).await }
+            })
+            .await?;
         let mut partitions: Vec<PartitionInfo> = resp
             .partitions
             .iter()
@@ -368,7 +387,11 @@ impl Admin {
         let req = pb::DeleteTopicRequest {
             name: name.to_string(),
         };
-        self.client.topics_rpc().delete_topic(req).await?;
+        self.on_topics(|mut rpc| {
+            let req = req.clone();
+            async move { rpc.delete_topic(req).await }
+        })
+        .await?;
         Ok(())
     }
 

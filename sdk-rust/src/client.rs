@@ -39,8 +39,9 @@ const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
 /// A connection to Weir. Cheap to clone; clones share the connections.
 #[derive(Clone, Debug)]
 pub struct Client {
-    addr: String,
-    channel: Channel,
+    /// The broker admin requests go to: the first bootstrap address that answered, replaced
+    /// by another broker when it stops answering (see [`Client::fetch_metadata`]).
+    bootstrap: Arc<Mutex<Route>>,
     routes: Arc<Routes>,
     /// Every bootstrap address given (metadata is asked of them too when the one connected
     /// to is gone).
@@ -134,8 +135,10 @@ impl Client {
             match endpoint(addr)?.connect().await {
                 Ok(channel) => {
                     return Ok(Self {
-                        addr: addr.to_string(),
-                        channel,
+                        bootstrap: Arc::new(Mutex::new(Route {
+                            addr: Arc::from(addr.as_str()),
+                            channel,
+                        })),
                         routes: Arc::default(),
                         seeds: Arc::clone(&seeds),
                     });
@@ -157,9 +160,10 @@ impl Client {
         Err(last)
     }
 
-    /// The address this client is connected to.
-    pub fn addr(&self) -> &str {
-        &self.addr
+    /// The address of the broker this client sends admin requests to: the first bootstrap
+    /// address that answered, or another broker once that one stopped answering.
+    pub fn addr(&self) -> String {
+        self.bootstrap_route().addr.to_string()
     }
 
     /// Where requests for `partition` of `topic` go, by the metadata known so far; `None`
@@ -185,8 +189,9 @@ impl Client {
 
     /// A route to the broker at `addr`, sharing one channel per address.
     fn route_to_addr(&self, addr: &str) -> Option<Route> {
-        if addr == self.addr {
-            return Some(self.bootstrap_route());
+        let bootstrap = self.bootstrap_route();
+        if *bootstrap.addr == *addr {
+            return Some(bootstrap);
         }
         let mut st = lock(&self.routes.state);
         let channel = match st.channels.get(addr) {
@@ -205,10 +210,10 @@ impl Client {
 
     /// The bootstrap broker as a route.
     pub(crate) fn bootstrap_route(&self) -> Route {
-        Route {
-            addr: Arc::from(self.addr.as_str()),
-            channel: self.channel.clone(),
-        }
+        self.bootstrap
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How many times the metadata was fetched (pass it to [`Client::refresh_routes`]).
@@ -256,8 +261,10 @@ impl Client {
     /// The cluster metadata from the bootstrap broker or, when it does not answer, from any
     /// other broker known (the other bootstrap addresses, the brokers of the last metadata),
     /// as Kafka clients ask any node. `None`: a broker too old to know the metadata RPC.
+    /// The broker that answers becomes the bootstrap broker when the current one did not.
     async fn fetch_metadata(&self) -> Result<Option<pb::MetadataResponse>> {
-        let mut candidates = vec![self.addr.clone()];
+        let bootstrap = self.bootstrap_route();
+        let mut candidates = vec![bootstrap.addr.to_string()];
         candidates.extend(self.seeds.iter().cloned());
         if let Some(m) = &lock(&self.routes.state).meta {
             let mut known: Vec<&String> = m.brokers.values().collect();
@@ -273,17 +280,23 @@ impl Client {
             let Some(route) = self.route_to_addr(&addr) else {
                 continue;
             };
-            let mut rpc = ClusterClient::new(route.channel);
+            let mut rpc = ClusterClient::new(route.channel.clone());
             let ask = rpc.get_metadata(pb::MetadataRequest { topics: Vec::new() });
             match tokio::time::timeout(METADATA_ATTEMPT_TIMEOUT, ask).await {
-                Ok(Ok(r)) => return Ok(Some(r.into_inner())),
+                Ok(Ok(r)) => {
+                    if *route.addr != *bootstrap.addr {
+                        tracing::info!(from = %bootstrap.addr, to = %route.addr, "the bootstrap broker does not answer; using another");
+                        *self.bootstrap.lock().unwrap_or_else(|p| p.into_inner()) = route;
+                    }
+                    return Ok(Some(r.into_inner()));
+                }
                 Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => return Ok(None),
                 Ok(Err(s)) => last = Some(Error::from(s)),
                 Err(_) => last = Some(Error::Timeout(METADATA_ATTEMPT_TIMEOUT)),
             }
         }
         Err(last.unwrap_or_else(|| Error::Connect {
-            addr: self.addr.clone(),
+            addr: bootstrap.addr.to_string(),
             message: "no broker to ask for metadata".into(),
         }))
     }
@@ -366,29 +379,44 @@ impl Client {
     }
 
     pub(crate) fn topics_rpc(&self) -> TopicsClient<Channel> {
-        topics_rpc(self.channel.clone())
+        topics_rpc(self.bootstrap_route().channel)
     }
 
     pub(crate) fn cluster_rpc(&self) -> ClusterClient<Channel> {
-        ClusterClient::new(self.channel.clone())
+        ClusterClient::new(self.bootstrap_route().channel)
     }
 
     pub(crate) fn log_rpc(&self) -> LogClient<Channel> {
-        log_rpc(self.channel.clone())
+        log_rpc(self.bootstrap_route().channel)
     }
 
     pub(crate) fn groups_rpc(&self) -> GroupsClient<Channel> {
-        GroupsClient::new(self.channel.clone())
+        GroupsClient::new(self.bootstrap_route().channel)
     }
 
     pub(crate) fn plugins_rpc(&self) -> PluginsClient<Channel> {
-        PluginsClient::new(self.channel.clone())
+        PluginsClient::new(self.bootstrap_route().channel)
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_REQUEST_BYTES)
     }
 
     pub(crate) fn pipelines_rpc(&self) -> PipelinesClient<Channel> {
-        PipelinesClient::new(self.channel.clone())
+        PipelinesClient::new(self.bootstrap_route().channel)
+    }
+
+    /// Whether `e` says the bootstrap broker could not be reached; then fresh metadata (asked
+    /// of any broker known) moves admin requests to one that answers. Returns whether the
+    /// bootstrap broker changed, so the call can be tried once more.
+    pub(crate) async fn bootstrap_unreachable(&self, e: &Error) -> bool {
+        if !matches!(
+            e,
+            Error::Connect { .. } | Error::Unavailable(_) | Error::Timeout(_)
+        ) {
+            return false;
+        }
+        let before = self.bootstrap_route().addr;
+        let _ = self.refresh_routes(self.routes_version()).await;
+        *self.bootstrap_route().addr != *before
     }
 
     /// Topic administration.

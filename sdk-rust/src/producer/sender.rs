@@ -699,6 +699,7 @@ impl Sender {
 
     fn request_producer_id(&self, part: Option<usize>) {
         let mut rpc = self.client.log_rpc();
+        let client = self.client.clone();
         let replies = self.replies_tx.clone();
         let timeout = self.config.request_timeout;
         tokio::spawn(async move {
@@ -717,6 +718,10 @@ impl Sender {
                         Ok((resp.producer_id, window))
                     }
                 };
+            if let Err(e) = &result {
+                // The retry then asks another broker if this one is gone.
+                client.bootstrap_unreachable(e).await;
+            }
             let _ = replies.send(Reply::ProducerId { part, result });
         });
     }
