@@ -199,9 +199,7 @@ async fn await_replicated(
 
 /// The leader epoch of a partition while `me` leads it.
 fn leader_epoch_of(m: &Metadata, topic: &str, partition: u32, me: NodeId) -> Option<u32> {
-    m.topics
-        .get(topic)
-        .and_then(|t| t.partitions.get(partition as usize))
+    m.partition(topic, partition)
         .filter(|p| p.leader == Some(me))
         .map(|p| p.leader_epoch)
 }
@@ -383,11 +381,7 @@ impl Broker {
             ));
         };
         let m = Arc::clone(&c.metadata().borrow());
-        let Some(state) = m
-            .topics
-            .get(topic)
-            .and_then(|t| t.partitions.get(partition as usize))
-        else {
+        let Some(state) = m.partition(topic, partition) else {
             return Err(BrokerError::TopicNotFound(topic.to_string()));
         };
         if state.leader_epoch != leader_epoch {
@@ -468,19 +462,12 @@ impl Broker {
                 let now = Instant::now();
                 let changes: Vec<(String, u32, Command)> = {
                     let mut leadership = this.leadership();
-                    m.topics
-                        .iter()
-                        .flat_map(|(name, t)| {
-                            t.partitions
-                                .iter()
-                                .enumerate()
-                                .map(move |(i, p)| (name, i, p))
-                        })
+                    m.partitions()
                         .filter(|(_, _, p)| p.leader == Some(me) && p.isr.len() > 1)
                         .filter_map(|(name, i, p)| {
                             leadership
-                                .shrink(name, i as u32, p, me, lag_max, now)
-                                .map(|cmd| (name.clone(), i as u32, cmd))
+                                .shrink(name, i, p, me, lag_max, now)
+                                .map(|cmd| (name.clone(), i, cmd))
                         })
                         .collect()
                 };
@@ -581,11 +568,7 @@ impl Broker {
         };
         let m = c.metadata();
         let m = m.borrow();
-        let Some(p) = m
-            .topics
-            .get(topic)
-            .and_then(|t| t.partitions.get(partition as usize))
-        else {
+        let Some(p) = m.partition(topic, partition) else {
             // Unknown here: the usual not-found errors follow from the local registry.
             return Ok(None);
         };

@@ -29,28 +29,26 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 /// replica order leads, and dead brokers leave its ISR.
 pub fn elections(m: &Metadata, alive: impl Fn(NodeId) -> bool) -> Vec<Command> {
     let mut out = Vec::new();
-    for (name, t) in &m.topics {
-        for (i, p) in t.partitions.iter().enumerate() {
-            if p.leader.is_some_and(&alive) {
-                continue;
-            }
-            let live_isr: Vec<NodeId> = p.isr.iter().copied().filter(|r| alive(*r)).collect();
-            let leader = p.replicas.iter().copied().find(|r| live_isr.contains(r));
-            let isr = match leader {
-                Some(_) => live_isr,
-                // Nobody left to lead: keep the ISR as it was, so the first of them back
-                // leads again (a replica outside it may lack acknowledged records).
-                None if p.leader.is_none() => continue,
-                None => p.isr.clone(),
-            };
-            out.push(Command::ChangePartition {
-                topic: name.clone(),
-                partition: i as u32,
-                partition_epoch: p.partition_epoch,
-                leader,
-                isr,
-            });
+    for (name, i, p) in m.partitions() {
+        if p.leader.is_some_and(&alive) {
+            continue;
         }
+        let live_isr: Vec<NodeId> = p.isr.iter().copied().filter(|r| alive(*r)).collect();
+        let leader = p.replicas.iter().copied().find(|r| live_isr.contains(r));
+        let isr = match leader {
+            Some(_) => live_isr,
+            // Nobody left to lead: keep the ISR as it was, so the first of them back leads
+            // again (a replica outside it may lack acknowledged records).
+            None if p.leader.is_none() => continue,
+            None => p.isr.clone(),
+        };
+        out.push(Command::ChangePartition {
+            topic: name.clone(),
+            partition: i,
+            partition_epoch: p.partition_epoch,
+            leader,
+            isr,
+        });
     }
     out
 }
@@ -154,28 +152,12 @@ async fn probe(
 mod tests {
     use super::*;
     use crate::cluster::state::PartitionState;
-    use crate::types::TopicConfig;
+    use crate::cluster::state::testing::{create, three_brokers};
 
+    /// Three brokers and topic `t` with these partitions.
     fn metadata(partitions: Vec<PartitionState>) -> Metadata {
-        let mut m = Metadata::default();
-        for id in 1..=3 {
-            m.apply(Command::RegisterBroker {
-                id,
-                addr: format!("h:{id}"),
-            });
-        }
-        let config = TopicConfig {
-            partitions: partitions.len() as u32,
-            retention_ms: None,
-            retention_bytes: None,
-            segment_bytes: 1 << 20,
-            segment_ms: i64::MAX,
-        };
-        m.apply(Command::CreateTopic {
-            name: "t".into(),
-            config,
-            replication_factor: 3,
-        });
+        let mut m = three_brokers();
+        create(&mut m, "t", partitions.len() as u32, 3);
         m.topics.get_mut("t").unwrap().partitions = partitions;
         m
     }

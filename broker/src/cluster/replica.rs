@@ -76,16 +76,14 @@ pub fn spawn(broker: Arc<Broker>, cluster: Arc<Cluster>) {
 /// Per leader (not this broker), the partitions this broker holds a replica of.
 pub fn followed(m: &Metadata, me: NodeId) -> BTreeMap<NodeId, Followed> {
     let mut out: BTreeMap<NodeId, Followed> = BTreeMap::new();
-    for (name, t) in &m.topics {
-        for (i, p) in t.partitions.iter().enumerate() {
-            match p.leader {
-                Some(l) if l != me && p.replicas.contains(&me) => {
-                    out.entry(l)
-                        .or_default()
-                        .insert((name.clone(), i as u32), p.leader_epoch);
-                }
-                _ => {}
+    for (name, i, p) in m.partitions() {
+        match p.leader {
+            Some(l) if l != me && p.replicas.contains(&me) => {
+                out.entry(l)
+                    .or_default()
+                    .insert((name.clone(), i), p.leader_epoch);
             }
+            _ => {}
         }
     }
     out
@@ -209,30 +207,12 @@ async fn fetch_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::state::{Command, Metadata};
-    use crate::types::TopicConfig;
+    use crate::cluster::state::testing::{create, three_brokers};
 
     #[test]
     fn a_broker_follows_the_partitions_it_replicates_but_does_not_lead() {
-        let mut m = Metadata::default();
-        for id in 1..=3 {
-            m.apply(Command::RegisterBroker {
-                id,
-                addr: format!("h:{id}"),
-            });
-        }
-        let config = TopicConfig {
-            partitions: 3,
-            retention_ms: None,
-            retention_bytes: None,
-            segment_bytes: 1 << 20,
-            segment_ms: i64::MAX,
-        };
-        m.apply(Command::CreateTopic {
-            name: "t".into(),
-            config,
-            replication_factor: 2,
-        });
+        let mut m = three_brokers();
+        create(&mut m, "t", 3, 2);
         for me in 1..=3u64 {
             let f = followed(&m, me);
             let t = &m.topics["t"];

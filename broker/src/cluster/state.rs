@@ -99,6 +99,23 @@ pub enum Outcome {
 }
 
 impl Metadata {
+    /// One partition's state, if the topic and partition exist.
+    pub fn partition(&self, topic: &str, partition: u32) -> Option<&PartitionState> {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition as usize))
+    }
+
+    /// Every partition of every topic: (topic, partition, state), in topic order.
+    pub fn partitions(&self) -> impl Iterator<Item = (&String, u32, &PartitionState)> {
+        self.topics.iter().flat_map(|(name, t)| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .map(move |(i, p)| (name, i as u32, p))
+        })
+    }
+
     /// Applies one command. Deterministic: the outcome depends only on the state and command.
     pub fn apply(&mut self, cmd: Command) -> Outcome {
         match cmd {
@@ -198,11 +215,12 @@ fn place(brokers: &[NodeId], start: u64, rf: u32) -> Vec<NodeId> {
         .collect()
 }
 
+/// Metadata for unit tests: three brokers, and topics made with [`create`].
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
 
-    fn config(partitions: u32) -> TopicConfig {
+    pub fn config(partitions: u32) -> TopicConfig {
         TopicConfig {
             partitions,
             retention_ms: None,
@@ -212,7 +230,8 @@ mod tests {
         }
     }
 
-    fn three_brokers() -> Metadata {
+    /// Brokers 1, 2 and 3 at `127.0.0.1:9001..=9003`.
+    pub fn three_brokers() -> Metadata {
         let mut m = Metadata::default();
         for id in 1..=3 {
             let addr = format!("127.0.0.1:{}", 9000 + id);
@@ -221,13 +240,19 @@ mod tests {
         m
     }
 
-    fn create(m: &mut Metadata, name: &str, partitions: u32, rf: u32) -> Outcome {
+    pub fn create(m: &mut Metadata, name: &str, partitions: u32, rf: u32) -> Outcome {
         m.apply(Command::CreateTopic {
             name: name.into(),
             config: config(partitions),
             replication_factor: rf,
         })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{create, three_brokers};
+    use super::*;
 
     #[test]
     fn replicas_are_spread_and_the_first_leads() {

@@ -141,6 +141,13 @@ struct LogState {
 }
 
 impl LogState {
+    fn earliest(&self) -> u64 {
+        self.segments
+            .front()
+            .expect("a partition always has a segment")
+            .base_offset
+    }
+
     fn log_end(&self) -> u64 {
         self.segments
             .back()
@@ -252,7 +259,7 @@ impl PartitionLog {
     /// up, a follower with what its leader reports.
     pub fn set_high_watermark(&self, hw: u64) {
         let mut state = self.lock();
-        let earliest = state.bounds().earliest;
+        let earliest = state.earliest();
         let hw = hw.min(state.log_end()).max(earliest);
         if hw != state.high_watermark {
             state.high_watermark = hw;
@@ -370,7 +377,7 @@ impl PartitionLog {
             return Err(LogError::Closed);
         }
         let end = state.log_end();
-        let earliest = state.bounds().earliest;
+        let earliest = state.earliest();
         if offset >= end {
             return Ok(end);
         }
