@@ -1,6 +1,9 @@
 //! The broker's domain facade: what every gRPC service calls. Validates requests against the
 //! limits, routes them to topics and partitions, and runs blocking work on the blocking pool.
 
+mod coordination;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,7 @@ use crate::cluster::peers::NodeId;
 use crate::cluster::state::{Command, Metadata, Outcome, PartitionState};
 use crate::config::{Config, TopicDefaults};
 use crate::error::BrokerError;
+use crate::groups::offsets::INTERNAL_PREFIX;
 use crate::groups::{
     CommitArgs, CommittedView, GroupCoordinator, GroupSummary, GroupView, Heartbeat, HeartbeatArgs,
     ResetTo,
@@ -197,6 +201,16 @@ async fn await_replicated(
     }
 }
 
+/// Topics named `__...` are the broker's own (`__consumer_offsets`).
+fn check_not_internal(topic: &str, what: &str) -> Result<(), BrokerError> {
+    if topic.starts_with(INTERNAL_PREFIX) {
+        return Err(BrokerError::InvalidArgument(format!(
+            "topic {topic:?} is internal to the broker (names starting with {INTERNAL_PREFIX:?} are reserved); it cannot be {what}"
+        )));
+    }
+    Ok(())
+}
+
 /// The leader epoch of a partition while `me` leads it.
 fn leader_epoch_of(m: &Metadata, topic: &str, partition: u32, me: NodeId) -> Option<u32> {
     m.partition(topic, partition)
@@ -251,6 +265,8 @@ impl Broker {
         if self.cluster.set(Arc::clone(&cluster)).is_err() {
             return;
         }
+        self.groups.replicate();
+        self.spawn_checkpoints();
         crate::cluster::replica::spawn(Arc::clone(self), Arc::clone(&cluster));
         self.spawn_isr_checks();
         crate::cluster::controller::spawn(Arc::clone(&cluster), self.session_timeout);
@@ -278,14 +294,20 @@ impl Broker {
         self.cluster.get()
     }
 
+    /// Whether this broker is a cluster member.
+    pub fn in_cluster(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
     /// Makes the local topics follow the metadata: creates a copy of every topic it has (so
     /// any broker knows every topic's configuration; only the replicas' copies hold records,
     /// and only the leader's serves them), and deletes copies of topics the metadata no
     /// longer has. Topics that were here before the broker joined a cluster (not copies) are
     /// left alone.
-    fn reconcile(&self, m: &Metadata) {
+    fn reconcile(self: &Arc<Self>, m: &Metadata) {
         self.reconcile_topics(m);
         self.follow_leadership(m);
+        self.follow_coordination(m);
     }
 
     fn reconcile_topics(&self, m: &Metadata) {
@@ -490,6 +512,7 @@ impl Broker {
         new: NewTopic,
     ) -> Result<TopicView, BrokerError> {
         let name = TopicName::new(name)?;
+        check_not_internal(name.as_str(), "created by clients")?;
         let config = resolve_config(&new, &self.defaults)?;
         let rf = new.replication_factor.unwrap_or(1);
         let Some(cluster) = self.cluster() else {
@@ -601,6 +624,7 @@ impl Broker {
     }
 
     pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
+        check_not_internal(name, "deleted")?;
         if let Some(cluster) = self.cluster() {
             let cmd = Command::DeleteTopic {
                 name: name.to_string(),
@@ -657,6 +681,27 @@ impl Broker {
     /// With [`Acks::All`] in cluster mode the future also waits until every in-sync replica
     /// has the batches (the high watermark passed them), for at most [`MAX_REPLICATION_WAIT`].
     pub async fn submit(
+        &self,
+        topic: &str,
+        batches: Vec<(u32, Bytes)>,
+        acks: Acks,
+    ) -> Result<impl Future<Output = Result<Vec<(u32, Appended)>, BrokerError>> + use<>, BrokerError>
+    {
+        check_not_internal(topic, "written to by clients")?;
+        self.submit_any(topic, batches, acks).await
+    }
+
+    /// Appends to any topic, the broker's own included (group offsets).
+    async fn append(
+        &self,
+        topic: &str,
+        batches: Vec<(u32, Bytes)>,
+        acks: Acks,
+    ) -> Result<Vec<(u32, Appended)>, BrokerError> {
+        self.submit_any(topic, batches, acks).await?.await
+    }
+
+    async fn submit_any(
         &self,
         topic: &str,
         batches: Vec<(u32, Bytes)>,
@@ -845,6 +890,7 @@ impl Broker {
 
     /// Join, heartbeat or leave a group (in memory: no blocking work).
     pub fn group_heartbeat(&self, args: HeartbeatArgs) -> Result<Option<Heartbeat>, BrokerError> {
+        self.check_coordinator(&args.group)?;
         self.groups
             .heartbeat(args, &self.topics, std::time::Instant::now())
     }
@@ -866,6 +912,11 @@ impl Broker {
         member_epoch: i64,
         offsets: Vec<CommitArgs>,
     ) -> Result<(), BrokerError> {
+        if self.cluster().is_some() {
+            return self
+                .commit_replicated(&group, &member_id, member_epoch, offsets)
+                .await;
+        }
         let this = Arc::clone(self);
         blocking(move || {
             this.groups
@@ -874,23 +925,51 @@ impl Broker {
         .await
     }
 
-    pub fn fetch_offsets(
+    pub async fn fetch_offsets(
         &self,
         group: &str,
         topic: &str,
         partitions: &[u32],
     ) -> Result<Vec<CommittedView>, BrokerError> {
+        self.check_coordinator(group)?;
+        let all: Vec<u32> = match partitions.is_empty() {
+            true => (0..self.topics.get(topic)?.meta.config.partitions).collect(),
+            false => partitions.to_vec(),
+        };
+        // Unknown partitions are reported by the coordinator below.
+        let t = self.topics.get(topic)?;
+        let known: Vec<u32> = all
+            .iter()
+            .copied()
+            .filter(|&p| t.partition(p).is_ok())
+            .collect();
+        let bounds = self.partition_bounds(topic, &known).await?;
         self.groups
-            .fetch_offsets(group, topic, partitions, &self.topics)
+            .fetch_offsets(group, topic, &all, &self.topics, &|p| {
+                Ok(bounds.get(&p).copied().unwrap_or((0, 0)))
+            })
     }
 
     pub fn list_groups(&self) -> Vec<GroupSummary> {
         self.groups.list()
     }
 
-    pub fn describe_group(&self, group: &str) -> Result<GroupView, BrokerError> {
+    pub async fn describe_group(&self, group: &str) -> Result<GroupView, BrokerError> {
+        self.check_coordinator(group)?;
+        let mut ends: BTreeMap<(String, u32), u64> = BTreeMap::new();
+        for name in self.groups.topics_of(group)? {
+            let Ok(t) = self.topics.get(&name) else {
+                continue;
+            };
+            let all: Vec<u32> = (0..t.meta.config.partitions).collect();
+            for (p, (_, latest)) in self.partition_bounds(&name, &all).await? {
+                ends.insert((name.clone(), p), latest);
+            }
+        }
         self.groups
-            .describe(group, &self.topics, std::time::Instant::now())
+            .describe(group, &self.topics, std::time::Instant::now(), &|t, p| {
+                ends.get(&(t.to_string(), p)).copied()
+            })
     }
 
     pub async fn reset_group(
@@ -899,11 +978,17 @@ impl Broker {
         topic: String,
         to: ResetTo,
     ) -> Result<Vec<(u32, u64)>, BrokerError> {
+        if self.cluster().is_some() {
+            return self.reset_replicated(&group, &topic, to).await;
+        }
         let this = Arc::clone(self);
         blocking(move || this.groups.reset(&group, &topic, to, &this.topics)).await
     }
 
     pub async fn delete_group(self: &Arc<Self>, group: String) -> Result<(), BrokerError> {
+        if self.cluster().is_some() {
+            return self.delete_replicated(&group).await;
+        }
         let this = Arc::clone(self);
         blocking(move || this.groups.delete(&group, &this.topics)).await
     }
@@ -955,7 +1040,20 @@ impl Broker {
         def: PipelineDef,
         start: Start,
     ) -> Result<PipelineView, BrokerError> {
+        self.check_pipelines_here()?;
         self.pipelines.create(&self.deps(), def, start).await
+    }
+
+    /// Pipelines append to their destination partitions directly, which only a standalone
+    /// broker may do: in a cluster only a partition's leader appends, and a pipeline's
+    /// source and destination partitions may be led by different brokers.
+    fn check_pipelines_here(&self) -> Result<(), BrokerError> {
+        if self.in_cluster() {
+            return Err(BrokerError::InvalidArgument(
+                "pipelines run on standalone brokers only; in a cluster, run the plugins at consume time or with a group consumer that produces (docs/cluster.md)".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub async fn list_pipelines(&self) -> Vec<PipelineView> {
@@ -971,6 +1069,7 @@ impl Broker {
     }
 
     pub async fn resume_pipeline(&self, name: &str) -> Result<PipelineView, BrokerError> {
+        self.check_pipelines_here()?;
         self.pipelines.resume(name, &self.deps()).await
     }
 

@@ -97,6 +97,15 @@ pub enum BrokerError {
     },
     #[error("{0}")]
     NotEnoughReplicas(String),
+    #[error("this broker is not the coordinator of group {group:?}{}", coordinator.as_ref().map_or(String::new(), |c| format!("; broker {c} is")))]
+    NotCoordinator {
+        group: String,
+        /// The coordinator's address, when one is known.
+        coordinator: Option<String>,
+    },
+    /// The group's coordinator is being elected or is loading the group's offsets.
+    #[error("the coordinator of group {group:?} is not available yet: {why}")]
+    CoordinatorNotAvailable { group: String, why: &'static str },
     #[error("storage failure: {0}")]
     Storage(String),
 }

@@ -734,3 +734,170 @@ fn killing_a_leader_under_acks_all_loses_and_duplicates_no_acknowledged_record()
     let leaders = produce_keyed(via, "fo", 0, 10);
     await_copies(&c, "fo", &leaders);
 }
+
+/// `Groups.FindCoordinator` through `via`: the coordinating broker's node id.
+fn coordinator_of(via: &Broker, group: &str) -> u64 {
+    let url = format!("http://{}", via.addr);
+    let group = group.to_string();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async move {
+            let mut c = weir_proto::v1::groups_client::GroupsClient::connect(url)
+                .await
+                .expect("connect");
+            c.find_coordinator(weir_proto::v1::FindCoordinatorRequest { group })
+                .await
+                .expect("find coordinator")
+                .into_inner()
+                .node_id
+        })
+}
+
+/// `weir group describe` rows through `via`: (partition, committed, end), if it answers.
+fn group_offsets(via: &Broker, group: &str) -> Option<Vec<(u32, String, u64)>> {
+    let out = via.cli(&["group", "describe", group]);
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(
+        text.lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (
+                    f[1].parse().unwrap(),
+                    f[2].to_string(),
+                    f[3].parse().unwrap(),
+                )
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn a_groups_coordinator_moves_with_its_offsets_and_its_consumer_keeps_reading() {
+    let mut c = three_with_a_controller_and(&[
+        "--session-timeout-ms",
+        "2000",
+        "--replica-lag-max-ms",
+        "2000",
+    ]);
+    c.brokers[0].cli_ok(&[
+        "topic",
+        "create",
+        "gc",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+    ]);
+    produce_keyed(&c.brokers[0], "gc", 0, 300);
+    // The group reads and commits everything so far.
+    let out = c.brokers[1].cli_ok(&[
+        "consume",
+        "gc",
+        "--group",
+        "g",
+        "--from",
+        "earliest",
+        "--idle-timeout",
+        "2000",
+    ]);
+    assert_eq!(out.lines().count(), 300);
+    let coordinator = coordinator_of(&c.brokers[0], "g");
+    for b in &c.brokers {
+        assert_eq!(coordinator_of(b, "g"), coordinator, "every broker agrees");
+    }
+    let committed = group_offsets(&c.brokers[2], "g").expect("describe");
+    assert_eq!(committed.len(), 3);
+    assert!(
+        committed.iter().all(|(_, c, end)| *c == end.to_string()),
+        "{committed:?}"
+    );
+
+    // A group consumer (earliest by default: offsets lost would read everything again) reads
+    // new records while its coordinator is SIGKILLed.
+    let survivor = if coordinator == 1 { 1 } else { 0 };
+    let bootstrap = c.brokers[survivor].addr.clone();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let reading = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            use futures::StreamExt;
+            let client = weir::Client::connect(&bootstrap).await.unwrap();
+            let config = weir::ConsumerConfig::default()
+                .group("g")
+                .start(weir::StartFrom::Earliest)
+                .session_timeout(Duration::from_secs(3))
+                .auto_commit_interval(Duration::from_millis(200));
+            let mut consumer = client.consumer("gc", config).await.unwrap();
+            let mut seen = Vec::new();
+            loop {
+                if stop_rx.try_recv().is_ok() {
+                    break;
+                }
+                match tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
+                    Ok(Some(Ok(r))) => seen.push(weir_e2e::text(&r)),
+                    Ok(Some(Err(e))) => panic!("consumer failed: {e}"),
+                    Ok(None) => break,
+                    Err(_) => {}
+                }
+            }
+            consumer.close().await.unwrap();
+            seen
+        })
+    });
+    produce_keyed(&c.brokers[survivor], "gc", 300, 100);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.brokers[coordinator as usize - 1].kill9();
+    let killed = Instant::now();
+    let via = &c.brokers[survivor];
+    loop {
+        let moved = coordinator_of(via, "g") != coordinator;
+        if moved && group_offsets(via, "g").is_some() {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the coordinator did not move"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "group coordinator moved from broker {coordinator} to {} in {:?}",
+        coordinator_of(via, "g"),
+        killed.elapsed()
+    );
+    produce_keyed(via, "gc", 400, 100);
+    // The consumer catches up on everything: committed offsets survived the move.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let lag: u64 = group_offsets(via, "g")
+            .unwrap_or_default()
+            .iter()
+            .map(|(_, c, end)| end - c.parse::<u64>().unwrap_or(0))
+            .sum();
+        if lag == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group did not catch up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop_tx.send(()).unwrap();
+    let seen = reading.join().unwrap();
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    let want: std::collections::BTreeSet<String> = (300..500).map(|i| format!("v{i}")).collect();
+    let missing: Vec<&String> = want.iter().filter(|v| !distinct.contains(v)).collect();
+    assert!(missing.is_empty(), "never read: {missing:?}");
+    let old: Vec<&&String> = distinct.iter().filter(|v| !want.contains(**v)).collect();
+    assert!(
+        old.is_empty(),
+        "read again although committed before: {old:?}"
+    );
+    eprintln!(
+        "{} records read, {} of them again after the move (at least once)",
+        seen.len(),
+        seen.len() - distinct.len()
+    );
+}

@@ -63,7 +63,11 @@ pub(crate) fn to_py(e: weir::Error) -> PyErr {
         E::TopicExists(_) => TopicExists::new_err(msg),
         E::InvalidArgument { .. } => InvalidArgument::new_err(msg),
         E::OffsetOutOfRange { .. } => OffsetOutOfRange::new_err(msg),
-        E::Unavailable(_) | E::Connect { .. } | E::Timeout(_) | E::NotLeader(_) => {
+        E::Unavailable(_)
+        | E::Connect { .. }
+        | E::Timeout(_)
+        | E::NotLeader(_)
+        | E::NotCoordinator(_) => {
             Unavailable::new_err(msg)
         }
         E::PluginExists(_) | E::PluginNotFound(_) | E::PluginFailed(_) | E::PluginInUse(_) => {

@@ -2,6 +2,7 @@
 
 use tonic::transport::Channel;
 use weir_proto::v1 as pb;
+use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::topics_client::TopicsClient;
 
 use crate::client::{Client, log_rpc, topics_rpc};
@@ -499,15 +500,20 @@ fn flatten(tps: Vec<pb::TopicPartitions>) -> Vec<(String, u32)> {
 }
 
 impl Admin {
-    /// Every consumer group the broker knows (live members or committed offsets).
+    /// Every consumer group (live members or committed offsets), by name. In a cluster each
+    /// broker lists the groups it coordinates, so every broker is asked.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
-        let resp = self
-            .client
-            .groups_rpc()
-            .list_groups(pb::ListGroupsRequest {})
-            .await?
-            .into_inner();
-        Ok(resp.groups.into_iter().map(summary_of).collect())
+        let mut groups = Vec::new();
+        for route in self.client.broker_routes().await? {
+            let resp = GroupsClient::new(route.channel)
+                .list_groups(pb::ListGroupsRequest {})
+                .await?
+                .into_inner();
+            groups.extend(resp.groups.into_iter().map(summary_of));
+        }
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        groups.dedup_by(|a, b| a.name == b.name);
+        Ok(groups)
     }
 
     /// A group's members, committed offsets, lag and partition owners. Fails with
@@ -518,10 +524,11 @@ impl Admin {
         };
         let resp = self
             .client
-            .groups_rpc()
-            .describe_group(req)
-            .await?
-            .into_inner();
+            .on_coordinator(group, |mut rpc| {
+                let req = req.clone();
+                async move { rpc.describe_group(req).await }
+            })
+            .await?;
         let members = resp
             .members
             .into_iter()
@@ -568,10 +575,11 @@ impl Admin {
         };
         let resp = self
             .client
-            .groups_rpc()
-            .fetch_offsets(req)
-            .await?
-            .into_inner();
+            .on_coordinator(group, |mut rpc| {
+                let req = req.clone();
+                async move { rpc.fetch_offsets(req).await }
+            })
+            .await?;
         Ok(resp
             .offsets
             .into_iter()
@@ -602,7 +610,12 @@ impl Admin {
                 })
                 .collect(),
         };
-        self.client.groups_rpc().commit_offsets(req).await?;
+        self.client
+            .on_coordinator(group, |mut rpc| {
+                let req = req.clone();
+                async move { rpc.commit_offsets(req).await }
+            })
+            .await?;
         Ok(())
     }
 
@@ -629,10 +642,11 @@ impl Admin {
         };
         let resp = self
             .client
-            .groups_rpc()
-            .reset_offsets(req)
-            .await?
-            .into_inner();
+            .on_coordinator(group, |mut rpc| {
+                let req = req.clone();
+                async move { rpc.reset_offsets(req).await }
+            })
+            .await?;
         Ok(resp
             .offsets
             .into_iter()
@@ -645,7 +659,12 @@ impl Admin {
         let req = pb::DeleteGroupRequest {
             group: group.to_string(),
         };
-        self.client.groups_rpc().delete_group(req).await?;
+        self.client
+            .on_coordinator(group, |mut rpc| {
+                let req = req.clone();
+                async move { rpc.delete_group(req).await }
+            })
+            .await?;
         Ok(())
     }
 }

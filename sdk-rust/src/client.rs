@@ -6,6 +6,9 @@
 //! metadata from `Cluster.GetMetadata`; a standalone broker leads everything, so there they
 //! all use the bootstrap channel. On `not_leader` or a lost connection the producer and
 //! consumers ask for fresh metadata (`refresh_routes`) and retry.
+//!
+//! Group requests go to the group's coordinator (`Groups.FindCoordinator`, cached per group;
+//! the bootstrap broker when standalone), found again when it moved or stopped answering.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +49,8 @@ pub struct Client {
     /// Every bootstrap address given (metadata is asked of them too when the one connected
     /// to is gone).
     seeds: Arc<[String]>,
+    /// Each group's coordinator, as last found.
+    coordinators: Arc<Mutex<HashMap<String, Route>>>,
 }
 
 /// Where requests for one partition go: its leader's address and channel.
@@ -141,6 +146,7 @@ impl Client {
                         })),
                         routes: Arc::default(),
                         seeds: Arc::clone(&seeds),
+                        coordinators: Arc::default(),
                     });
                 }
                 Err(e) => {
@@ -402,6 +408,132 @@ impl Client {
 
     pub(crate) fn pipelines_rpc(&self) -> PipelinesClient<Channel> {
         PipelinesClient::new(self.bootstrap_route().channel)
+    }
+
+    /// The route to `group`'s coordinator: cached, or asked of the bootstrap broker (the
+    /// bootstrap broker itself when standalone).
+    pub(crate) async fn coordinator(&self, group: &str) -> Result<Route> {
+        if let Some(r) = self.cached_coordinator(group) {
+            return Ok(r);
+        }
+        if lock(&self.routes.state).meta.is_none() {
+            self.refresh_routes(self.routes_version()).await?;
+        }
+        let standalone = lock(&self.routes.state)
+            .meta
+            .as_ref()
+            .is_none_or(|m| m.standalone);
+        let route = if standalone {
+            self.bootstrap_route()
+        } else {
+            let req = pb::FindCoordinatorRequest {
+                group: group.to_string(),
+            };
+            let found = match self.groups_rpc().find_coordinator(req.clone()).await {
+                Ok(r) => Ok(r),
+                Err(s) => {
+                    let e = Error::from(s);
+                    if !self.bootstrap_unreachable(&e).await {
+                        return Err(e);
+                    }
+                    self.groups_rpc().find_coordinator(req).await
+                }
+            }?
+            .into_inner();
+            match found.addr.is_empty() {
+                true => self.bootstrap_route(),
+                false => self
+                    .route_to_addr(&found.addr)
+                    .ok_or_else(|| Error::Connect {
+                        addr: found.addr.clone(),
+                        message: "not a valid broker address".into(),
+                    })?,
+            }
+        };
+        self.coordinators
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group.to_string(), route.clone());
+        Ok(route)
+    }
+
+    fn cached_coordinator(&self, group: &str) -> Option<Route> {
+        self.coordinators
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(group)
+            .cloned()
+    }
+
+    /// The groups service at `group`'s coordinator.
+    pub(crate) async fn coordinator_rpc(&self, group: &str) -> Result<GroupsClient<Channel>> {
+        Ok(GroupsClient::new(self.coordinator(group).await?.channel))
+    }
+
+    /// After a group request failed with `e`: forgets the group's coordinator when `e` says
+    /// it moved or cannot be reached, so the next request finds it again.
+    pub(crate) fn coordinator_failed(&self, group: &str, e: &Error) {
+        if matches!(
+            e,
+            Error::NotCoordinator(_)
+                | Error::Unavailable(_)
+                | Error::Connect { .. }
+                | Error::Timeout(_)
+        ) {
+            self.coordinators
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(group);
+        }
+    }
+
+    /// Runs `call` at `group`'s coordinator, finding it again and retrying while it moves or
+    /// cannot be reached, for up to [`ROUTE_RETRY_TIMEOUT`].
+    pub(crate) async fn on_coordinator<T, F, Fut>(&self, group: &str, call: F) -> Result<T>
+    where
+        F: Fn(GroupsClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + ROUTE_RETRY_TIMEOUT;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let result = match self.coordinator_rpc(group).await {
+                Ok(rpc) => call(rpc).await.map(|r| r.into_inner()).map_err(Error::from),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(t) => return Ok(t),
+                Err(e) if e.is_retriable() && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(group, error = %e, ?backoff, "group coordinator moved or unreachable; finding it again");
+                    self.coordinator_failed(group, &e);
+                    if matches!(e, Error::Connect { .. } | Error::Unavailable(_)) {
+                        let _ = self.refresh_routes(self.routes_version()).await;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Every broker's address by the metadata (just the bootstrap broker when standalone).
+    pub(crate) async fn broker_routes(&self) -> Result<Vec<Route>> {
+        if lock(&self.routes.state).meta.is_none() {
+            self.refresh_routes(self.routes_version()).await?;
+        }
+        let addrs: Vec<String> = match lock(&self.routes.state).meta.as_ref() {
+            Some(m) if !m.standalone => {
+                let mut a: Vec<String> = m.brokers.values().cloned().collect();
+                a.sort();
+                a
+            }
+            _ => Vec::new(),
+        };
+        if addrs.is_empty() {
+            return Ok(vec![self.bootstrap_route()]);
+        }
+        Ok(addrs.iter().filter_map(|a| self.route_to_addr(a)).collect())
     }
 
     /// Whether `e` says the bootstrap broker could not be reached; then fresh metadata (asked

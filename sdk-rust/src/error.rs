@@ -66,6 +66,10 @@ pub enum Error {
     /// client's metadata is stale). The SDK refreshes its metadata and retries by itself.
     #[error("{0}")]
     NotLeader(String),
+    /// Cluster mode: the broker asked does not coordinate the group (the coordinator moved).
+    /// The SDK finds the coordinator again and retries by itself.
+    #[error("{0}")]
+    NotCoordinator(String),
     /// The broker cannot be reached or is shutting down: retry later.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
@@ -126,6 +130,7 @@ impl From<Status> for Error {
             }
             ("group_not_empty", _) => Error::GroupNotEmpty(message),
             ("not_leader", _) => Error::NotLeader(message),
+            ("not_coordinator", _) => Error::NotCoordinator(message),
             // The broker names the kind of every error it raises; these codes without a kind
             // come from the transport (a connection or stream broken mid-call): retriable.
             ("", Code::Unknown | Code::Internal | Code::Aborted) => Error::Unavailable(message),
@@ -153,6 +158,7 @@ impl Error {
                 | Error::Connect { .. }
                 | Error::OutOfOrderSequence(_)
                 | Error::NotLeader(_)
+                | Error::NotCoordinator(_)
         )
     }
 }

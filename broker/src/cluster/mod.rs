@@ -40,6 +40,8 @@ const ELECTION_TIMEOUT_MAX_MS: u64 = 2000;
 
 /// How long a metadata change waits for a controller (an election takes 1–4 s).
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to another broker may take.
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two attempts while there is no controller.
 const PROPOSE_RETRY: Duration = Duration::from_millis(100);
 
@@ -77,6 +79,8 @@ pub struct Cluster {
     peers: BTreeMap<NodeId, String>,
     raft: Raft<TypeConfig>,
     metadata: watch::Receiver<Arc<Metadata>>,
+    /// One lazily connected channel per broker address, for broker-to-broker requests.
+    channels: std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
 }
 
 impl Cluster {
@@ -125,7 +129,21 @@ impl Cluster {
             peers: spec.peers,
             raft,
             metadata,
+            channels: Default::default(),
         }))
+    }
+
+    /// A channel to the broker at `addr` (shared; connects on first use).
+    pub fn channel(&self, addr: &str) -> Result<tonic::transport::Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = network::peer_endpoint(addr, PEER_CONNECT_TIMEOUT)
+            .map_err(|e| format!("bad broker address {addr:?}: {e}"))?
+            .connect_lazy();
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
     }
 
     pub fn node_id(&self) -> NodeId {

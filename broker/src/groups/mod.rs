@@ -4,19 +4,24 @@
 //! - `assign`: balanced, sticky partition assignment (pure logic).
 //! - `state`: one group's membership state machine: join, heartbeat, leave, expiry,
 //!   hand-over of partitions, commit fencing (pure logic, time passed in).
+//! - `offsets`: committed offsets as records of `__consumer_offsets` (cluster mode; pure).
 //! - this module: the coordinator: every group behind its own lock, committed offsets in
-//!   RocksDB (cached in memory), admin operations.
+//!   RocksDB (cached in memory), admin operations. In cluster mode it holds only the groups
+//!   of the `__consumer_offsets` partitions this broker leads, loaded from those partitions
+//!   when it takes one over, and commits go to those partitions instead (`broker/coordination.rs`
+//!   does the I/O).
 //!
 //! Locking: the map lock is taken before a group's lock, never the other way round. A commit
 //! holds its group's lock across the (fsynced) RocksDB write, so no rebalance can slip
 //! between the ownership check and the write.
 
 pub mod assign;
+pub mod offsets;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -135,6 +140,36 @@ pub struct GroupCoordinator {
     /// Ticks whenever some member may have lost partitions: group subscriptions re-check
     /// ownership then.
     changes: watch::Sender<u64>,
+    /// Cluster mode: the `__consumer_offsets` partitions this broker coordinates.
+    replicated: OnceLock<Replicated>,
+}
+
+/// Cluster mode's bookkeeping: which offsets partitions are led here and whether their
+/// groups are loaded yet.
+#[derive(Default)]
+struct Replicated {
+    led: Mutex<BTreeMap<u32, Led>>,
+    generations: AtomicU64,
+    /// One writer per offsets partition at a time, so its log order is the cache's order.
+    writers: Mutex<BTreeMap<u32, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// An offsets partition this broker leads.
+#[derive(Debug, Clone, Copy)]
+struct Led {
+    /// Changes every time leadership is gained, so a slow load of an earlier term is ignored.
+    generation: u64,
+    ready: bool,
+    checkpointed: Option<Instant>,
+}
+
+/// Whether this broker coordinates a group now (cluster mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coordinating {
+    Ready,
+    /// Led here, but its groups are still being read from the log.
+    Loading,
+    No,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -219,7 +254,278 @@ impl GroupCoordinator {
             instance,
             member_seq: AtomicU64::new(0),
             changes: watch::channel(0).0,
+            replicated: OnceLock::new(),
         })
+    }
+
+    // ---- cluster mode -----------------------------------------------------------------------
+
+    /// Switches to cluster mode: groups and offsets come from `__consumer_offsets` from now
+    /// on (what the local column family held before the broker joined a cluster is dropped
+    /// from memory, not from disk).
+    pub fn replicate(&self) {
+        if self.replicated.set(Replicated::default()).is_ok() {
+            lock(&self.groups).clear();
+        }
+    }
+
+    pub fn is_replicated(&self) -> bool {
+        self.replicated.get().is_some()
+    }
+
+    /// Whether this broker coordinates the groups of offsets partition `p`.
+    pub fn coordinating(&self, p: u32) -> Coordinating {
+        match self
+            .replicated
+            .get()
+            .and_then(|r| lock(&r.led).get(&p).copied())
+        {
+            Some(l) if l.ready => Coordinating::Ready,
+            Some(_) => Coordinating::Loading,
+            None => Coordinating::No,
+        }
+    }
+
+    /// The offsets partitions led here now: forgets the groups of those no longer led and
+    /// returns those newly led, each with its generation (to pass to [`Self::install`]).
+    pub fn follow(&self, led_now: &BTreeSet<u32>) -> Vec<(u32, u64)> {
+        let Some(r) = self.replicated.get() else {
+            return Vec::new();
+        };
+        let mut led = lock(&r.led);
+        let lost: Vec<u32> = led
+            .keys()
+            .filter(|p| !led_now.contains(*p))
+            .copied()
+            .collect();
+        for p in &lost {
+            led.remove(p);
+        }
+        let mut gained = Vec::new();
+        for p in led_now {
+            if !led.contains_key(p) {
+                let generation = r.generations.fetch_add(1, Ordering::Relaxed) + 1;
+                led.insert(
+                    *p,
+                    Led {
+                        generation,
+                        ready: false,
+                        checkpointed: None,
+                    },
+                );
+                gained.push((*p, generation));
+            }
+        }
+        drop(led);
+        if !lost.is_empty() {
+            let mut groups = lock(&self.groups);
+            groups.retain(|name, _| !lost.contains(&offsets::partition_of(name)));
+            drop(groups);
+            tracing::info!(partitions = ?lost, "no longer coordinating the groups of these offsets partitions");
+            self.notify();
+        }
+        gained
+    }
+
+    /// The groups of offsets partition `p` as read from its log: installs them and starts
+    /// serving them, unless leadership changed meanwhile (`generation`). Offsets of topics
+    /// that no longer exist are left out.
+    pub fn install(
+        &self,
+        p: u32,
+        generation: u64,
+        folded: offsets::Folded,
+        topics: &TopicRegistry,
+    ) -> bool {
+        let Some(r) = self.replicated.get() else {
+            return false;
+        };
+        let mut led = lock(&r.led);
+        match led.get_mut(&p) {
+            Some(l) if l.generation == generation => l.ready = true,
+            _ => return false,
+        }
+        let mut groups = lock(&self.groups);
+        let mut count = 0;
+        for (name, mut offsets) in folded {
+            offsets.retain(|(t, _), _| topics.get(t).is_ok());
+            if offsets.is_empty() {
+                continue;
+            }
+            let mut g = Group::new(name.clone());
+            g.offsets = offsets;
+            groups.insert(name, Arc::new(Mutex::new(g)));
+            count += 1;
+        }
+        tracing::info!(
+            partition = p,
+            groups = count,
+            "coordinating the groups of an offsets partition"
+        );
+        true
+    }
+
+    /// The lock a write to offsets partition `p` holds from before its checks until its
+    /// offsets are applied.
+    pub fn writer(&self, p: u32) -> Arc<tokio::sync::Mutex<()>> {
+        let r = self.replicated.get_or_init(Replicated::default);
+        Arc::clone(lock(&r.writers).entry(p).or_default())
+    }
+
+    /// Led, loaded offsets partitions whose last checkpoint is older than `every` (or that
+    /// have none), with their generation.
+    pub fn checkpoints_due(&self, now: Instant, every: Duration) -> Vec<(u32, u64)> {
+        let Some(r) = self.replicated.get() else {
+            return Vec::new();
+        };
+        lock(&r.led)
+            .iter()
+            .filter(|(_, l)| {
+                l.ready
+                    && l.checkpointed
+                        .is_none_or(|t| now.saturating_duration_since(t) >= every)
+            })
+            .map(|(p, l)| (*p, l.generation))
+            .collect()
+    }
+
+    /// Notes a checkpoint of `p` written at `now` (if still led in `generation`).
+    pub fn checkpointed(&self, p: u32, generation: u64, now: Instant) {
+        if let Some(r) = self.replicated.get()
+            && let Some(l) = lock(&r.led).get_mut(&p)
+            && l.generation == generation
+        {
+            l.checkpointed = Some(now);
+        }
+    }
+
+    /// Every live offset of the groups of offsets partition `p` (a checkpoint).
+    pub fn live_offsets(&self, p: u32) -> Vec<offsets::Entry> {
+        let groups: Vec<Arc<Mutex<Group>>> = lock(&self.groups)
+            .iter()
+            .filter(|(name, _)| offsets::partition_of(name) == p)
+            .map(|(_, g)| Arc::clone(g))
+            .collect();
+        let mut out = Vec::new();
+        for g in groups {
+            let g = lock(&g);
+            out.extend(g.offsets.iter().map(|(tp, c)| offsets::Entry {
+                group: g.name.clone(),
+                tp: tp.clone(),
+                committed: Some(c.clone()),
+            }));
+        }
+        out
+    }
+
+    /// Checks a commit as [`Self::commit`] does and returns what to write (cluster mode: the
+    /// caller appends it to the group's offsets partition, then [`Self::apply`]s it).
+    pub fn prepare_commit(
+        &self,
+        group: &str,
+        member_id: &str,
+        member_epoch: i64,
+        offsets: Vec<CommitArgs>,
+        topics: &TopicRegistry,
+    ) -> Result<Vec<offsets::Entry>, BrokerError> {
+        let g = self.group_for_commit(group, member_id)?;
+        let g = lock(&g);
+        let rows = self.commit_rows(&g, member_id, member_epoch, offsets, topics)?;
+        Ok(rows
+            .into_iter()
+            .map(|(tp, _, c)| offsets::Entry {
+                group: group.to_string(),
+                tp,
+                committed: Some(c),
+            })
+            .collect())
+    }
+
+    /// New offsets of `group` for partitions of `topic` (cluster mode's reset): checks the
+    /// group has no live members and returns what to write.
+    pub fn prepare_reset(
+        &self,
+        group: &str,
+        topic: &str,
+        to: &[(u32, u64)],
+    ) -> Result<Vec<offsets::Entry>, BrokerError> {
+        let g = self.get(group)?;
+        let g = lock(&g);
+        check_empty(&g)?;
+        let now = now_ms();
+        Ok(to
+            .iter()
+            .map(|&(p, offset)| offsets::Entry {
+                group: group.to_string(),
+                tp: (topic.to_string(), p),
+                committed: Some(Committed {
+                    offset,
+                    metadata: String::new(),
+                    commit_time: now,
+                }),
+            })
+            .collect())
+    }
+
+    /// Tombstones for every offset of `group` (cluster mode's delete): checks it exists and
+    /// has no live members.
+    pub fn prepare_delete(&self, group: &str) -> Result<Vec<offsets::Entry>, BrokerError> {
+        let g = self.get(group)?;
+        let g = lock(&g);
+        check_empty(&g)?;
+        Ok(g.offsets
+            .keys()
+            .map(|tp| offsets::Entry {
+                group: group.to_string(),
+                tp: tp.clone(),
+                committed: None,
+            })
+            .collect())
+    }
+
+    /// Applies written entries to the cache (cluster mode, after the append succeeded).
+    pub fn apply(&self, entries: &[offsets::Entry]) {
+        for e in entries {
+            let g = match &e.committed {
+                Some(_) => self.get_or_create(&e.group).ok(),
+                None => self.get(&e.group).ok(),
+            };
+            let Some(g) = g else { continue };
+            let mut g = lock(&g);
+            match &e.committed {
+                Some(c) => {
+                    g.offsets.insert(e.tp.clone(), c.clone());
+                }
+                None => {
+                    g.offsets.remove(&e.tp);
+                }
+            }
+        }
+        let names: BTreeSet<&str> = entries.iter().map(|e| e.group.as_str()).collect();
+        for name in names {
+            self.drop_if_idle(name);
+        }
+    }
+
+    /// Forgets an empty group (cluster mode's delete of a group without offsets).
+    pub fn forget_group(&self, group: &str) -> Result<(), BrokerError> {
+        let mut map = lock(&self.groups);
+        let g = map
+            .get(group)
+            .cloned()
+            .ok_or_else(|| BrokerError::GroupNotFound(group.to_string()))?;
+        check_empty(&lock(&g))?;
+        map.remove(group);
+        Ok(())
+    }
+
+    /// The topics a group reads or has offsets for.
+    pub fn topics_of(&self, group: &str) -> Result<BTreeSet<String>, BrokerError> {
+        let g = self.get(group)?;
+        let g = lock(&g);
+        let mut names = g.subscribed_topics();
+        names.extend(g.offsets.keys().map(|(t, _)| t.clone()));
+        Ok(names)
     }
 
     fn get(&self, group: &str) -> Result<Arc<Mutex<Group>>, BrokerError> {
@@ -295,7 +601,14 @@ impl GroupCoordinator {
             tracing::info!(group = %args.group, member = %hb.member_id, "member joined");
             return Ok(Some(hb));
         }
-        let group = self.get(&args.group)?;
+        // A coordinator that never heard of the group (it moved here, or this broker
+        // restarted) does not know the member either: it joins again.
+        let group = self
+            .get(&args.group)
+            .map_err(|_| BrokerError::UnknownMember {
+                group: args.group.clone(),
+                member: args.member_id.clone(),
+            })?;
         if args.member_epoch == LEAVE_EPOCH {
             lock(&group).leave(&args.member_id, &counts)?;
             tracing::info!(group = %args.group, member = %args.member_id, "member left");
@@ -365,26 +678,57 @@ impl GroupCoordinator {
         offsets: Vec<CommitArgs>,
         topics: &TopicRegistry,
     ) -> Result<(), BrokerError> {
+        let g = self.group_for_commit(group, member_id)?;
+        let mut g = lock(&g);
+        let writes = self.commit_rows(&g, member_id, member_epoch, offsets, topics)?;
+        let rows: Vec<(PartitionKey, Committed)> =
+            writes.iter().map(|(_, pk, c)| (*pk, c.clone())).collect();
+        self.store.commit_offsets(group, &rows)?;
+        for (tp, _, c) in writes {
+            g.offsets.insert(tp, c);
+        }
+        Ok(())
+    }
+
+    /// The group a commit goes to: an admin commit (no member id) may create it.
+    fn group_for_commit(
+        &self,
+        group: &str,
+        member_id: &str,
+    ) -> Result<Arc<Mutex<Group>>, BrokerError> {
+        if member_id.is_empty() {
+            self.get_or_create(group)
+        } else {
+            self.get(group)
+        }
+    }
+
+    /// Checks a commit against the (locked) group and the limits; returns what to write.
+    fn commit_rows(
+        &self,
+        g: &Group,
+        member_id: &str,
+        member_epoch: i64,
+        offsets: Vec<CommitArgs>,
+        topics: &TopicRegistry,
+    ) -> Result<Vec<(Tp, PartitionKey, Committed)>, BrokerError> {
         if offsets.is_empty() {
             return Err(BrokerError::InvalidArgument("no offsets to commit".into()));
         }
-        let g = if member_id.is_empty() {
-            self.get_or_create(group)?
-        } else {
-            self.get(group)?
-        };
-        let mut g = lock(&g);
-        if member_id.is_empty() && g.has_members() {
-            return Err(BrokerError::GroupNotEmpty {
-                group: group.to_string(),
-                members: g.members().count(),
-            });
+        if member_id.is_empty() {
+            check_empty(g)?;
         }
         let now = now_ms();
         let mut writes = Vec::with_capacity(offsets.len());
         for c in offsets {
             let topic = topics.get(&c.topic)?;
-            check_committable(&topic, c.partition, c.offset)?;
+            if self.is_replicated() {
+                // The log end is the leader's to know; as Kafka, any offset of an existing
+                // partition may be committed.
+                topic.partition(c.partition)?;
+            } else {
+                check_committable(&topic, c.partition, c.offset)?;
+            }
             if c.metadata.len() > MAX_COMMIT_METADATA_BYTES {
                 return Err(BrokerError::InvalidArgument(format!(
                     "commit metadata is {} bytes; the limit is {MAX_COMMIT_METADATA_BYTES}",
@@ -406,23 +750,18 @@ impl GroupCoordinator {
             };
             writes.push((tp, pk, committed));
         }
-        let rows: Vec<(PartitionKey, Committed)> =
-            writes.iter().map(|(_, pk, c)| (*pk, c.clone())).collect();
-        self.store.commit_offsets(group, &rows)?;
-        for (tp, _, c) in writes {
-            g.offsets.insert(tp, c);
-        }
-        Ok(())
+        Ok(writes)
     }
 
     /// A group's committed offsets for some partitions of a topic (all when `partitions` is
-    /// empty), with each partition's bounds.
+    /// empty), with each partition's bounds (`(earliest, latest)` from `bounds`).
     pub fn fetch_offsets(
         &self,
         group: &str,
         topic: &str,
         partitions: &[u32],
         topics: &TopicRegistry,
+        bounds: &dyn Fn(u32) -> Result<(u64, u64), BrokerError>,
     ) -> Result<Vec<CommittedView>, BrokerError> {
         let g = self.get(group)?;
         let t = topics.get(topic)?;
@@ -437,12 +776,13 @@ impl GroupCoordinator {
         partitions
             .iter()
             .map(|&p| {
-                let b = t.partition(p)?.log.bounds();
+                t.partition(p)?;
+                let (earliest, latest) = bounds(p)?;
                 Ok(CommittedView {
                     partition: p,
                     committed: g.offsets.get(&(topic.to_string(), p)).cloned(),
-                    earliest: b.earliest,
-                    latest: b.latest,
+                    earliest,
+                    latest,
                 })
             })
             .collect()
@@ -455,11 +795,13 @@ impl GroupCoordinator {
 
     /// Members, and per partition of every topic the group reads or has offsets for:
     /// committed offset, end offset, lag and owner.
+    /// `end_of(topic, partition)`: the partition's end offset (high watermark).
     pub fn describe(
         &self,
         group: &str,
         topics: &TopicRegistry,
         now: Instant,
+        end_of: &dyn Fn(&str, u32) -> Option<u64>,
     ) -> Result<GroupView, BrokerError> {
         let g = self.get(group)?;
         let g = lock(&g);
@@ -483,9 +825,9 @@ impl GroupCoordinator {
             let Ok(topic) = topics.get(&name) else {
                 continue;
             };
-            for (p, part) in topic.partitions.iter().enumerate() {
+            for p in 0..topic.partitions.len() {
                 let tp = (name.clone(), p as u32);
-                let end = part.log.bounds().latest;
+                let end = end_of(&name, p as u32).unwrap_or(0);
                 let committed = g.offsets.get(&tp).cloned();
                 partitions.push(PartitionView {
                     lag: committed.as_ref().map(|c| end.saturating_sub(c.offset)),
@@ -516,12 +858,7 @@ impl GroupCoordinator {
         let g = self.get(group)?;
         let t = topics.get(topic)?;
         let mut g = lock(&g);
-        if g.has_members() {
-            return Err(BrokerError::GroupNotEmpty {
-                group: group.to_string(),
-                members: g.members().count(),
-            });
-        }
+        check_empty(&g)?;
         let now = now_ms();
         let mut rows = Vec::new();
         for (p, part) in t.partitions.iter().enumerate() {
@@ -568,12 +905,7 @@ impl GroupCoordinator {
             .cloned()
             .ok_or_else(|| BrokerError::GroupNotFound(group.to_string()))?;
         let g = lock(&g);
-        if g.has_members() {
-            return Err(BrokerError::GroupNotEmpty {
-                group: group.to_string(),
-                members: g.members().count(),
-            });
-        }
+        check_empty(&g)?;
         let keys: Vec<(&str, PartitionKey)> = g
             .offsets
             .keys()
@@ -633,6 +965,17 @@ impl GroupCoordinator {
         }
         Ok(())
     }
+}
+
+/// Fails unless the group has no live members (admin commits, resets, deletes).
+fn check_empty(g: &Group) -> Result<(), BrokerError> {
+    if g.has_members() {
+        return Err(BrokerError::GroupNotEmpty {
+            group: g.name.clone(),
+            members: g.members().count(),
+        });
+    }
+    Ok(())
 }
 
 fn summary(g: &Group) -> GroupSummary {

@@ -116,6 +116,7 @@ impl pb::groups_server::Groups for GroupsService {
         let views = self
             .broker
             .fetch_offsets(&r.group, &r.topic, &r.partitions)
+            .await
             .map_err(status_of)?;
         let offsets = views
             .into_iter()
@@ -150,6 +151,7 @@ impl pb::groups_server::Groups for GroupsService {
         let v = self
             .broker
             .describe_group(&req.into_inner().group)
+            .await
             .map_err(status_of)?;
         let members = v
             .members
@@ -222,5 +224,17 @@ impl pb::groups_server::Groups for GroupsService {
             .await
             .map_err(status_of)?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
+    }
+
+    async fn find_coordinator(
+        &self,
+        req: Request<pb::FindCoordinatorRequest>,
+    ) -> Result<Response<pb::FindCoordinatorResponse>, Status> {
+        let (node_id, addr) = self
+            .broker
+            .find_coordinator(&req.into_inner().group)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::FindCoordinatorResponse { node_id, addr }))
     }
 }

@@ -513,7 +513,11 @@ impl pb::log_server::Log for LogService {
                 )));
             }
         }
-        let reader = req.member.map(|m| Reader {
+        // A partition's leader knows group membership only when it coordinates the group
+        // too, so in a cluster (as in Kafka) subscriptions are not fenced by membership:
+        // members stop reading revoked partitions themselves, and commits are fenced.
+        let member = req.member.filter(|_| !self.broker.in_cluster());
+        let reader = member.map(|m| Reader {
             group: m.group,
             member_id: m.member_id,
             changes: self.broker.groups().watch_changes(),

@@ -47,6 +47,8 @@ pub const EARLIEST_KEY: &str = "weir-earliest";
 pub const LATEST_KEY: &str = "weir-latest";
 /// For `not_leader`: the address of the broker that leads the partition, when known.
 pub const LEADER_KEY: &str = "weir-leader";
+/// For `not_coordinator`: the address of the group's coordinator, when known.
+pub const COORDINATOR_KEY: &str = "weir-coordinator";
 
 /// The one mapping from domain errors to gRPC statuses.
 pub fn status_of(e: BrokerError) -> Status {
@@ -95,6 +97,12 @@ pub fn status_of(e: BrokerError) -> Status {
             (Status::failed_precondition(message), "stale_epoch")
         }
         BrokerError::NotEnoughReplicas(_) => (Status::unavailable(message), "not_enough_replicas"),
+        BrokerError::NotCoordinator { .. } => {
+            (Status::failed_precondition(message), "not_coordinator")
+        }
+        BrokerError::CoordinatorNotAvailable { .. } => {
+            (Status::unavailable(message), "coordinator_not_available")
+        }
         BrokerError::Storage(_) => (Status::internal(message), "storage"),
     };
     let md = status.metadata_mut();
@@ -105,6 +113,14 @@ pub fn status_of(e: BrokerError) -> Status {
         && let Ok(v) = MetadataValue::try_from(addr.as_str())
     {
         md.insert(LEADER_KEY, v);
+    }
+    if let BrokerError::NotCoordinator {
+        coordinator: Some(addr),
+        ..
+    } = &e
+        && let Ok(v) = MetadataValue::try_from(addr.as_str())
+    {
+        md.insert(COORDINATOR_KEY, v);
     }
     if let BrokerError::OffsetOutOfRange {
         earliest, latest, ..

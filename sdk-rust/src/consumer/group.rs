@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tonic::transport::Channel;
 use weir_proto::v1 as pb;
+use weir_proto::v1::groups_client::GroupsClient;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -200,15 +202,9 @@ impl Member {
             client_id: self.s.client_id.clone(),
         };
         let sent = Instant::now();
-        let result = match tokio::time::timeout(
-            self.request_timeout(),
-            self.client.groups_rpc().heartbeat(req),
-        )
-        .await
-        {
-            Ok(r) => r.map(|r| r.into_inner()).map_err(Error::from),
-            Err(_) => Err(Error::Timeout(self.request_timeout())),
-        };
+        let result = self
+            .at_coordinator(|mut rpc| async move { rpc.heartbeat(req).await })
+            .await;
         match result {
             Ok(resp) => {
                 self.last_ok = sent;
@@ -274,15 +270,31 @@ impl Member {
                 })
                 .collect(),
         };
-        match tokio::time::timeout(
-            self.request_timeout(),
-            self.client.groups_rpc().commit_offsets(req),
-        )
-        .await
-        {
-            Ok(r) => r.map(|_| ()).map_err(Error::from),
-            Err(_) => Err(Error::Timeout(self.request_timeout())),
+        self.at_coordinator(|mut rpc| async move { rpc.commit_offsets(req).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// One request at the group's coordinator, within the request timeout; a failure that
+    /// says the coordinator moved or is gone makes the next request find it again.
+    async fn at_coordinator<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: FnOnce(GroupsClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let timeout = self.request_timeout();
+        let attempt = async {
+            let rpc = self.client.coordinator_rpc(&self.s.group).await?;
+            call(rpc).await.map(|r| r.into_inner()).map_err(Error::from)
+        };
+        let result = match tokio::time::timeout(timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(timeout)),
+        };
+        if let Err(e) = &result {
+            self.client.coordinator_failed(&self.s.group, e);
         }
+        result
     }
 
     async fn leave(&mut self) {
@@ -295,7 +307,11 @@ impl Member {
             member_epoch: LEAVE_EPOCH,
             ..Default::default()
         };
-        match tokio::time::timeout(LEAVE_TIMEOUT, self.client.groups_rpc().heartbeat(req)).await {
+        let leave = async {
+            let mut rpc = self.client.coordinator_rpc(&self.s.group).await?;
+            rpc.heartbeat(req).await.map_err(Error::from)
+        };
+        match tokio::time::timeout(LEAVE_TIMEOUT, leave).await {
             Ok(Ok(_)) => tracing::debug!(group = %self.s.group, "left group"),
             Ok(Err(e)) => {
                 tracing::debug!(group = %self.s.group, error = %e, "leave failed; the session will expire")

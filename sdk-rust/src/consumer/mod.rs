@@ -734,24 +734,17 @@ async fn start_positions(
     if added.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let deadline = Instant::now() + RECONNECT_TIMEOUT;
     let req = pb::FetchOffsetsRequest {
         group: group.to_string(),
         topic: topic.to_string(),
         partitions: added.to_vec(),
     };
-    let resp = loop {
-        match client.groups_rpc().fetch_offsets(req.clone()).await {
-            Ok(r) => break r.into_inner(),
-            Err(s) => {
-                let e = Error::from(s);
-                if !e.is_retriable() || Instant::now() > deadline {
-                    return Err(e);
-                }
-                tokio::time::sleep(RECONNECT_BACKOFF_MAX).await;
-            }
-        }
-    };
+    let resp = client
+        .on_coordinator(group, |mut rpc| {
+            let req = req.clone();
+            async move { rpc.fetch_offsets(req).await }
+        })
+        .await?;
     let mut out = BTreeMap::new();
     let mut reset = Vec::new();
     for o in resp.offsets {
