@@ -67,9 +67,7 @@ pub(crate) fn to_py(e: weir::Error) -> PyErr {
         | E::Connect { .. }
         | E::Timeout(_)
         | E::NotLeader(_)
-        | E::NotCoordinator(_) => {
-            Unavailable::new_err(msg)
-        }
+        | E::NotCoordinator(_) => Unavailable::new_err(msg),
         E::PluginExists(_) | E::PluginNotFound(_) | E::PluginFailed(_) | E::PluginInUse(_) => {
             PluginError::new_err(msg)
         }
