@@ -901,3 +901,48 @@ fn a_groups_coordinator_moves_with_its_offsets_and_its_consumer_keeps_reading() 
         seen.len() - distinct.len()
     );
 }
+
+#[test]
+fn a_plugin_registered_through_one_broker_runs_at_every_partitions_leader() {
+    let c = three_with_a_controller();
+    // Replication factor 1: the three partitions are led by three different brokers.
+    c.brokers[0].cli_ok(&["topic", "create", "pl", "--partitions", "3"]);
+    let m = metadata(&c.brokers[0], &["pl"]);
+    let leaders: std::collections::BTreeSet<u64> = m.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.leader.unwrap())
+        .collect();
+    assert_eq!(leaders.len(), 3, "{m:?}");
+    let wasm = weir_e2e::example_plugin("uppercase");
+    c.brokers[1].cli_ok(&["plugin", "register", "uppercase", wasm.to_str().unwrap()]);
+    for b in &c.brokers {
+        let l = b.cli_ok(&["plugin", "list"]);
+        assert!(l.contains("uppercase"), "{}", b.addr);
+    }
+    produce_keyed(&c.brokers[0], "pl", 0, 30);
+    let out = c.brokers[2].cli_ok(&[
+        "consume",
+        "pl",
+        "--from",
+        "earliest",
+        "--plugin",
+        "uppercase",
+        "--idle-timeout",
+        "2000",
+    ]);
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    let mut want: Vec<String> = (0..30).map(|i| format!("V{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    c.brokers[0].cli_ok(&["plugin", "delete", "uppercase"]);
+    for b in &c.brokers {
+        assert!(
+            !b.cli_ok(&["plugin", "list"]).contains("uppercase"),
+            "{}",
+            b.addr
+        );
+    }
+}

@@ -5,7 +5,7 @@ use weir_proto::v1 as pb;
 use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::topics_client::TopicsClient;
 
-use crate::client::{Client, log_rpc, topics_rpc};
+use crate::client::{Client, log_rpc, plugins_rpc, topics_rpc};
 use crate::error::{Error, Result};
 
 /// Settings for a new topic; unset fields take the broker's defaults.
@@ -740,6 +740,9 @@ impl Admin {
 
     /// Registers (or, with `replace`, replaces) a plugin with its own sandbox limits.
     /// Limits out of range are [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    /// In a cluster the module goes to every broker (consume-time chains run at partition
+    /// leaders); the bootstrap broker's answer decides, the others take the module whether
+    /// or not they had the plugin. Deleting goes to every broker too.
     pub async fn register_plugin_with(
         &self,
         name: &str,
@@ -755,13 +758,50 @@ impl Admin {
             call_timeout_ms: limits.call_timeout_ms.unwrap_or(0),
             max_output_bytes: limits.max_output_bytes.unwrap_or(0),
         };
+        // The bootstrap broker's answer (exists, not found, invalid) is the caller's.
         let resp = self
             .client
             .plugins_rpc()
-            .register_plugin(req)
+            .register_plugin(req.clone())
             .await?
             .into_inner();
+        // In a cluster every broker gets the module: consume-time chains run at partition
+        // leaders. The others take it whether or not they had the plugin.
+        for route in self.other_brokers().await? {
+            let mut rpc = plugins_rpc(route.channel);
+            let upsert = pb::RegisterPluginRequest {
+                replace: true,
+                ..req.clone()
+            };
+            let done = match rpc
+                .register_plugin(upsert.clone())
+                .await
+                .map_err(Error::from)
+            {
+                Err(Error::PluginNotFound(_)) => rpc
+                    .register_plugin(pb::RegisterPluginRequest {
+                        replace: false,
+                        ..upsert
+                    })
+                    .await
+                    .map_err(Error::from),
+                other => other,
+            };
+            done.map_err(|e| partly_done(&route.addr, "registered", e))?;
+        }
         Ok(plugin_of(resp.plugin.unwrap_or_default()))
+    }
+
+    /// Cluster mode: every broker but the bootstrap one (none standalone).
+    async fn other_brokers(&self) -> Result<Vec<crate::client::Route>> {
+        let bootstrap = self.client.addr();
+        Ok(self
+            .client
+            .broker_routes()
+            .await?
+            .into_iter()
+            .filter(|r| *r.addr != *bootstrap)
+            .collect())
     }
 
     /// Every registered plugin, by name.
@@ -781,7 +821,24 @@ impl Admin {
         let req = pb::DeletePluginRequest {
             name: name.to_string(),
         };
-        self.client.plugins_rpc().delete_plugin(req).await?;
+        self.client.plugins_rpc().delete_plugin(req.clone()).await?;
+        for route in self.other_brokers().await? {
+            match plugins_rpc(route.channel)
+                .delete_plugin(req.clone())
+                .await
+                .map_err(Error::from)
+            {
+                Ok(_) | Err(Error::PluginNotFound(_)) => {}
+                Err(e) => return Err(partly_done(&route.addr, "deleted", e)),
+            }
+        }
         Ok(())
     }
+}
+
+/// A cluster-wide plugin change that reached the bootstrap broker but not broker `addr`.
+fn partly_done(addr: &str, what: &str, e: Error) -> Error {
+    Error::Broker(format!(
+        "the plugin was {what} on the bootstrap broker but not on broker {addr} ({e}); repeat the command once it is back (register with replace)"
+    ))
 }

@@ -114,6 +114,13 @@ pub(crate) fn topics_rpc(channel: Channel) -> TopicsClient<Channel> {
         .max_encoding_message_size(MAX_REQUEST_BYTES)
 }
 
+/// The plugins service on `channel` (modules are large messages).
+pub(crate) fn plugins_rpc(channel: Channel) -> PluginsClient<Channel> {
+    PluginsClient::new(channel)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES)
+}
+
 /// The log service on `channel`.
 pub(crate) fn log_rpc(channel: Channel) -> LogClient<Channel> {
     LogClient::new(channel)
@@ -401,9 +408,7 @@ impl Client {
     }
 
     pub(crate) fn plugins_rpc(&self) -> PluginsClient<Channel> {
-        PluginsClient::new(self.bootstrap_route().channel)
-            .max_decoding_message_size(MAX_REQUEST_BYTES)
-            .max_encoding_message_size(MAX_REQUEST_BYTES)
+        plugins_rpc(self.bootstrap_route().channel)
     }
 
     pub(crate) fn pipelines_rpc(&self) -> PipelinesClient<Channel> {
