@@ -937,6 +937,22 @@ fn a_plugin_registered_through_one_broker_runs_at_every_partitions_leader() {
     want.sort();
     assert_eq!(got, want);
 
+    // Pipelines append to partitions directly: refused in a cluster, with the reason.
+    let out = c.brokers[0].cli(&[
+        "pipeline",
+        "create",
+        "up",
+        "--from",
+        "pl",
+        "--to",
+        "pl2",
+        "--plugin",
+        "uppercase",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("standalone brokers only"), "{err}");
+
     c.brokers[0].cli_ok(&["plugin", "delete", "uppercase"]);
     for b in &c.brokers {
         assert!(
