@@ -266,21 +266,34 @@ fn a_standalone_broker_refuses_replication() {
     assert!(err.contains("runs alone"), "{err}");
 }
 
-/// `Cluster.GetMetadata` through `via`.
-fn metadata(via: &Broker, topics: &[&str]) -> weir_proto::v1::MetadataResponse {
+/// Runs `call` on a plain gRPC channel to `via` (the raw RPCs, no SDK routing).
+fn raw<T, Fut>(via: &Broker, call: impl FnOnce(tonic::transport::Channel) -> Fut) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
     let url = format!("http://{}", via.addr);
-    let topics = topics.iter().map(|t| t.to_string()).collect();
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(async move {
-            let mut c = weir_proto::v1::cluster_client::ClusterClient::connect(url)
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .expect("url")
+                .connect()
                 .await
                 .expect("connect");
-            c.get_metadata(weir_proto::v1::MetadataRequest { topics })
-                .await
-                .expect("metadata")
-                .into_inner()
+            call(channel).await
         })
+}
+
+/// `Cluster.GetMetadata` through `via`.
+fn metadata(via: &Broker, topics: &[&str]) -> weir_proto::v1::MetadataResponse {
+    let topics = topics.iter().map(|t| t.to_string()).collect();
+    raw(via, |ch| async move {
+        weir_proto::v1::cluster_client::ClusterClient::new(ch)
+            .get_metadata(weir_proto::v1::MetadataRequest { topics })
+            .await
+            .expect("metadata")
+            .into_inner()
+    })
 }
 
 #[test]
@@ -431,23 +444,18 @@ fn only_a_partitions_leader_serves_it_and_clients_route_to_leaders() {
 /// Each partition's `(latest offset, bytes)` in `via`'s own copy of `topic` (the raw RPC, not
 /// the SDK, which would ask the leaders).
 fn local_copy(via: &Broker, topic: &str) -> Vec<(u64, u64)> {
-    let url = format!("http://{}", via.addr);
     let name = topic.to_string();
-    tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(async move {
-            let mut c = weir_proto::v1::topics_client::TopicsClient::connect(url)
-                .await
-                .expect("connect");
-            c.describe_topic(weir_proto::v1::DescribeTopicRequest { name })
-                .await
-                .expect("describe")
-                .into_inner()
-                .partitions
-                .iter()
-                .map(|p| (p.latest_offset, p.size_bytes))
-                .collect()
-        })
+    raw(via, |ch| async move {
+        weir_proto::v1::topics_client::TopicsClient::new(ch)
+            .describe_topic(weir_proto::v1::DescribeTopicRequest { name })
+            .await
+            .expect("describe")
+            .into_inner()
+            .partitions
+            .iter()
+            .map(|p| (p.latest_offset, p.size_bytes))
+            .collect()
+    })
 }
 
 /// Waits until every broker's copy of `topic` equals `want`.
@@ -737,20 +745,15 @@ fn killing_a_leader_under_acks_all_loses_and_duplicates_no_acknowledged_record()
 
 /// `Groups.FindCoordinator` through `via`: the coordinating broker's node id.
 fn coordinator_of(via: &Broker, group: &str) -> u64 {
-    let url = format!("http://{}", via.addr);
     let group = group.to_string();
-    tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(async move {
-            let mut c = weir_proto::v1::groups_client::GroupsClient::connect(url)
-                .await
-                .expect("connect");
-            c.find_coordinator(weir_proto::v1::FindCoordinatorRequest { group })
-                .await
-                .expect("find coordinator")
-                .into_inner()
-                .node_id
-        })
+    raw(via, |ch| async move {
+        weir_proto::v1::groups_client::GroupsClient::new(ch)
+            .find_coordinator(weir_proto::v1::FindCoordinatorRequest { group })
+            .await
+            .expect("find coordinator")
+            .into_inner()
+            .node_id
+    })
 }
 
 /// `weir group describe` rows through `via`: (partition, committed, end), if it answers.
