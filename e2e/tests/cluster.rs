@@ -69,6 +69,29 @@ fn three_with_a_controller() -> TestCluster {
     three_with_a_controller_and(&[])
 }
 
+/// Three brokers that fence a silent broker and drop a lagging follower after 2 s.
+fn three_with_fast_failover() -> TestCluster {
+    three_with_a_controller_and(&[
+        "--session-timeout-ms",
+        "2000",
+        "--replica-lag-max-ms",
+        "2000",
+    ])
+}
+
+/// Creates `topic` with a copy of each partition on all three brokers.
+fn create_replicated(via: &Broker, topic: &str, partitions: u32) {
+    via.cli_ok(&[
+        "topic",
+        "create",
+        topic,
+        "--partitions",
+        &partitions.to_string(),
+        "--replication-factor",
+        "3",
+    ]);
+}
+
 /// Three brokers with extra flags, once one of them is the controller.
 fn three_with_a_controller_and(args: &[&str]) -> TestCluster {
     let c = TestCluster::start_with(3, args);
@@ -630,21 +653,8 @@ fn a_stopped_follower_leaves_the_isr_holds_nothing_back_and_rejoins_when_it_resu
 
 #[test]
 fn killing_a_leader_under_acks_all_loses_and_duplicates_no_acknowledged_record() {
-    let mut c = three_with_a_controller_and(&[
-        "--session-timeout-ms",
-        "2000",
-        "--replica-lag-max-ms",
-        "2000",
-    ]);
-    c.brokers[0].cli_ok(&[
-        "topic",
-        "create",
-        "fo",
-        "--partitions",
-        "2",
-        "--replication-factor",
-        "3",
-    ]);
+    let mut c = three_with_fast_failover();
+    create_replicated(&c.brokers[0], "fo", 2);
     let bootstrap = c.bootstrap();
     // An idempotent acks=all producer writes for 8 s; the leader of partition 0 dies after 1.5.
     let producing = std::thread::spawn(move || {
@@ -780,21 +790,8 @@ fn group_offsets(via: &Broker, group: &str) -> Option<Vec<(u32, String, u64)>> {
 
 #[test]
 fn a_groups_coordinator_moves_with_its_offsets_and_its_consumer_keeps_reading() {
-    let mut c = three_with_a_controller_and(&[
-        "--session-timeout-ms",
-        "2000",
-        "--replica-lag-max-ms",
-        "2000",
-    ]);
-    c.brokers[0].cli_ok(&[
-        "topic",
-        "create",
-        "gc",
-        "--partitions",
-        "3",
-        "--replication-factor",
-        "3",
-    ]);
+    let mut c = three_with_fast_failover();
+    create_replicated(&c.brokers[0], "gc", 3);
     produce_keyed(&c.brokers[0], "gc", 0, 300);
     // The group reads and commits everything so far.
     let out = c.brokers[1].cli_ok(&[
