@@ -932,12 +932,12 @@ impl Broker {
         partitions: &[u32],
     ) -> Result<Vec<CommittedView>, BrokerError> {
         self.check_coordinator(group)?;
+        let t = self.topics.get(topic)?;
         let all: Vec<u32> = match partitions.is_empty() {
-            true => (0..self.topics.get(topic)?.meta.config.partitions).collect(),
+            true => (0..t.meta.config.partitions).collect(),
             false => partitions.to_vec(),
         };
         // Unknown partitions are reported by the coordinator below.
-        let t = self.topics.get(topic)?;
         let known: Vec<u32> = all
             .iter()
             .copied()

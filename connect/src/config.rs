@@ -253,14 +253,9 @@ fn invalid(connector: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// Checks what every connector has: its name, topic and plugin chain.
-fn check_common(
-    connector: &str,
-    name: Option<&String>,
-    topic: &str,
-    plugins: &[PluginUse],
-) -> Result<(), ConfigError> {
+fn check_common(connector: &str, c: &Common<'_>) -> Result<(), ConfigError> {
     let bad = |e: weir_common::NameError| invalid(connector, e.to_string());
-    if let Some(n) = name {
+    if let Some(n) = c.name {
         TopicName::new(n.as_str()).map_err(|_| {
             invalid(
                 connector,
@@ -268,17 +263,17 @@ fn check_common(
             )
         })?;
     }
-    TopicName::new(topic).map_err(bad)?;
-    if plugins.len() > MAX_PLUGINS_PER_CONNECTOR {
+    TopicName::new(c.topic).map_err(bad)?;
+    if c.plugins.len() > MAX_PLUGINS_PER_CONNECTOR {
         return Err(invalid(
             connector,
             format!(
                 "{} plugins; the limit is {MAX_PLUGINS_PER_CONNECTOR}",
-                plugins.len()
+                c.plugins.len()
             ),
         ));
     }
-    for p in plugins {
+    for p in c.plugins {
         PluginName::new(p.name()).map_err(bad)?;
     }
     Ok(())
@@ -320,35 +315,57 @@ fn check_key_field(
     Ok(())
 }
 
+/// What every connector has, whatever its type.
+struct Common<'a> {
+    kind: &'static str,
+    name: Option<&'a String>,
+    topic: &'a str,
+    plugins: &'a [PluginUse],
+}
+
+impl Common<'_> {
+    /// The given name, or `<role>-<type>-<index>`.
+    fn name(&self, role: &str, index: usize) -> String {
+        self.name
+            .cloned()
+            .unwrap_or_else(|| format!("{role}-{}-{index}", self.kind))
+    }
+}
+
 impl Source {
+    fn common(&self) -> Common<'_> {
+        let (kind, name, topic, plugins) = match self {
+            Source::File(s) => ("file", &s.name, &s.topic, &s.plugins),
+            Source::Http(s) => ("http", &s.name, &s.topic, &s.plugins),
+            Source::Postgres(s) => ("postgres", &s.name, &s.topic, &s.plugins),
+        };
+        Common {
+            kind,
+            name: name.as_ref(),
+            topic,
+            plugins,
+        }
+    }
+
     /// Its `name`, or `source-<type>-<index>`.
     pub fn name(&self, index: usize) -> String {
-        let (given, kind) = match self {
-            Source::File(s) => (&s.name, "file"),
-            Source::Http(s) => (&s.name, "http"),
-            Source::Postgres(s) => (&s.name, "postgres"),
-        };
-        given
-            .clone()
-            .unwrap_or_else(|| format!("source-{kind}-{index}"))
+        self.common().name("source", index)
     }
 
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        check_common(name, &self.common())?;
         match self {
             Source::File(s) => {
-                check_common(name, s.name.as_ref(), &s.topic, &s.plugins)?;
                 check_path(name, &s.path)?;
                 check_key_field(name, s.format, s.key_field.as_ref())
             }
             Source::Http(s) => {
-                check_common(name, s.name.as_ref(), &s.topic, &s.plugins)?;
                 s.listen.parse::<SocketAddr>().map_err(|_| {
                     invalid(name, format!("`listen` {:?} is not HOST:PORT", s.listen))
                 })?;
                 check_key_field(name, s.format, s.key_field.as_ref())
             }
             Source::Postgres(s) => {
-                check_common(name, s.name.as_ref(), &s.topic, &s.plugins)?;
                 check_url(name, &s.url, &["postgres", "postgresql"])?;
                 if s.poll_interval_ms == Some(0) {
                     return Err(invalid(name, "`poll_interval_ms` must be at least 1"));
@@ -360,28 +377,33 @@ impl Source {
 }
 
 impl Sink {
+    fn common(&self) -> (Common<'_>, &str) {
+        let (kind, name, topic, plugins, group) = match self {
+            Sink::File(s) => ("file", &s.name, &s.topic, &s.plugins, &s.group),
+            Sink::Http(s) => ("http", &s.name, &s.topic, &s.plugins, &s.group),
+            Sink::Postgres(s) => ("postgres", &s.name, &s.topic, &s.plugins, &s.group),
+        };
+        let common = Common {
+            kind,
+            name: name.as_ref(),
+            topic,
+            plugins,
+        };
+        (common, group)
+    }
+
     /// Its `name`, or `sink-<type>-<index>`.
     pub fn name(&self, index: usize) -> String {
-        let (given, kind) = match self {
-            Sink::File(s) => (&s.name, "file"),
-            Sink::Http(s) => (&s.name, "http"),
-            Sink::Postgres(s) => (&s.name, "postgres"),
-        };
-        given
-            .clone()
-            .unwrap_or_else(|| format!("sink-{kind}-{index}"))
+        self.common().0.name("sink", index)
     }
 
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let (common, group) = self.common();
+        check_common(name, &common)?;
+        check_group(name, group)?;
         match self {
-            Sink::File(s) => {
-                check_common(name, s.name.as_ref(), &s.topic, &s.plugins)?;
-                check_group(name, &s.group)?;
-                check_path(name, &s.path)
-            }
+            Sink::File(s) => check_path(name, &s.path),
             Sink::Http(s) => {
-                check_common(name, s.name.as_ref(), &s.topic, &s.plugins)?;
-                check_group(name, &s.group)?;
                 check_url(name, &s.url, &["http", "https"])?;
                 if s.retries.is_some_and(|r| r > MAX_HTTP_RETRIES) {
                     return Err(invalid(
@@ -392,8 +414,6 @@ impl Sink {
                 Ok(())
             }
             Sink::Postgres(s) => {
-                check_common(name, s.name.as_ref(), &s.topic, &s.plugins)?;
-                check_group(name, &s.group)?;
                 check_url(name, &s.url, &["postgres", "postgresql"])?;
                 if s.key.is_empty() {
                     return Err(invalid(name, "`key` must name at least one column"));

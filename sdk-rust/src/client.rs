@@ -107,6 +107,14 @@ fn endpoint(addr: &str) -> Result<Endpoint> {
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
 }
 
+/// Whether `e` says a broker could not be reached (or did not answer in time).
+fn unreachable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Connect { .. } | Error::Unavailable(_) | Error::Timeout(_)
+    )
+}
+
 /// The topics service on `channel`.
 pub(crate) fn topics_rpc(channel: Channel) -> TopicsClient<Channel> {
     TopicsClient::new(channel)
@@ -478,13 +486,7 @@ impl Client {
     /// After a group request failed with `e`: forgets the group's coordinator when `e` says
     /// it moved or cannot be reached, so the next request finds it again.
     pub(crate) fn coordinator_failed(&self, group: &str, e: &Error) {
-        if matches!(
-            e,
-            Error::NotCoordinator(_)
-                | Error::Unavailable(_)
-                | Error::Connect { .. }
-                | Error::Timeout(_)
-        ) {
+        if matches!(e, Error::NotCoordinator(_)) || unreachable(e) {
             self.coordinators
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -545,10 +547,7 @@ impl Client {
     /// of any broker known) moves admin requests to one that answers. Returns whether the
     /// bootstrap broker changed, so the call can be tried once more.
     pub(crate) async fn bootstrap_unreachable(&self, e: &Error) -> bool {
-        if !matches!(
-            e,
-            Error::Connect { .. } | Error::Unavailable(_) | Error::Timeout(_)
-        ) {
+        if !unreachable(e) {
             return false;
         }
         let before = self.bootstrap_route().addr;

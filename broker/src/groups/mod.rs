@@ -142,6 +142,9 @@ pub struct GroupCoordinator {
     changes: watch::Sender<u64>,
     /// Cluster mode: the `__consumer_offsets` partitions this broker coordinates.
     replicated: OnceLock<Replicated>,
+    /// Cluster mode: one writer per offsets partition at a time, so its log order is the
+    /// cache's order.
+    writers: Mutex<BTreeMap<u32, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Cluster mode's bookkeeping: which offsets partitions are led here and whether their
@@ -150,8 +153,6 @@ pub struct GroupCoordinator {
 struct Replicated {
     led: Mutex<BTreeMap<u32, Led>>,
     generations: AtomicU64,
-    /// One writer per offsets partition at a time, so its log order is the cache's order.
-    writers: Mutex<BTreeMap<u32, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// An offsets partition this broker leads.
@@ -255,6 +256,7 @@ impl GroupCoordinator {
             member_seq: AtomicU64::new(0),
             changes: watch::channel(0).0,
             replicated: OnceLock::new(),
+            writers: Mutex::default(),
         })
     }
 
@@ -368,8 +370,7 @@ impl GroupCoordinator {
     /// The lock a write to offsets partition `p` holds from before its checks until its
     /// offsets are applied.
     pub fn writer(&self, p: u32) -> Arc<tokio::sync::Mutex<()>> {
-        let r = self.replicated.get_or_init(Replicated::default);
-        Arc::clone(lock(&r.writers).entry(p).or_default())
+        Arc::clone(lock(&self.writers).entry(p).or_default())
     }
 
     /// Led, loaded offsets partitions whose last checkpoint is older than `every` (or that
