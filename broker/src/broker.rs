@@ -1016,6 +1016,11 @@ impl Broker {
         self.plugins.get(name)
     }
 
+    /// The largest record accepted (`--max-record-bytes`).
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+
     /// Deletes a plugin unless a pipeline uses it.
     pub async fn delete_plugin(self: &Arc<Self>, name: String) -> Result<(), BrokerError> {
         let this = Arc::clone(self);

@@ -197,7 +197,7 @@ async fn print_records(consumer: &mut weir::Consumer, args: &ConsumeArgs) -> any
 }
 
 /// Ctrl-C or SIGTERM: stop printing and exit cleanly (a group member commits and leaves).
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -5,6 +5,7 @@
 
 mod bench;
 mod cluster;
+mod connect;
 mod consume;
 mod group;
 mod pipeline;
@@ -56,12 +57,17 @@ enum Command {
     /// Cluster members and their health.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Run connectors that import into and export out of Weir (files, HTTP, PostgreSQL).
+    #[command(subcommand)]
+    Connect(connect::ConnectCommand),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // Local commands need no broker.
     let cli = match cli.command {
         Command::Plugin(cmd) if cmd.is_local() => return plugin::run_local(cmd),
+        // Checks its file before connecting.
+        Command::Connect(cmd) => return connect::run(&cli.broker, cmd).await,
         command => Cli { command, ..cli },
     };
     let client = Client::connect(&cli.broker).await?;
@@ -74,6 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipeline(cmd) => pipeline::run(&client, cmd).await,
         Command::Bench(cmd) => bench::run(&client, &cli.broker, cmd).await,
         Command::Cluster(cmd) => cluster::run(&client, cmd).await,
+        Command::Connect(cmd) => connect::run(&cli.broker, cmd).await,
     }
 }
 

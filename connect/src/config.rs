@@ -4,9 +4,10 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use weir_common::limits::{MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
 use weir_common::{GroupName, PluginName, TopicName};
 
 /// Most connectors one file may declare.
@@ -40,6 +41,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectConfig {
+    /// Where the runner keeps its positions and status (default: `<file stem>.state` beside
+    /// the connector file). Relative paths here and in connectors are relative to the file.
+    pub state_dir: Option<PathBuf>,
     #[serde(default, rename = "source")]
     pub sources: Vec<Source>,
     #[serde(default, rename = "sink")]
@@ -151,6 +155,9 @@ pub struct FileSink {
     pub name: Option<String>,
     pub topic: String,
     pub group: String,
+    /// The group member's session timeout (ms): how soon a sink that died gives its
+    /// partitions to a new one.
+    pub session_timeout_ms: Option<u32>,
     pub path: PathBuf,
     #[serde(default)]
     pub plugins: Vec<PluginUse>,
@@ -163,6 +170,9 @@ pub struct HttpSink {
     pub name: Option<String>,
     pub topic: String,
     pub group: String,
+    /// The group member's session timeout (ms): how soon a sink that died gives its
+    /// partitions to a new one.
+    pub session_timeout_ms: Option<u32>,
     pub url: String,
     pub retries: Option<u32>,
     pub backoff_ms: Option<u64>,
@@ -177,6 +187,9 @@ pub struct PostgresSink {
     pub name: Option<String>,
     pub topic: String,
     pub group: String,
+    /// The group member's session timeout (ms): how soon a sink that died gives its
+    /// partitions to a new one.
+    pub session_timeout_ms: Option<u32>,
     pub url: String,
     pub table: String,
     /// The columns of the upsert key (each a JSON field of the record).
@@ -190,13 +203,38 @@ pub struct PostgresSink {
 }
 
 impl ConnectConfig {
-    /// Reads and checks a connector file.
-    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+    /// Reads and checks a connector file; relative paths in it become relative to the file's
+    /// directory, and `state_dir` gets its default.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text)
+        let mut c = Self::parse(&text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let stem = path.file_stem().unwrap_or(path.as_os_str());
+        let state = c.state_dir.take().unwrap_or_else(|| {
+            let mut name = stem.to_os_string();
+            name.push(".state");
+            PathBuf::from(name)
+        });
+        c.state_dir = Some(base.join(state));
+        for s in &mut c.sources {
+            if let Source::File(f) = s {
+                f.path = base.join(&f.path);
+            }
+        }
+        for s in &mut c.sinks {
+            if let Sink::File(f) = s {
+                f.path = base.join(&f.path);
+            }
+        }
+        Ok(c)
+    }
+
+    /// The state directory (set by [`load`](Self::load); `.` for a parsed text without one).
+    pub fn state_dir(&self) -> &Path {
+        self.state_dir.as_deref().unwrap_or(Path::new("."))
     }
 
     /// Parses and checks a connector file's text.
@@ -284,7 +322,7 @@ fn check_group(connector: &str, group: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_path(connector: &str, path: &std::path::Path) -> Result<(), ConfigError> {
+fn check_path(connector: &str, path: &Path) -> Result<(), ConfigError> {
     if path.as_os_str().is_empty() {
         return Err(invalid(connector, "`path` is empty"));
     }
@@ -347,6 +385,15 @@ impl Source {
         }
     }
 
+    /// `file`, `http` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        self.common().kind
+    }
+
+    pub fn topic(&self) -> &str {
+        self.common().topic
+    }
+
     /// Its `name`, or `source-<type>-<index>`.
     pub fn name(&self, index: usize) -> String {
         self.common().name("source", index)
@@ -392,6 +439,24 @@ impl Sink {
         (common, group)
     }
 
+    /// `file`, `http` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        self.common().0.kind
+    }
+
+    pub fn topic(&self) -> &str {
+        self.common().0.topic
+    }
+
+    /// Its group and the session timeout its member asks for.
+    pub fn group(&self) -> (&str, Option<u32>) {
+        match self {
+            Sink::File(s) => (&s.group, s.session_timeout_ms),
+            Sink::Http(s) => (&s.group, s.session_timeout_ms),
+            Sink::Postgres(s) => (&s.group, s.session_timeout_ms),
+        }
+    }
+
     /// Its `name`, or `sink-<type>-<index>`.
     pub fn name(&self, index: usize) -> String {
         self.common().0.name("sink", index)
@@ -401,6 +466,16 @@ impl Sink {
         let (common, group) = self.common();
         check_common(name, &common)?;
         check_group(name, group)?;
+        if let Some(ms) = self.group().1
+            && !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&ms)
+        {
+            return Err(invalid(
+                name,
+                format!(
+                    "`session_timeout_ms` must be {MIN_SESSION_TIMEOUT_MS} to {MAX_SESSION_TIMEOUT_MS}"
+                ),
+            ));
+        }
         match self {
             Sink::File(s) => check_path(name, &s.path),
             Sink::Http(s) => {

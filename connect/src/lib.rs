@@ -3,5 +3,21 @@
 //!
 //! Layout:
 //! - [`config`]: the connector file → typed, validated [`config::ConnectConfig`].
+//! - [`runtime`]: the runner: one task per connector, restarts with backoff, status board.
+//! - [`source`]: the exactly-once driver of replayable sources; [`source::file`] tails files.
+//! - [`sink`]: the consumer-group driver of sinks; [`sink::file`] appends to a file.
+//! - [`transform`]: a source's plugin chain, run by the broker.
+//! - [`state`]: the state directory (positions, saved atomically; one runner at a time).
+//! - [`status`]: what `weir connect status` shows.
 
 pub mod config;
+pub mod error;
+pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod status;
+pub mod transform;
+
+pub use config::ConnectConfig;
+pub use error::ConnectError;

@@ -474,3 +474,82 @@ fn per_plugin_limits_are_set_at_registration_checked_and_kept_across_restarts() 
         assert!(err.contains(why), "{plugin}: {err}");
     }
 }
+
+fn input(values: &[&str]) -> Vec<weir::Record> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| weir::Record {
+            offset: i as u64,
+            timestamp: 1_000 + i as i64,
+            key: Some(bytes::Bytes::from(format!("k{i}"))),
+            value: bytes::Bytes::from(v.to_string()),
+            headers: Vec::new(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn transform_runs_a_chain_over_records_the_caller_sends_and_stores_nothing() {
+    use weir::PluginUse;
+    let broker = Broker::start();
+    let client = broker.client().await;
+    register_examples(&client.admin()).await;
+    let chain = vec![
+        PluginUse::parse("filter-contains={\"substring\":\"b\"}"),
+        PluginUse::parse("split-words"),
+        PluginUse::parse("uppercase"),
+    ];
+    let mut t = client.transformer(chain).await.unwrap();
+    let out = t.apply(input(&["a b", "c", "b d e"])).await.unwrap();
+    let got: Vec<(u64, String)> = out
+        .iter()
+        .map(|r| (r.offset, String::from_utf8(r.value.to_vec()).unwrap()))
+        .collect();
+    // Each output names its input by offset; inputs 0 and 2 contain "b".
+    assert_eq!(
+        got,
+        [
+            (0, "A".into()),
+            (0, "B".into()),
+            (2, "B".into()),
+            (2, "D".into()),
+            (2, "E".into())
+        ]
+    );
+    // The stream stays open for more; an empty call is fine.
+    assert!(t.apply(Vec::new()).await.unwrap().is_empty());
+    // An aggregate keeps its state from one call to the next.
+    let mut count = client
+        .transformer(vec![PluginUse::parse("count-by-key")])
+        .await
+        .unwrap();
+    count.apply(input(&["x"])).await.unwrap();
+    let second = count.apply(input(&["x"])).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&second[0].value).contains('2'),
+        "{:?}",
+        second[0].value
+    );
+    // Unknown plugins fail at open; a faulty one fails the call, naming it.
+    match client.transformer(vec![PluginUse::parse("nope")]).await {
+        Err(weir::Error::PluginNotFound(_)) => {}
+        other => panic!("expected not found, got {:?}", other.map(|_| ())),
+    }
+    client
+        .admin()
+        .register_plugin("trap", hostile("unreachable"))
+        .await
+        .unwrap();
+    let mut bad = client
+        .transformer(vec![PluginUse::parse("trap")])
+        .await
+        .unwrap();
+    match bad.apply(input(&["x"])).await {
+        Err(weir::Error::PluginFailed(m)) => assert!(m.contains("trap"), "{m}"),
+        other => panic!("expected a plugin failure, got {other:?}"),
+    }
+    // Nothing was stored, and the broker still serves.
+    assert!(client.admin().list_topics().await.unwrap().is_empty());
+    assert_eq!(t.apply(input(&["b"])).await.unwrap().len(), 1);
+}

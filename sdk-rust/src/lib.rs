@@ -7,6 +7,7 @@
 //! - [`Producer`]: batching producer with the key partitioner shared by every Weir client.
 //! - [`Consumer`]: a `futures::Stream` of records from earliest/latest/offset/timestamp, on
 //!   its own or as a member of a consumer group (shared partitions, committed offsets).
+//! - [`Transformer`]: a plugin chain run at a broker over records the caller holds.
 //! - [`Error`]: the one error type.
 //!
 //! ```no_run
@@ -34,6 +35,7 @@ mod consumer;
 mod error;
 mod pipeline;
 mod producer;
+mod transform;
 
 pub use admin::{
     Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, NewTopic, NodeStatus,
@@ -47,6 +49,7 @@ pub use consumer::{
 pub use error::{Error, Result};
 pub use pipeline::{NewPipeline, PipelineInfo, PipelinePartition, PipelineStart, PipelineStatus};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+pub use transform::Transformer;
 pub use weir_common::Compression;
 pub use weir_common::partitioner::partition_for_key;
-pub use weir_common::record::{Header, now_ms};
+pub use weir_common::record::{Header, Record, now_ms};

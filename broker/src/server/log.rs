@@ -125,32 +125,36 @@ impl LogService {
     pub fn new(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) -> Self {
         Self { broker, shutdown }
     }
+}
 
-    /// Resolves a consume-time chain and instantiates it once (bad names, params or inits
-    /// fail the subscribe call itself).
-    async fn chain_of(&self, uses: Vec<pb::PluginUse>, first: u32) -> Result<Chain, BrokerError> {
-        if uses.len() > MAX_PLUGIN_CHAIN {
+/// Resolves a plugin chain (a subscription's, or a `Transform` stream's) and instantiates it
+/// once, for `first` (bad names, params or inits fail the call that asked for it).
+pub(super) async fn chain_of(
+    broker: &Broker,
+    uses: Vec<pb::PluginUse>,
+    first: u32,
+) -> Result<Chain, BrokerError> {
+    if uses.len() > MAX_PLUGIN_CHAIN {
+        return Err(BrokerError::InvalidArgument(format!(
+            "{} plugins in one chain; the limit is {MAX_PLUGIN_CHAIN}",
+            uses.len()
+        )));
+    }
+    let mut resolved = Vec::with_capacity(uses.len());
+    for u in uses {
+        if u.params.len() > MAX_PLUGIN_PARAMS_BYTES {
             return Err(BrokerError::InvalidArgument(format!(
-                "{} plugins in one chain; the limit is {MAX_PLUGIN_CHAIN}",
-                uses.len()
+                "params of plugin {:?} are {} bytes; the limit is {MAX_PLUGIN_PARAMS_BYTES}",
+                u.name,
+                u.params.len()
             )));
         }
-        let mut resolved = Vec::with_capacity(uses.len());
-        for u in uses {
-            if u.params.len() > MAX_PLUGIN_PARAMS_BYTES {
-                return Err(BrokerError::InvalidArgument(format!(
-                    "params of plugin {:?} are {} bytes; the limit is {MAX_PLUGIN_PARAMS_BYTES}",
-                    u.name,
-                    u.params.len()
-                )));
-            }
-            resolved.push((self.broker.plugin(&u.name)?, u.params.into_bytes()));
-        }
-        tokio::task::spawn_blocking(move || Chain::new(resolved, first))
-            .await
-            .map_err(|e| BrokerError::Storage(format!("plugin task failed: {e}")))?
-            .map_err(BrokerError::from)
+        resolved.push((broker.plugin(&u.name)?, u.params.into_bytes()));
     }
+    tokio::task::spawn_blocking(move || Chain::new(resolved, first))
+        .await
+        .map_err(|e| BrokerError::Storage(format!("plugin task failed: {e}")))?
+        .map_err(BrokerError::from)
 }
 
 /// Checks positions name distinct existing partitions.
@@ -529,7 +533,11 @@ impl pb::log_server::Log for LogService {
             None
         } else {
             let first = req.positions[0].partition;
-            Some(self.chain_of(req.plugins, first).await.map_err(status_of)?)
+            Some(
+                chain_of(&self.broker, req.plugins, first)
+                    .await
+                    .map_err(status_of)?,
+            )
         };
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_DEPTH);
         let span =

@@ -2,13 +2,19 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use weir_common::batch;
+use weir_common::limits::MAX_BATCH_BYTES;
 use weir_proto::v1 as pb;
 
+use super::log::chain_of;
 use super::status_of;
 use crate::broker::Broker;
 use crate::error::BrokerError;
-use crate::plugins::{PluginInfo, PluginLimits};
+use crate::plugins::{Chain, PluginInfo, PluginLimits};
 
 pub struct PluginsService {
     broker: Arc<Broker>,
@@ -32,8 +38,123 @@ fn info_pb(p: &PluginInfo) -> pb::PluginInfo {
     }
 }
 
+/// Checks one `Transform` request's batch (empty: no records).
+fn transform_input(
+    req: pb::TransformRequest,
+    max_record_bytes: usize,
+) -> Result<Vec<Bytes>, BrokerError> {
+    if req.batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    if req.batch.len() > MAX_BATCH_BYTES {
+        return Err(BrokerError::InvalidArgument(format!(
+            "a transform batch is {} bytes; the limit is {MAX_BATCH_BYTES}",
+            req.batch.len()
+        )));
+    }
+    batch::validate(&req.batch, max_record_bytes)
+        .map_err(|e| BrokerError::InvalidArgument(format!("transform batch: {e}")))?;
+    Ok(vec![req.batch])
+}
+
+/// Serves one `Transform` stream: one chain, one response per request, until the caller
+/// ends the stream or something fails (the error ends it).
+async fn transform_stream(
+    broker: Arc<Broker>,
+    mut chain: Chain,
+    first: pb::TransformRequest,
+    mut inbound: Streaming<pb::TransformRequest>,
+    out: mpsc::Sender<Result<pb::TransformResponse, Status>>,
+) {
+    let mut next = Some(first);
+    loop {
+        let req = match next.take() {
+            Some(r) => r,
+            None => match inbound.message().await {
+                Ok(Some(r)) if !r.plugins.is_empty() => {
+                    let e = BrokerError::InvalidArgument(
+                        "only the first transform request names the plugins".into(),
+                    );
+                    let _ = out.send(Err(status_of(e))).await;
+                    return;
+                }
+                Ok(Some(r)) => r,
+                Ok(None) | Err(_) => return,
+            },
+        };
+        let batches = match transform_input(req, broker.max_record_bytes()) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = out.send(Err(status_of(e))).await;
+                return;
+            }
+        };
+        if batches.is_empty() {
+            if out
+                .send(Ok(pb::TransformResponse::default()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        let done = tokio::task::spawn_blocking(move || {
+            let r = chain.apply(0, batches, 0).map(|s| s.batches);
+            (chain, r)
+        })
+        .await;
+        let resp = match done {
+            Ok((c, Ok(batches))) => {
+                chain = c;
+                pb::TransformResponse { batches }
+            }
+            Ok((_, Err(e))) => {
+                let _ = out.send(Err(status_of(e.into()))).await;
+                return;
+            }
+            Err(e) => {
+                let e = BrokerError::Storage(format!("plugin task failed: {e}"));
+                let _ = out.send(Err(status_of(e))).await;
+                return;
+            }
+        };
+        if out.send(Ok(resp)).await.is_err() {
+            return;
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::plugins_server::Plugins for PluginsService {
+    type TransformStream = ReceiverStream<Result<pb::TransformResponse, Status>>;
+
+    async fn transform(
+        &self,
+        req: Request<Streaming<pb::TransformRequest>>,
+    ) -> Result<Response<Self::TransformStream>, Status> {
+        let mut inbound = req.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| {
+            Status::invalid_argument("the transform stream ended before its first request")
+        })?;
+        let uses = first.plugins.clone();
+        if uses.is_empty() {
+            return Err(status_of(BrokerError::InvalidArgument(
+                "a transform names at least one plugin".into(),
+            )));
+        }
+        let chain = chain_of(&self.broker, uses, 0).await.map_err(status_of)?;
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(transform_stream(
+            Arc::clone(&self.broker),
+            chain,
+            first,
+            inbound,
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
     async fn register_plugin(
         &self,
         req: Request<pb::RegisterPluginRequest>,

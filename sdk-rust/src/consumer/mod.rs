@@ -470,6 +470,15 @@ impl Consumer {
     /// the owner, and with [`Error::InvalidArgument`] without a group.
     pub async fn commit(&mut self) -> Result<()> {
         let offsets = self.consumed_positions();
+        self.commit_offsets(offsets).await
+    }
+
+    /// Commits these positions (partition → the next offset to read) as this group member:
+    /// for callers that commit only what they have written somewhere durable, which may be
+    /// less than what was yielded (Kafka's `commitSync(offsets)`). Fenced as [`commit`].
+    ///
+    /// [`commit`]: Consumer::commit
+    pub async fn commit_offsets(&mut self, offsets: BTreeMap<u32, u64>) -> Result<()> {
         let Some(g) = &mut self.group else {
             return Err(Error::InvalidArgument {
                 message: "commit needs a consumer group (ConsumerConfig::group)".into(),
