@@ -632,4 +632,20 @@ columns = ["id", "total"]
         );
         assert!(twice.contains("two connectors"), "{twice}");
     }
+
+    #[test]
+    fn the_example_files_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/connect");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let c = ConnectConfig::load(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(c.state_dir().starts_with(&dir));
+                n += 1;
+            }
+        }
+        assert!(n >= 2);
+    }
 }
