@@ -95,13 +95,24 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// A broker with `topic` (`partitions`), and a temp dir holding `connect.toml` = `config`.
+async fn setup(
+    topic: &str,
+    partitions: u32,
+    config: &str,
+) -> (Broker, weir::Client, tempfile::TempDir, PathBuf) {
+    let broker = Broker::start();
+    let client = broker.client_with_topic(topic, partitions).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_config(tmp.path(), config);
+    (broker, client, tmp, path)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_to_file_moves_every_line_exactly_once_across_kill_9_and_rotation() {
-    let broker = Broker::start();
-    let client = broker.client_with_topic("events", 3).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let config = write_config(
-        tmp.path(),
+    let (broker, client, tmp, config) = setup(
+        "events",
+        3,
         r#"
 [[source]]
 name = "in"
@@ -117,7 +128,8 @@ group = "export"
 session_timeout_ms = 1000
 path = "out.txt"
 "#,
-    );
+    )
+    .await;
     let input = tmp.path().join("in.txt");
     let output = tmp.path().join("out.txt");
     // Bursts large enough that a kill often lands while a chunk is only partly produced.
@@ -192,12 +204,9 @@ path = "out.txt"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_transform_before_produce_and_before_writing_out() {
-    let broker = Broker::start();
-    let client = broker.client_with_topic("words", 2).await;
-    register_examples(&client.admin()).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let config = write_config(
-        tmp.path(),
+    let (broker, client, tmp, config) = setup(
+        "words",
+        2,
         r#"
 [[source]]
 type = "file"
@@ -214,7 +223,9 @@ group = "export"
 path = "out.txt"
 plugins = [["filter-contains", { substring = "ALICE" }]]
 "#,
-    );
+    )
+    .await;
+    register_examples(&client.admin()).await;
     let input = tmp.path().join("in.jsonl");
     append(
         &input,
@@ -251,11 +262,9 @@ plugins = [["filter-contains", { substring = "ALICE" }]]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connector_that_cannot_run_says_why_and_the_others_go_on() {
-    let broker = Broker::start();
-    let _client = broker.client_with_topic("events", 1).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let config = write_config(
-        tmp.path(),
+    let (broker, _client, tmp, config) = setup(
+        "events",
+        1,
         r#"
 [[source]]
 name = "good"
@@ -283,7 +292,8 @@ topic = "events"
 group = "g"
 path = "out.txt"
 "#,
-    );
+    )
+    .await;
     append(&tmp.path().join("in.txt"), "a\nb\n");
     let runner = connect_run(&broker, &config);
     wait_for_lines(&tmp.path().join("out.txt"), 2, Duration::from_secs(30));
