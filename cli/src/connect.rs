@@ -22,11 +22,12 @@ pub enum ConnectCommand {
 pub async fn run(broker: &str, cmd: ConnectCommand) -> anyhow::Result<()> {
     match cmd {
         ConnectCommand::Run { config } => {
+            let stop_signal = crate::consume::stop_signal();
             let config = ConnectConfig::load(&config)?;
             let client = Client::connect(broker).await?;
             let (stop, shutdown) = watch::channel(false);
             tokio::spawn(async move {
-                crate::consume::stop_signal().await;
+                stop_signal.await;
                 tracing::info!("stopping the connectors");
                 let _ = stop.send(true);
             });

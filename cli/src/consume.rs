@@ -197,19 +197,21 @@ async fn print_records(consumer: &mut weir::Consumer, args: &ConsumeArgs) -> any
 }
 
 /// Ctrl-C or SIGTERM: stop printing and exit cleanly (a group member commits and leaves).
-pub(crate) async fn stop_signal() {
+/// SIGTERM is caught from the call on, not from the first poll.
+pub(crate) fn stop_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

@@ -448,6 +448,10 @@ impl Sink {
         self.common().0.topic
     }
 
+    pub fn plugins(&self) -> &[PluginUse] {
+        self.common().0.plugins
+    }
+
     /// Its group and the session timeout its member asks for.
     pub fn group(&self) -> (&str, Option<u32>) {
         match self {
@@ -479,7 +483,8 @@ impl Sink {
         match self {
             Sink::File(s) => check_path(name, &s.path),
             Sink::Http(s) => {
-                check_url(name, &s.url, &["http", "https"])?;
+                // TLS for webhooks arrives with the broker's TLS support (rustls).
+                check_url(name, &s.url, &["http"])?;
                 if s.retries.is_some_and(|r| r > MAX_HTTP_RETRIES) {
                     return Err(invalid(
                         name,

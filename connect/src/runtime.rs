@@ -138,15 +138,13 @@ async fn run_once(
             let mut reader = source::file::FileReader::new(s);
             source::run(ctx, &s.topic, &s.plugins, &mut reader, status, shutdown).await
         }
-        Connector::Sink(Sink::File(s)) => {
+        Connector::Sink(sink @ Sink::File(s)) => {
             let mut writer = sink::file::FileWriter::new(s, ctx.state.clone(), status.name());
-            let spec = SinkSpec {
-                topic: &s.topic,
-                group: &s.group,
-                session_timeout_ms: s.session_timeout_ms,
-                plugins: &s.plugins,
-            };
-            sink::run(ctx, spec, &mut writer, status, shutdown).await
+            sink::run(ctx, spec_of(sink), &mut writer, status, shutdown).await
+        }
+        Connector::Sink(sink @ Sink::Http(s)) => {
+            let mut writer = sink::http::HttpWriter::new(s, status.name())?;
+            sink::run(ctx, spec_of(sink), &mut writer, status, shutdown).await
         }
         Connector::Source(s) => Err(ConnectError::Unsupported(format!(
             "the {} source is not available yet",
@@ -156,5 +154,15 @@ async fn run_once(
             "the {} sink is not available yet",
             s.kind()
         ))),
+    }
+}
+
+fn spec_of(s: &Sink) -> SinkSpec<'_> {
+    let (group, session_timeout_ms) = s.group();
+    SinkSpec {
+        topic: s.topic(),
+        group,
+        session_timeout_ms,
+        plugins: s.plugins(),
     }
 }

@@ -332,3 +332,205 @@ path = "out.txt"
         "{err}"
     );
 }
+
+/// What a test webhook received: every record object, and how many requests it answered
+/// with an error on purpose.
+#[derive(Default)]
+struct Received {
+    records: Vec<serde_json::Value>,
+    refused: usize,
+    requests: usize,
+}
+
+/// A webhook on 127.0.0.1 that answers `status` to the n-th request (from 1) when
+/// `refuse(n)`, and 200 to the others, keeping what it accepted.
+async fn webhook(
+    refuse: fn(usize) -> bool,
+    status: u16,
+) -> (String, std::sync::Arc<std::sync::Mutex<Received>>) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Received::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let shared = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let shared = shared.clone();
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let mut r = shared.lock().unwrap();
+                        r.requests += 1;
+                        let code = if refuse(r.requests) {
+                            r.refused += 1;
+                            status
+                        } else {
+                            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                            r.records
+                                .extend(v["records"].as_array().unwrap().iter().cloned());
+                            200
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(code)
+                                .body(Full::new(Bytes::from_static(b"try later")))
+                                .unwrap(),
+                        )
+                    }
+                });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_sink_delivers_every_record_through_refusals_and_a_kill_9() {
+    let (url, received) = webhook(|n| n % 3 == 1, 503).await;
+    let (broker, client, _tmp, config) = setup(
+        "hooks",
+        2,
+        &format!(
+            r#"
+[[sink]]
+name = "hook"
+type = "http"
+topic = "hooks"
+group = "to-hook"
+url = "{url}"
+retries = 20
+backoff_ms = 10
+session_timeout_ms = 1000
+"#
+        ),
+    )
+    .await;
+    const N: usize = 3_000;
+    let producer = client.producer(weir::ProducerConfig::default());
+    for i in 0..N {
+        // About 3 MB in all: several webhook requests.
+        let value = if i == 7 {
+            bytes::Bytes::from_static(&[0xff, 0x00])
+        } else {
+            bytes::Bytes::from(format!("v{i}-{}", "x".repeat(1000)))
+        };
+        producer
+            .enqueue(weir::ProducerRecord::new("hooks", value).key(format!("k{}", i % 10)))
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let runner = connect_run(&broker, &config);
+    // Kill it once something arrived, then let a new one finish.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.lock().unwrap().records.is_empty() {
+        assert!(Instant::now() < deadline, "nothing reached the webhook");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    kill9(runner);
+    let runner = connect_run(&broker, &config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let distinct = loop {
+        let distinct: BTreeSet<(u64, u64)> = received
+            .lock()
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| {
+                (
+                    r["partition"].as_u64().unwrap(),
+                    r["offset"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        if distinct.len() >= N {
+            break distinct;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {N} delivered",
+            distinct.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    terminate(runner);
+    assert_eq!(distinct.len(), N);
+    {
+        let r = received.lock().unwrap();
+        assert!(r.refused > 0, "the webhook refused some requests");
+        let binary = r
+            .records
+            .iter()
+            .find(|v| v["value"].get("base64").is_some())
+            .expect("a non-UTF-8 value");
+        assert_eq!(binary["value"]["base64"], "/wA=");
+        assert!(
+            r.records
+                .iter()
+                .all(|v| v["topic"] == "hooks" && v["key"].is_string())
+        );
+    }
+    // Offsets were committed only after delivery: nothing left to read.
+    let lag: u64 = client
+        .admin()
+        .describe_group("to-hook")
+        .await
+        .unwrap()
+        .partitions
+        .iter()
+        .map(|p| p.lag.unwrap_or(u64::MAX))
+        .sum();
+    assert_eq!(lag, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_refuses_a_batch_fails_the_sink_with_its_answer() {
+    let (url, received) = webhook(|_| true, 400).await;
+    let (broker, client, _tmp, config) = setup(
+        "hooks",
+        1,
+        &format!(
+            "[[sink]]\nname = \"hook\"\ntype = \"http\"\ntopic = \"hooks\"\ngroup = \"g\"\nurl = \"{url}\"\n"
+        ),
+    )
+    .await;
+    let producer = client.producer(weir::ProducerConfig::default());
+    producer
+        .send(weir::ProducerRecord::new("hooks", "a"))
+        .await
+        .unwrap();
+    producer
+        .send(weir::ProducerRecord::new("hooks", "b"))
+        .await
+        .unwrap();
+    let runner = connect_run(&broker, &config);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = status_lines(&broker, &config);
+        if status[0][4] == "failed" {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{status:?} {}",
+            received.lock().unwrap().requests
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    terminate(runner);
+    assert!(
+        status[0][8].contains("answered 400 Bad Request: try later"),
+        "{status:?}"
+    );
+}

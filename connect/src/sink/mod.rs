@@ -10,6 +10,7 @@
 //! a position is always a whole input record.
 
 pub mod file;
+pub mod http;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
