@@ -49,17 +49,13 @@ fn show_status(path: &std::path::Path) -> anyhow::Result<()> {
     )?;
     let shown = status::read(dir).with_context(|| format!("reading {}", dir.display()))?;
     let known: Vec<status::ConnectorStatus> = shown.map(|(s, _)| s.connectors).unwrap_or_default();
-    let sources = config
-        .sources
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name(i), "source", s.kind(), s.topic()));
-    let sinks = config
-        .sinks
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name(i), "sink", s.kind(), s.topic()));
-    for (name, role, kind, topic) in sources.chain(sinks) {
+    for connector in config.connectors() {
+        let (name, role, kind, topic) = (
+            connector.name,
+            connector.role,
+            connector.kind,
+            connector.topic,
+        );
         match known.iter().find(|c| c.name == name) {
             Some(c) => writeln!(
                 out,

@@ -50,6 +50,25 @@ pub struct ConnectConfig {
     pub sinks: Vec<Sink>,
 }
 
+/// One connector of a file, as the runner and `weir connect status` list it.
+#[derive(Debug, Clone)]
+pub struct Connector<'a> {
+    /// Its `name`, or `<role>-<type>-<index>`.
+    pub name: String,
+    /// `source` or `sink`.
+    pub role: &'static str,
+    /// `file`, `http` or `postgres`.
+    pub kind: &'static str,
+    pub topic: &'a str,
+    pub config: ConnectorConfig<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum ConnectorConfig<'a> {
+    Source(&'a Source),
+    Sink(&'a Sink),
+}
+
 /// One plugin of a chain: `["name", { params }]` (params may be left out).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
@@ -245,11 +264,28 @@ impl ConnectConfig {
         Ok(c)
     }
 
+    /// Every connector, in file order (sources first).
+    pub fn connectors(&self) -> Vec<Connector<'_>> {
+        let sources = self.sources.iter().enumerate().map(|(i, s)| Connector {
+            name: s.name(i),
+            role: "source",
+            kind: s.kind(),
+            topic: s.topic(),
+            config: ConnectorConfig::Source(s),
+        });
+        let sinks = self.sinks.iter().enumerate().map(|(i, s)| Connector {
+            name: s.name(i),
+            role: "sink",
+            kind: s.kind(),
+            topic: s.topic(),
+            config: ConnectorConfig::Sink(s),
+        });
+        sources.chain(sinks).collect()
+    }
+
     /// Every connector's name, in file order (sources first).
     pub fn names(&self) -> Vec<String> {
-        let sources = self.sources.iter().enumerate().map(|(i, s)| s.name(i));
-        let sinks = self.sinks.iter().enumerate().map(|(i, s)| s.name(i));
-        sources.chain(sinks).collect()
+        self.connectors().into_iter().map(|c| c.name).collect()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

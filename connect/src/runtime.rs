@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use weir::Client;
 
-use crate::config::{ConnectConfig, Sink, Source};
+use crate::config::{ConnectConfig, ConnectorConfig, Sink, Source};
 use crate::error::ConnectError;
 use crate::sink::{self, SinkSpec};
 use crate::source;
@@ -48,19 +48,12 @@ pub async fn run(
     };
     let board = Board::new();
     let mut tasks = JoinSet::new();
-    for (i, s) in config.sources.iter().enumerate() {
-        let reporter = board.add(&s.name(i), "source", s.kind(), s.topic());
-        let connector = Connector::Source(s.clone());
-        tasks.spawn(supervise(
-            ctx.clone(),
-            connector,
-            reporter,
-            shutdown.clone(),
-        ));
-    }
-    for (i, s) in config.sinks.iter().enumerate() {
-        let reporter = board.add(&s.name(i), "sink", s.kind(), s.topic());
-        let connector = Connector::Sink(s.clone());
+    for c in config.connectors() {
+        let reporter = board.add(&c.name, c.role, c.kind, c.topic);
+        let connector = match c.config {
+            ConnectorConfig::Source(s) => Connector::Source(s.clone()),
+            ConnectorConfig::Sink(s) => Connector::Sink(s.clone()),
+        };
         tasks.spawn(supervise(
             ctx.clone(),
             connector,

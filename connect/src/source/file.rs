@@ -204,28 +204,22 @@ fn encode(p: Position) -> Value {
 
 impl Reader for FileReader {
     async fn seek(&mut self, position: Option<&Value>) -> Result<(), ConnectError> {
-        self.file = None;
-        let Some(position) = position else {
-            if let Some((f, inode)) = self.open_path()? {
-                self.file = Some((f, start_of(inode)));
-            }
+        let pos = position.map(decode).transpose()?;
+        if let Some(pos) = pos
+            && let Some(f) = self.find_inode(pos.inode)
+        {
+            self.file = Some((f, pos));
             return Ok(());
-        };
-        let pos = decode(position)?;
-        match self.find_inode(pos.inode) {
-            Some(f) => self.file = Some((f, pos)),
-            None => {
-                tracing::warn!(
-                    path = %self.path.display(),
-                    inode = pos.inode,
-                    offset = pos.offset,
-                    "the file read before is gone (rotated and deleted?); reading the file at the path from its start"
-                );
-                if let Some((f, inode)) = self.open_path()? {
-                    self.file = Some((f, start_of(inode)));
-                }
-            }
         }
+        if let Some(pos) = pos {
+            tracing::warn!(
+                path = %self.path.display(),
+                inode = pos.inode,
+                offset = pos.offset,
+                "the file read before is gone (rotated and deleted?); reading the file at the path from its start"
+            );
+        }
+        self.file = self.open_path()?.map(|(f, inode)| (f, start_of(inode)));
         Ok(())
     }
 

@@ -86,6 +86,15 @@ struct SourceState {
     pending: Option<Pending>,
 }
 
+impl SourceState {
+    /// The chunk ending at `end` is in the topic.
+    fn done(&mut self, end: Value) {
+        self.pending = None;
+        self.position = Some(end);
+        self.chunk += 1;
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pending {
     end: Value,
@@ -131,8 +140,7 @@ pub async fn run<R: Reader>(
             "finishing the chunk a previous run left pending"
         );
         produce(&producer, topic, &name, st.chunk, outputs, &written).await?;
-        st.position = Some(p.end);
-        st.chunk += 1;
+        st.done(p.end);
         ctx.state.save(&key, &st)?;
         report(status, reader, &st, read, chunk.skipped);
     }
@@ -170,9 +178,7 @@ pub async fn run<R: Reader>(
             let end = ends.entry(partition).or_default();
             *end = (*end).max(offset + 1);
         }
-        st.pending = None;
-        st.position = Some(chunk.end);
-        st.chunk += 1;
+        st.done(chunk.end);
         dirty = true;
         report(status, reader, &st, read, skipped);
     }
