@@ -687,6 +687,6 @@ columns = ["id", "total"]
                 n += 1;
             }
         }
-        assert!(n >= 2);
+        assert!(n >= 3);
     }
 }

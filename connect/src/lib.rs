@@ -4,7 +4,8 @@
 //! Layout:
 //! - [`config`]: the connector file → typed, validated [`config::ConnectConfig`].
 //! - [`runtime`]: the runner: one task per connector, restarts with backoff, status board.
-//! - [`source`]: the exactly-once driver of replayable sources; [`source::file`] tails files.
+//! - [`source`]: the exactly-once driver of replayable sources; [`source::file`] tails files;
+//!   [`source::http`] takes POSTed records.
 //! - [`sink`]: the consumer-group driver of sinks; [`sink::file`] appends to a file.
 //! - [`transform`]: a source's plugin chain, run by the broker.
 //! - [`state`]: the state directory (positions, saved atomically; one runner at a time).

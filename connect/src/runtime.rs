@@ -19,6 +19,8 @@ use crate::status::{Board, Reporter, STATUS_INTERVAL, State};
 /// First and longest wait before a failed connector is started again (doubling between).
 pub const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
 pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a connector may take, after shutdown began, to finish the write or chunk in hand.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A connector that ran this long before failing starts again after the shortest backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
@@ -116,6 +118,15 @@ async fn supervise(
     }
 }
 
+/// Returns [`STOP_GRACE`] after shutdown began: what a connector does past that (a write the
+/// target keeps refusing, a produce the broker cannot take) is dropped, and done again after a
+/// restart.
+pub async fn grace_over(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: that is a shutdown too.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    tokio::time::sleep(STOP_GRACE).await;
+}
+
 fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
     *shutdown.borrow() || shutdown.has_changed().is_err()
 }
@@ -131,6 +142,7 @@ async fn run_once(
             let mut reader = source::file::FileReader::new(s);
             source::run(ctx, &s.topic, &s.plugins, &mut reader, status, shutdown).await
         }
+        Connector::Source(Source::Http(s)) => source::http::run(ctx, s, status, shutdown).await,
         Connector::Sink(sink @ Sink::File(s)) => {
             let mut writer = sink::file::FileWriter::new(s, ctx.state.clone(), status.name());
             sink::run(ctx, spec_of(sink), &mut writer, status, shutdown).await

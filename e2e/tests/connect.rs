@@ -534,3 +534,203 @@ async fn a_webhook_that_refuses_a_batch_fails_the_sink_with_its_answer() {
         "{status:?}"
     );
 }
+
+/// A port free on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+fn http_client() -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+/// One request: the answer's status and body, or why there was none.
+async fn http(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<(u16, serde_json::Value), String> {
+    use http_body_util::BodyExt;
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .map_err(|_| "no answer".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_source_acknowledges_only_what_the_broker_has_across_a_kill_9() {
+    let port = free_port();
+    let (broker, client, _tmp, config) = setup(
+        "ingest",
+        3,
+        &format!(
+            r#"
+[[source]]
+name = "api"
+type = "http"
+listen = "127.0.0.1:{port}"
+topic = "ingest"
+format = "json"
+key_field = "id"
+"#
+        ),
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}/records");
+    let mut runner = Some(connect_run(&broker, &config));
+    let web = http_client();
+
+    // Bad requests are refused with a reason and produce nothing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        match http(&web, "POST", &url, b"{\"id\": 1}\nnot json\n".to_vec()).await {
+            Ok(answer) => break answer,
+            Err(e) => assert!(Instant::now() < deadline, "the source never listened: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(refused.0, 400);
+    assert_eq!(refused.1["error"], "line 2 is not a JSON object");
+    let (code, body) = http(&web, "GET", &url, Vec::new()).await.unwrap();
+    assert_eq!(code, 405, "{body}");
+    let huge = vec![b' '; 9 * 1024 * 1024];
+    let (code, body) = http(&web, "POST", &url, huge).await.unwrap();
+    assert_eq!(code, 413, "{body}");
+
+    // 4 clients POST 40 bodies of 250 records, retrying until a 200; the connector is
+    // SIGKILLed and started again once 10 bodies were acknowledged.
+    const BODIES: usize = 40;
+    const PER_BODY: usize = 250;
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (web, url, acked) = (web.clone(), url.clone(), acked.clone());
+        clients.push(tokio::spawn(async move {
+            // The bodies that needed more than one attempt (their records may be there twice).
+            let mut retried = Vec::new();
+            for b in (c..BODIES).step_by(4) {
+                let lines: String = (b * PER_BODY..(b + 1) * PER_BODY)
+                    .map(|i| format!("{{\"id\": \"r{i}\", \"n\": {i}}}\n"))
+                    .collect();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match http(&web, "POST", &url, lines.clone().into_bytes()).await {
+                        Ok((200, answer)) => {
+                            assert_eq!(answer["accepted"], PER_BODY);
+                            break;
+                        }
+                        Ok((503, _)) | Err(_) => {}
+                        Ok(other) => panic!("unexpected answer {other:?}"),
+                    }
+                    assert!(Instant::now() < deadline, "body {b} never acknowledged");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                if attempts > 1 {
+                    retried.push(b);
+                }
+                acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            retried
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        assert!(Instant::now() < deadline, "nothing acknowledged");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    kill9(runner.take().unwrap());
+    runner = Some(connect_run(&broker, &config));
+    let mut retried = BTreeSet::new();
+    for c in clients {
+        retried.extend(c.await.unwrap());
+    }
+    terminate(runner.take().unwrap());
+    assert!(!retried.is_empty(), "the kill interrupted no client");
+
+    // Every acknowledged record is in the topic, keyed by its id; only bodies that were sent
+    // again may be there twice.
+    let records = read_all(&client, "ingest", weir::ConsumerConfig::default()).await;
+    let mut count = std::collections::BTreeMap::<u64, usize>::new();
+    for r in &records {
+        let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+        let n = v["n"].as_u64().unwrap();
+        assert_eq!(r.key.as_deref(), Some(format!("r{n}").as_bytes()));
+        *count.entry(n).or_default() += 1;
+    }
+    assert_eq!(count.len(), BODIES * PER_BODY, "every record arrived");
+    for (n, c) in count {
+        let body = n as usize / PER_BODY;
+        assert!(
+            c == 1 || retried.contains(&body),
+            "record {n} is there {c} times but its body was acknowledged at the first attempt"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_sink_stuck_retrying_and_commits_nothing_it_did_not_deliver() {
+    let (url, received) = webhook(|_| true, 503).await;
+    let (broker, client, _tmp, config) = setup(
+        "hooks",
+        1,
+        &format!(
+            "[[sink]]\nname = \"hook\"\ntype = \"http\"\ntopic = \"hooks\"\ngroup = \"g\"\nurl = \"{url}\"\nretries = 100\nbackoff_ms = 1000\n"
+        ),
+    )
+    .await;
+    client
+        .producer(weir::ProducerConfig::default())
+        .send(weir::ProducerRecord::new("hooks", "a"))
+        .await
+        .unwrap();
+    let runner = connect_run(&broker, &config);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap().requests < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the sink never called the webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The write in hand gets a grace period, not its hundred attempts.
+    let stopping = Instant::now();
+    terminate(runner);
+    assert!(stopping.elapsed() < Duration::from_secs(15));
+    // Nothing was delivered, so nothing was committed.
+    match client.admin().describe_group("g").await {
+        Err(weir::Error::GroupNotFound(_)) => {}
+        Ok(group) => assert!(
+            group
+                .partitions
+                .iter()
+                .all(|p| p.committed_offset.is_none()),
+            "{group:?}"
+        ),
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -67,7 +67,7 @@ impl HttpWriter {
             .map_err(|e| ConnectError::External(format!("cannot build the request: {e}")))?;
         let resp = match tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req)).await {
             Err(_) => return Ok(Some(format!("no answer within {REQUEST_TIMEOUT:?}"))),
-            Ok(Err(e)) => return Ok(Some(format!("{e}"))),
+            Ok(Err(e)) => return Ok(Some(chain(&e))),
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status();
@@ -154,4 +154,16 @@ fn body_of(records: &[ConsumerRecord]) -> Value {
         })
         .collect();
     json!({ "records": records })
+}
+
+/// An error with its causes (hyper's own says only "client error (Connect)").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

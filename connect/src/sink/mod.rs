@@ -21,7 +21,7 @@ use weir::{ConsumerConfig, ConsumerRecord, StartFrom};
 
 use crate::config::PluginUse;
 use crate::error::ConnectError;
-use crate::runtime::Context;
+use crate::runtime::{self, Context};
 use crate::status::{Reporter, State};
 
 /// Most bytes of record values one write carries (one more record of the same input may
@@ -105,7 +105,13 @@ pub async fn run<W: Writer>(
                 let p = positions.entry(r.partition).or_default();
                 *p = (*p).max(r.offset + 1);
             }
-            writer.write(&batch, &positions).await?;
+            tokio::select! {
+                written = writer.write(&batch, &positions) => written?,
+                _ = runtime::grace_over(shutdown) => {
+                    tracing::warn!(connector = %status.name(), "stopping in the middle of a write; it is done again after a restart");
+                    break;
+                }
+            }
             written = positions;
             status.progress(batch.len() as u64, 0, describe(&written));
         }

@@ -158,7 +158,7 @@ impl FileReader {
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
-                    match json_record(line, self.key_field.as_deref()) {
+                    match super::json_record(line, self.key_field.as_deref()) {
                         Some(r) => out.push(r),
                         None => {
                             *skipped += 1;
@@ -174,23 +174,6 @@ impl FileReader {
         }
         out
     }
-}
-
-/// A JSON Lines record: the line itself as the value, `key_field`'s value as the key (a
-/// string as it is, anything else as JSON).
-fn json_record(line: &[u8], key_field: Option<&str>) -> Option<SourceRecord> {
-    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(line) else {
-        return None;
-    };
-    let key = key_field.and_then(|k| obj.get(k)).and_then(|v| match v {
-        Value::Null => None,
-        Value::String(s) => Some(Bytes::from(s.clone())),
-        other => Some(Bytes::from(other.to_string())),
-    });
-    Some(SourceRecord {
-        key,
-        value: Bytes::copy_from_slice(line),
-    })
 }
 
 fn decode(position: &Value) -> Result<Position, ConnectError> {

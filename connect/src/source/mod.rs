@@ -13,6 +13,7 @@
 //! table readers, and of stateless plugins (an aggregate's state restarts with the connector).
 
 pub mod file;
+pub mod http;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -28,7 +29,7 @@ use weir::{
 
 use crate::config::PluginUse;
 use crate::error::ConnectError;
-use crate::runtime::Context;
+use crate::runtime::{self, Context};
 use crate::status::{Reporter, State};
 use crate::transform::Transform;
 
@@ -131,7 +132,8 @@ pub async fn run<R: Reader>(
             .unwrap_or_default();
         let read = chunk.records.len() as u64;
         let outputs = transform.apply(chunk.records).await?;
-        let written = scan(&ctx.client, topic, &p.ends, &tag_prefix(&name, st.chunk)).await?;
+        let tag = tag_prefix(&name, st.chunk);
+        let written = scan(&ctx.client, topic, &p.ends, &tag).await?;
         tracing::info!(
             connector = %name,
             chunk = st.chunk,
@@ -139,7 +141,7 @@ pub async fn run<R: Reader>(
             already_written = written.len(),
             "finishing the chunk a previous run left pending"
         );
-        produce(&producer, topic, &name, st.chunk, outputs, &written).await?;
+        produce(&producer, topic, outputs, Some(&tag), &written).await?;
         st.done(p.end);
         ctx.state.save(&key, &st)?;
         report(status, reader, &st, read, chunk.skipped);
@@ -171,10 +173,20 @@ pub async fn run<R: Reader>(
         });
         ctx.state.save(&key, &st)?;
         let (read, skipped) = (chunk.records.len() as u64, chunk.skipped);
-        let outputs = transform.apply(chunk.records).await?;
-        for (partition, offset) in
-            produce(&producer, topic, &name, st.chunk, outputs, &HashSet::new()).await?
-        {
+        let tag = tag_prefix(&name, st.chunk);
+        let produced = async {
+            let outputs = transform.apply(chunk.records).await?;
+            produce(&producer, topic, outputs, Some(&tag), &HashSet::new()).await
+        };
+        let landed = tokio::select! {
+            landed = produced => landed?,
+            _ = runtime::grace_over(shutdown) => {
+                // The chunk stays pending (saved above): a restart finishes it.
+                tracing::warn!(connector = %name, "stopping in the middle of a chunk; a restart finishes it");
+                return Ok(());
+            }
+        };
+        for (partition, offset) in landed {
             let end = ends.entry(partition).or_default();
             *end = (*end).max(offset + 1);
         }
@@ -196,21 +208,37 @@ fn report<R: Reader>(status: &Reporter, reader: &R, st: &SourceState, records: u
     status.progress(records, skipped, position);
 }
 
+/// A JSON Lines record: the line itself as the value, `key_field`'s value as the key (a
+/// string as it is, anything else as JSON).
+pub(crate) fn json_record(line: &[u8], key_field: Option<&str>) -> Option<SourceRecord> {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(line) else {
+        return None;
+    };
+    let key = key_field.and_then(|k| obj.get(k)).and_then(|v| match v {
+        Value::Null => None,
+        Value::String(s) => Some(Bytes::from(s.clone())),
+        other => Some(Bytes::from(other.to_string())),
+    });
+    Some(SourceRecord {
+        key,
+        value: Bytes::copy_from_slice(line),
+    })
+}
+
 fn tag_prefix(connector: &str, chunk: u64) -> String {
     format!("{connector}/{chunk}/")
 }
 
-/// Produces a chunk's outputs (each tagged with its index), except the indices in `skip`;
-/// waits until the broker acknowledged every one. Returns where each landed.
-async fn produce(
+/// Produces `outputs`, except the indices in `skip`, and waits until the broker acknowledged
+/// every one; with a `tag` prefix, each carries [`SOURCE_HEADER`] = prefix + its index.
+/// Returns where each landed.
+pub(crate) async fn produce(
     producer: &Producer,
     topic: &str,
-    connector: &str,
-    chunk: u64,
     outputs: Vec<weir::Record>,
+    tag: Option<&str>,
     skip: &HashSet<u64>,
 ) -> Result<Vec<(u32, u64)>, ConnectError> {
-    let prefix = tag_prefix(connector, chunk);
     let mut pending = Vec::with_capacity(outputs.len());
     for (i, r) in outputs.into_iter().enumerate() {
         let i = i as u64;
@@ -220,10 +248,12 @@ async fn produce(
         let mut record = ProducerRecord::new(topic, r.value).timestamp(r.timestamp);
         record.key = r.key;
         record.headers = r.headers;
-        record.headers.push(Header {
-            key: SOURCE_HEADER.to_string(),
-            value: Bytes::from(format!("{prefix}{i}")),
-        });
+        if let Some(prefix) = tag {
+            record.headers.push(Header {
+                key: SOURCE_HEADER.to_string(),
+                value: Bytes::from(format!("{prefix}{i}")),
+            });
+        }
         pending.push(producer.enqueue(record).await?);
     }
     let mut landed = Vec::with_capacity(pending.len());
