@@ -687,6 +687,6 @@ columns = ["id", "total"]
                 n += 1;
             }
         }
-        assert!(n >= 3);
+        assert!(n >= 4);
     }
 }

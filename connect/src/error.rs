@@ -20,8 +20,6 @@ pub enum ConnectError {
     /// The external system refused or broke (a record it cannot take, a damaged output).
     #[error("{0}")]
     External(String),
-    #[error("{0}")]
-    Unsupported(String),
     #[error(transparent)]
     Weir(#[from] weir::Error),
 }

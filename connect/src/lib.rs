@@ -5,14 +5,17 @@
 //! - [`config`]: the connector file → typed, validated [`config::ConnectConfig`].
 //! - [`runtime`]: the runner: one task per connector, restarts with backoff, status board.
 //! - [`source`]: the exactly-once driver of replayable sources; [`source::file`] tails files;
-//!   [`source::http`] takes POSTed records.
-//! - [`sink`]: the consumer-group driver of sinks; [`sink::file`] appends to a file.
+//!   [`source::http`] takes POSTed records; [`source::postgres`] polls a table.
+//! - [`sink`]: the consumer-group driver of sinks; [`sink::file`] appends to a file,
+//!   [`sink::http`] POSTs to a webhook, [`sink::postgres`] upserts rows.
+//! - [`postgres`]: what the PostgreSQL source and sink share.
 //! - [`transform`]: a source's plugin chain, run by the broker.
 //! - [`state`]: the state directory (positions, saved atomically; one runner at a time).
 //! - [`status`]: what `weir connect status` shows.
 
 pub mod config;
 pub mod error;
+pub mod postgres;
 pub mod runtime;
 pub mod sink;
 pub mod source;

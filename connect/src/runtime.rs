@@ -151,14 +151,14 @@ async fn run_once(
             let mut writer = sink::http::HttpWriter::new(s, status.name())?;
             sink::run(ctx, spec_of(sink), &mut writer, status, shutdown).await
         }
-        Connector::Source(s) => Err(ConnectError::Unsupported(format!(
-            "the {} source is not available yet",
-            s.kind()
-        ))),
-        Connector::Sink(s) => Err(ConnectError::Unsupported(format!(
-            "the {} sink is not available yet",
-            s.kind()
-        ))),
+        Connector::Source(Source::Postgres(s)) => {
+            let mut reader = source::postgres::PostgresReader::new(s, status.name());
+            source::run(ctx, &s.topic, &s.plugins, &mut reader, status, shutdown).await
+        }
+        Connector::Sink(sink @ Sink::Postgres(s)) => {
+            let mut writer = sink::postgres::PostgresWriter::new(s, status.name());
+            sink::run(ctx, spec_of(sink), &mut writer, status, shutdown).await
+        }
     }
 }
 

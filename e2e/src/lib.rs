@@ -5,6 +5,9 @@
 //! The binaries are looked up next to the test executable's `target/<profile>/` directory, so
 //! build them first (`cargo build --workspace --all-targets`; `scripts/test` does).
 
+pub mod connect;
+pub mod postgres;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

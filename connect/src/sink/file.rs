@@ -107,7 +107,7 @@ impl Writer for FileWriter {
         &mut self,
         records: &[ConsumerRecord],
         positions: &BTreeMap<u32, u64>,
-    ) -> Result<(), ConnectError> {
+    ) -> Result<u64, ConnectError> {
         let Some(file) = &self.file else {
             return Err(ConnectError::State("the file sink is not open".into()));
         };
@@ -121,6 +121,7 @@ impl Writer for FileWriter {
             .map_err(|e| ConnectError::io(&self.path, e))?;
         self.saved.len += buf.len() as u64;
         self.saved.positions = positions.clone();
-        self.state.save(&self.key, &self.saved)
+        self.state.save(&self.key, &self.saved)?;
+        Ok(0)
     }
 }

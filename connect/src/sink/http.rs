@@ -103,13 +103,13 @@ impl Writer for HttpWriter {
         &mut self,
         records: &[ConsumerRecord],
         _positions: &BTreeMap<u32, u64>,
-    ) -> Result<(), ConnectError> {
+    ) -> Result<u64, ConnectError> {
         let body = Bytes::from(body_of(records).to_string());
         let mut wait = self.backoff;
         let mut last = String::new();
         for attempt in 1..=self.attempts {
             match self.attempt(&body).await? {
-                None => return Ok(()),
+                None => return Ok(0),
                 Some(reason) => last = reason,
             }
             if attempt < self.attempts {

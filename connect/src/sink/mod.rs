@@ -11,6 +11,7 @@
 
 pub mod file;
 pub mod http;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,11 +35,12 @@ pub trait Writer: Send {
     /// there, for a target that keeps them; the driver skips records below them.
     fn open(&mut self) -> impl Future<Output = Result<BTreeMap<u32, u64>, ConnectError>> + Send;
     /// Writes `records` durably. `positions` is where every partition stands after them.
+    /// Returns how many it passed over as unfit for the target (e.g. not a JSON object).
     fn write(
         &mut self,
         records: &[ConsumerRecord],
         positions: &BTreeMap<u32, u64>,
-    ) -> impl Future<Output = Result<(), ConnectError>> + Send;
+    ) -> impl Future<Output = Result<u64, ConnectError>> + Send;
 }
 
 /// The sink settings the driver needs.
@@ -105,15 +107,16 @@ pub async fn run<W: Writer>(
                 let p = positions.entry(r.partition).or_default();
                 *p = (*p).max(r.offset + 1);
             }
-            tokio::select! {
-                written = writer.write(&batch, &positions) => written?,
+            let skipped = tokio::select! {
+                skipped = writer.write(&batch, &positions) => skipped?,
                 _ = runtime::grace_over(shutdown) => {
                     tracing::warn!(connector = %status.name(), "stopping in the middle of a write; it is done again after a restart");
                     break;
                 }
-            }
+            };
             written = positions;
-            status.progress(batch.len() as u64, 0, describe(&written));
+            let records = batch.len() as u64;
+            status.progress(records - skipped.min(records), skipped, describe(&written));
         }
         let owned = consumer.assignment();
         let commit: BTreeMap<u32, u64> = written

@@ -14,6 +14,7 @@
 
 pub mod file;
 pub mod http;
+pub mod postgres;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
