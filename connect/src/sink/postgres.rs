@@ -31,6 +31,10 @@ const UNIQUE_KEY_SQL: &str = "SELECT EXISTS ( \
              WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])) \
           = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) AS k))";
 
+fn not_open() -> ConnectError {
+    ConnectError::State("the PostgreSQL sink is not open".into())
+}
+
 /// A record's fields, each as its JSON text. A missing field is NULL in the row.
 type Row = BTreeMap<String, Box<RawValue>>;
 
@@ -109,9 +113,7 @@ impl PostgresWriter {
             return Ok(s.clone());
         }
         let (Some(client), Some(table)) = (&self.client, &self.table) else {
-            return Err(ConnectError::State(
-                "the PostgreSQL sink is not open".into(),
-            ));
+            return Err(not_open());
         };
         let sql = upsert_sql(table, &self.config.key, &columns);
         let statement = client.prepare(&sql).await.map_err(|e| {
@@ -208,9 +210,7 @@ impl Writer for PostgresWriter {
         _positions: &BTreeMap<u32, u64>,
     ) -> Result<u64, ConnectError> {
         let Some(table) = self.table.clone() else {
-            return Err(ConnectError::State(
-                "the PostgreSQL sink is not open".into(),
-            ));
+            return Err(not_open());
         };
         let mut rows = Vec::with_capacity(records.len());
         let mut skipped = 0;
@@ -240,10 +240,7 @@ impl Writer for PostgresWriter {
         };
         let statement = self.statement(columns).await?;
         let batch = json_array(&rows);
-        let client = self
-            .client
-            .as_ref()
-            .ok_or_else(|| ConnectError::State("the PostgreSQL sink is not open".into()))?;
+        let client = self.client.as_ref().ok_or_else(not_open)?;
         client
             .execute(&statement, &[&batch])
             .await
