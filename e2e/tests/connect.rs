@@ -105,10 +105,12 @@ path = "out.txt"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_transform_before_produce_and_before_writing_out() {
+    let (api, fragile) = (free_port(), free_port());
     let (broker, client, tmp, config) = setup(
         "words",
         2,
-        r#"
+        &format!(
+            r#"
 [[source]]
 type = "file"
 path = "in.jsonl"
@@ -117,29 +119,67 @@ key_field = "user"
 topic = "words"
 plugins = [["uppercase"]]
 
+[[source]]
+name = "api"
+type = "http"
+listen = "127.0.0.1:{api}"
+format = "json"
+key_field = "user"
+topic = "words"
+plugins = [["filter-contains", {{ substring = "alice" }}], ["uppercase"]]
+
+[[source]]
+name = "fragile-api"
+type = "http"
+listen = "127.0.0.1:{fragile}"
+topic = "words"
+plugins = [["fragile"]]
+
 [[sink]]
 type = "file"
 topic = "words"
 group = "export"
 path = "out.txt"
-plugins = [["filter-contains", { substring = "ALICE" }]]
-"#,
+plugins = [["filter-contains", {{ substring = "ALICE" }}]]
+"#
+        ),
     )
     .await;
     register_examples(&client.admin()).await;
+    client
+        .admin()
+        .register_plugin("fragile", weir_e2e::hostile_plugin("unreachable"))
+        .await
+        .unwrap();
     let input = tmp.path().join("in.jsonl");
     append(
         &input,
         "{\"user\":\"alice\",\"n\":1}\nnot json\n{\"user\":\"bob\",\"n\":2}\n{\"user\":\"alice\",\"n\":3}\n",
     );
     let runner = connect_run(&broker, &config);
-    let lines = wait_for_lines(&tmp.path().join("out.txt"), 2, Duration::from_secs(30));
+    // The HTTP source's chain: one output of two records, acknowledged as such.
+    let web = http_client();
+    let body = b"{\"user\":\"alice\",\"n\":4}\n{\"user\":\"carol\",\"n\":5}\n";
+    let answer = post_when_listening(&web, api, body).await;
+    assert_eq!(answer, (200, serde_json::json!({ "accepted": 1 })));
+    // A plugin that traps refuses the request, naming it; the source goes on.
+    let (code, body) = post_when_listening(&web, fragile, b"x").await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("fragile"),
+        "{body}"
+    );
+    let lines = wait_for_lines(&tmp.path().join("out.txt"), 3, Duration::from_secs(30));
     terminate(runner);
     let mut lines = lines;
     lines.sort();
     assert_eq!(
         lines,
-        [r#"{"USER":"ALICE","N":1}"#, r#"{"USER":"ALICE","N":3}"#]
+        [
+            r#"{"USER":"ALICE","N":1}"#,
+            r#"{"USER":"ALICE","N":3}"#,
+            r#"{"USER":"ALICE","N":4}"#
+        ]
     );
     // The topic has every valid line, uppercased, keyed by its user.
     let records = read_all(&client, "words", weir::ConsumerConfig::default()).await;
@@ -151,8 +191,12 @@ plugins = [["filter-contains", { substring = "ALICE" }]]
         })
         .collect();
     keyed.sort();
-    assert_eq!(keyed.len(), 3, "{keyed:?}");
-    assert_eq!(keyed[2].1, r#"{"USER":"BOB","N":2}"#);
+    assert_eq!(keyed.len(), 4, "{keyed:?}");
+    assert_eq!(
+        keyed[2],
+        ("alice".into(), r#"{"USER":"ALICE","N":4}"#.into())
+    );
+    assert_eq!(keyed[3].1, r#"{"USER":"BOB","N":2}"#);
     let status = status_lines(&broker, &config);
     assert_eq!(
         status[0][5..7],
@@ -481,6 +525,19 @@ async fn http(
     Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
 }
 
+/// POSTs `body` to 127.0.0.1:`port` once the source there listens (up to 30 s).
+async fn post_when_listening(web: &HttpClient, port: u16, body: &[u8]) -> (u16, serde_json::Value) {
+    let url = format!("http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http(web, "POST", &url, body.to_vec()).await {
+            Ok(answer) => return answer,
+            Err(e) => assert!(Instant::now() < deadline, "nothing listens on {port}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_source_acknowledges_only_what_the_broker_has_across_a_kill_9() {
     let port = free_port();
@@ -505,14 +562,7 @@ key_field = "id"
     let web = http_client();
 
     // Bad requests are refused with a reason and produce nothing.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let refused = loop {
-        match http(&web, "POST", &url, b"{\"id\": 1}\nnot json\n".to_vec()).await {
-            Ok(answer) => break answer,
-            Err(e) => assert!(Instant::now() < deadline, "the source never listened: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let refused = post_when_listening(&web, port, b"{\"id\": 1}\nnot json\n").await;
     assert_eq!(refused.0, 400);
     assert_eq!(refused.1["error"], "line 2 is not a JSON object");
     let (code, body) = http(&web, "GET", &url, Vec::new()).await.unwrap();
