@@ -31,6 +31,9 @@ const UNIQUE_KEY_SQL: &str = "SELECT EXISTS ( \
              WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])) \
           = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) AS k))";
 
+/// Most upserts (one per set of columns written) kept prepared.
+const MAX_PREPARED: usize = 64;
+
 fn not_open() -> ConnectError {
     ConnectError::State("the PostgreSQL sink is not open".into())
 }
@@ -119,6 +122,10 @@ impl PostgresWriter {
         let statement = client.prepare(&sql).await.map_err(|e| {
             postgres::error(&format!("cannot prepare the upsert into {}", table.sql), &e)
         })?;
+        if self.statements.len() >= MAX_PREPARED {
+            // Records with ever-changing sets of fields: start over rather than grow.
+            self.statements.clear();
+        }
         self.statements.insert(columns, statement.clone());
         Ok(statement)
     }
