@@ -296,6 +296,28 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_names_every_flag_and_gives_the_defaults() {
+        use clap::CommandFactory;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/weir.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for arg in Args::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "config" || long == "help" || long == "version" {
+                continue;
+            }
+            let named = text.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                l.strip_prefix(long)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            });
+            assert!(named, "examples/weir.toml does not mention `{long}`");
+        }
+        let file = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(format!("{file:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
     fn cluster_flags_resolve_together() {
         assert!(parse(&[]).unwrap().cluster.is_none());
         let c = parse(&["--node-id", "2", "--cluster", "1=a:1,2=b:2,3=c:3"]).unwrap();

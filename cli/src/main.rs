@@ -11,6 +11,7 @@ mod group;
 mod pipeline;
 mod plugin;
 mod produce;
+mod status;
 mod topic;
 
 use std::process::ExitCode;
@@ -57,6 +58,9 @@ enum Command {
     /// Cluster members and their health.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// The broker on one screen: health, cluster, topics, groups, plugins, pipelines, and
+    /// what needs attention (exit code 1 if anything does).
+    Status,
     /// Run connectors that import into and export out of Weir (files, HTTP, PostgreSQL).
     #[command(subcommand)]
     Connect(connect::ConnectCommand),
@@ -80,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipeline(cmd) => pipeline::run(&client, cmd).await,
         Command::Bench(cmd) => bench::run(&client, &cli.broker, cmd).await,
         Command::Cluster(cmd) => cluster::run(&client, cmd).await,
+        Command::Status => status::run(&client, &cli.broker).await,
         Command::Connect(cmd) => connect::run(&cli.broker, cmd).await,
     }
 }

@@ -89,6 +89,27 @@ pub struct NodeStatus {
     pub applied_index: u64,
 }
 
+/// What the broker's `grpc.health.v1` service says about a service ([`Admin::health`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Taking requests.
+    Serving,
+    /// Up but not taking requests (e.g. shutting down).
+    NotServing,
+    /// The broker does not know that service name.
+    UnknownService,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Serving => "SERVING",
+            Health::NotServing => "NOT_SERVING",
+            Health::UnknownService => "SERVICE_UNKNOWN",
+        })
+    }
+}
+
 /// A topic's effective settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
@@ -259,6 +280,27 @@ impl Admin {
             })
             .await?;
         Ok(info_of(resp.topic.unwrap_or_default()))
+    }
+
+    /// The health of `service` on the bootstrap broker, by the standard gRPC health protocol
+    /// (`grpc.health.v1.Health/Check`); `""` is the broker as a whole, else a service name
+    /// such as `weir.v1.Log`.
+    pub async fn health(&self, service: &str) -> Result<Health> {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        let mut rpc =
+            tonic_health::pb::health_client::HealthClient::new(self.client.bootstrap_channel());
+        let req = tonic_health::pb::HealthCheckRequest {
+            service: service.to_string(),
+        };
+        match rpc.check(req).await {
+            Ok(resp) => Ok(match resp.into_inner().status() {
+                ServingStatus::Serving => Health::Serving,
+                ServingStatus::ServiceUnknown => Health::UnknownService,
+                ServingStatus::NotServing | ServingStatus::Unknown => Health::NotServing,
+            }),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(Health::UnknownService),
+            Err(s) => Err(s.into()),
+        }
     }
 
     /// Every member of the cluster with its role, as the broker asked reaches them (a

@@ -403,6 +403,10 @@ impl Client {
         topics_rpc(self.bootstrap_route().channel)
     }
 
+    pub(crate) fn bootstrap_channel(&self) -> Channel {
+        self.bootstrap_route().channel
+    }
+
     pub(crate) fn cluster_rpc(&self) -> ClusterClient<Channel> {
         ClusterClient::new(self.bootstrap_route().channel)
     }

@@ -38,8 +38,8 @@ mod producer;
 mod transform;
 
 pub use admin::{
-    Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, NewTopic, NodeStatus,
-    OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits, ResetTo,
+    Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, Health, NewTopic,
+    NodeStatus, OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits, ResetTo,
     TopicDescription, TopicInfo,
 };
 pub use client::{Client, DEFAULT_BROKER};

@@ -19,7 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::Status;
 use tonic::metadata::MetadataValue;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
 use weir_common::limits::MAX_REQUEST_BYTES;
 use weir_proto::v1::cluster_server::ClusterServer;
 use weir_proto::v1::groups_server::GroupsServer;
@@ -135,6 +137,18 @@ pub fn status_of(e: BrokerError) -> Status {
 /// Serves the Weir services on `listener` until `shutdown` resolves, then stops accepting,
 /// ends open subscriptions and waits for in-flight requests. In cluster mode it also serves
 /// the metadata quorum's raft messages.
+/// What the health service reports on: the server as a whole (`""`) and each client-facing
+/// service.
+pub const HEALTH_SERVICES: &[&str] = &[
+    "",
+    <TopicsServer<topics::TopicsService> as NamedService>::NAME,
+    <LogServer<log::LogService> as NamedService>::NAME,
+    <GroupsServer<groups::GroupsService> as NamedService>::NAME,
+    <PluginsServer<plugins::PluginsService> as NamedService>::NAME,
+    <PipelinesServer<pipelines::PipelinesService> as NamedService>::NAME,
+    <ClusterServer<cluster::ClusterService> as NamedService>::NAME,
+];
+
 pub async fn serve(
     broker: Arc<Broker>,
     cluster: Option<Arc<Cluster>>,
@@ -142,8 +156,21 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    // grpc.health.v1: SERVING for the server as a whole ("") and each Weir service while it
+    // serves; NOT_SERVING from the moment shutdown begins, so load balancers stop sending.
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for service in HEALTH_SERVICES {
+        health_reporter
+            .set_service_status(*service, ServingStatus::Serving)
+            .await;
+    }
     let signal = async move {
         shutdown.await;
+        for service in HEALTH_SERVICES {
+            health_reporter
+                .set_service_status(*service, ServingStatus::NotServing)
+                .await;
+        }
         // Subscriptions never finish on their own: tell them to end, or the graceful
         // shutdown would wait forever.
         let _ = stop_tx.send(true);
@@ -189,6 +216,7 @@ pub async fn serve(
         .add_service(pipelines)
         .add_service(log)
         .add_service(status)
+        .add_service(health)
         .add_optional_service(raft)
         .add_optional_service(replication)
         .serve_with_incoming_shutdown(incoming, signal)
