@@ -3,7 +3,7 @@
 
 use tokio_postgres::{Client, NoTls};
 
-use crate::error::ConnectError;
+use crate::error::{ConnectError, with_causes};
 
 /// A table as the server resolved it, with its columns in order.
 #[derive(Debug, Clone)]
@@ -86,10 +86,7 @@ pub fn error(context: &str, e: &tokio_postgres::Error) -> ConnectError {
 fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
         // Connection-level errors keep their cause in `source`.
-        return match std::error::Error::source(e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        };
+        return with_causes(e);
     };
     let mut text = db.message().to_string();
     if let Some(detail) = db.detail() {

@@ -16,6 +16,14 @@ use std::time::{Duration, Instant};
 /// How long a broker may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A port free on 127.0.0.1 right now (for servers the tests start themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Path of a workspace binary (`weir-broker`, `weir`) built beside the tests.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -52,10 +52,7 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::free_port();
         let log = std::fs::File::create(dir.join("server.log")).expect("server log");
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(dir.join("server.log"), Some(uid), Some(gid))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use weir_e2e::connect::{
     append, connect_run, kill9, setup, status_lines, terminate, wait_for_lines, write_config,
 };
-use weir_e2e::{read_all, register_examples, text};
+use weir_e2e::{free_port, read_all, register_examples, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_to_file_moves_every_line_exactly_once_across_kill_9_and_rotation() {
@@ -478,15 +478,6 @@ async fn a_webhook_that_refuses_a_batch_fails_the_sink_with_its_answer() {
         status[0][8].contains("answered 400 Bad Request: try later"),
         "{status:?}"
     );
-}
-
-/// A port free on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 type HttpClient = hyper_util::client::legacy::Client<

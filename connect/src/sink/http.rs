@@ -24,7 +24,7 @@ use weir::ConsumerRecord;
 
 use super::Writer;
 use crate::config::{DEFAULT_HTTP_BACKOFF_MS, DEFAULT_HTTP_RETRIES, HttpSink};
-use crate::error::ConnectError;
+use crate::error::{ConnectError, with_causes};
 
 /// Longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -67,7 +67,7 @@ impl HttpWriter {
             .map_err(|e| ConnectError::External(format!("cannot build the request: {e}")))?;
         let resp = match tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req)).await {
             Err(_) => return Ok(Some(format!("no answer within {REQUEST_TIMEOUT:?}"))),
-            Ok(Err(e)) => return Ok(Some(chain(&e))),
+            Ok(Err(e)) => return Ok(Some(with_causes(&e))),
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status();
@@ -154,16 +154,4 @@ fn body_of(records: &[ConsumerRecord]) -> Value {
         })
         .collect();
     json!({ "records": records })
-}
-
-/// An error with its causes (hyper's own says only "client error (Connect)").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }

@@ -10,6 +10,7 @@
 //! that are not JSON objects, or lack a key field, are skipped and counted.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -67,7 +68,8 @@ pub struct PostgresWriter {
     config: PostgresSink,
     connector: String,
     client: Option<Client>,
-    table: Option<Table>,
+    /// Shared with each write (which also borrows the writer mutably to prepare).
+    table: Option<Arc<Table>>,
     /// Prepared upserts by the columns they write.
     statements: HashMap<Vec<String>, Statement>,
 }
@@ -175,11 +177,9 @@ impl Writer for PostgresWriter {
         for c in self.config.key.iter().chain(&self.config.columns) {
             table.column_type(c)?;
         }
-        if let Some(k) = self
-            .config
-            .key
-            .iter()
-            .find(|k| !self.config.columns.is_empty() && !self.config.columns.contains(k))
+        let columns = &self.config.columns;
+        if !columns.is_empty()
+            && let Some(k) = self.config.key.iter().find(|k| !columns.contains(k))
         {
             return Err(ConnectError::External(format!(
                 "the key column {k:?} must be one of `columns`"
@@ -199,7 +199,7 @@ impl Writer for PostgresWriter {
             )));
         }
         self.client = Some(client);
-        self.table = Some(table);
+        self.table = Some(Arc::new(table));
         self.statements.clear();
         // Columns of the wrong kind for the statement fail here rather than at the first write.
         let columns = if self.config.columns.is_empty() {

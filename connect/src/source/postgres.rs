@@ -101,6 +101,11 @@ fn select_sql(table: &str, column: &str, column_type: &str, key: Option<&str>) -
     }
 }
 
+/// A polled row's `column` value, as text.
+fn value_of(row: &tokio_postgres::Row) -> &str {
+    row.get(1)
+}
+
 impl Reader for PostgresReader {
     async fn seek(&mut self, position: Option<&Value>) -> Result<(), ConnectError> {
         let client = postgres::connect(&self.config.url, &self.connector).await?;
@@ -152,7 +157,6 @@ impl Reader for PostgresReader {
         if rows.is_empty() {
             return Ok(None);
         }
-        let value_of = |r: &tokio_postgres::Row| r.get::<_, String>(1);
         if until.is_none() {
             // End on a change of value: after about `max_bytes`, and before the last value
             // of a full page (more rows of it may follow).
@@ -175,13 +179,14 @@ impl Reader for PostgresReader {
                     cut = keep + 1;
                 } else {
                     // A whole page of one value: read every row of it.
+                    let last = last.to_string();
                     rows = self.rows(Some(&last), i64::MAX).await?;
                     cut = rows.len();
                 }
             }
             rows.truncate(cut);
         }
-        let Some(end) = rows.last().map(value_of) else {
+        let Some(end) = rows.last().map(|r| value_of(r).to_string()) else {
             // The rows of a value read again were deleted in between.
             return Ok(None);
         };
