@@ -27,6 +27,7 @@ use crate::groups::{
     ResetTo,
 };
 use crate::log::{Appended, Bounds, Diverging, PartitionLog, PendingBatch, ReadResult, ReadUpTo};
+use crate::metrics;
 use crate::pipelines::{Deps, PipelineDef, PipelineManager, PipelineView, Start};
 use crate::plugins::{Plugin, PluginInfo, PluginLimits, PluginRegistry};
 use crate::storage::Store;
@@ -503,6 +504,7 @@ impl Broker {
     /// Deletes a topic's local data and what groups committed on it (blocking).
     fn delete_local(&self, name: &str) -> Result<(), BrokerError> {
         let id = self.topics.delete(name)?;
+        metrics::global().forget_topic(name);
         self.groups.forget_topic(name, id)
     }
 
@@ -608,6 +610,11 @@ impl Broker {
         })
     }
 
+    /// Cluster mode: this broker's node id (`None` standalone).
+    pub fn node_id(&self) -> Option<NodeId> {
+        self.cluster().map(|c| c.node_id())
+    }
+
     /// Cluster mode: where each partition of `topic` lives, as this broker's metadata says
     /// (`None` standalone, or for a topic the metadata does not know).
     pub fn placement(&self, topic: &str) -> Option<Vec<PartitionState>> {
@@ -688,7 +695,18 @@ impl Broker {
     ) -> Result<impl Future<Output = Result<Vec<(u32, Appended)>, BrokerError>> + use<>, BrokerError>
     {
         check_not_internal(topic, "written to by clients")?;
-        self.submit_any(topic, batches, acks).await
+        let bytes: usize = batches.iter().map(|(_, b)| b.len()).sum();
+        let appended = self.submit_any(topic, batches, acks).await?;
+        let topic = topic.to_string();
+        Ok(async move {
+            let appended = appended.await?;
+            let records: u64 = appended
+                .iter()
+                .map(|(_, a)| u64::from(a.record_count))
+                .sum();
+            metrics::global().produced(&topic, records, bytes as u64);
+            Ok(appended)
+        })
     }
 
     /// Appends to any topic, the broker's own included (group offsets).
@@ -1027,7 +1045,9 @@ impl Broker {
         let n = name.clone();
         self.pipelines
             .unless_plugin_used(&name, blocking(move || this.plugins.delete(&n)))
-            .await
+            .await?;
+        metrics::global().forget_plugin(&name);
+        Ok(())
     }
 
     // ---- pipelines --------------------------------------------------------------------------

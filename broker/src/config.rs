@@ -104,6 +104,10 @@ pub struct Args {
     /// and its partitions move to other in-sync replicas, in ms [default: 6000].
     #[arg(long, value_name = "MS")]
     pub session_timeout_ms: Option<u64>,
+    /// Serve Prometheus metrics over HTTP at `http://HOST:PORT/metrics` (port 0 picks a free
+    /// port). Off unless given.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Settings a topic gets when its creator leaves them out.
@@ -129,6 +133,8 @@ pub struct Config {
     pub cluster: Option<ClusterSpec>,
     pub replica_lag_max: Duration,
     pub session_timeout: Duration,
+    /// Where to serve `/metrics`; `None`: no metrics endpoint.
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +256,7 @@ impl Config {
             cluster,
             replica_lag_max: Duration::from_millis(replica_lag_max_ms),
             session_timeout: Duration::from_millis(session_timeout_ms),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
         })
     }
 }

@@ -10,6 +10,7 @@
 //! - [`groups`]: consumer groups: membership, assignment, committed offsets.
 //! - [`pipelines`]: continuous topic→topic plugin pipelines (exactly-once).
 //! - [`plugins`]: WebAssembly plugins: registry and sandboxed runtime.
+//! - [`metrics`]: Prometheus metrics: counters where the work happens, the rest read at scrape.
 //! - [`log`]: partition logs: append (group commit), read, time lookup, segments, retention.
 //! - [`storage`]: RocksDB column families, key encoding, atomic write batches.
 //! - [`types`]: plain domain types.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod groups;
 pub mod log;
+pub mod metrics;
 pub mod pipelines;
 pub mod plugins;
 pub mod server;

@@ -81,7 +81,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let background = spawn_background(&broker, &config);
+    let mut background = spawn_background(&broker, &config);
+    if let Some(at) = &config.metrics_listen {
+        let metrics = TcpListener::bind(at)
+            .await
+            .with_context(|| format!("cannot serve metrics on {at}"))?;
+        let maddr = metrics.local_addr()?;
+        tracing::info!(addr = %maddr, "serving metrics at http://{maddr}/metrics");
+        background.push(tokio::spawn(weir_broker::metrics::serve(
+            metrics,
+            Arc::clone(&broker),
+        )));
+    }
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "weir-broker listening on {addr}")?;

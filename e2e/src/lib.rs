@@ -6,6 +6,7 @@
 //! build them first (`cargo build --workspace --all-targets`; `scripts/test` does).
 
 pub mod connect;
+pub mod metrics;
 pub mod postgres;
 
 use std::io::{BufRead, BufReader, Write};

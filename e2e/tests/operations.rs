@@ -116,3 +116,184 @@ async fn weir_status_shows_the_cluster_and_an_unreachable_member() {
     });
     assert!(text.contains("is unreachable"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_scraped_after_traffic_and_add_up() {
+    let metrics_addr = format!("127.0.0.1:{}", weir_e2e::free_port());
+    let broker = Broker::start_with(&["--metrics-listen", &metrics_addr]);
+    let client = broker.client_with_topic("orders", 3).await;
+    let admin = client.admin();
+    admin
+        .create_topic(weir::NewTopic::new("upper", 1))
+        .await
+        .unwrap();
+    let err = admin
+        .create_topic(weir::NewTopic::new("orders", 1))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("exists"), "{err}");
+    register_examples(&admin).await;
+
+    // 1000 records produced, read by a group that commits them all, then 100 more: lag 100.
+    let lines: String = (0..1000).map(|i| format!("k{i}:order {i}\n")).collect();
+    broker.cli_with_stdin(
+        &["produce", "orders", "--key-separator", ":"],
+        lines.as_bytes(),
+    );
+    let read = broker.cli_ok(&[
+        "consume",
+        "orders",
+        "--group",
+        "billing",
+        "--max",
+        "1000",
+        "--idle-timeout",
+        "3000",
+    ]);
+    assert_eq!(read.lines().count(), 1000);
+    let more: String = (0..100).map(|i| format!("late {i}\n")).collect();
+    broker.cli_with_stdin(&["produce", "orders"], more.as_bytes());
+    // A consume-time plugin, and a pipeline whose plugin traps.
+    let upper = broker.cli_ok(&[
+        "consume",
+        "orders",
+        "--plugin",
+        "uppercase",
+        "--max",
+        "10",
+        "--idle-timeout",
+        "3000",
+    ]);
+    assert!(upper.starts_with("ORDER"), "{upper}");
+    admin
+        .register_plugin("fragile", hostile_plugin("unreachable"))
+        .await
+        .unwrap();
+    admin
+        .create_pipeline(NewPipeline::new("bad", "orders", "upper").plugin("fragile", None))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin.describe_pipeline("bad").await.unwrap().status != PipelineStatus::Failed {
+        assert!(Instant::now() < deadline, "the pipeline never failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let m = weir_e2e::metrics::scrape(&metrics_addr);
+    let orders = [("topic", "orders")];
+    // gRPC calls by service, method and code; each finished call is timed.
+    let topics_ok = [
+        ("grpc_service", "weir.v1.Topics"),
+        ("grpc_method", "CreateTopic"),
+    ];
+    assert_eq!(m.types["grpc_server_handled"], "counter");
+    assert_eq!(m.types["grpc_server_handling_seconds"], "histogram");
+    let code = |c| {
+        let mut l = topics_ok.to_vec();
+        l.push(("grpc_code", c));
+        m.sum("grpc_server_handled_total", &l)
+    };
+    assert_eq!(code("OK"), Some(2.0));
+    assert_eq!(code("AlreadyExists"), Some(1.0));
+    assert_eq!(m.sum("grpc_server_started_total", &topics_ok), Some(3.0));
+    assert_eq!(
+        m.sum("grpc_server_handling_seconds_count", &topics_ok),
+        Some(3.0)
+    );
+    let mut inf = topics_ok.to_vec();
+    inf.push(("le", "+Inf"));
+    assert_eq!(
+        m.sum("grpc_server_handling_seconds_bucket", &inf),
+        Some(3.0)
+    );
+    assert!(
+        m.sum(
+            "grpc_server_handled_total",
+            &[
+                ("grpc_service", "weir.v1.Groups"),
+                ("grpc_method", "Heartbeat")
+            ]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    // Records and bytes in and out per topic.
+    assert_eq!(m.sum("weir_topic_records_in_total", &orders), Some(1100.0));
+    assert!(m.sum("weir_topic_bytes_in_total", &orders).unwrap() > 11_000.0);
+    assert!(m.sum("weir_topic_records_out_total", &orders).unwrap() >= 1010.0);
+    assert!(m.sum("weir_topic_bytes_out_total", &orders).unwrap() > 10_000.0);
+    // Partition offsets, and the group's lag on them.
+    assert_eq!(
+        m.sum("weir_partition_high_watermark", &orders),
+        Some(1100.0)
+    );
+    assert_eq!(
+        m.sum("weir_partition_log_end_offset", &orders),
+        Some(1100.0)
+    );
+    assert_eq!(
+        m.matching("weir_partition_high_watermark", &orders).count(),
+        3
+    );
+    let billing = [("group", "billing"), ("topic", "orders")];
+    assert_eq!(m.sum("weir_group_lag", &billing), Some(100.0));
+    assert_eq!(m.sum("weir_group_committed_offset", &billing), Some(1000.0));
+    assert_eq!(
+        m.sum("weir_group_members", &[("group", "billing")]),
+        Some(0.0)
+    );
+    // Plugins: calls timed, failures counted; the pipeline's state and lag.
+    assert!(
+        m.sum("weir_plugin_calls_total", &[("plugin", "uppercase")])
+            .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        m.sum("weir_plugin_failures_total", &[("plugin", "uppercase")]),
+        None
+    );
+    assert!(
+        m.sum("weir_plugin_failures_total", &[("plugin", "fragile")])
+            .unwrap()
+            >= 1.0
+    );
+    assert!(
+        m.sum("weir_plugin_call_seconds_count", &[("plugin", "fragile")])
+            .unwrap()
+            >= 1.0
+    );
+    let bad = |state| {
+        m.sum(
+            "weir_pipeline_state",
+            &[("pipeline", "bad"), ("state", state)],
+        )
+    };
+    assert_eq!((bad("failed"), bad("running")), (Some(1.0), Some(0.0)));
+    assert_eq!(
+        m.sum("weir_pipeline_lag", &[("pipeline", "bad")]),
+        Some(1100.0)
+    );
+    // RocksDB and the process.
+    let records_cf = [("cf", "records")];
+    assert!(m.sum("weir_rocksdb_memtable_bytes", &records_cf).unwrap() > 0.0);
+    assert!(m.sum("weir_rocksdb_sst_bytes", &records_cf).is_some());
+    assert!(
+        m.sum("weir_rocksdb_pending_compaction_bytes", &records_cf)
+            .is_some()
+    );
+    assert!(m.sum("process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    assert!(m.sum("process_open_fds", &[]).unwrap() > 3.0);
+
+    // A deleted topic's series go; other paths and methods are refused.
+    admin.delete_pipeline("bad").await.unwrap();
+    admin.delete_topic("upper").await.unwrap();
+    let m = weir_e2e::metrics::scrape(&metrics_addr);
+    assert_eq!(
+        m.matching("weir_partition_high_watermark", &[("topic", "upper")])
+            .count(),
+        0
+    );
+    assert_eq!(m.sum("weir_pipeline_lag", &[("pipeline", "bad")]), None);
+    let (status, _, _) = weir_e2e::metrics::http_get(&metrics_addr, "/");
+    assert_eq!(status, 404);
+}

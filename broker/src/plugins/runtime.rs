@@ -385,6 +385,26 @@ impl Stage {
     /// record's offset. When the plugin passed every record on unchanged the batches come
     /// back as they were (no copy) with `unchanged` set.
     pub fn run(&mut self, batches: Vec<Bytes>, skip_below: u64) -> Result<Staged, PluginError> {
+        let start = std::time::Instant::now();
+        let mut called = false;
+        let staged = self.run_once(batches, skip_below, &mut called);
+        if called {
+            crate::metrics::global().plugin_called(
+                &self.inst.name,
+                start.elapsed(),
+                staged.is_ok(),
+            );
+        }
+        staged
+    }
+
+    /// [`Stage::run`]; sets `called` when the plugin was called.
+    fn run_once(
+        &mut self,
+        batches: Vec<Bytes>,
+        skip_below: u64,
+        called: &mut bool,
+    ) -> Result<Staged, PluginError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
@@ -398,6 +418,7 @@ impl Stage {
                 unchanged: true,
             });
         }
+        *called = true;
         let (rptr, rlen) = match enter(
             &mut self.inst,
             &self.funcs,

@@ -16,6 +16,7 @@ use super::status_of;
 use crate::broker::{Acks, Broker, OffsetQuery};
 use crate::error::BrokerError;
 use crate::log::{Bounds, ReadResult, ReadUpTo};
+use crate::metrics;
 use crate::plugins::Chain;
 use crate::topics::Topic;
 
@@ -278,12 +279,22 @@ async fn read_round(
             pos.offset = end;
             let bytes: usize = r.batches.iter().map(|b| b.len()).sum();
             budget = budget.saturating_sub(bytes);
+            metrics::global().consumed(&topic.meta.name, records_in(&r.batches), bytes as u64);
         }
         if !skip_empty || !r.batches.is_empty() {
             out.push(records_of(pos.partition, r));
         }
     }
     Ok(out)
+}
+
+/// How many records stored batches hold (from their headers).
+fn records_in(batches: &[Bytes]) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| batch::BatchHeader::parse(b).ok())
+        .map(|h| u64::from(h.record_count))
+        .sum()
 }
 
 /// Waits until any watched partition changes.

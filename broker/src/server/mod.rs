@@ -5,6 +5,7 @@
 //! and `tonic::Status`; it holds no logic beyond translation and request-shape checks.
 
 mod cluster;
+mod edge;
 mod groups;
 mod log;
 mod pipelines;
@@ -149,6 +150,19 @@ pub const HEALTH_SERVICES: &[&str] = &[
     <ClusterServer<cluster::ClusterService> as NamedService>::NAME,
 ];
 
+/// Every service this server may have, for the metrics' labels.
+const RPC_SERVICES: &[&str] = &[
+    <TopicsServer<topics::TopicsService> as NamedService>::NAME,
+    <LogServer<log::LogService> as NamedService>::NAME,
+    <GroupsServer<groups::GroupsService> as NamedService>::NAME,
+    <PluginsServer<plugins::PluginsService> as NamedService>::NAME,
+    <PipelinesServer<pipelines::PipelinesService> as NamedService>::NAME,
+    <ClusterServer<cluster::ClusterService> as NamedService>::NAME,
+    <RaftServer<cluster::RaftService> as NamedService>::NAME,
+    <ReplicationServer<replication::ReplicationService> as NamedService>::NAME,
+    "grpc.health.v1.Health",
+];
+
 pub async fn serve(
     broker: Arc<Broker>,
     cluster: Option<Arc<Cluster>>,
@@ -210,6 +224,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .layer(edge::MetricsLayer::new(RPC_SERVICES))
         .add_service(topics)
         .add_service(groups)
         .add_service(plugins)

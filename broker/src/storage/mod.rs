@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
-    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, properties,
 };
 
 use crate::groups::Committed;
@@ -111,6 +111,24 @@ pub struct Truncation<'a> {
     pub epochs: &'a [EpochStart],
 }
 
+/// What [`Store::stats`] reads.
+#[derive(Debug, Clone)]
+pub struct StoreStats {
+    pub column_families: Vec<CfStats>,
+    pub running_compactions: u64,
+    pub write_stopped: bool,
+}
+
+/// One column family's sizes.
+#[derive(Debug, Clone)]
+pub struct CfStats {
+    pub name: &'static str,
+    pub sst_bytes: u64,
+    pub live_data_bytes: u64,
+    pub memtable_bytes: u64,
+    pub pending_compaction_bytes: u64,
+}
+
 /// The broker's database handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -168,6 +186,33 @@ impl Store {
         wo.set_sync(self.sync == SyncMode::Always);
         self.db.write_opt(batch, &wo)?;
         Ok(())
+    }
+
+    /// RocksDB's sizes per column family and its background work (for metrics). A property
+    /// RocksDB cannot give reads as 0.
+    pub fn stats(&self) -> StoreStats {
+        let int = |v: Result<Option<u64>, rocksdb::Error>| v.ok().flatten().unwrap_or(0);
+        let column_families = COLUMN_FAMILIES
+            .iter()
+            .map(|&name| {
+                let cf = self.cf(name);
+                let prop = |p| int(self.db.property_int_value_cf(cf, p));
+                CfStats {
+                    name,
+                    sst_bytes: prop(properties::TOTAL_SST_FILES_SIZE),
+                    live_data_bytes: prop(properties::ESTIMATE_LIVE_DATA_SIZE),
+                    memtable_bytes: prop(properties::CUR_SIZE_ALL_MEM_TABLES),
+                    pending_compaction_bytes: prop(properties::ESTIMATE_PENDING_COMPACTION_BYTES),
+                }
+            })
+            .collect();
+        StoreStats {
+            column_families,
+            running_compactions: int(self
+                .db
+                .property_int_value(properties::NUM_RUNNING_COMPACTIONS)),
+            write_stopped: int(self.db.property_int_value(properties::IS_WRITE_STOPPED)) != 0,
+        }
     }
 
     /// Fsyncs the WAL (for `--fsync interval` and at shutdown).
