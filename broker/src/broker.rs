@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use weir_common::TopicName;
 use weir_common::batch;
 use weir_common::limits::{
@@ -84,6 +85,9 @@ pub struct Broker {
     leadership: std::sync::Mutex<Leadership>,
     replica_lag_max: Duration,
     session_timeout: Duration,
+    /// Bytes of client produce batches that may be held at once (see [`Broker::submit`]).
+    produce_budget: Arc<Semaphore>,
+    produce_budget_bytes: u32,
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, BrokerError>
@@ -141,6 +145,15 @@ fn resolve_config(t: &NewTopic, d: &TopicDefaults) -> Result<TopicConfig, Broker
         segment_bytes,
         segment_ms,
     })
+}
+
+/// What a produce does when the produce budget is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Wait for room: an ordered produce stream, whose client HTTP/2 then holds back.
+    Wait,
+    /// Fail at once with [`BrokerError::Busy`] (a unary produce: the client retries).
+    Refuse,
 }
 
 /// When a produce is acknowledged (see `weir.v1.Acks`).
@@ -235,6 +248,7 @@ impl Broker {
             max_record_bytes: config.max_record_bytes,
         };
         let pipelines = PipelineManager::recover(store.clone(), &deps)?;
+        let budget = u32::try_from(config.limits.produce_bytes_in_flight).unwrap_or(u32::MAX);
         Ok(Arc::new(Self {
             store,
             producer_ids: std::sync::Mutex::new(()),
@@ -248,6 +262,8 @@ impl Broker {
             leadership: std::sync::Mutex::new(Leadership::default()),
             replica_lag_max: config.replica_lag_max,
             session_timeout: config.session_timeout,
+            produce_budget: Arc::new(Semaphore::new(budget as usize)),
+            produce_budget_bytes: budget,
         }))
     }
 
@@ -671,14 +687,43 @@ impl Broker {
     }
 
     /// Validates every batch, then appends each to its partition (concurrently across
-    /// partitions). Nothing is written if any batch is invalid.
+    /// partitions). Nothing is written if any batch is invalid. Refused with
+    /// [`BrokerError::Busy`] when the produce budget is spent.
     pub async fn produce(
         &self,
         topic: &str,
         batches: Vec<(u32, Bytes)>,
         acks: Acks,
     ) -> Result<Vec<(u32, Appended)>, BrokerError> {
-        self.submit(topic, batches, acks).await?.await
+        self.submit(topic, batches, acks, Admission::Refuse)
+            .await?
+            .await
+    }
+
+    /// Takes `bytes` of the produce budget, held until the returned permit is dropped. A
+    /// request larger than the whole budget takes all of it.
+    async fn admit(
+        &self,
+        bytes: usize,
+        admission: Admission,
+    ) -> Result<OwnedSemaphorePermit, BrokerError> {
+        let want = u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.produce_budget_bytes);
+        let budget = Arc::clone(&self.produce_budget);
+        match admission {
+            Admission::Wait => budget
+                .acquire_many_owned(want)
+                .await
+                .map_err(|_| BrokerError::ShuttingDown),
+            Admission::Refuse => budget.try_acquire_many_owned(want).map_err(|e| match e {
+                TryAcquireError::Closed => BrokerError::ShuttingDown,
+                TryAcquireError::NoPermits => BrokerError::Busy(format!(
+                    "{} bytes of produce requests are waiting to be written (--max-produce-bytes-in-flight)",
+                    self.produce_budget_bytes
+                )),
+            }),
+        }
     }
 
     /// Validates every batch and queues each on its partition's appender, in order; returns
@@ -687,19 +732,27 @@ impl Broker {
     ///
     /// With [`Acks::All`] in cluster mode the future also waits until every in-sync replica
     /// has the batches (the high watermark passed them), for at most [`MAX_REPLICATION_WAIT`].
+    ///
+    /// The batches hold part of the produce budget (`--max-produce-bytes-in-flight`) until
+    /// they are written; `admission` says what happens when it is spent.
     pub async fn submit(
         &self,
         topic: &str,
         batches: Vec<(u32, Bytes)>,
         acks: Acks,
+        admission: Admission,
     ) -> Result<impl Future<Output = Result<Vec<(u32, Appended)>, BrokerError>> + use<>, BrokerError>
     {
         check_not_internal(topic, "written to by clients")?;
         let bytes: usize = batches.iter().map(|(_, b)| b.len()).sum();
+        let permit = self.admit(bytes, admission).await?;
         let appended = self.submit_any(topic, batches, acks).await?;
         let topic = topic.to_string();
         Ok(async move {
-            let appended = appended.await?;
+            let appended = appended.await;
+            // Written (or failed): the bytes are no longer held for the request.
+            drop(permit);
+            let appended = appended?;
             let records: u64 = appended
                 .iter()
                 .map(|(_, a)| u64::from(a.record_count))

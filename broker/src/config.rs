@@ -25,6 +25,19 @@ pub const DEFAULT_RETENTION_CHECK_MS: u64 = 5_000;
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_SEGMENT_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Produce batches the broker holds at once (received, not yet written), in bytes. Past it an
+/// ordered produce stream waits (its client is held back by HTTP/2 flow control) and a unary
+/// produce is refused with RESOURCE_EXHAUSTED (Kafka's `queued.max.request.bytes`).
+pub const DEFAULT_MAX_PRODUCE_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
+/// The smallest `--max-produce-bytes-in-flight` accepted: one largest batch.
+pub const MIN_PRODUCE_BYTES_IN_FLIGHT: u64 = MAX_BATCH_BYTES as u64;
+/// gRPC calls handled at once over all connections (open streams included); past it client
+/// calls are refused with RESOURCE_EXHAUSTED before their request is read. Health checks and
+/// cluster-internal calls are never refused.
+pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS: usize = 4096;
+/// HTTP/2 streams (calls) one connection may have open at once; a client past it waits for a
+/// slot (it is the peer's limit to respect, not an error).
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// Cluster mode: how long an in-sync follower may go without catching up to its leader's
 /// log end before it leaves the ISR (Kafka's `replica.lag.time.max.ms`).
 pub const DEFAULT_REPLICA_LAG_MAX_MS: u64 = 10_000;
@@ -108,6 +121,17 @@ pub struct Args {
     /// port). Off unless given.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_listen: Option<String>,
+    /// Produce batches held at once, received and not yet written, in bytes; past it ordered
+    /// produce streams wait and unary produces get RESOURCE_EXHAUSTED [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    pub max_produce_bytes_in_flight: Option<u64>,
+    /// gRPC calls handled at once over all connections, open streams included; past it calls
+    /// get RESOURCE_EXHAUSTED (health checks and cluster traffic excepted) [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_in_flight_requests: Option<usize>,
+    /// Calls (HTTP/2 streams) one connection may have open at once; more wait [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_streams_per_connection: Option<u32>,
 }
 
 /// Settings a topic gets when its creator leaves them out.
@@ -135,6 +159,25 @@ pub struct Config {
     pub session_timeout: Duration,
     /// Where to serve `/metrics`; `None`: no metrics endpoint.
     pub metrics_listen: Option<String>,
+    pub limits: RequestLimits,
+}
+
+/// Caps on what clients may have the broker hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub produce_bytes_in_flight: u64,
+    pub in_flight_requests: usize,
+    pub streams_per_connection: u32,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            produce_bytes_in_flight: DEFAULT_MAX_PRODUCE_BYTES_IN_FLIGHT,
+            in_flight_requests: DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+            streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +283,28 @@ impl Config {
                 "--session-timeout-ms must be at least {MIN_SESSION_TIMEOUT_MS}"
             )));
         }
+        let limits = RequestLimits {
+            produce_bytes_in_flight: pick!(
+                max_produce_bytes_in_flight,
+                DEFAULT_MAX_PRODUCE_BYTES_IN_FLIGHT
+            ),
+            in_flight_requests: pick!(max_in_flight_requests, DEFAULT_MAX_IN_FLIGHT_REQUESTS),
+            streams_per_connection: pick!(
+                max_streams_per_connection,
+                DEFAULT_MAX_STREAMS_PER_CONNECTION
+            ),
+        };
+        if limits.produce_bytes_in_flight < MIN_PRODUCE_BYTES_IN_FLIGHT {
+            return Err(ConfigError::Invalid(format!(
+                "--max-produce-bytes-in-flight must be at least {MIN_PRODUCE_BYTES_IN_FLIGHT} (one largest batch)"
+            )));
+        }
+        if limits.in_flight_requests == 0 || limits.streams_per_connection == 0 {
+            return Err(ConfigError::Invalid(
+                "--max-in-flight-requests and --max-streams-per-connection must be at least 1"
+                    .into(),
+            ));
+        }
         Ok(Self {
             data_dir: pick!(data_dir, PathBuf::from(DEFAULT_DATA_DIR)),
             listen: pick!(listen, DEFAULT_LISTEN.to_string()),
@@ -257,6 +322,7 @@ impl Config {
             replica_lag_max: Duration::from_millis(replica_lag_max_ms),
             session_timeout: Duration::from_millis(session_timeout_ms),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            limits,
         })
     }
 }

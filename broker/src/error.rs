@@ -79,6 +79,9 @@ pub enum BrokerError {
     PipelineExists(String),
     #[error("broker is shutting down")]
     ShuttingDown,
+    /// Load shedding: the broker holds as much as its limits allow; retry after a backoff.
+    #[error("broker busy: {0}; retry later")]
+    Busy(String),
     #[error("cluster: {0}")]
     ClusterUnavailable(String),
     #[error("this broker does not lead topic {topic:?} partition {partition}{}", leader.as_ref().map_or(String::new(), |l| format!("; broker {l} does")))]

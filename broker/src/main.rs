@@ -104,6 +104,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&broker),
         cluster.clone(),
         listener,
+        config.limits,
         shutdown_signal(),
     )
     .await?;

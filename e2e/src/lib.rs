@@ -86,6 +86,20 @@ impl Broker {
         self.signal("-STOP");
     }
 
+    /// The broker process's peak resident memory so far (`VmHWM` in /proc), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let c = self.child.as_ref().expect("broker is running");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", c.id()))
+            .expect("read the broker's /proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM in /proc status");
+        kb * 1024
+    }
+
     /// Wakes a paused broker with SIGCONT.
     pub fn resume(&self) {
         self.signal("-CONT");

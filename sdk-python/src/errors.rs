@@ -64,6 +64,7 @@ pub(crate) fn to_py(e: weir::Error) -> PyErr {
         E::InvalidArgument { .. } => InvalidArgument::new_err(msg),
         E::OffsetOutOfRange { .. } => OffsetOutOfRange::new_err(msg),
         E::Unavailable(_)
+        | E::Busy(_)
         | E::Connect { .. }
         | E::Timeout(_)
         | E::NotLeader(_)

@@ -70,6 +70,10 @@ pub enum Error {
     /// The SDK finds the coordinator again and retries by itself.
     #[error("{0}")]
     NotCoordinator(String),
+    /// The broker is shedding load (RESOURCE_EXHAUSTED: too many calls in flight, or its
+    /// produce budget is spent). Retriable after a backoff; producers do so by themselves.
+    #[error("{0}")]
+    Busy(String),
     /// The broker cannot be reached or is shutting down: retry later.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
@@ -131,6 +135,7 @@ impl From<Status> for Error {
             ("group_not_empty", _) => Error::GroupNotEmpty(message),
             ("not_leader", _) => Error::NotLeader(message),
             ("not_coordinator", _) => Error::NotCoordinator(message),
+            ("busy", _) | (_, Code::ResourceExhausted) => Error::Busy(message),
             // The broker names the kind of every error it raises; these codes without a kind
             // come from the transport (a connection or stream broken mid-call): retriable.
             ("", Code::Unknown | Code::Internal | Code::Aborted) => Error::Unavailable(message),
@@ -154,6 +159,7 @@ impl Error {
         matches!(
             self,
             Error::Unavailable(_)
+                | Error::Busy(_)
                 | Error::Timeout(_)
                 | Error::Connect { .. }
                 | Error::OutOfOrderSequence(_)

@@ -1,46 +1,84 @@
-//! Middleware around every gRPC call: counted and timed by service, method and status code
-//! (`crate::metrics`). The code is read where gRPC puts it: in the response headers of a
-//! call that failed before answering, else in the trailers at the end of the response body.
+//! Middleware around every gRPC call: load shedding past the global in-flight cap
+//! (RESOURCE_EXHAUSTED before the request is read), then counted and timed by service, method
+//! and status code (`crate::metrics`). The code is read where gRPC puts it: in the response
+//! headers of a call that failed before answering, else in the trailers at the end of the
+//! response body.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
-use tonic::Code;
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::{BUSY_KIND, ERROR_KIND_KEY};
 use crate::metrics::{self, RpcCall};
 
-/// Wraps each call in an [`RpcCall`].
-#[derive(Debug, Clone, Copy)]
-pub struct MetricsLayer {
-    /// The services this server has (anything else is `unknown`).
+/// Services whose calls are never shed: health checks (a probe must see an overloaded broker
+/// as alive) and the cluster's own traffic (raft and replication keep the cluster whole).
+const NEVER_SHED: &[&str] = &[
+    "grpc.health.v1.Health",
+    "weir.v1.Raft",
+    "weir.v1.Replication",
+];
+
+/// Wraps each call: shed past the cap, else metered.
+#[derive(Debug, Clone)]
+pub struct EdgeLayer {
+    /// The services this server has (anything else is `unknown` in metrics).
     known: &'static [&'static str],
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: usize,
 }
 
-impl MetricsLayer {
-    pub fn new(known: &'static [&'static str]) -> Self {
-        Self { known }
+impl EdgeLayer {
+    pub fn new(known: &'static [&'static str], max_in_flight: usize) -> Self {
+        Self {
+            known,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_in_flight,
+        }
     }
 }
 
-impl<S> Layer<S> for MetricsLayer {
-    type Service = Metered<S>;
+impl<S> Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
 
-    fn layer(&self, inner: S) -> Metered<S> {
-        Metered {
+    fn layer(&self, inner: S) -> Edge<S> {
+        Edge {
             inner,
-            known: self.known,
+            layer: self.clone(),
         }
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct Metered<S> {
+pub struct Edge<S> {
     inner: S,
-    known: &'static [&'static str],
+    layer: EdgeLayer,
+}
+
+/// One call counted against the in-flight cap until dropped (with its response body).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl EdgeLayer {
+    /// A slot for a call to `service`, unless the cap is reached.
+    fn slot(&self, service: &str) -> Option<Slot> {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot(Arc::clone(&self.in_flight));
+        (now < self.max_in_flight || NEVER_SHED.contains(&service)).then_some(slot)
+    }
 }
 
 /// `/weir.v1.Log/Produce` → (`weir.v1.Log`, `Produce`); anything else is `unknown`.
@@ -92,10 +130,12 @@ fn note_status(call: &mut RpcCall, headers: &http::HeaderMap) {
     call.set_code(code_name(code));
 }
 
-impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Metered<S>
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Edge<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Default + Send + 'static,
 {
     type Response = http::Response<MeteredBody<ResBody>>;
     type Error = S::Error;
@@ -106,16 +146,43 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let (service, method) = rpc_name(req.uri().path(), self.known);
+        let (service, method) = rpc_name(req.uri().path(), self.layer.known);
         let mut call = metrics::global().rpc_started(service, method);
+        let Some(slot) = self.layer.slot(service) else {
+            // Refused before the request is read: h2 drops its body.
+            call.set_code(code_name(Code::ResourceExhausted));
+            let response = busy(self.layer.max_in_flight).into_http::<ResBody>();
+            return Box::pin(async move {
+                Ok(response.map(|inner| MeteredBody {
+                    inner,
+                    call,
+                    _slot: None,
+                }))
+            });
+        };
         let response = self.inner.call(req);
         Box::pin(async move {
             let response = response.await?;
             note_status(&mut call, response.headers());
             call.confirm();
-            Ok(response.map(|inner| MeteredBody { inner, call }))
+            Ok(response.map(|inner| MeteredBody {
+                inner,
+                call,
+                _slot: Some(slot),
+            }))
         })
     }
+}
+
+/// The answer past the in-flight cap (`busy`: the SDK backs off and retries).
+fn busy(max: usize) -> Status {
+    let mut status = Status::resource_exhausted(format!(
+        "broker busy: {max} calls in flight (--max-in-flight-requests); retry later"
+    ));
+    status
+        .metadata_mut()
+        .insert(ERROR_KIND_KEY, MetadataValue::from_static(BUSY_KIND));
+    status
 }
 
 /// A response body that notes the status in its trailers; the call is recorded when the
@@ -123,6 +190,7 @@ where
 pub struct MeteredBody<B> {
     inner: B,
     call: RpcCall,
+    _slot: Option<Slot>,
 }
 
 impl<B: Body + Unpin> Body for MeteredBody<B> {
@@ -155,6 +223,22 @@ impl<B: Body + Unpin> Body for MeteredBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn past_the_cap_calls_are_shed_except_health_and_cluster_traffic() {
+        let edge = EdgeLayer::new(&[], 2);
+        let a = edge.slot("weir.v1.Log");
+        let b = edge.slot("weir.v1.Topics");
+        assert!(a.is_some() && b.is_some());
+        assert!(edge.slot("weir.v1.Log").is_none());
+        let health = edge.slot("grpc.health.v1.Health");
+        let raft = edge.slot("weir.v1.Raft");
+        assert!(health.is_some() && raft.is_some());
+        drop((a, health, raft));
+        // A refused call gave its slot back at once; a finished one gives it back when dropped.
+        assert!(edge.slot("weir.v1.Log").is_some());
+        assert_eq!(edge.in_flight.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn calls_are_named_by_known_service_and_method() {

@@ -13,7 +13,7 @@ use weir_common::limits::{MAX_PLUGIN_CHAIN, MAX_PLUGIN_PARAMS_BYTES};
 use weir_proto::v1 as pb;
 
 use super::status_of;
-use crate::broker::{Acks, Broker, OffsetQuery};
+use crate::broker::{Acks, Admission, Broker, OffsetQuery};
 use crate::error::BrokerError;
 use crate::log::{Bounds, ReadResult, ReadUpTo};
 use crate::metrics;
@@ -74,7 +74,7 @@ async fn run_produce_stream(
                     Ok(Some(req)) => {
                         let id = req.request_id;
                         let batches = req.batches.into_iter().map(|b| (b.partition, b.batch)).collect();
-                        match broker.submit(&req.topic, batches, acks_of(req.acks)).await {
+                        match broker.submit(&req.topic, batches, acks_of(req.acks), Admission::Wait).await {
                             Ok(done) => pending.push(async move { (id, done.await) }),
                             Err(e) => {
                                 let resp = pb::ProduceStreamResponse {

@@ -35,6 +35,7 @@ use weir_proto::v1::topics_server::TopicsServer;
 
 use crate::broker::Broker;
 use crate::cluster::Cluster;
+use crate::config::RequestLimits;
 use crate::error::BrokerError;
 
 /// HTTP/2 flow-control windows: large enough that one connection can stream batches at
@@ -45,6 +46,8 @@ const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
 /// Metadata key naming the error kind, so clients can tell errors apart without parsing
 /// messages (e.g. `topic_not_found`, `offset_out_of_range`).
 pub const ERROR_KIND_KEY: &str = "weir-error-kind";
+/// The error kind of load shedding (RESOURCE_EXHAUSTED): retriable after a backoff.
+pub const BUSY_KIND: &str = "busy";
 /// For `offset_out_of_range`: the partition's earliest and latest offsets.
 pub const EARLIEST_KEY: &str = "weir-earliest";
 pub const LATEST_KEY: &str = "weir-latest";
@@ -94,6 +97,7 @@ pub fn status_of(e: BrokerError) -> Status {
         BrokerError::PipelineNotFound(_) => (Status::not_found(message), "pipeline_not_found"),
         BrokerError::PipelineExists(_) => (Status::already_exists(message), "pipeline_exists"),
         BrokerError::ShuttingDown => (Status::unavailable(message), "shutting_down"),
+        BrokerError::Busy(_) => (Status::resource_exhausted(message), BUSY_KIND),
         BrokerError::ClusterUnavailable(_) => (Status::unavailable(message), "cluster_unavailable"),
         BrokerError::NotLeader { .. } => (Status::failed_precondition(message), "not_leader"),
         BrokerError::StaleLeaderEpoch { .. } => {
@@ -167,6 +171,7 @@ pub async fn serve(
     broker: Arc<Broker>,
     cluster: Option<Arc<Cluster>>,
     listener: TcpListener,
+    limits: RequestLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -224,7 +229,11 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-        .layer(edge::MetricsLayer::new(RPC_SERVICES))
+        .max_concurrent_streams(Some(limits.streams_per_connection))
+        .layer(edge::EdgeLayer::new(
+            RPC_SERVICES,
+            limits.in_flight_requests,
+        ))
         .add_service(topics)
         .add_service(groups)
         .add_service(plugins)

@@ -51,7 +51,7 @@ class OffsetOutOfRange(WeirError):
     """The offset asked for is not kept (beyond the end, or dropped by retention)."""
 
 class Unavailable(WeirError):
-    """The broker cannot be reached or timed out: retry later."""
+    """The broker cannot be reached, timed out, or is shedding load (busy): retry later."""
 
 class PluginError(WeirError):
     """A plugin is missing, already exists, or failed (trap, budget, bad output)."""
