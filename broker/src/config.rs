@@ -132,6 +132,17 @@ pub struct Args {
     /// Calls (HTTP/2 streams) one connection may have open at once; more wait [default: 256].
     #[arg(long, value_name = "N")]
     pub max_streams_per_connection: Option<u32>,
+    /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key. Plain-text
+    /// clients are then refused.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// With TLS: require client certificates signed by this CA (PEM); clients without one
+    /// are refused during the handshake.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// Settings a topic gets when its creator leaves them out.
@@ -160,6 +171,41 @@ pub struct Config {
     /// Where to serve `/metrics`; `None`: no metrics endpoint.
     pub metrics_listen: Option<String>,
     pub limits: RequestLimits,
+    /// `None`: plain-text gRPC.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the TLS certificate, key and (for client-certificate auth) client CA are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// TLS material read from [`TlsFiles`] (PEM).
+#[derive(Clone)]
+pub struct TlsPem {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl TlsFiles {
+    /// Reads the files.
+    pub fn load(&self) -> Result<TlsPem, ConfigError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })
+        };
+        Ok(TlsPem {
+            cert: read(&self.cert)?,
+            key: read(&self.key)?,
+            client_ca: self.client_ca.as_deref().map(read).transpose()?,
+        })
+    }
 }
 
 /// Caps on what clients may have the broker hold at once.
@@ -305,6 +351,29 @@ impl Config {
                     .into(),
             ));
         }
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.tls_client_ca.or(file.tls_client_ca),
+        ) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), client_ca) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (_, _, _) => {
+                return Err(ConfigError::Invalid(
+                    "TLS needs both --tls-cert and --tls-key (--tls-client-ca needs them too)"
+                        .into(),
+                ));
+            }
+        };
+        if tls.is_some() && cluster.is_some() {
+            return Err(ConfigError::Invalid(
+                "TLS in cluster mode is not supported yet (brokers would talk to each other in plain text); run a standalone broker or leave out --tls-cert".into(),
+            ));
+        }
         Ok(Self {
             data_dir: pick!(data_dir, PathBuf::from(DEFAULT_DATA_DIR)),
             listen: pick!(listen, DEFAULT_LISTEN.to_string()),
@@ -323,6 +392,7 @@ impl Config {
             session_timeout: Duration::from_millis(session_timeout_ms),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
             limits,
+            tls,
         })
     }
 }

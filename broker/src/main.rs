@@ -62,6 +62,19 @@ async fn shutdown_signal() {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir.display(), fsync = ?config.fsync, "opening data directory");
+    let tls = match &config.tls {
+        None => None,
+        Some(files) => {
+            let pem = files.load()?;
+            weir_broker::server::check_tls(&pem).map_err(|e| {
+                anyhow::anyhow!(
+                    "bad TLS certificate or key: {}",
+                    weir_broker::server::causes(&e)
+                )
+            })?;
+            Some(pem)
+        }
+    };
     let broker = Broker::open(&config).context("cannot open the data directory")?;
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -98,13 +111,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     writeln!(stdout, "weir-broker listening on {addr}")?;
     stdout.flush()?;
     drop(stdout);
-    tracing::info!(%addr, "serving");
+    tracing::info!(%addr, tls = tls.is_some(), client_certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "serving");
 
     weir_broker::server::serve(
         Arc::clone(&broker),
         cluster.clone(),
         listener,
         config.limits,
+        tls.as_ref(),
         shutdown_signal(),
     )
     .await?;

@@ -375,7 +375,7 @@ struct ReaderRun {
 /// stands for a consumer on another machine and what is measured is the broker's share of
 /// the cost. Says on `started` when the first record arrived.
 fn spawn_reader(
-    broker: String,
+    broker: crate::Target,
     topic: String,
     records: u64,
     stop: Arc<AtomicBool>,
@@ -389,7 +389,7 @@ fn spawn_reader(
                 .enable_all()
                 .build()?;
             rt.block_on(async move {
-                let client = Client::connect(&broker).await?;
+                let client = broker.connect().await?;
                 let config = ConsumerConfig::default().start(StartFrom::Earliest);
                 let mut consumer = client.consumer(&topic, config).await?;
                 let mut started = Some(started);
@@ -433,7 +433,7 @@ fn lower_thread_priority() {
 
 async fn bench_backlog(
     client: &Client,
-    broker: &str,
+    broker: &crate::Target,
     a: &BenchArgs,
     topic: &str,
 ) -> anyhow::Result<()> {
@@ -454,7 +454,7 @@ async fn bench_backlog(
         let stop = Arc::new(AtomicBool::new(false));
         let (started_tx, started) = tokio::sync::oneshot::channel();
         let reader = spawn_reader(
-            broker.to_string(),
+            broker.clone(),
             old.clone(),
             backlog,
             Arc::clone(&stop),
@@ -497,7 +497,7 @@ async fn bench_backlog(
     Ok(())
 }
 
-pub async fn run(client: &Client, broker: &str, cmd: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(client: &Client, broker: &crate::Target, cmd: BenchCommand) -> anyhow::Result<()> {
     let a = match &cmd {
         BenchCommand::Produce(a)
         | BenchCommand::Consume(a)

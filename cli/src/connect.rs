@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Subcommand;
 use tokio::sync::watch;
-use weir::Client;
 use weir_connect::{ConnectConfig, runtime, status};
 
 #[derive(Subcommand)]
@@ -19,12 +18,12 @@ pub enum ConnectCommand {
     Status { config: PathBuf },
 }
 
-pub async fn run(broker: &str, cmd: ConnectCommand) -> anyhow::Result<()> {
+pub async fn run(broker: &crate::Target, cmd: ConnectCommand) -> anyhow::Result<()> {
     match cmd {
         ConnectCommand::Run { config } => {
             let stop_signal = crate::consume::stop_signal();
             let config = ConnectConfig::load(&config)?;
-            let client = Client::connect(broker).await?;
+            let client = broker.connect().await?;
             let (stop, shutdown) = watch::channel(false);
             tokio::spawn(async move {
                 stop_signal.await;

@@ -17,7 +17,9 @@ mod topic;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use weir::{Client, PluginUse};
+use std::path::PathBuf;
+
+use weir::{Client, ClientOptions, PluginUse, TlsConfig};
 
 /// Clap value parser of `--plugin NAME[=JSON]` (consume, pipeline create, bench).
 fn plugin_use(s: &str) -> Result<PluginUse, String> {
@@ -30,8 +32,53 @@ struct Cli {
     /// Broker address(es), comma-separated HOST:PORT.
     #[arg(long, global = true, env = "WEIR_BROKER", default_value = weir::DEFAULT_BROKER)]
     broker: String,
+    /// TLS: connect over TLS, trusting the CA certificate(s) in this PEM file.
+    #[arg(long, global = true, env = "WEIR_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// TLS: present this client certificate (PEM) to a broker that asks for one.
+    #[arg(long, global = true, env = "WEIR_TLS_CERT", value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// TLS: the private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the broker is and how to connect to it.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: String,
+    pub options: ClientOptions,
+}
+
+impl Target {
+    fn of(cli: &Cli) -> anyhow::Result<Self> {
+        let tls = match (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
+            (None, _, _) => None,
+            (Some(ca), cert, key) => {
+                let tls = TlsConfig::with_ca_file(ca)?;
+                Some(match (cert, key) {
+                    (Some(c), Some(k)) => tls.identity_files(c, k)?,
+                    _ => tls,
+                })
+            }
+        };
+        Ok(Self {
+            addr: cli.broker.clone(),
+            options: ClientOptions { tls },
+        })
+    }
+
+    pub async fn connect(&self) -> weir::Result<Client> {
+        Client::connect_with(&self.addr, self.options.clone()).await
+    }
 }
 
 #[derive(Subcommand)]
@@ -67,14 +114,15 @@ enum Command {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let target = Target::of(&cli)?;
     // Local commands need no broker.
     let cli = match cli.command {
         Command::Plugin(cmd) if cmd.is_local() => return plugin::run_local(cmd),
         // Checks its file before connecting.
-        Command::Connect(cmd) => return connect::run(&cli.broker, cmd).await,
+        Command::Connect(cmd) => return connect::run(&target, cmd).await,
         command => Cli { command, ..cli },
     };
-    let client = Client::connect(&cli.broker).await?;
+    let client = target.connect().await?;
     match cli.command {
         Command::Topic(cmd) => topic::run(&client, cmd).await,
         Command::Produce(args) => produce::run(&client, args).await,
@@ -82,10 +130,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(cmd) => group::run(&client, cmd).await,
         Command::Plugin(cmd) => plugin::run(&client, cmd).await,
         Command::Pipeline(cmd) => pipeline::run(&client, cmd).await,
-        Command::Bench(cmd) => bench::run(&client, &cli.broker, cmd).await,
+        Command::Bench(cmd) => bench::run(&client, &target, cmd).await,
         Command::Cluster(cmd) => cluster::run(&client, cmd).await,
         Command::Status => status::run(&client, &cli.broker).await,
-        Command::Connect(cmd) => connect::run(&cli.broker, cmd).await,
+        Command::Connect(cmd) => connect::run(&target, cmd).await,
     }
 }
 

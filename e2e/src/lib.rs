@@ -8,6 +8,7 @@
 pub mod connect;
 pub mod metrics;
 pub mod postgres;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -60,19 +60,7 @@ async fn weir_status_sums_up_the_broker_and_fails_when_something_needs_attention
     assert_eq!(lines.len(), 6, "nothing needs attention: {text}");
 
     // A failed pipeline needs attention: listed, and exit code 1 with the reason.
-    admin
-        .register_plugin("fragile", hostile_plugin("unreachable"))
-        .await
-        .unwrap();
-    admin
-        .create_pipeline(NewPipeline::new("bad", "src", "dst").plugin("fragile", None))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while admin.describe_pipeline("bad").await.unwrap().status != PipelineStatus::Failed {
-        assert!(Instant::now() < deadline, "the pipeline never failed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    fail_a_pipeline(&admin, "src", "dst").await;
     let out = broker.cli(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -83,6 +71,24 @@ async fn weir_status_sums_up_the_broker_and_fails_when_something_needs_attention
         err.starts_with("error: 1 thing(s) need attention: pipeline bad failed"),
         "{err}"
     );
+}
+
+/// Creates pipeline `bad` from `from` to `to` through plugin `fragile`, which traps, and waits
+/// until it failed.
+async fn fail_a_pipeline(admin: &weir::Admin, from: &str, to: &str) {
+    admin
+        .register_plugin("fragile", hostile_plugin("unreachable"))
+        .await
+        .unwrap();
+    admin
+        .create_pipeline(NewPipeline::new("bad", from, to).plugin("fragile", None))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin.describe_pipeline("bad").await.unwrap().status != PipelineStatus::Failed {
+        assert!(Instant::now() < deadline, "the pipeline never failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs `weir status` against `broker` until `done(exit ok, stdout)` (up to 30 s).
@@ -165,19 +171,7 @@ async fn metrics_are_scraped_after_traffic_and_add_up() {
         "3000",
     ]);
     assert!(upper.starts_with("ORDER"), "{upper}");
-    admin
-        .register_plugin("fragile", hostile_plugin("unreachable"))
-        .await
-        .unwrap();
-    admin
-        .create_pipeline(NewPipeline::new("bad", "orders", "upper").plugin("fragile", None))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while admin.describe_pipeline("bad").await.unwrap().status != PipelineStatus::Failed {
-        assert!(Instant::now() < deadline, "the pipeline never failed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    fail_a_pipeline(&admin, "orders", "upper").await;
 
     let m = weir_e2e::metrics::scrape(&metrics_addr);
     let orders = [("topic", "orders")];

@@ -9,6 +9,7 @@
 //! has records buffered cannot starve the loop's other tasks.
 
 use std::borrow::Cow;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -86,10 +87,19 @@ pub(crate) struct AsyncClient {
 impl AsyncClient {
     /// Connects (the awaitable raises `Unavailable` if the broker cannot be reached).
     #[staticmethod]
-    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string()), text_signature = "(addr='127.0.0.1:9292')")]
-    fn connect(py: Python<'_>, addr: String) -> PyResult<Bound<'_, PyAny>> {
+    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string(), *, tls_ca = None, tls_cert = None, tls_key = None), text_signature = "(addr='127.0.0.1:9292', *, tls_ca=None, tls_cert=None, tls_key=None)")]
+    fn connect(
+        py: Python<'_>,
+        addr: String,
+        tls_ca: Option<PathBuf>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+    ) -> PyResult<Bound<'_, PyAny>> {
+        let options = options::client_options(tls_ca, tls_cert, tls_key)?;
         future_into_py(py, async move {
-            let inner = weir::Client::connect(addr).await.map_err(to_py)?;
+            let inner = weir::Client::connect_with(addr, options)
+                .await
+                .map_err(to_py)?;
             Ok(AsyncClient { inner })
         })
     }

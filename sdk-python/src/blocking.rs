@@ -6,6 +6,7 @@
 //! once without releasing the GIL ([`block_on`]): that is the hot path, and it stays in Rust.
 
 use std::borrow::Cow;
+use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
@@ -54,9 +55,16 @@ pub(crate) struct Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string()), text_signature = "(addr='127.0.0.1:9292')")]
-    fn new(py: Python<'_>, addr: String) -> PyResult<Self> {
-        let inner = block_on(py, weir::Client::connect(addr))?.map_err(to_py)?;
+    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string(), *, tls_ca = None, tls_cert = None, tls_key = None), text_signature = "(addr='127.0.0.1:9292', *, tls_ca=None, tls_cert=None, tls_key=None)")]
+    fn new(
+        py: Python<'_>,
+        addr: String,
+        tls_ca: Option<PathBuf>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let options = options::client_options(tls_ca, tls_cert, tls_key)?;
+        let inner = block_on(py, weir::Client::connect_with(addr, options))?.map_err(to_py)?;
         Ok(Self { inner })
     }
 

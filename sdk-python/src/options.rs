@@ -179,3 +179,31 @@ pub(crate) async fn next_within(
             .flatten(),
     }
 }
+
+/// Connection options from the clients' keyword arguments: TLS trusting the CA file
+/// `tls_ca`, presenting `tls_cert`/`tls_key` to brokers that ask for a client certificate.
+pub(crate) fn client_options(
+    tls_ca: Option<std::path::PathBuf>,
+    tls_cert: Option<std::path::PathBuf>,
+    tls_key: Option<std::path::PathBuf>,
+) -> PyResult<weir::ClientOptions> {
+    let Some(ca) = tls_ca else {
+        if tls_cert.is_some() || tls_key.is_some() {
+            return Err(crate::errors::InvalidArgument::new_err(
+                "tls_cert and tls_key need tls_ca (the CA that signed the broker's certificate)",
+            ));
+        }
+        return Ok(weir::ClientOptions::default());
+    };
+    let tls = weir::TlsConfig::with_ca_file(ca).map_err(crate::errors::to_py)?;
+    let tls = match (tls_cert, tls_key) {
+        (None, None) => tls,
+        (Some(c), Some(k)) => tls.identity_files(c, k).map_err(crate::errors::to_py)?,
+        _ => {
+            return Err(crate::errors::InvalidArgument::new_err(
+                "tls_cert and tls_key go together",
+            ));
+        }
+    };
+    Ok(weir::ClientOptions::tls(tls))
+}

@@ -28,6 +28,7 @@ use crate::admin::Admin;
 use crate::consumer::{Consumer, ConsumerConfig};
 use crate::error::{Error, Result};
 use crate::producer::{Producer, ProducerConfig};
+use crate::tls::{ClientOptions, TlsConfig};
 
 /// Default broker address.
 pub const DEFAULT_BROKER: &str = "127.0.0.1:9292";
@@ -51,6 +52,8 @@ pub struct Client {
     seeds: Arc<[String]>,
     /// Each group's coordinator, as last found.
     coordinators: Arc<Mutex<HashMap<String, Route>>>,
+    /// TLS for every broker, when they serve it.
+    tls: Option<Arc<TlsConfig>>,
 }
 
 /// Where requests for one partition go: its leader's address and channel.
@@ -90,16 +93,20 @@ fn lock(m: &Mutex<RouteState>) -> std::sync::MutexGuard<'_, RouteState> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn endpoint(addr: &str) -> Result<Endpoint> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
+fn endpoint(addr: &str, tls: Option<&TlsConfig>) -> Result<Endpoint> {
+    let uri = match (addr.contains("://"), tls) {
+        (true, _) => addr.to_string(),
+        (false, None) => format!("http://{addr}"),
+        (false, Some(_)) => format!("https://{addr}"),
     };
-    let ep = Endpoint::from_shared(uri).map_err(|e| Error::Connect {
+    let bad = |e: &dyn std::fmt::Display| Error::Connect {
         addr: addr.into(),
         message: e.to_string(),
-    })?;
+    };
+    let mut ep = Endpoint::from_shared(uri).map_err(|e| bad(&e))?;
+    if let Some(tls) = tls {
+        ep = ep.tls_config(tls.client_config()).map_err(|e| bad(&e))?;
+    }
     Ok(ep
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -140,6 +147,12 @@ impl Client {
     /// Connects to the first reachable broker of `addrs`, a comma-separated list of
     /// `HOST:PORT` (bootstrap addresses).
     pub async fn connect(addrs: impl AsRef<str>) -> Result<Self> {
+        Self::connect_with(addrs, ClientOptions::default()).await
+    }
+
+    /// [`Client::connect`] with options: TLS (brokers served with `--tls-cert`).
+    pub async fn connect_with(addrs: impl AsRef<str>, options: ClientOptions) -> Result<Self> {
+        let tls = options.tls.map(Arc::new);
         let mut last = Error::Connect {
             addr: addrs.as_ref().into(),
             message: "no address given".into(),
@@ -152,7 +165,7 @@ impl Client {
             .map(str::to_string)
             .collect();
         for addr in seeds.iter() {
-            match endpoint(addr)?.connect().await {
+            match endpoint(addr, tls.as_deref())?.connect().await {
                 Ok(channel) => {
                     return Ok(Self {
                         bootstrap: Arc::new(Mutex::new(Route {
@@ -162,6 +175,7 @@ impl Client {
                         routes: Arc::default(),
                         seeds: Arc::clone(&seeds),
                         coordinators: Arc::default(),
+                        tls,
                     });
                 }
                 Err(e) => {
@@ -218,7 +232,7 @@ impl Client {
         let channel = match st.channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let c = endpoint(addr).ok()?.connect_lazy();
+                let c = endpoint(addr, self.tls.as_deref()).ok()?.connect_lazy();
                 st.channels.insert(addr.to_string(), c.clone());
                 c
             }

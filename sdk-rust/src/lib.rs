@@ -35,6 +35,7 @@ mod consumer;
 mod error;
 mod pipeline;
 mod producer;
+mod tls;
 mod transform;
 
 pub use admin::{
@@ -49,6 +50,7 @@ pub use consumer::{
 pub use error::{Error, Result};
 pub use pipeline::{NewPipeline, PipelineInfo, PipelinePartition, PipelineStart, PipelineStatus};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+pub use tls::{ClientOptions, TlsConfig};
 pub use transform::Transformer;
 pub use weir_common::Compression;
 pub use weir_common::partitioner::partition_for_key;

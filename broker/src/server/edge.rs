@@ -19,27 +19,26 @@ use tower_service::Service;
 use super::{BUSY_KIND, ERROR_KIND_KEY};
 use crate::metrics::{self, RpcCall};
 
-/// Services whose calls are never shed: health checks (a probe must see an overloaded broker
-/// as alive) and the cluster's own traffic (raft and replication keep the cluster whole).
-const NEVER_SHED: &[&str] = &[
-    "grpc.health.v1.Health",
-    "weir.v1.Raft",
-    "weir.v1.Replication",
-];
-
 /// Wraps each call: shed past the cap, else metered.
 #[derive(Debug, Clone)]
 pub struct EdgeLayer {
-    /// The services this server has (anything else is `unknown` in metrics).
-    known: &'static [&'static str],
+    /// The client-facing services (anything else is `unknown` in metrics).
+    services: &'static [&'static str],
+    /// Services never shed (health checks, cluster traffic).
+    internal: &'static [&'static str],
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
 }
 
 impl EdgeLayer {
-    pub fn new(known: &'static [&'static str], max_in_flight: usize) -> Self {
+    pub fn new(
+        services: &'static [&'static str],
+        internal: &'static [&'static str],
+        max_in_flight: usize,
+    ) -> Self {
         Self {
-            known,
+            services,
+            internal,
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight,
         }
@@ -77,16 +76,16 @@ impl EdgeLayer {
     fn slot(&self, service: &str) -> Option<Slot> {
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed);
         let slot = Slot(Arc::clone(&self.in_flight));
-        (now < self.max_in_flight || NEVER_SHED.contains(&service)).then_some(slot)
+        (now < self.max_in_flight || self.internal.contains(&service)).then_some(slot)
     }
 }
 
 /// `/weir.v1.Log/Produce` → (`weir.v1.Log`, `Produce`); anything else is `unknown`.
-fn rpc_name<'a>(path: &'a str, known: &[&str]) -> (&'a str, &'a str) {
+fn rpc_name<'a>(path: &'a str, known: [&[&str]; 2]) -> (&'a str, &'a str) {
     path.strip_prefix('/')
         .and_then(|p| p.split_once('/'))
         .filter(|(service, method)| {
-            known.contains(service) && !method.is_empty() && !method.contains('/')
+            known.iter().any(|k| k.contains(service)) && !method.is_empty() && !method.contains('/')
         })
         .unwrap_or(("unknown", "unknown"))
 }
@@ -146,7 +145,8 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let (service, method) = rpc_name(req.uri().path(), self.layer.known);
+        let known = [self.layer.services, self.layer.internal];
+        let (service, method) = rpc_name(req.uri().path(), known);
         let mut call = metrics::global().rpc_started(service, method);
         let Some(slot) = self.layer.slot(service) else {
             // Refused before the request is read: h2 drops its body.
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn past_the_cap_calls_are_shed_except_health_and_cluster_traffic() {
-        let edge = EdgeLayer::new(&[], 2);
+        let edge = EdgeLayer::new(&[], &["grpc.health.v1.Health", "weir.v1.Raft"], 2);
         let a = edge.slot("weir.v1.Log");
         let b = edge.slot("weir.v1.Topics");
         assert!(a.is_some() && b.is_some());
@@ -242,13 +242,13 @@ mod tests {
 
     #[test]
     fn calls_are_named_by_known_service_and_method() {
-        let known = ["weir.v1.Log", "grpc.health.v1.Health"];
+        let known: [&[&str]; 2] = [&["weir.v1.Log"], &["grpc.health.v1.Health"]];
         assert_eq!(
-            rpc_name("/weir.v1.Log/Produce", &known),
+            rpc_name("/weir.v1.Log/Produce", known),
             ("weir.v1.Log", "Produce")
         );
         assert_eq!(
-            rpc_name("/grpc.health.v1.Health/Check", &known),
+            rpc_name("/grpc.health.v1.Health/Check", known),
             ("grpc.health.v1.Health", "Check")
         );
         for path in [
@@ -259,7 +259,7 @@ mod tests {
             "",
             "/weir.v1.Log/a/b",
         ] {
-            assert_eq!(rpc_name(path, &known), ("unknown", "unknown"), "{path}");
+            assert_eq!(rpc_name(path, known), ("unknown", "unknown"), "{path}");
         }
     }
 }

@@ -21,7 +21,8 @@ use tokio::sync::watch;
 use tonic::Status;
 use tonic::metadata::MetadataValue;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
+use tonic::transport::{Certificate, Identity};
 use tonic_health::ServingStatus;
 use weir_common::limits::MAX_REQUEST_BYTES;
 use weir_proto::v1::cluster_server::ClusterServer;
@@ -35,7 +36,7 @@ use weir_proto::v1::topics_server::TopicsServer;
 
 use crate::broker::Broker;
 use crate::cluster::Cluster;
-use crate::config::RequestLimits;
+use crate::config::{RequestLimits, TlsPem};
 use crate::error::BrokerError;
 
 /// HTTP/2 flow-control windows: large enough that one connection can stream batches at
@@ -154,17 +155,33 @@ pub const HEALTH_SERVICES: &[&str] = &[
     <ClusterServer<cluster::ClusterService> as NamedService>::NAME,
 ];
 
-/// Every service this server may have, for the metrics' labels.
-const RPC_SERVICES: &[&str] = &[
-    <TopicsServer<topics::TopicsService> as NamedService>::NAME,
-    <LogServer<log::LogService> as NamedService>::NAME,
-    <GroupsServer<groups::GroupsService> as NamedService>::NAME,
-    <PluginsServer<plugins::PluginsService> as NamedService>::NAME,
-    <PipelinesServer<pipelines::PipelinesService> as NamedService>::NAME,
-    <ClusterServer<cluster::ClusterService> as NamedService>::NAME,
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn tls_config(pem: &TlsPem) -> ServerTlsConfig {
+    let mut c = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&pem.cert, &pem.key))
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    if let Some(ca) = &pem.client_ca {
+        c = c.client_ca_root(Certificate::from_pem(ca));
+    }
+    c
+}
+
+/// Checks that the TLS material makes a server configuration (a certificate and a key that
+/// parse), so a broker with bad files fails at start rather than at its first connection.
+pub fn check_tls(pem: &TlsPem) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .tls_config(tls_config(pem))
+        .map(drop)
+}
+
+/// The services probes and the cluster itself call: never shed under load (a probe must see
+/// an overloaded broker as alive; raft and replication keep the cluster whole).
+const INTERNAL_SERVICES: &[&str] = &[
+    "grpc.health.v1.Health",
     <RaftServer<cluster::RaftService> as NamedService>::NAME,
     <ReplicationServer<replication::ReplicationService> as NamedService>::NAME,
-    "grpc.health.v1.Health",
 ];
 
 pub async fn serve(
@@ -172,6 +189,7 @@ pub async fn serve(
     cluster: Option<Arc<Cluster>>,
     listener: TcpListener,
     limits: RequestLimits,
+    tls: Option<&TlsPem>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -226,12 +244,17 @@ pub async fn serve(
             .max_encoding_message_size(MAX_REQUEST_BYTES)
     });
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(pem) = tls {
+        builder = builder.tls_config(tls_config(pem))?;
+    }
+    builder
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_concurrent_streams(Some(limits.streams_per_connection))
         .layer(edge::EdgeLayer::new(
-            RPC_SERVICES,
+            HEALTH_SERVICES,
+            INTERNAL_SERVICES,
             limits.in_flight_requests,
         ))
         .add_service(topics)
@@ -245,4 +268,17 @@ pub async fn serve(
         .add_optional_service(replication)
         .serve_with_incoming_shutdown(incoming, signal)
         .await
+}
+
+/// An error and its sources, one after another (tonic's own message is often only "transport
+/// error").
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }

@@ -1,6 +1,7 @@
 """Types of weir's native core (weir._weir); import them from `weir` and `weir.aio`."""
 
 import datetime
+import os
 from collections.abc import Awaitable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Optional, Union, final
@@ -86,8 +87,19 @@ class Record:
 class Client:
     """A connection to a Weir broker; blocking calls release the GIL."""
 
-    def __new__(cls, addr: str = "127.0.0.1:9292") -> Self:
-        """Connects (raises `Unavailable` if the broker cannot be reached)."""
+    def __new__(
+        cls,
+        addr: str = "127.0.0.1:9292",
+        *,
+        tls_ca: Optional[str | os.PathLike[str]] = None,
+        tls_cert: Optional[str | os.PathLike[str]] = None,
+        tls_key: Optional[str | os.PathLike[str]] = None,
+    ) -> Self:
+        """Connects (raises `Unavailable` if the broker cannot be reached).
+
+        `tls_ca`: connect over TLS, trusting the CA certificate(s) in this PEM file (a broker
+        started with `--tls-cert`). `tls_cert`/`tls_key`: this client's certificate and key
+        (PEM), for a broker started with `--tls-client-ca`."""
     @property
     def addr(self) -> str: ...
     def create_topic(
@@ -193,8 +205,14 @@ class AsyncClient:
     """`weir.aio.Client`: `Client` for asyncio. Create it with `await AsyncClient.connect(addr)`."""
 
     @staticmethod
-    def connect(addr: str = "127.0.0.1:9292") -> Awaitable[AsyncClient]:
-        """Connects (raises `Unavailable` if the broker cannot be reached)."""
+    def connect(
+        addr: str = "127.0.0.1:9292",
+        *,
+        tls_ca: Optional[str | os.PathLike[str]] = None,
+        tls_cert: Optional[str | os.PathLike[str]] = None,
+        tls_key: Optional[str | os.PathLike[str]] = None,
+    ) -> Awaitable[AsyncClient]:
+        """Connects (raises `Unavailable` if the broker cannot be reached); TLS as `Client`."""
     @property
     def addr(self) -> str: ...
     def create_topic(
