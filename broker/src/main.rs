@@ -69,7 +69,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             weir_broker::server::check_tls(&pem).map_err(|e| {
                 anyhow::anyhow!(
                     "bad TLS certificate or key: {}",
-                    weir_broker::server::causes(&e)
+                    weir_common::error::with_causes(&e)
                 )
             })?;
             Some(pem)

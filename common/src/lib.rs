@@ -3,6 +3,7 @@
 //! - [`alloc`]: glibc malloc settings for the binaries that move megabyte messages.
 //! - [`batch`]: the record-batch binary format (encode, validate, decode zero-copy).
 //! - [`compression`]: lz4/zstd compression of a batch's records.
+//! - [`error`]: an error's text with its causes.
 //! - [`partitioner`]: key → partition (Kafka-compatible murmur2), shared by every SDK.
 //! - [`names`]: validated topic and group names.
 //! - [`limits`]: the named limits checked at the edge.
@@ -13,6 +14,7 @@
 pub mod alloc;
 pub mod batch;
 pub mod compression;
+pub mod error;
 pub mod limits;
 pub mod names;
 pub mod partitioner;

@@ -32,16 +32,3 @@ impl ConnectError {
         }
     }
 }
-
-/// An error with its causes, `outer: cause: ...` (hyper's and tokio-postgres's own messages
-/// leave the cause out, e.g. "client error (Connect)").
-pub fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}

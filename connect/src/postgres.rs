@@ -2,8 +2,9 @@
 //! SQL, and errors that say what the server said.
 
 use tokio_postgres::{Client, NoTls};
+use weir_common::error::with_causes;
 
-use crate::error::{ConnectError, with_causes};
+use crate::error::ConnectError;
 
 /// A table as the server resolved it, with its columns in order.
 #[derive(Debug, Clone)]

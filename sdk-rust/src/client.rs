@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
+use weir_common::error::with_causes;
 use weir_common::limits::MAX_REQUEST_BYTES;
 use weir_proto::v1 as pb;
 use weir_proto::v1::cluster_client::ClusterClient;
@@ -179,15 +180,9 @@ impl Client {
                     });
                 }
                 Err(e) => {
-                    let mut message = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        message = format!("{message}: {s}");
-                        src = s.source();
-                    }
                     last = Error::Connect {
                         addr: addr.to_string(),
-                        message,
+                        message: with_causes(&e),
                     };
                 }
             }

@@ -269,16 +269,3 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, signal)
         .await
 }
-
-/// An error and its sources, one after another (tonic's own message is often only "transport
-/// error").
-pub fn causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
-}

@@ -21,10 +21,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use weir::ConsumerRecord;
+use weir_common::error::with_causes;
 
 use super::Writer;
 use crate::config::{DEFAULT_HTTP_BACKOFF_MS, DEFAULT_HTTP_RETRIES, HttpSink};
-use crate::error::{ConnectError, with_causes};
+use crate::error::ConnectError;
 
 /// Longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
