@@ -14,12 +14,11 @@ mod produce;
 mod status;
 mod topic;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
-
-use weir::{Client, ClientOptions, PluginUse, TlsConfig};
+use weir::{Client, ClientOptions, PluginUse};
 
 /// Clap value parser of `--plugin NAME[=JSON]` (consume, pipeline create, bench).
 fn plugin_use(s: &str) -> Result<PluginUse, String> {
@@ -60,19 +59,13 @@ pub struct Target {
 
 impl Target {
     fn of(cli: &Cli) -> anyhow::Result<Self> {
-        let tls = match (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
-            (None, _, _) => None,
-            (Some(ca), cert, key) => {
-                let tls = TlsConfig::with_ca_file(ca)?;
-                Some(match (cert, key) {
-                    (Some(c), Some(k)) => tls.identity_files(c, k)?,
-                    _ => tls,
-                })
-            }
-        };
         Ok(Self {
             addr: cli.broker.clone(),
-            options: ClientOptions { tls },
+            options: ClientOptions::from_tls_files(
+                cli.tls_ca.as_deref(),
+                cli.tls_cert.as_deref(),
+                cli.tls_key.as_deref(),
+            )?,
         })
     }
 
@@ -114,10 +107,13 @@ enum Command {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let target = Target::of(&cli)?;
     // Local commands need no broker.
     let cli = match cli.command {
         Command::Plugin(cmd) if cmd.is_local() => return plugin::run_local(cmd),
+        command => Cli { command, ..cli },
+    };
+    let target = Target::of(&cli)?;
+    let cli = match cli.command {
         // Checks its file before connecting.
         Command::Connect(cmd) => return connect::run(&target, cmd).await,
         command => Cli { command, ..cli },

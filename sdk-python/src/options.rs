@@ -187,23 +187,6 @@ pub(crate) fn client_options(
     tls_cert: Option<std::path::PathBuf>,
     tls_key: Option<std::path::PathBuf>,
 ) -> PyResult<weir::ClientOptions> {
-    let Some(ca) = tls_ca else {
-        if tls_cert.is_some() || tls_key.is_some() {
-            return Err(crate::errors::InvalidArgument::new_err(
-                "tls_cert and tls_key need tls_ca (the CA that signed the broker's certificate)",
-            ));
-        }
-        return Ok(weir::ClientOptions::default());
-    };
-    let tls = weir::TlsConfig::with_ca_file(ca).map_err(crate::errors::to_py)?;
-    let tls = match (tls_cert, tls_key) {
-        (None, None) => tls,
-        (Some(c), Some(k)) => tls.identity_files(c, k).map_err(crate::errors::to_py)?,
-        _ => {
-            return Err(crate::errors::InvalidArgument::new_err(
-                "tls_cert and tls_key go together",
-            ));
-        }
-    };
-    Ok(weir::ClientOptions::tls(tls))
+    weir::ClientOptions::from_tls_files(tls_ca.as_deref(), tls_cert.as_deref(), tls_key.as_deref())
+        .map_err(crate::errors::to_py)
 }

@@ -81,4 +81,33 @@ impl ClientOptions {
     pub fn tls(tls: TlsConfig) -> Self {
         Self { tls: Some(tls) }
     }
+
+    /// Options from files as a command line or keyword arguments name them: TLS trusting the
+    /// CA file `ca` when given, presenting `cert` and `key` (which go together and need `ca`);
+    /// plain text when none is given.
+    pub fn from_tls_files(
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Self> {
+        let invalid = |m: &str| {
+            Err(Error::InvalidArgument {
+                message: m.to_string(),
+            })
+        };
+        let Some(ca) = ca else {
+            if cert.is_some() || key.is_some() {
+                return invalid(
+                    "a TLS client certificate and key need the CA file that signed the broker's certificate",
+                );
+            }
+            return Ok(Self::default());
+        };
+        let tls = TlsConfig::with_ca_file(ca)?;
+        Ok(Self::tls(match (cert, key) {
+            (None, None) => tls,
+            (Some(c), Some(k)) => tls.identity_files(c, k)?,
+            _ => return invalid("a TLS client certificate and its key go together"),
+        }))
+    }
 }
