@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "weir/v1/plugins.proto",
         "weir/v1/pipelines.proto",
         "weir/v1/cluster.proto",
+        "weir/v1/security.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -31,6 +31,7 @@ use crate::log::{Appended, Bounds, Diverging, PartitionLog, PendingBatch, ReadRe
 use crate::metrics;
 use crate::pipelines::{Deps, PipelineDef, PipelineManager, PipelineView, Start};
 use crate::plugins::{Plugin, PluginInfo, PluginLimits, PluginRegistry};
+use crate::security::Security;
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
 use crate::types::{EpochStart, TopicConfig};
@@ -88,6 +89,7 @@ pub struct Broker {
     /// Bytes of client produce batches that may be held at once (see [`Broker::submit`]).
     produce_budget: Arc<Semaphore>,
     produce_budget_bytes: u32,
+    security: Arc<Security>,
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, BrokerError>
@@ -248,6 +250,11 @@ impl Broker {
             max_record_bytes: config.max_record_bytes,
         };
         let pipelines = PipelineManager::recover(store.clone(), &deps)?;
+        let security = Arc::new(Security::open(
+            store.clone(),
+            config.auth,
+            &config.data_dir,
+        )?);
         let budget = u32::try_from(config.limits.produce_bytes_in_flight).unwrap_or(u32::MAX);
         Ok(Arc::new(Self {
             store,
@@ -264,11 +271,17 @@ impl Broker {
             session_timeout: config.session_timeout,
             produce_budget: Arc::new(Semaphore::new(budget as usize)),
             produce_budget_bytes: budget,
+            security,
         }))
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Users, credentials and ACLs.
+    pub fn security(&self) -> &Arc<Security> {
+        &self.security
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {

@@ -31,6 +31,8 @@ pub const DEFAULT_SEGMENT_MS: i64 = 7 * 24 * 3600 * 1000;
 pub const DEFAULT_MAX_PRODUCE_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
 /// The smallest `--max-produce-bytes-in-flight` accepted: one largest batch.
 pub const MIN_PRODUCE_BYTES_IN_FLIGHT: u64 = MAX_BATCH_BYTES as u64;
+/// The largest `--max-produce-bytes-in-flight` accepted (the budget is counted in `u32`).
+pub const MAX_PRODUCE_BYTES_IN_FLIGHT: u64 = u32::MAX as u64;
 /// gRPC calls handled at once over all connections (open streams included); past it client
 /// calls are refused with RESOURCE_EXHAUSTED before their request is read. Health checks and
 /// cluster-internal calls are never refused.
@@ -143,6 +145,11 @@ pub struct Args {
     /// are refused during the handshake.
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Require every call (health checks excepted) to authenticate as a user, and check its
+    /// permissions (docs/security.md). With no superuser yet, the broker makes `admin` and
+    /// writes its token to DATA_DIR/admin.token. `--auth=false` turns it off [default: off].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub auth: Option<bool>,
 }
 
 /// Settings a topic gets when its creator leaves them out.
@@ -173,6 +180,8 @@ pub struct Config {
     pub limits: RequestLimits,
     /// `None`: plain-text gRPC.
     pub tls: Option<TlsFiles>,
+    /// Whether calls must authenticate (`--auth`).
+    pub auth: bool,
 }
 
 /// Where the TLS certificate, key and (for client-certificate auth) client CA are.
@@ -340,9 +349,11 @@ impl Config {
                 DEFAULT_MAX_STREAMS_PER_CONNECTION
             ),
         };
-        if limits.produce_bytes_in_flight < MIN_PRODUCE_BYTES_IN_FLIGHT {
+        if !(MIN_PRODUCE_BYTES_IN_FLIGHT..=MAX_PRODUCE_BYTES_IN_FLIGHT)
+            .contains(&limits.produce_bytes_in_flight)
+        {
             return Err(ConfigError::Invalid(format!(
-                "--max-produce-bytes-in-flight must be at least {MIN_PRODUCE_BYTES_IN_FLIGHT} (one largest batch)"
+                "--max-produce-bytes-in-flight must be between {MIN_PRODUCE_BYTES_IN_FLIGHT} (one largest batch) and {MAX_PRODUCE_BYTES_IN_FLIGHT}"
             )));
         }
         if limits.in_flight_requests == 0 || limits.streams_per_connection == 0 {
@@ -374,6 +385,12 @@ impl Config {
                 "TLS in cluster mode is not supported yet (brokers would talk to each other in plain text); run a standalone broker or leave out --tls-cert".into(),
             ));
         }
+        let auth = pick!(auth, false);
+        if auth && cluster.is_some() {
+            return Err(ConfigError::Invalid(
+                "--auth in cluster mode is not supported yet (users and ACLs are not replicated); run a standalone broker or leave out --auth".into(),
+            ));
+        }
         Ok(Self {
             data_dir: pick!(data_dir, PathBuf::from(DEFAULT_DATA_DIR)),
             listen: pick!(listen, DEFAULT_LISTEN.to_string()),
@@ -393,6 +410,7 @@ impl Config {
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
             limits,
             tls,
+            auth,
         })
     }
 }
@@ -491,9 +509,22 @@ mod tests {
     }
 
     #[test]
+    fn auth_is_off_unless_asked_for() {
+        assert!(!parse(&[]).unwrap().auth);
+        assert!(parse(&["--auth"]).unwrap().auth);
+        assert!(parse(&["--auth=true"]).unwrap().auth);
+        assert!(!parse(&["--auth=false"]).unwrap().auth);
+        let e = parse(&["--auth", "--node-id", "1", "--cluster", "1=a:1"]).unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
+    }
+
+    #[test]
     fn bad_values_are_rejected() {
         assert!(parse(&["--default-segment-bytes", "10"]).is_err());
         assert!(parse(&["--default-retention-ms", "-5"]).is_err());
         assert!(parse(&["--max-record-bytes", "0"]).is_err());
+        assert!(parse(&["--max-produce-bytes-in-flight", "1000"]).is_err());
+        assert!(parse(&["--max-produce-bytes-in-flight", "4294967296"]).is_err());
+        assert!(parse(&["--max-produce-bytes-in-flight", "4294967295"]).is_ok());
     }
 }

@@ -111,6 +111,20 @@ pub enum BrokerError {
     CoordinatorNotAvailable { group: String, why: &'static str },
     #[error("storage failure: {0}")]
     Storage(String),
+    /// Missing, malformed or wrong credentials (never says which user exists).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The principal may not make this call; names only what the caller asked for.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("user {0:?} already exists")]
+    UserExists(String),
+    #[error("user {0:?} does not exist")]
+    UserNotFound(String),
+    #[error("user {0:?} is the last superuser; make another one first")]
+    LastSuperuser(String),
+    #[error("no such ACL")]
+    AclNotFound,
 }
 
 impl From<PluginError> for BrokerError {

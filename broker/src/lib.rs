@@ -25,6 +25,7 @@ pub mod log;
 pub mod metrics;
 pub mod pipelines;
 pub mod plugins;
+pub mod security;
 pub mod server;
 pub mod storage;
 pub mod topics;

@@ -3,6 +3,7 @@
 //! One module per subcommand. Data goes to stdout; errors are one line on stderr starting
 //! with `error:`, with a non-zero exit code.
 
+mod acl;
 mod bench;
 mod cluster;
 mod connect;
@@ -13,12 +14,13 @@ mod plugin;
 mod produce;
 mod status;
 mod topic;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use weir::{Client, ClientOptions, PluginUse};
+use weir::{Client, ClientOptions, Credentials, PluginUse};
 
 /// Clap value parser of `--plugin NAME[=JSON]` (consume, pipeline create, bench).
 fn plugin_use(s: &str) -> Result<PluginUse, String> {
@@ -46,6 +48,28 @@ struct Cli {
         requires = "tls_cert"
     )]
     tls_key: Option<PathBuf>,
+    /// Authenticate as this user (brokers run with --auth); its password comes from
+    /// WEIR_PASSWORD or --password.
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_USER",
+        value_name = "NAME",
+        conflicts_with = "token"
+    )]
+    user: Option<String>,
+    /// The password of --user (prefer WEIR_PASSWORD: command lines are visible to others).
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_PASSWORD",
+        hide_env_values = true,
+        requires = "user"
+    )]
+    password: Option<String>,
+    /// Authenticate with this token (brokers run with --auth).
+    #[arg(long, global = true, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,13 +83,24 @@ pub struct Target {
 
 impl Target {
     fn of(cli: &Cli) -> anyhow::Result<Self> {
+        let mut options = ClientOptions::from_tls_files(
+            cli.tls_ca.as_deref(),
+            cli.tls_cert.as_deref(),
+            cli.tls_key.as_deref(),
+        )?;
+        options.credentials = match (&cli.user, &cli.password, &cli.token) {
+            (Some(user), Some(password), None) => {
+                Some(Credentials::password(user.clone(), password.clone()))
+            }
+            (Some(_), None, _) => {
+                anyhow::bail!("--user needs a password: set WEIR_PASSWORD (or --password)")
+            }
+            (None, _, Some(token)) => Some(Credentials::token(token.clone())),
+            _ => None,
+        };
         Ok(Self {
             addr: cli.broker.clone(),
-            options: ClientOptions::from_tls_files(
-                cli.tls_ca.as_deref(),
-                cli.tls_cert.as_deref(),
-                cli.tls_key.as_deref(),
-            )?,
+            options,
         })
     }
 
@@ -101,6 +136,12 @@ enum Command {
     /// The broker on one screen: health, cluster, topics, groups, plugins, pipelines, and
     /// what needs attention (exit code 1 if anything does).
     Status,
+    /// Add, list and remove users (brokers run with --auth).
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Grant, revoke and list who may do what (brokers run with --auth).
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
     /// Run connectors that import into and export out of Weir (files, HTTP, PostgreSQL).
     #[command(subcommand)]
     Connect(connect::ConnectCommand),
@@ -129,6 +170,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(&client, &target, cmd).await,
         Command::Cluster(cmd) => cluster::run(&client, cmd).await,
         Command::Status => status::run(&client, &cli.broker).await,
+        Command::User(cmd) => user::run(&client, cmd).await,
+        Command::Acl(cmd) => acl::run(&client, cmd).await,
         Command::Connect(cmd) => connect::run(&target, cmd).await,
     }
 }

@@ -22,5 +22,5 @@ pub mod record;
 
 pub use batch::{BatchBuilder, BatchError, BatchHeader, TimestampType};
 pub use compression::Compression;
-pub use names::{GroupName, NameError, PipelineName, PluginName, TopicName};
+pub use names::{GroupName, NameError, PipelineName, PluginName, TopicName, UserName};
 pub use record::{Header, Record};

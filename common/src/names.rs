@@ -1,5 +1,5 @@
-//! Topic, consumer-group, plugin and pipeline names: `[A-Za-z0-9._-]{1,249}`, validated once at
-//! the edge into [`TopicName`] / [`GroupName`] / [`PluginName`] / [`PipelineName`].
+//! Topic, consumer-group, plugin, pipeline and user names: `[A-Za-z0-9._-]{1,249}`, validated once at
+//! the edge into [`TopicName`] / [`GroupName`] / [`PluginName`] / [`PipelineName`] / [`UserName`].
 
 use std::fmt;
 
@@ -80,6 +80,12 @@ name_type!(
     /// A pipeline name known to be valid.
     PipelineName,
     "pipeline"
+);
+
+name_type!(
+    /// A user (principal) name known to be valid.
+    UserName,
+    "user"
 );
 
 #[cfg(test)]

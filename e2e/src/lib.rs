@@ -146,6 +146,20 @@ impl Broker {
         self.child = Some(child);
     }
 
+    /// The broker's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The token of the superuser a broker run with `--auth` made at its first start.
+    pub fn admin_token(&self) -> String {
+        let path = self.data_dir.join("admin.token");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
     /// Runs the `weir` CLI against this broker.
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cli_with_stdin(args, b"")

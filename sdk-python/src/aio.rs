@@ -87,15 +87,19 @@ pub(crate) struct AsyncClient {
 impl AsyncClient {
     /// Connects (the awaitable raises `Unavailable` if the broker cannot be reached).
     #[staticmethod]
-    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string(), *, tls_ca = None, tls_cert = None, tls_key = None), text_signature = "(addr='127.0.0.1:9292', *, tls_ca=None, tls_cert=None, tls_key=None)")]
+    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string(), *, tls_ca = None, tls_cert = None, tls_key = None, user = None, password = None, token = None), text_signature = "(addr='127.0.0.1:9292', *, tls_ca=None, tls_cert=None, tls_key=None, user=None, password=None, token=None)")]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn connect(
         py: Python<'_>,
         addr: String,
         tls_ca: Option<PathBuf>,
         tls_cert: Option<PathBuf>,
         tls_key: Option<PathBuf>,
+        user: Option<String>,
+        password: Option<String>,
+        token: Option<String>,
     ) -> PyResult<Bound<'_, PyAny>> {
-        let options = options::client_options(tls_ca, tls_cert, tls_key)?;
+        let options = options::client_options(tls_ca, tls_cert, tls_key, user, password, token)?;
         future_into_py(py, async move {
             let inner = weir::Client::connect_with(addr, options)
                 .await

@@ -55,15 +55,19 @@ pub(crate) struct Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string(), *, tls_ca = None, tls_cert = None, tls_key = None), text_signature = "(addr='127.0.0.1:9292', *, tls_ca=None, tls_cert=None, tls_key=None)")]
+    #[pyo3(signature = (addr = weir::DEFAULT_BROKER.to_string(), *, tls_ca = None, tls_cert = None, tls_key = None, user = None, password = None, token = None), text_signature = "(addr='127.0.0.1:9292', *, tls_ca=None, tls_cert=None, tls_key=None, user=None, password=None, token=None)")]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         py: Python<'_>,
         addr: String,
         tls_ca: Option<PathBuf>,
         tls_cert: Option<PathBuf>,
         tls_key: Option<PathBuf>,
+        user: Option<String>,
+        password: Option<String>,
+        token: Option<String>,
     ) -> PyResult<Self> {
-        let options = options::client_options(tls_ca, tls_cert, tls_key)?;
+        let options = options::client_options(tls_ca, tls_cert, tls_key, user, password, token)?;
         let inner = block_on(py, weir::Client::connect_with(addr, options))?.map_err(to_py)?;
         Ok(Self { inner })
     }

@@ -54,6 +54,19 @@ create_exception!(
     "A consumer-group operation was refused."
 );
 
+create_exception!(
+    weir,
+    Unauthenticated,
+    WeirError,
+    "The broker runs with --auth and the credentials are missing or wrong."
+);
+create_exception!(
+    weir,
+    PermissionDenied,
+    WeirError,
+    "The user may not do this (the message names the permission it needs)."
+);
+
 /// The Python exception for a Rust SDK error.
 pub(crate) fn to_py(e: weir::Error) -> PyErr {
     use weir::Error as E;
@@ -73,6 +86,8 @@ pub(crate) fn to_py(e: weir::Error) -> PyErr {
             PluginError::new_err(msg)
         }
         E::GroupNotFound(_) | E::Fenced(_) | E::GroupNotEmpty(_) => GroupError::new_err(msg),
+        E::Unauthenticated(_) => Unauthenticated::new_err(msg),
+        E::PermissionDenied(_) => PermissionDenied::new_err(msg),
         _ => WeirError::new_err(msg),
     }
 }
@@ -88,5 +103,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Unavailable", py.get_type::<Unavailable>())?;
     m.add("PluginError", py.get_type::<PluginError>())?;
     m.add("GroupError", py.get_type::<GroupError>())?;
+    m.add("Unauthenticated", py.get_type::<Unauthenticated>())?;
+    m.add("PermissionDenied", py.get_type::<PermissionDenied>())?;
     Ok(())
 }

@@ -181,12 +181,39 @@ pub(crate) async fn next_within(
 }
 
 /// Connection options from the clients' keyword arguments: TLS trusting the CA file
-/// `tls_ca`, presenting `tls_cert`/`tls_key` to brokers that ask for a client certificate.
+/// `tls_ca`, presenting `tls_cert`/`tls_key` to brokers that ask for a client certificate;
+/// `user` and `password`, or `token`, for brokers run with `--auth`.
 pub(crate) fn client_options(
     tls_ca: Option<std::path::PathBuf>,
     tls_cert: Option<std::path::PathBuf>,
     tls_key: Option<std::path::PathBuf>,
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
 ) -> PyResult<weir::ClientOptions> {
-    weir::ClientOptions::from_tls_files(tls_ca.as_deref(), tls_cert.as_deref(), tls_key.as_deref())
-        .map_err(crate::errors::to_py)
+    let mut options = weir::ClientOptions::from_tls_files(
+        tls_ca.as_deref(),
+        tls_cert.as_deref(),
+        tls_key.as_deref(),
+    )
+    .map_err(crate::errors::to_py)?;
+    options.credentials = credentials(user, password, token)?;
+    Ok(options)
+}
+
+/// Credentials from the `user`/`password` or `token` keyword arguments (brokers run with
+/// `--auth`).
+fn credentials(
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+) -> PyResult<Option<weir::Credentials>> {
+    let invalid = |m: &str| Err(crate::errors::InvalidArgument::new_err(m.to_string()));
+    match (user, password, token) {
+        (None, None, None) => Ok(None),
+        (Some(u), Some(p), None) => Ok(Some(weir::Credentials::password(u, p))),
+        (None, None, Some(t)) => Ok(Some(weir::Credentials::token(t))),
+        (Some(_), None, None) | (None, Some(_), None) => invalid("user and password go together"),
+        _ => invalid("give user and password, or token, not both"),
+    }
 }

@@ -1,6 +1,6 @@
 //! Topic administration and offset look-ups.
 
-use tonic::transport::Channel;
+use crate::client::Channel;
 use weir_proto::v1 as pb;
 use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::topics_client::TopicsClient;

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
 use weir_common::error::with_causes;
 use weir_common::limits::MAX_REQUEST_BYTES;
 use weir_proto::v1 as pb;
@@ -23,9 +24,11 @@ use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::log_client::LogClient;
 use weir_proto::v1::pipelines_client::PipelinesClient;
 use weir_proto::v1::plugins_client::PluginsClient;
+use weir_proto::v1::security_client::SecurityClient;
 use weir_proto::v1::topics_client::TopicsClient;
 
 use crate::admin::Admin;
+use crate::auth::Auth;
 use crate::consumer::{Consumer, ConsumerConfig};
 use crate::error::{Error, Result};
 use crate::producer::{Producer, ProducerConfig};
@@ -41,6 +44,9 @@ const METADATA_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
 
+/// A connection to one broker that puts the client's credentials on every call.
+pub(crate) type Channel = InterceptedService<tonic::transport::Channel, Auth>;
+
 /// A connection to Weir. Cheap to clone; clones share the connections.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -55,6 +61,8 @@ pub struct Client {
     coordinators: Arc<Mutex<HashMap<String, Route>>>,
     /// TLS for every broker, when they serve it.
     tls: Option<Arc<TlsConfig>>,
+    /// Credentials for every call, when the brokers run with `--auth`.
+    auth: Auth,
 }
 
 /// Where requests for one partition go: its leader's address and channel.
@@ -153,6 +161,7 @@ impl Client {
 
     /// [`Client::connect`] with options: TLS (brokers served with `--tls-cert`).
     pub async fn connect_with(addrs: impl AsRef<str>, options: ClientOptions) -> Result<Self> {
+        let auth = Auth::new(options.credentials.as_ref())?;
         let tls = options.tls.map(Arc::new);
         let mut last = Error::Connect {
             addr: addrs.as_ref().into(),
@@ -171,12 +180,13 @@ impl Client {
                     return Ok(Self {
                         bootstrap: Arc::new(Mutex::new(Route {
                             addr: Arc::from(addr.as_str()),
-                            channel,
+                            channel: InterceptedService::new(channel, auth.clone()),
                         })),
                         routes: Arc::default(),
                         seeds: Arc::clone(&seeds),
                         coordinators: Arc::default(),
                         tls,
+                        auth,
                     });
                 }
                 Err(e) => {
@@ -228,6 +238,7 @@ impl Client {
             Some(c) => c.clone(),
             None => {
                 let c = endpoint(addr, self.tls.as_deref()).ok()?.connect_lazy();
+                let c = InterceptedService::new(c, self.auth.clone());
                 st.channels.insert(addr.to_string(), c.clone());
                 c
             }
@@ -430,6 +441,10 @@ impl Client {
 
     pub(crate) fn plugins_rpc(&self) -> PluginsClient<Channel> {
         plugins_rpc(self.bootstrap_route().channel)
+    }
+
+    pub(crate) fn security_rpc(&self) -> SecurityClient<Channel> {
+        SecurityClient::new(self.bootstrap_route().channel)
     }
 
     pub(crate) fn pipelines_rpc(&self) -> PipelinesClient<Channel> {

@@ -74,6 +74,24 @@ pub enum Error {
     /// produce budget is spent). Retriable after a backoff; producers do so by themselves.
     #[error("{0}")]
     Busy(String),
+    /// The broker runs with `--auth` and the client's credentials are missing or wrong.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The client's user may not do this (the message names the permission it needs).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A user of that name already exists.
+    #[error("{0}")]
+    UserExists(String),
+    /// The user does not exist.
+    #[error("{0}")]
+    UserNotFound(String),
+    /// No such ACL was granted.
+    #[error("{0}")]
+    AclNotFound(String),
+    /// The user is the last superuser: removing it would lock everyone out.
+    #[error("{0}")]
+    LastSuperuser(String),
     /// The broker cannot be reached or is shutting down: retry later.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
@@ -121,6 +139,12 @@ impl From<Status> for Error {
             ("topic_not_found", _) => Error::TopicNotFound(message),
             ("partition_not_found", _) => Error::PartitionNotFound(message),
             ("plugin_exists", _) => Error::PluginExists(message),
+            ("user_exists", _) => Error::UserExists(message),
+            ("user_not_found", _) => Error::UserNotFound(message),
+            ("acl_not_found", _) => Error::AclNotFound(message),
+            ("last_superuser", _) => Error::LastSuperuser(message),
+            (_, Code::Unauthenticated) => Error::Unauthenticated(message),
+            (_, Code::PermissionDenied) => Error::PermissionDenied(message),
             ("pipeline_exists", _) => Error::PipelineExists(message),
             ("topic_exists", _) | (_, Code::AlreadyExists) => Error::TopicExists(message),
             ("out_of_order_sequence", _) => Error::OutOfOrderSequence(message),

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod auth;
 mod client;
 mod consumer;
 mod error;
@@ -43,6 +44,7 @@ pub use admin::{
     NodeStatus, OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits, ResetTo,
     TopicDescription, TopicInfo,
 };
+pub use auth::{Acl, Credentials, UserInfo, WhoAmI};
 pub use client::{Client, DEFAULT_BROKER};
 pub use consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, PluginUse, RECONNECT_TIMEOUT, StartFrom,

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
+use crate::auth::Credentials;
 use crate::error::{Error, Result};
 
 /// How to reach brokers over TLS: the CA that signed their certificates and, for brokers that
@@ -74,12 +75,23 @@ impl TlsConfig {
 pub struct ClientOptions {
     /// `None`: plain-text HTTP/2 (a broker without `--tls-cert`).
     pub tls: Option<TlsConfig>,
+    /// `None`: no credentials (a broker without `--auth`).
+    pub credentials: Option<Credentials>,
 }
 
 impl ClientOptions {
     /// Options for brokers served over TLS.
     pub fn tls(tls: TlsConfig) -> Self {
-        Self { tls: Some(tls) }
+        Self {
+            tls: Some(tls),
+            credentials: None,
+        }
+    }
+
+    /// These options, authenticating with `credentials` (brokers run with `--auth`).
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 
     /// Options from files as a command line or keyword arguments name them: TLS trusting the

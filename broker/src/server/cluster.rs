@@ -12,6 +12,7 @@ use crate::broker::Broker;
 use crate::cluster::Cluster;
 use crate::cluster::network::{ForwardError, peer_endpoint, reply, request};
 use crate::cluster::peers::NodeId;
+use crate::security::Resource;
 
 /// How long `ClusterStatus` waits for each member's answer.
 const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -151,9 +152,14 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::MetadataRequest>,
     ) -> Result<Response<pb::MetadataResponse>, Status> {
+        let who = super::principal(&req);
+        let security = self.broker.security();
         let wanted = req.into_inner().topics;
         let Some(c) = &self.cluster else {
-            return Ok(Response::new(self.standalone_metadata(&wanted)));
+            let mut m = self.standalone_metadata(&wanted);
+            m.topics
+                .retain(|t| security.visible(&who, Resource::topic(&t.name)));
+            return Ok(Response::new(m));
         };
         let m = c.metadata();
         let m = m.borrow();
@@ -169,6 +175,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             .topics
             .iter()
             .filter(|(name, _)| wanted.is_empty() || wanted.contains(name))
+            .filter(|(name, _)| security.visible(&who, Resource::topic(name)))
             .map(|(name, t)| pb::TopicPlacement {
                 name: name.clone(),
                 partitions: t

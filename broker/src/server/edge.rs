@@ -1,6 +1,8 @@
 //! Middleware around every gRPC call: load shedding past the global in-flight cap
-//! (RESOURCE_EXHAUSTED before the request is read), then counted and timed by service, method
-//! and status code (`crate::metrics`). The code is read where gRPC puts it: in the response
+//! (RESOURCE_EXHAUSTED before the request is read), then authentication (`--auth`: the
+//! caller's [`Principal`] goes into the request's extensions for the services to authorize;
+//! UNAUTHENTICATED before the request is read), all counted and timed by service, method and
+//! status code (`crate::metrics`). The code is read where gRPC puts it: in the response
 //! headers of a call that failed before answering, else in the trailers at the end of the
 //! response body.
 
@@ -18,6 +20,10 @@ use tower_service::Service;
 
 use super::{BUSY_KIND, ERROR_KIND_KEY};
 use crate::metrics::{self, RpcCall};
+use crate::security::Security;
+
+/// The service anyone may call, authenticated or not (probes carry no credentials).
+const PUBLIC_SERVICE: &str = "grpc.health.v1.Health";
 
 /// Wraps each call: shed past the cap, else metered.
 #[derive(Debug, Clone)]
@@ -28,6 +34,8 @@ pub struct EdgeLayer {
     internal: &'static [&'static str],
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
+    /// Who calls: every call but health checks authenticates (a no-op without `--auth`).
+    security: Option<Arc<Security>>,
 }
 
 impl EdgeLayer {
@@ -35,12 +43,14 @@ impl EdgeLayer {
         services: &'static [&'static str],
         internal: &'static [&'static str],
         max_in_flight: usize,
+        security: Arc<Security>,
     ) -> Self {
         Self {
             services,
             internal,
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight,
+            security: Some(security),
         }
     }
 }
@@ -131,9 +141,10 @@ fn note_status(call: &mut RpcCall, headers: &http::HeaderMap) {
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Edge<S>
 where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
+    ReqBody: Send + 'static,
     ResBody: Default + Send + 'static,
 {
     type Response = http::Response<MeteredBody<ResBody>>;
@@ -160,9 +171,39 @@ where
                 }))
             });
         };
-        let response = self.inner.call(req);
+        // The service was made ready by `poll_ready`: take it, leave a clone (tower's rule).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let security = self
+            .layer
+            .security
+            .clone()
+            .filter(|_| service != PUBLIC_SERVICE);
+        let mut req = req;
         Box::pin(async move {
-            let response = response.await?;
+            if let Some(security) = security {
+                let authorization = req
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                match security.authenticate(authorization.as_deref()).await {
+                    Ok(who) => {
+                        req.extensions_mut().insert(who);
+                    }
+                    Err(e) => {
+                        // Refused before the request is read, like a shed call.
+                        call.set_code(code_name(Code::Unauthenticated));
+                        let response = super::status_of(e).into_http::<ResBody>();
+                        return Ok(response.map(|inner| MeteredBody {
+                            inner,
+                            call,
+                            _slot: Some(slot),
+                        }));
+                    }
+                }
+            }
+            let response = inner.call(req).await?;
             note_status(&mut call, response.headers());
             call.confirm();
             Ok(response.map(|inner| MeteredBody {
@@ -226,7 +267,13 @@ mod tests {
 
     #[test]
     fn past_the_cap_calls_are_shed_except_health_and_cluster_traffic() {
-        let edge = EdgeLayer::new(&[], &["grpc.health.v1.Health", "weir.v1.Raft"], 2);
+        let edge = EdgeLayer {
+            services: &[],
+            internal: &["grpc.health.v1.Health", "weir.v1.Raft"],
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_in_flight: 2,
+            security: None,
+        };
         let a = edge.slot("weir.v1.Log");
         let b = edge.slot("weir.v1.Topics");
         assert!(a.is_some() && b.is_some());

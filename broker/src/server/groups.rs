@@ -6,9 +6,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
 
-use super::status_of;
+use super::{allow, principal, status_of};
 use crate::broker::Broker;
 use crate::groups::{CommitArgs, GroupSummary, HeartbeatArgs, ResetTo, Tp};
+use crate::security::{Operation, Resource};
 
 pub struct GroupsService {
     broker: Arc<Broker>,
@@ -49,7 +50,17 @@ impl pb::groups_server::Groups for GroupsService {
         &self,
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let who = principal(&req);
         let r = req.into_inner();
+        allow(
+            &self.broker,
+            &who,
+            Resource::group(&r.group),
+            Operation::Read,
+        )?;
+        for topic in &r.topics {
+            allow(&self.broker, &who, Resource::topic(topic), Operation::Read)?;
+        }
         let args = HeartbeatArgs {
             group: r.group,
             member_id: r.member_id,
@@ -90,7 +101,22 @@ impl pb::groups_server::Groups for GroupsService {
         &self,
         req: Request<pb::CommitOffsetsRequest>,
     ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
+        let who = principal(&req);
         let r = req.into_inner();
+        allow(
+            &self.broker,
+            &who,
+            Resource::group(&r.group),
+            Operation::Read,
+        )?;
+        for o in &r.offsets {
+            allow(
+                &self.broker,
+                &who,
+                Resource::topic(&o.topic),
+                Operation::Read,
+            )?;
+        }
         let offsets = r
             .offsets
             .into_iter()
@@ -112,7 +138,14 @@ impl pb::groups_server::Groups for GroupsService {
         &self,
         req: Request<pb::FetchOffsetsRequest>,
     ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
+        let who = principal(&req);
         let r = req.into_inner();
+        allow(
+            &self.broker,
+            &who,
+            Resource::group(&r.group),
+            Operation::Read,
+        )?;
         let views = self
             .broker
             .fetch_offsets(&r.group, &r.topic, &r.partitions)
@@ -138,9 +171,17 @@ impl pb::groups_server::Groups for GroupsService {
 
     async fn list_groups(
         &self,
-        _req: Request<pb::ListGroupsRequest>,
+        req: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        let groups = self.broker.list_groups().iter().map(summary_pb).collect();
+        let who = principal(&req);
+        let security = self.broker.security();
+        let groups = self
+            .broker
+            .list_groups()
+            .iter()
+            .filter(|g| security.visible(&who, Resource::group(&g.name)))
+            .map(summary_pb)
+            .collect();
         Ok(Response::new(pb::ListGroupsResponse { groups }))
     }
 
@@ -148,9 +189,12 @@ impl pb::groups_server::Groups for GroupsService {
         &self,
         req: Request<pb::DescribeGroupRequest>,
     ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        let who = principal(&req);
+        let group = req.into_inner().group;
+        allow(&self.broker, &who, Resource::group(&group), Operation::Read)?;
         let v = self
             .broker
-            .describe_group(&req.into_inner().group)
+            .describe_group(&group)
             .await
             .map_err(status_of)?;
         let members = v
@@ -191,7 +235,14 @@ impl pb::groups_server::Groups for GroupsService {
         &self,
         req: Request<pb::ResetOffsetsRequest>,
     ) -> Result<Response<pb::ResetOffsetsResponse>, Status> {
+        let who = principal(&req);
         let r = req.into_inner();
+        allow(
+            &self.broker,
+            &who,
+            Resource::group(&r.group),
+            Operation::Admin,
+        )?;
         let to = match pb::ResetTo::try_from(r.to) {
             Ok(pb::ResetTo::Earliest) => ResetTo::Earliest,
             Ok(pb::ResetTo::Latest) => ResetTo::Latest,
@@ -219,10 +270,15 @@ impl pb::groups_server::Groups for GroupsService {
         &self,
         req: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
-        self.broker
-            .delete_group(req.into_inner().group)
-            .await
-            .map_err(status_of)?;
+        let who = principal(&req);
+        let group = req.into_inner().group;
+        allow(
+            &self.broker,
+            &who,
+            Resource::group(&group),
+            Operation::Admin,
+        )?;
+        self.broker.delete_group(group).await.map_err(status_of)?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
     }
 
@@ -230,9 +286,12 @@ impl pb::groups_server::Groups for GroupsService {
         &self,
         req: Request<pb::FindCoordinatorRequest>,
     ) -> Result<Response<pb::FindCoordinatorResponse>, Status> {
+        let who = principal(&req);
+        let group = req.into_inner().group;
+        allow(&self.broker, &who, Resource::group(&group), Operation::Read)?;
         let (node_id, addr) = self
             .broker
-            .find_coordinator(&req.into_inner().group)
+            .find_coordinator(&group)
             .await
             .map_err(status_of)?;
         Ok(Response::new(pb::FindCoordinatorResponse { node_id, addr }))

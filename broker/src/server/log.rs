@@ -12,12 +12,13 @@ use weir_common::batch;
 use weir_common::limits::{MAX_PLUGIN_CHAIN, MAX_PLUGIN_PARAMS_BYTES};
 use weir_proto::v1 as pb;
 
-use super::status_of;
+use super::{allow, principal, status_of};
 use crate::broker::{Acks, Admission, Broker, OffsetQuery};
 use crate::error::BrokerError;
 use crate::log::{Bounds, ReadResult, ReadUpTo};
 use crate::metrics;
 use crate::plugins::Chain;
+use crate::security::{Operation, Principal, Resource};
 use crate::topics::Topic;
 
 /// Responses a subscription may have queued for a slow client before it stops reading.
@@ -59,6 +60,7 @@ fn appends_of(appended: Vec<(u32, crate::log::Appended)>) -> Vec<pb::PartitionAp
 /// its appends complete.
 async fn run_produce_stream(
     broker: Arc<Broker>,
+    who: Principal,
     mut inbound: tonic::Streaming<pb::ProduceStreamRequest>,
     out: mpsc::Sender<Result<pb::ProduceStreamResponse, Status>>,
     mut shutdown: watch::Receiver<bool>,
@@ -74,7 +76,11 @@ async fn run_produce_stream(
                     Ok(Some(req)) => {
                         let id = req.request_id;
                         let batches = req.batches.into_iter().map(|b| (b.partition, b.batch)).collect();
-                        match broker.submit(&req.topic, batches, acks_of(req.acks), Admission::Wait).await {
+                        let submitted = match broker.security().authorize(&who, Resource::topic(&req.topic), Operation::Write) {
+                            Ok(()) => broker.submit(&req.topic, batches, acks_of(req.acks), Admission::Wait).await,
+                            Err(e) => Err(e),
+                        };
+                        match submitted {
                             Ok(done) => pending.push(async move { (id, done.await) }),
                             Err(e) => {
                                 let resp = pb::ProduceStreamResponse {
@@ -132,6 +138,7 @@ impl LogService {
 /// once, for `first` (bad names, params or inits fail the call that asked for it).
 pub(super) async fn chain_of(
     broker: &Broker,
+    who: &Principal,
     uses: Vec<pb::PluginUse>,
     first: u32,
 ) -> Result<Chain, BrokerError> {
@@ -142,6 +149,11 @@ pub(super) async fn chain_of(
         )));
     }
     let mut resolved = Vec::with_capacity(uses.len());
+    for u in &uses {
+        broker
+            .security()
+            .authorize(who, Resource::plugin(&u.name), Operation::Read)?;
+    }
     for u in uses {
         if u.params.len() > MAX_PLUGIN_PARAMS_BYTES {
             return Err(BrokerError::InvalidArgument(format!(
@@ -452,7 +464,14 @@ impl pb::log_server::Log for LogService {
         &self,
         req: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
+        allow(
+            &self.broker,
+            &who,
+            Resource::topic(&req.topic),
+            Operation::Write,
+        )?;
         let span = tracing::debug_span!("produce", topic = %req.topic, batches = req.batches.len());
         let batches = req
             .batches
@@ -478,9 +497,11 @@ impl pb::log_server::Log for LogService {
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
         let (tx, rx) = mpsc::channel(PRODUCE_STREAM_MAX_PENDING);
         let span = tracing::debug_span!("produce_stream");
+        let who = principal(&req);
         tokio::spawn(
             run_produce_stream(
                 Arc::clone(&self.broker),
+                who,
                 req.into_inner(),
                 tx,
                 self.shutdown.clone(),
@@ -494,7 +515,14 @@ impl pb::log_server::Log for LogService {
         &self,
         req: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
+        let who = principal(&req);
         let mut req = req.into_inner();
+        allow(
+            &self.broker,
+            &who,
+            Resource::topic(&req.topic),
+            Operation::Read,
+        )?;
         let topic = self.broker.topic(&req.topic).map_err(status_of)?;
         check_positions(&self.broker, &topic, &req.positions).map_err(status_of)?;
         let budget = Broker::fetch_budget(req.max_bytes);
@@ -510,7 +538,22 @@ impl pb::log_server::Log for LogService {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
+        allow(
+            &self.broker,
+            &who,
+            Resource::topic(&req.topic),
+            Operation::Read,
+        )?;
+        if let Some(m) = &req.member {
+            allow(
+                &self.broker,
+                &who,
+                Resource::group(&m.group),
+                Operation::Read,
+            )?;
+        }
         let topic = self.broker.topic(&req.topic).map_err(status_of)?;
         check_positions(&self.broker, &topic, &req.positions).map_err(status_of)?;
         for p in &req.positions {
@@ -545,7 +588,7 @@ impl pb::log_server::Log for LogService {
         } else {
             let first = req.positions[0].partition;
             Some(
-                chain_of(&self.broker, req.plugins, first)
+                chain_of(&self.broker, &who, req.plugins, first)
                     .await
                     .map_err(status_of)?,
             )
@@ -576,7 +619,12 @@ impl pb::log_server::Log for LogService {
         &self,
         req: Request<pb::ListOffsetsRequest>,
     ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
+        self.broker
+            .security()
+            .require_visible(&who, Resource::topic(&req.topic))
+            .map_err(status_of)?;
         let topic = self.broker.topic(&req.topic).map_err(status_of)?;
         let mut offsets = Vec::with_capacity(req.queries.len());
         for q in req.queries {

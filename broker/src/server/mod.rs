@@ -11,6 +11,7 @@ mod log;
 mod pipelines;
 mod plugins;
 mod replication;
+mod security;
 mod topics;
 
 use std::future::Future;
@@ -32,12 +33,37 @@ use weir_proto::v1::pipelines_server::PipelinesServer;
 use weir_proto::v1::plugins_server::PluginsServer;
 use weir_proto::v1::raft_server::RaftServer;
 use weir_proto::v1::replication_server::ReplicationServer;
+use weir_proto::v1::security_server::SecurityServer;
 use weir_proto::v1::topics_server::TopicsServer;
 
 use crate::broker::Broker;
 use crate::cluster::Cluster;
 use crate::config::{RequestLimits, TlsPem};
 use crate::error::BrokerError;
+use crate::security::{Operation, Principal, Resource};
+
+/// The caller, as the edge authenticated it ([`Principal::Anonymous`], which `--auth` refuses
+/// everything, if the edge did not).
+pub(crate) fn principal<T>(req: &tonic::Request<T>) -> Principal {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or(Principal::Anonymous)
+}
+
+/// Ok if the caller may do `op` on `resource`; PERMISSION_DENIED (or UNAUTHENTICATED) if not.
+/// Asked before anything is looked up, so a denied call learns nothing about the resource.
+pub(crate) fn allow(
+    broker: &Broker,
+    who: &Principal,
+    resource: Resource<'_>,
+    op: Operation,
+) -> Result<(), Status> {
+    broker
+        .security()
+        .authorize(who, resource, op)
+        .map_err(status_of)
+}
 
 /// HTTP/2 flow-control windows: large enough that one connection can stream batches at
 /// hundreds of MB/s without waiting for window updates.
@@ -112,6 +138,14 @@ pub fn status_of(e: BrokerError) -> Status {
             (Status::unavailable(message), "coordinator_not_available")
         }
         BrokerError::Storage(_) => (Status::internal(message), "storage"),
+        BrokerError::Unauthenticated(_) => (Status::unauthenticated(message), "unauthenticated"),
+        BrokerError::PermissionDenied(_) => {
+            (Status::permission_denied(message), "permission_denied")
+        }
+        BrokerError::UserExists(_) => (Status::already_exists(message), "user_exists"),
+        BrokerError::UserNotFound(_) => (Status::not_found(message), "user_not_found"),
+        BrokerError::LastSuperuser(_) => (Status::failed_precondition(message), "last_superuser"),
+        BrokerError::AclNotFound => (Status::not_found(message), "acl_not_found"),
     };
     let md = status.metadata_mut();
     md.insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
@@ -153,6 +187,7 @@ pub const HEALTH_SERVICES: &[&str] = &[
     <PluginsServer<plugins::PluginsService> as NamedService>::NAME,
     <PipelinesServer<pipelines::PipelinesService> as NamedService>::NAME,
     <ClusterServer<cluster::ClusterService> as NamedService>::NAME,
+    <SecurityServer<security::SecurityService> as NamedService>::NAME,
 ];
 
 /// How long a client may take to finish the TLS handshake.
@@ -219,6 +254,7 @@ pub async fn serve(
     let plugins = PluginsServer::new(plugins::PluginsService::new(Arc::clone(&broker)))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let pipelines = PipelinesServer::new(pipelines::PipelinesService::new(Arc::clone(&broker)));
+    let security = SecurityServer::new(security::SecurityService::new(Arc::clone(&broker)));
     let log = LogServer::new(log::LogService::new(Arc::clone(&broker), stop_rx))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
@@ -256,6 +292,7 @@ pub async fn serve(
             HEALTH_SERVICES,
             INTERNAL_SERVICES,
             limits.in_flight_requests,
+            Arc::clone(broker.security()),
         ))
         .add_service(topics)
         .add_service(groups)
@@ -263,6 +300,7 @@ pub async fn serve(
         .add_service(pipelines)
         .add_service(log)
         .add_service(status)
+        .add_service(security)
         .add_service(health)
         .add_optional_service(raft)
         .add_optional_service(replication)

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
 
-use super::status_of;
+use super::{allow, principal, status_of};
 use crate::broker::Broker;
 use crate::pipelines::{PipelineDef, PipelineView, PluginUseDef, Start};
+use crate::security::{Operation, Resource};
 use crate::types::now_ms;
 
 pub struct PipelinesService {
@@ -65,7 +66,35 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         &self,
         req: Request<pb::CreatePipelineRequest>,
     ) -> Result<Response<pb::CreatePipelineResponse>, Status> {
+        let who = principal(&req);
         let r = req.into_inner();
+        // A pipeline does only what its creator could do by hand.
+        allow(
+            &self.broker,
+            &who,
+            Resource::pipeline(&r.name),
+            Operation::Admin,
+        )?;
+        allow(
+            &self.broker,
+            &who,
+            Resource::topic(&r.from_topic),
+            Operation::Read,
+        )?;
+        allow(
+            &self.broker,
+            &who,
+            Resource::topic(&r.to_topic),
+            Operation::Write,
+        )?;
+        for u in &r.plugins {
+            allow(
+                &self.broker,
+                &who,
+                Resource::plugin(&u.name),
+                Operation::Read,
+            )?;
+        }
         let start = match pb::PipelineStart::try_from(r.start) {
             Ok(pb::PipelineStart::Earliest) => Start::Earliest,
             Ok(pb::PipelineStart::Latest) => Start::Latest,
@@ -103,14 +132,17 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
 
     async fn list_pipelines(
         &self,
-        _req: Request<pb::ListPipelinesRequest>,
+        req: Request<pb::ListPipelinesRequest>,
     ) -> Result<Response<pb::ListPipelinesResponse>, Status> {
+        let who = principal(&req);
+        let security = self.broker.security();
         let pipelines = self
             .broker
             .list_pipelines()
             .await
             .into_iter()
             .map(info_pb)
+            .filter(|p| security.visible(&who, Resource::pipeline(&p.name)))
             .collect();
         Ok(Response::new(pb::ListPipelinesResponse { pipelines }))
     }
@@ -119,9 +151,17 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         &self,
         req: Request<pb::DescribePipelineRequest>,
     ) -> Result<Response<pb::DescribePipelineResponse>, Status> {
+        let who = principal(&req);
+        let name = req.into_inner().name;
+        allow(
+            &self.broker,
+            &who,
+            Resource::pipeline(&name),
+            Operation::Read,
+        )?;
         let view = self
             .broker
-            .describe_pipeline(&req.into_inner().name)
+            .describe_pipeline(&name)
             .await
             .map_err(status_of)?;
         Ok(Response::new(pb::DescribePipelineResponse {
@@ -133,8 +173,16 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         &self,
         req: Request<pb::DeletePipelineRequest>,
     ) -> Result<Response<pb::DeletePipelineResponse>, Status> {
+        let who = principal(&req);
+        let name = req.into_inner().name;
+        allow(
+            &self.broker,
+            &who,
+            Resource::pipeline(&name),
+            Operation::Admin,
+        )?;
         self.broker
-            .delete_pipeline(&req.into_inner().name)
+            .delete_pipeline(&name)
             .await
             .map_err(status_of)?;
         Ok(Response::new(pb::DeletePipelineResponse {}))
@@ -144,9 +192,17 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         &self,
         req: Request<pb::ResumePipelineRequest>,
     ) -> Result<Response<pb::ResumePipelineResponse>, Status> {
+        let who = principal(&req);
+        let name = req.into_inner().name;
+        allow(
+            &self.broker,
+            &who,
+            Resource::pipeline(&name),
+            Operation::Admin,
+        )?;
         let view = self
             .broker
-            .resume_pipeline(&req.into_inner().name)
+            .resume_pipeline(&name)
             .await
             .map_err(status_of)?;
         Ok(Response::new(pb::ResumePipelineResponse {

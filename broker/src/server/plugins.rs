@@ -11,10 +11,11 @@ use weir_common::limits::MAX_BATCH_BYTES;
 use weir_proto::v1 as pb;
 
 use super::log::chain_of;
-use super::status_of;
+use super::{allow, principal, status_of};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::plugins::{Chain, PluginInfo, PluginLimits};
+use crate::security::{Operation, Resource};
 
 pub struct PluginsService {
     broker: Arc<Broker>,
@@ -133,6 +134,7 @@ impl pb::plugins_server::Plugins for PluginsService {
         &self,
         req: Request<Streaming<pb::TransformRequest>>,
     ) -> Result<Response<Self::TransformStream>, Status> {
+        let who = principal(&req);
         let mut inbound = req.into_inner();
         let first = inbound.message().await?.ok_or_else(|| {
             Status::invalid_argument("the transform stream ended before its first request")
@@ -143,7 +145,9 @@ impl pb::plugins_server::Plugins for PluginsService {
                 "a transform names at least one plugin".into(),
             )));
         }
-        let chain = chain_of(&self.broker, uses, 0).await.map_err(status_of)?;
+        let chain = chain_of(&self.broker, &who, uses, 0)
+            .await
+            .map_err(status_of)?;
         let (tx, rx) = mpsc::channel(2);
         tokio::spawn(transform_stream(
             Arc::clone(&self.broker),
@@ -159,7 +163,14 @@ impl pb::plugins_server::Plugins for PluginsService {
         &self,
         req: Request<pb::RegisterPluginRequest>,
     ) -> Result<Response<pb::RegisterPluginResponse>, Status> {
+        let who = principal(&req);
         let r = req.into_inner();
+        allow(
+            &self.broker,
+            &who,
+            Resource::plugin(&r.name),
+            Operation::Admin,
+        )?;
         let limits =
             PluginLimits::from_request(r.memory_limit_bytes, r.call_timeout_ms, r.max_output_bytes)
                 .map_err(|m| status_of(BrokerError::InvalidArgument(m)))?;
@@ -175,9 +186,17 @@ impl pb::plugins_server::Plugins for PluginsService {
 
     async fn list_plugins(
         &self,
-        _req: Request<pb::ListPluginsRequest>,
+        req: Request<pb::ListPluginsRequest>,
     ) -> Result<Response<pb::ListPluginsResponse>, Status> {
-        let plugins = self.broker.list_plugins().iter().map(info_pb).collect();
+        let who = principal(&req);
+        let security = self.broker.security();
+        let plugins = self
+            .broker
+            .list_plugins()
+            .iter()
+            .filter(|p| security.visible(&who, Resource::plugin(&p.name)))
+            .map(info_pb)
+            .collect();
         Ok(Response::new(pb::ListPluginsResponse { plugins }))
     }
 
@@ -185,10 +204,15 @@ impl pb::plugins_server::Plugins for PluginsService {
         &self,
         req: Request<pb::DeletePluginRequest>,
     ) -> Result<Response<pb::DeletePluginResponse>, Status> {
-        self.broker
-            .delete_plugin(req.into_inner().name)
-            .await
-            .map_err(status_of)?;
+        let who = principal(&req);
+        let name = req.into_inner().name;
+        allow(
+            &self.broker,
+            &who,
+            Resource::plugin(&name),
+            Operation::Admin,
+        )?;
+        self.broker.delete_plugin(name).await.map_err(status_of)?;
         Ok(Response::new(pb::DeletePluginResponse {}))
     }
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
 
-use super::status_of;
+use super::{allow, principal, status_of};
 use crate::broker::{Broker, NewTopic};
+use crate::security::{Operation, Resource};
 use crate::topics::Topic;
 use crate::types::TopicConfig;
 
@@ -43,7 +44,14 @@ impl pb::topics_server::Topics for TopicsService {
         &self,
         req: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
+        allow(
+            &self.broker,
+            &who,
+            Resource::topic(&req.name),
+            Operation::Admin,
+        )?;
         let c = req.config.unwrap_or_default();
         let new = NewTopic {
             partitions: c.partitions,
@@ -68,12 +76,15 @@ impl pb::topics_server::Topics for TopicsService {
 
     async fn list_topics(
         &self,
-        _req: Request<pb::ListTopicsRequest>,
+        req: Request<pb::ListTopicsRequest>,
     ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let who = principal(&req);
+        let security = self.broker.security();
         let topics = self
             .broker
             .list_topics()
             .iter()
+            .filter(|t| security.visible(&who, Resource::topic(&t.meta.name)))
             .map(|t| info_of(t))
             .collect();
         Ok(Response::new(pb::ListTopicsResponse { topics }))
@@ -83,7 +94,12 @@ impl pb::topics_server::Topics for TopicsService {
         &self,
         req: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
+        let who = principal(&req);
         let name = req.into_inner().name;
+        self.broker
+            .security()
+            .require_visible(&who, Resource::topic(&name))
+            .map_err(status_of)?;
         let (topic, bounds) = self.broker.describe_topic(&name).map_err(status_of)?;
         let placement = self.broker.placement(&name).unwrap_or_default();
         let partitions = bounds
@@ -114,10 +130,10 @@ impl pb::topics_server::Topics for TopicsService {
         &self,
         req: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
-        self.broker
-            .delete_topic(&req.into_inner().name)
-            .await
-            .map_err(status_of)?;
+        let who = principal(&req);
+        let name = req.into_inner().name;
+        allow(&self.broker, &who, Resource::topic(&name), Operation::Admin)?;
+        self.broker.delete_topic(&name).await.map_err(status_of)?;
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 }

@@ -29,6 +29,8 @@ pub const TIME_KEY_LEN: usize = 24;
 pub const TOPIC_META_PREFIX: &[u8] = b"topic/";
 pub const NEXT_TOPIC_ID_KEY: &[u8] = b"next_topic_id";
 pub const NEXT_PRODUCER_ID_KEY: &[u8] = b"next_producer_id";
+/// `meta` CF: users and ACLs, one JSON document (`security::State`).
+pub const SECURITY_KEY: &[u8] = b"security";
 
 pub fn partition_prefix(pk: PartitionKey) -> [u8; PARTITION_PREFIX_LEN] {
     let mut k = [0u8; PARTITION_PREFIX_LEN];

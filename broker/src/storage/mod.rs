@@ -484,6 +484,20 @@ impl Store {
         self.write_synced(wb)
     }
 
+    // ---- users and ACLs -------------------------------------------------------------------
+
+    /// The security document (users and ACLs), if one was ever stored.
+    pub fn load_security(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(CF_META), SECURITY_KEY)?)
+    }
+
+    /// Replaces the security document, synced (a removed user or revoked ACL stays so).
+    pub fn put_security(&self, doc: &[u8]) -> Result<(), StorageError> {
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META), SECURITY_KEY, doc);
+        self.write_synced(wb)
+    }
+
     // ---- pipelines --------------------------------------------------------------------------
 
     /// Every pipeline definition.

@@ -26,11 +26,13 @@ __all__ = [
     "GroupError",
     "InvalidArgument",
     "OffsetOutOfRange",
+    "PermissionDenied",
     "PluginError",
     "Producer",
     "Record",
     "TopicExists",
     "TopicNotFound",
+    "Unauthenticated",
     "Unavailable",
     "WeirError",
     "partition_for_key",
@@ -59,6 +61,12 @@ class PluginError(WeirError):
 
 class GroupError(WeirError):
     """A consumer-group operation was refused (unknown group, fenced member, group in use)."""
+
+class Unauthenticated(WeirError):
+    """The broker runs with `--auth` and the credentials are missing or wrong."""
+
+class PermissionDenied(WeirError):
+    """The user may not do this (the message names the permission it needs)."""
 
 def partition_for_key(key: bytes, partitions: int) -> int:
     """The partition a key goes to: murmur2, the same in every Weir client (and Kafka's)."""
@@ -94,12 +102,17 @@ class Client:
         tls_ca: Optional[str | os.PathLike[str]] = None,
         tls_cert: Optional[str | os.PathLike[str]] = None,
         tls_key: Optional[str | os.PathLike[str]] = None,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        token: Optional[str] = None,
     ) -> Self:
         """Connects (raises `Unavailable` if the broker cannot be reached).
 
         `tls_ca`: connect over TLS, trusting the CA certificate(s) in this PEM file (a broker
         started with `--tls-cert`). `tls_cert`/`tls_key`: this client's certificate and key
-        (PEM), for a broker started with `--tls-client-ca`."""
+        (PEM), for a broker started with `--tls-client-ca`. `user` and `password`, or `token`:
+        who to be to a broker started with `--auth` (calls then raise `Unauthenticated` for
+        missing or wrong credentials, `PermissionDenied` for what the user may not do)."""
     @property
     def addr(self) -> str: ...
     def create_topic(
@@ -211,8 +224,12 @@ class AsyncClient:
         tls_ca: Optional[str | os.PathLike[str]] = None,
         tls_cert: Optional[str | os.PathLike[str]] = None,
         tls_key: Optional[str | os.PathLike[str]] = None,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        token: Optional[str] = None,
     ) -> Awaitable[AsyncClient]:
-        """Connects (raises `Unavailable` if the broker cannot be reached); TLS as `Client`."""
+        """Connects (raises `Unavailable` if the broker cannot be reached); TLS and
+        credentials as `Client`."""
     @property
     def addr(self) -> str: ...
     def create_topic(

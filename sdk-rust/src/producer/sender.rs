@@ -20,10 +20,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::client::Channel;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use weir_common::batch;
 use weir_common::limits::LEGACY_DEDUPE_WINDOW;
 use weir_proto::v1 as pb;

@@ -1,0 +1,556 @@
+//! Users, credentials and ACLs (`--auth`; docs/security.md).
+//!
+//! Who a call comes from is found once per call at the gRPC edge ([`Security::authenticate`],
+//! from its `authorization` metadata); what it may do is asked by each service before it
+//! touches anything ([`Security::authorize`]), so a denied call learns nothing about the
+//! resource it named, not even whether it exists.
+//!
+//! Users and ACLs are one JSON document in the `meta` column family, replaced whole (synced)
+//! on every change, and held in memory as an immutable snapshot. Password checks are argon2id
+//! (slow on purpose): a verified credential is remembered, keyed by a keyed digest of what the
+//! client sent, until users change, so a client pays for it once, not per call. At most
+//! [`MAX_CONCURRENT_VERIFICATIONS`] argon2 checks run at once, so guessing passwords cannot
+//! take every core.
+
+pub mod acl;
+pub mod secret;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use weir_common::UserName;
+
+pub use acl::{Acl, Operation, Resource, ResourceType};
+use secret::{Presented, credential_digest, token_digest};
+
+use crate::error::BrokerError;
+use crate::storage::Store;
+
+/// The superuser made when `--auth` starts with none.
+pub const BOOTSTRAP_USER: &str = "admin";
+/// Where the bootstrap superuser's token is written, in the data directory.
+pub const BOOTSTRAP_TOKEN_FILE: &str = "admin.token";
+/// The shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// argon2 checks at once (each takes ~19 MiB and a core for tens of ms).
+pub const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
+/// Verified credentials remembered; past it the cache starts over.
+pub const MAX_VERIFIED_CREDENTIALS: usize = 10_000;
+
+/// Who a call comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Authentication is off: everything is allowed.
+    Anonymous,
+    User(Arc<str>),
+}
+
+/// How a user proves who it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Credential {
+    /// argon2id PHC string.
+    Password { argon2: String },
+    /// SHA-256 of the token, hex.
+    Token { sha256: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub credential: Credential,
+    pub superuser: bool,
+    pub created_ms: i64,
+}
+
+/// Everything stored: users and ACLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Bumped whenever users change: credentials verified before are checked again.
+    generation: u64,
+    users: BTreeMap<String, User>,
+    acls: BTreeSet<Acl>,
+}
+
+impl State {
+    fn superusers(&self) -> usize {
+        self.users.values().filter(|u| u.superuser).count()
+    }
+
+    /// Whether `user` may do `op` on `resource`.
+    fn allows(&self, user: &str, resource: Resource<'_>, op: Operation) -> bool {
+        match self.users.get(user) {
+            None => false,
+            Some(u) if u.superuser => true,
+            Some(_) => self.acls.iter().any(|a| a.allows(user, resource, op)),
+        }
+    }
+
+    /// Whether `user` holds any permission on `resource`.
+    fn touches(&self, user: &str, resource: Resource<'_>) -> bool {
+        match self.users.get(user) {
+            None => false,
+            Some(u) if u.superuser => true,
+            Some(_) => self.acls.iter().any(|a| a.touches(user, resource)),
+        }
+    }
+}
+
+/// A user as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    /// "password" or "token".
+    pub credential: &'static str,
+    pub superuser: bool,
+    pub created_ms: i64,
+}
+
+/// A credential that proved a user, and the users' generation then.
+type Verified = (Arc<str>, u64);
+
+pub struct Security {
+    enabled: bool,
+    store: Store,
+    state: RwLock<Arc<State>>,
+    /// One change at a time (read, modify, store, publish).
+    changes: tokio::sync::Mutex<()>,
+    /// Digest of an `authorization` value → the user it proved, and the generation then.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+    cache_key: [u8; 32],
+    verifying: Semaphore,
+}
+
+impl std::fmt::Debug for Security {
+    /// Users and credentials stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Storage(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A hash to check passwords of unknown users against, so a wrong user name takes as long
+/// to refuse as a wrong password (the answer's timing does not tell which users exist).
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| secret::hash_password("decoy password").unwrap_or_default())
+}
+
+fn invalid_credentials() -> BrokerError {
+    BrokerError::Unauthenticated("invalid credentials".into())
+}
+
+impl Security {
+    /// Loads users and ACLs. With `enabled` and no superuser yet, makes the superuser
+    /// [`BOOTSTRAP_USER`] with a token written to [`BOOTSTRAP_TOKEN_FILE`] in `data_dir`
+    /// (readable by the broker's user only).
+    pub fn open(store: Store, enabled: bool, data_dir: &Path) -> Result<Self, BrokerError> {
+        let mut state: State = match store.load_security().map_err(storage)? {
+            None => State::default(),
+            Some(doc) => serde_json::from_slice(&doc)
+                .map_err(|e| storage(format!("the stored users and ACLs are corrupt: {e}")))?,
+        };
+        if enabled && state.superusers() == 0 {
+            if state.users.contains_key(BOOTSTRAP_USER) {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "--auth needs a superuser and there is none; the user {BOOTSTRAP_USER:?} \
+                     that would be made exists: make a superuser with `weir user add` before \
+                     turning --auth on, or remove {BOOTSTRAP_USER:?}"
+                )));
+            }
+            let token = secret::new_token().map_err(storage)?;
+            let path = data_dir.join(BOOTSTRAP_TOKEN_FILE);
+            write_private(&path, &token)
+                .map_err(|e| storage(format!("cannot write {}: {e}", path.display())))?;
+            state.users.insert(
+                BOOTSTRAP_USER.into(),
+                User {
+                    credential: Credential::Token {
+                        sha256: token_digest(&token),
+                    },
+                    superuser: true,
+                    created_ms: now_ms(),
+                },
+            );
+            state.generation += 1;
+            store
+                .put_security(&serde_json::to_vec(&state).map_err(storage)?)
+                .map_err(storage)?;
+            tracing::warn!(
+                user = BOOTSTRAP_USER,
+                token_file = %path.display(),
+                "auth is on and there was no superuser: made one; its token is in the file \
+                 (read it, then delete the file)"
+            );
+        }
+        Ok(Self {
+            enabled,
+            store,
+            state: RwLock::new(Arc::new(state)),
+            changes: tokio::sync::Mutex::new(()),
+            verified: Mutex::new(HashMap::new()),
+            cache_key: secret::random_key().map_err(storage)?,
+            verifying: Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
+        })
+    }
+
+    /// Whether calls must authenticate (`--auth`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn snapshot(&self) -> Arc<State> {
+        Arc::clone(&self.state.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Who sent a call with this `authorization` metadata. [`Principal::Anonymous`] when
+    /// authentication is off; UNAUTHENTICATED for missing, malformed or wrong credentials
+    /// (the message never says whether the user exists).
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Principal, BrokerError> {
+        if !self.enabled {
+            return Ok(Principal::Anonymous);
+        }
+        let Some(value) = authorization else {
+            return Err(BrokerError::Unauthenticated(
+                "this broker requires authentication: give a user and password, or a token".into(),
+            ));
+        };
+        let presented = secret::parse_authorization(value).ok_or_else(|| {
+            BrokerError::Unauthenticated(
+                "malformed authorization: expected `Basic base64(USER:PASSWORD)` or \
+                 `Bearer TOKEN`"
+                    .into(),
+            )
+        })?;
+        let state = self.snapshot();
+        let digest = credential_digest(&self.cache_key, value);
+        if let Some((user, generation)) = self.cached(&digest)
+            && generation == state.generation
+        {
+            return Ok(Principal::User(user));
+        }
+        let user: Arc<str> = match presented {
+            Presented::Token(token) => {
+                let want = token_digest(token);
+                let found = state.users.iter().find(|(_, u)| {
+                    matches!(&u.credential, Credential::Token { sha256 } if *sha256 == want)
+                });
+                Arc::from(found.ok_or_else(invalid_credentials)?.0.as_str())
+            }
+            Presented::Password { user, password } => {
+                let phc = match state.users.get(&user).map(|u| &u.credential) {
+                    Some(Credential::Password { argon2 }) => Some(argon2.clone()),
+                    _ => None,
+                };
+                let known = phc.is_some();
+                let phc = phc.unwrap_or_else(|| decoy_hash().to_string());
+                let _permit = self.verifying.acquire().await.map_err(storage)?;
+                let ok =
+                    tokio::task::spawn_blocking(move || secret::verify_password(&phc, &password))
+                        .await
+                        .map_err(storage)?;
+                if !(ok && known) {
+                    return Err(invalid_credentials());
+                }
+                Arc::from(user)
+            }
+        };
+        self.remember(digest, Arc::clone(&user), state.generation);
+        Ok(Principal::User(user))
+    }
+
+    fn cached(&self, digest: &[u8; 32]) -> Option<Verified> {
+        let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(digest).cloned()
+    }
+
+    fn remember(&self, digest: [u8; 32], user: Arc<str>, generation: u64) {
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_VERIFIED_CREDENTIALS {
+            cache.clear();
+        }
+        cache.insert(digest, (user, generation));
+    }
+
+    /// Ok if `who` may do `op` on `resource`, else PERMISSION_DENIED naming only what the
+    /// caller asked for.
+    pub fn authorize(
+        &self,
+        who: &Principal,
+        resource: Resource<'_>,
+        op: Operation,
+    ) -> Result<(), BrokerError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        match who {
+            Principal::User(user) if self.snapshot().allows(user, resource, op) => Ok(()),
+            Principal::User(user) => Err(BrokerError::PermissionDenied(format!(
+                "user {user:?} needs {} on {resource}",
+                op.as_str()
+            ))),
+            Principal::Anonymous => Err(BrokerError::Unauthenticated(
+                "this broker requires authentication".into(),
+            )),
+        }
+    }
+
+    /// Whether `who` holds any permission on `resource` (listings show only those).
+    pub fn visible(&self, who: &Principal, resource: Resource<'_>) -> bool {
+        !self.enabled
+            || matches!(who, Principal::User(user) if self.snapshot().touches(user, resource))
+    }
+
+    /// Ok if `who` holds some permission on `resource` (describing it needs no more).
+    pub fn require_visible(
+        &self,
+        who: &Principal,
+        resource: Resource<'_>,
+    ) -> Result<(), BrokerError> {
+        if self.visible(who, resource) {
+            return Ok(());
+        }
+        match who {
+            Principal::User(user) => Err(BrokerError::PermissionDenied(format!(
+                "user {user:?} has no permission on {resource}"
+            ))),
+            Principal::Anonymous => Err(BrokerError::Unauthenticated(
+                "this broker requires authentication".into(),
+            )),
+        }
+    }
+
+    /// Ok if `who` is a superuser (or authentication is off).
+    pub fn require_superuser(&self, who: &Principal) -> Result<(), BrokerError> {
+        if self.whoami(who).1 {
+            return Ok(());
+        }
+        Err(BrokerError::PermissionDenied(match who {
+            Principal::User(user) => format!("user {user:?} is not a superuser"),
+            Principal::Anonymous => "a superuser is required".into(),
+        }))
+    }
+
+    /// (name, superuser) of `who`; ("", true) when authentication is off.
+    pub fn whoami(&self, who: &Principal) -> (String, bool) {
+        match who {
+            _ if !self.enabled => (String::new(), true),
+            Principal::User(user) => {
+                let su = self
+                    .snapshot()
+                    .users
+                    .get(&**user)
+                    .is_some_and(|u| u.superuser);
+                (user.to_string(), su)
+            }
+            Principal::Anonymous => (String::new(), false),
+        }
+    }
+
+    /// Applies `change` to a copy of the state, stores it and publishes it.
+    async fn change<T>(
+        &self,
+        change: impl FnOnce(&mut State) -> Result<T, BrokerError>,
+    ) -> Result<T, BrokerError> {
+        let _one = self.changes.lock().await;
+        let mut next = (*self.snapshot()).clone();
+        let out = change(&mut next)?;
+        let doc = serde_json::to_vec(&next).map_err(storage)?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.put_security(&doc))
+            .await
+            .map_err(storage)?
+            .map_err(storage)?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        Ok(out)
+    }
+
+    /// Adds a user with `password`, or with a new token (returned) when there is none.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password: Option<String>,
+        superuser: bool,
+    ) -> Result<Option<String>, BrokerError> {
+        let name = UserName::new(name)?;
+        let (credential, token) = match password {
+            Some(p) => {
+                let chars = p.chars().count();
+                if chars < MIN_PASSWORD_CHARS || p.len() > secret::MAX_PASSWORD_BYTES {
+                    return Err(BrokerError::InvalidArgument(format!(
+                        "a password has {MIN_PASSWORD_CHARS} to {} characters",
+                        secret::MAX_PASSWORD_BYTES
+                    )));
+                }
+                let _permit = self.verifying.acquire().await.map_err(storage)?;
+                let argon2 = tokio::task::spawn_blocking(move || secret::hash_password(&p))
+                    .await
+                    .map_err(storage)?
+                    .map_err(storage)?;
+                (Credential::Password { argon2 }, None)
+            }
+            None => {
+                let token = secret::new_token().map_err(storage)?;
+                let sha256 = token_digest(&token);
+                (Credential::Token { sha256 }, Some(token))
+            }
+        };
+        self.change(|s| {
+            if s.users.contains_key(name.as_str()) {
+                return Err(BrokerError::UserExists(name.to_string()));
+            }
+            s.users.insert(
+                name.to_string(),
+                User {
+                    credential,
+                    superuser,
+                    created_ms: now_ms(),
+                },
+            );
+            s.generation += 1;
+            Ok(())
+        })
+        .await?;
+        tracing::info!(user = %name, superuser, "user added");
+        Ok(token)
+    }
+
+    /// Removes a user and its ACLs; returns how many ACLs went.
+    pub async fn delete_user(&self, name: &str) -> Result<usize, BrokerError> {
+        let removed = self
+            .change(|s| {
+                let user = s
+                    .users
+                    .get(name)
+                    .ok_or_else(|| BrokerError::UserNotFound(name.to_string()))?;
+                if user.superuser && s.superusers() == 1 {
+                    return Err(BrokerError::LastSuperuser(name.to_string()));
+                }
+                s.users.remove(name);
+                let before = s.acls.len();
+                s.acls.retain(|a| a.principal != name);
+                s.generation += 1;
+                Ok(before - s.acls.len())
+            })
+            .await?;
+        tracing::info!(user = name, acls_removed = removed, "user removed");
+        Ok(removed)
+    }
+
+    pub fn list_users(&self) -> Vec<UserInfo> {
+        self.snapshot()
+            .users
+            .iter()
+            .map(|(name, u)| UserInfo {
+                name: name.clone(),
+                credential: match u.credential {
+                    Credential::Password { .. } => "password",
+                    Credential::Token { .. } => "token",
+                },
+                superuser: u.superuser,
+                created_ms: u.created_ms,
+            })
+            .collect()
+    }
+
+    /// Grants `acl` (granting it again changes nothing).
+    pub async fn grant(&self, acl: Acl) -> Result<(), BrokerError> {
+        tracing::info!(?acl, "ACL granted");
+        self.change(|s| {
+            if acl.principal != acl::ANY_PRINCIPAL && !s.users.contains_key(&acl.principal) {
+                return Err(BrokerError::UserNotFound(acl.principal.clone()));
+            }
+            s.acls.insert(acl);
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn revoke(&self, acl: &Acl) -> Result<(), BrokerError> {
+        self.change(|s| {
+            if s.acls.remove(acl) {
+                Ok(())
+            } else {
+                Err(BrokerError::AclNotFound)
+            }
+        })
+        .await?;
+        tracing::info!(?acl, "ACL revoked");
+        Ok(())
+    }
+
+    /// Every ACL, or `principal`'s only.
+    pub fn list_acls(&self, principal: Option<&str>) -> Vec<Acl> {
+        self.snapshot()
+            .acls
+            .iter()
+            .filter(|a| principal.is_none_or(|p| a.principal == p))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Writes `content` to a new file at `path` that only its owner may read.
+fn write_private(path: &PathBuf, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    writeln!(f, "{content}")?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(superuser: bool) -> User {
+        User {
+            credential: Credential::Token {
+                sha256: String::new(),
+            },
+            superuser,
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn superusers_may_do_anything_others_what_their_acls_grant() {
+        let mut s = State::default();
+        s.users.insert("root".into(), user(true));
+        s.users.insert("alice".into(), user(false));
+        s.acls
+            .insert(Acl::new("alice", "topic", "orders", "write").unwrap());
+        s.acls
+            .insert(Acl::new("*", "topic", "public.*", "read").unwrap());
+        let orders = Resource::topic("orders");
+        assert!(s.allows("root", orders, Operation::Admin));
+        assert!(s.allows("alice", orders, Operation::Write));
+        assert!(!s.allows("alice", orders, Operation::Read));
+        assert!(s.allows("alice", Resource::topic("public.x"), Operation::Read));
+        // An ACL for `*` covers users only: a removed user (or a made-up name) gets nothing.
+        assert!(!s.allows("ghost", Resource::topic("public.x"), Operation::Read));
+        assert!(s.touches("alice", orders));
+        assert!(!s.touches("alice", Resource::topic("payments")));
+        assert!(s.touches("root", Resource::topic("payments")));
+    }
+}
