@@ -2,16 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Internal numeric id of a topic. Record keys use it instead of the name, so a topic deleted
-/// and created again under the same name never sees the old records.
-pub type TopicId = u32;
-
-/// One partition of one topic: the prefix of every storage key of its log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PartitionKey {
-    pub topic: TopicId,
-    pub partition: u32,
-}
+pub use weir_codec::keys::{PartitionKey, TopicId};
 
 /// Effective settings of a topic (defaults resolved at creation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

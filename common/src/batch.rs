@@ -173,9 +173,11 @@ impl BatchHeader {
             .wrapping_add(self.record_count.saturating_sub(1))
     }
 
-    /// Offset after the batch's last record.
+    /// Offset after the batch's last record (saturating: a header read from untrusted bytes
+    /// may claim a base offset near `u64::MAX`; found by `fuzz/` target `batch`).
     pub fn next_offset(&self) -> u64 {
-        self.base_offset + u64::from(self.record_count)
+        self.base_offset
+            .saturating_add(u64::from(self.record_count))
     }
 }
 
@@ -816,7 +818,9 @@ impl BatchBuilder {
             TimestampType::CreateTime => timestamp,
         };
         let base = *self.base_timestamp.get_or_insert(timestamp);
-        let delta = timestamp - base;
+        // Saturating: timestamps far apart (which `validate` refuses anyway, being negative)
+        // must not overflow the builder.
+        let delta = timestamp.saturating_sub(base);
         self.max_timestamp = if self.count == 0 {
             timestamp
         } else {
@@ -968,6 +972,21 @@ mod tests {
         b.push(0, Some(b"key"), &[7u8; 200], [("a", &b"b"[..])]);
         let want = BatchBuilder::encoded_record_len(Some(b"key"), &[7u8; 200], [("a", &b"b"[..])]);
         assert_eq!(b.len_bytes() - before, want);
+    }
+
+    #[test]
+    fn a_base_offset_near_the_end_of_u64_does_not_overflow() {
+        // Found by the `batch` fuzz target: next_offset overflowed.
+        let mut b = sample().to_vec();
+        set_base_offset(&mut b, u64::MAX - 1);
+        let b = Bytes::from(b);
+        assert_eq!(BatchHeader::parse(&b).unwrap().next_offset(), u64::MAX);
+        assert_eq!(
+            next_offset_after(std::slice::from_ref(&b)).unwrap(),
+            Some(u64::MAX)
+        );
+        let cursor = RecordCursor::new(&b).unwrap();
+        assert!(cursor.next_offset().is_ok());
     }
 
     #[test]

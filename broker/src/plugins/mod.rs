@@ -9,7 +9,7 @@
 //! - this module: the registry — validated at registration, stored in RocksDB, compiled once
 //!   (at registration and at start-up) and shared.
 
-pub mod abi;
+pub use weir_codec::abi;
 pub mod chain;
 pub mod runtime;
 

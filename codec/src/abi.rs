@@ -320,6 +320,13 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
                 let i = source(n, r.u32("source")?, next)?;
                 next = i;
                 let timestamp = r.i64("timestamp")?;
+                // Stored batches carry create times, never negative (`batch::validate`); found
+                // by the `plugin_output` fuzz target, which overflowed the batch's deltas.
+                if timestamp < 0 {
+                    return Err(format!(
+                        "output entry {n} has a negative timestamp ({timestamp})"
+                    ));
+                }
                 let key = match r.u32("key")? {
                     NO_KEY => None,
                     len => Some(r.take(len as usize, "key")?),
@@ -477,6 +484,19 @@ mod tests {
             panic!("unchanged")
         };
         assert!(batches.is_empty());
+    }
+
+    #[test]
+    fn a_new_record_with_a_negative_timestamp_is_an_error() {
+        let batches = [stored(10, &["a", "b"])];
+        let input = Input::new(&[], 10, &batches).unwrap();
+        let mut out = output(&[], &[E::New(0, "x"), E::New(1, "y")]);
+        // The second entry's timestamp: after state and count (8), entry 1 (36), tag and source.
+        let at = 8 + 36 + 5;
+        assert_eq!(&out[at..at + 8], &7i64.to_le_bytes());
+        out[at..at + 8].copy_from_slice(&i64::MIN.to_le_bytes());
+        let e = decode_output(&out, &input).err().unwrap();
+        assert!(e.contains("negative timestamp"), "{e}");
     }
 
     #[test]
