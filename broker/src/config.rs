@@ -145,6 +145,10 @@ pub struct Args {
     /// are refused during the handshake.
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Cluster mode with TLS: trust the other members' certificates when signed by this CA
+    /// (PEM). Members present their own --tls-cert to each other.
+    #[arg(long, value_name = "FILE")]
+    pub tls_peer_ca: Option<PathBuf>,
     /// Require every call (health checks excepted) to authenticate as a user, and check its
     /// permissions (docs/security.md). With no superuser yet, the broker makes `admin` and
     /// writes its token to DATA_DIR/admin.token. `--auth=false` turns it off [default: off].
@@ -190,6 +194,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+    /// Cluster mode: the CA of the other members' certificates.
+    pub peer_ca: Option<PathBuf>,
 }
 
 /// TLS material read from [`TlsFiles`] (PEM).
@@ -198,6 +204,7 @@ pub struct TlsPem {
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
     pub client_ca: Option<Vec<u8>>,
+    pub peer_ca: Option<Vec<u8>>,
 }
 
 impl TlsFiles {
@@ -213,6 +220,7 @@ impl TlsFiles {
             cert: read(&self.cert)?,
             key: read(&self.key)?,
             client_ca: self.client_ca.as_deref().map(read).transpose()?,
+            peer_ca: self.peer_ca.as_deref().map(read).transpose()?,
         })
     }
 }
@@ -267,6 +275,13 @@ fn load_file(path: &Path) -> Result<Args, ConfigError> {
         path: path.into(),
         message: e.to_string(),
     })
+}
+
+/// Whether `--tls-peer-ca` is given without the broker's own certificate.
+fn tls_peer_ca_alone(args: &Args, file: &Args) -> bool {
+    (args.tls_peer_ca.is_some() || file.tls_peer_ca.is_some())
+        && args.tls_cert.is_none()
+        && file.tls_cert.is_none()
 }
 
 /// -1 means "none"; other negatives are invalid.
@@ -362,6 +377,11 @@ impl Config {
                     .into(),
             ));
         }
+        if tls_peer_ca_alone(&args, &file) {
+            return Err(ConfigError::Invalid(
+                "--tls-peer-ca needs --tls-cert and --tls-key".into(),
+            ));
+        }
         let tls = match (
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),
@@ -372,6 +392,7 @@ impl Config {
                 cert,
                 key,
                 client_ca,
+                peer_ca: args.tls_peer_ca.or(file.tls_peer_ca),
             }),
             (_, _, _) => {
                 return Err(ConfigError::Invalid(
@@ -380,10 +401,18 @@ impl Config {
                 ));
             }
         };
-        if tls.is_some() && cluster.is_some() {
-            return Err(ConfigError::Invalid(
-                "TLS in cluster mode is not supported yet (brokers would talk to each other in plain text); run a standalone broker or leave out --tls-cert".into(),
-            ));
+        match (&tls, &cluster) {
+            (Some(t), Some(_)) if t.peer_ca.is_none() => {
+                return Err(ConfigError::Invalid(
+                    "TLS in cluster mode needs --tls-peer-ca: the CA that signed the other members' certificates".into(),
+                ));
+            }
+            (Some(t), None) if t.peer_ca.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "--tls-peer-ca is for cluster mode (--cluster)".into(),
+                ));
+            }
+            _ => {}
         }
         let auth = pick!(auth, false);
         if auth && cluster.is_some() {
@@ -506,6 +535,19 @@ mod tests {
         assert_eq!(t.replica_lag_max, Duration::from_secs(3));
         assert!(parse(&["--session-timeout-ms", "999"]).is_err());
         assert!(parse(&["--replica-lag-max-ms", "10"]).is_err());
+    }
+
+    #[test]
+    fn cluster_tls_needs_the_peer_ca_and_the_peer_ca_needs_both() {
+        let tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem"];
+        let cluster = ["--node-id", "1", "--cluster", "1=a:1"];
+        let peer = ["--tls-peer-ca", "ca.pem"];
+        let e = parse(&[&tls[..], &cluster[..]].concat()).unwrap_err();
+        assert!(e.to_string().contains("--tls-peer-ca"), "{e}");
+        let c = parse(&[&tls[..], &cluster[..], &peer[..]].concat()).unwrap();
+        assert_eq!(c.tls.unwrap().peer_ca, Some(PathBuf::from("ca.pem")));
+        assert!(parse(&[&tls[..], &peer[..]].concat()).is_err());
+        assert!(parse(&[&cluster[..], &peer[..]].concat()).is_err());
     }
 
     #[test]

@@ -83,6 +83,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let cluster = match config.cluster.clone() {
         None => None,
         Some(spec) => {
+            if let Some(pem) = &tls
+                && let Some(peer_ca) = &pem.peer_ca
+            {
+                weir_broker::cluster::network::use_peer_tls(peer_ca, &pem.cert, &pem.key).map_err(
+                    |e| {
+                        anyhow::anyhow!(
+                            "bad --tls-peer-ca: {}",
+                            weir_common::error::with_causes(&e)
+                        )
+                    },
+                )?;
+            }
             tracing::info!(
                 node_id = spec.node_id,
                 members = spec.peers.len(),

@@ -54,19 +54,37 @@ impl TestCa {
         self.sign(
             name,
             vec!["127.0.0.1".into(), "localhost".into()],
-            ExtendedKeyUsagePurpose::ServerAuth,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+        )
+    }
+
+    /// A cluster member's certificate for 127.0.0.1: a server to clients and to the other
+    /// members, and a client when it calls them.
+    pub fn member(&self, name: &str) -> CertFiles {
+        self.sign(
+            name,
+            vec!["127.0.0.1".into(), "localhost".into()],
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         )
     }
 
     /// A client certificate whose common name is `name`.
     pub fn client(&self, name: &str) -> CertFiles {
-        self.sign(name, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
+        self.sign(name, Vec::new(), vec![ExtendedKeyUsagePurpose::ClientAuth])
     }
 
-    fn sign(&self, name: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose) -> CertFiles {
+    fn sign(
+        &self,
+        name: &str,
+        sans: Vec<String>,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> CertFiles {
         let mut params = CertificateParams::new(sans).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages;
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let files = CertFiles {

@@ -3,8 +3,8 @@
 //! start.
 
 use weir::{Client, ClientOptions, ProducerConfig, ProducerRecord, TlsConfig};
-use weir_e2e::Broker;
 use weir_e2e::tls::{CertFiles, TestCa};
+use weir_e2e::{Broker, TestCluster};
 
 fn path(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
@@ -143,4 +143,101 @@ fn bad_tls_settings_are_refused_at_start() {
         path(&other.key),
     ]);
     assert!(err.contains("bad TLS certificate or key"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_speaks_tls_to_clients_and_between_its_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "weir");
+    let member = ca.member("member");
+    let ca_file = ca.ca_file();
+    // Mutual TLS everywhere: members present their certificate to each other too.
+    let cluster = TestCluster::start_with(
+        3,
+        &[
+            "--tls-cert",
+            path(&member.cert),
+            "--tls-key",
+            path(&member.key),
+            "--tls-client-ca",
+            path(&ca_file),
+            "--tls-peer-ca",
+            path(&ca_file),
+        ],
+    );
+    let app = ca.client("app");
+    let tls = TlsConfig::with_ca_file(&ca_file)
+        .unwrap()
+        .identity_files(&app.cert, &app.key)
+        .unwrap();
+    let client = Client::connect_with(cluster.bootstrap(), ClientOptions::tls(tls))
+        .await
+        .unwrap();
+    // The members reach each other (raft, status) over TLS: a controller is elected and every
+    // member answers the status round.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let nodes = client.admin().cluster_status().await.unwrap();
+        let roles: Vec<&str> = nodes.iter().map(|n| n.role.as_str()).collect();
+        if roles.contains(&"controller") && !roles.contains(&"unreachable") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{roles:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Replication (followers fetch from leaders) over TLS: every copy in sync, acks=all.
+    client
+        .admin()
+        .create_topic(weir::NewTopic::new("secure", 3).replication_factor(3))
+        .await
+        .unwrap();
+    // acks=all (the default): answered once every in-sync copy has the records.
+    let producer = client.producer(ProducerConfig::default());
+    for i in 0..200 {
+        producer
+            .enqueue(ProducerRecord::new("secure", format!("r{i}")).key(format!("k{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let read = weir_e2e::read_all(&client, "secure", weir::ConsumerConfig::default()).await;
+    assert_eq!(read.len(), 200);
+    let described = client.admin().describe_topic("secure").await.unwrap();
+    // Followers that could not fetch over TLS would have left the ISR (acks=all waits for
+    // them until then).
+    assert_eq!(described.placement.len(), 3);
+    for p in &described.placement {
+        assert_eq!(p.isr.len(), 3, "{p:?}");
+    }
+    // A plain-text client is refused by every member.
+    for b in &cluster.brokers {
+        assert!(try_list(b, ClientOptions::default()).await.is_err());
+    }
+}
+
+#[test]
+fn cluster_tls_needs_the_members_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "weir");
+    let member = ca.member("member");
+    let out = std::process::Command::new(weir_e2e::bin("weir-broker"))
+        .args([
+            "--data-dir",
+            path(&dir.path().join("data")),
+            "--listen",
+            "127.0.0.1:0",
+            "--node-id",
+            "1",
+            "--cluster",
+            "1=127.0.0.1:1",
+            "--tls-cert",
+            path(&member.cert),
+            "--tls-key",
+            path(&member.key),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-peer-ca"), "{err}");
 }

@@ -1,6 +1,7 @@
 //! Raft messages between brokers: openraft's requests as serde JSON inside the internal
 //! `weir.v1.Raft` gRPC service, over one lazily connected channel per peer.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use openraft::BasicNode;
@@ -15,7 +16,7 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use weir_proto::v1 as pb;
 use weir_proto::v1::raft_client::RaftClient;
 
@@ -25,14 +26,36 @@ use super::store::TypeConfig;
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// How this broker reaches the others over TLS (`--tls-cert` in cluster mode), set once at
+/// start; unset: plain text.
+static PEER_TLS: OnceLock<ClientTlsConfig> = OnceLock::new();
+
+/// Makes every connection to another member TLS: trusting `peer_ca`, presenting this
+/// broker's own certificate chain and key (for members that ask, `--tls-client-ca`). Fails
+/// on PEM that does not parse, so a bad file stops the broker at start.
+pub fn use_peer_tls(
+    peer_ca: &[u8],
+    cert: &[u8],
+    key: &[u8],
+) -> Result<(), tonic::transport::Error> {
+    let config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(peer_ca))
+        .identity(Identity::from_pem(cert, key));
+    Endpoint::from_static("https://127.0.0.1").tls_config(config.clone())?;
+    let _ = PEER_TLS.set(config);
+    Ok(())
+}
+
 /// The endpoint of another broker at `addr` (`HOST:PORT`).
 pub fn peer_endpoint(
     addr: &str,
     connect_timeout: Duration,
 ) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true))
+    let endpoint = match PEER_TLS.get() {
+        None => Endpoint::from_shared(format!("http://{addr}"))?,
+        Some(tls) => Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls.clone())?,
+    };
+    Ok(endpoint.connect_timeout(connect_timeout).tcp_nodelay(true))
 }
 
 /// Makes a client per peer.
