@@ -234,6 +234,23 @@ async fn each_acl_decision_through_the_sdk() {
     assert_eq!(shouted[0], "A0");
     denied(bob.admin().delete_plugin("uppercase").await);
 
+    // A revoked permission ends an open subscription at its next read.
+    let mut follower = bob.consumer("orders", ConsumerConfig::default()).await.unwrap();
+    for _ in 0..10 {
+        follower.next().await.unwrap().unwrap();
+    }
+    let bob_reads = Acl::new("bob", "read", "topic", "orders");
+    admin.revoke_acl(&bob_reads).await.unwrap();
+    produce(&root, "orders", "after the revoke").await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), follower.next())
+        .await
+        .expect("the subscription ends");
+    assert!(
+        matches!(next, Some(Err(Error::PermissionDenied(_))) | None),
+        "{next:?}"
+    );
+    admin.grant_acl(&bob_reads).await.unwrap();
+
     // Pipelines: admin on the pipeline, and the creator's own rights on what it uses.
     let etl = || NewPipeline::new("alice-etl", "orders", "alice.events").plugin("uppercase", None);
     denied(alice.admin().create_pipeline(etl()).await);
@@ -249,14 +266,14 @@ async fn each_acl_decision_through_the_sdk() {
         .await
         .unwrap();
     alice.admin().create_pipeline(etl()).await.unwrap();
-    // It runs with them: alice's topic gets orders' ten records, upper-cased.
+    // It runs with them: alice's topic gets orders' eleven records, upper-cased.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let got = read(&alice, "alice.events", ConsumerConfig::default())
             .await
             .unwrap();
-        if got.len() == 11 {
-            assert_eq!(got.iter().filter(|v| v.starts_with('A')).count(), 10);
+        if got.len() == 12 {
+            assert_eq!(got.iter().filter(|v| v.starts_with('A')).count(), 11);
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{got:?}");
@@ -340,7 +357,7 @@ async fn each_acl_decision_through_the_sdk() {
             .await
             .unwrap()
             .len(),
-        11
+        12
     );
     denied(alice.admin().describe_topic("payments").await);
 }

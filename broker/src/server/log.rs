@@ -363,6 +363,8 @@ async fn group_changed(reader: &mut Option<Reader>) {
 /// What one subscription reads, for whom, and through which plugins.
 struct Subscription {
     broker: Arc<Broker>,
+    /// Who reads: checked again every round, so a revoked permission ends the stream.
+    who: Principal,
     topic: Arc<Topic>,
     positions: Vec<pb::FetchPosition>,
     budget: usize,
@@ -377,6 +379,7 @@ async fn run_subscription(
 ) {
     let Subscription {
         broker,
+        who,
         topic,
         mut positions,
         budget,
@@ -392,6 +395,14 @@ async fn run_subscription(
     loop {
         for w in &mut watches {
             w.borrow_and_update();
+        }
+        let may_read =
+            broker
+                .security()
+                .authorize(&who, Resource::topic(&topic.meta.name), Operation::Read);
+        if let Err(e) = may_read {
+            let _ = tx.send(Err(status_of(e))).await;
+            return;
         }
         // A group member that lost a partition gets nothing more of this stream.
         if let Some(r) = &mut reader
@@ -601,6 +612,7 @@ impl pb::log_server::Log for LogService {
             run_subscription(
                 Subscription {
                     broker: Arc::clone(&self.broker),
+                    who,
                     topic,
                     positions: req.positions,
                     budget,
