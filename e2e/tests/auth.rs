@@ -235,7 +235,10 @@ async fn each_acl_decision_through_the_sdk() {
     denied(bob.admin().delete_plugin("uppercase").await);
 
     // A revoked permission ends an open subscription at its next read.
-    let mut follower = bob.consumer("orders", ConsumerConfig::default()).await.unwrap();
+    let mut follower = bob
+        .consumer("orders", ConsumerConfig::default())
+        .await
+        .unwrap();
     for _ in 0..10 {
         follower.next().await.unwrap().unwrap();
     }
