@@ -277,13 +277,6 @@ fn load_file(path: &Path) -> Result<Args, ConfigError> {
     })
 }
 
-/// Whether `--tls-peer-ca` is given without the broker's own certificate.
-fn tls_peer_ca_alone(args: &Args, file: &Args) -> bool {
-    (args.tls_peer_ca.is_some() || file.tls_peer_ca.is_some())
-        && args.tls_cert.is_none()
-        && file.tls_cert.is_none()
-}
-
 /// -1 means "none"; other negatives are invalid.
 fn optional_limit(v: i64, what: &str) -> Result<Option<i64>, ConfigError> {
     match v {
@@ -377,26 +370,22 @@ impl Config {
                     .into(),
             ));
         }
-        if tls_peer_ca_alone(&args, &file) {
-            return Err(ConfigError::Invalid(
-                "--tls-peer-ca needs --tls-cert and --tls-key".into(),
-            ));
-        }
+        let peer_ca = args.tls_peer_ca.or(file.tls_peer_ca);
         let tls = match (
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),
             args.tls_client_ca.or(file.tls_client_ca),
         ) {
-            (None, None, None) => None,
+            (None, None, None) if peer_ca.is_none() => None,
             (Some(cert), Some(key), client_ca) => Some(TlsFiles {
                 cert,
                 key,
                 client_ca,
-                peer_ca: args.tls_peer_ca.or(file.tls_peer_ca),
+                peer_ca,
             }),
-            (_, _, _) => {
+            _ => {
                 return Err(ConfigError::Invalid(
-                    "TLS needs both --tls-cert and --tls-key (--tls-client-ca needs them too)"
+                    "TLS needs both --tls-cert and --tls-key (--tls-client-ca and --tls-peer-ca need them too)"
                         .into(),
                 ));
             }

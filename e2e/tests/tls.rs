@@ -27,6 +27,20 @@ async fn try_list(broker: &Broker, options: ClientOptions) -> Result<(), weir::E
     client.admin().list_topics().await.map(drop)
 }
 
+/// Produces `n` keyed records to `topic` (acks=all) and reads every one back.
+async fn round_trip(client: &Client, topic: &str, n: usize) {
+    let producer = client.producer(ProducerConfig::default());
+    for i in 0..n {
+        producer
+            .enqueue(ProducerRecord::new(topic, format!("r{i}")).key(format!("k{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let read = weir_e2e::read_all(client, topic, weir::ConsumerConfig::default()).await;
+    assert_eq!(read.len(), n);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_round_trip_over_tls_and_plain_text_clients_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,16 +55,7 @@ async fn records_round_trip_over_tls_and_plain_text_clients_are_refused() {
         .create_topic(weir::NewTopic::new("secure", 2))
         .await
         .unwrap();
-    let producer = client.producer(ProducerConfig::default());
-    for i in 0..100 {
-        producer
-            .enqueue(ProducerRecord::new("secure", format!("r{i}")).key(format!("k{i}")))
-            .await
-            .unwrap();
-    }
-    producer.flush().await.unwrap();
-    let read = weir_e2e::read_all(&client, "secure", weir::ConsumerConfig::default()).await;
-    assert_eq!(read.len(), 100);
+    round_trip(&client, "secure", 100).await;
 
     // Plain text, and TLS trusting another CA, are refused.
     let plain = try_list(&broker, ClientOptions::default()).await;
@@ -192,16 +197,7 @@ async fn a_cluster_speaks_tls_to_clients_and_between_its_members() {
         .await
         .unwrap();
     // acks=all (the default): answered once every in-sync copy has the records.
-    let producer = client.producer(ProducerConfig::default());
-    for i in 0..200 {
-        producer
-            .enqueue(ProducerRecord::new("secure", format!("r{i}")).key(format!("k{i}")))
-            .await
-            .unwrap();
-    }
-    producer.flush().await.unwrap();
-    let read = weir_e2e::read_all(&client, "secure", weir::ConsumerConfig::default()).await;
-    assert_eq!(read.len(), 200);
+    round_trip(&client, "secure", 200).await;
     let described = client.admin().describe_topic("secure").await.unwrap();
     // Followers that could not fetch over TLS would have left the ISR (acks=all waits for
     // them until then).

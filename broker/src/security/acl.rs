@@ -177,7 +177,8 @@ impl Acl {
         }
     }
 
-    fn applies_to(&self, principal: &str, resource: Resource<'_>) -> bool {
+    /// Whether this ACL gives `principal` any permission on `resource` (what listing shows).
+    pub fn touches(&self, principal: &str, resource: Resource<'_>) -> bool {
         (self.principal == principal || self.principal == ANY_PRINCIPAL)
             && self.resource_type == resource.kind
             && self.matches(resource.name)
@@ -185,12 +186,7 @@ impl Acl {
 
     /// Whether this ACL lets `principal` do `operation` on `resource`.
     pub fn allows(&self, principal: &str, resource: Resource<'_>, operation: Operation) -> bool {
-        self.applies_to(principal, resource) && self.operation.covers(operation)
-    }
-
-    /// Whether this ACL gives `principal` any permission on `resource` (what listing shows).
-    pub fn touches(&self, principal: &str, resource: Resource<'_>) -> bool {
-        self.applies_to(principal, resource)
+        self.touches(principal, resource) && self.operation.covers(operation)
     }
 }
 

@@ -16,7 +16,7 @@ pub mod acl;
 pub mod secret;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -508,7 +508,7 @@ impl Security {
 }
 
 /// Writes `content` to a new file at `path` that only its owner may read.
-fn write_private(path: &PathBuf, content: &str) -> std::io::Result<()> {
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

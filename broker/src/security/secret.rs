@@ -118,14 +118,14 @@ pub fn parse_authorization(value: &str) -> Option<Presented<'_>> {
     })
 }
 
-/// The `authorization` value for a user and password.
-pub fn basic_authorization(user: &str, password: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `authorization` value for a user and password, as clients send it.
+    fn basic_authorization(user: &str, password: &str) -> String {
+        format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+    }
 
     #[test]
     fn passwords_verify_only_against_their_own_hash() {

@@ -34,7 +34,7 @@ pub struct EdgeLayer {
     internal: &'static [&'static str],
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
-    /// Who calls: every call but health checks authenticates (a no-op without `--auth`).
+    /// Who calls: with `--auth`, every call but health checks authenticates.
     security: Option<Arc<Security>>,
 }
 
@@ -155,7 +155,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
         let known = [self.layer.services, self.layer.internal];
         let (service, method) = rpc_name(req.uri().path(), known);
         let mut call = metrics::global().rpc_started(service, method);
@@ -174,12 +174,12 @@ where
         // The service was made ready by `poll_ready`: take it, leave a clone (tower's rule).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        // Without `--auth` nothing is read: services see no principal, and allow everything.
         let security = self
             .layer
             .security
             .clone()
-            .filter(|_| service != PUBLIC_SERVICE);
-        let mut req = req;
+            .filter(|s| s.enabled() && service != PUBLIC_SERVICE);
         Box::pin(async move {
             if let Some(security) = security {
                 let authorization = req

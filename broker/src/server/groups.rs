@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
 
-use super::{allow, principal, status_of};
+use super::{Guarded, principal, status_of};
 use crate::broker::Broker;
 use crate::groups::{CommitArgs, GroupSummary, HeartbeatArgs, ResetTo, Tp};
 use crate::security::{Operation, Resource};
@@ -44,6 +44,12 @@ fn summary_pb(s: &GroupSummary) -> pb::GroupSummary {
     }
 }
 
+impl Guarded for GroupsService {
+    fn broker(&self) -> &Broker {
+        &self.broker
+    }
+}
+
 #[tonic::async_trait]
 impl pb::groups_server::Groups for GroupsService {
     async fn heartbeat(
@@ -52,14 +58,9 @@ impl pb::groups_server::Groups for GroupsService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let who = principal(&req);
         let r = req.into_inner();
-        allow(
-            &self.broker,
-            &who,
-            Resource::group(&r.group),
-            Operation::Read,
-        )?;
+        self.allow(&who, Resource::group(&r.group), Operation::Read)?;
         for topic in &r.topics {
-            allow(&self.broker, &who, Resource::topic(topic), Operation::Read)?;
+            self.allow(&who, Resource::topic(topic), Operation::Read)?;
         }
         let args = HeartbeatArgs {
             group: r.group,
@@ -103,19 +104,9 @@ impl pb::groups_server::Groups for GroupsService {
     ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
         let who = principal(&req);
         let r = req.into_inner();
-        allow(
-            &self.broker,
-            &who,
-            Resource::group(&r.group),
-            Operation::Read,
-        )?;
+        self.allow(&who, Resource::group(&r.group), Operation::Read)?;
         for o in &r.offsets {
-            allow(
-                &self.broker,
-                &who,
-                Resource::topic(&o.topic),
-                Operation::Read,
-            )?;
+            self.allow(&who, Resource::topic(&o.topic), Operation::Read)?;
         }
         let offsets = r
             .offsets
@@ -140,12 +131,7 @@ impl pb::groups_server::Groups for GroupsService {
     ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
         let who = principal(&req);
         let r = req.into_inner();
-        allow(
-            &self.broker,
-            &who,
-            Resource::group(&r.group),
-            Operation::Read,
-        )?;
+        self.allow(&who, Resource::group(&r.group), Operation::Read)?;
         let views = self
             .broker
             .fetch_offsets(&r.group, &r.topic, &r.partitions)
@@ -191,7 +177,7 @@ impl pb::groups_server::Groups for GroupsService {
     ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
         let who = principal(&req);
         let group = req.into_inner().group;
-        allow(&self.broker, &who, Resource::group(&group), Operation::Read)?;
+        self.allow(&who, Resource::group(&group), Operation::Read)?;
         let v = self
             .broker
             .describe_group(&group)
@@ -237,12 +223,7 @@ impl pb::groups_server::Groups for GroupsService {
     ) -> Result<Response<pb::ResetOffsetsResponse>, Status> {
         let who = principal(&req);
         let r = req.into_inner();
-        allow(
-            &self.broker,
-            &who,
-            Resource::group(&r.group),
-            Operation::Admin,
-        )?;
+        self.allow(&who, Resource::group(&r.group), Operation::Admin)?;
         let to = match pb::ResetTo::try_from(r.to) {
             Ok(pb::ResetTo::Earliest) => ResetTo::Earliest,
             Ok(pb::ResetTo::Latest) => ResetTo::Latest,
@@ -272,12 +253,7 @@ impl pb::groups_server::Groups for GroupsService {
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
         let who = principal(&req);
         let group = req.into_inner().group;
-        allow(
-            &self.broker,
-            &who,
-            Resource::group(&group),
-            Operation::Admin,
-        )?;
+        self.allow(&who, Resource::group(&group), Operation::Admin)?;
         self.broker.delete_group(group).await.map_err(status_of)?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
     }
@@ -288,7 +264,7 @@ impl pb::groups_server::Groups for GroupsService {
     ) -> Result<Response<pb::FindCoordinatorResponse>, Status> {
         let who = principal(&req);
         let group = req.into_inner().group;
-        allow(&self.broker, &who, Resource::group(&group), Operation::Read)?;
+        self.allow(&who, Resource::group(&group), Operation::Read)?;
         let (node_id, addr) = self
             .broker
             .find_coordinator(&group)

@@ -51,18 +51,28 @@ pub(crate) fn principal<T>(req: &tonic::Request<T>) -> Principal {
         .unwrap_or(Principal::Anonymous)
 }
 
-/// Ok if the caller may do `op` on `resource`; PERMISSION_DENIED (or UNAUTHENTICATED) if not.
-/// Asked before anything is looked up, so a denied call learns nothing about the resource.
-pub(crate) fn allow(
-    broker: &Broker,
-    who: &Principal,
-    resource: Resource<'_>,
-    op: Operation,
-) -> Result<(), Status> {
-    broker
-        .security()
-        .authorize(who, resource, op)
-        .map_err(status_of)
+/// The permission checks every client-facing service makes before it serves a call (each
+/// holds the broker). Asked before anything is looked up, so a denied call learns nothing about
+/// the resource it named.
+pub(crate) trait Guarded {
+    fn broker(&self) -> &Broker;
+
+    /// Ok if the caller may do `op` on `resource`; PERMISSION_DENIED (or UNAUTHENTICATED) if
+    /// not.
+    fn allow(&self, who: &Principal, resource: Resource<'_>, op: Operation) -> Result<(), Status> {
+        self.broker()
+            .security()
+            .authorize(who, resource, op)
+            .map_err(status_of)
+    }
+
+    /// Ok if the caller holds some permission on `resource` (describing it needs no more).
+    fn allow_any(&self, who: &Principal, resource: Resource<'_>) -> Result<(), Status> {
+        self.broker()
+            .security()
+            .require_visible(who, resource)
+            .map_err(status_of)
+    }
 }
 
 /// HTTP/2 flow-control windows: large enough that one connection can stream batches at

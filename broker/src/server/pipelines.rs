@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
 
-use super::{allow, principal, status_of};
+use super::{Guarded, principal, status_of};
 use crate::broker::Broker;
 use crate::pipelines::{PipelineDef, PipelineView, PluginUseDef, Start};
 use crate::security::{Operation, Resource};
@@ -60,6 +60,12 @@ fn info_pb(v: PipelineView) -> pb::PipelineInfo {
     }
 }
 
+impl Guarded for PipelinesService {
+    fn broker(&self) -> &Broker {
+        &self.broker
+    }
+}
+
 #[tonic::async_trait]
 impl pb::pipelines_server::Pipelines for PipelinesService {
     async fn create_pipeline(
@@ -69,31 +75,11 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         let who = principal(&req);
         let r = req.into_inner();
         // A pipeline does only what its creator could do by hand.
-        allow(
-            &self.broker,
-            &who,
-            Resource::pipeline(&r.name),
-            Operation::Admin,
-        )?;
-        allow(
-            &self.broker,
-            &who,
-            Resource::topic(&r.from_topic),
-            Operation::Read,
-        )?;
-        allow(
-            &self.broker,
-            &who,
-            Resource::topic(&r.to_topic),
-            Operation::Write,
-        )?;
+        self.allow(&who, Resource::pipeline(&r.name), Operation::Admin)?;
+        self.allow(&who, Resource::topic(&r.from_topic), Operation::Read)?;
+        self.allow(&who, Resource::topic(&r.to_topic), Operation::Write)?;
         for u in &r.plugins {
-            allow(
-                &self.broker,
-                &who,
-                Resource::plugin(&u.name),
-                Operation::Read,
-            )?;
+            self.allow(&who, Resource::plugin(&u.name), Operation::Read)?;
         }
         let start = match pb::PipelineStart::try_from(r.start) {
             Ok(pb::PipelineStart::Earliest) => Start::Earliest,
@@ -153,12 +139,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
     ) -> Result<Response<pb::DescribePipelineResponse>, Status> {
         let who = principal(&req);
         let name = req.into_inner().name;
-        allow(
-            &self.broker,
-            &who,
-            Resource::pipeline(&name),
-            Operation::Read,
-        )?;
+        self.allow(&who, Resource::pipeline(&name), Operation::Read)?;
         let view = self
             .broker
             .describe_pipeline(&name)
@@ -175,12 +156,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
     ) -> Result<Response<pb::DeletePipelineResponse>, Status> {
         let who = principal(&req);
         let name = req.into_inner().name;
-        allow(
-            &self.broker,
-            &who,
-            Resource::pipeline(&name),
-            Operation::Admin,
-        )?;
+        self.allow(&who, Resource::pipeline(&name), Operation::Admin)?;
         self.broker
             .delete_pipeline(&name)
             .await
@@ -194,12 +170,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
     ) -> Result<Response<pb::ResumePipelineResponse>, Status> {
         let who = principal(&req);
         let name = req.into_inner().name;
-        allow(
-            &self.broker,
-            &who,
-            Resource::pipeline(&name),
-            Operation::Admin,
-        )?;
+        self.allow(&who, Resource::pipeline(&name), Operation::Admin)?;
         let view = self
             .broker
             .resume_pipeline(&name)

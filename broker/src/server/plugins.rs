@@ -11,7 +11,7 @@ use weir_common::limits::MAX_BATCH_BYTES;
 use weir_proto::v1 as pb;
 
 use super::log::chain_of;
-use super::{allow, principal, status_of};
+use super::{Guarded, principal, status_of};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::plugins::{Chain, PluginInfo, PluginLimits};
@@ -126,6 +126,12 @@ async fn transform_stream(
     }
 }
 
+impl Guarded for PluginsService {
+    fn broker(&self) -> &Broker {
+        &self.broker
+    }
+}
+
 #[tonic::async_trait]
 impl pb::plugins_server::Plugins for PluginsService {
     type TransformStream = ReceiverStream<Result<pb::TransformResponse, Status>>;
@@ -165,12 +171,7 @@ impl pb::plugins_server::Plugins for PluginsService {
     ) -> Result<Response<pb::RegisterPluginResponse>, Status> {
         let who = principal(&req);
         let r = req.into_inner();
-        allow(
-            &self.broker,
-            &who,
-            Resource::plugin(&r.name),
-            Operation::Admin,
-        )?;
+        self.allow(&who, Resource::plugin(&r.name), Operation::Admin)?;
         let limits =
             PluginLimits::from_request(r.memory_limit_bytes, r.call_timeout_ms, r.max_output_bytes)
                 .map_err(|m| status_of(BrokerError::InvalidArgument(m)))?;
@@ -206,12 +207,7 @@ impl pb::plugins_server::Plugins for PluginsService {
     ) -> Result<Response<pb::DeletePluginResponse>, Status> {
         let who = principal(&req);
         let name = req.into_inner().name;
-        allow(
-            &self.broker,
-            &who,
-            Resource::plugin(&name),
-            Operation::Admin,
-        )?;
+        self.allow(&who, Resource::plugin(&name), Operation::Admin)?;
         self.broker.delete_plugin(name).await.map_err(status_of)?;
         Ok(Response::new(pb::DeletePluginResponse {}))
     }
