@@ -254,6 +254,7 @@ impl Broker {
             store.clone(),
             config.auth,
             &config.data_dir,
+            config.cluster.is_some(),
         )?);
         let budget = u32::try_from(config.limits.produce_bytes_in_flight).unwrap_or(u32::MAX);
         Ok(Arc::new(Self {
@@ -296,6 +297,7 @@ impl Broker {
             return;
         }
         self.groups.replicate();
+        self.security.replicate(Arc::clone(&cluster));
         self.spawn_checkpoints();
         crate::cluster::replica::spawn(Arc::clone(self), Arc::clone(&cluster));
         self.spawn_isr_checks();

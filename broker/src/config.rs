@@ -151,7 +151,8 @@ pub struct Args {
     pub tls_peer_ca: Option<PathBuf>,
     /// Require every call (health checks excepted) to authenticate as a user, and check its
     /// permissions (docs/security.md). With no superuser yet, the broker makes `admin` and
-    /// writes its token to DATA_DIR/admin.token. `--auth=false` turns it off [default: off].
+    /// writes its token to DATA_DIR/admin.token (in a cluster: the member with the lowest id,
+    /// and every member needs TLS). `--auth=false` turns it off [default: off].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub auth: Option<bool>,
 }
@@ -404,9 +405,9 @@ impl Config {
             _ => {}
         }
         let auth = pick!(auth, false);
-        if auth && cluster.is_some() {
+        if auth && cluster.is_some() && tls.is_none() {
             return Err(ConfigError::Invalid(
-                "--auth in cluster mode is not supported yet (users and ACLs are not replicated); run a standalone broker or leave out --auth".into(),
+                "--auth in cluster mode needs TLS between the members (--tls-cert, --tls-key, --tls-peer-ca): members prove who they are to each other with their certificates".into(),
             ));
         }
         Ok(Self {
@@ -545,8 +546,19 @@ mod tests {
         assert!(parse(&["--auth"]).unwrap().auth);
         assert!(parse(&["--auth=true"]).unwrap().auth);
         assert!(!parse(&["--auth=false"]).unwrap().auth);
-        let e = parse(&["--auth", "--node-id", "1", "--cluster", "1=a:1"]).unwrap_err();
-        assert!(e.to_string().contains("not supported"), "{e}");
+        // In a cluster the members prove who they are with certificates: TLS is required.
+        let cluster = ["--auth", "--node-id", "1", "--cluster", "1=a:1"];
+        let e = parse(&cluster).unwrap_err();
+        assert!(e.to_string().contains("--tls-peer-ca"), "{e}");
+        let tls = [
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-peer-ca",
+            "ca.pem",
+        ];
+        assert!(parse(&[&cluster[..], &tls[..]].concat()).unwrap().auth);
     }
 
     #[test]

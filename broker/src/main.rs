@@ -9,6 +9,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use weir_broker::cluster::Cluster;
 use weir_broker::config::{Args, FsyncPolicy};
+use weir_broker::security::member::Members;
 use weir_broker::{Broker, Config};
 
 /// Threads of tokio's blocking pool, where RocksDB reads and writes and plugin calls run (each
@@ -80,20 +81,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let mut members = None;
     let cluster = match config.cluster.clone() {
         None => None,
         Some(spec) => {
             if let Some(pem) = &tls
                 && let Some(peer_ca) = &pem.peer_ca
             {
-                weir_broker::cluster::network::use_peer_tls(peer_ca, &pem.cert, &pem.key).map_err(
-                    |e| {
-                        anyhow::anyhow!(
-                            "bad --tls-peer-ca: {}",
-                            weir_common::error::with_causes(&e)
-                        )
-                    },
-                )?;
+                let bad = |e: &dyn std::error::Error| {
+                    anyhow::anyhow!("bad --tls-peer-ca: {}", weir_common::error::with_causes(e))
+                };
+                weir_broker::cluster::network::use_peer_tls(peer_ca, &pem.cert, &pem.key)
+                    .map_err(|e| bad(&e))?;
+                members = Some(Arc::new(Members::new(peer_ca).map_err(|e| bad(&e))?));
             }
             tracing::info!(
                 node_id = spec.node_id,
@@ -131,6 +131,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         listener,
         config.limits,
         tls.as_ref(),
+        members,
         shutdown_signal(),
     )
     .await?;

@@ -550,3 +550,262 @@ fn without_auth_everything_is_allowed_and_users_can_be_prepared() {
     assert!(token.starts_with("weir_"));
     assert!(!broker.data_dir().join("admin.token").exists());
 }
+
+/// Polls `check` every 100 ms until it holds (users and ACLs reach the other members within a
+/// raft heartbeat or two); fails after 15 s.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A client of the member at `addr` alone, over TLS trusting `ca`.
+async fn member_client(addr: &str, ca: &std::path::Path, credentials: Credentials) -> Client {
+    let tls = weir::TlsConfig::with_ca_file(ca).unwrap();
+    let options = ClientOptions::tls(tls).credentials(credentials);
+    Client::connect_with(addr, options).await.unwrap()
+}
+
+/// A raw call to the cluster's internal raft service at `addr`, as a client (TLS trusting
+/// `ca`, presenting `identity` if given) with `token` if given.
+async fn raft_call(
+    addr: &str,
+    ca: &weir_e2e::tls::TestCa,
+    identity: Option<&weir_e2e::tls::CertFiles>,
+    token: Option<&str>,
+) -> tonic::Status {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.ca_pem()));
+    if let Some(id) = identity {
+        let (cert, key) = (
+            std::fs::read(&id.cert).unwrap(),
+            std::fs::read(&id.key).unwrap(),
+        );
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    // A certificate the broker does not trust may fail the handshake: no call then.
+    let channel = match Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return tonic::Status::unavailable(e.to_string()),
+    };
+    let mut req = tonic::Request::new(weir_proto::v1::RaftMessage {
+        payload: b"{}".to_vec().into(),
+    });
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    weir_proto::v1::raft_client::RaftClient::new(channel)
+        .vote(req)
+        .await
+        .expect_err("a raft message from a client")
+}
+
+/// A client of the member at `addr` once that member knows `credentials` (users made through
+/// another member reach it within a raft heartbeat or two).
+async fn once_known(addr: &str, ca: &std::path::Path, credentials: Credentials) -> Client {
+    let client = member_client(addr, ca, credentials).await;
+    eventually(&format!("the user known at {addr}"), || async {
+        client.admin().whoami().await.is_ok()
+    })
+    .await;
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_shares_users_and_acls_and_only_members_speak_raft() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = weir_e2e::tls::TestCa::new(dir.path(), "members");
+    let member = ca.member("member");
+    let ca_file = ca.ca_file();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (cert, key, ca_path) = (path(&member.cert), path(&member.key), path(&ca_file));
+    let mut cluster = weir_e2e::TestCluster::start_with(
+        3,
+        &[
+            "--auth",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-peer-ca",
+            &ca_path,
+        ],
+    );
+    // The member with the lowest id makes the bootstrap superuser through the quorum, once.
+    let token_file = cluster.brokers[0].data_dir().join("admin.token");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !token_file.exists() {
+        assert!(std::time::Instant::now() < deadline, "no admin.token");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin_token = cluster.brokers[0].admin_token();
+    for b in &cluster.brokers[1..] {
+        assert!(!b.data_dir().join("admin.token").exists());
+    }
+    let addrs: Vec<String> = cluster.brokers.iter().map(|b| b.addr.clone()).collect();
+    let root_at = |i: usize| member_client(&addrs[i], &ca_file, Credentials::token(&admin_token));
+    // Every member knows the superuser, and the members reach each other (raft, status)
+    // with their certificates, not users: a controller, every member reachable.
+    for addr in &addrs {
+        let root = once_known(addr, &ca_file, Credentials::token(&admin_token)).await;
+        assert!(root.admin().whoami().await.unwrap().superuser);
+    }
+    let root = root_at(0).await;
+    eventually("a controller and every member reachable", || async {
+        let Ok(nodes) = root.admin().cluster_status().await else {
+            return false;
+        };
+        let roles: Vec<&str> = nodes.iter().map(|n| n.role.as_str()).collect();
+        roles.contains(&"controller") && !roles.contains(&"unreachable")
+    })
+    .await;
+
+    // Users and ACLs made through one member hold on every member.
+    root.admin()
+        .create_topic(NewTopic::new("orders", 3).replication_factor(3))
+        .await
+        .unwrap();
+    let root2 = root_at(1).await;
+    root2
+        .admin()
+        .create_user("alice", Some("alice-password"), false)
+        .await
+        .unwrap();
+    let bob_token = root_at(2)
+        .await
+        .admin()
+        .create_user("bob", None, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let alice_write = Acl::new("alice", "write", "topic", "orders");
+    root2.admin().grant_acl(&alice_write).await.unwrap();
+    root.admin()
+        .grant_acl(&Acl::new("bob", "read", "topic", "orders"))
+        .await
+        .unwrap();
+    for addr in &addrs {
+        let alice = Credentials::password("alice", "alice-password");
+        once_known(addr, &ca_file, alice).await;
+        once_known(addr, &ca_file, Credentials::token(&bob_token)).await;
+    }
+    // Each decision, on partitions led by every member (3 partitions, one leader each).
+    let alice = member_client(
+        &addrs[2],
+        &ca_file,
+        Credentials::password("alice", "alice-password"),
+    )
+    .await;
+    let producer = alice.producer(ProducerConfig::default());
+    for i in 0..90 {
+        producer
+            .enqueue(ProducerRecord::new("orders", format!("o{i}")).key(format!("k{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    denied(read(&alice, "orders", ConsumerConfig::default()).await);
+    denied(alice.admin().create_topic(NewTopic::new("mine", 1)).await);
+    let bob = member_client(&addrs[1], &ca_file, Credentials::token(&bob_token)).await;
+    assert_eq!(
+        read(&bob, "orders", ConsumerConfig::default())
+            .await
+            .unwrap()
+            .len(),
+        90
+    );
+    denied(produce(&bob, "orders", "x").await);
+    denied(bob.admin().list_users().await);
+
+    // Only members speak raft: a client is refused, a superuser too; no partial answer.
+    let status = raft_call(&addrs[0], &ca, None, None).await;
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    let status = raft_call(&addrs[0], &ca, None, Some(&admin_token)).await;
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("weir.v1.Raft"), "{status:?}");
+    // A certificate from another CA is not a member's (refused in the handshake or after).
+    let other = weir_e2e::tls::TestCa::new(dir.path(), "others");
+    let stranger = other.member("stranger");
+    let status = raft_call(&addrs[0], &ca, Some(&stranger), Some(&admin_token)).await;
+    assert_ne!(status.code(), tonic::Code::Ok);
+    assert_ne!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    // Changes from two members at once: none is lost (each is made on the newer document).
+    let (a, b) = (root_at(1).await, root_at(2).await);
+    let grants = |client: Client, from: usize| async move {
+        for i in from..from + 10 {
+            let acl = Acl::new("bob", "read", "topic", format!("t{i}"));
+            client.admin().grant_acl(&acl).await.unwrap();
+        }
+    };
+    tokio::join!(grants(a, 0), grants(b, 10));
+    eventually("20 concurrent grants", || async {
+        root.admin().list_acls(Some("bob")).await.unwrap().len() == 21
+    })
+    .await;
+
+    // A revoke through the CLI on another member: alice's next produce is refused.
+    let cli_root = [
+        "--tls-ca",
+        ca_path.as_str(),
+        "--token",
+        admin_token.as_str(),
+    ];
+    let out = cluster.brokers[2].cli(
+        &[
+            &cli_root[..],
+            &["acl", "revoke", "alice", "write", "--topic", "orders"],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    eventually("the revoke everywhere", || async {
+        matches!(
+            produce(&alice, "orders", "late").await,
+            Err(Error::PermissionDenied(_))
+        )
+    })
+    .await;
+
+    // The member that made the superuser dies: users and ACLs live on in the others, and
+    // changes go on with two of three.
+    cluster.brokers[0].kill9();
+    let root2 = root_at(1).await;
+    eventually("a user added without member 1", || async {
+        root2
+            .admin()
+            .create_user("carol", Some("carol-password"), false)
+            .await
+            .is_ok()
+    })
+    .await;
+    let users = cluster.brokers[2].cli_ok(&[&cli_root[..], &["user", "list"]].concat());
+    let names: Vec<&str> = users
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "alice", "bob", "carol"]);
+    assert_eq!(
+        read(&bob, "orders", ConsumerConfig::default())
+            .await
+            .unwrap()
+            .len(),
+        90
+    );
+    // Back, it catches up; its token file is the one it wrote (no second superuser).
+    cluster.brokers[0].restart();
+    assert_eq!(cluster.brokers[0].admin_token(), admin_token);
+    let carol = Credentials::password("carol", "carol-password");
+    once_known(&addrs[0], &ca_file, carol).await;
+    let users = root_at(0).await.admin().list_users().await.unwrap();
+    assert_eq!(users.iter().filter(|u| u.superuser).count(), 1);
+}

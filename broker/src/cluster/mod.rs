@@ -38,6 +38,10 @@ const HEARTBEAT_MS: u64 = 250;
 const ELECTION_TIMEOUT_MIN_MS: u64 = 1000;
 const ELECTION_TIMEOUT_MAX_MS: u64 = 2000;
 
+/// Log entries in one raft message: an entry holds at most about 1 MiB (the users and ACLs
+/// document, `security::MAX_USERS`), so a message stays well under `MAX_REQUEST_BYTES`.
+const MAX_ENTRIES_PER_MESSAGE: u64 = 32;
+
 /// How long a metadata change waits for a controller (an election takes 1–4 s).
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to another broker may take.
@@ -93,6 +97,7 @@ impl Cluster {
             heartbeat_interval: HEARTBEAT_MS,
             election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+            max_payload_entries: MAX_ENTRIES_PER_MESSAGE,
             ..Default::default()
         }
         .validate()

@@ -9,10 +9,12 @@
 //!   deposed leader cannot shrink the ISR it no longer owns).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::peers::NodeId;
+use crate::security;
 use crate::types::TopicConfig;
 
 /// A broker known to the cluster.
@@ -48,6 +50,14 @@ pub struct Metadata {
     pub topics: BTreeMap<String, TopicState>,
     /// Where the next topic's replica placement starts (spreads leaders over brokers).
     pub next_placement: u64,
+    /// Users and ACLs (`--auth`; docs/security.md), replaced whole by
+    /// [`Command::SetSecurity`].
+    #[serde(default, with = "security::shared")]
+    pub security: Arc<security::State>,
+    /// How many times `security` was replaced: a replacement proposed against an older
+    /// version is refused, so two members changing users at once cannot lose one change.
+    #[serde(default)]
+    pub security_version: u64,
 }
 
 /// A change to the metadata (one raft log entry).
@@ -76,6 +86,12 @@ pub enum Command {
         leader: Option<NodeId>,
         isr: Vec<NodeId>,
     },
+    /// Replaces the users and ACLs, if they are still at version `base`.
+    SetSecurity {
+        base: u64,
+        #[serde(with = "security::shared")]
+        state: Arc<security::State>,
+    },
 }
 
 /// What applying a command did.
@@ -96,6 +112,10 @@ pub enum Outcome {
     },
     /// The proposed leader/ISR break an invariant (not replicas, leader outside the ISR).
     Invalid(String),
+    /// The users and ACLs changed since the proposer read them (they are at `current`).
+    StaleSecurity {
+        current: u64,
+    },
 }
 
 impl Metadata {
@@ -164,6 +184,16 @@ impl Metadata {
                 p.leader = leader;
                 p.isr = isr;
                 p.partition_epoch += 1;
+                Outcome::Done
+            }
+            Command::SetSecurity { base, state } => {
+                if base != self.security_version {
+                    return Outcome::StaleSecurity {
+                        current: self.security_version,
+                    };
+                }
+                self.security = state;
+                self.security_version += 1;
                 Outcome::Done
             }
         }
@@ -345,6 +375,35 @@ mod tests {
         // No live in-sync replica: no leader, and the epoch still moves.
         assert_eq!(m.apply(change(2, None, &[])), Outcome::Done);
         assert_eq!(m.topics["t"].partitions[0].leader_epoch, 2);
+    }
+
+    #[test]
+    fn security_is_replaced_only_from_the_version_it_was_read_at() {
+        let mut m = three_brokers();
+        let doc = |users: &[&str]| {
+            let mut s = security::State::default();
+            for u in users {
+                s.add_test_user(u);
+            }
+            Arc::new(s)
+        };
+        let set = |base, state| Command::SetSecurity { base, state };
+        assert_eq!(m.apply(set(0, doc(&["a"]))), Outcome::Done);
+        assert_eq!(m.security_version, 1);
+        // Two members read version 1 and both propose: the second is refused, unapplied.
+        assert_eq!(m.apply(set(1, doc(&["a", "b"]))), Outcome::Done);
+        assert_eq!(
+            m.apply(set(1, doc(&["a", "c"]))),
+            Outcome::StaleSecurity { current: 2 }
+        );
+        assert_eq!(*m.security, *doc(&["a", "b"]));
+        // The document travels with the metadata (raft log entries and snapshots).
+        let json = serde_json::to_vec(&m).unwrap();
+        assert_eq!(serde_json::from_slice::<Metadata>(&json).unwrap(), m);
+        let old: serde_json::Value =
+            serde_json::json!({"brokers": {}, "topics": {}, "next_placement": 0});
+        let old: Metadata = serde_json::from_value(old).unwrap();
+        assert_eq!((old.security_version, old.security.is_empty()), (0, true));
     }
 
     #[test]

@@ -5,19 +5,24 @@
 //! touches anything ([`Security::authorize`]), so a denied call learns nothing about the
 //! resource it named, not even whether it exists.
 //!
-//! Users and ACLs are one JSON document in the `meta` column family, replaced whole (synced)
-//! on every change, and held in memory as an immutable snapshot. Password checks are argon2id
+//! Users and ACLs are one JSON document, replaced whole on every change and held in memory as
+//! an immutable snapshot: standalone, in the `meta` column family (synced); in a cluster, in
+//! the replicated metadata (one raft command, compare-and-set on the document's version), so
+//! every member sees the same users and ACLs. Members recognise each other by their
+//! certificates ([`member`]), not by users. Password checks are argon2id
 //! (slow on purpose): a verified credential is remembered, keyed by a keyed digest of what the
 //! client sent, until users change, so a client pays for it once, not per call. At most
 //! [`MAX_CONCURRENT_VERIFICATIONS`] argon2 checks run at once, so guessing passwords cannot
 //! take every core.
 
 pub mod acl;
+pub mod member;
 pub mod secret;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -26,6 +31,8 @@ use weir_common::UserName;
 pub use acl::{Acl, Operation, Resource, ResourceType};
 use secret::{Presented, credential_digest, token_digest};
 
+use crate::cluster::Cluster;
+use crate::cluster::state::{Command, Outcome};
 use crate::error::BrokerError;
 use crate::storage::Store;
 
@@ -39,6 +46,18 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
 /// Verified credentials remembered; past it the cache starts over.
 pub const MAX_VERIFIED_CREDENTIALS: usize = 10_000;
+/// Users at most: the whole document travels in one raft entry in a cluster (~1 MiB at
+/// these limits).
+pub const MAX_USERS: usize = 1_000;
+/// ACLs at most (see [`MAX_USERS`]).
+pub const MAX_ACLS: usize = 10_000;
+/// How long a change overtaken by other members' changes is made again (cluster mode).
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for this member to apply a change another member made.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between two attempts at making the bootstrap superuser while the cluster has no
+/// controller.
+const BOOTSTRAP_RETRY: Duration = Duration::from_secs(1);
 
 /// Who a call comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +65,9 @@ pub enum Principal {
     /// Authentication is off: everything is allowed.
     Anonymous,
     User(Arc<str>),
+    /// Another member of the cluster (its certificate is signed by `--tls-peer-ca`): may do
+    /// anything, and is the only caller of the cluster's internal services.
+    Member,
 }
 
 /// How a user proves who it is.
@@ -75,7 +97,45 @@ pub struct State {
     acls: BTreeSet<Acl>,
 }
 
+/// (De)serializes the shared document inline (`#[serde(with = "security::shared")]`), so the
+/// cluster metadata can hold it behind an `Arc` and publish it without copying.
+pub mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::State;
+
+    pub fn serialize<S: Serializer>(state: &Arc<State>, s: S) -> Result<S::Ok, S::Error> {
+        state.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<State>, D::Error> {
+        State::deserialize(d).map(Arc::new)
+    }
+}
+
 impl State {
+    /// Whether there are no users (nor, then, ACLs).
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Adds a token user named `name` (for other modules' unit tests).
+    #[cfg(test)]
+    pub(crate) fn add_test_user(&mut self, name: &str) {
+        self.users.insert(
+            name.into(),
+            User {
+                credential: Credential::Token {
+                    sha256: String::new(),
+                },
+                superuser: false,
+                created_ms: 0,
+            },
+        );
+    }
+
     fn superusers(&self) -> usize {
         self.users.values().filter(|u| u.superuser).count()
     }
@@ -112,11 +172,21 @@ pub struct UserInfo {
 /// A credential that proved a user, and the users' generation then.
 type Verified = (Arc<str>, u64);
 
+/// The document and its version (how many times it was replaced; cluster mode).
+#[derive(Debug, Clone, Default)]
+struct Versioned {
+    version: u64,
+    state: Arc<State>,
+}
+
 pub struct Security {
     enabled: bool,
     store: Store,
-    state: RwLock<Arc<State>>,
-    /// One change at a time (read, modify, store, publish).
+    data_dir: PathBuf,
+    state: RwLock<Versioned>,
+    /// Set in cluster mode: changes go through the metadata quorum.
+    cluster: OnceLock<Arc<Cluster>>,
+    /// One change at a time on this broker (read, modify, store or propose, publish).
     changes: tokio::sync::Mutex<()>,
     /// Digest of an `authorization` value → the user it proved, and the generation then.
     verified: Mutex<HashMap<[u8; 32], Verified>>,
@@ -154,53 +224,75 @@ fn invalid_credentials() -> BrokerError {
     BrokerError::Unauthenticated("invalid credentials".into())
 }
 
+/// `state` with the bootstrap superuser, whose token's digest is `token_sha256`; refused if
+/// a user has its name.
+fn with_bootstrap_user(state: &mut State, token_sha256: &str) -> Result<(), BrokerError> {
+    if state.users.contains_key(BOOTSTRAP_USER) {
+        return Err(BrokerError::InvalidArgument(format!(
+            "--auth needs a superuser and there is none; the user {BOOTSTRAP_USER:?} \
+             that would be made exists: make a superuser with `weir user add` before \
+             turning --auth on, or remove {BOOTSTRAP_USER:?}"
+        )));
+    }
+    state.users.insert(
+        BOOTSTRAP_USER.into(),
+        User {
+            credential: Credential::Token {
+                sha256: token_sha256.to_string(),
+            },
+            superuser: true,
+            created_ms: now_ms(),
+        },
+    );
+    state.generation += 1;
+    Ok(())
+}
+
+fn log_bootstrap(path: &Path) {
+    tracing::warn!(
+        user = BOOTSTRAP_USER,
+        token_file = %path.display(),
+        "auth is on and there was no superuser: made one; its token is in the file \
+         (read it, then delete the file)"
+    );
+}
+
 impl Security {
-    /// Loads users and ACLs. With `enabled` and no superuser yet, makes the superuser
-    /// [`BOOTSTRAP_USER`] with a token written to [`BOOTSTRAP_TOKEN_FILE`] in `data_dir`
-    /// (readable by the broker's user only).
-    pub fn open(store: Store, enabled: bool, data_dir: &Path) -> Result<Self, BrokerError> {
+    /// Loads users and ACLs. Standalone, with `enabled` and no superuser yet, makes the
+    /// superuser [`BOOTSTRAP_USER`] with a token written to [`BOOTSTRAP_TOKEN_FILE`] in
+    /// `data_dir` (readable by the broker's user only). `clustered`: users and ACLs are the
+    /// cluster's ([`Security::replicate`]); the local document is not read.
+    pub fn open(
+        store: Store,
+        enabled: bool,
+        data_dir: &Path,
+        clustered: bool,
+    ) -> Result<Self, BrokerError> {
         let mut state: State = match store.load_security().map_err(storage)? {
-            None => State::default(),
-            Some(doc) => serde_json::from_slice(&doc)
+            Some(doc) if !clustered => serde_json::from_slice(&doc)
                 .map_err(|e| storage(format!("the stored users and ACLs are corrupt: {e}")))?,
+            _ => State::default(),
         };
-        if enabled && state.superusers() == 0 {
-            if state.users.contains_key(BOOTSTRAP_USER) {
-                return Err(BrokerError::InvalidArgument(format!(
-                    "--auth needs a superuser and there is none; the user {BOOTSTRAP_USER:?} \
-                     that would be made exists: make a superuser with `weir user add` before \
-                     turning --auth on, or remove {BOOTSTRAP_USER:?}"
-                )));
-            }
+        if enabled && !clustered && state.superusers() == 0 {
             let token = secret::new_token().map_err(storage)?;
+            with_bootstrap_user(&mut state, &token_digest(&token))?;
             let path = data_dir.join(BOOTSTRAP_TOKEN_FILE);
             write_private(&path, &token)
                 .map_err(|e| storage(format!("cannot write {}: {e}", path.display())))?;
-            state.users.insert(
-                BOOTSTRAP_USER.into(),
-                User {
-                    credential: Credential::Token {
-                        sha256: token_digest(&token),
-                    },
-                    superuser: true,
-                    created_ms: now_ms(),
-                },
-            );
-            state.generation += 1;
             store
                 .put_security(&serde_json::to_vec(&state).map_err(storage)?)
                 .map_err(storage)?;
-            tracing::warn!(
-                user = BOOTSTRAP_USER,
-                token_file = %path.display(),
-                "auth is on and there was no superuser: made one; its token is in the file \
-                 (read it, then delete the file)"
-            );
+            log_bootstrap(&path);
         }
         Ok(Self {
             enabled,
             store,
-            state: RwLock::new(Arc::new(state)),
+            data_dir: data_dir.to_path_buf(),
+            state: RwLock::new(Versioned {
+                version: 0,
+                state: Arc::new(state),
+            }),
+            cluster: OnceLock::new(),
             changes: tokio::sync::Mutex::new(()),
             verified: Mutex::new(HashMap::new()),
             cache_key: secret::random_key().map_err(storage)?,
@@ -214,7 +306,95 @@ impl Security {
     }
 
     fn snapshot(&self) -> Arc<State> {
-        Arc::clone(&self.state.read().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&self.versioned().state)
+    }
+
+    fn versioned(&self) -> Versioned {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serves `state` from now on, unless what is served is as new (`version`).
+    fn publish(&self, version: u64, state: Arc<State>) {
+        let mut current = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if version > current.version {
+            *current = Versioned { version, state };
+        }
+    }
+
+    /// Cluster mode: users and ACLs become the cluster's (its metadata's document, followed
+    /// as it changes), and changes are proposed to the quorum. The member with the lowest id
+    /// makes the bootstrap superuser when `--auth` finds none (its token in its data dir).
+    pub fn replicate(self: &Arc<Self>, cluster: Arc<Cluster>) {
+        let mut metadata = cluster.metadata();
+        let lowest = cluster.peers().keys().next().copied();
+        let first = lowest == Some(cluster.node_id());
+        if self.cluster.set(Arc::clone(&cluster)).is_err() {
+            return;
+        }
+        // What this member applied so far is served before anything else runs.
+        let m = Arc::clone(&metadata.borrow_and_update());
+        self.publish(m.security_version, Arc::clone(&m.security));
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            while metadata.changed().await.is_ok() {
+                let m = Arc::clone(&metadata.borrow_and_update());
+                this.publish(m.security_version, Arc::clone(&m.security));
+            }
+        });
+        if self.enabled && first {
+            tokio::spawn(Arc::clone(self).bootstrap_cluster());
+        }
+    }
+
+    /// Makes the bootstrap superuser through the quorum unless the cluster has a superuser;
+    /// retried while there is no controller.
+    async fn bootstrap_cluster(self: Arc<Self>) {
+        let token = match secret::new_token() {
+            Ok(t) => t,
+            Err(e) => return tracing::error!(error = %e, "cannot make the bootstrap token"),
+        };
+        let digest = token_digest(&token);
+        let path = self.data_dir.join(BOOTSTRAP_TOKEN_FILE);
+        // Written first (under another name, so an earlier token file is never clobbered), so
+        // a superuser never exists whose token nobody has; renamed once the cluster took it.
+        let pending = self.data_dir.join(format!("{BOOTSTRAP_TOKEN_FILE}.new"));
+        loop {
+            if self.snapshot().superusers() > 0 {
+                return;
+            }
+            if let Err(e) = write_private(&pending, &token) {
+                return tracing::error!(error = %e, file = %pending.display(), "cannot write the bootstrap token");
+            }
+            let made = self
+                .change(|s| {
+                    if s.superusers() > 0 {
+                        return Ok(false);
+                    }
+                    with_bootstrap_user(s, &digest).map(|()| true)
+                })
+                .await;
+            match made {
+                Ok(true) => {
+                    return match std::fs::rename(&pending, &path) {
+                        Ok(()) => log_bootstrap(&path),
+                        Err(e) => tracing::error!(error = %e, "made the bootstrap superuser, but \
+                            its token stays in {}", pending.display()),
+                    };
+                }
+                Ok(false) => {
+                    let _ = std::fs::remove_file(&pending);
+                    return;
+                }
+                Err(BrokerError::InvalidArgument(reason)) => {
+                    let _ = std::fs::remove_file(&pending);
+                    return tracing::error!("{reason}");
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "waiting for the cluster to make the bootstrap superuser");
+                    tokio::time::sleep(BOOTSTRAP_RETRY).await;
+                }
+            }
+        }
     }
 
     /// Who sent a call with this `authorization` metadata. [`Principal::Anonymous`] when
@@ -301,6 +481,7 @@ impl Security {
             return Ok(());
         }
         match who {
+            Principal::Member => Ok(()),
             Principal::User(user) if self.snapshot().allows(user, resource, op) => Ok(()),
             Principal::User(user) => Err(BrokerError::PermissionDenied(format!(
                 "user {user:?} needs {} on {resource}",
@@ -314,8 +495,12 @@ impl Security {
 
     /// Whether `who` holds any permission on `resource` (listings show only those).
     pub fn visible(&self, who: &Principal, resource: Resource<'_>) -> bool {
-        !self.enabled
-            || matches!(who, Principal::User(user) if self.snapshot().touches(user, resource))
+        match who {
+            _ if !self.enabled => true,
+            Principal::Member => true,
+            Principal::User(user) => self.snapshot().touches(user, resource),
+            Principal::Anonymous => false,
+        }
     }
 
     /// Ok if `who` holds some permission on `resource` (describing it needs no more).
@@ -331,7 +516,7 @@ impl Security {
             Principal::User(user) => Err(BrokerError::PermissionDenied(format!(
                 "user {user:?} has no permission on {resource}"
             ))),
-            Principal::Anonymous => Err(BrokerError::Unauthenticated(
+            Principal::Anonymous | Principal::Member => Err(BrokerError::Unauthenticated(
                 "this broker requires authentication".into(),
             )),
         }
@@ -344,14 +529,16 @@ impl Security {
         }
         Err(BrokerError::PermissionDenied(match who {
             Principal::User(user) => format!("user {user:?} is not a superuser"),
-            Principal::Anonymous => "a superuser is required".into(),
+            Principal::Anonymous | Principal::Member => "a superuser is required".into(),
         }))
     }
 
-    /// (name, superuser) of `who`; ("", true) when authentication is off.
+    /// (name, superuser) of `who`; ("", true) when authentication is off, and for another
+    /// member.
     pub fn whoami(&self, who: &Principal) -> (String, bool) {
         match who {
             _ if !self.enabled => (String::new(), true),
+            Principal::Member => (String::new(), true),
             Principal::User(user) => {
                 let su = self
                     .snapshot()
@@ -364,22 +551,70 @@ impl Security {
         }
     }
 
-    /// Applies `change` to a copy of the state, stores it and publishes it.
+    /// Applies `change` to a copy of the state, stores it (standalone) or has the quorum
+    /// replace the cluster's with it (cluster mode), and publishes it. In a cluster, a change
+    /// overtaken by another member's is made again on the newer state.
     async fn change<T>(
         &self,
-        change: impl FnOnce(&mut State) -> Result<T, BrokerError>,
+        change: impl Fn(&mut State) -> Result<T, BrokerError>,
     ) -> Result<T, BrokerError> {
         let _one = self.changes.lock().await;
-        let mut next = (*self.snapshot()).clone();
-        let out = change(&mut next)?;
-        let doc = serde_json::to_vec(&next).map_err(storage)?;
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.put_security(&doc))
-            .await
-            .map_err(storage)?
-            .map_err(storage)?;
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-        Ok(out)
+        let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            let Versioned { version, state } = self.versioned();
+            let mut next = (*state).clone();
+            let out = change(&mut next)?;
+            if next.users.len() > MAX_USERS || next.acls.len() > MAX_ACLS {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "at most {MAX_USERS} users and {MAX_ACLS} ACLs"
+                )));
+            }
+            let next = Arc::new(next);
+            let Some(cluster) = self.cluster.get() else {
+                let doc = serde_json::to_vec(&*next).map_err(storage)?;
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || store.put_security(&doc))
+                    .await
+                    .map_err(storage)?
+                    .map_err(storage)?;
+                self.publish(version + 1, next);
+                return Ok(out);
+            };
+            let proposed = Command::SetSecurity {
+                base: version,
+                state: Arc::clone(&next),
+            };
+            match cluster.propose(proposed).await? {
+                Outcome::Done => {
+                    self.publish(version + 1, next);
+                    return Ok(out);
+                }
+                Outcome::StaleSecurity { current } => self.catch_up(cluster, current).await,
+                other => {
+                    return Err(storage(format!(
+                        "the cluster did not take the users and ACLs: {other:?}"
+                    )));
+                }
+            }
+        }
+        Err(BrokerError::ClusterUnavailable(
+            "users and ACLs kept changing under this change; try again".into(),
+        ))
+    }
+
+    /// Waits until this member applied the cluster's document at `version`, and serves it.
+    async fn catch_up(&self, cluster: &Cluster, version: u64) {
+        let mut metadata = cluster.metadata();
+        let _ = tokio::time::timeout(
+            CATCH_UP_TIMEOUT,
+            metadata.wait_for(|m| m.security_version >= version),
+        )
+        .await;
+        let (version, state) = {
+            let m = metadata.borrow();
+            (m.security_version, Arc::clone(&m.security))
+        };
+        self.publish(version, state);
     }
 
     /// Adds a user with `password`, or with a new token (returned) when there is none.
@@ -419,7 +654,7 @@ impl Security {
             s.users.insert(
                 name.to_string(),
                 User {
-                    credential,
+                    credential: credential.clone(),
                     superuser,
                     created_ms: now_ms(),
                 },
@@ -477,7 +712,7 @@ impl Security {
             if acl.principal != acl::ANY_PRINCIPAL && !s.users.contains_key(&acl.principal) {
                 return Err(BrokerError::UserNotFound(acl.principal.clone()));
             }
-            s.acls.insert(acl);
+            s.acls.insert(acl.clone());
             Ok(())
         })
         .await

@@ -1,7 +1,9 @@
 //! Middleware around every gRPC call: load shedding past the global in-flight cap
 //! (RESOURCE_EXHAUSTED before the request is read), then authentication (`--auth`: the
 //! caller's [`Principal`] goes into the request's extensions for the services to authorize;
-//! UNAUTHENTICATED before the request is read), all counted and timed by service, method and
+//! UNAUTHENTICATED before the request is read; in a cluster, another member is recognised by
+//! its certificate, and only members may call the cluster's internal services), all counted
+//! and timed by service, method and
 //! status code (`crate::metrics`). The code is read where gRPC puts it: in the response
 //! headers of a call that failed before answering, else in the trailers at the end of the
 //! response body.
@@ -14,13 +16,16 @@ use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
 use tonic::metadata::MetadataValue;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{BUSY_KIND, ERROR_KIND_KEY};
+use crate::error::BrokerError;
 use crate::metrics::{self, RpcCall};
-use crate::security::Security;
+use crate::security::member::Members;
+use crate::security::{Principal, Security};
 
 /// The service anyone may call, authenticated or not (probes carry no credentials).
 const PUBLIC_SERVICE: &str = "grpc.health.v1.Health";
@@ -36,6 +41,10 @@ pub struct EdgeLayer {
     max_in_flight: usize,
     /// Who calls: with `--auth`, every call but health checks authenticates.
     security: Option<Arc<Security>>,
+    /// Cluster mode with TLS: who the other members are (their certificates).
+    members: Option<Arc<Members>>,
+    /// Services only members may call (with `--auth`).
+    members_only: &'static [&'static str],
 }
 
 impl EdgeLayer {
@@ -51,7 +60,68 @@ impl EdgeLayer {
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight,
             security: Some(security),
+            members: None,
+            members_only: &[],
         }
+    }
+
+    /// Recognises the cluster's `members` by their certificates (no credentials needed), and
+    /// lets only them call `members_only` services.
+    pub fn members(
+        mut self,
+        members: Option<Arc<Members>>,
+        members_only: &'static [&'static str],
+    ) -> Self {
+        self.members = members;
+        self.members_only = members_only;
+        self
+    }
+}
+
+/// What a call presents to prove who sent it.
+struct Presented {
+    /// Its connection presented a member's certificate.
+    member: bool,
+    /// Its `authorization` metadata.
+    authorization: Option<String>,
+}
+
+impl Presented {
+    fn of<B>(req: &http::Request<B>, members: Option<&Members>) -> Self {
+        let member = members.is_some_and(|m| {
+            req.extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(TlsConnectInfo::peer_certs)
+                .is_some_and(|chain| m.recognises(&chain))
+        });
+        let authorization = (!member)
+            .then(|| req.headers().get(http::header::AUTHORIZATION))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Self {
+            member,
+            authorization,
+        }
+    }
+
+    /// Who sent the call: another member, or the user its credentials prove (refused if the
+    /// call is to `members_only`, a service for members only).
+    async fn identify(
+        self,
+        security: &Security,
+        members_only: Option<&str>,
+    ) -> Result<Principal, BrokerError> {
+        if self.member {
+            return Ok(Principal::Member);
+        }
+        let who = security.authenticate(self.authorization.as_deref()).await?;
+        if let Some(service) = members_only {
+            return Err(BrokerError::PermissionDenied(format!(
+                "{service} is for the cluster's members (a certificate signed by --tls-peer-ca)"
+            )));
+        }
+        Ok(who)
     }
 }
 
@@ -180,21 +250,26 @@ where
             .security
             .clone()
             .filter(|s| s.enabled() && service != PUBLIC_SERVICE);
+        let presented = security
+            .as_ref()
+            .map(|_| Presented::of(&req, self.layer.members.as_deref()));
+        let members_only = self
+            .layer
+            .members_only
+            .iter()
+            .find(|s| **s == service)
+            .copied();
         Box::pin(async move {
-            if let Some(security) = security {
-                let authorization = req
-                    .headers()
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                match security.authenticate(authorization.as_deref()).await {
+            if let (Some(security), Some(presented)) = (security, presented) {
+                match presented.identify(&security, members_only).await {
                     Ok(who) => {
                         req.extensions_mut().insert(who);
                     }
                     Err(e) => {
                         // Refused before the request is read, like a shed call.
-                        call.set_code(code_name(Code::Unauthenticated));
-                        let response = super::status_of(e).into_http::<ResBody>();
+                        let status = super::status_of(e);
+                        call.set_code(code_name(status.code()));
+                        let response = status.into_http::<ResBody>();
                         return Ok(response.map(|inner| MeteredBody {
                             inner,
                             call,
@@ -273,6 +348,8 @@ mod tests {
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: 2,
             security: None,
+            members: None,
+            members_only: &[],
         };
         let a = edge.slot("weir.v1.Log");
         let b = edge.slot("weir.v1.Topics");

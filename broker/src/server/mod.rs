@@ -40,6 +40,7 @@ use crate::broker::Broker;
 use crate::cluster::Cluster;
 use crate::config::{RequestLimits, TlsPem};
 use crate::error::BrokerError;
+use crate::security::member::Members;
 use crate::security::{Operation, Principal, Resource};
 
 /// The caller, as the edge authenticated it ([`Principal::Anonymous`], which `--auth` refuses
@@ -184,9 +185,6 @@ pub fn status_of(e: BrokerError) -> Status {
     status
 }
 
-/// Serves the Weir services on `listener` until `shutdown` resolves, then stops accepting,
-/// ends open subscriptions and waits for in-flight requests. In cluster mode it also serves
-/// the metadata quorum's raft messages.
 /// What the health service reports on: the server as a whole (`""`) and each client-facing
 /// service.
 pub const HEALTH_SERVICES: &[&str] = &[
@@ -203,12 +201,22 @@ pub const HEALTH_SERVICES: &[&str] = &[
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The server side of TLS. Client certificates are checked against `--tls-client-ca` (and
+/// then required) and, in a cluster, `--tls-peer-ca` (the other members present theirs:
+/// asked for, optional unless `--tls-client-ca` requires one).
 fn tls_config(pem: &TlsPem) -> ServerTlsConfig {
     let mut c = ServerTlsConfig::new()
         .identity(Identity::from_pem(&pem.cert, &pem.key))
         .timeout(TLS_HANDSHAKE_TIMEOUT);
-    if let Some(ca) = &pem.client_ca {
-        c = c.client_ca_root(Certificate::from_pem(ca));
+    let roots: Vec<u8> = [&pem.client_ca, &pem.peer_ca]
+        .into_iter()
+        .flatten()
+        .flat_map(|ca| ca.iter().copied().chain(*b"\n"))
+        .collect();
+    if !roots.is_empty() {
+        c = c
+            .client_ca_root(Certificate::from_pem(roots))
+            .client_auth_optional(pem.client_ca.is_none());
     }
     c
 }
@@ -229,12 +237,24 @@ const INTERNAL_SERVICES: &[&str] = &[
     <ReplicationServer<replication::ReplicationService> as NamedService>::NAME,
 ];
 
+/// With `--auth`, the services only the other members may call (their certificate proves
+/// them): the metadata quorum's messages and forwarded changes, and replica fetches.
+const MEMBER_SERVICES: &[&str] = &[
+    <RaftServer<cluster::RaftService> as NamedService>::NAME,
+    <ReplicationServer<replication::ReplicationService> as NamedService>::NAME,
+];
+
+/// Serves the Weir services on `listener` until `shutdown` resolves, then stops accepting,
+/// ends open subscriptions and waits for in-flight requests. In cluster mode it also serves
+/// the metadata quorum's raft messages and replica fetches; `members` recognises the other
+/// members by their certificates (with `--auth`, only they may call those).
 pub async fn serve(
     broker: Arc<Broker>,
     cluster: Option<Arc<Cluster>>,
     listener: TcpListener,
     limits: RequestLimits,
     tls: Option<&TlsPem>,
+    members: Option<Arc<Members>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -298,12 +318,15 @@ pub async fn serve(
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_concurrent_streams(Some(limits.streams_per_connection))
-        .layer(edge::EdgeLayer::new(
-            HEALTH_SERVICES,
-            INTERNAL_SERVICES,
-            limits.in_flight_requests,
-            Arc::clone(broker.security()),
-        ))
+        .layer(
+            edge::EdgeLayer::new(
+                HEALTH_SERVICES,
+                INTERNAL_SERVICES,
+                limits.in_flight_requests,
+                Arc::clone(broker.security()),
+            )
+            .members(members, MEMBER_SERVICES),
+        )
         .add_service(topics)
         .add_service(groups)
         .add_service(plugins)
