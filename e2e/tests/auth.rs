@@ -726,6 +726,32 @@ async fn a_cluster_shares_users_and_acls_and_only_members_speak_raft() {
     denied(produce(&bob, "orders", "x").await);
     denied(bob.admin().list_users().await);
 
+    // A group: its coordinator (wherever the group's offsets partition is led) stores commits
+    // with acks=all, and asks the other members, as a member, for their partitions' ends.
+    let billing = || ConsumerConfig::default().group("billing");
+    denied(read(&bob, "orders", billing()).await);
+    root.admin()
+        .grant_acl(&Acl::new("bob", "read", "group", "billing"))
+        .await
+        .unwrap();
+    eventually("bob in group billing", || async {
+        bob.consumer("orders", billing()).await.is_ok()
+    })
+    .await;
+    let mut consumer = bob.consumer("orders", billing()).await.unwrap();
+    for _ in 0..90 {
+        consumer.next().await.unwrap().unwrap();
+    }
+    consumer.commit().await.unwrap();
+    consumer.close().await.unwrap();
+    let described = root.admin().describe_group("billing").await.unwrap();
+    let ends: u64 = described.partitions.iter().map(|p| p.end_offset).sum();
+    assert_eq!(ends, 90, "{described:?}");
+    assert!(
+        described.partitions.iter().all(|p| p.lag == Some(0)),
+        "{described:?}"
+    );
+
     // Only members speak raft: a client is refused, a superuser too; no partial answer.
     let status = raft_call(&addrs[0], &ca, None, None).await;
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
@@ -748,8 +774,9 @@ async fn a_cluster_shares_users_and_acls_and_only_members_speak_raft() {
         }
     };
     tokio::join!(grants(a, 0), grants(b, 10));
+    // Bob had 2 (orders, billing): now 22.
     eventually("20 concurrent grants", || async {
-        root.admin().list_acls(Some("bob")).await.unwrap().len() == 21
+        root.admin().list_acls(Some("bob")).await.unwrap().len() == 22
     })
     .await;
 
