@@ -403,7 +403,8 @@ mod tests {
         let old: serde_json::Value =
             serde_json::json!({"brokers": {}, "topics": {}, "next_placement": 0});
         let old: Metadata = serde_json::from_value(old).unwrap();
-        assert_eq!((old.security_version, old.security.is_empty()), (0, true));
+        assert_eq!(old.security_version, 0);
+        assert_eq!(*old.security, security::State::default());
     }
 
     #[test]

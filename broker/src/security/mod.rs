@@ -32,7 +32,7 @@ pub use acl::{Acl, Operation, Resource, ResourceType};
 use secret::{Presented, credential_digest, token_digest};
 
 use crate::cluster::Cluster;
-use crate::cluster::state::{Command, Outcome};
+use crate::cluster::state::{Command, Metadata, Outcome};
 use crate::error::BrokerError;
 use crate::storage::Store;
 
@@ -116,11 +116,6 @@ pub mod shared {
 }
 
 impl State {
-    /// Whether there are no users (nor, then, ACLs).
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
-
     /// Adds a token user named `name` (for other modules' unit tests).
     #[cfg(test)]
     pub(crate) fn add_test_user(&mut self, name: &str) {
@@ -173,7 +168,7 @@ pub struct UserInfo {
 type Verified = (Arc<str>, u64);
 
 /// The document and its version (how many times it was replaced; cluster mode).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Versioned {
     version: u64,
     state: Arc<State>,
@@ -268,10 +263,14 @@ impl Security {
         data_dir: &Path,
         clustered: bool,
     ) -> Result<Self, BrokerError> {
-        let mut state: State = match store.load_security().map_err(storage)? {
-            Some(doc) if !clustered => serde_json::from_slice(&doc)
+        let stored = match clustered {
+            true => None,
+            false => store.load_security().map_err(storage)?,
+        };
+        let mut state: State = match stored {
+            Some(doc) => serde_json::from_slice(&doc)
                 .map_err(|e| storage(format!("the stored users and ACLs are corrupt: {e}")))?,
-            _ => State::default(),
+            None => State::default(),
         };
         if enabled && !clustered && state.superusers() == 0 {
             let token = secret::new_token().map_err(storage)?;
@@ -321,6 +320,11 @@ impl Security {
         }
     }
 
+    /// Serves the document of the cluster `metadata` this member applied, if it is newer.
+    fn follow(&self, metadata: &Metadata) {
+        self.publish(metadata.security_version, Arc::clone(&metadata.security));
+    }
+
     /// Cluster mode: users and ACLs become the cluster's (its metadata's document, followed
     /// as it changes), and changes are proposed to the quorum. The member with the lowest id
     /// makes the bootstrap superuser when `--auth` finds none (its token in its data dir).
@@ -332,13 +336,11 @@ impl Security {
             return;
         }
         // What this member applied so far is served before anything else runs.
-        let m = Arc::clone(&metadata.borrow_and_update());
-        self.publish(m.security_version, Arc::clone(&m.security));
+        self.follow(&metadata.borrow_and_update());
         let this = Arc::clone(self);
         tokio::spawn(async move {
             while metadata.changed().await.is_ok() {
-                let m = Arc::clone(&metadata.borrow_and_update());
-                this.publish(m.security_version, Arc::clone(&m.security));
+                this.follow(&metadata.borrow_and_update());
             }
         });
         if self.enabled && first {
@@ -610,11 +612,7 @@ impl Security {
             metadata.wait_for(|m| m.security_version >= version),
         )
         .await;
-        let (version, state) = {
-            let m = metadata.borrow();
-            (m.security_version, Arc::clone(&m.security))
-        };
-        self.publish(version, state);
+        self.follow(&metadata.borrow());
     }
 
     /// Adds a user with `password`, or with a new token (returned) when there is none.
