@@ -93,6 +93,11 @@ struct Report {
     elapsed: Duration,
     /// Latencies in microseconds.
     latency: Histogram<u64>,
+    /// Records the consumer received (consume: what the plugins passed on; e2e: all).
+    delivered: Option<u64>,
+    /// Records in the bench topic at the end, as the broker counts them (its end offsets):
+    /// what was really written, checked before the topic is deleted.
+    stored: u64,
 }
 
 impl Report {
@@ -103,10 +108,13 @@ impl Report {
         let p50 = self.latency.value_at_quantile(0.50) as f64 / 1000.0;
         let p99 = self.latency.value_at_quantile(0.99) as f64 / 1000.0;
         if json {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "records": self.records, "seconds": secs, "records_per_sec": rps,
-                "mb_per_sec": mbps, "p50_ms": p50, "p99_ms": p99,
+                "mb_per_sec": mbps, "p50_ms": p50, "p99_ms": p99, "stored": self.stored,
             });
+            if let Some(d) = self.delivered {
+                v["delivered"] = d.into();
+            }
             println!("{v}");
         } else {
             // A pipeline bench has no latencies to report.
@@ -212,6 +220,8 @@ async fn bench_produce(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::R
         bytes: a.records * a.record_size as u64,
         elapsed,
         latency,
+        delivered: None,
+        stored: 0,
     })
 }
 
@@ -267,6 +277,8 @@ async fn bench_consume(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::R
         bytes: a.records * a.record_size as u64,
         elapsed,
         latency,
+        delivered: Some(delivered),
+        stored: 0,
     })
 }
 
@@ -317,6 +329,8 @@ async fn bench_e2e(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::Resul
         bytes: records * size as u64,
         elapsed: start.elapsed(),
         latency,
+        delivered: Some(records),
+        stored: 0,
     })
 }
 
@@ -361,6 +375,8 @@ async fn bench_pipeline(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::
         elapsed,
         // A throughput measure: no per-record latency.
         latency: histogram(),
+        delivered: None,
+        stored: 0,
     })
 }
 
@@ -518,8 +534,14 @@ pub async fn run(client: &Client, broker: &crate::Target, cmd: BenchCommand) -> 
             .await
             .map(|()| None),
     };
+    let stored = client
+        .admin()
+        .describe_topic(&topic)
+        .await
+        .map(|d| d.partitions.iter().map(|p| p.latest_offset).sum::<u64>());
     let _ = client.admin().delete_topic(&topic).await;
-    if let Some(report) = result? {
+    if let Some(mut report) = result? {
+        report.stored = stored.context("reading the bench topic's end offsets")?;
         report.print(a.json);
     }
     Ok(())

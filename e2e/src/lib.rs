@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 /// How long a broker may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one `weir` command run to completion may take before the test fails (a hang,
+/// not a slow machine: the longest, a short `weir bench`, takes seconds).
+const CLI_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A port free on 127.0.0.1 right now (for servers the tests start themselves).
 pub fn free_port() -> u16 {
@@ -179,8 +182,24 @@ impl Broker {
         let writer = std::thread::spawn(move || {
             let _ = input.write_all(&data);
         });
+        // A command that never exits fails its test by name (killed with SIGKILL).
+        let pid = child.id().to_string();
+        let (exited, exit) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            let hung = exit.recv_timeout(CLI_TIMEOUT).is_err();
+            if hung {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+            hung
+        });
         let out = child.wait_with_output().expect("weir output");
+        let _ = exited.send(());
         writer.join().expect("stdin writer");
+        assert!(
+            !watchdog.join().expect("watchdog"),
+            "`weir {}` did not exit within {CLI_TIMEOUT:?}",
+            args.join(" ")
+        );
         out
     }
 

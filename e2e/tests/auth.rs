@@ -64,6 +64,13 @@ async fn each_acl_decision_through_the_sdk() {
     let mut broker = Broker::start_with(&["--auth"]);
     let admin_token = broker.admin_token();
     assert!(admin_token.starts_with("weir_"), "{admin_token}");
+    // Only the broker's user may read the superuser's token.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(broker.data_dir().join("admin.token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "admin.token mode {mode:o}");
 
     // Without credentials, or with wrong ones: UNAUTHENTICATED, and the same answer for a
     // wrong password as for a user that does not exist. Health checks need none.
@@ -254,6 +261,29 @@ async fn each_acl_decision_through_the_sdk() {
     );
     admin.grant_acl(&bob_reads).await.unwrap();
 
+    // A revoked permission refuses the next request on an already-open produce stream (the
+    // producer's stream stays open between sends; each request is checked).
+    let writer = alice.producer(ProducerConfig::default());
+    writer
+        .send(ProducerRecord::new("orders", "before the revoke").key("k"))
+        .await
+        .unwrap();
+    let alice_writes = Acl::new("alice", "write", "topic", "orders");
+    admin.revoke_acl(&alice_writes).await.unwrap();
+    denied(
+        writer
+            .send(ProducerRecord::new("orders", "after the revoke").key("k"))
+            .await,
+    );
+    admin.grant_acl(&alice_writes).await.unwrap();
+    writer
+        .send(ProducerRecord::new("orders", "granted again").key("k"))
+        .await
+        .unwrap();
+    // Closing flushes, which reports the refused record (the first failure since the last
+    // flush).
+    denied(writer.close().await);
+
     // Pipelines: admin on the pipeline, and the creator's own rights on what it uses.
     let etl = || NewPipeline::new("alice-etl", "orders", "alice.events").plugin("uppercase", None);
     denied(alice.admin().create_pipeline(etl()).await);
@@ -269,14 +299,15 @@ async fn each_acl_decision_through_the_sdk() {
         .await
         .unwrap();
     alice.admin().create_pipeline(etl()).await.unwrap();
-    // It runs with them: alice's topic gets orders' eleven records, upper-cased.
+    // It runs with them: alice's topic gets orders' thirteen records, upper-cased.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let got = read(&alice, "alice.events", ConsumerConfig::default())
             .await
             .unwrap();
-        if got.len() == 12 {
+        if got.len() == 14 {
             assert_eq!(got.iter().filter(|v| v.starts_with('A')).count(), 11);
+            assert!(got.contains(&"GRANTED AGAIN".to_string()), "{got:?}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{got:?}");
@@ -360,7 +391,7 @@ async fn each_acl_decision_through_the_sdk() {
             .await
             .unwrap()
             .len(),
-        12
+        14
     );
     denied(alice.admin().describe_topic("payments").await);
 }
@@ -568,13 +599,21 @@ async fn member_client(addr: &str, ca: &std::path::Path, credentials: Credential
     Client::connect_with(addr, options).await.unwrap()
 }
 
-/// A raw call to the cluster's internal raft service at `addr`, as a client (TLS trusting
-/// `ca`, presenting `identity` if given) with `token` if given.
-async fn raft_call(
+/// Which members-only service a probe calls.
+#[derive(Clone, Copy, Debug)]
+enum MemberService {
+    Raft,
+    Replication,
+}
+
+/// Calls a members-only service at `addr` over TLS (trusting `ca`), presenting `identity` (a
+/// client certificate) and `token` if given; the call must fail: its status.
+async fn member_call(
     addr: &str,
     ca: &weir_e2e::tls::TestCa,
     identity: Option<&weir_e2e::tls::CertFiles>,
     token: Option<&str>,
+    service: MemberService,
 ) -> tonic::Status {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.ca_pem()));
@@ -594,19 +633,44 @@ async fn raft_call(
         .await
     {
         Ok(c) => c,
-        Err(e) => return tonic::Status::unavailable(e.to_string()),
+        Err(e) => return tonic::Status::unavailable(format!("handshake: {e:?}")),
     };
-    let mut req = tonic::Request::new(weir_proto::v1::RaftMessage {
-        payload: b"{}".to_vec().into(),
-    });
-    if let Some(t) = token {
-        req.metadata_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    fn authorize<T>(mut req: tonic::Request<T>, token: Option<&str>) -> tonic::Request<T> {
+        if let Some(t) = token {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        req
     }
-    weir_proto::v1::raft_client::RaftClient::new(channel)
-        .vote(req)
-        .await
-        .expect_err("a raft message from a client")
+    match service {
+        MemberService::Raft => weir_proto::v1::raft_client::RaftClient::new(channel)
+            .vote(authorize(
+                tonic::Request::new(weir_proto::v1::RaftMessage {
+                    payload: b"{}".to_vec().into(),
+                }),
+                token,
+            ))
+            .await
+            .expect_err("a raft message from a client"),
+        MemberService::Replication => {
+            weir_proto::v1::replication_client::ReplicationClient::new(channel)
+                .replica_fetch(authorize(
+                    tonic::Request::new(weir_proto::v1::ReplicaFetchRequest {
+                        follower: 2,
+                        partitions: vec![weir_proto::v1::ReplicaPosition {
+                            topic: "orders".into(),
+                            partition: 0,
+                            ..Default::default()
+                        }],
+                        max_bytes: 1 << 20,
+                        max_wait_ms: 0,
+                    }),
+                    token,
+                ))
+                .await
+                .expect_err("a replica fetch from a client")
+        }
+    }
 }
 
 /// A client of the member at `addr` once that member knows `credentials` (users made through
@@ -752,18 +816,31 @@ async fn a_cluster_shares_users_and_acls_and_only_members_speak_raft() {
         "{described:?}"
     );
 
-    // Only members speak raft: a client is refused, a superuser too; no partial answer.
-    let status = raft_call(&addrs[0], &ca, None, None).await;
-    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
-    let status = raft_call(&addrs[0], &ca, None, Some(&admin_token)).await;
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
-    assert!(status.message().contains("weir.v1.Raft"), "{status:?}");
-    // A certificate from another CA is not a member's (refused in the handshake or after).
+    // Only members speak raft and replication: a client is refused, a superuser too; no
+    // partial answer (a replica fetch would hand out records).
     let other = weir_e2e::tls::TestCa::new(dir.path(), "others");
     let stranger = other.member("stranger");
-    let status = raft_call(&addrs[0], &ca, Some(&stranger), Some(&admin_token)).await;
-    assert_ne!(status.code(), tonic::Code::Ok);
-    assert_ne!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    for (service, name) in [
+        (MemberService::Raft, "weir.v1.Raft"),
+        (MemberService::Replication, "weir.v1.Replication"),
+    ] {
+        let status = member_call(&addrs[0], &ca, None, None, service).await;
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        let status = member_call(&addrs[0], &ca, None, Some(&admin_token), service).await;
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains(name), "{status:?}");
+        // A certificate from another CA is not a member's: the broker's TLS refuses it (when
+        // connecting, or with TLS 1.3 at the first call: a fatal alert or a closed
+        // connection). The call fails in the transport; no service answered it.
+        let status =
+            member_call(&addrs[0], &ca, Some(&stranger), Some(&admin_token), service).await;
+        let in_transport = status.message().starts_with("handshake")
+            || std::error::Error::source(&status)
+                .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some());
+        assert!(in_transport, "{service:?}: {status:?}");
+    }
+    // The member serves on after all that.
+    assert!(root.admin().whoami().await.unwrap().superuser);
 
     // Changes from two members at once: none is lost (each is made on the newer document).
     let (a, b) = (root_at(1).await, root_at(2).await);

@@ -194,8 +194,20 @@ fn bench_reports_real_counts_and_cleans_up_its_topics() {
     let json = |out: &str| -> serde_json::Value {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
     };
-    let produce = json(&broker.cli_ok(&["bench", "produce", "--records", "20000", "--json"]));
+    // `records` is the argument echoed; `stored` is what the broker holds (the topic's end
+    // offsets, read before it is deleted) and `delivered` what the consumer received.
+    let produce = json(&broker.cli_ok(&[
+        "bench",
+        "produce",
+        "--records",
+        "20000",
+        "--partitions",
+        "3",
+        "--json",
+    ]));
     assert_eq!(produce["records"], 20000);
+    assert_eq!(produce["stored"], 20000, "{produce}");
+    assert!(produce.get("delivered").is_none(), "{produce}");
     assert!(produce["records_per_sec"].as_f64().unwrap() > 0.0);
     let consume = json(&broker.cli_ok(&[
         "bench",
@@ -207,6 +219,8 @@ fn bench_reports_real_counts_and_cleans_up_its_topics() {
         "--json",
     ]));
     assert_eq!(consume["records"], 20000);
+    assert_eq!(consume["stored"], 20000, "{consume}");
+    assert_eq!(consume["delivered"], 20000, "{consume}");
     assert!(consume["records_per_sec"].as_f64().unwrap() > 0.0);
 
     let backlog = json(&broker.cli_ok(&[

@@ -604,7 +604,9 @@ fn values(via: &Broker, topic: &str) -> Vec<String> {
 
 #[test]
 fn a_stopped_follower_leaves_the_isr_holds_nothing_back_and_rejoins_when_it_resumes() {
-    let c = three_with_a_controller_and(&["--replica-lag-max-ms", "2000"]);
+    // 5 s: far longer than the one produce before the high-watermark check below takes, so
+    // the stopped follower is surely still in the ISR when it is made.
+    let c = three_with_a_controller_and(&["--replica-lag-max-ms", "5000"]);
     c.brokers[0].cli_ok(&["topic", "create", "isr", "--replication-factor", "3"]);
     produce_acks(&c.brokers[0], "isr", 0, 100, weir::Acks::All);
     assert_eq!(isr(&c.brokers[0], "isr"), vec![vec![1, 2, 3]]);
@@ -624,10 +626,15 @@ fn a_stopped_follower_leaves_the_isr_holds_nothing_back_and_rejoins_when_it_resu
     // follower in the ISR lacks it.
     produce_acks(lb, "isr", 100, 1, weir::Acks::Leader);
     let hw = local_copy(lb, "isr")[0].0;
-    if isr(lb, "isr")[0].contains(&follower) {
-        assert_eq!(hw, 100, "the high watermark waits for the in-sync follower");
-    }
-    // acks=all waits until the stopped follower leaves the ISR (2 s without catching up).
+    // Read after the high watermark: a paused follower cannot leave and rejoin, so it was in
+    // the ISR when the high watermark was read too.
+    assert!(
+        isr(lb, "isr")[0].contains(&follower),
+        "the paused follower left the ISR before the check: {:?}",
+        isr(lb, "isr")
+    );
+    assert_eq!(hw, 100, "the high watermark waits for the in-sync follower");
+    // acks=all waits until the stopped follower leaves the ISR (5 s without catching up).
     let took = produce_acks(lb, "isr", 101, 49, weir::Acks::All);
     let without: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != follower).collect();
     assert_eq!(isr(lb, "isr"), vec![without]);
@@ -651,26 +658,54 @@ fn a_stopped_follower_leaves_the_isr_holds_nothing_back_and_rejoins_when_it_resu
     assert_eq!(local_copy(fb, "isr")[0].1, local_copy(lb, "isr")[0].1);
 }
 
+/// What happens to a partition's leader in [`leader_fault_under_acks_all`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LeaderFault {
+    /// SIGKILL, then a restart on its data dir.
+    Kill,
+    /// SIGSTOP (cut off: its sockets stay open, it answers nothing), then SIGCONT: it comes
+    /// back still believing it leads, with requests it had accepted in hand.
+    Pause,
+}
+
 #[test]
 fn killing_a_leader_under_acks_all_loses_and_duplicates_no_acknowledged_record() {
+    leader_fault_under_acks_all(LeaderFault::Kill);
+}
+
+#[test]
+fn a_paused_leader_is_replaced_and_once_resumed_follows_without_losing_or_forking() {
+    leader_fault_under_acks_all(LeaderFault::Pause);
+}
+
+/// An idempotent acks=all producer writes through the fault of partition 0's leader: every
+/// record is acknowledged, once, at the offset it is stored at; the old leader comes back as
+/// a follower of the new one, with the same log.
+fn leader_fault_under_acks_all(fault: LeaderFault) {
     let mut c = three_with_fast_failover();
     create_replicated(&c.brokers[0], "fo", 2);
     let bootstrap = c.bootstrap();
-    // An idempotent acks=all producer writes for 8 s; the leader of partition 0 dies after 1.5.
+    // An idempotent acks=all producer writes until told to stop; the leader of partition 0
+    // dies once records flow, and the producer goes on until it has sent 500 more after the
+    // failover.
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (sent_by_producer, stop_producer) = (sent.clone(), stop.clone());
     let producing = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let client = weir::Client::connect(&bootstrap).await.unwrap();
             let producer = client.producer(weir::ProducerConfig::default());
-            let start = Instant::now();
             let mut pending = Vec::new();
             let mut i = 0;
-            while start.elapsed() < Duration::from_secs(4) {
+            while !stop_producer.load(SeqCst) {
                 for _ in 0..5 {
                     let rec = weir::ProducerRecord::new("fo", format!("v{i}")).key(format!("k{i}"));
                     pending.push((i, producer.enqueue(rec).await.unwrap()));
                     i += 1;
                 }
+                sent_by_producer.store(i, SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let _ = producer.flush().await;
@@ -686,11 +721,19 @@ fn killing_a_leader_under_acks_all_loses_and_duplicates_no_acknowledged_record()
             (i, acked)
         })
     });
-    std::thread::sleep(Duration::from_millis(1500));
     let m = metadata(&c.brokers[0], &["fo"]);
     let old = m.topics[0].partitions[0].leader.unwrap();
     let survivor = if old == 1 { 1 } else { 0 };
-    c.brokers[old as usize - 1].kill9();
+    // Records flow: partition 0's leader holds some.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while local_copy(&c.brokers[old as usize - 1], "fo")[0].0 < 100 {
+        assert!(Instant::now() < deadline, "producing stalled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match fault {
+        LeaderFault::Kill => c.brokers[old as usize - 1].kill9(),
+        LeaderFault::Pause => c.brokers[old as usize - 1].pause(),
+    }
     let killed = Instant::now();
     let new_leader = loop {
         let m = metadata(&c.brokers[survivor], &["fo"]);
@@ -699,13 +742,23 @@ fn killing_a_leader_under_acks_all_loses_and_duplicates_no_acknowledged_record()
             assert!(!p.isr.contains(&old), "{p:?}");
             break p.leader.unwrap();
         }
-        assert!(killed.elapsed() < Duration::from_secs(20), "no failover");
+        assert!(killed.elapsed() < Duration::from_secs(60), "no failover");
         std::thread::sleep(Duration::from_millis(50));
     };
     eprintln!(
-        "partition 0 failed over from broker {old} to {new_leader} in {:?}",
+        "{fault:?}: partition 0 failed over from broker {old} to {new_leader} in {:?}",
         killed.elapsed()
     );
+    let at_failover = sent.load(SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sent.load(SeqCst) < at_failover + 500 {
+        assert!(
+            Instant::now() < deadline,
+            "the producer stalled after the failover"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, SeqCst);
     let (sent, acked) = producing.join().unwrap();
     assert_eq!(acked.len(), sent, "retries deliver every record");
 
@@ -737,8 +790,12 @@ fn killing_a_leader_under_acks_all_loses_and_duplicates_no_acknowledged_record()
         assert_eq!(stored.get(value), Some(&vec![(*p, *off)]), "{value}");
     }
 
-    // The killed broker comes back as a follower, catches up and rejoins the ISR.
-    c.brokers[old as usize - 1].restart();
+    // The old leader comes back as a follower, drops whatever it wrote that the new leader
+    // does not have, catches up and rejoins the ISR; every copy is the same.
+    match fault {
+        LeaderFault::Kill => c.brokers[old as usize - 1].restart(),
+        LeaderFault::Pause => c.brokers[old as usize - 1].resume(),
+    }
     let via = &c.brokers[survivor];
     let deadline = Instant::now() + Duration::from_secs(30);
     while isr(via, "fo").iter().any(|i| i.len() < 3) {
@@ -849,7 +906,17 @@ fn a_groups_coordinator_moves_with_its_offsets_and_its_consumer_keeps_reading() 
         })
     });
     produce_keyed(&c.brokers[survivor], "gc", 300, 100);
-    std::thread::sleep(Duration::from_millis(1500));
+    // The consumer read those and committed them (auto-commit) before the coordinator dies.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let offsets = group_offsets(&c.brokers[survivor], "g").unwrap_or_default();
+        let ends: u64 = offsets.iter().map(|(_, _, end)| end).sum();
+        if ends == 400 && offsets.iter().all(|(_, c, end)| *c == end.to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no commit: {offsets:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     c.brokers[coordinator as usize - 1].kill9();
     let killed = Instant::now();
     let via = &c.brokers[survivor];
@@ -859,7 +926,7 @@ fn a_groups_coordinator_moves_with_its_offsets_and_its_consumer_keeps_reading() 
             break;
         }
         assert!(
-            killed.elapsed() < Duration::from_secs(30),
+            killed.elapsed() < Duration::from_secs(60),
             "the coordinator did not move"
         );
         std::thread::sleep(Duration::from_millis(50));

@@ -148,3 +148,95 @@ async fn a_produce_flood_is_shed_with_bounded_memory_and_no_lost_acknowledgement
     assert_eq!(records.len(), 4000);
     assert_eq!(keys.len(), 4000);
 }
+
+/// The `SETTINGS_MAX_CONCURRENT_STREAMS` a broker announces on a new HTTP/2 connection.
+async fn announced_streams(addr: &str) -> usize {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (_send, conn) = h2::client::handshake(tcp).await.unwrap();
+    let mut conn = Box::pin(conn);
+    // Until the server's SETTINGS arrive, h2 assumes no limit (usize::MAX).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            done = &mut conn => panic!("the connection ended: {done:?}"),
+            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+        }
+        if conn.max_concurrent_send_streams() != usize::MAX {
+            return conn.max_concurrent_send_streams();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no SETTINGS from {addr}"
+        );
+    }
+}
+
+/// `--max-streams-per-connection` is what the broker announces to every HTTP/2 client (256
+/// unless set), so clients queue calls past it instead of opening more; it is per
+/// connection: another connection is served while one is at its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_connection_is_limited_to_its_announced_streams() {
+    let default = Broker::start();
+    assert_eq!(announced_streams(&default.addr).await, 256);
+    let broker = Broker::start_with(&["--max-streams-per-connection", "2"]);
+    assert_eq!(announced_streams(&broker.addr).await, 2);
+
+    // Two subscriptions that stay open fill one connection...
+    let client = broker.client_with_topic("t", 1).await;
+    let url = format!("http://{}", broker.addr);
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let stream = LogClient::new(channel.clone())
+            .subscribe(pb::SubscribeRequest {
+                topic: "t".into(),
+                positions: vec![pb::FetchPosition {
+                    partition: 0,
+                    offset: 0,
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    // ...and the broker still serves other connections.
+    let producer = client.producer(ProducerConfig::default());
+    producer
+        .send(ProducerRecord::new("t", "while one connection is full"))
+        .await
+        .unwrap();
+    // Both subscriptions are live: each gets the record.
+    for stream in &mut held {
+        loop {
+            let got = stream.get_mut().message().await.unwrap().expect("open");
+            if !got.partitions.is_empty() {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        broker.cli(&["topic", "list"]).status.code(),
+        Some(0),
+        "the CLI's own connection is served"
+    );
+    // Bad values are refused at start.
+    let out = std::process::Command::new(weir_e2e::bin("weir-broker"))
+        .args([
+            "--max-streams-per-connection",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--max-streams-per-connection"),
+        "{out:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Continuous pipelines against a real broker: every example plugin as a pipeline (CLI and
-//! SDK), aggregate state surviving a restart, exactly-once output across `kill -9`
-//! mid-stream, and failed pipelines (status, error, resume after the plugin is replaced).
+//! SDK), aggregate state surviving SIGTERM and `kill -9`, exactly-once output across `kill -9`
+//! mid-stream, a destination with fewer partitions (`P mod N`), records dropped by retention
+//! skipped, and failed pipelines (status, error, resume after the plugin is replaced).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -207,6 +208,23 @@ async fn example_plugins_run_as_pipelines_and_aggregates_keep_state_across_resta
     }
     assert_eq!(per_key["a"], ["1", "2", "3", "4"]);
     assert_eq!(per_key["b"], ["1", "2"]);
+    assert_eq!(per_key["c"], ["1", "2"]);
+
+    // And across a crash: the state written with the last round's output survives kill -9.
+    broker.kill9();
+    broker.restart();
+    let client = broker.client().await;
+    let admin = client.admin();
+    send_clicks(&["b", "a"]).await;
+    caught_up(&admin, "counts", 10).await;
+    let got = read_all(&client, "counts", ConsumerConfig::default()).await;
+    let mut per_key: HashMap<String, Vec<String>> = HashMap::new();
+    for r in &got {
+        let key = String::from_utf8(r.key.clone().unwrap().to_vec()).unwrap();
+        per_key.entry(key).or_default().push(text(r));
+    }
+    assert_eq!(per_key["a"], ["1", "2", "3", "4", "5"]);
+    assert_eq!(per_key["b"], ["1", "2", "3"]);
     assert_eq!(per_key["c"], ["1", "2"]);
     // Each key's counts stay in the partition its producer chose.
     for r in &got {
@@ -466,4 +484,113 @@ async fn a_failing_plugin_fails_its_pipeline_which_resumes_once_the_plugin_is_re
     // Deleting the pipeline frees the plugin.
     broker.cli_ok(&["pipeline", "delete", "bad"]);
     broker.cli_ok(&["plugin", "delete", "fragile"]);
+}
+
+/// Source partition P goes to destination partition P mod N, in order; the destination may
+/// have fewer partitions than the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_with_fewer_partitions_gets_partition_p_in_p_mod_n() {
+    let broker = Broker::start();
+    let client = broker.client_with_topic("wide", 3).await;
+    let admin = client.admin();
+    admin
+        .create_topic(NewTopic::new("narrow", 2))
+        .await
+        .unwrap();
+    let wasm = std::fs::read(example_plugin("uppercase")).unwrap();
+    admin.register_plugin("uppercase", wasm).await.unwrap();
+    let p = client.producer(ProducerConfig::default());
+    for i in 0..90u32 {
+        p.enqueue(ProducerRecord::new("wide", format!("p{}-{i:02}", i % 3)).partition(i % 3))
+            .await
+            .unwrap();
+    }
+    p.flush().await.unwrap();
+    admin
+        .create_pipeline(NewPipeline::new("fold", "wide", "narrow").plugin("uppercase", None))
+        .await
+        .unwrap();
+    caught_up(&admin, "fold", 90).await;
+    let got = read_all(&client, "narrow", ConsumerConfig::default()).await;
+    assert_eq!(got.len(), 90);
+    for source in 0..3u32 {
+        let want: Vec<String> = (0..90)
+            .filter(|i| i % 3 == source)
+            .map(|i| format!("P{source}-{i:02}"))
+            .collect();
+        // In the destination partition P mod 2, in the source partition's order.
+        let landed: Vec<String> = got
+            .iter()
+            .filter(|r| r.partition == source % 2 && text(r).starts_with(&format!("P{source}-")))
+            .map(text)
+            .collect();
+        assert_eq!(landed, want, "source partition {source}");
+    }
+}
+
+/// Records retention dropped before the pipeline read them are skipped: it goes on from the
+/// source's earliest offset, and counts only what it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_dropped_by_retention_before_a_pipeline_read_them_are_skipped() {
+    let broker = Broker::start_with(&["--retention-check-ms", "100"]);
+    let client = broker.client().await;
+    let admin = client.admin();
+    admin
+        .create_topic(
+            NewTopic::new("src", 1)
+                .segment_bytes(2048)
+                .retention_bytes(4096),
+        )
+        .await
+        .unwrap();
+    admin.create_topic(NewTopic::new("dst", 1)).await.unwrap();
+    register_examples(&admin).await;
+    admin
+        .register_plugin("fragile", hostile_plugin("unreachable"))
+        .await
+        .unwrap();
+    // The pipeline exists (positioned at offset 0) but fails at once, so it reads nothing
+    // while retention drops the oldest segments.
+    admin
+        .create_pipeline(NewPipeline::new("late", "src", "dst").plugin("fragile", None))
+        .await
+        .unwrap();
+    let p = client.producer(ProducerConfig::default());
+    for i in 0..300 {
+        p.send(ProducerRecord::new("src", format!("{i:0100}")))
+            .await
+            .unwrap();
+    }
+    wait_for(&admin, "late", |p| p.status == PipelineStatus::Failed).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let earliest = loop {
+        let part = admin.describe_topic("src").await.unwrap().partitions[0];
+        if part.earliest_offset > 0 {
+            break part.earliest_offset;
+        }
+        assert!(Instant::now() < deadline, "retention did not act: {part:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Fixed and resumed: it skips to the earliest offset kept and transforms the rest once.
+    broker.cli_ok(&[
+        "plugin",
+        "register",
+        "fragile",
+        example_plugin("uppercase").to_str().unwrap(),
+        "--replace",
+    ]);
+    admin.resume_pipeline("late").await.unwrap();
+    let done = wait_for(&admin, "late", |p| {
+        p.status == PipelineStatus::Running && p.lag == 0
+    })
+    .await;
+    let out = values(&client, "dst").await;
+    // Retention may have dropped more by the time the pipeline read: what it wrote starts at
+    // or after `earliest`, ends with the last record, and has no gap.
+    let first: u64 = out.first().expect("output").parse().unwrap();
+    assert!(first >= earliest, "{first} < {earliest}");
+    let want: Vec<String> = (first..300).map(|i| format!("{i:0100}")).collect();
+    assert_eq!(out, want);
+    assert_eq!(done.records_in, 300 - first, "{done:?}");
+    assert_eq!(done.records_out, 300 - first, "{done:?}");
 }

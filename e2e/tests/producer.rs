@@ -223,6 +223,8 @@ async fn kill_9_mid_produce_then_retries_store_every_record_exactly_once() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     broker.kill9();
+    // An outage, not a wait for some state: the producer's sends fail for half a second and
+    // it retries them (with backoff) until the broker is back.
     tokio::time::sleep(Duration::from_millis(500)).await;
     broker.restart();
     tokio::time::timeout(Duration::from_secs(120), writer)

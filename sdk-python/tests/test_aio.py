@@ -69,26 +69,20 @@ def test_waiting_leaves_the_loop_free_and_cancelling_keeps_the_consumer(broker):
         client = await weir.aio.Client.connect(broker.addr)
         await client.create_topic("quiet")
         consumer = client.consumer("quiet")
-        ticks = 0
-
-        async def tick():
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0.001)
-
-        ticker = asyncio.ensure_future(tick())
-        # Cancelled while it waits (nothing to read): the loop ran the ticker meanwhile.
+        # Cancelled while it waits (nothing to read): wait_for's own timer fires, which it
+        # could not if the wait blocked the loop.
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(consumer.__anext__(), 0.5)
-        assert ticks > 50
-        # The consumer is still usable after the cancelled wait.
+        # While a read waits, another task on the same loop sends what it waits for.
+        waiting = asyncio.ensure_future(consumer.__anext__())
+        await asyncio.sleep(0)
+        assert not waiting.done()
         async with client.producer() as p:
             await p.send("quiet", b"late")
-        r = await asyncio.wait_for(consumer.__anext__(), 10)
+        # The consumer is still usable after the cancelled wait.
+        r = await asyncio.wait_for(waiting, 30)
         assert (r.offset, r.value) == (0, b"late")
         assert consumer.position(0) == 1 and consumer.assignment() == [0]
-        ticker.cancel()
         await consumer.close()
 
     run(main())
@@ -139,7 +133,9 @@ def test_group_members_in_one_loop_split_the_partitions(broker):
 
         members = asyncio.gather(member(), member())
         # Both joined and settled before there is anything to read.
+        deadline = asyncio.get_running_loop().time() + 30
         while sorted(map(len, (await asyncio.to_thread(broker.group_owners, "g")).values())) != [2, 2]:
+            assert asyncio.get_running_loop().time() < deadline, "the group never settled"
             await asyncio.sleep(0.05)
         async with client.producer() as p:
             for i in range(3000):
@@ -163,8 +159,11 @@ def test_many_pending_calls_share_the_runtime_threads(broker):
         before = threads()
         consumers = [client.consumer("quiet", idle_timeout_ms=1500) for _ in range(50)]
         waits = [asyncio.ensure_future(c.__anext__()) for c in consumers]
-        await asyncio.sleep(0.5)
-        during = threads()
+        # The most threads seen while any of the 50 calls waits (until each idles out).
+        during = before
+        while not all(w.done() for w in waits):
+            during = max(during, threads())
+            await asyncio.sleep(0.02)
         for w in waits:
             with pytest.raises(StopAsyncIteration):
                 await w

@@ -77,9 +77,14 @@ def test_start_positions(broker):
     with client.producer() as p:
         for i in range(5):
             p.send("t", str(i).encode())
-    time.sleep(0.05)
-    mark = datetime.datetime.now(datetime.timezone.utc)
-    time.sleep(0.05)
+    # The mark is just after the last record's timestamp (ms); the next records are sent once
+    # the clock has passed it, so they are stamped after it.
+    last = list(client.consumer("t", idle_timeout_ms=300))[-1].timestamp
+    mark = datetime.datetime.fromtimestamp((last + 1) / 1000, datetime.timezone.utc)
+    deadline = time.monotonic() + 10
+    while time.time() * 1000 < last + 2:
+        assert time.monotonic() < deadline, "the clock does not move"
+        time.sleep(0.001)
     with client.producer() as p:
         for i in range(5, 10):
             p.send("t", str(i).encode())
@@ -145,38 +150,57 @@ def test_unreachable_broker_is_unavailable():
 def test_a_blocked_consumer_releases_the_gil(broker):
     client = broker.client()
     client.create_topic("quiet")
-    ticks = []
-    stop = threading.Event()
+    main = threading.get_ident()
+    consumer = client.consumer("quiet", idle_timeout_ms=60_000)
+    blocked_at = None
 
-    def count():
-        while not stop.is_set():
-            ticks.append(1)
+    def send_while_main_blocks():
+        # Python code on this thread runs only while the main thread lets go of the GIL: it
+        # waits until the main thread sits in the blocking call below, then sends the record
+        # that call is waiting for. Were the GIL held, the call would wait its whole
+        # minute and return nothing.
+        deadline = time.monotonic() + 30
+        while (frame := sys._current_frames().get(main)) is None or frame.f_lineno != blocked_at:
+            assert time.monotonic() < deadline
             time.sleep(0.001)
+        with client.producer() as p:
+            p.send("quiet", b"from another thread")
 
-    t = threading.Thread(target=count)
+    t = threading.Thread(target=send_while_main_blocks)
+    blocked_at = sys._getframe().f_lineno + 2
     t.start()
-    assert list(client.consumer("quiet", idle_timeout_ms=500)) == []
-    stop.set()
+    record = next(consumer)
     t.join()
-    # The other thread ran all along (it would get nothing if the GIL were held).
-    assert len(ticks) > 100
+    assert record.value == b"from another thread"
 
 
 def test_ctrl_c_interrupts_a_blocked_consume(broker):
     broker.client().create_topic("quiet")
+    # A watcher thread says "consuming" once the main thread sits in the blocking loop (its
+    # frame is on that line), so the signal arrives while the consumer waits.
     script = textwrap.dedent(f"""
+        import sys, threading, time
         import weir
         c = weir.Client({broker.addr!r}).consumer("quiet")
-        print("consuming", flush=True)
+        main = threading.get_ident()
+        def watch():
+            while sys._current_frames()[main].f_lineno != LOOP:
+                time.sleep(0.001)
+            print("consuming", flush=True)
+        LOOP = sys._getframe().f_lineno + 2
+        threading.Thread(target=watch, daemon=True).start()
         for r in c:
             pass
     """)
+    # Ctrl-C as in a terminal, whatever this run's own SIGINT disposition is: started in the
+    # background (`scripts/test &`, nohup, some CI runners) it inherits SIGINT ignored, and
+    # Python then never installs its KeyboardInterrupt handler.
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     if proc.stdout.readline() != "consuming\n":
         pytest.fail(f"the consumer did not start: {proc.communicate()[1]}")
-    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=30)

@@ -48,6 +48,12 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two attempts while there is no controller.
 const PROPOSE_RETRY: Duration = Duration::from_millis(100);
+/// A change forwarded to the controller that gets no answer this long is asked again, of
+/// whichever node leads by then: a controller that is paused or cut off still accepts TCP
+/// connections and answers nothing, and without a limit the change (an ISR shrink, say)
+/// waited for it forever. Only for changes safe to apply twice; the others wait out
+/// `PROPOSE_TIMEOUT`.
+const FORWARD_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -194,7 +200,20 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
         loop {
             let attempt = match self.propose_here(cmd.clone()).await {
-                Err(Forward::To(addr)) => network::forward(&addr, &cmd).await,
+                Err(Forward::To(addr)) => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let limit = match cmd.safe_to_repeat() {
+                        true => left.min(FORWARD_ATTEMPT_TIMEOUT),
+                        false => left,
+                    };
+                    match tokio::time::timeout(limit, network::forward(&addr, &cmd)).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::debug!(%addr, ?limit, "the controller did not answer a forwarded change");
+                            Err(ClusterError::NoController)
+                        }
+                    }
+                }
                 Err(Forward::Nowhere) => Err(ClusterError::NoController),
                 Ok(r) => r,
             };

@@ -94,6 +94,20 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether applying the command a second time changes nothing: it announces an address,
+    /// or is compare-and-set on an epoch or a version. Such a command may be sent again when
+    /// its first attempt got no answer.
+    pub fn safe_to_repeat(&self) -> bool {
+        matches!(
+            self,
+            Command::RegisterBroker { .. }
+                | Command::ChangePartition { .. }
+                | Command::SetSecurity { .. }
+        )
+    }
+}
+
 /// What applying a command did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {

@@ -603,6 +603,14 @@ fn rocksdb(broker: &Broker, r: &mut Registry) {
         "1 while RocksDB stops writes (too many memtables or L0 files)",
         stopped,
     );
+    let syncs = Counter::<u64>::default();
+    syncs.inc_by(stats.wal_syncs);
+    r.register(
+        "weir_rocksdb_wal_syncs",
+        "Fsyncs of the write-ahead log (--fsync always: one per synced write group; interval: \
+         one per tick)",
+        syncs,
+    );
 }
 
 /// The usual `process_*` metrics (Linux: read from /proc).

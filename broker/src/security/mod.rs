@@ -187,6 +187,8 @@ pub struct Security {
     verified: Mutex<HashMap<[u8; 32], Verified>>,
     cache_key: [u8; 32],
     verifying: Semaphore,
+    /// Password hashes checked so far (argon2id, the costly part of authenticating).
+    verifications: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Security {
@@ -296,6 +298,7 @@ impl Security {
             verified: Mutex::new(HashMap::new()),
             cache_key: secret::random_key().map_err(storage)?,
             verifying: Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
+            verifications: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -444,6 +447,8 @@ impl Security {
                 let known = phc.is_some();
                 let phc = phc.unwrap_or_else(|| decoy_hash().to_string());
                 let _permit = self.verifying.acquire().await.map_err(storage)?;
+                self.verifications
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let ok =
                     tokio::task::spawn_blocking(move || secret::verify_password(&phc, &password))
                         .await
@@ -456,6 +461,13 @@ impl Security {
         };
         self.remember(digest, Arc::clone(&user), state.generation);
         Ok(Principal::User(user))
+    }
+
+    /// How many password hashes this broker has checked: one per password presented that
+    /// was not in the cache, whether or not the user exists.
+    pub fn password_verifications(&self) -> u64 {
+        self.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Verified> {
@@ -764,6 +776,62 @@ mod tests {
             superuser,
             created_ms: 0,
         }
+    }
+
+    /// A wrong user name is refused after the same work as a wrong password: one argon2id
+    /// check with the same parameters (against a decoy hash), and the same answer, so neither
+    /// the timing nor the message tells which users exist.
+    #[tokio::test]
+    async fn an_unknown_user_costs_one_password_check_like_a_wrong_password() {
+        use argon2::password_hash::PasswordHash;
+        use base64::Engine;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("db"), crate::storage::SyncMode::Never).unwrap();
+        let security = Security::open(store, true, tmp.path(), false).unwrap();
+        security
+            .create_user("alice", Some("alice-password".into()), false)
+            .await
+            .unwrap();
+        let basic = |user: &str, password: &str| {
+            let pair = format!("{user}:{password}");
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        };
+        let before = security.password_verifications();
+        let wrong = security
+            .authenticate(Some(&basic("alice", "not-her-password")))
+            .await
+            .unwrap_err();
+        assert_eq!(security.password_verifications(), before + 1);
+        let unknown = security
+            .authenticate(Some(&basic("mallory", "not-her-password")))
+            .await
+            .unwrap_err();
+        assert_eq!(security.password_verifications(), before + 2);
+        assert_eq!(wrong.to_string(), unknown.to_string());
+        assert!(matches!(unknown, BrokerError::Unauthenticated(_)));
+
+        // The decoy costs what a stored hash costs: same algorithm, memory, passes, lanes
+        // and output length.
+        let state = security.snapshot();
+        let Credential::Password { argon2: stored } = &state.users["alice"].credential else {
+            panic!("alice has a password");
+        };
+        let (real, decoy) = (
+            PasswordHash::new(stored).unwrap(),
+            PasswordHash::new(decoy_hash()).expect("the decoy is a PHC string"),
+        );
+        assert_eq!(real.algorithm, decoy.algorithm);
+        assert_eq!(real.version, decoy.version);
+        assert_eq!(real.params, decoy.params);
+        assert_eq!(real.hash.map(|h| h.len()), decoy.hash.map(|h| h.len()));
+        // The right password still works (and is then cached: no second check).
+        let right = basic("alice", "alice-password");
+        security.authenticate(Some(&right)).await.unwrap();
+        security.authenticate(Some(&right)).await.unwrap();
+        assert_eq!(security.password_verifications(), before + 3);
     }
 
     #[test]

@@ -147,7 +147,11 @@ mod tests {
             "{a}"
         );
         assert_ne!(a, b);
-        assert_eq!(token_digest(&a), token_digest(&a));
+        // SHA-256 of the whole token, hex (the vector from `printf weir_abc | sha256sum`).
+        assert_eq!(
+            token_digest("weir_abc"),
+            "299b31987dfddb9af3fb2a947a6f74f01e899ccbea7b7a14fcc7554473765150"
+        );
         assert_ne!(token_digest(&a), token_digest(&b));
         assert_eq!(token_digest(&a).len(), 64);
         assert!(!token_digest(&a).contains(&a[TOKEN_PREFIX.len()..]));
@@ -186,7 +190,11 @@ mod tests {
     fn credential_digests_depend_on_the_key() {
         let k1 = [1u8; 32];
         let k2 = [2u8; 32];
-        assert_eq!(credential_digest(&k1, "x"), credential_digest(&k1, "x"));
+        // SHA-256 of the key, then the value (`(head -c32 ones; printf x) | sha256sum`).
+        assert_eq!(
+            hex(&credential_digest(&k1, "x")),
+            "6798ee39be051d0ae8c9afa7538a7248bc3430b9b59e491f49ad7eac92037593"
+        );
         assert_ne!(credential_digest(&k1, "x"), credential_digest(&k2, "x"));
         assert_ne!(credential_digest(&k1, "x"), credential_digest(&k1, "y"));
     }

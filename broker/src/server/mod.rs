@@ -7,6 +7,7 @@
 mod cluster;
 mod edge;
 mod groups;
+mod health;
 mod log;
 mod pipelines;
 mod plugins;
@@ -259,8 +260,13 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     // grpc.health.v1: SERVING for the server as a whole ("") and each Weir service while it
-    // serves; NOT_SERVING from the moment shutdown begins, so load balancers stop sending.
-    let (health_reporter, health) = tonic_health::server::health_reporter();
+    // serves; NOT_SERVING from the moment shutdown begins, so load balancers stop sending
+    // (open `Watch` streams get it, then end).
+    let health_reporter = tonic_health::server::HealthReporter::new();
+    let health = tonic_health::pb::health_server::HealthServer::new(health::StoppingHealth::new(
+        tonic_health::server::HealthService::from_health_reporter(health_reporter.clone()),
+        stop_rx.clone(),
+    ));
     for service in HEALTH_SERVICES {
         health_reporter
             .set_service_status(*service, ServingStatus::Serving)

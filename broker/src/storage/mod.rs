@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rocksdb::statistics::{StatsLevel, Ticker};
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
     IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, properties,
@@ -117,6 +118,9 @@ pub struct StoreStats {
     pub column_families: Vec<CfStats>,
     pub running_compactions: u64,
     pub write_stopped: bool,
+    /// Fsyncs of the write-ahead log since the store was opened (one per synced write group
+    /// with `--fsync always`, one per tick with `interval`).
+    pub wal_syncs: u64,
 }
 
 /// One column family's sizes.
@@ -134,6 +138,8 @@ pub struct CfStats {
 pub struct Store {
     db: Arc<DB>,
     sync: SyncMode,
+    /// The options the database was opened with: they hold its statistics (tickers only).
+    options: Arc<Options>,
 }
 
 impl Store {
@@ -149,6 +155,10 @@ impl Store {
         opts.increase_parallelism(2);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
+        // Counters only (no timers or histograms, which cost on the write path): how many WAL
+        // fsyncs were made is what shows `--fsync` at work.
+        opts.enable_statistics();
+        opts.set_statistics_level(StatsLevel::ExceptHistogramOrTimers);
         let cfs = COLUMN_FAMILIES.iter().map(|name| {
             let mut cf = Options::default();
             if *name == CF_RECORDS {
@@ -172,6 +182,7 @@ impl Store {
         Ok(Self {
             db: Arc::new(db),
             sync,
+            options: Arc::new(opts),
         })
     }
 
@@ -212,7 +223,13 @@ impl Store {
                 .db
                 .property_int_value(properties::NUM_RUNNING_COMPACTIONS)),
             write_stopped: int(self.db.property_int_value(properties::IS_WRITE_STOPPED)) != 0,
+            wal_syncs: self.wal_syncs(),
         }
+    }
+
+    /// Fsyncs of the write-ahead log since the store was opened.
+    pub fn wal_syncs(&self) -> u64 {
+        self.options.get_ticker_count(Ticker::WalFileSynced)
     }
 
     /// Fsyncs the WAL (for `--fsync interval` and at shutdown).
@@ -795,6 +812,43 @@ mod tests {
             .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
             .map(|e| e.metadata().map_or(0, |m| m.len()))
             .sum()
+    }
+
+    fn append_one(store: &Store, base: u64) {
+        let pk = PartitionKey {
+            topic: 1,
+            partition: 0,
+        };
+        let w = AppendWrite {
+            batches: vec![(base, vec![1u8; 64])],
+            ..AppendWrite::default()
+        };
+        store.append(pk, &w).unwrap();
+    }
+
+    /// `--fsync always`: every append has fsynced the WAL by the time it returns (and so
+    /// before the broker acknowledges it); `interval` and `never` leave that to later, and
+    /// `sync_wal` (the interval's tick, and shutdown) does it.
+    #[test]
+    fn always_fsyncs_the_wal_before_an_append_returns_and_the_others_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let always = Store::open(&dir.path().join("always"), SyncMode::Always).unwrap();
+        let before = always.wal_syncs();
+        for i in 0..10 {
+            append_one(&always, i);
+            assert_eq!(always.wal_syncs(), before + i + 1, "append {i}");
+        }
+        for mode in [SyncMode::Interval, SyncMode::Never] {
+            let store = Store::open(&dir.path().join(format!("{mode:?}")), mode).unwrap();
+            let before = store.wal_syncs();
+            for i in 0..10 {
+                append_one(&store, i);
+            }
+            assert_eq!(store.wal_syncs(), before, "{mode:?}");
+            store.sync_wal().unwrap();
+            assert_eq!(store.wal_syncs(), before + 1, "{mode:?}");
+            assert_eq!(store.stats().wal_syncs, before + 1, "{mode:?}");
+        }
     }
 
     #[test]

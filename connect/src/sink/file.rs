@@ -125,3 +125,80 @@ impl Writer for FileWriter {
         Ok(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(partition: u32, offset: u64, value: &str) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: "t".into(),
+            partition,
+            offset,
+            timestamp: 0,
+            key: None,
+            value: value.to_string().into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn sink(dir: &std::path::Path, state: &Arc<StateDir>) -> FileWriter {
+        let config = FileSink {
+            name: None,
+            topic: "t".into(),
+            group: "g".into(),
+            session_timeout_ms: None,
+            path: dir.join("out.txt"),
+            plugins: Vec::new(),
+        };
+        FileWriter::new(&config, Arc::clone(state), "out")
+    }
+
+    /// A restarted sink finds its file as it left it, cut back to its last saved batch when
+    /// longer (lines written after it come again); a file truncated by someone else is refused,
+    /// and left as it is.
+    #[tokio::test]
+    async fn a_restart_cuts_unsaved_lines_and_refuses_a_truncated_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = Arc::new(StateDir::open(&tmp.path().join("state")).unwrap());
+        let out = tmp.path().join("out.txt");
+        let mut w = sink(tmp.path(), &state);
+        assert!(w.open().await.unwrap().is_empty());
+        let positions = BTreeMap::from([(0, 2)]);
+        w.write(&[record(0, 0, "a"), record(0, 1, "b")], &positions)
+            .await
+            .unwrap();
+        // Lines that got into the file but not into the saved state (a kill in between).
+        std::io::Write::write_all(
+            &mut OpenOptions::new().append(true).open(&out).unwrap(),
+            b"c\n",
+        )
+        .unwrap();
+
+        let mut again = sink(tmp.path(), &state);
+        assert_eq!(again.open().await.unwrap(), positions);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nb\n");
+        again
+            .write(&[record(0, 2, "c")], &BTreeMap::from([(0, 3)]))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nb\nc\n");
+
+        // Truncated in place by someone else: refused, nothing touched.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&out)
+            .unwrap()
+            .set_len(2)
+            .unwrap();
+        let e = sink(tmp.path(), &state).open().await.unwrap_err();
+        let message = e.to_string();
+        assert!(
+            matches!(e, ConnectError::External(_))
+                && message.contains("holds 2 bytes but the sink had written 6")
+                && message.contains("truncated outside the sink"),
+            "{message}"
+        );
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\n");
+    }
+}
