@@ -2,6 +2,8 @@
 //! limits, routes them to topics and partitions, and runs blocking work on the blocking pool.
 
 mod coordination;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
