@@ -26,8 +26,7 @@ async fn open(dir: &Path) -> Arc<Broker> {
     Broker::open(&config(dir)).expect("the broker opens")
 }
 
-async fn with_topic(dir: &Path, name: &str, partitions: u32) -> Arc<Broker> {
-    let b = open(dir).await;
+async fn create_topic(b: &Arc<Broker>, name: &str, partitions: u32) {
     b.create_topic(
         name,
         NewTopic {
@@ -37,6 +36,11 @@ async fn with_topic(dir: &Path, name: &str, partitions: u32) -> Arc<Broker> {
     )
     .await
     .unwrap();
+}
+
+async fn with_topic(dir: &Path, name: &str, partitions: u32) -> Arc<Broker> {
+    let b = open(dir).await;
+    create_topic(&b, name, partitions).await;
     b
 }
 
@@ -327,9 +331,9 @@ async fn the_group_coordinator_hands_partitions_over_expires_members_and_fences_
     assert_eq!(offsets[0].committed.as_ref().map(|c| c.offset), Some(end));
 }
 
-/// The `uppercase` example plugin, built by `scripts/build-plugins` (as `scripts/test` does
-/// before the tests).
-fn uppercase_wasm() -> Bytes {
+/// Registers the `uppercase` example plugin as `upper` (built by `scripts/build-plugins`, as
+/// `scripts/test` does before the tests).
+async fn register_upper(b: &Arc<Broker>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../plugins/target/wasm32-unknown-unknown/release/uppercase.wasm");
     let wasm = std::fs::read(&path).unwrap_or_else(|e| {
@@ -338,7 +342,14 @@ fn uppercase_wasm() -> Bytes {
             path.display()
         )
     });
-    Bytes::from(wasm)
+    b.register_plugin(
+        "upper".into(),
+        Bytes::from(wasm),
+        false,
+        PluginLimits::default(),
+    )
+    .await
+    .unwrap();
 }
 
 fn pipeline(name: &str, plugin: &str) -> PipelineDef {
@@ -372,23 +383,8 @@ async fn until(b: &Broker, name: &str, done: impl Fn(&PipelineView) -> bool) -> 
 async fn the_pipeline_manager_writes_each_output_once_and_guards_its_plugins() {
     let dir = tempfile::tempdir().unwrap();
     let b = with_topic(dir.path(), "in", 2).await;
-    b.create_topic(
-        "out",
-        NewTopic {
-            partitions: 2,
-            ..NewTopic::default()
-        },
-    )
-    .await
-    .unwrap();
-    b.register_plugin(
-        "upper".into(),
-        uppercase_wasm(),
-        false,
-        PluginLimits::default(),
-    )
-    .await
-    .unwrap();
+    create_topic(&b, "out", 2).await;
+    register_upper(&b).await;
     b.produce(
         "in",
         vec![(0, batch(&["a", "b"])), (1, batch(&["c"]))],
@@ -442,14 +438,7 @@ async fn the_pipeline_manager_writes_each_output_once_and_guards_its_plugins() {
 
     // A pipeline whose destination goes fails (with the reason), and resumes once it is
     // back, from where it stopped.
-    b.register_plugin(
-        "upper".into(),
-        uppercase_wasm(),
-        false,
-        PluginLimits::default(),
-    )
-    .await
-    .unwrap();
+    register_upper(&b).await;
     b.create_pipeline(pipeline("q", "upper"), Start::Latest)
         .await
         .unwrap();
@@ -460,15 +449,7 @@ async fn the_pipeline_manager_writes_each_output_once_and_guards_its_plugins() {
     let failed = until(&b, "q", |v| v.def.failure.is_some()).await;
     let why = failed.def.failure.unwrap().error;
     assert!(why.contains("out"), "{why}");
-    b.create_topic(
-        "out",
-        NewTopic {
-            partitions: 2,
-            ..NewTopic::default()
-        },
-    )
-    .await
-    .unwrap();
+    create_topic(&b, "out", 2).await;
     b.resume_pipeline("q").await.unwrap();
     until(&b, "q", |v| {
         v.def.failure.is_none() && v.lag == 0 && v.records_in == 1
