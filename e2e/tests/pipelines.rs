@@ -563,9 +563,10 @@ async fn records_dropped_by_retention_before_a_pipeline_read_them_are_skipped() 
     }
     wait_for(&admin, "late", |p| p.status == PipelineStatus::Failed).await;
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Retention has dropped what it will (the partition is within a segment of its bound).
     let earliest = loop {
         let part = admin.describe_topic("src").await.unwrap().partitions[0];
-        if part.earliest_offset > 0 {
+        if part.earliest_offset > 0 && part.size_bytes < 4096 + 2 * 2048 {
             break part.earliest_offset;
         }
         assert!(Instant::now() < deadline, "retention did not act: {part:?}");
