@@ -632,6 +632,9 @@ impl Sender {
         let p = &mut self.parts[i];
         let route = match &p.route {
             Some(r) => r.clone(),
+            // The route was forgotten because it may be stale: wait for the fresh metadata
+            // (the answer pumps every partition again) rather than resolve it from the old.
+            None if self.routing => return,
             None => match self.client.route(&p.topic, p.partition) {
                 Some(r) => p.route.insert(r).clone(),
                 None => {
