@@ -534,13 +534,19 @@ pub async fn run(client: &Client, broker: &crate::Target, cmd: BenchCommand) -> 
             .await
             .map(|()| None),
     };
-    let stored = client
-        .admin()
-        .describe_topic(&topic)
-        .await
-        .map(|d| d.partitions.iter().map(|p| p.latest_offset).sum::<u64>());
+    // What was really written, read before the topic goes (backlog reports its own way).
+    let stored = match &result {
+        Ok(Some(_)) => Some(
+            client
+                .admin()
+                .describe_topic(&topic)
+                .await
+                .map(|d| d.partitions.iter().map(|p| p.latest_offset).sum::<u64>()),
+        ),
+        _ => None,
+    };
     let _ = client.admin().delete_topic(&topic).await;
-    if let Some(mut report) = result? {
+    if let (Some(mut report), Some(stored)) = (result?, stored) {
         report.stored = stored.context("reading the bench topic's end offsets")?;
         report.print(a.json);
     }
