@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use weir_broker::log::{PartitionLog, PendingBatch, ReadUpTo};
-use weir_broker::storage::keys::{decode_offset_key, offset_key, time_key};
 use weir_broker::storage::{Store, SyncMode};
 use weir_broker::types::{PartitionKey, SegmentMeta, TopicConfig};
+use weir_codec::keys::{decode_offset_key, offset_key, time_key};
 use weir_common::batch::{self, BatchBuilder, TimestampType};
 use weir_common::limits::{DEFAULT_FETCH_MAX_BYTES, DEFAULT_MAX_RECORD_BYTES};
 

@@ -691,7 +691,7 @@ impl Broker {
         let this = Arc::clone(self);
         blocking(move || {
             let _guard = this.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
-            let local = this.store.allocate_producer_id()?;
+            let local = crate::log::layout::allocate_producer_id(&this.store)?;
             // A cluster member's ids carry its node id, so a producer's id is unique across
             // the brokers that lead its partitions (Kafka hands out id blocks from the
             // controller instead; a fixed prefix needs no round trip).

@@ -1,5 +1,6 @@
 //! The topic registry: name → topic (settings + one log and appender per partition).
-//! Creation, deletion and start-up recovery of topics live here.
+//! Creation, deletion and start-up recovery of topics live here, and so does their storage:
+//! `TopicMeta` JSON under `topic/NAME` and the next topic id, in [`Cf::Meta`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -8,9 +9,11 @@ use weir_common::TopicName;
 use weir_common::limits::MAX_PARTITIONS;
 
 use crate::error::BrokerError;
-use crate::log::PartitionLog;
+use weir_codec::keys::{NEXT_TOPIC_ID_KEY, TOPIC_META_PREFIX, topic_meta_key};
+
 use crate::log::appender::Appender;
-use crate::storage::Store;
+use crate::log::{PartitionLog, layout};
+use crate::storage::{Cf, Durability, StorageError, Store};
 use crate::types::{PartitionKey, SegmentMeta, TopicConfig, TopicId, TopicMeta, now_ms};
 
 /// One partition: its log (reads, bounds) and its single writer.
@@ -55,8 +58,8 @@ fn open_topic(
                 partition: p,
             };
             let segs = std::mem::take(&mut segments[p as usize]);
-            let producers = store.load_producers(key)?;
-            let epochs = store.load_epochs(key)?;
+            let producers = layout::load_producers(store, key)?;
+            let epochs = layout::load_epochs(store, key)?;
             let log = Arc::new(PartitionLog::new(
                 store.clone(),
                 key,
@@ -76,12 +79,12 @@ impl TopicRegistry {
     /// Loads every topic and its segments from the store. Must run inside the tokio runtime
     /// (it starts the appender tasks).
     pub fn recover(store: Store) -> Result<Self, BrokerError> {
-        let next_id = store.next_topic_id()?;
+        let next_id = next_topic_id(&store)?;
         let mut topics = BTreeMap::new();
-        for meta in store.load_topics()? {
+        for meta in load_topics(&store)? {
             let mut segments: Vec<Vec<SegmentMeta>> =
                 vec![Vec::new(); meta.config.partitions as usize];
-            for (p, seg) in store.load_segments(meta.id)? {
+            for (p, seg) in layout::load_segments(&store, meta.id)? {
                 if let Some(v) = segments.get_mut(p as usize) {
                     v.push(seg);
                 }
@@ -159,7 +162,7 @@ impl TopicRegistry {
             replica,
         };
         let first = SegmentMeta::empty_at(0, now, i64::MIN);
-        self.store.create_topic(&meta, &first)?;
+        create_topic(&self.store, &meta, &first)?;
         *next_id += 1;
         let segments = vec![vec![first]; meta.config.partitions as usize];
         let topic = Arc::new(open_topic(&self.store, meta, segments)?);
@@ -176,7 +179,7 @@ impl TopicRegistry {
         for p in &topic.partitions {
             p.log.close();
         }
-        self.store.delete_topic(&topic.meta)?;
+        delete_topic(&self.store, &topic.meta)?;
         self.write().remove(name);
         tracing::info!(topic = %name, "deleted topic");
         Ok(topic.meta.id)
@@ -193,4 +196,49 @@ impl TopicRegistry {
             }
         }
     }
+}
+
+fn load_topics(store: &Store) -> Result<Vec<TopicMeta>, StorageError> {
+    let mut out = Vec::new();
+    for item in store.scan_prefix(Cf::Meta, TOPIC_META_PREFIX) {
+        let (k, v) = item?;
+        let meta: TopicMeta = serde_json::from_slice(&v)
+            .map_err(|e| StorageError::corrupt(Cf::Meta, &k, e.to_string()))?;
+        out.push(meta);
+    }
+    Ok(out)
+}
+
+fn next_topic_id(store: &Store) -> Result<TopicId, StorageError> {
+    match store.get(Cf::Meta, NEXT_TOPIC_ID_KEY)? {
+        None => Ok(1),
+        Some(v) => {
+            let bytes: [u8; 4] = v.as_slice().try_into().map_err(|_| {
+                StorageError::corrupt(
+                    Cf::Meta,
+                    NEXT_TOPIC_ID_KEY,
+                    format!("{} bytes, want 4", v.len()),
+                )
+            })?;
+            Ok(u32::from_be_bytes(bytes))
+        }
+    }
+}
+
+/// Persists a new topic and the first (empty) segment of each partition in one write.
+fn create_topic(store: &Store, meta: &TopicMeta, first: &SegmentMeta) -> Result<(), StorageError> {
+    let mut set = store.write_set();
+    let json = serde_json::to_vec(meta).expect("TopicMeta always serialises");
+    set.put(Cf::Meta, topic_meta_key(&meta.name), json);
+    set.put(Cf::Meta, NEXT_TOPIC_ID_KEY, (meta.id + 1).to_be_bytes());
+    layout::put_new_partitions(&mut set, meta.id, meta.config.partitions, first);
+    store.write(set, Durability::Configured)
+}
+
+/// Removes a topic's metadata and every record, segment and index entry in one write.
+fn delete_topic(store: &Store, meta: &TopicMeta) -> Result<(), StorageError> {
+    let mut set = store.write_set();
+    set.delete(Cf::Meta, topic_meta_key(&meta.name));
+    layout::delete_partitions(&mut set, meta.id);
+    store.write(set, Durability::Configured)
 }

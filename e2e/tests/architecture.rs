@@ -55,10 +55,6 @@ const BROKER: Rules = Rules {
         ("error", "storage"),
         ("metrics", "broker"),
         ("security", "cluster"),
-        ("storage", "groups"),
-        ("storage", "log"),
-        ("storage", "pipelines"),
-        ("storage", "plugins"),
     ],
     known_wire: &[
         "broker/coordination.rs",

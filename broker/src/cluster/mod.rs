@@ -15,6 +15,7 @@ pub mod controller;
 pub mod isr;
 pub mod network;
 pub mod peers;
+pub mod raft_log;
 pub mod replica;
 pub mod state;
 pub mod store;

@@ -1,4 +1,4 @@
-//! openraft's log storage and state machine over the broker's RocksDB (`storage::raft`).
+//! openraft's log storage and state machine over the broker's RocksDB (`raft_log.rs`).
 //! Entries, vote and state are serde JSON: metadata changes are rare and small, and JSON keeps
 //! the data dir inspectable.
 //!
@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::peers::NodeId;
+use super::raft_log::{RaftLog, RaftValue};
 use super::state::{Command, Metadata, Outcome};
 use crate::storage::Store;
-use crate::storage::raft::RaftValue;
 
 openraft::declare_raft_types!(
     /// The metadata quorum's types: commands in, outcomes out, brokers as nodes.
@@ -52,19 +52,18 @@ fn from_json<T: for<'a> Deserialize<'a>>(b: &[u8]) -> std::result::Result<T, Any
 /// The raft log in RocksDB.
 #[derive(Clone)]
 pub struct LogStore {
-    store: Store,
+    store: RaftLog,
 }
 
 impl LogStore {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store: RaftLog::new(store),
+        }
     }
 
     fn value<T: for<'a> Deserialize<'a>>(&self, what: RaftValue) -> Result<Option<T>> {
-        let bytes = self
-            .store
-            .raft_get(what)
-            .map_err(|e| StorageIOError::read(&e))?;
+        let bytes = self.store.get(what).map_err(|e| StorageIOError::read(&e))?;
         bytes
             .map(|b| from_json(&b))
             .transpose()
@@ -74,7 +73,7 @@ impl LogStore {
     fn put<T: Serialize>(&self, what: RaftValue, v: &T) -> Result<()> {
         let bytes = to_json(v).map_err(StorageIOError::write)?;
         self.store
-            .raft_put(what, &bytes)
+            .put(what, &bytes)
             .map_err(|e| StorageIOError::write(&e).into())
     }
 }
@@ -96,7 +95,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let raw = self
             .store
-            .raft_entries(from, to)
+            .entries(from, to)
             .map_err(|e| StorageIOError::read_logs(&e))?;
         raw.iter()
             .map(|(i, b)| from_json(b).map_err(|e| StorageIOError::read_log_at_index(*i, e).into()))
@@ -111,7 +110,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last_purged_log_id: Option<LogId<NodeId>> = self.value(RaftValue::Purged)?;
         let last = self
             .store
-            .raft_last_entry()
+            .last_entry()
             .map_err(|e| StorageIOError::read_logs(&e))?;
         let last_log_id = match last {
             Some((i, b)) => {
@@ -160,7 +159,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(StorageIOError::write_logs)?;
         let written = self
             .store
-            .raft_append(encoded.iter().map(|(i, b)| (*i, b.as_slice())));
+            .append(encoded.iter().map(|(i, b)| (*i, b.as_slice())));
         match written {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -175,14 +174,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<()> {
         self.store
-            .raft_truncate(log_id.index)
+            .truncate(log_id.index)
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<()> {
         let purged = to_json(&log_id).map_err(StorageIOError::write_logs)?;
         self.store
-            .raft_purge(log_id.index, &purged)
+            .purge(log_id.index, &purged)
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }
@@ -204,7 +203,7 @@ struct StoredSnapshot {
 
 /// The metadata state machine.
 pub struct StateMachine {
-    store: Store,
+    store: RaftLog,
     applied: Applied,
     published: watch::Sender<Arc<Metadata>>,
 }
@@ -214,7 +213,8 @@ impl StateMachine {
     pub fn open(
         store: Store,
     ) -> std::result::Result<(Self, watch::Receiver<Arc<Metadata>>), String> {
-        let applied: Applied = match store.raft_get(RaftValue::Applied) {
+        let store = RaftLog::new(store);
+        let applied: Applied = match store.get(RaftValue::Applied) {
             Ok(Some(b)) => serde_json::from_slice(&b).map_err(|e| e.to_string())?,
             Ok(None) => Applied::default(),
             Err(e) => return Err(e.to_string()),
@@ -233,7 +233,7 @@ impl StateMachine {
     fn save(&self) -> Result<()> {
         let bytes = to_json(&self.applied).map_err(StorageIOError::write_state_machine)?;
         self.store
-            .raft_put(RaftValue::Applied, &bytes)
+            .put(RaftValue::Applied, &bytes)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.published
             .send_replace(Arc::new(self.applied.metadata.clone()));
@@ -242,7 +242,11 @@ impl StateMachine {
 }
 
 /// Keeps `meta` and `data` as the current snapshot.
-fn save_snapshot(store: &Store, meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> Result<()> {
+fn save_snapshot(
+    store: &RaftLog,
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+    data: &[u8],
+) -> Result<()> {
     let failed = |e: AnyError| StorageIOError::write_snapshot(Some(meta.signature()), e);
     let stored = StoredSnapshot {
         meta: meta.clone(),
@@ -250,7 +254,7 @@ fn save_snapshot(store: &Store, meta: &SnapshotMeta<NodeId, BasicNode>, data: &[
     };
     let bytes = to_json(&stored).map_err(failed)?;
     store
-        .raft_put(RaftValue::Snapshot, &bytes)
+        .put(RaftValue::Snapshot, &bytes)
         .map_err(|e| failed(AnyError::new(&e)).into())
 }
 
@@ -276,7 +280,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineSnapshot {
 
 /// The applied state at the moment a snapshot was asked for.
 pub struct StateMachineSnapshot {
-    store: Store,
+    store: RaftLog,
     applied: Applied,
 }
 
@@ -349,7 +353,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
         let bytes = self
             .store
-            .raft_get(RaftValue::Snapshot)
+            .get(RaftValue::Snapshot)
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         let Some(bytes) = bytes else {
             return Ok(None);

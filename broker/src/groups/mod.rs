@@ -18,6 +18,7 @@
 pub mod assign;
 pub mod offsets;
 pub mod state;
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -223,7 +224,7 @@ impl GroupCoordinator {
             .collect();
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
         let mut orphans = Vec::new();
-        for (group, pk, c) in store.load_offsets()? {
+        for (group, pk, c) in store::load_offsets(&store)? {
             match names.get(&pk.topic) {
                 Some(name) => {
                     groups
@@ -238,7 +239,7 @@ impl GroupCoordinator {
         if !orphans.is_empty() {
             let keys: Vec<(&str, PartitionKey)> =
                 orphans.iter().map(|(g, pk)| (g.as_str(), *pk)).collect();
-            store.delete_offsets(&keys)?;
+            store::delete_offsets(&store, &keys)?;
         }
         tracing::info!(groups = groups.len(), "recovered consumer group offsets");
         let instance = std::time::SystemTime::now()
@@ -684,7 +685,7 @@ impl GroupCoordinator {
         let writes = self.commit_rows(&g, member_id, member_epoch, offsets, topics)?;
         let rows: Vec<(PartitionKey, Committed)> =
             writes.iter().map(|(_, pk, c)| (*pk, c.clone())).collect();
-        self.store.commit_offsets(group, &rows)?;
+        store::commit_offsets(&self.store, group, &rows)?;
         for (tp, _, c) in writes {
             g.offsets.insert(tp, c);
         }
@@ -888,7 +889,7 @@ impl GroupCoordinator {
             };
             rows.push((pk, c));
         }
-        self.store.commit_offsets(group, &rows)?;
+        store::commit_offsets(&self.store, group, &rows)?;
         let mut out = Vec::with_capacity(rows.len());
         for (pk, c) in rows {
             out.push((pk.partition, c.offset));
@@ -921,7 +922,7 @@ impl GroupCoordinator {
                 ))
             })
             .collect();
-        self.store.delete_offsets(&keys)?;
+        store::delete_offsets(&self.store, &keys)?;
         drop(g);
         map.remove(group);
         tracing::info!(group, "deleted group");
@@ -957,7 +958,7 @@ impl GroupCoordinator {
                     )
                 })
                 .collect();
-            self.store.delete_offsets(&keys)?;
+            store::delete_offsets(&self.store, &keys)?;
             for tp in gone {
                 g.offsets.remove(&tp);
             }

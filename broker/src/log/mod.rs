@@ -15,6 +15,7 @@
 //!   active one), so the log end offset survives retention and restarts.
 
 pub mod appender;
+pub mod layout;
 pub mod producers;
 pub mod retention;
 
@@ -26,8 +27,9 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use weir_common::batch::{self, TimestampType, ValidBatch};
 
-use crate::storage::{AppendWrite, ProgressPut, StorageError, Store, Truncation};
+use crate::storage::{Durability, StorageError, Store, WriteSet};
 use crate::types::{EpochStart, PartitionKey, SegmentMeta, TopicConfig};
+use layout::{AppendWrite, Truncation};
 use producers::{PRODUCER_STATE_EXPIRY_MS, ProducerBatch, ProducerState, SeqCheck};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -310,7 +312,7 @@ impl PartitionLog {
             epoch,
             start_offset: state.log_end(),
         });
-        self.store.put_epochs(self.key, &epochs)?;
+        layout::put_epochs(&self.store, self.key, &epochs)?;
         self.set_epochs(&mut state, epochs);
         Ok(())
     }
@@ -326,7 +328,7 @@ impl PartitionLog {
             .filter(|e| e.start_offset < end)
             .collect();
         if epochs != state.epochs {
-            self.store.put_epochs(self.key, &epochs)?;
+            layout::put_epochs(&self.store, self.key, &epochs)?;
             self.set_epochs(&mut state, epochs);
         }
         Ok(())
@@ -424,7 +426,8 @@ impl PartitionLog {
             .copied()
             .filter(|e| e.start_offset < offset)
             .collect();
-        self.store.truncate(
+        layout::truncate(
+            &self.store,
             self.key,
             &Truncation {
                 offset,
@@ -458,9 +461,8 @@ impl PartitionLog {
         offset: u64,
         prev_running_max: i64,
     ) -> Result<(u64, SegmentMeta), LogError> {
-        let batches = self
-            .store
-            .read_batches(self.key, seg.base_offset, offset, usize::MAX)?;
+        let batches =
+            layout::read_batches(&self.store, self.key, seg.base_offset, offset, usize::MAX)?;
         let mut cut = SegmentMeta {
             next_offset: seg.base_offset,
             size_bytes: 0,
@@ -513,18 +515,18 @@ impl PartitionLog {
         group: &[PendingBatch],
         now_ms: i64,
     ) -> Result<Vec<Result<Appended, LogError>>, LogError> {
-        self.append_group_with(group, now_ms, None)
+        self.append(group, now_ms, None, Placing::Assign)
     }
 
-    /// [`Self::append_group`], writing `progress` (a pipeline's position on its source
+    /// [`Self::append_group`], applying `extra` (say, a pipeline's position on its source
     /// partition) in the same atomic RocksDB write — even when `group` is empty.
     pub fn append_group_with(
         &self,
         group: &[PendingBatch],
         now_ms: i64,
-        progress: Option<ProgressPut<'_>>,
+        extra: WriteSet,
     ) -> Result<Vec<Result<Appended, LogError>>, LogError> {
-        self.append(group, now_ms, progress, Placing::Assign)
+        self.append(group, now_ms, Some(extra), Placing::Assign)
     }
 
     /// A follower's copy: appends batches fetched from the partition's leader unchanged, at
@@ -541,7 +543,7 @@ impl PartitionLog {
         &self,
         group: &[PendingBatch],
         now_ms: i64,
-        progress: Option<ProgressPut<'_>>,
+        extra: Option<WriteSet>,
         placing: Placing,
     ) -> Result<Vec<Result<Appended, LogError>>, LogError> {
         let mut state = self.lock();
@@ -650,15 +652,16 @@ impl PartitionLog {
             }));
         }
         if write.batches.is_empty() {
-            if let Some(p) = progress {
-                self.store.put_progress(p)?;
+            if let Some(extra) = extra.filter(|e| !e.is_empty()) {
+                self.store.write(extra, Durability::Configured)?;
             }
             return Ok(out);
         }
-        write.progress = progress;
         write.segments = tail.clone();
         write.producers = touched.into_iter().collect();
-        self.store.append(self.key, &write)?;
+        let mut set = extra.unwrap_or_else(|| self.store.write_set());
+        layout::put_append(&mut set, self.key, &write);
+        self.store.write(set, Durability::Configured)?;
         // Durable: now make it visible.
         state.producers.extend(write.producers);
         state.segments.pop_back();
@@ -691,20 +694,20 @@ impl PartitionLog {
             ReadUpTo::HighWatermark => bounds.latest,
             ReadUpTo::LogEnd => bounds.log_end,
         };
-        let batches = self.store.read_batches(self.key, offset, end, max_bytes)?;
+        let batches = layout::read_batches(&self.store, self.key, offset, end, max_bytes)?;
         Ok(ReadResult { batches, bounds })
     }
 
     /// First offset whose record timestamp is `>= ts`; the latest offset if there is none.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<u64, LogError> {
         let bounds = self.bounds();
-        let Some(base) = self.store.seek_time_index(self.key, ts)? else {
+        let Some(base) = layout::seek_time_index(&self.store, self.key, ts)? else {
             return Ok(bounds.latest);
         };
         if base < bounds.earliest {
             return Ok(bounds.earliest);
         }
-        let Some(bytes) = self.store.batch_at(self.key, base)? else {
+        let Some(bytes) = layout::batch_at(&self.store, self.key, base)? else {
             // Dropped by retention between the two reads.
             return Ok(self.bounds().earliest);
         };
@@ -730,7 +733,7 @@ impl PartitionLog {
             .map(|(id, _)| *id)
             .collect();
         if !expired.is_empty() {
-            self.store.delete_producers(self.key, &expired)?;
+            layout::delete_producers(&self.store, self.key, &expired)?;
             for id in &expired {
                 state.producers.remove(id);
             }
@@ -744,12 +747,12 @@ impl PartitionLog {
         if plan.roll_active {
             let last = *segments.back().expect("a partition always has a segment");
             let fresh = SegmentMeta::empty_at(last.next_offset, now_ms, last.running_max_timestamp);
-            self.store.put_segment(self.key, &fresh)?;
+            layout::put_segment(&self.store, self.key, &fresh)?;
             segments.push_back(fresh);
         }
         let dropped: Vec<SegmentMeta> = segments.iter().take(plan.drop_count).copied().collect();
         let index_upto = dropped.last().map_or(-1, |s| s.running_max_timestamp);
-        self.store.drop_segments(self.key, &dropped, index_upto)?;
+        layout::drop_segments(&self.store, self.key, &dropped, index_upto)?;
         segments.drain(..plan.drop_count);
         self.publish(&state);
         let segments = &state.segments;
@@ -1042,16 +1045,15 @@ mod tests {
             topic: 1,
             partition: 0,
         };
-        let mut loaded: Vec<SegmentMeta> = store
-            .load_segments(1)
+        let mut loaded: Vec<SegmentMeta> = layout::load_segments(&store, 1)
             .unwrap()
             .into_iter()
             .map(|(_, s)| s)
             .collect();
         loaded.sort_by_key(|s| s.base_offset);
         assert_eq!(loaded.last().unwrap().next_offset, 7);
-        assert_eq!(store.load_epochs(key).unwrap(), epochs);
-        let producers = store.load_producers(key).unwrap();
+        assert_eq!(layout::load_epochs(&store, key).unwrap(), epochs);
+        let producers = layout::load_producers(&store, key).unwrap();
         let again = PartitionLog::new(
             store,
             key,

@@ -4,8 +4,9 @@
 //! Exactly-once: each round of a worker reads up to [`PIPELINE_READ_MAX_BYTES`] of its source
 //! partition, runs the chain once per stage, and writes the outputs, the source offset reached,
 //! the counters and every stage's aggregate state in **one** RocksDB write (the destination
-//! partition's append, `storage::ProgressPut`). A crash before that write redoes the round from
-//! the previous progress with the previous state; after it, nothing is redone.
+//! partition's append, `PartitionLog::append_group_with`, with the progress as its extra
+//! write: `store::put_progress`). A crash before that write redoes the round from the previous
+//! progress with the previous state; after it, nothing is redone.
 //!
 //! Output of source partition `p` goes to destination partition `p % N` (N: the destination's
 //! partition count): one atomic write touches one destination partition, and with equal
@@ -22,6 +23,7 @@
 //!
 //! [`PIPELINE_READ_MAX_BYTES`]: weir_common::limits::PIPELINE_READ_MAX_BYTES
 
+pub mod store;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -161,7 +163,7 @@ impl Pipeline {
             error,
             at_ms: now_ms(),
         });
-        if let Err(e) = store.put_pipeline(&def) {
+        if let Err(e) = store::put_pipeline(store, &def) {
             tracing::error!(pipeline = %def.name, error = %e, "cannot persist the pipeline's failure");
         }
     }
@@ -191,8 +193,8 @@ impl PipelineManager {
     /// Loads every pipeline and starts those not failed. Must run inside the tokio runtime.
     pub fn recover(store: Store, deps: &Deps<'_>) -> Result<Self, BrokerError> {
         let mut entries = BTreeMap::new();
-        for def in store.load_pipelines()? {
-            let progress = store.load_progress(&def.name)?;
+        for def in store::load_pipelines(&store)? {
+            let progress = store::load_progress(&store, &def.name)?;
             let name = def.name.clone();
             let failed = def.failure.is_some();
             let pipeline = Arc::new(Pipeline {
@@ -272,7 +274,7 @@ impl PipelineManager {
             .collect();
         let store = self.store.clone();
         let (d, p) = (def.clone(), progress.clone());
-        tokio::task::spawn_blocking(move || store.create_pipeline(&d, &p))
+        tokio::task::spawn_blocking(move || store::create_pipeline(&store, &d, &p))
             .await
             .map_err(|e| BrokerError::Storage(format!("storage task failed: {e}")))??;
         let pipeline = Arc::new(Pipeline {
@@ -322,7 +324,7 @@ impl PipelineManager {
         stop(entry.run.take()).await;
         let store = self.store.clone();
         let n = name.to_string();
-        tokio::task::spawn_blocking(move || store.delete_pipeline(&n))
+        tokio::task::spawn_blocking(move || store::delete_pipeline(&store, &n))
             .await
             .map_err(|e| BrokerError::Storage(format!("storage task failed: {e}")))??;
         entries.remove(name);
@@ -342,7 +344,7 @@ impl PipelineManager {
         stop(entry.run.take()).await;
         let store = self.store.clone();
         let n = name.to_string();
-        let progress = tokio::task::spawn_blocking(move || store.load_progress(&n))
+        let progress = tokio::task::spawn_blocking(move || store::load_progress(&store, &n))
             .await
             .map_err(|e| BrokerError::Storage(format!("storage task failed: {e}")))??;
         // Resolve before clearing the failure: if the cause is still there, say so and stay
@@ -355,7 +357,8 @@ impl PipelineManager {
             def.clone()
         };
         let store = self.store.clone();
-        let persisted = tokio::task::spawn_blocking(move || store.put_pipeline(&cleared)).await;
+        let persisted =
+            tokio::task::spawn_blocking(move || store::put_pipeline(&store, &cleared)).await;
         entry.run = Some(prepared.spawn());
         persisted.map_err(|e| BrokerError::Storage(format!("storage task failed: {e}")))??;
         tracing::info!(pipeline = %name, "resumed pipeline");

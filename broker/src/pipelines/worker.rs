@@ -8,10 +8,11 @@ use tokio::sync::watch;
 use weir_common::batch::{self, BatchBuilder, BatchError, TimestampType};
 use weir_common::limits::{PIPELINE_OUTPUT_BATCH_BYTES, PIPELINE_READ_MAX_BYTES};
 
+use super::store;
 use super::{Pipeline, PipelineProgress};
 use crate::log::{LogError, PartitionLog, PendingBatch, ReadUpTo};
 use crate::plugins::{Plugin, PluginKind, Stage, chain};
-use crate::storage::{ProgressPut, Store};
+use crate::storage::Store;
 use crate::topics::Topic;
 use crate::types::now_ms;
 
@@ -149,14 +150,11 @@ fn round(
         records_out: progress.records_out + records_out,
         states: stages.iter().map(|s| s.state().to_vec()).collect(),
     };
-    let put = ProgressPut {
-        pipeline: &ctx.name,
-        partition,
-        progress: &next_progress,
-    };
     let dest = ctx.dest_log(partition);
+    let mut progress_write = ctx.store.write_set();
+    store::put_progress(&mut progress_write, &ctx.name, partition, &next_progress);
     let appended = dest
-        .append_group_with(&batches, now_ms(), Some(put))
+        .append_group_with(&batches, now_ms(), progress_write)
         .map_err(|e| match e {
             LogError::Closed => format!("destination topic {:?} was deleted", ctx.dest.meta.name),
             e => format!("cannot write to the destination: {e}"),

@@ -12,6 +12,7 @@
 pub use weir_codec::abi;
 pub mod chain;
 pub mod runtime;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, RwLock};
@@ -64,7 +65,7 @@ impl PluginRegistry {
     pub fn recover(store: Store) -> Result<Self, BrokerError> {
         let runtime = Runtime::new()?;
         let mut plugins = BTreeMap::new();
-        for (name, stored) in store.load_plugins()? {
+        for (name, stored) in store::load_plugins(&store)? {
             match runtime.compile(&name, &stored.wasm, stored.limits) {
                 Ok(plugin) => {
                     let info = PluginInfo {
@@ -124,7 +125,7 @@ impl PluginRegistry {
             limits,
             wasm: wasm.to_vec(),
         };
-        self.store.put_plugin(name.as_str(), &stored)?;
+        store::put_plugin(&self.store, name.as_str(), &stored)?;
         let info = PluginInfo {
             name: name.to_string(),
             kind: plugin.kind,
@@ -163,7 +164,7 @@ impl PluginRegistry {
         if !self.read().contains_key(name) {
             return Err(BrokerError::PluginNotFound(name.to_string()));
         }
-        self.store.delete_plugin(name)?;
+        store::delete_plugin(&self.store, name)?;
         self.plugins
             .write()
             .unwrap_or_else(|p| p.into_inner())

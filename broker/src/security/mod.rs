@@ -34,7 +34,8 @@ use secret::{Presented, credential_digest, token_digest};
 use crate::cluster::Cluster;
 use crate::cluster::state::{Command, Metadata, Outcome};
 use crate::error::BrokerError;
-use crate::storage::Store;
+use crate::storage::{Cf, Durability, StorageError, Store};
+use weir_codec::keys::SECURITY_KEY;
 
 /// The superuser made when `--auth` starts with none.
 pub const BOOTSTRAP_USER: &str = "admin";
@@ -267,7 +268,7 @@ impl Security {
     ) -> Result<Self, BrokerError> {
         let stored = match clustered {
             true => None,
-            false => store.load_security().map_err(storage)?,
+            false => store.get(Cf::Meta, SECURITY_KEY).map_err(storage)?,
         };
         let mut state: State = match stored {
             Some(doc) => serde_json::from_slice(&doc)
@@ -280,9 +281,7 @@ impl Security {
             let path = data_dir.join(BOOTSTRAP_TOKEN_FILE);
             write_private(&path, &token)
                 .map_err(|e| storage(format!("cannot write {}: {e}", path.display())))?;
-            store
-                .put_security(&serde_json::to_vec(&state).map_err(storage)?)
-                .map_err(storage)?;
+            put_document(&store, &serde_json::to_vec(&state).map_err(storage)?).map_err(storage)?;
             log_bootstrap(&path);
         }
         Ok(Self {
@@ -587,7 +586,7 @@ impl Security {
             let Some(cluster) = self.cluster.get() else {
                 let doc = serde_json::to_vec(&*next).map_err(storage)?;
                 let store = self.store.clone();
-                tokio::task::spawn_blocking(move || store.put_security(&doc))
+                tokio::task::spawn_blocking(move || put_document(&store, &doc))
                     .await
                     .map_err(storage)?
                     .map_err(storage)?;
@@ -762,6 +761,14 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     let mut f = options.open(path)?;
     writeln!(f, "{content}")?;
     f.sync_all()
+}
+
+/// Replaces the stored security document (standalone: `security` in [`Cf::Meta`]), fsynced: a
+/// removed user or a revoked ACL stays so.
+fn put_document(store: &Store, doc: &[u8]) -> Result<(), StorageError> {
+    let mut set = store.write_set();
+    set.put(Cf::Meta, SECURITY_KEY, doc);
+    store.write(set, Durability::Synced)
 }
 
 #[cfg(test)]

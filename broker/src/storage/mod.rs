@@ -1,12 +1,10 @@
-//! RocksDB: column families, key encoding and atomic write batches.
+//! RocksDB, generic: column families, keys and values as bytes, atomic write sets, reads by
+//! key, range and cursor, and how a write reaches the disk.
 //!
-//! Architecture invariant: this is the only module that knows key bytes, value encodings and
-//! column families. Callers speak [`PartitionKey`], offsets and [`SegmentMeta`]. Every mutation
-//! is one `WriteBatch`: an append writes its record batches, the segment metadata and the time
-//! index entries atomically, so a crash can never leave a segment that disagrees with its data.
-
-pub mod keys;
-pub mod raft;
+//! Architecture invariant: this module knows no domain. Each domain lays out its own keys and
+//! encodes its own values next to its types (`log::layout`, `topics`, `groups::store`,
+//! `plugins::store`, `pipelines::store`, `security`, `cluster::raft_log`); what must change
+//! together goes into one [`WriteSet`], written atomically by [`Store::write`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,41 +12,65 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rocksdb::statistics::{StatsLevel, Ticker};
 use rocksdb::{
-    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
-    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, properties,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRawIterator,
+    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, properties,
 };
 
-use crate::groups::Committed;
-use crate::log::producers::ProducerState;
-use crate::pipelines::{PipelineDef, PipelineProgress};
-use crate::plugins::StoredPlugin;
-use crate::types::{EpochStart, PartitionKey, SegmentMeta, TopicId, TopicMeta};
-use keys::*;
+/// The column families (ARCHITECTURE.md, "Storage layout", says what each holds and whose
+/// it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    /// Record batches, under partition + base offset.
+    Records,
+    /// Segment metadata, under partition + segment base offset.
+    Segments,
+    /// The time index, under partition + running-max timestamp + base offset.
+    TimeIndex,
+    /// Idempotent producers' state, under partition + producer id.
+    Producers,
+    /// Small singletons: topic metadata, id counters, the security document.
+    Meta,
+    /// Committed offsets of consumer groups.
+    Offsets,
+    /// WebAssembly plugin modules.
+    Plugins,
+    /// Pipeline definitions and progress.
+    Pipelines,
+    /// Cluster mode: the metadata quorum's raft log and state.
+    Raft,
+    /// Cluster mode: each partition's leader-epoch history.
+    Epochs,
+}
 
-const CF_RECORDS: &str = "records";
-const CF_SEGMENTS: &str = "segments";
-const CF_TIMEINDEX: &str = "timeindex";
-const CF_PRODUCERS: &str = "producers";
-const CF_META: &str = "meta";
-const CF_OFFSETS: &str = "offsets";
-const CF_PLUGINS: &str = "plugins";
-const CF_PIPELINES: &str = "pipelines";
-/// Cluster mode: the metadata quorum's raft log and state (`raft.rs`).
-const CF_RAFT: &str = "raft";
-/// Cluster mode: each partition's leader-epoch history (where each leader epoch starts).
-const CF_EPOCHS: &str = "epochs";
-const COLUMN_FAMILIES: [&str; 10] = [
-    CF_RECORDS,
-    CF_SEGMENTS,
-    CF_TIMEINDEX,
-    CF_PRODUCERS,
-    CF_META,
-    CF_OFFSETS,
-    CF_PLUGINS,
-    CF_PIPELINES,
-    CF_RAFT,
-    CF_EPOCHS,
-];
+impl Cf {
+    pub const ALL: [Cf; 10] = [
+        Cf::Records,
+        Cf::Segments,
+        Cf::TimeIndex,
+        Cf::Producers,
+        Cf::Meta,
+        Cf::Offsets,
+        Cf::Plugins,
+        Cf::Pipelines,
+        Cf::Raft,
+        Cf::Epochs,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Records => "records",
+            Cf::Segments => "segments",
+            Cf::TimeIndex => "timeindex",
+            Cf::Producers => "producers",
+            Cf::Meta => "meta",
+            Cf::Offsets => "offsets",
+            Cf::Plugins => "plugins",
+            Cf::Pipelines => "pipelines",
+            Cf::Raft => "raft",
+            Cf::Epochs => "epochs",
+        }
+    }
+}
 
 /// Memtable size of the records column family: big enough that a burst of produce traffic
 /// is absorbed without stalling on flushes.
@@ -69,6 +91,20 @@ pub enum StorageError {
     Corrupt { key: String, reason: String },
 }
 
+impl StorageError {
+    /// A value (or key) under `cf` that its owner cannot decode.
+    pub fn corrupt(cf: Cf, key: &[u8], reason: impl Into<String>) -> Self {
+        StorageError::Corrupt {
+            key: format!(
+                "{}/{}",
+                cf.name(),
+                String::from_utf8_lossy(key).escape_debug()
+            ),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// How appends reach the disk (see `--fsync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
@@ -80,36 +116,95 @@ pub enum SyncMode {
     Never,
 }
 
-/// One atomic append to a partition: record batches, touched segments, time-index entries,
-/// the new state of the idempotent producers that wrote and, for a pipeline's output, the
-/// pipeline's progress on its source partition.
-#[derive(Debug, Default)]
-pub struct AppendWrite<'a> {
-    pub batches: Vec<(u64, Vec<u8>)>,
-    pub segments: Vec<SegmentMeta>,
-    pub time_entries: Vec<(i64, u64)>,
-    pub producers: Vec<(u64, ProducerState)>,
-    pub progress: Option<ProgressPut<'a>>,
+/// One key and its value, read by a scan (or the error that ended it).
+pub type KeyValue = Result<(Box<[u8]>, Box<[u8]>), StorageError>;
+
+/// How a write reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// As `--fsync` says ([`SyncMode`]): record appends and what goes with them.
+    Configured,
+    /// Fsynced before the write returns, whatever `--fsync` says: what must never be lost
+    /// once acknowledged (committed offsets, plugins, pipelines, users, the raft log).
+    Synced,
 }
 
-/// A pipeline's progress on one source partition, to be written with its output.
-#[derive(Debug, Clone, Copy)]
-pub struct ProgressPut<'a> {
-    pub pipeline: &'a str,
-    pub partition: u32,
-    pub progress: &'a PipelineProgress,
+/// Changes to apply together: all of them or none reach the store ([`Store::write`]).
+pub struct WriteSet {
+    db: Arc<DB>,
+    batch: WriteBatch,
 }
 
-/// What cutting a partition's log at `offset` writes (see [`Store::truncate`]).
-#[derive(Debug)]
-pub struct Truncation<'a> {
-    pub offset: u64,
-    /// Base offsets of the segments that go whole.
-    pub dropped: &'a [u64],
-    /// The segment the log now ends in.
-    pub last: &'a SegmentMeta,
-    pub producers: &'a [(u64, Option<ProducerState>)],
-    pub epochs: &'a [EpochStart],
+impl WriteSet {
+    pub fn put(&mut self, cf: Cf, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.batch.put_cf(cf_handle(&self.db, cf), key, value);
+    }
+
+    pub fn delete(&mut self, cf: Cf, key: impl AsRef<[u8]>) {
+        self.batch.delete_cf(cf_handle(&self.db, cf), key);
+    }
+
+    /// Deletes the keys in `[from, to)` (constant cost; space reclaimed by compaction).
+    pub fn delete_range<K: AsRef<[u8]>>(&mut self, cf: Cf, from: K, to: K) {
+        self.batch
+            .delete_range_cf(cf_handle(&self.db, cf), from, to);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+impl std::fmt::Debug for WriteSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteSet")
+            .field("changes", &self.batch.len())
+            .finish()
+    }
+}
+
+fn cf_handle(db: &DB, cf: Cf) -> &ColumnFamily {
+    db.cf_handle(cf.name())
+        .expect("column families are created when the database is opened")
+}
+
+/// A position in a column family, moved by seeks and steps (RocksDB's raw iterator).
+pub struct Cursor<'a> {
+    it: DBRawIterator<'a>,
+}
+
+impl Cursor<'_> {
+    /// To the first key `>= key`.
+    pub fn seek(&mut self, key: impl AsRef<[u8]>) {
+        self.it.seek(key);
+    }
+
+    /// To the last key `<= key`.
+    pub fn seek_for_prev(&mut self, key: impl AsRef<[u8]>) {
+        self.it.seek_for_prev(key);
+    }
+
+    pub fn next(&mut self) {
+        self.it.next();
+    }
+
+    pub fn prev(&mut self) {
+        self.it.prev();
+    }
+
+    /// The key here; `None` past either end (or on an error: see [`Self::status`]).
+    pub fn key(&self) -> Option<&[u8]> {
+        self.it.key()
+    }
+
+    pub fn value(&self) -> Option<&[u8]> {
+        self.it.value()
+    }
+
+    /// Whether the walk ended on an error rather than at an end.
+    pub fn status(&self) -> Result<(), StorageError> {
+        Ok(self.it.status()?)
+    }
 }
 
 /// What [`Store::stats`] reads.
@@ -159,9 +254,9 @@ impl Store {
         // fsyncs were made is what shows `--fsync` at work.
         opts.enable_statistics();
         opts.set_statistics_level(StatsLevel::ExceptHistogramOrTimers);
-        let cfs = COLUMN_FAMILIES.iter().map(|name| {
+        let cfs = Cf::ALL.iter().map(|name| {
             let mut cf = Options::default();
-            if *name == CF_RECORDS {
+            if *name == Cf::Records {
                 cf.set_write_buffer_size(RECORDS_WRITE_BUFFER_BYTES);
                 cf.set_max_write_buffer_number(4);
                 // LZ4 blocks although producers may compress batches themselves: LZ4 costs 4%
@@ -176,7 +271,7 @@ impl Store {
                 block.set_block_size(64 * 1024);
                 cf.set_block_based_table_factory(&block);
             }
-            ColumnFamilyDescriptor::new(*name, cf)
+            ColumnFamilyDescriptor::new(name.name(), cf)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         Ok(Self {
@@ -186,27 +281,91 @@ impl Store {
         })
     }
 
-    fn cf(&self, name: &str) -> &ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column families are created when the database is opened")
+    fn cf(&self, cf: Cf) -> &ColumnFamily {
+        cf_handle(&self.db, cf)
     }
 
-    fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+    /// An empty set of changes for [`Self::write`].
+    pub fn write_set(&self) -> WriteSet {
+        WriteSet {
+            db: Arc::clone(&self.db),
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// Applies `set` atomically.
+    pub fn write(&self, set: WriteSet, durability: Durability) -> Result<(), StorageError> {
         let mut wo = WriteOptions::default();
-        wo.set_sync(self.sync == SyncMode::Always);
-        self.db.write_opt(batch, &wo)?;
+        wo.set_sync(match durability {
+            Durability::Configured => self.sync == SyncMode::Always,
+            Durability::Synced => true,
+        });
+        self.db.write_opt(set.batch, &wo)?;
         Ok(())
+    }
+
+    pub fn get(&self, cf: Cf, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// The value under `key`, copied once into `Bytes`.
+    pub fn get_bytes(&self, cf: Cf, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, StorageError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(cf), key)?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    /// The entries with keys in `[from, to)` (`to` = `None`: to the end), in key order.
+    pub fn scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: Option<&[u8]>,
+    ) -> impl Iterator<Item = KeyValue> + '_ {
+        let mut ro = ReadOptions::default();
+        if let Some(to) = to {
+            ro.set_iterate_upper_bound(to.to_vec());
+        }
+        self.db
+            .iterator_cf_opt(
+                self.cf(cf),
+                ro,
+                IteratorMode::From(from, Direction::Forward),
+            )
+            .map(|item| item.map_err(StorageError::from))
+    }
+
+    /// The entries whose keys start with `prefix`, in key order.
+    pub fn scan_prefix<'a>(
+        &'a self,
+        cf: Cf,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = KeyValue> + 'a {
+        self.scan(cf, prefix, None)
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+    }
+
+    /// A cursor over `cf`, bounded above by `to` (exclusive) when given.
+    pub fn cursor(&self, cf: Cf, to: Option<Vec<u8>>) -> Cursor<'_> {
+        let mut ro = ReadOptions::default();
+        if let Some(to) = to {
+            ro.set_iterate_upper_bound(to);
+        }
+        Cursor {
+            it: self.db.raw_iterator_cf_opt(self.cf(cf), ro),
+        }
     }
 
     /// RocksDB's sizes per column family and its background work (for metrics). A property
     /// RocksDB cannot give reads as 0.
     pub fn stats(&self) -> StoreStats {
         let int = |v: Result<Option<u64>, rocksdb::Error>| v.ok().flatten().unwrap_or(0);
-        let column_families = COLUMN_FAMILIES
+        let column_families = Cf::ALL
             .iter()
-            .map(|&name| {
-                let cf = self.cf(name);
+            .map(|&cf| {
+                let name = cf.name();
+                let cf = self.cf(cf);
                 let prop = |p| int(self.db.property_int_value_cf(cf, p));
                 CfStats {
                     name,
@@ -237,566 +396,6 @@ impl Store {
         self.db.flush_wal(true)?;
         Ok(())
     }
-
-    // ---- topics ---------------------------------------------------------------------------
-
-    pub fn load_topics(&self) -> Result<Vec<TopicMeta>, StorageError> {
-        let cf = self.cf(CF_META);
-        let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            cf,
-            IteratorMode::From(TOPIC_META_PREFIX, Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(TOPIC_META_PREFIX) {
-                break;
-            }
-            let meta: TopicMeta =
-                serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    reason: e.to_string(),
-                })?;
-            out.push(meta);
-        }
-        Ok(out)
-    }
-
-    pub fn next_topic_id(&self) -> Result<TopicId, StorageError> {
-        let v = self.db.get_cf(self.cf(CF_META), NEXT_TOPIC_ID_KEY)?;
-        match v {
-            None => Ok(1),
-            Some(v) => {
-                let bytes: [u8; 4] =
-                    v.as_slice().try_into().map_err(|_| StorageError::Corrupt {
-                        key: "next_topic_id".into(),
-                        reason: format!("{} bytes, want 4", v.len()),
-                    })?;
-                Ok(u32::from_be_bytes(bytes))
-            }
-        }
-    }
-
-    /// Persists a new topic and the first (empty) segment of each partition in one write.
-    pub fn create_topic(&self, meta: &TopicMeta, first: &SegmentMeta) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        let json = serde_json::to_vec(meta).expect("TopicMeta always serialises");
-        wb.put_cf(self.cf(CF_META), topic_meta_key(&meta.name), json);
-        wb.put_cf(
-            self.cf(CF_META),
-            NEXT_TOPIC_ID_KEY,
-            (meta.id + 1).to_be_bytes(),
-        );
-        let segments = self.cf(CF_SEGMENTS);
-        for partition in 0..meta.config.partitions {
-            let pk = PartitionKey {
-                topic: meta.id,
-                partition,
-            };
-            wb.put_cf(
-                segments,
-                offset_key(pk, first.base_offset),
-                encode_segment(first),
-            );
-        }
-        self.write(wb)
-    }
-
-    /// Removes a topic's metadata and every record, segment and index entry in one write
-    /// (range deletes: constant cost, space reclaimed by compaction).
-    pub fn delete_topic(&self, meta: &TopicMeta) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        wb.delete_cf(self.cf(CF_META), topic_meta_key(&meta.name));
-        let (start, end) = topic_range(meta.id);
-        for cf in [
-            CF_RECORDS,
-            CF_SEGMENTS,
-            CF_TIMEINDEX,
-            CF_PRODUCERS,
-            CF_EPOCHS,
-        ] {
-            wb.delete_range_cf(self.cf(cf), start, end);
-        }
-        self.write(wb)
-    }
-
-    /// Every segment of every partition of a topic, in key order (partition, base offset).
-    pub fn load_segments(&self, topic: TopicId) -> Result<Vec<(u32, SegmentMeta)>, StorageError> {
-        let (start, end) = topic_range(topic);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(end.to_vec());
-        let iter = self.db.iterator_cf_opt(
-            self.cf(CF_SEGMENTS),
-            ro,
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item?;
-            let corrupt = |reason: &str| StorageError::Corrupt {
-                key: format!("segments/{k:?}"),
-                reason: reason.to_string(),
-            };
-            let (partition, _) = decode_partition(topic, &k).ok_or_else(|| corrupt("bad key"))?;
-            let seg = decode_segment(&v).ok_or_else(|| corrupt("bad value"))?;
-            out.push((partition, seg));
-        }
-        Ok(out)
-    }
-
-    // ---- partition logs -------------------------------------------------------------------
-
-    /// Appends record batches with their segment and time-index updates atomically.
-    pub fn append(&self, pk: PartitionKey, w: &AppendWrite) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        let records = self.cf(CF_RECORDS);
-        for (base, batch) in &w.batches {
-            wb.put_cf(records, offset_key(pk, *base), batch);
-        }
-        let segments = self.cf(CF_SEGMENTS);
-        for s in &w.segments {
-            wb.put_cf(segments, offset_key(pk, s.base_offset), encode_segment(s));
-        }
-        let index = self.cf(CF_TIMEINDEX);
-        for (ts, base) in &w.time_entries {
-            wb.put_cf(index, time_key(pk, *ts as u64, *base), []);
-        }
-        let producers = self.cf(CF_PRODUCERS);
-        for (id, state) in &w.producers {
-            wb.put_cf(producers, offset_key(pk, *id), encode_producer(state));
-        }
-        if let Some(p) = w.progress {
-            put_progress(&mut wb, self.cf(CF_PIPELINES), p);
-        }
-        self.write(wb)
-    }
-
-    /// Every idempotent producer's state on a partition.
-    pub fn load_producers(
-        &self,
-        pk: PartitionKey,
-    ) -> Result<Vec<(u64, ProducerState)>, StorageError> {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(offset_key(pk, u64::MAX).to_vec());
-        let iter = self.db.iterator_cf_opt(
-            self.cf(CF_PRODUCERS),
-            ro,
-            IteratorMode::From(&offset_key(pk, 0), Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item?;
-            let corrupt = || StorageError::Corrupt {
-                key: format!("producers/{k:?}"),
-                reason: "bad producer state".into(),
-            };
-            let id = decode_offset_key(pk, &k).ok_or_else(corrupt)?;
-            out.push((id, decode_producer(&v).ok_or_else(corrupt)?));
-        }
-        Ok(out)
-    }
-
-    /// Forgets expired producers of a partition.
-    pub fn delete_producers(&self, pk: PartitionKey, ids: &[u64]) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        for id in ids {
-            wb.delete_cf(self.cf(CF_PRODUCERS), offset_key(pk, *id));
-        }
-        self.write(wb)
-    }
-
-    /// Reserves the next producer id (never handed out twice, even across crashes: the new
-    /// high-water mark is fsynced before the id is returned).
-    pub fn allocate_producer_id(&self) -> Result<u64, StorageError> {
-        let cf = self.cf(CF_META);
-        let next = match self.db.get_cf(cf, NEXT_PRODUCER_ID_KEY)? {
-            None => 1,
-            Some(v) => {
-                u64::from_be_bytes(v.as_slice().try_into().map_err(|_| StorageError::Corrupt {
-                    key: "next_producer_id".into(),
-                    reason: format!("{} bytes, want 8", v.len()),
-                })?)
-            }
-        };
-        let mut wb = WriteBatch::default();
-        wb.put_cf(cf, NEXT_PRODUCER_ID_KEY, (next + 1).to_be_bytes());
-        self.write_synced(wb)?;
-        Ok(next)
-    }
-
-    // ---- consumer groups ------------------------------------------------------------------
-
-    /// Every committed offset: (group, partition, offset).
-    pub fn load_offsets(&self) -> Result<Vec<(String, PartitionKey, Committed)>, StorageError> {
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_OFFSETS), IteratorMode::Start)
-        {
-            let (k, v) = item?;
-            let corrupt = || StorageError::Corrupt {
-                key: format!("offsets/{k:?}"),
-                reason: "bad committed offset".into(),
-            };
-            let (group, pk) = decode_group_offset_key(&k).ok_or_else(corrupt)?;
-            out.push((group, pk, decode_committed(&v).ok_or_else(corrupt)?));
-        }
-        Ok(out)
-    }
-
-    /// Writes a group's committed offsets (all or none) and fsyncs them whatever the fsync
-    /// policy: a commit, once acknowledged, is never lost.
-    pub fn commit_offsets(
-        &self,
-        group: &str,
-        offsets: &[(PartitionKey, Committed)],
-    ) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        let cf = self.cf(CF_OFFSETS);
-        for (pk, c) in offsets {
-            wb.put_cf(cf, group_offset_key(group, *pk), encode_committed(c));
-        }
-        self.write_synced(wb)
-    }
-
-    /// Forgets committed offsets (group deleted, or its topic deleted).
-    pub fn delete_offsets(&self, keys: &[(&str, PartitionKey)]) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        let cf = self.cf(CF_OFFSETS);
-        for (group, pk) in keys {
-            wb.delete_cf(cf, group_offset_key(group, *pk));
-        }
-        self.write_synced(wb)
-    }
-
-    // ---- plugins ----------------------------------------------------------------------------
-
-    /// Every registered plugin module, by name.
-    pub fn load_plugins(&self) -> Result<Vec<(String, StoredPlugin)>, StorageError> {
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_PLUGINS), IteratorMode::Start)
-        {
-            let (k, v) = item?;
-            let corrupt = || StorageError::Corrupt {
-                key: format!("plugins/{}", String::from_utf8_lossy(&k)),
-                reason: "bad plugin record".into(),
-            };
-            let name = String::from_utf8(k.to_vec()).map_err(|_| corrupt())?;
-            out.push((name, decode_plugin(&v).ok_or_else(corrupt)?));
-        }
-        Ok(out)
-    }
-
-    pub fn put_plugin(&self, name: &str, p: &StoredPlugin) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(CF_PLUGINS), name.as_bytes(), encode_plugin(p));
-        self.write_synced(wb)
-    }
-
-    pub fn delete_plugin(&self, name: &str) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        wb.delete_cf(self.cf(CF_PLUGINS), name.as_bytes());
-        self.write_synced(wb)
-    }
-
-    // ---- users and ACLs -------------------------------------------------------------------
-
-    /// The security document (users and ACLs), if one was ever stored.
-    pub fn load_security(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get_cf(self.cf(CF_META), SECURITY_KEY)?)
-    }
-
-    /// Replaces the security document, synced (a removed user or revoked ACL stays so).
-    pub fn put_security(&self, doc: &[u8]) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(CF_META), SECURITY_KEY, doc);
-        self.write_synced(wb)
-    }
-
-    // ---- pipelines --------------------------------------------------------------------------
-
-    /// Every pipeline definition.
-    pub fn load_pipelines(&self) -> Result<Vec<PipelineDef>, StorageError> {
-        let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_PIPELINES),
-            IteratorMode::From(PIPELINE_DEF_PREFIX, Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(PIPELINE_DEF_PREFIX) {
-                break;
-            }
-            let def = serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
-                key: format!("pipelines/{}", String::from_utf8_lossy(&k)),
-                reason: e.to_string(),
-            })?;
-            out.push(def);
-        }
-        Ok(out)
-    }
-
-    /// Updates a pipeline definition (its failure), fsynced.
-    pub fn put_pipeline(&self, def: &PipelineDef) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        let json = serde_json::to_vec(def).expect("PipelineDef always serialises");
-        wb.put_cf(self.cf(CF_PIPELINES), pipeline_def_key(&def.name), json);
-        self.write_synced(wb)
-    }
-
-    /// Writes a new pipeline's definition and initial progress in one fsynced write.
-    pub fn create_pipeline(
-        &self,
-        def: &PipelineDef,
-        progress: &[(u32, PipelineProgress)],
-    ) -> Result<(), StorageError> {
-        let cf = self.cf(CF_PIPELINES);
-        let mut wb = WriteBatch::default();
-        let json = serde_json::to_vec(def).expect("PipelineDef always serialises");
-        wb.put_cf(cf, pipeline_def_key(&def.name), json);
-        for (partition, p) in progress {
-            let put = ProgressPut {
-                pipeline: &def.name,
-                partition: *partition,
-                progress: p,
-            };
-            put_progress(&mut wb, cf, put);
-        }
-        self.write_synced(wb)
-    }
-
-    /// Forgets a pipeline's definition and progress in one fsynced write.
-    pub fn delete_pipeline(&self, name: &str) -> Result<(), StorageError> {
-        let cf = self.cf(CF_PIPELINES);
-        let mut wb = WriteBatch::default();
-        wb.delete_cf(cf, pipeline_def_key(name));
-        let (start, end) = pipeline_progress_range(name);
-        wb.delete_range_cf(cf, start, end);
-        self.write_synced(wb)
-    }
-
-    /// A pipeline's progress per source partition.
-    pub fn load_progress(&self, name: &str) -> Result<Vec<(u32, PipelineProgress)>, StorageError> {
-        let (start, end) = pipeline_progress_range(name);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(end);
-        let iter = self.db.iterator_cf_opt(
-            self.cf(CF_PIPELINES),
-            ro,
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item?;
-            let corrupt = || StorageError::Corrupt {
-                key: format!("pipelines/{k:?}"),
-                reason: "bad pipeline progress".into(),
-            };
-            let partition = decode_pipeline_progress_key(name, &k).ok_or_else(corrupt)?;
-            out.push((partition, decode_progress(&v).ok_or_else(corrupt)?));
-        }
-        Ok(out)
-    }
-
-    /// Writes a pipeline's progress alone (a round whose records all were filtered out).
-    pub fn put_progress(&self, p: ProgressPut<'_>) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        put_progress(&mut wb, self.cf(CF_PIPELINES), p);
-        self.write(wb)
-    }
-
-    fn write_synced(&self, wb: WriteBatch) -> Result<(), StorageError> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(wb, &wo)?;
-        Ok(())
-    }
-
-    /// Writes a new empty segment (a roll without data, before retention drops the old one).
-    pub fn put_segment(&self, pk: PartitionKey, s: &SegmentMeta) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        wb.put_cf(
-            self.cf(CF_SEGMENTS),
-            offset_key(pk, s.base_offset),
-            encode_segment(s),
-        );
-        self.write(wb)
-    }
-
-    /// Drops whole segments `[from_offset, to_offset)`: their records, their metadata and the
-    /// time-index entries up to `index_upto_ts` (inclusive), in one write.
-    pub fn drop_segments(
-        &self,
-        pk: PartitionKey,
-        dropped: &[SegmentMeta],
-        index_upto_ts: i64,
-    ) -> Result<(), StorageError> {
-        let (Some(first), Some(last)) = (dropped.first(), dropped.last()) else {
-            return Ok(());
-        };
-        let mut wb = WriteBatch::default();
-        wb.delete_range_cf(
-            self.cf(CF_RECORDS),
-            offset_key(pk, first.base_offset),
-            offset_key(pk, last.next_offset),
-        );
-        let segments = self.cf(CF_SEGMENTS);
-        for s in dropped {
-            wb.delete_cf(segments, offset_key(pk, s.base_offset));
-        }
-        if index_upto_ts >= 0 {
-            wb.delete_range_cf(
-                self.cf(CF_TIMEINDEX),
-                time_key(pk, 0, 0),
-                time_key(pk, index_upto_ts as u64 + 1, 0),
-            );
-        }
-        self.write(wb)
-    }
-
-    /// Removes everything of a partition from `offset` on, in one write: its records, the
-    /// segments starting at or after it (`dropped`), the time-index entries of those records;
-    /// writes the segment it now ends in (`last`), the producers' trimmed states (`None`:
-    /// forgotten) and the leader-epoch history.
-    pub fn truncate(&self, pk: PartitionKey, t: &Truncation<'_>) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        wb.delete_range_cf(
-            self.cf(CF_RECORDS),
-            offset_key(pk, t.offset),
-            offset_key(pk, u64::MAX),
-        );
-        let segments = self.cf(CF_SEGMENTS);
-        for base in t.dropped {
-            wb.delete_cf(segments, offset_key(pk, *base));
-        }
-        wb.put_cf(
-            segments,
-            offset_key(pk, t.last.base_offset),
-            encode_segment(t.last),
-        );
-        // Index entries increase in both timestamp and offset: the ones to go are at the end.
-        let index = self.cf(CF_TIMEINDEX);
-        let mut it = self.db.raw_iterator_cf(index);
-        it.seek_for_prev(time_key(pk, u64::MAX, u64::MAX));
-        while let Some((ts, base)) = it.key().and_then(|k| decode_time_key(pk, k)) {
-            if base < t.offset {
-                break;
-            }
-            wb.delete_cf(index, time_key(pk, ts, base));
-            it.prev();
-        }
-        it.status()?;
-        let producers = self.cf(CF_PRODUCERS);
-        for (id, state) in t.producers {
-            match state {
-                Some(s) => wb.put_cf(producers, offset_key(pk, *id), encode_producer(s)),
-                None => wb.delete_cf(producers, offset_key(pk, *id)),
-            }
-        }
-        wb.put_cf(
-            self.cf(CF_EPOCHS),
-            partition_prefix(pk),
-            encode_epochs(t.epochs),
-        );
-        self.write(wb)
-    }
-
-    /// A partition's leader-epoch history, oldest first (empty when it has none).
-    pub fn load_epochs(&self, pk: PartitionKey) -> Result<Vec<EpochStart>, StorageError> {
-        match self
-            .db
-            .get_pinned_cf(self.cf(CF_EPOCHS), partition_prefix(pk))?
-        {
-            None => Ok(Vec::new()),
-            Some(v) => decode_epochs(&v).ok_or_else(|| StorageError::Corrupt {
-                key: format!("epochs/{pk:?}"),
-                reason: "bad leader-epoch history".into(),
-            }),
-        }
-    }
-
-    /// Replaces a partition's leader-epoch history.
-    pub fn put_epochs(&self, pk: PartitionKey, epochs: &[EpochStart]) -> Result<(), StorageError> {
-        let mut wb = WriteBatch::default();
-        wb.put_cf(
-            self.cf(CF_EPOCHS),
-            partition_prefix(pk),
-            encode_epochs(epochs),
-        );
-        self.write(wb)
-    }
-
-    /// Whole batches holding offsets `>= from` and `< end`, up to `max_bytes` (at least one
-    /// batch when there is one). The first batch may start before `from`.
-    pub fn read_batches(
-        &self,
-        pk: PartitionKey,
-        from: u64,
-        end: u64,
-        max_bytes: usize,
-    ) -> Result<Vec<Bytes>, StorageError> {
-        let mut out = Vec::new();
-        if from >= end {
-            return Ok(out);
-        }
-        let start = offset_key(pk, from);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(offset_key(pk, end).to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_RECORDS), ro);
-        // The batch holding `from` is the last one whose base offset is <= from.
-        it.seek_for_prev(start);
-        let holds_from = match (it.key(), it.value()) {
-            (Some(k), Some(v)) => {
-                decode_offset_key(pk, k).is_some()
-                    && weir_common::BatchHeader::parse(v).is_ok_and(|h| h.next_offset() > from)
-            }
-            _ => false,
-        };
-        if !holds_from {
-            it.seek(start);
-        }
-        let mut total = 0usize;
-        while let Some(v) = it.value() {
-            total += v.len();
-            out.push(Bytes::copy_from_slice(v));
-            if total >= max_bytes {
-                break;
-            }
-            it.next();
-        }
-        it.status()?;
-        Ok(out)
-    }
-
-    /// The stored batch whose base offset is exactly `base`.
-    pub fn batch_at(&self, pk: PartitionKey, base: u64) -> Result<Option<Bytes>, StorageError> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(CF_RECORDS), offset_key(pk, base))?
-            .map(|v| Bytes::copy_from_slice(&v)))
-    }
-
-    /// Base offset of the first batch whose running max timestamp is `>= ts`, if any.
-    pub fn seek_time_index(&self, pk: PartitionKey, ts: i64) -> Result<Option<u64>, StorageError> {
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_TIMEINDEX));
-        it.seek(time_key(pk, ts.max(0) as u64, 0));
-        let found = it
-            .key()
-            .and_then(|k| decode_time_key(pk, k))
-            .map(|(_, off)| off);
-        it.status()?;
-        Ok(found)
-    }
-}
-
-fn put_progress(wb: &mut WriteBatch, cf: &ColumnFamily, p: ProgressPut<'_>) {
-    wb.put_cf(
-        cf,
-        pipeline_progress_key(p.pipeline, p.partition),
-        encode_progress(p.progress),
-    );
 }
 
 #[cfg(test)]
@@ -815,15 +414,9 @@ mod tests {
     }
 
     fn append_one(store: &Store, base: u64) {
-        let pk = PartitionKey {
-            topic: 1,
-            partition: 0,
-        };
-        let w = AppendWrite {
-            batches: vec![(base, vec![1u8; 64])],
-            ..AppendWrite::default()
-        };
-        store.append(pk, &w).unwrap();
+        let mut w = store.write_set();
+        w.put(Cf::Records, base.to_be_bytes(), [1u8; 64]);
+        store.write(w, Durability::Configured).unwrap();
     }
 
     /// `--fsync always`: every append has fsynced the WAL by the time it returns (and so
@@ -851,18 +444,75 @@ mod tests {
         }
     }
 
+    /// `Synced` writes fsync whatever `--fsync` says; `Configured` ones follow it.
+    #[test]
+    fn synced_writes_fsync_under_every_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Never).unwrap();
+        let before = store.wal_syncs();
+        let mut set = store.write_set();
+        set.put(Cf::Offsets, b"k", b"v");
+        store.write(set, Durability::Synced).unwrap();
+        assert_eq!(store.wal_syncs(), before + 1);
+        append_one(&store, 1);
+        assert_eq!(store.wal_syncs(), before + 1);
+    }
+
+    /// Scans stop at their bound or prefix, cursors walk both ways, and a write set applies
+    /// its puts and deletes together.
+    #[test]
+    fn scans_cursors_and_write_sets_see_keys_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Never).unwrap();
+        let mut set = store.write_set();
+        for k in ["a1", "a2", "a3", "b1", "b2"] {
+            set.put(Cf::Meta, k, k.to_uppercase());
+        }
+        set.delete(Cf::Meta, "a2");
+        assert!(!set.is_empty());
+        store.write(set, Durability::Configured).unwrap();
+        let keys = |it: &mut dyn Iterator<Item = KeyValue>| {
+            it.map(|r| String::from_utf8(r.unwrap().0.into_vec()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&mut store.scan_prefix(Cf::Meta, b"a")), ["a1", "a3"]);
+        assert_eq!(
+            keys(&mut store.scan(Cf::Meta, b"a3", Some(b"b2"))),
+            ["a3", "b1"]
+        );
+        assert_eq!(keys(&mut store.scan(Cf::Meta, b"b", None)), ["b1", "b2"]);
+        assert!(store.scan(Cf::Offsets, b"", None).next().is_none());
+
+        let mut c = store.cursor(Cf::Meta, Some(b"b2".to_vec()));
+        c.seek_for_prev(b"a2");
+        assert_eq!(c.key(), Some(&b"a1"[..]));
+        c.next();
+        assert_eq!((c.key(), c.value()), (Some(&b"a3"[..]), Some(&b"A3"[..])));
+        c.seek(b"b");
+        c.next();
+        assert_eq!(c.key(), None, "b2 is past the bound");
+        c.status().unwrap();
+
+        let mut set = store.write_set();
+        set.delete_range(Cf::Meta, "a", "b");
+        store.write(set, Durability::Configured).unwrap();
+        assert_eq!(keys(&mut store.scan(Cf::Meta, b"", None)), ["b1", "b2"]);
+        assert_eq!(store.get(Cf::Meta, "b1").unwrap().unwrap(), b"B1");
+        assert_eq!(store.get_bytes(Cf::Meta, "a1").unwrap(), None);
+    }
+
     #[test]
     fn the_write_ahead_log_stays_bounded_while_small_column_families_are_idle() {
         const CAP: u64 = 4 << 20;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_with_wal_cap(dir.path(), SyncMode::Never, CAP).unwrap();
         // One small write pins the first WAL file for as long as `meta` is not flushed.
-        store.db.put_cf(store.cf(CF_META), b"pin", b"1").unwrap();
+        store.db.put_cf(store.cf(Cf::Meta), b"pin", b"1").unwrap();
         let value = vec![7u8; 1 << 20];
         for i in 0u32..48 {
             store
                 .db
-                .put_cf(store.cf(CF_RECORDS), i.to_be_bytes(), &value)
+                .put_cf(store.cf(Cf::Records), i.to_be_bytes(), &value)
                 .unwrap();
         }
         // 48 MiB written, less than one records memtable: only the cap flushes anything.
@@ -879,12 +529,16 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
             store
                 .db
-                .put_cf(store.cf(CF_RECORDS), i.to_be_bytes(), b"tick")
+                .put_cf(store.cf(Cf::Records), i.to_be_bytes(), b"tick")
                 .unwrap();
             i += 1;
         }
         assert_eq!(
-            store.db.get_cf(store.cf(CF_META), b"pin").unwrap().unwrap(),
+            store
+                .db
+                .get_cf(store.cf(Cf::Meta), b"pin")
+                .unwrap()
+                .unwrap(),
             b"1"
         );
     }
