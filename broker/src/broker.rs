@@ -29,7 +29,9 @@ use crate::groups::{
     CommitArgs, CommittedView, GroupCoordinator, GroupSummary, GroupView, Heartbeat, HeartbeatArgs,
     ResetTo,
 };
-use crate::log::{Appended, Bounds, Diverging, PartitionLog, PendingBatch, ReadResult, ReadUpTo};
+use crate::log::{
+    Appended, Bounds, Diverging, LogError, PartitionLog, PendingBatch, ReadResult, ReadUpTo,
+};
 use crate::metrics;
 use crate::pipelines::{Deps, PipelineDef, PipelineManager, PipelineView, Start};
 use crate::plugins::{Plugin, PluginInfo, PluginLimits, PluginRegistry};
@@ -806,7 +808,7 @@ impl Broker {
                     let p = *partition;
                     blocking(move || {
                         log.ensure_epoch(epoch)
-                            .map_err(|e| BrokerError::from_log(e, &name, p))
+                            .map_err(|e| e.in_partition(&name, p))
                     })
                     .await?;
                 }
@@ -836,7 +838,7 @@ impl Broker {
             let reply = appender
                 .submit(batch)
                 .await
-                .map_err(|e| BrokerError::from_append(e, topic, partition))?;
+                .map_err(|e| e.in_partition(topic, partition))?;
             queued.push((partition, reply));
         }
         let name = t.meta.name.clone();
@@ -847,9 +849,7 @@ impl Broker {
         Ok(async move {
             let mut out = Vec::with_capacity(queued.len());
             for (partition, reply) in queued {
-                let a = reply
-                    .await
-                    .map_err(|e| BrokerError::from_append(e, &name, partition))?;
+                let a = reply.await.map_err(|e| e.in_partition(&name, partition))?;
                 out.push((partition, a));
             }
             if let Some(cluster) = replicated {
@@ -887,7 +887,7 @@ impl Broker {
         let name = topic.meta.name.clone();
         blocking(move || {
             log.read_from(offset, max_bytes, upto)
-                .map_err(|e| BrokerError::from_log(e, &name, partition))
+                .map_err(|e| e.in_partition(&name, partition))
         })
         .await
     }
@@ -919,7 +919,7 @@ impl Broker {
                     .map_err(|source| BrokerError::InvalidBatch { partition, source })?;
                 group.push(PendingBatch { bytes, valid });
             }
-            let log_err = |e| BrokerError::from_log(e, &name, partition);
+            let log_err = |e: LogError| e.in_partition(&name, partition);
             log.append_replica(&group, weir_common::record::now_ms())
                 .map_err(log_err)?;
             log.follow_epochs(&leader_epochs).map_err(log_err)?;
@@ -944,7 +944,7 @@ impl Broker {
         blocking(move || {
             let own_end = log.end_of_epoch(epoch).map_or(leader_end, |(_, end)| end);
             log.truncate_to(leader_end.min(own_end))
-                .map_err(|e| BrokerError::from_log(e, &name, partition))
+                .map_err(|e| e.in_partition(&name, partition))
         })
         .await
     }
@@ -966,7 +966,7 @@ impl Broker {
                 let name = topic.meta.name.clone();
                 let off = blocking(move || {
                     log.offset_for_timestamp(ts)
-                        .map_err(|e| BrokerError::from_log(e, &name, partition))
+                        .map_err(|e| e.in_partition(&name, partition))
                 })
                 .await?;
                 Ok((off, bounds))

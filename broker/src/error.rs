@@ -1,11 +1,10 @@
 //! The broker's domain error. `server/` maps each variant to one gRPC status code.
+//!
+//! Architecture invariant: a leaf. Each module turns its own errors into these (`From` impls
+//! and `LogError::in_partition` live next to the errors they convert), so this file names no
+//! other module of the crate.
 
 use weir_common::{BatchError, NameError};
-
-use crate::log::LogError;
-use crate::log::appender::AppendError;
-use crate::plugins::PluginError;
-use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -35,11 +34,12 @@ pub enum BrokerError {
         earliest: u64,
         latest: u64,
     },
-    #[error("topic {topic:?} partition {partition}: {source}")]
+    /// An idempotent producer's batch that does not follow its last one (the log's reason).
+    #[error("topic {topic:?} partition {partition}: {reason}")]
     OutOfOrderSequence {
         topic: String,
         partition: u32,
-        source: LogError,
+        reason: String,
     },
     #[error("consumer group {0:?} does not exist")]
     GroupNotFound(String),
@@ -125,62 +125,4 @@ pub enum BrokerError {
     LastSuperuser(String),
     #[error("no such ACL")]
     AclNotFound,
-}
-
-impl From<PluginError> for BrokerError {
-    fn from(e: PluginError) -> Self {
-        match e {
-            PluginError::Invalid(m) => BrokerError::InvalidPlugin(m),
-            e @ PluginError::Failed { .. } => BrokerError::PluginFailed(e.to_string()),
-        }
-    }
-}
-
-impl From<crate::cluster::ClusterError> for BrokerError {
-    fn from(e: crate::cluster::ClusterError) -> Self {
-        BrokerError::ClusterUnavailable(e.to_string())
-    }
-}
-
-impl From<StorageError> for BrokerError {
-    fn from(e: StorageError) -> Self {
-        BrokerError::Storage(e.to_string())
-    }
-}
-
-impl BrokerError {
-    /// Attaches topic/partition to a log error.
-    pub fn from_log(e: LogError, topic: &str, partition: u32) -> Self {
-        match e {
-            LogError::OffsetOutOfRange {
-                offset,
-                earliest,
-                latest,
-            } => BrokerError::OffsetOutOfRange {
-                topic: topic.to_string(),
-                partition,
-                offset,
-                earliest,
-                latest,
-            },
-            LogError::Storage(s) => BrokerError::Storage(s),
-            LogError::Closed => BrokerError::TopicNotFound(topic.to_string()),
-            e @ LogError::Corrupt { .. } => BrokerError::Storage(e.to_string()),
-            e @ LogError::NotContiguous { .. } => {
-                BrokerError::InvalidArgument(format!("topic {topic:?} partition {partition}: {e}"))
-            }
-            e @ LogError::OutOfOrderSequence { .. } => BrokerError::OutOfOrderSequence {
-                topic: topic.to_string(),
-                partition,
-                source: e,
-            },
-        }
-    }
-
-    pub fn from_append(e: AppendError, topic: &str, partition: u32) -> Self {
-        match e {
-            AppendError::Log(e) => Self::from_log(e, topic, partition),
-            AppendError::Closed => BrokerError::TopicNotFound(topic.to_string()),
-        }
-    }
 }

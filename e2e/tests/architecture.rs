@@ -49,10 +49,6 @@ const BROKER: Rules = Rules {
     wire: &["server/", "cluster/network.rs", "main.rs"],
     known: &[
         ("cluster", "broker"),
-        ("error", "cluster"),
-        ("error", "log"),
-        ("error", "plugins"),
-        ("error", "storage"),
         ("metrics", "broker"),
         ("security", "cluster"),
     ],

@@ -174,7 +174,7 @@ impl Broker {
         while offset < log.bounds().log_end {
             let read = log
                 .read_from(offset, LOAD_READ_BYTES, ReadUpTo::LogEnd)
-                .map_err(|e| BrokerError::from_log(e, OFFSETS_TOPIC, p))?;
+                .map_err(|e| e.in_partition(OFFSETS_TOPIC, p))?;
             let next = next_offset_after(&read.batches)
                 .map_err(|e| BrokerError::Storage(format!("offsets partition {p}: {e}")))?;
             let Some(next) = next else { break };

@@ -27,6 +27,7 @@ use std::time::Duration;
 use openraft::{BasicNode, Raft, ServerState};
 use tokio::sync::watch;
 
+use crate::error::BrokerError;
 use crate::storage::Store;
 use network::Network;
 use peers::{ClusterSpec, NodeId};
@@ -64,6 +65,12 @@ pub enum ClusterError {
     NoController,
     #[error("metadata write failed: {0}")]
     Write(String),
+}
+
+impl From<ClusterError> for BrokerError {
+    fn from(e: ClusterError) -> Self {
+        BrokerError::ClusterUnavailable(e.to_string())
+    }
 }
 
 /// Where a change has to go when this node is not the controller.

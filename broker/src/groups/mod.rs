@@ -876,7 +876,7 @@ impl GroupCoordinator {
                 ResetTo::Timestamp(ts) => part
                     .log
                     .offset_for_timestamp(ts)
-                    .map_err(|e| BrokerError::from_log(e, topic, p))?,
+                    .map_err(|e| e.in_partition(topic, p))?,
             };
             let pk = PartitionKey {
                 topic: t.meta.id,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Appended, LogError, PartitionLog, PendingBatch};
+use crate::error::BrokerError;
 use crate::types::now_ms;
 
 /// Most batches waiting for one partition's appender before producers wait.
@@ -34,6 +35,16 @@ pub enum AppendError {
     Log(#[from] LogError),
     #[error("partition is closed (topic deleted or broker shutting down)")]
     Closed,
+}
+
+impl AppendError {
+    /// The broker's error for this failure of `topic`'s partition `partition`.
+    pub fn in_partition(self, topic: &str, partition: u32) -> BrokerError {
+        match self {
+            AppendError::Log(e) => e.in_partition(topic, partition),
+            AppendError::Closed => BrokerError::TopicNotFound(topic.to_string()),
+        }
+    }
 }
 
 impl Appender {

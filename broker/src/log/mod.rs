@@ -27,6 +27,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use weir_common::batch::{self, TimestampType, ValidBatch};
 
+use crate::error::BrokerError;
 use crate::storage::{Durability, StorageError, Store, WriteSet};
 use crate::types::{EpochStart, PartitionKey, SegmentMeta, TopicConfig};
 use layout::{AppendWrite, Truncation};
@@ -61,6 +62,36 @@ pub enum LogError {
 impl From<StorageError> for LogError {
     fn from(e: StorageError) -> Self {
         LogError::Storage(e.to_string())
+    }
+}
+
+impl LogError {
+    /// The broker's error for this failure of `topic`'s partition `partition`.
+    pub fn in_partition(self, topic: &str, partition: u32) -> BrokerError {
+        match self {
+            LogError::OffsetOutOfRange {
+                offset,
+                earliest,
+                latest,
+            } => BrokerError::OffsetOutOfRange {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                earliest,
+                latest,
+            },
+            LogError::Storage(s) => BrokerError::Storage(s),
+            LogError::Closed => BrokerError::TopicNotFound(topic.to_string()),
+            e @ LogError::Corrupt { .. } => BrokerError::Storage(e.to_string()),
+            e @ LogError::NotContiguous { .. } => {
+                BrokerError::InvalidArgument(format!("topic {topic:?} partition {partition}: {e}"))
+            }
+            e @ LogError::OutOfOrderSequence { .. } => BrokerError::OutOfOrderSequence {
+                topic: topic.to_string(),
+                partition,
+                reason: e.to_string(),
+            },
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use weir_common::limits::{
 };
 
 use super::abi::{self, PluginKind};
+use crate::error::BrokerError;
 
 /// How often the engine's epoch advances (the granularity of the CPU deadline).
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -558,6 +559,15 @@ enum CallError {
     Plugin(String),
     /// Trap, limit or protocol violation: the instance is unusable.
     Fatal(String),
+}
+
+impl From<PluginError> for BrokerError {
+    fn from(e: PluginError) -> Self {
+        match e {
+            PluginError::Invalid(m) => BrokerError::InvalidPlugin(m),
+            e @ PluginError::Failed { .. } => BrokerError::PluginFailed(e.to_string()),
+        }
+    }
 }
 
 #[cfg(test)]

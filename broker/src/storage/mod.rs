@@ -16,6 +16,8 @@ use rocksdb::{
     Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, properties,
 };
 
+use crate::error::BrokerError;
+
 /// The column families (ARCHITECTURE.md, "Storage layout", says what each holds and whose
 /// it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,12 @@ pub enum StorageError {
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt metadata under key {key:?}: {reason}")]
     Corrupt { key: String, reason: String },
+}
+
+impl From<StorageError> for BrokerError {
+    fn from(e: StorageError) -> Self {
+        BrokerError::Storage(e.to_string())
+    }
 }
 
 impl StorageError {
