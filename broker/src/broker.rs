@@ -35,7 +35,7 @@ use crate::log::{
 use crate::metrics;
 use crate::pipelines::{Deps, PipelineDef, PipelineManager, PipelineView, Start};
 use crate::plugins::{Plugin, PluginInfo, PluginLimits, PluginRegistry};
-use crate::security::Security;
+use crate::security::{Proposed, Proposer, Security};
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
 use crate::types::{EpochStart, TopicConfig};
@@ -293,6 +293,40 @@ impl Broker {
         self.topics.get(name)
     }
 
+    /// Cluster mode: users and ACLs follow the metadata's document (what this member applied
+    /// so far is served before anything else runs), and changes are proposed to the quorum.
+    fn replicate_security(&self, cluster: &Arc<Cluster>) {
+        let security = Arc::clone(&self.security);
+        let mut metadata = cluster.metadata();
+        let follow =
+            move |m: &Metadata| security.follow(m.security_version, Arc::clone(&m.security));
+        follow(&metadata.borrow_and_update());
+        tokio::spawn(async move {
+            while metadata.changed().await.is_ok() {
+                follow(&metadata.borrow_and_update());
+            }
+        });
+        let proposer = Arc::clone(cluster);
+        let propose: Proposer = Box::new(move |base, state| {
+            let cluster = Arc::clone(&proposer);
+            Box::pin(async move {
+                match cluster
+                    .propose(Command::SetSecurity { base, state })
+                    .await?
+                {
+                    Outcome::Done => Ok(Proposed::Taken),
+                    Outcome::StaleSecurity { current } => Ok(Proposed::Stale { current }),
+                    other => Err(BrokerError::Storage(format!(
+                        "the cluster did not take the users and ACLs: {other:?}"
+                    ))),
+                }
+            })
+        });
+        let lowest = cluster.peers().keys().next().copied();
+        self.security
+            .replicate(propose, lowest == Some(cluster.node_id()));
+    }
+
     /// Joins the cluster: from now on topics are created and deleted through its metadata,
     /// and this broker keeps a copy of each topic (`reconcile`).
     pub fn attach_cluster(self: &Arc<Self>, cluster: Arc<Cluster>) {
@@ -301,7 +335,7 @@ impl Broker {
             return;
         }
         self.groups.replicate();
-        self.security.replicate(Arc::clone(&cluster));
+        self.replicate_security(&cluster);
         self.spawn_checkpoints();
         crate::cluster::replica::spawn(Arc::clone(self), Arc::clone(&cluster));
         self.spawn_isr_checks();

@@ -47,11 +47,7 @@ const BROKER: Rules = Rules {
         &["server"],
     ],
     wire: &["server/", "cluster/network.rs", "main.rs"],
-    known: &[
-        ("cluster", "broker"),
-        ("metrics", "broker"),
-        ("security", "cluster"),
-    ],
+    known: &[("cluster", "broker"), ("metrics", "broker")],
     known_wire: &[
         "broker/coordination.rs",
         "cluster/controller.rs",

@@ -25,14 +25,12 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use weir_common::UserName;
 
 pub use acl::{Acl, Operation, Resource, ResourceType};
 use secret::{Presented, credential_digest, token_digest};
 
-use crate::cluster::Cluster;
-use crate::cluster::state::{Command, Metadata, Outcome};
 use crate::error::BrokerError;
 use crate::storage::{Cf, Durability, StorageError, Store};
 use weir_codec::keys::SECURITY_KEY;
@@ -175,13 +173,36 @@ struct Versioned {
     state: Arc<State>,
 }
 
+/// What the quorum made of a proposed document (cluster mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proposed {
+    /// It replaced the document it was based on.
+    Taken,
+    /// Another change came first: the cluster's document is at `current`.
+    Stale { current: u64 },
+}
+
+/// Proposes to the cluster's quorum that the document at version `base` be replaced by
+/// `state` (cluster mode; given by whoever holds the cluster, so this module never names it).
+pub type Proposer = Box<
+    dyn Fn(
+            u64,
+            Arc<State>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Proposed, BrokerError>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 pub struct Security {
     enabled: bool,
     store: Store,
     data_dir: PathBuf,
     state: RwLock<Versioned>,
     /// Set in cluster mode: changes go through the metadata quorum.
-    cluster: OnceLock<Arc<Cluster>>,
+    cluster: OnceLock<Proposer>,
+    /// The version served, for a change overtaken by another to wait on.
+    served: watch::Sender<u64>,
     /// One change at a time on this broker (read, modify, store or propose, publish).
     changes: tokio::sync::Mutex<()>,
     /// Digest of an `authorization` value → the user it proved, and the generation then.
@@ -293,6 +314,7 @@ impl Security {
                 state: Arc::new(state),
             }),
             cluster: OnceLock::new(),
+            served: watch::Sender::new(0),
             changes: tokio::sync::Mutex::new(()),
             verified: Mutex::new(HashMap::new()),
             cache_key: secret::random_key().map_err(storage)?,
@@ -319,33 +341,26 @@ impl Security {
         let mut current = self.state.write().unwrap_or_else(|p| p.into_inner());
         if version > current.version {
             *current = Versioned { version, state };
+            self.served.send_replace(version);
         }
     }
 
-    /// Serves the document of the cluster `metadata` this member applied, if it is newer.
-    fn follow(&self, metadata: &Metadata) {
-        self.publish(metadata.security_version, Arc::clone(&metadata.security));
+    /// Cluster mode: serves the cluster's document at `version` that this member applied, if
+    /// it is newer than what is served (the holder of the cluster calls this as metadata
+    /// applies).
+    pub fn follow(&self, version: u64, state: Arc<State>) {
+        self.publish(version, state);
     }
 
-    /// Cluster mode: users and ACLs become the cluster's (its metadata's document, followed
-    /// as it changes), and changes are proposed to the quorum. The member with the lowest id
-    /// makes the bootstrap superuser when `--auth` finds none (its token in its data dir).
-    pub fn replicate(self: &Arc<Self>, cluster: Arc<Cluster>) {
-        let mut metadata = cluster.metadata();
-        let lowest = cluster.peers().keys().next().copied();
-        let first = lowest == Some(cluster.node_id());
-        if self.cluster.set(Arc::clone(&cluster)).is_err() {
+    /// Cluster mode: users and ACLs become the cluster's (followed through
+    /// [`Self::follow`]), and changes go to the quorum through `propose`. `bootstrap`: this
+    /// member (the one with the lowest id) makes the bootstrap superuser when `--auth` finds
+    /// none (its token in its data dir).
+    pub fn replicate(self: &Arc<Self>, propose: Proposer, bootstrap: bool) {
+        if self.cluster.set(propose).is_err() {
             return;
         }
-        // What this member applied so far is served before anything else runs.
-        self.follow(&metadata.borrow_and_update());
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            while metadata.changed().await.is_ok() {
-                this.follow(&metadata.borrow_and_update());
-            }
-        });
-        if self.enabled && first {
+        if self.enabled && bootstrap {
             tokio::spawn(Arc::clone(self).bootstrap_cluster());
         }
     }
@@ -583,7 +598,7 @@ impl Security {
                 )));
             }
             let next = Arc::new(next);
-            let Some(cluster) = self.cluster.get() else {
+            let Some(propose) = self.cluster.get() else {
                 let doc = serde_json::to_vec(&*next).map_err(storage)?;
                 let store = self.store.clone();
                 tokio::task::spawn_blocking(move || put_document(&store, &doc))
@@ -593,21 +608,12 @@ impl Security {
                 self.publish(version + 1, next);
                 return Ok(out);
             };
-            let proposed = Command::SetSecurity {
-                base: version,
-                state: Arc::clone(&next),
-            };
-            match cluster.propose(proposed).await? {
-                Outcome::Done => {
+            match propose(version, Arc::clone(&next)).await? {
+                Proposed::Taken => {
                     self.publish(version + 1, next);
                     return Ok(out);
                 }
-                Outcome::StaleSecurity { current } => self.catch_up(cluster, current).await,
-                other => {
-                    return Err(storage(format!(
-                        "the cluster did not take the users and ACLs: {other:?}"
-                    )));
-                }
+                Proposed::Stale { current } => self.catch_up(current).await,
             }
         }
         Err(BrokerError::ClusterUnavailable(
@@ -615,15 +621,10 @@ impl Security {
         ))
     }
 
-    /// Waits until this member applied the cluster's document at `version`, and serves it.
-    async fn catch_up(&self, cluster: &Cluster, version: u64) {
-        let mut metadata = cluster.metadata();
-        let _ = tokio::time::timeout(
-            CATCH_UP_TIMEOUT,
-            metadata.wait_for(|m| m.security_version >= version),
-        )
-        .await;
-        self.follow(&metadata.borrow());
+    /// Waits until this member serves the cluster's document at `version` (or a while).
+    async fn catch_up(&self, version: u64) {
+        let mut served = self.served.subscribe();
+        let _ = tokio::time::timeout(CATCH_UP_TIMEOUT, served.wait_for(|v| *v >= version)).await;
     }
 
     /// Adds a user with `password`, or with a new token (returned) when there is none.
