@@ -113,7 +113,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot serve metrics on {at}"))?;
         let maddr = metrics.local_addr()?;
         tracing::info!(addr = %maddr, "serving metrics at http://{maddr}/metrics");
-        background.push(tokio::spawn(weir_broker::metrics::serve(
+        background.push(tokio::spawn(weir_broker::server::metrics::serve(
             metrics,
             Arc::clone(&broker),
         )));

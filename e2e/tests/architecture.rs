@@ -47,7 +47,7 @@ const BROKER: Rules = Rules {
         &["server"],
     ],
     wire: &["server/", "cluster/network.rs", "main.rs"],
-    known: &[("cluster", "broker"), ("metrics", "broker")],
+    known: &[("cluster", "broker")],
     known_wire: &[
         "broker/coordination.rs",
         "cluster/controller.rs",

@@ -9,6 +9,7 @@ mod edge;
 mod groups;
 mod health;
 mod log;
+pub mod metrics;
 mod pipelines;
 mod plugins;
 mod replication;
