@@ -18,6 +18,7 @@ use weir_common::limits::{
     MIN_SEGMENT_BYTES, PRODUCER_ID_NODE_SHIFT,
 };
 
+use crate::blocking::blocking;
 use crate::cluster::Cluster;
 use crate::cluster::isr::Leadership;
 use crate::cluster::peers::NodeId;
@@ -29,16 +30,14 @@ use crate::groups::{
     CommitArgs, CommittedView, GroupCoordinator, GroupSummary, GroupView, Heartbeat, HeartbeatArgs,
     ResetTo,
 };
-use crate::log::{
-    Appended, Bounds, Diverging, LogError, PartitionLog, PendingBatch, ReadResult, ReadUpTo,
-};
+use crate::log::{Appended, Bounds, Diverging, PartitionLog, PendingBatch, ReadResult, ReadUpTo};
 use crate::metrics;
 use crate::pipelines::{Deps, PipelineDef, PipelineManager, PipelineView, Start};
 use crate::plugins::{Plugin, PluginInfo, PluginLimits, PluginRegistry};
 use crate::security::{Proposed, Proposer, Security};
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
-use crate::types::{EpochStart, TopicConfig};
+use crate::types::TopicConfig;
 
 /// Topic settings as a creator gives them; `None` takes the broker default.
 #[derive(Debug, Clone, Default)]
@@ -78,7 +77,7 @@ pub struct Broker {
     store: Store,
     /// Serialises producer-id allocation (read-increment-write of the high-water mark).
     producer_ids: std::sync::Mutex<()>,
-    topics: TopicRegistry,
+    topics: Arc<TopicRegistry>,
     groups: GroupCoordinator,
     plugins: PluginRegistry,
     pipelines: PipelineManager,
@@ -94,16 +93,6 @@ pub struct Broker {
     produce_budget: Arc<Semaphore>,
     produce_budget_bytes: u32,
     security: Arc<Security>,
-}
-
-async fn blocking<T, F>(f: F) -> Result<T, BrokerError>
-where
-    F: FnOnce() -> Result<T, BrokerError> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BrokerError::Storage(format!("blocking task failed: {e}")))?
 }
 
 fn resolve_config(t: &NewTopic, d: &TopicDefaults) -> Result<TopicConfig, BrokerError> {
@@ -245,7 +234,7 @@ impl Broker {
             BrokerError::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
         let store = Store::open(&config.data_dir.join("db"), config.fsync.sync_mode())?;
-        let topics = TopicRegistry::recover(store.clone())?;
+        let topics = Arc::new(TopicRegistry::recover(store.clone())?);
         let groups = GroupCoordinator::recover(store.clone(), &topics)?;
         let plugins = PluginRegistry::recover(store.clone())?;
         let deps = Deps {
@@ -337,7 +326,7 @@ impl Broker {
         self.groups.replicate();
         self.replicate_security(&cluster);
         self.spawn_checkpoints();
-        crate::cluster::replica::spawn(Arc::clone(self), Arc::clone(&cluster));
+        crate::cluster::replica::spawn(Arc::clone(&self.topics), Arc::clone(&cluster));
         self.spawn_isr_checks();
         crate::cluster::controller::spawn(Arc::clone(&cluster), self.session_timeout);
         let this = Arc::clone(self);
@@ -921,63 +910,6 @@ impl Broker {
         let name = topic.meta.name.clone();
         blocking(move || {
             log.read_from(offset, max_bytes, upto)
-                .map_err(|e| e.in_partition(&name, partition))
-        })
-        .await
-    }
-
-    /// Cluster mode, a follower: appends batches fetched from the partition's leader
-    /// unchanged (`PartitionLog::append_replica`), then takes the leader's high watermark
-    /// (up to its own log end). Returns this copy's new log end offset.
-    pub async fn append_replica(
-        &self,
-        topic: &str,
-        partition: u32,
-        batches: Vec<Bytes>,
-        leader_hw: u64,
-        leader_epochs: &[EpochStart],
-    ) -> Result<u64, BrokerError> {
-        let log = Arc::clone(&self.topics.get(topic)?.partition(partition)?.log);
-        if batches.is_empty() {
-            log.set_high_watermark(leader_hw);
-            return Ok(log.bounds().log_end);
-        }
-        let name = topic.to_string();
-        let leader_epochs = leader_epochs.to_vec();
-        blocking(move || {
-            let mut group = Vec::with_capacity(batches.len());
-            for bytes in batches {
-                // The leader checked the records against its own limits; here only the
-                // framing matters, so the largest record a batch can hold passes.
-                let valid = batch::validate(&bytes, MAX_BATCH_BYTES)
-                    .map_err(|source| BrokerError::InvalidBatch { partition, source })?;
-                group.push(PendingBatch { bytes, valid });
-            }
-            let log_err = |e: LogError| e.in_partition(&name, partition);
-            log.append_replica(&group, weir_common::record::now_ms())
-                .map_err(log_err)?;
-            log.follow_epochs(&leader_epochs).map_err(log_err)?;
-            log.set_high_watermark(leader_hw);
-            Ok(log.bounds().log_end)
-        })
-        .await
-    }
-
-    /// Cluster mode, a follower whose log diverged from its leader's (the leader said where
-    /// `epoch` ends there): truncates to that end, or to the end of that epoch in this copy's
-    /// own history if earlier. Returns the new log end.
-    pub async fn truncate_diverged(
-        &self,
-        topic: &str,
-        partition: u32,
-        epoch: u32,
-        leader_end: u64,
-    ) -> Result<u64, BrokerError> {
-        let log = Arc::clone(&self.topics.get(topic)?.partition(partition)?.log);
-        let name = topic.to_string();
-        blocking(move || {
-            let own_end = log.end_of_epoch(epoch).map_or(leader_end, |(_, end)| end);
-            log.truncate_to(leader_end.min(own_end))
                 .map_err(|e| e.in_partition(&name, partition))
         })
         .await

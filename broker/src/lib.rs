@@ -16,6 +16,7 @@
 //! - [`types`]: plain domain types.
 //! - [`error`]: the domain error.
 
+pub mod blocking;
 pub mod broker;
 pub mod cluster;
 pub mod config;

@@ -37,7 +37,7 @@ const BROKER: Rules = Rules {
     src: "broker/src",
     layers: &[
         &["error", "types"],
-        &["storage", "metrics"],
+        &["storage", "metrics", "blocking"],
         &["log", "plugins", "security"],
         &["topics"],
         &["groups", "pipelines"],
@@ -47,7 +47,7 @@ const BROKER: Rules = Rules {
         &["server"],
     ],
     wire: &["server/", "cluster/network.rs", "main.rs"],
-    known: &[("cluster", "broker")],
+    known: &[],
     known_wire: &[
         "broker/coordination.rs",
         "cluster/controller.rs",

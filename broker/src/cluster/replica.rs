@@ -10,8 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
-use weir_common::limits::MAX_REQUEST_BYTES;
+use weir_common::batch;
+use weir_common::limits::{MAX_BATCH_BYTES, MAX_REQUEST_BYTES};
 use weir_proto::v1 as pb;
 use weir_proto::v1::replication_client::ReplicationClient;
 
@@ -19,7 +21,10 @@ use super::Cluster;
 use super::network::peer_endpoint;
 use super::peers::NodeId;
 use super::state::Metadata;
-use crate::broker::Broker;
+use crate::blocking::blocking;
+use crate::error::BrokerError;
+use crate::log::{LogError, PartitionLog, PendingBatch};
+use crate::topics::TopicRegistry;
 use crate::types::EpochStart;
 
 /// Most bytes one replica fetch brings back (all partitions together).
@@ -35,7 +40,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 type Followed = BTreeMap<(String, u32), u32>;
 
 /// Starts the supervisor; it ends when the metadata channel closes.
-pub fn spawn(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+pub fn spawn(topics: Arc<TopicRegistry>, cluster: Arc<Cluster>) {
     let me = cluster.node_id();
     let mut metadata = cluster.metadata();
     tokio::spawn(async move {
@@ -61,7 +66,7 @@ pub fn spawn(broker: Arc<Broker>, cluster: Arc<Cluster>) {
                             continue;
                         };
                         let (tx, rx) = watch::channel(parts);
-                        tokio::spawn(fetch_loop(Arc::clone(&broker), me, addr.clone(), rx));
+                        tokio::spawn(fetch_loop(Arc::clone(&topics), me, addr.clone(), rx));
                         fetchers.insert(leader, (addr, tx));
                     }
                 }
@@ -92,7 +97,7 @@ pub fn followed(m: &Metadata, me: NodeId) -> BTreeMap<NodeId, Followed> {
 /// Fetches the partitions in `parts` from the leader at `addr` until the supervisor drops
 /// the sender.
 async fn fetch_loop(
-    broker: Arc<Broker>,
+    topics: Arc<TopicRegistry>,
     me: NodeId,
     addr: String,
     mut parts: watch::Receiver<Followed>,
@@ -114,7 +119,7 @@ async fn fetch_loop(
         let positions: Vec<pb::ReplicaPosition> = followed
             .iter()
             .filter_map(|((topic, partition), epoch)| {
-                let t = broker.topic(topic).ok()?;
+                let t = topics.get(topic).ok()?;
                 let log = &t.partition(*partition).ok()?.log;
                 Some(pb::ReplicaPosition {
                     topic: topic.clone(),
@@ -167,8 +172,7 @@ async fn fetch_loop(
                 continue;
             }
             if let Some(div) = d.diverging {
-                match broker
-                    .truncate_diverged(&d.topic, d.partition, div.epoch, div.end_offset)
+                match truncate_diverged(&topics, &d.topic, d.partition, div.epoch, div.end_offset)
                     .await
                 {
                     Ok(end) => {
@@ -189,9 +193,15 @@ async fn fetch_loop(
                     start_offset: e.start_offset,
                 })
                 .collect();
-            if let Err(e) = broker
-                .append_replica(&d.topic, d.partition, d.batches, d.high_watermark, &epochs)
-                .await
+            if let Err(e) = append_fetched(
+                &topics,
+                &d.topic,
+                d.partition,
+                d.batches,
+                d.high_watermark,
+                epochs,
+            )
+            .await
             {
                 tracing::warn!(topic = %d.topic, partition = d.partition, leader = %addr, error = %e, "cannot append fetched batches");
                 refused = true;
@@ -202,6 +212,71 @@ async fn fetch_loop(
             tokio::time::sleep(RETRY_MIN).await;
         }
     }
+}
+
+/// The local copy of `topic`'s partition `partition`.
+fn local_copy(
+    topics: &TopicRegistry,
+    topic: &str,
+    partition: u32,
+) -> Result<Arc<PartitionLog>, BrokerError> {
+    Ok(Arc::clone(&topics.get(topic)?.partition(partition)?.log))
+}
+
+/// Appends batches fetched from the partition's leader unchanged
+/// (`PartitionLog::append_replica`), takes the leader's epoch history, then its high watermark
+/// (up to this copy's log end). Returns this copy's new log end offset.
+async fn append_fetched(
+    topics: &TopicRegistry,
+    topic: &str,
+    partition: u32,
+    batches: Vec<Bytes>,
+    leader_hw: u64,
+    leader_epochs: Vec<EpochStart>,
+) -> Result<u64, BrokerError> {
+    let log = local_copy(topics, topic, partition)?;
+    if batches.is_empty() {
+        log.set_high_watermark(leader_hw);
+        return Ok(log.bounds().log_end);
+    }
+    let name = topic.to_string();
+    blocking(move || {
+        let mut group = Vec::with_capacity(batches.len());
+        for bytes in batches {
+            // The leader checked the records against its own limits; here only the framing
+            // matters, so the largest record a batch can hold passes.
+            let valid = batch::validate(&bytes, MAX_BATCH_BYTES)
+                .map_err(|source| BrokerError::InvalidBatch { partition, source })?;
+            group.push(PendingBatch { bytes, valid });
+        }
+        let log_err = |e: LogError| e.in_partition(&name, partition);
+        log.append_replica(&group, weir_common::record::now_ms())
+            .map_err(log_err)?;
+        log.follow_epochs(&leader_epochs).map_err(log_err)?;
+        log.set_high_watermark(leader_hw);
+        Ok(log.bounds().log_end)
+    })
+    .await
+}
+
+/// A copy whose log diverged from its leader's (the leader said where `epoch` ends there):
+/// truncates to that end, or to the end of that epoch in this copy's own history if earlier.
+/// Returns the new log end.
+async fn truncate_diverged(
+    topics: &TopicRegistry,
+    topic: &str,
+    partition: u32,
+    epoch: u32,
+    leader_end: u64,
+) -> Result<u64, BrokerError> {
+    let log = local_copy(topics, topic, partition)?;
+    let name = topic.to_string();
+    blocking(move || {
+        let own_end = log.end_of_epoch(epoch).map_or(leader_end, |(_, end)| end);
+        log.truncate_to(leader_end.min(own_end))
+            .map_err(|e| e.in_partition(&name, partition))
+    })
+    .await
 }
 
 #[cfg(test)]
