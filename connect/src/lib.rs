@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`config`]: the connector file → typed, validated [`config::ConnectConfig`].
 //! - [`runtime`]: the runner: one task per connector, restarts with backoff, status board.
+//! - [`context`]: what every connector shares (client, state directory, stop grace).
+//! - [`record`]: a record read from outside, before plugins.
 //! - [`source`]: the exactly-once driver of replayable sources; [`source::file`] tails files;
 //!   [`source::http`] takes POSTed records; [`source::postgres`] polls a table.
 //! - [`sink`]: the consumer-group driver of sinks; [`sink::file`] appends to a file,
@@ -14,8 +16,10 @@
 //! - [`status`]: what `weir connect status` shows.
 
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod postgres;
+pub mod record;
 pub mod runtime;
 pub mod sink;
 pub mod source;

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use weir::Client;
 
 use crate::config::{ConnectConfig, ConnectorConfig, Sink, Source};
+use crate::context::Context;
 use crate::error::ConnectError;
 use crate::sink::{self, SinkSpec};
 use crate::source;
@@ -19,17 +20,8 @@ use crate::status::{Board, Reporter, STATUS_INTERVAL, State};
 /// First and longest wait before a failed connector is started again (doubling between).
 pub const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
 pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How long a connector may take, after shutdown began, to finish the write or chunk in hand.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A connector that ran this long before failing starts again after the shortest backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
-
-/// What every connector shares.
-#[derive(Clone)]
-pub struct Context {
-    pub client: Client,
-    pub state: Arc<StateDir>,
-}
 
 #[derive(Clone)]
 enum Connector {
@@ -116,15 +108,6 @@ async fn supervise(
         }
         backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
     }
-}
-
-/// Returns [`STOP_GRACE`] after shutdown began: what a connector does past that (a write the
-/// target keeps refusing, a produce the broker cannot take) is dropped, and done again after a
-/// restart.
-pub async fn grace_over(shutdown: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone: that is a shutdown too.
-    let _ = shutdown.wait_for(|stop| *stop).await;
-    tokio::time::sleep(STOP_GRACE).await;
 }
 
 fn stopping(shutdown: &watch::Receiver<bool>) -> bool {

@@ -5,7 +5,7 @@ use weir::Client;
 
 use crate::config::PluginUse;
 use crate::error::ConnectError;
-use crate::source::SourceRecord;
+use crate::record::SourceRecord;
 
 /// A source's chain, or none.
 pub struct Transform {

@@ -65,16 +65,11 @@ const SDK: Rules = Rules {
         &["client"],
         &["admin", "producer"],
         &["consumer"],
-        &["pipeline", "transform"],
+        &["pipeline", "transform", "users"],
     ],
     // The SDK is a gRPC client through and through: every module may speak the wire.
     wire: &[""],
-    known: &[
-        ("auth", "admin"),
-        ("client", "admin"),
-        ("client", "consumer"),
-        ("client", "producer"),
-    ],
+    known: &[],
     known_wire: &[],
 };
 
@@ -85,16 +80,13 @@ const CONNECT: Rules = Rules {
         &["error"],
         &["state", "postgres"],
         &["status"],
+        &["context", "record"],
         &["transform"],
         &["source", "sink"],
         &["runtime"],
     ],
     wire: &[],
-    known: &[
-        ("source", "runtime"),
-        ("sink", "runtime"),
-        ("transform", "source"),
-    ],
+    known: &[],
     known_wire: &[],
 };
 

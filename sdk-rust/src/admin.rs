@@ -234,6 +234,13 @@ pub struct Admin {
     pub(crate) client: Client,
 }
 
+impl Client {
+    /// Administration: topics, offsets, groups, plugins, pipelines, users and ACLs.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.clone())
+    }
+}
+
 impl Admin {
     pub(crate) fn new(client: Client) -> Self {
         Self { client }

@@ -27,11 +27,8 @@ use weir_proto::v1::plugins_client::PluginsClient;
 use weir_proto::v1::security_client::SecurityClient;
 use weir_proto::v1::topics_client::TopicsClient;
 
-use crate::admin::Admin;
 use crate::auth::Auth;
-use crate::consumer::{Consumer, ConsumerConfig};
 use crate::error::{Error, Result};
-use crate::producer::{Producer, ProducerConfig};
 use crate::tls::{ClientOptions, TlsConfig};
 
 /// Default broker address.
@@ -581,20 +578,5 @@ impl Client {
         let before = self.bootstrap_route().addr;
         let _ = self.refresh_routes(self.routes_version()).await;
         *self.bootstrap_route().addr != *before
-    }
-
-    /// Topic administration.
-    pub fn admin(&self) -> Admin {
-        Admin::new(self.clone())
-    }
-
-    /// A batching producer (see [`ProducerConfig`]).
-    pub fn producer(&self, config: ProducerConfig) -> Producer {
-        Producer::new(self.clone(), config)
-    }
-
-    /// A consumer of `topic` (all partitions unless the config names some).
-    pub async fn consumer(&self, topic: &str, config: ConsumerConfig) -> Result<Consumer> {
-        Consumer::open(self.clone(), topic, config).await
     }
 }

@@ -38,13 +38,14 @@ mod pipeline;
 mod producer;
 mod tls;
 mod transform;
+mod users;
 
 pub use admin::{
     Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, Health, NewTopic,
     NodeStatus, OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits, ResetTo,
     TopicDescription, TopicInfo,
 };
-pub use auth::{Acl, Credentials, UserInfo, WhoAmI};
+pub use auth::Credentials;
 pub use client::{Client, DEFAULT_BROKER};
 pub use consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, PluginUse, RECONNECT_TIMEOUT, StartFrom,
@@ -54,6 +55,7 @@ pub use pipeline::{NewPipeline, PipelineInfo, PipelinePartition, PipelineStart, 
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 pub use tls::{ClientOptions, TlsConfig};
 pub use transform::Transformer;
+pub use users::{Acl, UserInfo, WhoAmI};
 pub use weir_common::Compression;
 pub use weir_common::partitioner::partition_for_key;
 pub use weir_common::record::{Header, Record, now_ms};

@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use weir::{ConsumerConfig, ConsumerRecord, StartFrom};
 
 use crate::config::PluginUse;
+use crate::context::{self, Context};
 use crate::error::ConnectError;
-use crate::runtime::{self, Context};
 use crate::status::{Reporter, State};
 
 /// Most bytes of record values one write carries (one more record of the same input may
@@ -109,7 +109,7 @@ pub async fn run<W: Writer>(
             }
             let skipped = tokio::select! {
                 skipped = writer.write(&batch, &positions) => skipped?,
-                _ = runtime::grace_over(shutdown) => {
+                _ = context::grace_over(shutdown) => {
                     tracing::warn!(connector = %status.name(), "stopping in the middle of a write; it is done again after a restart");
                     break;
                 }

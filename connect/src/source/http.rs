@@ -37,8 +37,8 @@ use weir::{Client, Producer, ProducerConfig};
 
 use super::{SourceRecord, json_record, produce};
 use crate::config::{HttpSource, LineFormat};
+use crate::context::Context;
 use crate::error::ConnectError;
-use crate::runtime::Context;
 use crate::status::{Reporter, State};
 use crate::transform::Transform;
 

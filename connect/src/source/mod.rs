@@ -29,8 +29,8 @@ use weir::{
 };
 
 use crate::config::PluginUse;
+use crate::context::{self, Context};
 use crate::error::ConnectError;
-use crate::runtime::{self, Context};
 use crate::status::{Reporter, State};
 use crate::transform::Transform;
 
@@ -39,12 +39,7 @@ pub const SOURCE_HEADER: &str = "weir-connect";
 /// Most bytes of input one chunk reads.
 pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 
-/// A record read from outside, before plugins.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceRecord {
-    pub key: Option<Bytes>,
-    pub value: Bytes,
-}
+pub use crate::record::SourceRecord;
 
 /// What one read returned.
 #[derive(Debug, Default)]
@@ -181,7 +176,7 @@ pub async fn run<R: Reader>(
         };
         let landed = tokio::select! {
             landed = produced => landed?,
-            _ = runtime::grace_over(shutdown) => {
+            _ = context::grace_over(shutdown) => {
                 // The chunk stays pending (saved above): a restart finishes it.
                 tracing::warn!(connector = %name, "stopping in the middle of a chunk; a restart finishes it");
                 return Ok(());

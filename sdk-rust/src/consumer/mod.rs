@@ -120,6 +120,13 @@ impl Default for ConsumerConfig {
     }
 }
 
+impl Client {
+    /// A consumer of `topic` (all partitions unless the config names some).
+    pub async fn consumer(&self, topic: &str, config: ConsumerConfig) -> Result<Consumer> {
+        Consumer::open(self.clone(), topic, config).await
+    }
+}
+
 impl ConsumerConfig {
     /// Sets where reading starts.
     pub fn start(mut self, start: StartFrom) -> Self {

@@ -384,6 +384,13 @@ pub struct Producer {
     shared: Arc<Shared>,
 }
 
+impl Client {
+    /// A batching producer (see [`ProducerConfig`]).
+    pub fn producer(&self, config: ProducerConfig) -> Producer {
+        Producer::new(self.clone(), config)
+    }
+}
+
 impl Producer {
     pub(crate) fn new(client: Client, mut config: ProducerConfig) -> Self {
         // A batch must stay within what the broker accepts in one piece.
