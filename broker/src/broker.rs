@@ -37,7 +37,7 @@ use crate::plugins::{Plugin, PluginInfo, PluginLimits, PluginRegistry};
 use crate::security::{Proposed, Proposer, Security};
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
-use crate::types::TopicConfig;
+use crate::types::{OffsetQuery, TopicConfig};
 
 /// Topic settings as a creator gives them; `None` takes the broker default.
 #[derive(Debug, Clone, Default)]
@@ -63,15 +63,6 @@ pub struct TopicView {
 /// How long creating a topic in cluster mode waits for this broker's own copy.
 const LOCAL_TOPIC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const LOCAL_TOPIC_POLL: std::time::Duration = std::time::Duration::from_millis(5);
-
-/// Where to look an offset up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OffsetQuery {
-    Earliest,
-    Latest,
-    /// First offset with a record timestamp `>=` this (unix ms).
-    Timestamp(i64),
-}
 
 pub struct Broker {
     store: Store,

@@ -56,6 +56,25 @@ pub struct EpochStart {
     pub start_offset: u64,
 }
 
+/// Where to look an offset up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    /// First offset with a record timestamp `>=` this (unix ms).
+    Timestamp(i64),
+}
+
+/// A partition's answer to an [`OffsetQuery`], with its bounds at that moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// The offset asked for.
+    pub offset: u64,
+    pub earliest: u64,
+    /// The high watermark: the offset the next readable record will get.
+    pub latest: u64,
+}
+
 impl SegmentMeta {
     pub fn empty_at(offset: u64, now_ms: i64, running_max_timestamp: i64) -> Self {
         Self {

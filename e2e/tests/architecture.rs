@@ -46,14 +46,9 @@ const BROKER: Rules = Rules {
         &["broker"],
         &["server"],
     ],
-    wire: &["server/", "cluster/network.rs", "main.rs"],
+    wire: &["server/", "cluster/network/", "main.rs"],
     known: &[],
-    known_wire: &[
-        "broker/coordination.rs",
-        "cluster/controller.rs",
-        "cluster/mod.rs",
-        "cluster/replica.rs",
-    ],
+    known_wire: &[],
 };
 
 const SDK: Rules = Rules {

@@ -15,10 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use weir_common::GroupName;
 use weir_common::batch::next_offset_after;
-use weir_proto::v1 as pb;
-use weir_proto::v1::log_client::LogClient;
 
-use super::{Acks, Broker, OffsetQuery, blocking};
+use super::{Acks, Broker, blocking};
 use crate::cluster::state::{Command, Metadata, Outcome};
 use crate::error::BrokerError;
 use crate::groups::offsets::{
@@ -26,6 +24,7 @@ use crate::groups::offsets::{
 };
 use crate::groups::{Coordinating, ResetTo};
 use crate::log::ReadUpTo;
+use crate::types::{OffsetQuery, PartitionOffsets};
 
 /// How much of an offsets partition one read takes while loading it.
 const LOAD_READ_BYTES: usize = 4 * 1024 * 1024;
@@ -33,9 +32,6 @@ const LOAD_READ_BYTES: usize = 4 * 1024 * 1024;
 const CHECKPOINT_TICK: Duration = Duration::from_secs(60);
 /// How long a broker waits for another broker's answer about partition offsets.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A partition's offset for a query, with its bounds: `(offset, earliest, latest)`.
-pub type PartitionOffsets = (u64, u64, u64);
 
 impl Broker {
     /// The broker that coordinates `group`: `(node id, address)`, `(0, "")` standalone.
@@ -245,7 +241,7 @@ impl Broker {
                 let bounds = self
                     .leader_offsets(topic, &all, OffsetQuery::Latest)
                     .await?;
-                for (p, (_, _, latest)) in &bounds {
+                for (p, PartitionOffsets { latest, .. }) in &bounds {
                     if o > *latest {
                         return Err(BrokerError::InvalidArgument(format!(
                             "offset {o} is past the end of topic {topic:?} partition {p} (latest {latest})"
@@ -263,7 +259,7 @@ impl Broker {
                 self.leader_offsets(topic, &all, query)
                     .await?
                     .into_iter()
-                    .map(|(p, (o, _, _))| (p, o))
+                    .map(|(p, o)| (p, o.offset))
                     .collect()
             }
         };
@@ -347,7 +343,12 @@ impl Broker {
             match self.check_leader(topic, p) {
                 Ok(_) => {
                     let (o, b) = self.list_offset(&t, p, query).await?;
-                    out.insert(p, (o, b.earliest, b.latest));
+                    let offsets = PartitionOffsets {
+                        offset: o,
+                        earliest: b.earliest,
+                        latest: b.latest,
+                    };
+                    out.insert(p, offsets);
                 }
                 Err(BrokerError::NotLeader {
                     leader: Some(addr), ..
@@ -355,37 +356,16 @@ impl Broker {
                 Err(e) => return Err(e),
             }
         }
-        let (spec, timestamp) = match query {
-            OffsetQuery::Earliest => (pb::OffsetSpec::Earliest, 0),
-            OffsetQuery::Latest => (pb::OffsetSpec::Latest, 0),
-            OffsetQuery::Timestamp(ts) => (pb::OffsetSpec::Timestamp, ts),
+        let Some(cluster) = self.cluster() else {
+            return Ok(out);
         };
         for (addr, ps) in remote {
-            let Some(channel) = self.cluster().map(|c| c.channel(&addr)) else {
-                continue;
-            };
-            let channel = channel.map_err(BrokerError::ClusterUnavailable)?;
-            let req = pb::ListOffsetsRequest {
-                topic: topic.to_string(),
-                queries: ps
-                    .iter()
-                    .map(|&partition| pb::OffsetQuery {
-                        partition,
-                        spec: spec as i32,
-                        timestamp,
-                    })
-                    .collect(),
-            };
-            let unavailable =
-                |why: String| BrokerError::ClusterUnavailable(format!("broker {addr}: {why}"));
-            let resp =
-                tokio::time::timeout(PEER_TIMEOUT, LogClient::new(channel).list_offsets(req))
-                    .await
-                    .map_err(|_| unavailable("no answer about partition offsets".into()))?
-                    .map_err(|s| unavailable(s.message().to_string()))?;
-            for o in resp.into_inner().offsets {
-                out.insert(o.partition, (o.offset, o.earliest_offset, o.latest_offset));
-            }
+            let answers = cluster
+                .peer_channels()
+                .list_offsets(&addr, topic, &ps, query, PEER_TIMEOUT)
+                .await
+                .map_err(|why| BrokerError::ClusterUnavailable(format!("broker {addr}: {why}")))?;
+            out.extend(answers);
         }
         Ok(out)
     }
@@ -410,7 +390,7 @@ impl Broker {
             .leader_offsets(topic, partitions, OffsetQuery::Latest)
             .await?
             .into_iter()
-            .map(|(p, (_, e, l))| (p, (e, l)))
+            .map(|(p, o)| (p, (o.earliest, o.latest)))
             .collect())
     }
 }

@@ -13,11 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use weir_proto::v1 as pb;
-use weir_proto::v1::cluster_client::ClusterClient;
 
 use super::Cluster;
-use super::network::peer_endpoint;
+use super::network::calls::StatusProbe;
 use super::peers::NodeId;
 use super::state::{Command, Metadata, Outcome};
 
@@ -57,8 +55,7 @@ pub fn elections(m: &Metadata, alive: impl Fn(NodeId) -> bool) -> Vec<Command> {
 pub fn spawn(cluster: Arc<Cluster>, session_timeout: Duration) {
     tokio::spawn(async move {
         let me = cluster.node_id();
-        let mut probes: HashMap<NodeId, (String, ClusterClient<tonic::transport::Channel>)> =
-            HashMap::new();
+        let mut probes: HashMap<NodeId, (String, StatusProbe)> = HashMap::new();
         let mut seen: HashMap<NodeId, Instant> = HashMap::new();
         let mut was_controller = false;
         let mut tick = tokio::time::interval(PROBE_INTERVAL);
@@ -112,7 +109,7 @@ pub fn spawn(cluster: Arc<Cluster>, session_timeout: Duration) {
 async fn probe(
     m: &Metadata,
     me: NodeId,
-    probes: &mut HashMap<NodeId, (String, ClusterClient<tonic::transport::Channel>)>,
+    probes: &mut HashMap<NodeId, (String, StatusProbe)>,
     seen: &mut HashMap<NodeId, Instant>,
     session_timeout: Duration,
 ) {
@@ -122,23 +119,17 @@ async fn probe(
         if *id == me || probes.contains_key(id) {
             continue;
         }
-        match peer_endpoint(&b.addr, timeout) {
-            Ok(e) => {
-                probes.insert(*id, (b.addr.clone(), ClusterClient::new(e.connect_lazy())));
+        match StatusProbe::new(&b.addr, timeout) {
+            Ok(probe) => {
+                probes.insert(*id, (b.addr.clone(), probe));
             }
             Err(e) => tracing::error!(broker = id, error = %e, "bad broker address"),
         }
     }
-    let asks = probes.iter().map(|(id, (_, client))| {
-        let mut client = client.clone();
+    let asks = probes.iter().map(|(id, (_, probe))| {
+        let probe = probe.clone();
         let id = *id;
-        async move {
-            let ok =
-                tokio::time::timeout(timeout, client.get_node_status(pb::NodeStatusRequest {}))
-                    .await
-                    .is_ok_and(|r| r.is_ok());
-            (id, ok)
-        }
+        async move { (id, probe.answers(timeout).await) }
     });
     let now = Instant::now();
     for (id, ok) in futures::future::join_all(asks).await {

@@ -98,7 +98,7 @@ pub struct Cluster {
     raft: Raft<TypeConfig>,
     metadata: watch::Receiver<Arc<Metadata>>,
     /// One lazily connected channel per broker address, for broker-to-broker requests.
-    channels: std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
+    channels: network::calls::PeerChannels,
 }
 
 impl Cluster {
@@ -148,21 +148,13 @@ impl Cluster {
             peers: spec.peers,
             raft,
             metadata,
-            channels: Default::default(),
+            channels: network::calls::PeerChannels::new(PEER_CONNECT_TIMEOUT),
         }))
     }
 
-    /// A channel to the broker at `addr` (shared; connects on first use).
-    pub fn channel(&self, addr: &str) -> Result<tonic::transport::Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = channels.get(addr) {
-            return Ok(c.clone());
-        }
-        let c = network::peer_endpoint(addr, PEER_CONNECT_TIMEOUT)
-            .map_err(|e| format!("bad broker address {addr:?}: {e}"))?
-            .connect_lazy();
-        channels.insert(addr.to_string(), c.clone());
-        Ok(c)
+    /// Calls to other brokers, over one shared channel per broker.
+    pub fn peer_channels(&self) -> &network::calls::PeerChannels {
+        &self.channels
     }
 
     pub fn node_id(&self) -> NodeId {

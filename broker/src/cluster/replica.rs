@@ -13,12 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 use weir_common::batch;
-use weir_common::limits::{MAX_BATCH_BYTES, MAX_REQUEST_BYTES};
-use weir_proto::v1 as pb;
-use weir_proto::v1::replication_client::ReplicationClient;
+use weir_common::limits::MAX_BATCH_BYTES;
 
 use super::Cluster;
-use super::network::peer_endpoint;
+use super::network::calls::{FetchPosition, Fetched, ReplicaFetcher};
 use super::peers::NodeId;
 use super::state::Metadata;
 use crate::blocking::blocking;
@@ -102,26 +100,24 @@ async fn fetch_loop(
     addr: String,
     mut parts: watch::Receiver<Followed>,
 ) {
-    let channel = match peer_endpoint(&addr, CONNECT_TIMEOUT) {
-        Ok(e) => e.connect_lazy(),
+    let mut fetcher = match ReplicaFetcher::new(&addr, CONNECT_TIMEOUT) {
+        Ok(f) => f,
         Err(e) => {
             tracing::error!(leader = %addr, error = %e, "bad leader address; not fetching");
             return;
         }
     };
-    let mut rpc = ReplicationClient::new(channel).max_decoding_message_size(MAX_REQUEST_BYTES);
     let mut retry = RETRY_MIN;
     tracing::debug!(leader = %addr, "replica fetcher started");
     loop {
         let followed = parts.borrow_and_update().clone();
         // Partitions whose local copy exists (the reconciler creates it from the same
         // metadata, moments apart).
-        let positions: Vec<pb::ReplicaPosition> = followed
+        let positions: Vec<FetchPosition> = followed
             .iter()
             .filter_map(|((topic, partition), epoch)| {
-                let t = topics.get(topic).ok()?;
-                let log = &t.partition(*partition).ok()?.log;
-                Some(pb::ReplicaPosition {
+                let log = local_copy(&topics, topic, *partition).ok()?;
+                Some(FetchPosition {
                     topic: topic.clone(),
                     partition: *partition,
                     fetch_offset: log.bounds().log_end,
@@ -138,14 +134,14 @@ async fn fetch_loop(
             }
             continue;
         }
-        let req = pb::ReplicaFetchRequest {
-            follower: me,
-            partitions: positions,
-            max_bytes: REPLICA_FETCH_MAX_BYTES,
-            max_wait_ms: REPLICA_FETCH_MAX_WAIT.as_millis() as u32,
-        };
+        let fetch = fetcher.fetch(
+            me,
+            positions,
+            REPLICA_FETCH_MAX_BYTES,
+            REPLICA_FETCH_MAX_WAIT,
+        );
         let resp = tokio::select! {
-            r = rpc.replica_fetch(req) => r,
+            r = fetch => r,
             r = parts.changed() => {
                 if r.is_err() {
                     return;
@@ -153,10 +149,10 @@ async fn fetch_loop(
                 continue;
             }
         };
-        let resp = match resp {
-            Ok(r) => r.into_inner(),
-            Err(status) => {
-                tracing::debug!(leader = %addr, error = %status.message(), "replica fetch failed; retrying");
+        let fetched = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(leader = %addr, error = %e, "replica fetch failed; retrying");
                 tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(RETRY_MAX);
                 continue;
@@ -164,46 +160,29 @@ async fn fetch_loop(
         };
         retry = RETRY_MIN;
         let mut refused = false;
-        for d in resp.partitions {
-            if let Some(e) = d.error {
-                // Typically not_leader while the metadata moves; the supervisor follows it.
-                tracing::debug!(topic = %d.topic, partition = d.partition, leader = %addr, error = %e.message, "leader refused a partition");
-                refused = true;
-                continue;
-            }
-            if let Some(div) = d.diverging {
-                match truncate_diverged(&topics, &d.topic, d.partition, div.epoch, div.end_offset)
-                    .await
-                {
-                    Ok(end) => {
-                        tracing::info!(topic = %d.topic, partition = d.partition, leader = %addr, log_end = end, "truncated a tail the leader does not have")
-                    }
-                    Err(e) => {
-                        tracing::warn!(topic = %d.topic, partition = d.partition, leader = %addr, error = %e, "cannot truncate to the leader's log");
-                        refused = true;
-                    }
+        for (topic, partition, d) in fetched {
+            let done = match d {
+                Fetched::Refused { reason } => {
+                    // Typically not_leader while the metadata moves; the supervisor follows it.
+                    tracing::debug!(topic = %topic, partition, leader = %addr, error = %reason, "leader refused a partition");
+                    refused = true;
+                    continue;
                 }
-                continue;
-            }
-            let epochs: Vec<EpochStart> = d
-                .epochs
-                .iter()
-                .map(|e| EpochStart {
-                    epoch: e.epoch,
-                    start_offset: e.start_offset,
-                })
-                .collect();
-            if let Err(e) = append_fetched(
-                &topics,
-                &d.topic,
-                d.partition,
-                d.batches,
-                d.high_watermark,
-                epochs,
-            )
-            .await
-            {
-                tracing::warn!(topic = %d.topic, partition = d.partition, leader = %addr, error = %e, "cannot append fetched batches");
+                Fetched::Diverging { epoch, end_offset } => {
+                    truncate_diverged(&topics, &topic, partition, epoch, end_offset)
+                        .await
+                        .map(|end| tracing::info!(topic = %topic, partition, leader = %addr, log_end = end, "truncated a tail the leader does not have"))
+                }
+                Fetched::Batches {
+                    batches,
+                    epochs,
+                    high_watermark,
+                } => append_fetched(&topics, &topic, partition, batches, high_watermark, epochs)
+                    .await
+                    .map(|_| ()),
+            };
+            if let Err(e) = done {
+                tracing::warn!(topic = %topic, partition, leader = %addr, error = %e, "cannot follow the leader's log");
                 refused = true;
             }
         }

@@ -13,13 +13,14 @@ use weir_common::limits::{MAX_PLUGIN_CHAIN, MAX_PLUGIN_PARAMS_BYTES};
 use weir_proto::v1 as pb;
 
 use super::{Guarded, principal, status_of};
-use crate::broker::{Acks, Admission, Broker, OffsetQuery};
+use crate::broker::{Acks, Admission, Broker};
 use crate::error::BrokerError;
 use crate::log::{Bounds, ReadResult, ReadUpTo};
 use crate::metrics;
 use crate::plugins::Chain;
 use crate::security::{Operation, Principal, Resource};
 use crate::topics::Topic;
+use crate::types::OffsetQuery;
 
 /// Responses a subscription may have queued for a slow client before it stops reading.
 const SUBSCRIPTION_QUEUE_DEPTH: usize = 4;

@@ -1,5 +1,8 @@
 //! Raft messages between brokers: openraft's requests as serde JSON inside the internal
-//! `weir.v1.Raft` gRPC service, over one lazily connected channel per peer.
+//! `weir.v1.Raft` gRPC service, over one lazily connected channel per peer; the other calls
+//! between members are in [`calls`]. The only part of `cluster/` that knows the wire.
+
+pub mod calls;
 
 use std::sync::OnceLock;
 use std::time::Duration;

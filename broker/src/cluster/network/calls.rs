@@ -1,0 +1,221 @@
+//! The calls a member makes to another besides raft's: a status probe (the controller's
+//! failure detector), partition offsets asked of their leader, and a follower's replica
+//! fetch. Everything here speaks domain types to the rest of the broker; only this module and
+//! raft's network (its parent) know the wire.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tonic::transport::Channel;
+use weir_common::limits::MAX_REQUEST_BYTES;
+use weir_proto::v1 as pb;
+use weir_proto::v1::cluster_client::ClusterClient;
+use weir_proto::v1::log_client::LogClient;
+use weir_proto::v1::replication_client::ReplicationClient;
+
+use super::peer_endpoint;
+use crate::cluster::peers::NodeId;
+use crate::types::{EpochStart, OffsetQuery, PartitionOffsets};
+
+/// One lazily connected channel per broker address, shared by every call to it.
+#[derive(Default)]
+pub struct PeerChannels {
+    channels: Mutex<HashMap<String, Channel>>,
+    connect_timeout: Duration,
+}
+
+impl PeerChannels {
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self {
+            channels: Mutex::default(),
+            connect_timeout,
+        }
+    }
+
+    /// The channel to the broker at `addr` (connects on first use).
+    fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = peer_endpoint(addr, self.connect_timeout)
+            .map_err(|e| format!("bad broker address {addr:?}: {e}"))?
+            .connect_lazy();
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Asks the leader at `addr` for `query` on each of `partitions` of `topic`, waiting at
+    /// most `timeout`.
+    pub async fn list_offsets(
+        &self,
+        addr: &str,
+        topic: &str,
+        partitions: &[u32],
+        query: OffsetQuery,
+        timeout: Duration,
+    ) -> Result<Vec<(u32, PartitionOffsets)>, String> {
+        let (spec, timestamp) = match query {
+            OffsetQuery::Earliest => (pb::OffsetSpec::Earliest, 0),
+            OffsetQuery::Latest => (pb::OffsetSpec::Latest, 0),
+            OffsetQuery::Timestamp(ts) => (pb::OffsetSpec::Timestamp, ts),
+        };
+        let req = pb::ListOffsetsRequest {
+            topic: topic.to_string(),
+            queries: partitions
+                .iter()
+                .map(|&partition| pb::OffsetQuery {
+                    partition,
+                    spec: spec as i32,
+                    timestamp,
+                })
+                .collect(),
+        };
+        let mut client = LogClient::new(self.channel(addr)?);
+        let resp = tokio::time::timeout(timeout, client.list_offsets(req))
+            .await
+            .map_err(|_| "no answer about partition offsets".to_string())?
+            .map_err(|s| s.message().to_string())?;
+        Ok(resp
+            .into_inner()
+            .offsets
+            .into_iter()
+            .map(|o| {
+                let offsets = PartitionOffsets {
+                    offset: o.offset,
+                    earliest: o.earliest_offset,
+                    latest: o.latest_offset,
+                };
+                (o.partition, offsets)
+            })
+            .collect())
+    }
+}
+
+/// The controller's probe of one broker: does it answer a status request in time?
+#[derive(Clone)]
+pub struct StatusProbe {
+    client: ClusterClient<Channel>,
+}
+
+impl StatusProbe {
+    pub fn new(addr: &str, connect_timeout: Duration) -> Result<Self, String> {
+        let endpoint = peer_endpoint(addr, connect_timeout).map_err(|e| e.to_string())?;
+        Ok(Self {
+            client: ClusterClient::new(endpoint.connect_lazy()),
+        })
+    }
+
+    /// Whether the broker answered within `timeout`.
+    pub async fn answers(&self, timeout: Duration) -> bool {
+        let mut client = self.client.clone();
+        tokio::time::timeout(timeout, client.get_node_status(pb::NodeStatusRequest {}))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Where a follower's copy of a partition stands, sent with each fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPosition {
+    pub topic: String,
+    pub partition: u32,
+    /// This copy's log end: the first offset wanted.
+    pub fetch_offset: u64,
+    /// The leader epoch the follower follows the partition in.
+    pub leader_epoch: u32,
+    /// The epoch of this copy's last batch, if any.
+    pub last_epoch: Option<u32>,
+}
+
+/// What the leader answered for one partition.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The leader refused it (typically: not its leader any more).
+    Refused { reason: String },
+    /// The copy diverged: the leader's history ends `epoch` at `end_offset`.
+    Diverging { epoch: u32, end_offset: u64 },
+    /// Batches from the fetch offset on, the leader's epoch history and high watermark.
+    Batches {
+        batches: Vec<Bytes>,
+        epochs: Vec<EpochStart>,
+        high_watermark: u64,
+    },
+}
+
+/// A follower's fetches from one leader.
+pub struct ReplicaFetcher {
+    client: ReplicationClient<Channel>,
+}
+
+impl ReplicaFetcher {
+    pub fn new(addr: &str, connect_timeout: Duration) -> Result<Self, String> {
+        let endpoint = peer_endpoint(addr, connect_timeout).map_err(|e| e.to_string())?;
+        let client = ReplicationClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+        Ok(Self { client })
+    }
+
+    /// Fetches `positions` for follower `me`: at most `max_bytes` in all, waiting up to
+    /// `max_wait` at the leader when there is nothing new. Per partition: (topic, partition,
+    /// what came back).
+    pub async fn fetch(
+        &mut self,
+        me: NodeId,
+        positions: Vec<FetchPosition>,
+        max_bytes: u32,
+        max_wait: Duration,
+    ) -> Result<Vec<(String, u32, Fetched)>, String> {
+        let req = pb::ReplicaFetchRequest {
+            follower: me,
+            partitions: positions
+                .into_iter()
+                .map(|p| pb::ReplicaPosition {
+                    topic: p.topic,
+                    partition: p.partition,
+                    fetch_offset: p.fetch_offset,
+                    leader_epoch: p.leader_epoch,
+                    last_epoch: p.last_epoch,
+                })
+                .collect(),
+            max_bytes,
+            max_wait_ms: u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX),
+        };
+        let resp = self
+            .client
+            .replica_fetch(req)
+            .await
+            .map_err(|s| s.message().to_string())?;
+        Ok(resp
+            .into_inner()
+            .partitions
+            .into_iter()
+            .map(|d| {
+                let fetched = if let Some(e) = d.error {
+                    Fetched::Refused { reason: e.message }
+                } else if let Some(div) = d.diverging {
+                    Fetched::Diverging {
+                        epoch: div.epoch,
+                        end_offset: div.end_offset,
+                    }
+                } else {
+                    Fetched::Batches {
+                        batches: d.batches,
+                        epochs: d
+                            .epochs
+                            .iter()
+                            .map(|e| EpochStart {
+                                epoch: e.epoch,
+                                start_offset: e.start_offset,
+                            })
+                            .collect(),
+                        high_watermark: d.high_watermark,
+                    }
+                };
+                (d.topic, d.partition, fetched)
+            })
+            .collect())
+    }
+}
