@@ -135,6 +135,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await?;
+    broker.stop_background();
     if let Some(c) = cluster {
         c.shutdown().await;
     }

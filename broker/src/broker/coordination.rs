@@ -16,7 +16,8 @@ use bytes::Bytes;
 use weir_common::GroupName;
 use weir_common::batch::next_offset_after;
 
-use super::{Acks, Broker, blocking};
+use super::{Acks, Broker};
+use crate::blocking::blocking;
 use crate::cluster::state::{Command, Metadata, Outcome};
 use crate::error::BrokerError;
 use crate::groups::offsets::{
@@ -195,7 +196,10 @@ impl Broker {
             .into_iter()
             .map(|b| (p, b))
             .collect();
-        match self.append(OFFSETS_TOPIC, batches, Acks::All).await {
+        match self
+            .append_internal(OFFSETS_TOPIC, batches, Acks::All)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(BrokerError::NotLeader { leader, .. }) => Err(BrokerError::NotCoordinator {
                 group: group.to_string(),
@@ -294,7 +298,7 @@ impl Broker {
     /// due one, every minute, for as long as the broker runs.
     pub(super) fn spawn_checkpoints(self: &Arc<Self>) {
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        self.spawn_background(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

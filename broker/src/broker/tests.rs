@@ -7,14 +7,18 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use bytes::BytesMut;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
-use weir_common::batch::{BatchBuilder, TimestampType};
+use weir_common::batch::{self, BatchBuilder, TimestampType};
 
 use super::*;
 use crate::config::Args;
-use crate::groups::{CommitArgs, HeartbeatArgs, LEAVE_EPOCH, Tp};
-use crate::pipelines::PluginUseDef;
+use crate::groups::{CommitArgs, Heartbeat, HeartbeatArgs, LEAVE_EPOCH, Tp};
+use crate::log::{Appended, ReadUpTo};
+use crate::pipelines::{PipelineDef, PipelineView, PluginUseDef, Start};
+use crate::plugins::PluginLimits;
 
 fn config(dir: &Path) -> Config {
     let data = dir.to_str().expect("a UTF-8 temp dir");

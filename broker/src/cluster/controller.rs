@@ -51,57 +51,56 @@ pub fn elections(m: &Metadata, alive: impl Fn(NodeId) -> bool) -> Vec<Command> {
     out
 }
 
-/// Runs the controller's failover duty on this broker for as long as the cluster lives.
-pub fn spawn(cluster: Arc<Cluster>, session_timeout: Duration) {
-    tokio::spawn(async move {
-        let me = cluster.node_id();
-        let mut probes: HashMap<NodeId, (String, StatusProbe)> = HashMap::new();
-        let mut seen: HashMap<NodeId, Instant> = HashMap::new();
-        let mut was_controller = false;
-        let mut tick = tokio::time::interval(PROBE_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let controller = cluster.view().role == "controller";
-            if !controller {
-                was_controller = false;
-                continue;
+/// The controller's failover duty on this broker, for as long as the cluster lives (or the
+/// task is dropped).
+pub async fn run(cluster: Arc<Cluster>, session_timeout: Duration) {
+    let me = cluster.node_id();
+    let mut probes: HashMap<NodeId, (String, StatusProbe)> = HashMap::new();
+    let mut seen: HashMap<NodeId, Instant> = HashMap::new();
+    let mut was_controller = false;
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let controller = cluster.view().role == "controller";
+        if !controller {
+            was_controller = false;
+            continue;
+        }
+        let m = Arc::clone(&cluster.metadata().borrow());
+        let now = Instant::now();
+        if !was_controller {
+            // Everyone gets a full session from the moment this broker took over.
+            seen = m.brokers.keys().map(|id| (*id, now)).collect();
+            was_controller = true;
+        }
+        probe(&m, me, &mut probes, &mut seen, session_timeout).await;
+        let now = Instant::now();
+        let alive = |id: NodeId| {
+            id == me
+                || seen
+                    .get(&id)
+                    .is_some_and(|t| now.saturating_duration_since(*t) <= session_timeout)
+        };
+        for cmd in elections(&m, alive) {
+            if let Command::ChangePartition {
+                topic,
+                partition,
+                leader,
+                ..
+            } = &cmd
+            {
+                tracing::warn!(topic = %topic, partition, new_leader = ?leader, "failing over a partition whose leader is gone");
             }
-            let m = Arc::clone(&cluster.metadata().borrow());
-            let now = Instant::now();
-            if !was_controller {
-                // Everyone gets a full session from the moment this broker took over.
-                seen = m.brokers.keys().map(|id| (*id, now)).collect();
-                was_controller = true;
-            }
-            probe(&m, me, &mut probes, &mut seen, session_timeout).await;
-            let now = Instant::now();
-            let alive = |id: NodeId| {
-                id == me
-                    || seen
-                        .get(&id)
-                        .is_some_and(|t| now.saturating_duration_since(*t) <= session_timeout)
-            };
-            for cmd in elections(&m, alive) {
-                if let Command::ChangePartition {
-                    topic,
-                    partition,
-                    leader,
-                    ..
-                } = &cmd
-                {
-                    tracing::warn!(topic = %topic, partition, new_leader = ?leader, "failing over a partition whose leader is gone");
-                }
-                match cluster.propose_here(cmd).await {
-                    Ok(Ok(Outcome::Done)) => {}
-                    Ok(Ok(other)) => tracing::debug!(outcome = ?other, "failover change refused"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "failover change failed"),
-                    // No longer the controller: the new one takes over.
-                    Err(_) => break,
-                }
+            match cluster.propose_here(cmd).await {
+                Ok(Ok(Outcome::Done)) => {}
+                Ok(Ok(other)) => tracing::debug!(outcome = ?other, "failover change refused"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "failover change failed"),
+                // No longer the controller: the new one takes over.
+                Err(_) => break,
             }
         }
-    });
+    }
 }
 
 /// Asks every other broker for its status at once; those that answer within the probe

@@ -37,43 +37,41 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A partition this broker follows, and the leader epoch it follows it in.
 type Followed = BTreeMap<(String, u32), u32>;
 
-/// Starts the supervisor; it ends when the metadata channel closes.
-pub fn spawn(topics: Arc<TopicRegistry>, cluster: Arc<Cluster>) {
+/// The supervisor: runs until the metadata channel closes or the task is dropped (its
+/// fetchers end with it, when their partitions' senders go).
+pub async fn supervise(topics: Arc<TopicRegistry>, cluster: Arc<Cluster>) {
     let me = cluster.node_id();
     let mut metadata = cluster.metadata();
-    tokio::spawn(async move {
-        let mut fetchers: HashMap<NodeId, (String, watch::Sender<Followed>)> = HashMap::new();
-        loop {
-            let m = Arc::clone(&metadata.borrow_and_update());
-            let wanted = followed(&m, me);
-            fetchers.retain(|leader, (addr, _)| {
-                wanted.contains_key(leader)
-                    && m.brokers.get(leader).is_some_and(|b| b.addr == *addr)
-            });
-            for (leader, parts) in wanted {
-                match fetchers.get(&leader) {
-                    Some((_, tx)) => {
-                        tx.send_if_modified(|p| {
-                            let changed = *p != parts;
-                            *p = parts.clone();
-                            changed
-                        });
-                    }
-                    None => {
-                        let Some(addr) = m.brokers.get(&leader).map(|b| b.addr.clone()) else {
-                            continue;
-                        };
-                        let (tx, rx) = watch::channel(parts);
-                        tokio::spawn(fetch_loop(Arc::clone(&topics), me, addr.clone(), rx));
-                        fetchers.insert(leader, (addr, tx));
-                    }
+    let mut fetchers: HashMap<NodeId, (String, watch::Sender<Followed>)> = HashMap::new();
+    loop {
+        let m = Arc::clone(&metadata.borrow_and_update());
+        let wanted = followed(&m, me);
+        fetchers.retain(|leader, (addr, _)| {
+            wanted.contains_key(leader) && m.brokers.get(leader).is_some_and(|b| b.addr == *addr)
+        });
+        for (leader, parts) in wanted {
+            match fetchers.get(&leader) {
+                Some((_, tx)) => {
+                    tx.send_if_modified(|p| {
+                        let changed = *p != parts;
+                        *p = parts.clone();
+                        changed
+                    });
+                }
+                None => {
+                    let Some(addr) = m.brokers.get(&leader).map(|b| b.addr.clone()) else {
+                        continue;
+                    };
+                    let (tx, rx) = watch::channel(parts);
+                    tokio::spawn(fetch_loop(Arc::clone(&topics), me, addr.clone(), rx));
+                    fetchers.insert(leader, (addr, tx));
                 }
             }
-            if metadata.changed().await.is_err() {
-                return;
-            }
         }
-    });
+        if metadata.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Per leader (not this broker), the partitions this broker holds a replica of.

@@ -78,7 +78,7 @@ async fn run_produce_stream(
                         let id = req.request_id;
                         let batches = req.batches.into_iter().map(|b| (b.partition, b.batch)).collect();
                         let submitted = match broker.security().authorize(&who, Resource::topic(&req.topic), Operation::Write) {
-                            Ok(()) => broker.submit(&req.topic, batches, acks_of(req.acks), Admission::Wait).await,
+                            Ok(()) => broker.produce_queued(&req.topic, batches, acks_of(req.acks), Admission::Wait).await,
                             Err(e) => Err(e),
                         };
                         match submitted {
