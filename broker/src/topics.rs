@@ -5,16 +5,18 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use tokio::sync::watch;
+use weir_codec::keys::{NEXT_TOPIC_ID_KEY, TOPIC_META_PREFIX, topic_meta_key};
 use weir_common::TopicName;
 use weir_common::limits::MAX_PARTITIONS;
 
 use crate::error::BrokerError;
-use weir_codec::keys::{NEXT_TOPIC_ID_KEY, TOPIC_META_PREFIX, topic_meta_key};
-
 use crate::log::appender::Appender;
-use crate::log::{PartitionLog, layout};
+use crate::log::{Bounds, PartitionLog, layout};
 use crate::storage::{Cf, Durability, StorageError, Store};
-use crate::types::{PartitionKey, SegmentMeta, TopicConfig, TopicId, TopicMeta, now_ms};
+use crate::types::{
+    EpochStart, PartitionKey, SegmentMeta, TopicConfig, TopicId, TopicMeta, now_ms,
+};
 
 /// One partition: its log (reads, bounds) and its single writer.
 pub struct Partition {
@@ -36,6 +38,25 @@ impl Topic {
                 partition,
                 partitions: self.meta.config.partitions,
             })
+    }
+
+    /// A partition's bounds now; [`BrokerError::TopicNotFound`] once the topic was deleted.
+    pub fn bounds(&self, partition: u32) -> Result<Bounds, BrokerError> {
+        let log = &self.partition(partition)?.log;
+        if log.is_closed() {
+            return Err(BrokerError::TopicNotFound(self.meta.name.clone()));
+        }
+        Ok(log.bounds())
+    }
+
+    /// A partition's leader-epoch history, oldest first.
+    pub fn epochs(&self, partition: u32) -> Result<Vec<EpochStart>, BrokerError> {
+        Ok(self.partition(partition)?.log.epochs())
+    }
+
+    /// A partition's bounds as they change (it closes when the topic is deleted).
+    pub fn watch(&self, partition: u32) -> Result<watch::Receiver<Bounds>, BrokerError> {
+        Ok(self.partition(partition)?.log.watch())
     }
 }
 

@@ -9,6 +9,10 @@
 //! A second rule keeps the wire at the edge: only the files listed in `wire` may name
 //! `weir_proto` or `tonic`.
 //!
+//! A third rule keeps a layer's internals its own: the files under a prefix may not name
+//! certain types or fields (the edge reads partitions through `Topic` and the facade, never a
+//! `PartitionLog` or the group coordinator).
+//!
 //! `known` lists the back-edges not yet removed, so the rules could land before the code
 //! obeys them. It can only shrink: a listed edge that no longer exists fails the test too.
 
@@ -29,6 +33,8 @@ struct Rules {
     known: &'static [(&'static str, &'static str)],
     /// Files (relative to `src`) that name a wire crate outside `wire`, still in the code.
     known_wire: &'static [&'static str],
+    /// (path prefix, names): files under the prefix may not name these types or fields.
+    hidden: &'static [(&'static str, &'static [&'static str])],
 }
 
 const WIRE_CRATES: [&str; 2] = ["weir_proto", "tonic"];
@@ -49,6 +55,16 @@ const BROKER: Rules = Rules {
     wire: &["server/", "cluster/network/", "main.rs"],
     known: &[],
     known_wire: &[],
+    hidden: &[(
+        "server/",
+        &[
+            "PartitionLog",
+            "GroupCoordinator",
+            "Appender",
+            "log",
+            "appender",
+        ],
+    )],
 };
 
 const SDK: Rules = Rules {
@@ -66,6 +82,7 @@ const SDK: Rules = Rules {
     wire: &[""],
     known: &[],
     known_wire: &[],
+    hidden: &[],
 };
 
 const CONNECT: Rules = Rules {
@@ -83,6 +100,7 @@ const CONNECT: Rules = Rules {
     wire: &[],
     known: &[],
     known_wire: &[],
+    hidden: &[],
 };
 
 #[test]
@@ -109,6 +127,7 @@ fn a_back_edge_or_a_stray_wire_type_fails_the_check() {
         wire: &["server/"],
         known: &[],
         known_wire: &[],
+        hidden: &[("server/", &["Store", "inner"])],
     };
     let clean = [
         (
@@ -155,6 +174,22 @@ fn a_back_edge_or_a_stray_wire_type_fails_the_check() {
         ])
     );
     assert_eq!(found.wire, BTreeSet::from(["log/mod.rs".to_string()]));
+    assert!(found.hidden.is_empty(), "{:?}", found.hidden);
+
+    // The edge reaching into a lower layer's internals, by type or by field.
+    let mut reach = clean.to_vec();
+    reach[4] = (
+        "server/mod.rs",
+        "use crate::log::Log; fn f(s: &crate::storage::Store) -> usize { s.inner.len() }",
+    );
+    let found = violations(&RULES, &parse(&reach));
+    assert_eq!(
+        found.hidden,
+        BTreeSet::from([
+            ("server/mod.rs".to_string(), "Store".to_string()),
+            ("server/mod.rs".to_string(), "inner".to_string()),
+        ])
+    );
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -163,13 +198,17 @@ struct Violations {
     edges: BTreeMap<(String, String), String>,
     /// Files naming a wire crate outside the edge.
     wire: BTreeSet<String>,
+    /// (file, name) for each hidden name a file uses.
+    hidden: BTreeSet<(String, String)>,
 }
 
-/// What one file names: the top-level modules of its crate, and whether it names the wire.
+/// What one file names: the top-level modules of its crate, whether it names the wire, and
+/// the items (a path's last segment, a `use`'s leaf) and fields it uses.
 #[derive(Debug, Default)]
 struct Names {
     modules: BTreeSet<String>,
     wire: bool,
+    idents: BTreeSet<String>,
 }
 
 fn check_crate(rules: &Rules) {
@@ -209,6 +248,12 @@ fn check_crate(rules: &Rules) {
     );
 
     let found = violations(rules, &parsed);
+    assert!(
+        found.hidden.is_empty(),
+        "{}: files naming what their layer may not see: {:?}",
+        rules.src,
+        found.hidden
+    );
     let known: BTreeSet<(String, String)> = rules
         .known
         .iter()
@@ -261,6 +306,13 @@ fn violations(rules: &Rules, parsed: &BTreeMap<String, Names>) -> Violations {
     for (file, names) in parsed {
         if names.wire && !rules.wire.iter().any(|p| file.starts_with(p)) {
             out.wire.insert(file.clone());
+        }
+        for (prefix, hidden) in rules.hidden {
+            if file.starts_with(prefix) {
+                for name in hidden.iter().filter(|n| names.idents.contains(**n)) {
+                    out.hidden.insert((file.clone(), name.to_string()));
+                }
+            }
         }
         // The crate root declares and re-exports everything: it is above every layer.
         let Some(from) = top_module(file) else {
@@ -383,6 +435,7 @@ impl Walker {
                 prefix.pop();
             }
             syn::UseTree::Name(n) => {
+                self.names.idents.insert(n.ident.to_string());
                 let mut full = prefix.clone();
                 if n.ident != "self" {
                     full.push(n.ident.to_string());
@@ -390,6 +443,7 @@ impl Walker {
                 self.name(&full);
             }
             syn::UseTree::Rename(r) => {
+                self.names.idents.insert(r.ident.to_string());
                 let mut full = prefix.clone();
                 if r.ident != "self" {
                     full.push(r.ident.to_string());
@@ -453,8 +507,20 @@ impl<'ast> Visit<'ast> for Walker {
         self.use_tree(&mut prefix, &u.tree);
     }
 
+    fn visit_member(&mut self, m: &'ast syn::Member) {
+        if let syn::Member::Named(ident) = m {
+            self.names.idents.insert(ident.to_string());
+        }
+    }
+
     fn visit_path(&mut self, p: &'ast syn::Path) {
         let segments: Vec<String> = p.segments.iter().map(|s| s.ident.to_string()).collect();
+        // A one-segment path in lower case is a local variable or function, not an item.
+        if let Some(last) = segments.last()
+            && (segments.len() > 1 || last.starts_with(char::is_uppercase))
+        {
+            self.names.idents.insert(last.clone());
+        }
         self.name(&segments);
         syn::visit::visit_path(self, p);
     }

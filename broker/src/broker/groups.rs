@@ -8,8 +8,7 @@ use super::Broker;
 use crate::blocking::blocking;
 use crate::error::BrokerError;
 use crate::groups::{
-    CommitArgs, CommittedView, GroupCoordinator, GroupSummary, GroupView, Heartbeat, HeartbeatArgs,
-    ResetTo,
+    CommitArgs, CommittedView, GroupSummary, GroupView, Heartbeat, HeartbeatArgs, ResetTo,
 };
 
 impl Broker {
@@ -26,8 +25,15 @@ impl Broker {
     }
 
     /// The coordinator (for subscriptions that check ownership).
-    pub fn groups(&self) -> &GroupCoordinator {
-        &self.groups
+    /// Whether `member` of `group` holds `topic`'s partition `partition` (standalone: a
+    /// member's subscription is fenced by it).
+    pub fn group_owns(&self, group: &str, member: &str, topic: &str, partition: u32) -> bool {
+        self.groups.owns(group, member, topic, partition)
+    }
+
+    /// Moves on every change of any group's membership or assignment.
+    pub fn group_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.groups.watch_changes()
     }
 
     pub async fn commit_offsets(

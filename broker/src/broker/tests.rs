@@ -242,7 +242,7 @@ async fn the_group_coordinator_hands_partitions_over_expires_members_and_fences_
     b.produce("orders", vec![(0, batch(&["a", "b", "c"]))], Acks::All)
         .await
         .unwrap();
-    let (g, topics) = (b.groups(), &b.topics);
+    let (g, topics) = (&b.groups, &b.topics);
     let t0 = Instant::now();
     let s = Duration::from_secs;
 

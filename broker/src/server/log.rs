@@ -268,11 +268,7 @@ async fn read_round(
     let n = positions.len();
     for i in 0..n {
         let pos = &mut positions[(start + i) % n];
-        let log = &topic.partition(pos.partition)?.log;
-        if log.is_closed() {
-            return Err(BrokerError::TopicNotFound(topic.meta.name.clone()));
-        }
-        let bounds = log.bounds();
+        let bounds = topic.bounds(pos.partition)?;
         if !bounds.holds(pos.offset) {
             return Err(out_of_range(topic, pos.partition, pos.offset, bounds));
         }
@@ -332,7 +328,7 @@ fn first_not_owned(
     positions: &[pb::FetchPosition],
 ) -> Result<(), BrokerError> {
     match positions.iter().find(|p| {
-        !broker.groups().owns(
+        !broker.group_owns(
             &reader.group,
             &reader.member_id,
             &topic.meta.name,
@@ -389,7 +385,7 @@ async fn run_subscription(
     } = sub;
     let mut watches: Vec<_> = positions
         .iter()
-        .filter_map(|p| topic.partition(p.partition).ok().map(|p| p.log.watch()))
+        .filter_map(|p| topic.watch(p.partition).ok())
         .collect();
     let mut start = 0;
     let mut group_changed_seen = false;
@@ -555,11 +551,7 @@ impl pb::log_server::Log for LogService {
         let topic = self.broker.topic(&req.topic).map_err(status_of)?;
         check_positions(&self.broker, &topic, &req.positions).map_err(status_of)?;
         for p in &req.positions {
-            let bounds = topic
-                .partition(p.partition)
-                .map_err(status_of)?
-                .log
-                .bounds();
+            let bounds = topic.bounds(p.partition).map_err(status_of)?;
             if !bounds.holds(p.offset) {
                 return Err(status_of(out_of_range(
                     &topic,
@@ -576,7 +568,7 @@ impl pb::log_server::Log for LogService {
         let reader = member.map(|m| Reader {
             group: m.group,
             member_id: m.member_id,
-            changes: self.broker.groups().watch_changes(),
+            changes: self.broker.group_changes(),
         });
         if let Some(r) = &reader {
             first_not_owned(&self.broker, r, &topic, &req.positions).map_err(status_of)?;

@@ -86,7 +86,6 @@ impl ReplicationService {
         budget: usize,
     ) -> Result<Fetched, BrokerError> {
         let topic = self.broker.topic(&p.topic)?;
-        let log = &topic.partition(p.partition)?.log;
         if let Some(d) = self.broker.on_replica_fetch(
             &p.topic,
             p.partition,
@@ -95,9 +94,9 @@ impl ReplicationService {
             p.leader_epoch,
             p.last_epoch,
         )? {
-            return Ok(Fetched::Diverging(d, log.bounds()));
+            return Ok(Fetched::Diverging(d, topic.bounds(p.partition)?));
         }
-        let bounds = log.bounds();
+        let bounds = topic.bounds(p.partition)?;
         if budget == 0 || p.fetch_offset == bounds.log_end {
             return Ok(Fetched::Batches(Vec::new(), bounds, Vec::new()));
         }
@@ -114,7 +113,7 @@ impl ReplicationService {
         let epochs = if r.batches.is_empty() {
             Vec::new()
         } else {
-            log.epochs()
+            topic.epochs(p.partition)?
         };
         Ok(Fetched::Batches(r.batches, r.bounds, epochs))
     }
@@ -134,7 +133,7 @@ impl pb::replication_server::Replication for ReplicationService {
             .partitions
             .iter()
             .filter_map(|p| self.broker.topic(&p.topic).ok().map(|t| (t, p.partition)))
-            .filter_map(|(t, p)| t.partition(p).ok().map(|p| p.log.watch()))
+            .filter_map(|(t, p)| t.watch(p).ok())
             .collect();
         let partitions = self.read_round(req.follower, &req.partitions, budget).await;
         let idle = partitions

@@ -95,14 +95,18 @@ fn partitions(broker: &Broker, r: &mut Registry) {
     let me = broker.node_id();
     for t in broker.list_topics() {
         let placement = me.and_then(|_| broker.placement(&t.meta.name));
-        for (i, p) in t.partitions.iter().enumerate() {
+        for i in 0..t.meta.config.partitions {
+            // Deleted since the listing: nothing to report.
+            let Ok(b) = t.bounds(i) else {
+                continue;
+            };
             let labels = PartitionLabels {
                 topic: t.meta.name.clone(),
-                partition: i as u32,
+                partition: i,
             };
             if let Some(me) = me {
                 // Cluster mode: only the copies placed here hold records.
-                let Some(state) = placement.as_ref().and_then(|ps| ps.get(i)) else {
+                let Some(state) = placement.as_ref().and_then(|ps| ps.get(i as usize)) else {
                     continue;
                 };
                 if !state.replicas.contains(&me) {
@@ -119,7 +123,6 @@ fn partitions(broker: &Broker, r: &mut Registry) {
                         .set(gauge(state.isr.len() as u64));
                 }
             }
-            let b = p.log.bounds();
             earliest.get_or_create(&labels).set(gauge(b.earliest));
             high.get_or_create(&labels).set(gauge(b.latest));
             end.get_or_create(&labels).set(gauge(b.log_end));
