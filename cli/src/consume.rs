@@ -26,7 +26,7 @@ pub struct ConsumeArgs {
     partition: Option<u32>,
     /// earliest | latest | OFFSET | ts:UNIX_MILLIS. With --group: where to start in
     /// partitions the group has no committed offset for.
-    #[arg(long, default_value = "earliest", value_parser = parse_start)]
+    #[arg(long, default_value = "earliest", value_parser = str::parse::<StartFrom>)]
     from: StartFrom,
     /// Read as a member of this consumer group: get a share of the partitions, resume from
     /// the group's committed offsets and commit progress (periodically and on exit).
@@ -52,24 +52,6 @@ pub struct ConsumeArgs {
 
 fn default_session_timeout_ms() -> u64 {
     weir::ConsumerConfig::default().session_timeout.as_millis() as u64
-}
-
-fn parse_start(s: &str) -> Result<StartFrom, String> {
-    match s {
-        "earliest" => Ok(StartFrom::Earliest),
-        "latest" => Ok(StartFrom::Latest),
-        _ => {
-            if let Some(ts) = s.strip_prefix("ts:") {
-                return ts
-                    .parse()
-                    .map(StartFrom::Timestamp)
-                    .map_err(|_| format!("bad timestamp {ts:?}: want unix milliseconds"));
-            }
-            s.parse().map(StartFrom::Offset).map_err(|_| {
-                format!("want earliest, latest, an offset or ts:UNIX_MILLIS, got {s:?}")
-            })
-        }
-    }
 }
 
 /// A byte string as JSON: UTF-8 text as is, anything else base64 (flagged by `encoding`).
@@ -220,15 +202,15 @@ mod tests {
 
     #[test]
     fn start_positions_parse() {
-        assert_eq!(parse_start("earliest"), Ok(StartFrom::Earliest));
-        assert_eq!(parse_start("latest"), Ok(StartFrom::Latest));
-        assert_eq!(parse_start("42"), Ok(StartFrom::Offset(42)));
+        assert_eq!("earliest".parse::<StartFrom>(), Ok(StartFrom::Earliest));
+        assert_eq!("latest".parse::<StartFrom>(), Ok(StartFrom::Latest));
+        assert_eq!("42".parse::<StartFrom>(), Ok(StartFrom::Offset(42)));
         assert_eq!(
-            parse_start("ts:1700000000000"),
+            "ts:1700000000000".parse::<StartFrom>(),
             Ok(StartFrom::Timestamp(1_700_000_000_000))
         );
-        assert!(parse_start("ts:x").is_err());
-        assert!(parse_start("-1").is_err());
-        assert!(parse_start("soon").is_err());
+        assert!("ts:x".parse::<StartFrom>().is_err());
+        assert!("-1".parse::<StartFrom>().is_err());
+        assert!("soon".parse::<StartFrom>().is_err());
     }
 }

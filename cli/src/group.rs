@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::bail;
 use clap::Subcommand;
-use weir::{Client, ResetTo};
+use weir::{Client, StartFrom};
 
 #[derive(Subcommand)]
 pub enum GroupCommand {
@@ -20,29 +20,11 @@ pub enum GroupCommand {
         #[arg(long)]
         topic: String,
         /// earliest | latest | OFFSET | ts:UNIX_MILLIS
-        #[arg(long, value_parser = parse_reset)]
-        to: ResetTo,
+        #[arg(long, value_parser = str::parse::<StartFrom>)]
+        to: StartFrom,
     },
     /// Delete a group and its committed offsets (only while it has no live members).
     Delete { group: String },
-}
-
-fn parse_reset(s: &str) -> Result<ResetTo, String> {
-    match s {
-        "earliest" => Ok(ResetTo::Earliest),
-        "latest" => Ok(ResetTo::Latest),
-        _ => {
-            if let Some(ts) = s.strip_prefix("ts:") {
-                return ts
-                    .parse()
-                    .map(ResetTo::Timestamp)
-                    .map_err(|_| format!("bad timestamp {ts:?}: want unix milliseconds"));
-            }
-            s.parse().map(ResetTo::Offset).map_err(|_| {
-                format!("want earliest, latest, an offset or ts:UNIX_MILLIS, got {s:?}")
-            })
-        }
-    }
 }
 
 fn or_dash(v: Option<impl ToString>) -> String {
@@ -94,11 +76,11 @@ mod tests {
 
     #[test]
     fn reset_targets_parse() {
-        assert_eq!(parse_reset("earliest"), Ok(ResetTo::Earliest));
-        assert_eq!(parse_reset("latest"), Ok(ResetTo::Latest));
-        assert_eq!(parse_reset("17"), Ok(ResetTo::Offset(17)));
-        assert_eq!(parse_reset("ts:5"), Ok(ResetTo::Timestamp(5)));
-        assert!(parse_reset("-3").is_err());
-        assert!(parse_reset("never").is_err());
+        assert_eq!("earliest".parse::<StartFrom>(), Ok(StartFrom::Earliest));
+        assert_eq!("latest".parse::<StartFrom>(), Ok(StartFrom::Latest));
+        assert_eq!("17".parse::<StartFrom>(), Ok(StartFrom::Offset(17)));
+        assert_eq!("ts:5".parse::<StartFrom>(), Ok(StartFrom::Timestamp(5)));
+        assert!("-3".parse::<StartFrom>().is_err());
+        assert!("never".parse::<StartFrom>().is_err());
     }
 }

@@ -71,7 +71,7 @@ const SDK: Rules = Rules {
     src: "sdk-rust/src",
     layers: &[
         &["error"],
-        &["auth"],
+        &["auth", "start"],
         &["tls"],
         &["client"],
         &["admin", "producer"],

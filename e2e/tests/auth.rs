@@ -199,7 +199,7 @@ async fn each_acl_decision_through_the_sdk() {
     assert_eq!(groups, ["billing"]);
     denied(
         bob.admin()
-            .reset_group("billing", "orders", weir::ResetTo::Earliest)
+            .reset_group("billing", "orders", weir::StartFrom::Earliest)
             .await,
     );
 

@@ -117,13 +117,10 @@ fn start_from(start: Option<&Bound<'_, PyAny>>) -> PyResult<weir::StartFrom> {
         return Ok(weir::StartFrom::Earliest);
     };
     if let Ok(name) = s.extract::<String>() {
-        return match name.as_str() {
-            "earliest" => Ok(weir::StartFrom::Earliest),
-            "latest" => Ok(weir::StartFrom::Latest),
-            other => Err(InvalidArgument::new_err(format!(
-                "{EXPECTED}, not {other:?}"
-            ))),
-        };
+        // The CLI's spelling too: an offset or `ts:` and unix milliseconds as text.
+        return name
+            .parse()
+            .map_err(|_| InvalidArgument::new_err(format!("{EXPECTED}, not {name:?}")));
     }
     if let Ok(offset) = s.extract::<u64>() {
         return Ok(weir::StartFrom::Offset(offset));

@@ -7,6 +7,7 @@ use weir_proto::v1::topics_client::TopicsClient;
 
 use crate::client::{Client, log_rpc, plugins_rpc, topics_rpc};
 use crate::error::{Error, Result};
+use crate::start::StartFrom;
 
 /// Settings for a new topic; unset fields take the broker's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -517,19 +518,6 @@ pub struct GroupDescription {
     pub partitions: Vec<GroupPartition>,
 }
 
-/// Where [`Admin::reset_group`] moves a group's committed offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetTo {
-    /// The oldest offset kept.
-    Earliest,
-    /// The log end: skip everything written so far.
-    Latest,
-    /// This offset in every partition (at most the log end).
-    Offset(u64),
-    /// First offset whose timestamp is `>=` this (unix ms).
-    Timestamp(i64),
-}
-
 fn summary_of(g: pb::GroupSummary) -> GroupSummary {
     GroupSummary {
         name: g.name,
@@ -674,13 +662,13 @@ impl Admin {
         &self,
         group: &str,
         topic: &str,
-        to: ResetTo,
+        to: StartFrom,
     ) -> Result<Vec<(u32, u64)>> {
         let (to, offset, timestamp) = match to {
-            ResetTo::Earliest => (pb::ResetTo::Earliest, 0, 0),
-            ResetTo::Latest => (pb::ResetTo::Latest, 0, 0),
-            ResetTo::Offset(o) => (pb::ResetTo::Offset, o, 0),
-            ResetTo::Timestamp(ts) => (pb::ResetTo::Timestamp, 0, ts),
+            StartFrom::Earliest => (pb::ResetTo::Earliest, 0, 0),
+            StartFrom::Latest => (pb::ResetTo::Latest, 0, 0),
+            StartFrom::Offset(o) => (pb::ResetTo::Offset, o, 0),
+            StartFrom::Timestamp(ts) => (pb::ResetTo::Timestamp, 0, ts),
         };
         let req = pb::ResetOffsetsRequest {
             group: group.to_string(),

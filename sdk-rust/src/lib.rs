@@ -36,23 +36,23 @@ mod consumer;
 mod error;
 mod pipeline;
 mod producer;
+mod start;
 mod tls;
 mod transform;
 mod users;
 
 pub use admin::{
     Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, Health, NewTopic,
-    NodeStatus, OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits, ResetTo,
+    NodeStatus, OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits,
     TopicDescription, TopicInfo,
 };
 pub use auth::Credentials;
 pub use client::{Client, DEFAULT_BROKER};
-pub use consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, PluginUse, RECONNECT_TIMEOUT, StartFrom,
-};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, PluginUse, RECONNECT_TIMEOUT};
 pub use error::{Error, Result};
 pub use pipeline::{NewPipeline, PipelineInfo, PipelinePartition, PipelineStart, PipelineStatus};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+pub use start::StartFrom;
 pub use tls::{ClientOptions, TlsConfig};
 pub use transform::Transformer;
 pub use users::{Acl, UserInfo, WhoAmI};

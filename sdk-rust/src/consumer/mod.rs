@@ -36,20 +36,7 @@ use crate::client::{Client, log_rpc};
 use crate::error::{Error, Result};
 use group::{Assignment, Command, Update};
 
-/// Where a consumer starts reading each partition. For a group consumer: where it starts in
-/// a partition the group has no (valid) committed offset for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StartFrom {
-    /// The oldest record still kept.
-    #[default]
-    Earliest,
-    /// Only records written from now on.
-    Latest,
-    /// This offset in every consumed partition.
-    Offset(u64),
-    /// The first record with a timestamp `>=` this (unix ms).
-    Timestamp(i64),
-}
+use crate::start::StartFrom;
 
 /// Consumer settings.
 #[derive(Debug, Clone)]
