@@ -4,11 +4,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use base64::Engine;
 use clap::{Args, ValueEnum};
 use futures::{FutureExt, StreamExt};
-use serde_json::{Map, Value, json};
-use weir::{Client, ConsumerConfig, ConsumerRecord, StartFrom};
+use weir::{Client, ConsumerConfig, StartFrom};
+use weir_connect::json::record_json;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -52,56 +51,6 @@ pub struct ConsumeArgs {
 
 fn default_session_timeout_ms() -> u64 {
     weir::ConsumerConfig::default().session_timeout.as_millis() as u64
-}
-
-/// A byte string as JSON: UTF-8 text as is, anything else base64 (flagged by `encoding`).
-fn text_or_base64(bytes: &[u8]) -> (Value, bool) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => (Value::String(s.to_string()), false),
-        Err(_) => (
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
-            true,
-        ),
-    }
-}
-
-pub fn record_json(r: &ConsumerRecord) -> Value {
-    let mut obj = Map::new();
-    obj.insert("topic".into(), json!(&*r.topic));
-    obj.insert("partition".into(), json!(r.partition));
-    obj.insert("offset".into(), json!(r.offset));
-    obj.insert("timestamp".into(), json!(r.timestamp));
-    match &r.key {
-        None => {
-            obj.insert("key".into(), Value::Null);
-        }
-        Some(k) => {
-            let (v, b64) = text_or_base64(k);
-            obj.insert("key".into(), v);
-            if b64 {
-                obj.insert("key_encoding".into(), json!("base64"));
-            }
-        }
-    }
-    let (v, b64) = text_or_base64(&r.value);
-    obj.insert("value".into(), v);
-    if b64 {
-        obj.insert("value_encoding".into(), json!("base64"));
-    }
-    let mut headers = Map::new();
-    let mut encodings = Map::new();
-    for h in &r.headers {
-        let (v, b64) = text_or_base64(&h.value);
-        if b64 {
-            encodings.insert(h.key.clone(), json!("base64"));
-        }
-        headers.insert(h.key.clone(), v);
-    }
-    obj.insert("headers".into(), Value::Object(headers));
-    if !encodings.is_empty() {
-        obj.insert("header_encodings".into(), Value::Object(encodings));
-    }
-    Value::Object(obj)
 }
 
 pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {

@@ -14,10 +14,12 @@
 //! - [`transform`]: a source's plugin chain, run by the broker.
 //! - [`state`]: the state directory (positions, saved atomically; one runner at a time).
 //! - [`status`]: what `weir connect status` shows.
+//! - [`json`]: records as JSON (shared with `weir consume`).
 
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod json;
 pub mod postgres;
 pub mod record;
 pub mod runtime;

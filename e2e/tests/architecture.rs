@@ -88,7 +88,7 @@ const SDK: Rules = Rules {
 const CONNECT: Rules = Rules {
     src: "connect/src",
     layers: &[
-        &["config"],
+        &["config", "json"],
         &["error"],
         &["state", "postgres"],
         &["status"],

@@ -425,9 +425,9 @@ session_timeout_ms = 1000
         let binary = r
             .records
             .iter()
-            .find(|v| v["value"].get("base64").is_some())
+            .find(|v| v["value_encoding"] == "base64")
             .expect("a non-UTF-8 value");
-        assert_eq!(binary["value"]["base64"], "/wA=");
+        assert_eq!(binary["value"], "/wA=");
         assert!(
             r.records
                 .iter()

@@ -1,8 +1,9 @@
 //! The HTTP sink: POSTs each batch to a webhook as JSON, retrying with exponential backoff.
 //!
-//! Body: `{"records": [{"topic", "partition", "offset", "timestamp", "key", "value",
-//! "headers"}]}`. A key, value or header value that is UTF-8 is a JSON string; otherwise it is
-//! `{"base64": "..."}`. Delivery is at-least-once (a batch whose answer was lost is sent
+//! Body: `{"records": [...]}`, each record as `weir consume` prints it ([`crate::json`]):
+//! `topic`, `partition`, `offset`, `timestamp`, `key`, `value`, `headers`, and
+//! `key_encoding`/`value_encoding`/`header_encodings` saying `"base64"` for bytes that are not
+//! UTF-8. Delivery is at-least-once (a batch whose answer was lost is sent
 //! again): receivers deduplicate by (topic, partition, offset).
 //!
 //! A 2xx answer is success. Connection errors, 408, 429 and 5xx are retried (`retries`
@@ -12,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode, Uri};
@@ -26,6 +26,7 @@ use weir_common::error::with_causes;
 use super::Writer;
 use crate::config::{DEFAULT_HTTP_BACKOFF_MS, DEFAULT_HTTP_RETRIES, HttpSink};
 use crate::error::ConnectError;
+use crate::json::record_json;
 
 /// Longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -126,33 +127,7 @@ impl Writer for HttpWriter {
     }
 }
 
-/// A byte field as JSON: a string if UTF-8, else `{"base64": ...}`.
-fn bytes_json(b: &[u8]) -> Value {
-    match std::str::from_utf8(b) {
-        Ok(s) => Value::String(s.to_string()),
-        Err(_) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) }),
-    }
-}
-
 fn body_of(records: &[ConsumerRecord]) -> Value {
-    let records: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            let headers: serde_json::Map<String, Value> = r
-                .headers
-                .iter()
-                .map(|h| (h.key.clone(), bytes_json(&h.value)))
-                .collect();
-            json!({
-                "topic": &*r.topic,
-                "partition": r.partition,
-                "offset": r.offset,
-                "timestamp": r.timestamp,
-                "key": r.key.as_deref().map(bytes_json),
-                "value": bytes_json(&r.value),
-                "headers": headers,
-            })
-        })
-        .collect();
+    let records: Vec<Value> = records.iter().map(record_json).collect();
     json!({ "records": records })
 }
