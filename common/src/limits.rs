@@ -106,3 +106,19 @@ pub const PIPELINE_OUTPUT_BATCH_BYTES: usize = 1024 * 1024;
 
 /// Most pipelines one broker runs.
 pub const MAX_PIPELINES: usize = 256;
+
+/// The shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// The longest password accepted (argon2 takes any length; this bounds the work per call).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// The longest `authorization` value a broker reads.
+pub const MAX_AUTHORIZATION_BYTES: usize = 4096;
+
+/// Users at most: the whole users-and-ACLs document travels in one raft entry in a cluster
+/// (~1 MiB at these limits).
+pub const MAX_USERS: usize = 1_000;
+
+/// ACLs at most (see [`MAX_USERS`]).
+pub const MAX_ACLS: usize = 10_000;

@@ -41,7 +41,7 @@ const ELECTION_TIMEOUT_MIN_MS: u64 = 1000;
 const ELECTION_TIMEOUT_MAX_MS: u64 = 2000;
 
 /// Log entries in one raft message: an entry holds at most about 1 MiB (the users and ACLs
-/// document, `security::MAX_USERS`), so a message stays well under `MAX_REQUEST_BYTES`.
+/// document, `limits::MAX_USERS`), so a message stays well under `MAX_REQUEST_BYTES`.
 const MAX_ENTRIES_PER_MESSAGE: u64 = 32;
 
 /// How long a metadata change waits for a controller (an election takes 1–4 s).

@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use weir_common::UserName;
+use weir_common::limits::{MAX_ACLS, MAX_PASSWORD_BYTES, MAX_USERS, MIN_PASSWORD_CHARS};
 
 pub use acl::{Acl, Operation, Resource, ResourceType};
 use secret::{Presented, credential_digest, token_digest};
@@ -39,17 +40,10 @@ use weir_codec::keys::SECURITY_KEY;
 pub const BOOTSTRAP_USER: &str = "admin";
 /// Where the bootstrap superuser's token is written, in the data directory.
 pub const BOOTSTRAP_TOKEN_FILE: &str = "admin.token";
-/// The shortest password accepted.
-pub const MIN_PASSWORD_CHARS: usize = 8;
 /// argon2 checks at once (each takes ~19 MiB and a core for tens of ms).
 pub const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
 /// Verified credentials remembered; past it the cache starts over.
 pub const MAX_VERIFIED_CREDENTIALS: usize = 10_000;
-/// Users at most: the whole document travels in one raft entry in a cluster (~1 MiB at
-/// these limits).
-pub const MAX_USERS: usize = 1_000;
-/// ACLs at most (see [`MAX_USERS`]).
-pub const MAX_ACLS: usize = 10_000;
 /// How long a change overtaken by other members' changes is made again (cluster mode).
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for this member to apply a change another member made.
@@ -638,10 +632,10 @@ impl Security {
         let (credential, token) = match password {
             Some(p) => {
                 let chars = p.chars().count();
-                if chars < MIN_PASSWORD_CHARS || p.len() > secret::MAX_PASSWORD_BYTES {
+                if chars < MIN_PASSWORD_CHARS || p.len() > MAX_PASSWORD_BYTES {
                     return Err(BrokerError::InvalidArgument(format!(
                         "a password has {MIN_PASSWORD_CHARS} to {} characters",
-                        secret::MAX_PASSWORD_BYTES
+                        MAX_PASSWORD_BYTES
                     )));
                 }
                 let _permit = self.verifying.acquire().await.map_err(storage)?;

@@ -7,15 +7,12 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
+use weir_common::limits::{MAX_AUTHORIZATION_BYTES, MAX_PASSWORD_BYTES};
 
 /// What every token starts with, so a leaked one is easy to recognise (and to scan for).
 pub const TOKEN_PREFIX: &str = "weir_";
 /// Random bytes in a token.
 const TOKEN_BYTES: usize = 32;
-/// The longest password accepted (argon2 takes any length; this bounds the work per call).
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-/// The longest `authorization` value read.
-pub const MAX_AUTHORIZATION_BYTES: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
