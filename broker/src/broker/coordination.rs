@@ -21,7 +21,8 @@ use crate::blocking::blocking;
 use crate::cluster::state::{Command, Metadata, Outcome};
 use crate::error::BrokerError;
 use crate::groups::offsets::{
-    self, CHECKPOINT_INTERVAL, Entry, Folded, OFFSETS_TOPIC, OFFSETS_TOPIC_REPLICATION,
+    self, CHECKPOINT_INTERVAL, OFFSETS_TOPIC, OFFSETS_TOPIC_REPLICATION, OffsetRecord,
+    OffsetsByGroup,
 };
 use crate::groups::{Coordinating, ResetTo};
 use crate::log::ReadUpTo;
@@ -163,9 +164,9 @@ impl Broker {
     }
 
     /// Every group's offsets in offsets partition `p`, and how many records were skipped.
-    fn read_offsets(&self, p: u32) -> Result<(Folded, usize), BrokerError> {
+    fn read_offsets(&self, p: u32) -> Result<(OffsetsByGroup, usize), BrokerError> {
         let log = Arc::clone(&self.topics.get(OFFSETS_TOPIC)?.partition(p)?.log);
-        let mut folded = Folded::new();
+        let mut folded = OffsetsByGroup::new();
         let mut skipped = 0;
         let mut offset = log.bounds().earliest;
         while offset < log.bounds().log_end {
@@ -187,7 +188,7 @@ impl Broker {
         &self,
         group: &str,
         p: u32,
-        entries: &[Entry],
+        entries: &[OffsetRecord],
     ) -> Result<(), BrokerError> {
         if entries.is_empty() {
             return Ok(());

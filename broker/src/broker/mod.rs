@@ -31,7 +31,7 @@ use crate::cluster::state::{Command, Metadata, Outcome};
 use crate::config::{Config, TopicDefaults};
 use crate::error::BrokerError;
 use crate::groups::GroupCoordinator;
-use crate::pipelines::{Deps, PipelineManager};
+use crate::pipelines::{PipelineEnv, PipelineManager};
 use crate::plugins::PluginRegistry;
 use crate::security::{Proposed, Proposer, Security};
 use crate::storage::Store;
@@ -77,7 +77,7 @@ impl Broker {
         let topics = Arc::new(TopicRegistry::recover(store.clone())?);
         let groups = GroupCoordinator::recover(store.clone(), &topics)?;
         let plugins = PluginRegistry::recover(store.clone())?;
-        let deps = Deps {
+        let deps = PipelineEnv {
             topics: &topics,
             plugins: &plugins,
             max_record_bytes: config.max_record_bytes,

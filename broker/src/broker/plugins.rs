@@ -8,7 +8,7 @@ use super::Broker;
 use crate::blocking::blocking;
 use crate::error::BrokerError;
 use crate::metrics;
-use crate::pipelines::{Deps, PipelineDef, PipelineView, Start};
+use crate::pipelines::{PipelineDef, PipelineEnv, PipelineView, Start};
 use crate::plugins::{Plugin, PluginInfo, PluginLimits};
 
 impl Broker {
@@ -44,8 +44,8 @@ impl Broker {
         Ok(())
     }
 
-    pub(super) fn deps(&self) -> Deps<'_> {
-        Deps {
+    pub(super) fn deps(&self) -> PipelineEnv<'_> {
+        PipelineEnv {
             topics: &self.topics,
             plugins: &self.plugins,
             max_record_bytes: self.max_record_bytes,

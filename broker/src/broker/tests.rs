@@ -15,7 +15,7 @@ use weir_common::batch::{self, BatchBuilder, TimestampType};
 
 use super::*;
 use crate::config::Args;
-use crate::groups::{CommitArgs, Heartbeat, HeartbeatArgs, LEAVE_EPOCH, Tp};
+use crate::groups::{CommitArgs, Heartbeat, HeartbeatArgs, LEAVE_EPOCH, TopicPartition};
 use crate::log::{Appended, ReadUpTo};
 use crate::pipelines::{PipelineDef, PipelineView, PluginUseDef, Start};
 use crate::plugins::PluginLimits;
@@ -212,7 +212,7 @@ fn join(client: &str) -> HeartbeatArgs {
 }
 
 /// The heartbeat of `member` (as last answered) that reports `owned`.
-fn beat(member: &Heartbeat, owned: &BTreeSet<Tp>) -> HeartbeatArgs {
+fn beat(member: &Heartbeat, owned: &BTreeSet<TopicPartition>) -> HeartbeatArgs {
     HeartbeatArgs {
         group: "billing".into(),
         member_id: member.member_id.to_string(),
@@ -222,7 +222,7 @@ fn beat(member: &Heartbeat, owned: &BTreeSet<Tp>) -> HeartbeatArgs {
     }
 }
 
-fn partitions(assignment: &BTreeSet<Tp>) -> Vec<u32> {
+fn partitions(assignment: &BTreeSet<TopicPartition>) -> Vec<u32> {
     assignment.iter().map(|(_, p)| *p).collect()
 }
 

@@ -36,7 +36,7 @@ use crate::error::BrokerError;
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
 use crate::types::{PartitionKey, TopicId, now_ms};
-pub use state::{Committed, GroupState, Heartbeat, Tp};
+pub use state::{Committed, GroupState, Heartbeat, TopicPartition};
 use state::{Group, Join};
 
 /// A heartbeat as a member sends it (also how it joins and leaves).
@@ -54,7 +54,7 @@ pub struct HeartbeatArgs {
     /// 0: the default.
     pub rebalance_timeout_ms: u32,
     /// Partitions the member still holds (reads or has not yet committed and let go).
-    pub owned: Vec<Tp>,
+    pub owned: Vec<TopicPartition>,
     pub client_id: String,
 }
 
@@ -86,8 +86,8 @@ pub struct MemberView {
     pub client_id: String,
     pub epoch: i64,
     pub topics: Vec<String>,
-    pub assigned: Vec<Tp>,
-    pub revoking: Vec<Tp>,
+    pub assigned: Vec<TopicPartition>,
+    pub revoking: Vec<TopicPartition>,
     pub session_timeout: Duration,
     pub since_heartbeat: Duration,
 }
@@ -337,7 +337,7 @@ impl GroupCoordinator {
         &self,
         p: u32,
         generation: u64,
-        folded: offsets::Folded,
+        folded: offsets::OffsetsByGroup,
         topics: &TopicRegistry,
     ) -> bool {
         let Some(r) = self.replicated.get() else {
@@ -402,7 +402,7 @@ impl GroupCoordinator {
     }
 
     /// Every live offset of the groups of offsets partition `p` (a checkpoint).
-    pub fn live_offsets(&self, p: u32) -> Vec<offsets::Entry> {
+    pub fn live_offsets(&self, p: u32) -> Vec<offsets::OffsetRecord> {
         let groups: Vec<Arc<Mutex<Group>>> = lock(&self.groups)
             .iter()
             .filter(|(name, _)| offsets::partition_of(name) == p)
@@ -411,7 +411,7 @@ impl GroupCoordinator {
         let mut out = Vec::new();
         for g in groups {
             let g = lock(&g);
-            out.extend(g.offsets.iter().map(|(tp, c)| offsets::Entry {
+            out.extend(g.offsets.iter().map(|(tp, c)| offsets::OffsetRecord {
                 group: g.name.clone(),
                 tp: tp.clone(),
                 committed: Some(c.clone()),
@@ -429,13 +429,13 @@ impl GroupCoordinator {
         member_epoch: i64,
         offsets: Vec<CommitArgs>,
         topics: &TopicRegistry,
-    ) -> Result<Vec<offsets::Entry>, BrokerError> {
+    ) -> Result<Vec<offsets::OffsetRecord>, BrokerError> {
         let g = self.group_for_commit(group, member_id)?;
         let g = lock(&g);
         let rows = self.commit_rows(&g, member_id, member_epoch, offsets, topics)?;
         Ok(rows
             .into_iter()
-            .map(|(tp, _, c)| offsets::Entry {
+            .map(|(tp, _, c)| offsets::OffsetRecord {
                 group: group.to_string(),
                 tp,
                 committed: Some(c),
@@ -450,14 +450,14 @@ impl GroupCoordinator {
         group: &str,
         topic: &str,
         to: &[(u32, u64)],
-    ) -> Result<Vec<offsets::Entry>, BrokerError> {
+    ) -> Result<Vec<offsets::OffsetRecord>, BrokerError> {
         let g = self.get(group)?;
         let g = lock(&g);
         check_empty(&g)?;
         let now = now_ms();
         Ok(to
             .iter()
-            .map(|&(p, offset)| offsets::Entry {
+            .map(|&(p, offset)| offsets::OffsetRecord {
                 group: group.to_string(),
                 tp: (topic.to_string(), p),
                 committed: Some(Committed {
@@ -471,13 +471,13 @@ impl GroupCoordinator {
 
     /// Tombstones for every offset of `group` (cluster mode's delete): checks it exists and
     /// has no live members.
-    pub fn prepare_delete(&self, group: &str) -> Result<Vec<offsets::Entry>, BrokerError> {
+    pub fn prepare_delete(&self, group: &str) -> Result<Vec<offsets::OffsetRecord>, BrokerError> {
         let g = self.get(group)?;
         let g = lock(&g);
         check_empty(&g)?;
         Ok(g.offsets
             .keys()
-            .map(|tp| offsets::Entry {
+            .map(|tp| offsets::OffsetRecord {
                 group: group.to_string(),
                 tp: tp.clone(),
                 committed: None,
@@ -486,7 +486,7 @@ impl GroupCoordinator {
     }
 
     /// Applies written entries to the cache (cluster mode, after the append succeeded).
-    pub fn apply(&self, entries: &[offsets::Entry]) {
+    pub fn apply(&self, entries: &[offsets::OffsetRecord]) {
         for e in entries {
             let g = match &e.committed {
                 Some(_) => self.get_or_create(&e.group).ok(),
@@ -623,7 +623,7 @@ impl GroupCoordinator {
         } else {
             Some(check_topics(&args.topics, topics)?)
         };
-        let owned: BTreeSet<Tp> = args.owned.into_iter().collect();
+        let owned: BTreeSet<TopicPartition> = args.owned.into_iter().collect();
         let (hb, released) = {
             let mut g = lock(&group);
             let before = g.held_count(&args.member_id);
@@ -713,7 +713,7 @@ impl GroupCoordinator {
         member_epoch: i64,
         offsets: Vec<CommitArgs>,
         topics: &TopicRegistry,
-    ) -> Result<Vec<(Tp, PartitionKey, Committed)>, BrokerError> {
+    ) -> Result<Vec<(TopicPartition, PartitionKey, Committed)>, BrokerError> {
         if offsets.is_empty() {
             return Err(BrokerError::InvalidArgument("no offsets to commit".into()));
         }
@@ -937,7 +937,7 @@ impl GroupCoordinator {
             .collect();
         for (group, g) in groups {
             let mut g = lock(&g);
-            let gone: Vec<Tp> = g
+            let gone: Vec<TopicPartition> = g
                 .offsets
                 .keys()
                 .filter(|(t, _)| t == name)

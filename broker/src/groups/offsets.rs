@@ -20,7 +20,7 @@ use bytes::Bytes;
 use weir_common::batch::{BatchBuilder, TimestampType, record_refs};
 use weir_common::partitioner::partition_for_key;
 
-use super::state::{Committed, Tp};
+use super::state::{Committed, TopicPartition};
 use crate::types::TopicConfig;
 
 /// The internal topic holding committed offsets (Kafka's name).
@@ -63,9 +63,9 @@ pub fn partition_of(group: &str) -> u32 {
 
 /// One committed offset (`None`: deleted).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct OffsetRecord {
     pub group: String,
-    pub tp: Tp,
+    pub tp: TopicPartition,
     pub committed: Option<Committed>,
 }
 
@@ -74,7 +74,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-pub fn encode_key(group: &str, tp: &Tp) -> Vec<u8> {
+pub fn encode_key(group: &str, tp: &TopicPartition) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + group.len() + tp.0.len());
     k.push(VERSION);
     put_str(&mut k, group);
@@ -113,7 +113,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode_key(key: &[u8]) -> Option<(String, Tp)> {
+fn decode_key(key: &[u8]) -> Option<(String, TopicPartition)> {
     let mut r = Reader(key);
     if r.array::<1>()? != [VERSION] {
         return None;
@@ -143,7 +143,7 @@ fn decode_value(value: &[u8]) -> Option<Committed> {
 }
 
 /// Encodes entries as batches of at most [`RECORDS_PER_BATCH`] records stamped `now`.
-pub fn encode(entries: &[Entry], now: i64) -> Vec<Bytes> {
+pub fn encode(entries: &[OffsetRecord], now: i64) -> Vec<Bytes> {
     entries
         .chunks(RECORDS_PER_BATCH)
         .map(|chunk| {
@@ -159,12 +159,12 @@ pub fn encode(entries: &[Entry], now: i64) -> Vec<Bytes> {
 }
 
 /// Every group's offsets, as folded from a partition's records in log order.
-pub type Folded = BTreeMap<String, BTreeMap<Tp, Committed>>;
+pub type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, Committed>>;
 
 /// Folds stored batches into `into` (later records replace earlier ones; tombstones remove).
 /// Returns how many records were not offset commits (skipped; only a foreign writer or a
 /// newer broker version makes them).
-pub fn fold(into: &mut Folded, batches: &[Bytes]) -> usize {
+pub fn fold(into: &mut OffsetsByGroup, batches: &[Bytes]) -> usize {
     let mut skipped = 0;
     for batch in batches {
         let Ok(records) = record_refs(batch) else {
@@ -212,8 +212,8 @@ mod tests {
         }
     }
 
-    fn entry(group: &str, topic: &str, p: u32, committed: Option<Committed>) -> Entry {
-        Entry {
+    fn entry(group: &str, topic: &str, p: u32, committed: Option<Committed>) -> OffsetRecord {
+        OffsetRecord {
             group: group.into(),
             tp: (topic.into(), p),
             committed,
@@ -258,7 +258,7 @@ mod tests {
             ],
             2,
         );
-        let mut f = Folded::new();
+        let mut f = OffsetsByGroup::new();
         assert_eq!(fold(&mut f, &first) + fold(&mut f, &second), 0);
         let a = &f["a"];
         assert_eq!(a[&("t".into(), 0)], c(9, ""));
@@ -269,12 +269,12 @@ mod tests {
 
     #[test]
     fn a_checkpoint_is_split_into_bounded_batches() {
-        let entries: Vec<Entry> = (0..2500)
+        let entries: Vec<OffsetRecord> = (0..2500)
             .map(|i| entry("g", "t", i, Some(c(u64::from(i), ""))))
             .collect();
         let batches = encode(&entries, 3);
         assert_eq!(batches.len(), 3);
-        let mut f = Folded::new();
+        let mut f = OffsetsByGroup::new();
         assert_eq!(fold(&mut f, &batches), 0);
         assert_eq!(f["g"].len(), 2500);
     }
@@ -287,7 +287,7 @@ mod tests {
         let key = encode_key("g", &("t".into(), 0));
         b.push(1, Some(&key), b"\x01short", std::iter::empty());
         b.push(1, Some(&key), &encode_value(&c(3, "")), std::iter::empty());
-        let mut f = Folded::new();
+        let mut f = OffsetsByGroup::new();
         assert_eq!(fold(&mut f, &[b.finish()]), 3);
         assert_eq!(
             f["g"][&("t".into(), 0)],

@@ -22,7 +22,7 @@ use super::assign::{MemberId, assign_topic};
 use crate::error::BrokerError;
 
 /// A topic and one of its partitions.
-pub type Tp = (String, u32);
+pub type TopicPartition = (String, u32);
 
 /// Stable members heartbeat this often (or every third of their session timeout if shorter).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -49,14 +49,14 @@ pub struct Member {
     pub rebalance_timeout: Duration,
     pub last_seen: Instant,
     /// Partitions the member may read.
-    pub assigned: BTreeSet<Tp>,
+    pub assigned: BTreeSet<TopicPartition>,
     /// Partitions the member was asked to give up and has not yet reported released.
-    pub revoking: BTreeSet<Tp>,
+    pub revoking: BTreeSet<TopicPartition>,
     revoking_since: Option<Instant>,
 }
 
 impl Member {
-    fn holds(&self, tp: &Tp) -> bool {
+    fn holds(&self, tp: &TopicPartition) -> bool {
         self.assigned.contains(tp) || self.revoking.contains(tp)
     }
 }
@@ -77,7 +77,7 @@ pub struct Heartbeat {
     pub member_epoch: i64,
     pub interval: Duration,
     /// Everything the member may read now (its full assignment, not a delta).
-    pub assignment: BTreeSet<Tp>,
+    pub assignment: BTreeSet<TopicPartition>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +107,11 @@ pub struct Group {
     pub epoch: u64,
     members: BTreeMap<MemberId, Member>,
     /// The target assignment of the current epoch, both ways.
-    target: HashMap<MemberId, BTreeSet<Tp>>,
-    target_owner: HashMap<Tp, MemberId>,
+    target: HashMap<MemberId, BTreeSet<TopicPartition>>,
+    target_owner: HashMap<TopicPartition, MemberId>,
     /// Partition counts the target was computed with.
     counts: BTreeMap<String, u32>,
-    pub offsets: BTreeMap<Tp, Committed>,
+    pub offsets: BTreeMap<TopicPartition, Committed>,
 }
 
 impl Group {
@@ -154,7 +154,7 @@ impl Group {
     }
 
     /// The member that may read `tp` now, if any (its assignment or its revoking set).
-    pub fn holder(&self, tp: &Tp) -> Option<&Member> {
+    pub fn holder(&self, tp: &TopicPartition) -> Option<&Member> {
         self.members.values().find(|m| m.holds(tp))
     }
 
@@ -166,7 +166,7 @@ impl Group {
     }
 
     /// Whether member `id` may read `tp` now.
-    pub fn owns(&self, id: &str, tp: &Tp) -> bool {
+    pub fn owns(&self, id: &str, tp: &TopicPartition) -> bool {
         self.members.get(id).is_some_and(|m| m.holds(tp))
     }
 
@@ -213,7 +213,7 @@ impl Group {
         id: &str,
         epoch: i64,
         topics: Option<BTreeSet<String>>,
-        owned: Option<&BTreeSet<Tp>>,
+        owned: Option<&BTreeSet<TopicPartition>>,
         now: Instant,
         counts: &dyn Fn(&str) -> u32,
     ) -> Result<Heartbeat, BrokerError> {
@@ -277,7 +277,12 @@ impl Group {
     }
 
     /// Checks that member `id` at `epoch` may commit offsets of `tp`.
-    pub fn check_commit(&self, id: &str, epoch: i64, tp: &Tp) -> Result<(), BrokerError> {
+    pub fn check_commit(
+        &self,
+        id: &str,
+        epoch: i64,
+        tp: &TopicPartition,
+    ) -> Result<(), BrokerError> {
         let m = self.members.get(id).ok_or_else(|| self.unknown(id))?;
         if epoch != m.epoch {
             return Err(BrokerError::StaleMemberEpoch {
@@ -335,7 +340,7 @@ impl Group {
                 (t, n)
             })
             .collect();
-        let mut target: HashMap<MemberId, BTreeSet<Tp>> = HashMap::new();
+        let mut target: HashMap<MemberId, BTreeSet<TopicPartition>> = HashMap::new();
         let mut owner = HashMap::new();
         for (topic, &n) in &self.counts {
             let subscribers: Vec<MemberId> = self
@@ -367,7 +372,7 @@ impl Group {
     fn reconcile(&mut self, id: &str, now: Instant) -> Result<Heartbeat, BrokerError> {
         let desired = self.target.get(id).cloned().unwrap_or_default();
         // Partitions held by the other members (assigned or still being given up).
-        let held: BTreeSet<Tp> = self
+        let held: BTreeSet<TopicPartition> = self
             .members
             .values()
             .filter(|m| m.id != id)
@@ -376,7 +381,7 @@ impl Group {
         let group_epoch = self.epoch as i64;
         let m = self.member_mut(id)?;
         let mut changed = false;
-        let revoke: Vec<Tp> = m.assigned.difference(&desired).cloned().collect();
+        let revoke: Vec<TopicPartition> = m.assigned.difference(&desired).cloned().collect();
         for tp in revoke {
             m.assigned.remove(&tp);
             m.revoking.insert(tp);
@@ -480,7 +485,7 @@ mod tests {
         let b = hb(&mut g, &b, now);
         assert!(b.assignment.is_empty(), "not released yet: {b:?}");
         // a may still commit what it is giving up, at its new epoch only.
-        let revoked: Vec<Tp> = a_before
+        let revoked: Vec<TopicPartition> = a_before
             .assignment
             .difference(&a.assignment)
             .cloned()

@@ -169,13 +169,15 @@ impl Pipeline {
     }
 }
 
-struct Entry {
+/// A pipeline and its current run, if it runs.
+struct Managed {
     pipeline: Arc<Pipeline>,
     run: Option<Run>,
 }
 
-/// What a run needs from the rest of the broker.
-pub struct Deps<'a> {
+/// What a pipeline run needs from the rest of the broker: the topic and plugin registries and
+/// the record size limit its outputs are held to.
+pub struct PipelineEnv<'a> {
     pub topics: &'a TopicRegistry,
     pub plugins: &'a PluginRegistry,
     pub max_record_bytes: usize,
@@ -186,12 +188,12 @@ pub struct PipelineManager {
     /// Name → pipeline. Admin operations (create, delete, resume, and plugin deletion, which
     /// checks for users) hold this lock for their whole duration, including waiting for
     /// workers to stop, so they never interleave.
-    entries: tokio::sync::Mutex<BTreeMap<String, Entry>>,
+    entries: tokio::sync::Mutex<BTreeMap<String, Managed>>,
 }
 
 impl PipelineManager {
     /// Loads every pipeline and starts those not failed. Must run inside the tokio runtime.
-    pub fn recover(store: Store, deps: &Deps<'_>) -> Result<Self, BrokerError> {
+    pub fn recover(store: Store, deps: &PipelineEnv<'_>) -> Result<Self, BrokerError> {
         let mut entries = BTreeMap::new();
         for def in store::load_pipelines(&store)? {
             let progress = store::load_progress(&store, &def.name)?;
@@ -201,7 +203,7 @@ impl PipelineManager {
                 def: Mutex::new(def),
                 stats: Mutex::new(Vec::new()),
             });
-            let mut entry = Entry {
+            let mut entry = Managed {
                 pipeline,
                 run: None,
             };
@@ -225,7 +227,7 @@ impl PipelineManager {
     /// Validates, persists and starts a pipeline.
     pub async fn create(
         &self,
-        deps: &Deps<'_>,
+        deps: &PipelineEnv<'_>,
         def: PipelineDef,
         start_at: Start,
     ) -> Result<PipelineView, BrokerError> {
@@ -291,7 +293,7 @@ impl PipelineManager {
         };
         tracing::info!(pipeline = %name, from = %source.meta.name, "created pipeline");
         let view = view_of(&pipeline, deps.topics, true);
-        entries.insert(name.to_string(), Entry { pipeline, run });
+        entries.insert(name.to_string(), Managed { pipeline, run });
         Ok(view)
     }
 
@@ -333,7 +335,11 @@ impl PipelineManager {
     }
 
     /// Starts a failed pipeline again from its last write; a running one is left alone.
-    pub async fn resume(&self, name: &str, deps: &Deps<'_>) -> Result<PipelineView, BrokerError> {
+    pub async fn resume(
+        &self,
+        name: &str,
+        deps: &PipelineEnv<'_>,
+    ) -> Result<PipelineView, BrokerError> {
         let mut entries = self.entries.lock().await;
         let entry = entries
             .get_mut(name)
@@ -453,7 +459,7 @@ fn init_stats(pipeline: &Pipeline, source: Option<&Topic>, progress: &[(u32, Pip
 fn start(
     store: &Store,
     pipeline: &Arc<Pipeline>,
-    deps: &Deps<'_>,
+    deps: &PipelineEnv<'_>,
     progress: Vec<(u32, PipelineProgress)>,
 ) -> Result<Run, BrokerError> {
     Ok(prepare(store, pipeline, deps, progress)?.spawn())
@@ -469,7 +475,7 @@ struct Prepared {
 fn prepare(
     store: &Store,
     pipeline: &Arc<Pipeline>,
-    deps: &Deps<'_>,
+    deps: &PipelineEnv<'_>,
     progress: Vec<(u32, PipelineProgress)>,
 ) -> Result<Prepared, BrokerError> {
     let def = pipeline.def();

@@ -423,7 +423,7 @@ impl Stage {
         let (rptr, rlen) = match enter(
             &mut self.inst,
             &self.funcs,
-            Entry::Process,
+            BufferExport::Process,
             input.encoded_len(),
             |dst| input.write(dst),
         ) {
@@ -481,7 +481,7 @@ impl Stage {
         enter(
             &mut self.inst,
             &self.funcs,
-            Entry::Init,
+            BufferExport::Init,
             params.len(),
             |dst| dst.copy_from_slice(params),
         )
@@ -496,7 +496,7 @@ impl Stage {
 fn enter(
     inst: &mut Instantiated,
     funcs: &Funcs,
-    which: Entry,
+    which: BufferExport,
     len: usize,
     write: impl FnOnce(&mut [u8]),
 ) -> Result<(usize, usize), CallError> {
@@ -519,8 +519,8 @@ fn enter(
         .ok_or_else(|| CallError::Fatal("returned an input buffer outside its memory".into()))?;
     write(dst);
     let entry = match which {
-        Entry::Init => &funcs.init,
-        Entry::Process => &funcs.process,
+        BufferExport::Init => &funcs.init,
+        BufferExport::Process => &funcs.process,
     };
     let status = entry.call(&mut *s, (ptr as u32, len32)).map_err(trap)?;
     let rptr = funcs.result_ptr.call(&mut *s, ()).map_err(trap)? as usize;
@@ -549,7 +549,7 @@ fn enter(
 
 /// The two exports that take a buffer.
 #[derive(Clone, Copy)]
-enum Entry {
+enum BufferExport {
     Init,
     Process,
 }

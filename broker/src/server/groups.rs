@@ -8,7 +8,7 @@ use weir_proto::v1 as pb;
 
 use super::{Guarded, principal, status_of};
 use crate::broker::Broker;
-use crate::groups::{CommitArgs, GroupSummary, HeartbeatArgs, ResetTo, Tp};
+use crate::groups::{CommitArgs, GroupSummary, HeartbeatArgs, ResetTo, TopicPartition};
 use crate::security::{Operation, Resource};
 
 pub struct GroupsService {
@@ -22,7 +22,7 @@ impl GroupsService {
 }
 
 /// Groups partitions by topic, in order.
-fn by_topic<'a>(tps: impl IntoIterator<Item = &'a Tp>) -> Vec<pb::TopicPartitions> {
+fn by_topic<'a>(tps: impl IntoIterator<Item = &'a TopicPartition>) -> Vec<pb::TopicPartitions> {
     let mut m: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for (t, p) in tps {
         m.entry(t.as_str()).or_default().push(*p);
