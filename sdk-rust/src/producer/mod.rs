@@ -14,6 +14,7 @@
 //!   retry never duplicates a record and per-partition order is kept.
 
 mod sender;
+mod stream;
 
 use std::collections::HashMap;
 use std::future::Future;

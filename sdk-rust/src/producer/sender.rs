@@ -20,7 +20,6 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use crate::client::Channel;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
@@ -28,12 +27,13 @@ use weir_common::batch;
 use weir_common::limits::LEGACY_DEDUPE_WINDOW;
 use weir_proto::v1 as pb;
 
+use super::stream::{ProduceStream, run_stream};
 use super::{Accumulator, BatchHandle, Event, ProducerConfig, SealedBatch, lock};
-use crate::client::{Client, Route, log_rpc};
+use crate::client::{Client, Route};
 use crate::error::{Error, Result};
 
 /// What the produce stream and id requests report back.
-enum Reply {
+pub(super) enum Reply {
     /// The answer to one request on the produce stream.
     Ack {
         request_id: u64,
@@ -57,12 +57,6 @@ struct InFlightRequest {
     batch: u64,
     /// Whether nothing before this batch was unfinished when it was sent.
     sent_as_head: bool,
-    generation: u64,
-}
-
-/// An open produce stream to one broker: requests on it are appended in the order sent.
-struct ProduceStream {
-    tx: mpsc::UnboundedSender<pb::ProduceStreamRequest>,
     generation: u64,
 }
 
@@ -770,55 +764,4 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// Runs one produce stream: forwards requests from the sender, reports each answer, and
-/// reports the stream's end.
-async fn run_stream(
-    channel: Channel,
-    generation: u64,
-    requests: mpsc::UnboundedReceiver<pb::ProduceStreamRequest>,
-    replies: mpsc::UnboundedSender<Reply>,
-) {
-    let mut rpc = log_rpc(channel);
-    let outbound = tokio_stream::wrappers::UnboundedReceiverStream::new(requests);
-    let error = match rpc.produce_stream(outbound).await {
-        Err(status) => Error::from(status),
-        Ok(resp) => {
-            let mut inbound = resp.into_inner();
-            loop {
-                match inbound.message().await {
-                    Ok(Some(m)) => {
-                        let result = match m.error {
-                            Some(e) => Err(request_error(e)),
-                            None => m.appends.first().map(|a| a.base_offset).ok_or_else(|| {
-                                Error::Protocol("produce response lacks the partition".into())
-                            }),
-                        };
-                        let reply = Reply::Ack {
-                            request_id: m.request_id,
-                            result,
-                        };
-                        if replies.send(reply).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => {
-                        break Error::Unavailable("the broker ended the produce stream".into());
-                    }
-                    Err(status) => break Error::from(status),
-                }
-            }
-        }
-    };
-    let _ = replies.send(Reply::StreamClosed { generation, error });
-}
-
-/// The SDK error for one failed request of a produce stream (as if it were a unary call).
-fn request_error(e: pb::RequestError) -> Error {
-    let mut status = tonic::Status::new(tonic::Code::from(e.code), e.message);
-    if let Ok(kind) = e.kind.parse() {
-        status.metadata_mut().insert("weir-error-kind", kind);
-    }
-    Error::from(status)
 }
