@@ -1,20 +1,19 @@
 //! The Weir broker: topics split into partitions, each an append-only, segmented log of record
 //! batches in RocksDB, served over gRPC.
 //!
-//! Layout (dependencies point down):
+//! Layers, lowest first; a module uses only the layers below its own (ARCHITECTURE.md,
+//! "Layers"; `e2e/tests/architecture.rs` checks it):
+//! - [`error`] (the domain error, a leaf), [`types`] (plain domain types).
+//! - [`storage`] (RocksDB, generic), [`metrics`] (the process's counters), [`blocking`].
+//! - [`log`] (partition logs: append, read, segments, retention, epochs), [`plugins`] (the
+//!   WebAssembly registry and sandbox), [`security`] (users, ACLs, credentials).
+//! - [`topics`]: the topic registry.
+//! - [`groups`] (consumer groups), [`pipelines`] (topic→topic plugin pipelines).
+//! - [`cluster`]: cluster mode (docs/cluster.md); its `network` is the one peer client.
 //! - [`config`]: flags and config file → typed [`config::Config`].
-//! - [`server`]: tonic services; the only module that knows proto types and `Status`.
-//! - [`broker`]: the domain facade the services call (validation, routing, blocking pool).
-//! - [`cluster`]: cluster mode: members, replicated metadata (docs/cluster.md).
-//! - [`topics`]: topic registry: create, delete, recover at start-up.
-//! - [`groups`]: consumer groups: membership, assignment, committed offsets.
-//! - [`pipelines`]: continuous topic→topic plugin pipelines (exactly-once).
-//! - [`plugins`]: WebAssembly plugins: registry and sandboxed runtime.
-//! - [`metrics`]: Prometheus metrics: counters where the work happens, the rest read at scrape.
-//! - [`log`]: partition logs: append (group commit), read, time lookup, segments, retention.
-//! - [`storage`]: RocksDB column families, key encoding, atomic write batches.
-//! - [`types`]: plain domain types.
-//! - [`error`]: the domain error.
+//! - [`broker`]: the domain facade the services call.
+//! - [`server`]: the edge: tonic services and `/metrics`; with `cluster::network`, the only
+//!   code that knows proto types.
 
 pub mod blocking;
 pub mod broker;
