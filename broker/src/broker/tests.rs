@@ -201,6 +201,33 @@ async fn an_idempotent_retry_gets_its_first_offsets_and_a_gap_is_refused() {
     assert_eq!(values(&b, "t", 0).await, ["x", "y", "z", "v"]);
 }
 
+/// A background loop holds the broker until `stop_background` ends it, and then lets go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_loops_stop_and_let_go_of_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path()).await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let held = Arc::clone(&b);
+    b.spawn_background(async move {
+        let _held = held;
+        let _tx = tx;
+        std::future::pending::<()>().await
+    });
+    assert_eq!(Arc::strong_count(&b), 2, "the loop holds the broker");
+    b.stop_background();
+    // The sender goes when the loop's future is dropped.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await;
+    assert_eq!(ended, Ok(None), "the loop was not stopped");
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while Arc::strong_count(&b) > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped loop still holds the broker"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 fn join(client: &str) -> HeartbeatArgs {
     HeartbeatArgs {
         group: "billing".into(),
