@@ -20,7 +20,6 @@ use crate::cluster::peers::NodeId;
 use crate::types::{EpochStart, OffsetQuery, PartitionOffsets};
 
 /// One lazily connected channel per broker address, shared by every call to it.
-#[derive(Default)]
 pub struct PeerChannels {
     channels: Mutex<HashMap<String, Channel>>,
     connect_timeout: Duration,
