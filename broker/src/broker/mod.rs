@@ -20,7 +20,7 @@ mod topics;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::blocking::blocking;
@@ -184,9 +184,13 @@ impl Broker {
         self.groups.replicate();
         self.replicate_security(&cluster);
         self.spawn_checkpoints();
+        // The metadata once applied here: local copies exist for every topic it names, so
+        // the replica fetchers that follow it find the partitions they are to fetch.
+        let (applied, applied_rx) = watch::channel(Arc::new(Metadata::default()));
         self.spawn_background(crate::cluster::replica::supervise(
             Arc::clone(&self.topics),
-            Arc::clone(&cluster),
+            cluster.node_id(),
+            applied_rx,
         ));
         self.spawn_isr_checks();
         self.spawn_background(crate::cluster::controller::run(
@@ -198,6 +202,7 @@ impl Broker {
             loop {
                 let m = Arc::clone(&metadata.borrow_and_update());
                 let b = Arc::clone(&this);
+                let done = Arc::clone(&m);
                 if let Err(e) = blocking(move || {
                     b.reconcile(&m);
                     Ok(())
@@ -206,6 +211,7 @@ impl Broker {
                 {
                     tracing::error!(error = %e, "applying cluster metadata failed");
                 }
+                applied.send_replace(done);
                 if metadata.changed().await.is_err() {
                     return;
                 }

@@ -2,7 +2,7 @@
 //! appenders in order, acknowledged per `Acks`), reads and offset look-ups.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
@@ -18,7 +18,7 @@ use crate::blocking::blocking;
 use crate::cluster::Cluster;
 use crate::error::BrokerError;
 use crate::log::{Appended, Bounds, PartitionLog, PendingBatch, ReadResult, ReadUpTo};
-use crate::metrics;
+use crate::metrics::{self, Stage};
 use crate::topics::Topic;
 use crate::types::OffsetQuery;
 
@@ -251,15 +251,21 @@ impl Broker {
             queued.push((partition, reply));
         }
         let name = t.meta.name.clone();
+        let in_cluster = self.in_cluster();
         let replicated = match acks {
             Acks::All => self.cluster().cloned(),
             Acks::Leader => None,
         };
+        let queued_at = Instant::now();
         Ok(async move {
             let mut out = Vec::with_capacity(queued.len());
             for (partition, reply) in queued {
                 let a = reply.await.map_err(|e| e.in_partition(&name, partition))?;
                 out.push((partition, a));
+            }
+            let written_at = Instant::now();
+            if in_cluster {
+                metrics::global().stage(Stage::LeaderAppend, written_at - queued_at);
             }
             if let Some(cluster) = replicated {
                 let deadline = tokio::time::Instant::now() + MAX_REPLICATION_WAIT;
@@ -268,6 +274,7 @@ impl Broker {
                     let log = &t.partition(*partition)?.log;
                     await_replicated(&cluster, &name, *partition, log, end, deadline).await?;
                 }
+                metrics::global().stage(Stage::AwaitIsr, written_at.elapsed());
             }
             Ok(out)
         })

@@ -8,20 +8,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
 use weir_common::batch;
 use weir_common::limits::MAX_BATCH_BYTES;
 
-use super::Cluster;
 use super::network::calls::{FetchPosition, Fetched, ReplicaFetcher};
 use super::peers::NodeId;
 use super::state::Metadata;
 use crate::blocking::blocking;
 use crate::error::BrokerError;
 use crate::log::{LogError, PartitionLog, PendingBatch};
+use crate::metrics::{self, Stage};
 use crate::topics::TopicRegistry;
 use crate::types::EpochStart;
 
@@ -37,11 +37,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A partition this broker follows, and the leader epoch it follows it in.
 type Followed = BTreeMap<(String, u32), u32>;
 
-/// The supervisor: runs until the metadata channel closes or the task is dropped (its
-/// fetchers end with it, when their partitions' senders go).
-pub async fn supervise(topics: Arc<TopicRegistry>, cluster: Arc<Cluster>) {
-    let me = cluster.node_id();
-    let mut metadata = cluster.metadata();
+/// The supervisor of broker `me`: follows `metadata` as this broker applied it (its local
+/// copies exist then), until the channel closes or the task is dropped (its fetchers end
+/// with it, when their partitions' senders go).
+pub async fn supervise(
+    topics: Arc<TopicRegistry>,
+    me: NodeId,
+    mut metadata: watch::Receiver<Arc<Metadata>>,
+) {
     let mut fetchers: HashMap<NodeId, (String, watch::Sender<Followed>)> = HashMap::new();
     loop {
         let m = Arc::clone(&metadata.borrow_and_update());
@@ -132,6 +135,7 @@ async fn fetch_loop(
             }
             continue;
         }
+        let sent = Instant::now();
         let fetch = fetcher.fetch(
             me,
             positions,
@@ -156,6 +160,7 @@ async fn fetch_loop(
                 continue;
             }
         };
+        metrics::global().stage(Stage::FetchRoundTrip, sent.elapsed());
         retry = RETRY_MIN;
         let mut refused = false;
         for (topic, partition, d) in fetched {
@@ -218,6 +223,7 @@ async fn append_fetched(
     }
     let name = topic.to_string();
     blocking(move || {
+        let started = Instant::now();
         let mut group = Vec::with_capacity(batches.len());
         for bytes in batches {
             // The leader checked the records against its own limits; here only the framing
@@ -231,6 +237,7 @@ async fn append_fetched(
             .map_err(log_err)?;
         log.follow_epochs(&leader_epochs).map_err(log_err)?;
         log.set_high_watermark(leader_hw);
+        metrics::global().stage(Stage::FollowerAppend, started.elapsed());
         Ok(log.bounds().log_end)
     })
     .await

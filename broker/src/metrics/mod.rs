@@ -42,6 +42,39 @@ struct PluginLabels {
     plugin: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
+
+/// A stage of a produce's trip through replication (docs/cluster.md, "A batch's trip").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Leader: a produce's batches queued on their appenders until written.
+    LeaderAppend,
+    /// Leader, `acks=all`: written until the high watermark passed them.
+    AwaitIsr,
+    /// Leader: a follower's fetch waiting for records to arrive (the long poll).
+    FetchWait,
+    /// Follower: one replica fetch, from sending it to its answer.
+    FetchRoundTrip,
+    /// Follower: writing what one fetch brought.
+    FollowerAppend,
+}
+
+impl Stage {
+    /// The `stage` label's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::LeaderAppend => "leader_append",
+            Stage::AwaitIsr => "await_isr",
+            Stage::FetchWait => "fetch_wait",
+            Stage::FetchRoundTrip => "fetch_round_trip",
+            Stage::FollowerAppend => "follower_append",
+        }
+    }
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// gRPC handling time: 100 µs to ~26 s (a unary call; a stream's whole life beyond that lands
@@ -53,6 +86,11 @@ fn rpc_histogram() -> Histogram {
 /// One plugin call (a whole batch group): 10 µs to ~5 s (the largest CPU deadline).
 fn plugin_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.00001, 2.0, 20))
+}
+
+/// A replication stage: 10 µs to ~21 s.
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.00001, 2.0, 22))
 }
 
 /// What the broker counts as it works. One per process ([`global`]): a process is one broker.
@@ -69,6 +107,7 @@ pub struct Metrics {
     plugin_calls: Family<PluginLabels, Counter>,
     plugin_failures: Family<PluginLabels, Counter>,
     plugin_seconds: Histograms<PluginLabels>,
+    stage_seconds: Histograms<StageLabels>,
     /// When the process started (`process_start_time_seconds`).
     started: Duration,
 }
@@ -151,6 +190,14 @@ impl Metrics {
             "Time of one plugin call",
             plugin_seconds.clone(),
         );
+        let stage_seconds: Histograms<StageLabels> = Family::new_with_constructor(stage_histogram);
+        registry.register(
+            "weir_replication_stage_seconds",
+            "Time of each stage of a produce's trip through replication (cluster mode): \
+             leader_append, await_isr (acks=all), fetch_wait (leader), fetch_round_trip and \
+             follower_append (follower)",
+            stage_seconds.clone(),
+        );
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -167,6 +214,7 @@ impl Metrics {
             plugin_calls,
             plugin_failures,
             plugin_seconds,
+            stage_seconds,
             started,
         }
     }
@@ -215,6 +263,15 @@ impl Metrics {
         }
         self.plugin_seconds
             .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// One pass through a replication stage took `took`.
+    pub fn stage(&self, stage: Stage, took: Duration) {
+        self.stage_seconds
+            .get_or_create(&StageLabels {
+                stage: stage.name(),
+            })
             .observe(took.as_secs_f64());
     }
 

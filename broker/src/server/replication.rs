@@ -2,7 +2,7 @@
 //! their log end offset; the answer carries stored batches unchanged (docs/cluster.md).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
@@ -11,6 +11,7 @@ use super::log::{any_changed, request_error};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::log::{Bounds, Diverging, ReadUpTo};
+use crate::metrics::{self, Stage};
 use crate::types::EpochStart;
 
 /// Longest a follower's fetch waits here for new records.
@@ -142,7 +143,9 @@ impl pb::replication_server::Replication for ReplicationService {
         if !idle || watches.is_empty() || wait.is_zero() {
             return Ok(Response::new(pb::ReplicaFetchResponse { partitions }));
         }
+        let waited = Instant::now();
         let _ = tokio::time::timeout(wait, any_changed(&mut watches)).await;
+        metrics::global().stage(Stage::FetchWait, waited.elapsed());
         let partitions = self.read_round(req.follower, &req.partitions, budget).await;
         Ok(Response::new(pb::ReplicaFetchResponse { partitions }))
     }
