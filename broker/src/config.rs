@@ -43,8 +43,16 @@ pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// Cluster mode: how long an in-sync follower may go without catching up to its leader's
 /// log end before it leaves the ISR (Kafka's `replica.lag.time.max.ms`).
 pub const DEFAULT_REPLICA_LAG_MAX_MS: u64 = 10_000;
-/// The shortest `--replica-lag-max-ms` accepted (a follower's idle fetch waits 500 ms).
+/// The shortest `--replica-lag-max-ms` accepted.
 pub const MIN_REPLICA_LAG_MAX_MS: u64 = 1_000;
+/// Cluster mode: how long a follower's fetch waits at the leader when there is nothing new
+/// (Kafka's `replica.fetch.wait.max.ms`). Only an idle fetch waits: new records, or a moved
+/// high watermark, answer it at once.
+pub const DEFAULT_REPLICA_FETCH_WAIT_MS: u64 = 500;
+/// The longest `--replica-fetch-wait-ms` accepted (a leader also caps what followers ask).
+/// It must stay below `--replica-lag-max-ms`: an idle follower is caught up as of its last
+/// fetch.
+pub const MAX_REPLICA_FETCH_WAIT_MS: u64 = 30_000;
 /// Cluster mode: how long a broker may not answer the controller's probes before it is
 /// fenced and its partitions fail over (Kafka's `broker.session.timeout.ms` is 9 s).
 pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 6_000;
@@ -115,6 +123,10 @@ pub struct Args {
     /// long leaves the in-sync replicas, in ms [default: 10000].
     #[arg(long, value_name = "MS")]
     pub replica_lag_max_ms: Option<u64>,
+    /// Cluster mode: how long a follower's fetch waits at its leader when there is nothing
+    /// new, in ms; less than --replica-lag-max-ms [default: 500].
+    #[arg(long, value_name = "MS")]
+    pub replica_fetch_wait_ms: Option<u64>,
     /// Cluster mode: a broker that has not answered the controller for this long is fenced
     /// and its partitions move to other in-sync replicas, in ms [default: 6000].
     #[arg(long, value_name = "MS")]
@@ -179,6 +191,7 @@ pub struct Config {
     /// `None`: a standalone broker.
     pub cluster: Option<ClusterSpec>,
     pub replica_lag_max: Duration,
+    pub replica_fetch_wait: Duration,
     pub session_timeout: Duration,
     /// Where to serve `/metrics`; `None`: no metrics endpoint.
     pub metrics_listen: Option<String>,
@@ -341,6 +354,15 @@ impl Config {
                 "--replica-lag-max-ms must be at least {MIN_REPLICA_LAG_MAX_MS}"
             )));
         }
+        let replica_fetch_wait_ms = pick!(replica_fetch_wait_ms, DEFAULT_REPLICA_FETCH_WAIT_MS);
+        if !(1..=MAX_REPLICA_FETCH_WAIT_MS).contains(&replica_fetch_wait_ms)
+            || replica_fetch_wait_ms >= replica_lag_max_ms
+        {
+            return Err(ConfigError::Invalid(format!(
+                "--replica-fetch-wait-ms must be between 1 and {MAX_REPLICA_FETCH_WAIT_MS}, and \
+                 less than --replica-lag-max-ms ({replica_lag_max_ms})"
+            )));
+        }
         let session_timeout_ms = pick!(session_timeout_ms, DEFAULT_SESSION_TIMEOUT_MS);
         if session_timeout_ms < MIN_SESSION_TIMEOUT_MS {
             return Err(ConfigError::Invalid(format!(
@@ -425,6 +447,7 @@ impl Config {
             },
             cluster,
             replica_lag_max: Duration::from_millis(replica_lag_max_ms),
+            replica_fetch_wait: Duration::from_millis(replica_fetch_wait_ms),
             session_timeout: Duration::from_millis(session_timeout_ms),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
             limits,
@@ -525,6 +548,32 @@ mod tests {
         assert_eq!(t.replica_lag_max, Duration::from_secs(3));
         assert!(parse(&["--session-timeout-ms", "999"]).is_err());
         assert!(parse(&["--replica-lag-max-ms", "10"]).is_err());
+        assert_eq!(
+            d.replica_fetch_wait,
+            Duration::from_millis(DEFAULT_REPLICA_FETCH_WAIT_MS)
+        );
+        let w = parse(&[
+            "--replica-fetch-wait-ms",
+            "20000",
+            "--replica-lag-max-ms",
+            "60000",
+        ])
+        .unwrap();
+        assert_eq!(w.replica_fetch_wait, Duration::from_secs(20));
+        assert!(parse(&["--replica-fetch-wait-ms", "0"]).is_err());
+        assert!(
+            parse(&["--replica-fetch-wait-ms", "10000"]).is_err(),
+            "not below the lag max"
+        );
+        assert!(
+            parse(&[
+                "--replica-fetch-wait-ms",
+                "30001",
+                "--replica-lag-max-ms",
+                "60000"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -1029,3 +1029,88 @@ fn a_plugin_registered_through_one_broker_runs_at_every_partitions_leader() {
         );
     }
 }
+
+/// How long an idle follower's fetch waits at its leader in
+/// [`an_acks_all_produce_is_answered_as_followers_catch_up_not_when_their_wait_ends`].
+const LONG_FETCH_WAIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn an_acks_all_produce_is_answered_as_followers_catch_up_not_when_their_wait_ends() {
+    // Followers whose idle fetches wait 20 s at the leader: if any step from the leader's
+    // append to the acknowledgement (followers noticing the append, fetching again, the high
+    // watermark moving, the produce and the consumer being told) waited for a timer instead
+    // of the event, the answers below would come after that wait, not before it.
+    let wait_ms = LONG_FETCH_WAIT.as_millis().to_string();
+    let c = three_with_a_controller_and(&[
+        "--replica-fetch-wait-ms",
+        &wait_ms,
+        "--replica-lag-max-ms",
+        "60000",
+    ]);
+    create_replicated(&c.brokers[0], "events", 1);
+    let m = metadata(&c.brokers[0], &["events"]);
+    let p = &m.topics[0].partitions[0];
+    assert_eq!(p.isr.len(), 3, "{p:?}");
+    let leader = p.leader.unwrap();
+    let followers: Vec<&Broker> = c
+        .brokers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as u64 + 1 != leader)
+        .map(|(_, b)| b)
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = weir::Client::connect(&c.bootstrap()).await.unwrap();
+        let mut consumer = client
+            .consumer(
+                "events",
+                weir::ConsumerConfig::default().start(weir::StartFrom::Earliest),
+            )
+            .await
+            .unwrap();
+        let producer = client.producer(weir::ProducerConfig {
+            acks: weir::Acks::All,
+            ..weir::ProducerConfig::default()
+        });
+        for round in 0..3u64 {
+            // Idle: every follower's fetch is parked at the leader, waiting.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let sent = Instant::now();
+            let delivery = producer
+                .enqueue(weir::ProducerRecord::new("events", format!("r{round}")))
+                .await
+                .unwrap();
+            // Answered before half the followers' wait: by their fetches, not its expiry.
+            let acked = tokio::time::timeout(LONG_FETCH_WAIT / 2, delivery)
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("round {round}: the acks=all produce waited for a timer")
+                })
+                .unwrap();
+            assert_eq!(acked, (0, round));
+            let took = sent.elapsed();
+            // The consumer, waiting at the leader, is woken by the same high-watermark move.
+            let r =
+                tokio::time::timeout(LONG_FETCH_WAIT / 2, futures::StreamExt::next(&mut consumer))
+                    .await
+                    .unwrap_or_else(|_| panic!("round {round}: the consumer waited for a timer"))
+                    .unwrap()
+                    .unwrap();
+            assert_eq!((r.offset, weir_e2e::text(&r)), (round, format!("r{round}")));
+            eprintln!("round {round}: acks=all answered in {took:?}");
+        }
+    });
+    // The followers' parked fetches were answered by the high watermark's move too: their
+    // copies show all three records long before a fetch could have timed out.
+    let deadline = Instant::now() + LONG_FETCH_WAIT / 2;
+    for f in followers {
+        while local_copy(f, "events")[0].0 != 3 {
+            assert!(
+                Instant::now() < deadline,
+                "a follower's high watermark waited for a timer"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -57,6 +57,7 @@ pub struct Broker {
     /// Cluster mode: the followers of the partitions this broker leads.
     leadership: std::sync::Mutex<Leadership>,
     replica_lag_max: Duration,
+    replica_fetch_wait: Duration,
     session_timeout: Duration,
     /// Bytes of client produce batches that may be held at once (see [`Broker::produce_queued`]).
     produce_budget: Arc<Semaphore>,
@@ -102,6 +103,7 @@ impl Broker {
             cluster: std::sync::OnceLock::new(),
             leadership: std::sync::Mutex::new(Leadership::default()),
             replica_lag_max: config.replica_lag_max,
+            replica_fetch_wait: config.replica_fetch_wait,
             session_timeout: config.session_timeout,
             produce_budget: Arc::new(Semaphore::new(budget as usize)),
             produce_budget_bytes: budget,
@@ -190,6 +192,7 @@ impl Broker {
         self.spawn_background(crate::cluster::replica::supervise(
             Arc::clone(&self.topics),
             cluster.node_id(),
+            self.replica_fetch_wait,
             applied_rx,
         ));
         self.spawn_isr_checks();

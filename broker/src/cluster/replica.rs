@@ -27,8 +27,6 @@ use crate::types::EpochStart;
 
 /// Most bytes one replica fetch brings back (all partitions together).
 pub const REPLICA_FETCH_MAX_BYTES: u32 = 8 * 1024 * 1024;
-/// How long a fetch waits at the leader when there is nothing new.
-pub const REPLICA_FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
 /// Pause after a failed fetch (leader unreachable), doubling up to the maximum.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
@@ -39,10 +37,12 @@ type Followed = BTreeMap<(String, u32), u32>;
 
 /// The supervisor of broker `me`: follows `metadata` as this broker applied it (its local
 /// copies exist then), until the channel closes or the task is dropped (its fetchers end
-/// with it, when their partitions' senders go).
+/// with it, when their partitions' senders go). An idle fetch waits up to `wait` at the
+/// leader (`--replica-fetch-wait-ms`).
 pub async fn supervise(
     topics: Arc<TopicRegistry>,
     me: NodeId,
+    wait: Duration,
     mut metadata: watch::Receiver<Arc<Metadata>>,
 ) {
     let mut fetchers: HashMap<NodeId, (String, watch::Sender<Followed>)> = HashMap::new();
@@ -66,7 +66,7 @@ pub async fn supervise(
                         continue;
                     };
                     let (tx, rx) = watch::channel(parts);
-                    tokio::spawn(fetch_loop(Arc::clone(&topics), me, addr.clone(), rx));
+                    tokio::spawn(fetch_loop(Arc::clone(&topics), me, addr.clone(), wait, rx));
                     fetchers.insert(leader, (addr, tx));
                 }
             }
@@ -99,6 +99,7 @@ async fn fetch_loop(
     topics: Arc<TopicRegistry>,
     me: NodeId,
     addr: String,
+    wait: Duration,
     mut parts: watch::Receiver<Followed>,
 ) {
     let mut fetcher = match ReplicaFetcher::new(&addr, CONNECT_TIMEOUT) {
@@ -136,12 +137,7 @@ async fn fetch_loop(
             continue;
         }
         let sent = Instant::now();
-        let fetch = fetcher.fetch(
-            me,
-            positions,
-            REPLICA_FETCH_MAX_BYTES,
-            REPLICA_FETCH_MAX_WAIT,
-        );
+        let fetch = fetcher.fetch(me, positions, REPLICA_FETCH_MAX_BYTES, wait);
         let resp = tokio::select! {
             r = fetch => r,
             r = parts.changed() => {

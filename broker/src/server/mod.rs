@@ -280,8 +280,8 @@ pub async fn serve(
                 .set_service_status(*service, ServingStatus::NotServing)
                 .await;
         }
-        // Subscriptions never finish on their own: tell them to end, or the graceful
-        // shutdown would wait forever.
+        // Subscriptions never finish on their own, and a follower's fetch may wait up to
+        // 30 s: tell them to end, or the graceful shutdown would wait for them.
         let _ = stop_tx.send(true);
     };
     let topics = TopicsServer::new(topics::TopicsService::new(Arc::clone(&broker)))
@@ -292,7 +292,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let pipelines = PipelinesServer::new(pipelines::PipelinesService::new(Arc::clone(&broker)));
     let security = SecurityServer::new(security::SecurityService::new(Arc::clone(&broker)));
-    let log = LogServer::new(log::LogService::new(Arc::clone(&broker), stop_rx))
+    let log = LogServer::new(log::LogService::new(Arc::clone(&broker), stop_rx.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
     // `Server::tcp_nodelay` applies only to listeners tonic binds itself: set it on the
@@ -308,8 +308,11 @@ pub async fn serve(
         addr,
     ));
     let replication = cluster.is_some().then(|| {
-        ReplicationServer::new(replication::ReplicationService::new(Arc::clone(&broker)))
-            .max_encoding_message_size(MAX_REQUEST_BYTES)
+        ReplicationServer::new(replication::ReplicationService::new(
+            Arc::clone(&broker),
+            stop_rx.clone(),
+        ))
+        .max_encoding_message_size(MAX_REQUEST_BYTES)
     });
     let raft = cluster.map(|c| {
         RaftServer::new(cluster::RaftService::new(c))

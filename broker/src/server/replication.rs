@@ -4,18 +4,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
 
 use super::log::{any_changed, request_error};
 use crate::broker::Broker;
+use crate::config::MAX_REPLICA_FETCH_WAIT_MS;
 use crate::error::BrokerError;
 use crate::log::{Bounds, Diverging, ReadUpTo};
 use crate::metrics::{self, Stage};
 use crate::types::EpochStart;
 
-/// Longest a follower's fetch waits here for new records.
-pub const MAX_REPLICA_WAIT: Duration = Duration::from_secs(5);
+/// Longest a follower's fetch waits here for new records (`--replica-fetch-wait-ms`'s cap).
+pub const MAX_REPLICA_WAIT: Duration = Duration::from_millis(MAX_REPLICA_FETCH_WAIT_MS);
 
 /// What a fetch of one partition finds.
 enum Fetched {
@@ -28,11 +30,13 @@ enum Fetched {
 
 pub struct ReplicationService {
     broker: Arc<Broker>,
+    /// Set when the broker stops: a waiting fetch answers at once.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl ReplicationService {
-    pub fn new(broker: Arc<Broker>) -> Self {
-        Self { broker }
+    pub fn new(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) -> Self {
+        Self { broker, shutdown }
     }
 
     /// One round over every asked partition, within `budget` bytes in all.
@@ -144,7 +148,12 @@ impl pb::replication_server::Replication for ReplicationService {
             return Ok(Response::new(pb::ReplicaFetchResponse { partitions }));
         }
         let waited = Instant::now();
-        let _ = tokio::time::timeout(wait, any_changed(&mut watches)).await;
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = any_changed(&mut watches) => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
         metrics::global().stage(Stage::FetchWait, waited.elapsed());
         let partitions = self.read_round(req.follower, &req.partitions, budget).await;
         Ok(Response::new(pb::ReplicaFetchResponse { partitions }))
