@@ -29,7 +29,8 @@ const PARTITION_CFS: [Cf; 5] = [
 /// and the new state of the idempotent producers that wrote.
 #[derive(Debug, Default)]
 pub struct AppendWrite {
-    pub batches: Vec<(u64, Vec<u8>)>,
+    /// Stored batches by base offset (a replica's as fetched, shared, not copied).
+    pub batches: Vec<(u64, Bytes)>,
     pub segments: Vec<SegmentMeta>,
     pub time_entries: Vec<(i64, u64)>,
     pub producers: Vec<(u64, ProducerState)>,

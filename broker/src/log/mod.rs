@@ -418,27 +418,33 @@ impl PartitionLog {
             }
             let seg = tail.last_mut().expect("tail starts non-empty");
             let base = seg.next_offset;
-            let mut bytes = pending.bytes.to_vec();
-            let (max_ts, stamp) = match (placing, header.timestamp_type()) {
+            // A leader stamps the batch (a copy); a replica stores the leader's bytes as they are.
+            let (bytes, max_ts, stamp) = match (placing, header.timestamp_type()) {
                 (Placing::AsGiven, _) if header.base_offset != base => {
                     return Err(LogError::NotContiguous {
                         expected: base,
                         got: header.base_offset,
                     });
                 }
-                (Placing::AsGiven, TimestampType::LogAppendTime) => {
-                    (header.max_timestamp, header.max_timestamp)
+                (Placing::AsGiven, TimestampType::LogAppendTime) => (
+                    pending.bytes.clone(),
+                    header.max_timestamp,
+                    header.max_timestamp,
+                ),
+                (Placing::AsGiven, TimestampType::CreateTime) => {
+                    (pending.bytes.clone(), pending.valid.max_timestamp, 0)
                 }
                 (Placing::Assign, TimestampType::LogAppendTime) => {
+                    let mut bytes = pending.bytes.to_vec();
                     batch::set_base_offset(&mut bytes, base);
                     batch::set_log_append_time(&mut bytes, now_ms);
-                    (now_ms, now_ms)
+                    (Bytes::from(bytes), now_ms, now_ms)
                 }
                 (Placing::Assign, TimestampType::CreateTime) => {
+                    let mut bytes = pending.bytes.to_vec();
                     batch::set_base_offset(&mut bytes, base);
-                    (pending.valid.max_timestamp, 0)
+                    (Bytes::from(bytes), pending.valid.max_timestamp, 0)
                 }
-                (Placing::AsGiven, TimestampType::CreateTime) => (pending.valid.max_timestamp, 0),
             };
             let count = header.record_count;
             seg.next_offset += u64::from(count);
