@@ -396,4 +396,30 @@ mod tests {
         }
         assert!(!text.contains("Made-up"));
     }
+
+    #[test]
+    fn each_replication_stage_is_a_series_of_its_own() {
+        let m = global();
+        m.stage(Stage::AwaitIsr, Duration::from_micros(700));
+        m.stage(Stage::FollowerAppend, Duration::from_millis(3));
+        let mut text = String::new();
+        encode_registry(&mut text, &m.registry).unwrap();
+        // 700 µs falls in the 1.28 ms bucket, not the 0.64 ms one; 3 ms in the 5.12 ms one.
+        for (stage, le, below) in [
+            ("await_isr", "0.00128", "0.00064"),
+            ("follower_append", "0.00512", "0.00256"),
+        ] {
+            let count = |le: &str| -> u64 {
+                let prefix = format!(
+                    "weir_replication_stage_seconds_bucket{{le=\"{le}\",stage=\"{stage}\"}} "
+                );
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with(&prefix))
+                    .unwrap_or_else(|| panic!("{prefix} missing from\n{text}"));
+                line[prefix.len()..].parse().unwrap()
+            };
+            assert!(count(le) > count(below), "{stage}: {text}");
+        }
+    }
 }
