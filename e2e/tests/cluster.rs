@@ -1114,3 +1114,71 @@ fn an_acks_all_produce_is_answered_as_followers_catch_up_not_when_their_wait_end
         }
     }
 }
+
+#[test]
+fn acks_all_keeps_several_batches_per_partition_in_flight_while_they_replicate() {
+    // A follower that is paused but still in the ISR (10 s lag max) holds every acks=all
+    // produce back. Batches sent one after another must still all reach the leader's log
+    // while the first awaits replication: the producer's window stays full under acks=all
+    // instead of one batch per round trip.
+    let c = three_with_a_controller_and(&["--replica-lag-max-ms", "10000"]);
+    create_replicated(&c.brokers[0], "window", 1);
+    let m = metadata(&c.brokers[0], &["window"]);
+    let leader = m.topics[0].partitions[0].leader.unwrap();
+    let follower = if leader == 3 { 2 } else { 3 };
+    let (lb, fb) = (
+        &c.brokers[leader as usize - 1],
+        &c.brokers[follower as usize - 1],
+    );
+    const IN_FLIGHT: usize = 5;
+    // `local_copy` runs a runtime of its own: it is called between the `block_on`s, while
+    // the deliveries wait as tasks of this one.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(weir::Client::connect(&lb.addr)).unwrap();
+    // One record per batch, sent at once.
+    let producer = rt.block_on(async {
+        client.producer(weir::ProducerConfig {
+            acks: weir::Acks::All,
+            linger: Duration::ZERO,
+            batch_bytes: 1,
+            ..weir::ProducerConfig::default()
+        })
+    });
+    let first = rt
+        .block_on(producer.send(weir::ProducerRecord::new("window", "w0")))
+        .unwrap();
+    assert_eq!(first, (0, 0));
+    // Every batch here has the same size: one record, a value of the same length.
+    let one_batch = local_copy(lb, "window")[0].1;
+
+    fb.pause();
+    let pending: Vec<_> = (1..=IN_FLIGHT)
+        .map(|i| {
+            let record = weir::ProducerRecord::new("window", format!("w{i}"));
+            let delivery = rt.block_on(producer.enqueue(record)).unwrap();
+            rt.spawn(delivery)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let written = loop {
+        let (hw, bytes) = local_copy(lb, "window")[0];
+        assert_eq!(
+            hw, 1,
+            "nothing is visible while the paused follower is in sync"
+        );
+        if bytes == one_batch * (IN_FLIGHT as u64 + 1) || Instant::now() > deadline {
+            break bytes / one_batch - 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let acked = pending.iter().filter(|p| p.is_finished()).count();
+    assert_eq!(
+        (written, acked),
+        (IN_FLIGHT as u64, 0),
+        "batches written at the leader, and acknowledged, while the first awaits replication"
+    );
+    fb.resume();
+    for (i, p) in pending.into_iter().enumerate() {
+        assert_eq!(rt.block_on(p).unwrap().unwrap(), (0, i as u64 + 1));
+    }
+}
