@@ -93,6 +93,9 @@ struct Report {
     elapsed: Duration,
     /// Latencies in microseconds.
     latency: Histogram<u64>,
+    /// e2e: send → acknowledged of one record per millisecond tick, in microseconds (what
+    /// the producer hears back, next to when the consumer sees it).
+    acked: Option<Histogram<u64>>,
     /// Records the consumer received (consume: what the plugins passed on; e2e: all).
     delivered: Option<u64>,
     /// Records in the bench topic at the end, as the broker counts them (its end offsets):
@@ -115,6 +118,10 @@ impl Report {
             if let Some(d) = self.delivered {
                 v["delivered"] = d.into();
             }
+            if let Some(a) = &self.acked {
+                v["ack_p50_ms"] = (a.value_at_quantile(0.50) as f64 / 1000.0).into();
+                v["ack_p99_ms"] = (a.value_at_quantile(0.99) as f64 / 1000.0).into();
+            }
             println!("{v}");
         } else {
             // A pipeline bench has no latencies to report.
@@ -123,8 +130,16 @@ impl Report {
             } else {
                 format!(", p50 {p50:.2} ms, p99 {p99:.2} ms")
             };
+            let acked = match &self.acked {
+                Some(a) => format!(
+                    " (acknowledged: p50 {:.2} ms, p99 {:.2} ms)",
+                    a.value_at_quantile(0.50) as f64 / 1000.0,
+                    a.value_at_quantile(0.99) as f64 / 1000.0
+                ),
+                None => String::new(),
+            };
             println!(
-                "{}: {} records in {secs:.3} s: {rps:.0} rec/s, {mbps:.1} MB/s{latency}",
+                "{}: {} records in {secs:.3} s: {rps:.0} rec/s, {mbps:.1} MB/s{latency}{acked}",
                 self.name, self.records
             );
         }
@@ -220,6 +235,7 @@ async fn bench_produce(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::R
         bytes: a.records * a.record_size as u64,
         elapsed,
         latency,
+        acked: None,
         delivered: None,
         stored: 0,
     })
@@ -277,6 +293,7 @@ async fn bench_consume(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::R
         bytes: a.records * a.record_size as u64,
         elapsed,
         latency,
+        acked: None,
         delivered: Some(delivered),
         stored: 0,
     })
@@ -311,24 +328,42 @@ async fn bench_e2e(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::Resul
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let start = Instant::now();
+    let acked = Arc::new(std::sync::Mutex::new(histogram()));
+    let mut sampled = Vec::new();
     let mut sent = 0u64;
     while sent < records {
         tick.tick().await;
-        for _ in 0..per_tick.min(records - sent) {
+        for i in 0..per_tick.min(records - sent) {
             let mut v = vec![0u8; size];
-            v[..8].copy_from_slice(&(epoch.elapsed().as_micros() as u64).to_le_bytes());
-            producer.enqueue(ProducerRecord::new(topic, v)).await?;
+            let at = epoch.elapsed().as_micros() as u64;
+            v[..8].copy_from_slice(&at.to_le_bytes());
+            let ack = producer.enqueue(ProducerRecord::new(topic, v)).await?;
+            // The first record of each tick: when its producer hears back.
+            if i == 0 {
+                let h = Arc::clone(&acked);
+                sampled.push(tokio::spawn(async move {
+                    if ack.await.is_ok() {
+                        let us = (epoch.elapsed().as_micros() as u64).saturating_sub(at);
+                        let _ = h.lock().map(|mut h| h.saturating_record(us));
+                    }
+                }));
+            }
             sent += 1;
         }
     }
     producer.flush().await?;
     let latency = reader.await??;
+    for s in sampled {
+        s.await?;
+    }
+    let acked = acked.lock().map(|h| h.clone()).ok();
     Ok(Report {
         name: "e2e",
         records,
         bytes: records * size as u64,
         elapsed: start.elapsed(),
         latency,
+        acked,
         delivered: Some(records),
         stored: 0,
     })
@@ -375,6 +410,7 @@ async fn bench_pipeline(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::
         elapsed,
         // A throughput measure: no per-record latency.
         latency: histogram(),
+        acked: None,
         delivered: None,
         stored: 0,
     })

@@ -239,6 +239,26 @@ fn bench_reports_real_counts_and_cleans_up_its_topics() {
     // at the end of the backlog at the latest.
     let read = backlog["reader_records"].as_u64().unwrap();
     assert!((1..=50000).contains(&read), "{backlog}");
+    // e2e: produce → consume latency, and next to it when the producer heard back.
+    let e2e = json(&broker.cli_ok(&[
+        "bench",
+        "e2e",
+        "--records",
+        "5000",
+        "--rate",
+        "50000",
+        "--json",
+    ]));
+    assert_eq!(
+        (&e2e["stored"], &e2e["delivered"]),
+        (&5000.into(), &5000.into()),
+        "{e2e}"
+    );
+    let (ack50, ack99) = (
+        e2e["ack_p50_ms"].as_f64().unwrap(),
+        e2e["ack_p99_ms"].as_f64().unwrap(),
+    );
+    assert!(ack50 > 0.0 && ack99 >= ack50, "{e2e}");
     // Every bench topic is deleted afterwards.
     assert_eq!(broker.cli_ok(&["topic", "list"]).trim(), "");
 }
