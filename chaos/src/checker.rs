@@ -1,0 +1,483 @@
+//! The checker: reads a [`history`](crate::history) and finds what a correct log cannot do,
+//! in the spirit of Jepsen's Kafka checker. Every anomaly comes with the events that prove it.
+//!
+//! - **lost**: an acknowledged value missing from the final read of its partition;
+//! - **duplicated**: a value at two offsets;
+//! - **inconsistent offset**: two observations (an acknowledgement, a read, the final read)
+//!   disagree on the value at an offset;
+//! - **order**: one producer's acknowledged values in a partition at offsets out of the order
+//!   it sent them;
+//! - **phantom**: a value read that was never sent, a failed send's value read, or a value a
+//!   consumer read that is missing later (it read a record that was then truncated);
+//! - **group**: a committed offset past what the committing member had read (or the group had
+//!   committed), or two members committing one partition in the same generation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use crate::history::Event;
+
+/// What kind of anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Lost,
+    Duplicated,
+    InconsistentOffset,
+    Order,
+    Phantom,
+    Group,
+    /// The history cannot be checked fully (no final read of a partition written to).
+    Incomplete,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Lost => "lost",
+            Kind::Duplicated => "duplicated",
+            Kind::InconsistentOffset => "inconsistent offset",
+            Kind::Order => "order",
+            Kind::Phantom => "phantom",
+            Kind::Group => "group",
+            Kind::Incomplete => "incomplete",
+        })
+    }
+}
+
+/// One anomaly: what is wrong, and the events (indices into the history) that show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    pub kind: Kind,
+    pub message: String,
+    pub evidence: Vec<usize>,
+}
+
+/// What the checker found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub sends: usize,
+    pub acknowledged: usize,
+    pub failed: usize,
+    pub indeterminate: usize,
+    pub reads: usize,
+    pub commits: usize,
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.anomalies.is_empty()
+    }
+
+    /// Anomalies per kind.
+    pub fn counts(&self) -> BTreeMap<Kind, usize> {
+        let mut out = BTreeMap::new();
+        for a in &self.anomalies {
+            *out.entry(a.kind).or_default() += 1;
+        }
+        out
+    }
+
+    /// The summary, then each anomaly with the history lines that prove it (at most `max`).
+    pub fn render(&self, history: &[Event], max: usize) -> String {
+        let mut out = format!(
+            "sends {} (acknowledged {}, failed {}, indeterminate {}), reads {}, commits {}\n",
+            self.sends,
+            self.acknowledged,
+            self.failed,
+            self.indeterminate,
+            self.reads,
+            self.commits
+        );
+        if self.is_clean() {
+            out.push_str("anomalies: none\n");
+            return out;
+        }
+        let counts: Vec<String> = self
+            .counts()
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        out.push_str(&format!("anomalies: {}\n", counts.join(", ")));
+        for a in self.anomalies.iter().take(max) {
+            out.push_str(&format!("\n{}: {}\n", a.kind, a.message));
+            for &i in &a.evidence {
+                let line = serde_json::to_string(&history[i]).unwrap_or_default();
+                out.push_str(&format!("  #{i} {line}\n"));
+            }
+        }
+        if self.anomalies.len() > max {
+            out.push_str(&format!("\n... and {} more\n", self.anomalies.len() - max));
+        }
+        out
+    }
+}
+
+/// How a send ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pending,
+    Acked { offset: u64, at: usize },
+    Failed { at: usize },
+    Unknown,
+}
+
+#[derive(Debug)]
+struct Send {
+    process: String,
+    partition: u32,
+    invoked: usize,
+    outcome: Outcome,
+}
+
+/// One observation of `value` at (partition, offset), by event `at`.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    partition: u32,
+    offset: u64,
+    value: u64,
+    at: usize,
+}
+
+/// Checks a history.
+pub fn check(history: &[Event]) -> Report {
+    let mut report = Report::default();
+    let mut sends: HashMap<u64, Send> = HashMap::new();
+    // Every observation of a value at an offset: acknowledgements, reads, final reads.
+    let mut seen: Vec<Seen> = Vec::new();
+    // Reads by consumers (not final reads), for phantoms and group checks.
+    let mut consumer_reads: Vec<Seen> = Vec::new();
+    let mut finals: HashMap<u32, (usize, BTreeMap<u64, u64>)> = HashMap::new();
+    let mut commits: Vec<usize> = Vec::new();
+    for (at, e) in history.iter().enumerate() {
+        match e {
+            Event::Invoke {
+                process,
+                partition,
+                value,
+            } => {
+                report.sends += 1;
+                sends.insert(
+                    *value,
+                    Send {
+                        process: process.clone(),
+                        partition: *partition,
+                        invoked: at,
+                        outcome: Outcome::Pending,
+                    },
+                );
+            }
+            Event::Ok {
+                partition,
+                value,
+                offset,
+                ..
+            } => {
+                report.acknowledged += 1;
+                if let Some(s) = sends.get_mut(value) {
+                    s.outcome = Outcome::Acked {
+                        offset: *offset,
+                        at,
+                    };
+                }
+                seen.push(Seen {
+                    partition: *partition,
+                    offset: *offset,
+                    value: *value,
+                    at,
+                });
+            }
+            Event::Fail { value, .. } => {
+                report.failed += 1;
+                if let Some(s) = sends.get_mut(value) {
+                    s.outcome = Outcome::Failed { at };
+                }
+            }
+            Event::Info { value, .. } => {
+                report.indeterminate += 1;
+                if let Some(s) = sends.get_mut(value) {
+                    s.outcome = Outcome::Unknown;
+                }
+            }
+            Event::Read {
+                partition,
+                offset,
+                value,
+                ..
+            } => {
+                report.reads += 1;
+                let s = Seen {
+                    partition: *partition,
+                    offset: *offset,
+                    value: *value,
+                    at,
+                };
+                seen.push(s);
+                consumer_reads.push(s);
+            }
+            Event::Commit { .. } => {
+                report.commits += 1;
+                commits.push(at);
+            }
+            Event::Final { partition, records } => {
+                let entry = finals
+                    .entry(*partition)
+                    .or_insert_with(|| (at, BTreeMap::new()));
+                entry.0 = at;
+                for &(offset, value) in records {
+                    entry.1.insert(offset, value);
+                    seen.push(Seen {
+                        partition: *partition,
+                        offset,
+                        value,
+                        at,
+                    });
+                }
+            }
+        }
+    }
+    let mut anomalies = Vec::new();
+    lost(&sends, &finals, &mut anomalies);
+    duplicated_and_inconsistent(&seen, &mut anomalies);
+    order(&sends, &mut anomalies);
+    phantoms(&sends, &seen, &consumer_reads, &finals, &mut anomalies);
+    group(history, &commits, &consumer_reads, &mut anomalies);
+    anomalies.sort_by_key(|a| (a.kind, a.evidence.first().copied()));
+    report.anomalies = anomalies;
+    report
+}
+
+fn lost(
+    sends: &HashMap<u64, Send>,
+    finals: &HashMap<u32, (usize, BTreeMap<u64, u64>)>,
+    out: &mut Vec<Anomaly>,
+) {
+    let mut unchecked: BTreeSet<u32> = BTreeSet::new();
+    let mut acked: Vec<(&u64, &Send)> = sends
+        .iter()
+        .filter(|(_, s)| matches!(s.outcome, Outcome::Acked { .. }))
+        .collect();
+    acked.sort_by_key(|(_, s)| s.invoked);
+    for (value, s) in acked {
+        let Outcome::Acked { offset, at } = s.outcome else {
+            continue;
+        };
+        let Some((final_at, records)) = finals.get(&s.partition) else {
+            unchecked.insert(s.partition);
+            continue;
+        };
+        if !records.values().any(|v| v == value) {
+            out.push(Anomaly {
+                kind: Kind::Lost,
+                message: format!(
+                    "value {value} was acknowledged at partition {} offset {offset} but the final read does not have it",
+                    s.partition
+                ),
+                evidence: vec![s.invoked, at, *final_at],
+            });
+        }
+    }
+    for p in unchecked {
+        out.push(Anomaly {
+            kind: Kind::Incomplete,
+            message: format!("partition {p} was written to but never read in full at the end"),
+            evidence: Vec::new(),
+        });
+    }
+}
+
+fn duplicated_and_inconsistent(seen: &[Seen], out: &mut Vec<Anomaly>) {
+    // value → (partition, offset) → first event seeing it there.
+    let mut places: BTreeMap<u64, BTreeMap<(u32, u64), usize>> = BTreeMap::new();
+    // (partition, offset) → value → first event seeing it.
+    let mut values: BTreeMap<(u32, u64), BTreeMap<u64, usize>> = BTreeMap::new();
+    for s in seen {
+        places
+            .entry(s.value)
+            .or_default()
+            .entry((s.partition, s.offset))
+            .or_insert(s.at);
+        values
+            .entry((s.partition, s.offset))
+            .or_default()
+            .entry(s.value)
+            .or_insert(s.at);
+    }
+    for (value, at) in places {
+        if at.len() > 1 {
+            let where_: Vec<String> = at.keys().map(|(p, o)| format!("{p}/{o}")).collect();
+            out.push(Anomaly {
+                kind: Kind::Duplicated,
+                message: format!(
+                    "value {value} is at more than one partition/offset: {}",
+                    where_.join(", ")
+                ),
+                evidence: at.values().copied().collect(),
+            });
+        }
+    }
+    for ((partition, offset), vs) in values {
+        if vs.len() > 1 {
+            let list: Vec<String> = vs.keys().map(u64::to_string).collect();
+            out.push(Anomaly {
+                kind: Kind::InconsistentOffset,
+                message: format!(
+                    "partition {partition} offset {offset} was seen holding different values: {}",
+                    list.join(", ")
+                ),
+                evidence: vs.values().copied().collect(),
+            });
+        }
+    }
+}
+
+/// An acknowledged send: invoked at, offset, acknowledged at, value.
+type AckedSend = (usize, u64, usize, u64);
+
+fn order(sends: &HashMap<u64, Send>, out: &mut Vec<Anomaly>) {
+    // (process, partition) → acknowledged sends in the order they were invoked.
+    let mut by: BTreeMap<(&str, u32), Vec<AckedSend>> = BTreeMap::new();
+    for (value, s) in sends {
+        if let Outcome::Acked { offset, at } = s.outcome {
+            by.entry((s.process.as_str(), s.partition))
+                .or_default()
+                .push((s.invoked, offset, at, *value));
+        }
+    }
+    for ((process, partition), mut acked) in by {
+        acked.sort_unstable();
+        for pair in acked.windows(2) {
+            let (a_inv, a_off, a_at, a_val) = pair[0];
+            let (b_inv, b_off, b_at, b_val) = pair[1];
+            if b_off <= a_off {
+                out.push(Anomaly {
+                    kind: Kind::Order,
+                    message: format!(
+                        "{process} sent {a_val} before {b_val} to partition {partition}, but they were acknowledged at offsets {a_off} and {b_off}"
+                    ),
+                    evidence: vec![a_inv, b_inv, a_at, b_at],
+                });
+            }
+        }
+    }
+}
+
+fn phantoms(
+    sends: &HashMap<u64, Send>,
+    seen: &[Seen],
+    consumer_reads: &[Seen],
+    finals: &HashMap<u32, (usize, BTreeMap<u64, u64>)>,
+    out: &mut Vec<Anomaly>,
+) {
+    let mut reported: BTreeSet<u64> = BTreeSet::new();
+    for s in seen {
+        match sends.get(&s.value) {
+            None => {
+                if reported.insert(s.value) {
+                    out.push(Anomaly {
+                        kind: Kind::Phantom,
+                        message: format!(
+                            "value {} at partition {} offset {} was never sent",
+                            s.value, s.partition, s.offset
+                        ),
+                        evidence: vec![s.at],
+                    });
+                }
+            }
+            Some(send) => {
+                if let Outcome::Failed { at } = send.outcome
+                    && reported.insert(s.value)
+                {
+                    out.push(Anomaly {
+                        kind: Kind::Phantom,
+                        message: format!(
+                            "value {} failed to send, yet is at partition {} offset {}",
+                            s.value, s.partition, s.offset
+                        ),
+                        evidence: vec![send.invoked, at, s.at],
+                    });
+                }
+            }
+        }
+    }
+    for r in consumer_reads {
+        let Some((final_at, records)) = finals.get(&r.partition) else {
+            continue;
+        };
+        if !records.values().any(|v| *v == r.value) && reported.insert(r.value) {
+            out.push(Anomaly {
+                kind: Kind::Phantom,
+                message: format!(
+                    "value {} was read at partition {} offset {} but is gone from the final read",
+                    r.value, r.partition, r.offset
+                ),
+                evidence: vec![r.at, *final_at],
+            });
+        }
+    }
+}
+
+fn group(history: &[Event], commits: &[usize], reads: &[Seen], out: &mut Vec<Anomaly>) {
+    // The events of each process's reads, for "read up to" at a commit.
+    let mut read_by: HashMap<&str, Vec<Seen>> = HashMap::new();
+    for r in reads {
+        if let Event::Read { process, .. } = &history[r.at] {
+            read_by.entry(process.as_str()).or_default().push(*r);
+        }
+    }
+    // (group, partition) → highest offset committed so far.
+    let mut committed: HashMap<(&str, u32), u64> = HashMap::new();
+    // (group, generation, partition) → first committer and its event.
+    let mut owners: HashMap<(&str, u64, u32), (&str, usize)> = HashMap::new();
+    for &at in commits {
+        let Event::Commit {
+            process,
+            group,
+            generation,
+            partition,
+            offset,
+        } = &history[at]
+        else {
+            continue;
+        };
+        // The next offset after what this member read of the partition before committing.
+        let read_up_to = read_by
+            .get(process.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|r| r.partition == *partition && r.at < at)
+            .map(|r| r.offset + 1)
+            .max();
+        let before = committed.get(&(group.as_str(), *partition)).copied();
+        let allowed = read_up_to.into_iter().chain(before).max().unwrap_or(0);
+        if *offset > allowed {
+            out.push(Anomaly {
+                kind: Kind::Group,
+                message: format!(
+                    "{process} committed offset {offset} of partition {partition} for group {group} having read only up to {allowed}"
+                ),
+                evidence: vec![at],
+            });
+        }
+        let c = committed.entry((group.as_str(), *partition)).or_insert(0);
+        *c = (*c).max(*offset);
+        match owners.get(&(group.as_str(), *generation, *partition)) {
+            Some((first, first_at)) if *first != process.as_str() => {
+                out.push(Anomaly {
+                    kind: Kind::Group,
+                    message: format!(
+                        "{first} and {process} both committed partition {partition} for group {group} in generation {generation}"
+                    ),
+                    evidence: vec![*first_at, at],
+                });
+            }
+            Some(_) => {}
+            None => {
+                owners.insert((group.as_str(), *generation, *partition), (process, at));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

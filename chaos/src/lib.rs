@@ -1,0 +1,5 @@
+//! Fault injection for a Weir cluster (issue 31): brokers in network namespaces, faults
+//! scheduled from a seed, workloads that record a history, and a checker that reads it.
+
+pub mod checker;
+pub mod history;
