@@ -10,7 +10,9 @@
 //! - **phantom**: a value read that was never sent, a failed send's value read, or a value a
 //!   consumer read that is missing later (it read a record that was then truncated);
 //! - **group**: a committed offset past what the committing member had read (or the group had
-//!   committed), or two members committing one partition in the same generation.
+//!   committed), or a member's commit accepted for a partition another member had committed
+//!   since, without the partition being assigned to it again (commit fencing failed: two
+//!   owners at once).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -148,7 +150,7 @@ pub fn check(history: &[Event]) -> Report {
     // Reads by consumers (not final reads), for phantoms and group checks.
     let mut consumer_reads: Vec<Seen> = Vec::new();
     let mut finals: HashMap<u32, (usize, BTreeMap<u64, u64>)> = HashMap::new();
-    let mut commits: Vec<usize> = Vec::new();
+    let mut group_events: Vec<usize> = Vec::new();
     for (at, e) in history.iter().enumerate() {
         match e {
             Event::Invoke {
@@ -217,8 +219,9 @@ pub fn check(history: &[Event]) -> Report {
             }
             Event::Commit { .. } => {
                 report.commits += 1;
-                commits.push(at);
+                group_events.push(at);
             }
+            Event::Assigned { .. } => group_events.push(at),
             Event::Final { partition, records } => {
                 let entry = finals
                     .entry(*partition)
@@ -241,7 +244,7 @@ pub fn check(history: &[Event]) -> Report {
     duplicated_and_inconsistent(&seen, &mut anomalies);
     order(&sends, &mut anomalies);
     phantoms(&sends, &seen, &consumer_reads, &finals, &mut anomalies);
-    group(history, &commits, &consumer_reads, &mut anomalies);
+    group(history, &group_events, &consumer_reads, &mut anomalies);
     anomalies.sort_by_key(|a| (a.kind, a.evidence.first().copied()));
     report.anomalies = anomalies;
     report
@@ -417,7 +420,7 @@ fn phantoms(
     }
 }
 
-fn group(history: &[Event], commits: &[usize], reads: &[Seen], out: &mut Vec<Anomaly>) {
+fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anomaly>) {
     // The events of each process's reads, for "read up to" at a commit.
     let mut read_by: HashMap<&str, Vec<Seen>> = HashMap::new();
     for r in reads {
@@ -427,54 +430,69 @@ fn group(history: &[Event], commits: &[usize], reads: &[Seen], out: &mut Vec<Ano
     }
     // (group, partition) → highest offset committed so far.
     let mut committed: HashMap<(&str, u32), u64> = HashMap::new();
-    // (group, generation, partition) → first committer and its event.
-    let mut owners: HashMap<(&str, u64, u32), (&str, usize)> = HashMap::new();
-    for &at in commits {
-        let Event::Commit {
-            process,
-            group,
-            generation,
-            partition,
-            offset,
-        } = &history[at]
-        else {
-            continue;
-        };
-        // The next offset after what this member read of the partition before committing.
-        let read_up_to = read_by
-            .get(process.as_str())
-            .into_iter()
-            .flatten()
-            .filter(|r| r.partition == *partition && r.at < at)
-            .map(|r| r.offset + 1)
-            .max();
-        let before = committed.get(&(group.as_str(), *partition)).copied();
-        let allowed = read_up_to.into_iter().chain(before).max().unwrap_or(0);
-        if *offset > allowed {
-            out.push(Anomaly {
-                kind: Kind::Group,
-                message: format!(
-                    "{process} committed offset {offset} of partition {partition} for group {group} having read only up to {allowed}"
-                ),
-                evidence: vec![at],
-            });
-        }
-        let c = committed.entry((group.as_str(), *partition)).or_insert(0);
-        *c = (*c).max(*offset);
-        match owners.get(&(group.as_str(), *generation, *partition)) {
-            Some((first, first_at)) if *first != process.as_str() => {
-                out.push(Anomaly {
-                    kind: Kind::Group,
-                    message: format!(
-                        "{first} and {process} both committed partition {partition} for group {group} in generation {generation}"
-                    ),
-                    evidence: vec![*first_at, at],
-                });
+    // (group, partition) → the last member whose commit was accepted, and that event.
+    let mut last_committer: HashMap<(&str, u32), (&str, usize)> = HashMap::new();
+    // (group, member, partition) → when it was last assigned the partition.
+    let mut assigned_at: HashMap<(&str, &str, u32), usize> = HashMap::new();
+    for &at in events {
+        match &history[at] {
+            Event::Assigned {
+                process,
+                group,
+                partitions,
+            } => {
+                for p in partitions {
+                    assigned_at.insert((group.as_str(), process.as_str(), *p), at);
+                }
             }
-            Some(_) => {}
-            None => {
-                owners.insert((group.as_str(), *generation, *partition), (process, at));
+            Event::Commit {
+                process,
+                group,
+                partition,
+                offset,
+            } => {
+                // The next offset after what this member read of the partition before
+                // committing.
+                let read_up_to = read_by
+                    .get(process.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r.partition == *partition && r.at < at)
+                    .map(|r| r.offset + 1)
+                    .max();
+                let key = (group.as_str(), *partition);
+                let before = committed.get(&key).copied();
+                let allowed = read_up_to.into_iter().chain(before).max().unwrap_or(0);
+                if *offset > allowed {
+                    out.push(Anomaly {
+                        kind: Kind::Group,
+                        message: format!(
+                            "{process} committed offset {offset} of partition {partition} for group {group} having read only up to {allowed}"
+                        ),
+                        evidence: vec![at],
+                    });
+                }
+                let c = committed.entry(key).or_insert(0);
+                *c = (*c).max(*offset);
+                if let Some((other, other_at)) = last_committer.get(&key).copied()
+                    && other != process.as_str()
+                {
+                    let reassigned = assigned_at
+                        .get(&(group.as_str(), process.as_str(), *partition))
+                        .is_some_and(|a| *a > other_at);
+                    if !reassigned {
+                        out.push(Anomaly {
+                            kind: Kind::Group,
+                            message: format!(
+                                "{process} committed partition {partition} for group {group} after {other} had, without being assigned it again: two owners at once"
+                            ),
+                            evidence: vec![other_at, at],
+                        });
+                    }
+                }
+                last_committer.insert(key, (process.as_str(), at));
             }
+            _ => {}
         }
     }
 }

@@ -45,12 +45,18 @@ pub enum Event {
         offset: u64,
         value: u64,
     },
-    /// A group member committed `offset` (the next one to read) of `partition` in the group's
-    /// `generation`.
+    /// A group member's assignment became `partitions` (recorded before it commits anything
+    /// under the new assignment).
+    Assigned {
+        process: String,
+        group: String,
+        partitions: Vec<u32>,
+    },
+    /// A group member's commit of `offset` (the next one to read) of `partition` was
+    /// accepted.
     Commit {
         process: String,
         group: String,
-        generation: u64,
         partition: u32,
         offset: u64,
     },

@@ -26,13 +26,20 @@ fn read(p: &str, partition: u32, offset: u64, value: u64) -> Event {
     }
 }
 
-fn commit(p: &str, generation: u64, partition: u32, offset: u64) -> Event {
+fn commit(p: &str, partition: u32, offset: u64) -> Event {
     Event::Commit {
         process: p.into(),
         group: "g".into(),
-        generation,
         partition,
         offset,
+    }
+}
+
+fn assigned(p: &str, partitions: &[u32]) -> Event {
+    Event::Assigned {
+        process: p.into(),
+        group: "g".into(),
+        partitions: partitions.to_vec(),
     }
 }
 
@@ -72,13 +79,18 @@ fn clean() -> Vec<Event> {
             value: 5,
             error: "record too large".into(),
         },
+        assigned("c0", &[0]),
         read("c0", 0, 0, 1),
         read("c0", 0, 1, 2),
-        commit("c0", 1, 0, 2),
+        commit("c0", 0, 2),
         read("c0", 0, 2, 3),
-        commit("c0", 1, 0, 3),
-        // A new member of the next generation commits where the group was, unread.
-        commit("c1", 2, 0, 3),
+        commit("c0", 0, 3),
+        // The partition moves to c1, which commits where the group was, unread.
+        assigned("c1", &[0]),
+        commit("c1", 0, 3),
+        // And back to c0.
+        assigned("c0", &[0]),
+        commit("c0", 0, 3),
         fin(0, &[(0, 1), (1, 2), (2, 3)]),
     ]
 }
@@ -101,7 +113,7 @@ fn a_clean_history_passes() {
             r.reads,
             r.commits
         ),
-        (5, 2, 1, 2, 3, 3)
+        (5, 2, 1, 2, 3, 4)
     );
     assert!(r.render(&h, 10).ends_with("anomalies: none\n"));
 }
@@ -140,7 +152,7 @@ fn a_value_at_two_offsets_is_duplicated() {
 fn two_values_at_one_offset_are_inconsistent() {
     let mut h = clean();
     // A reader saw value 3 at offset 1, where the acknowledgement put value 2.
-    h.insert(12, read("c9", 0, 1, 3));
+    h.insert(13, read("c9", 0, 1, 3));
     assert!(kinds(&h).contains(&Kind::InconsistentOffset));
 }
 
@@ -178,7 +190,7 @@ fn values_never_sent_failed_or_read_then_gone_are_phantoms() {
     assert_eq!(kinds(&h), vec![Kind::Phantom]);
     // Read (the indeterminate value 4), then truncated away.
     let mut h = clean();
-    h.insert(14, read("c0", 0, 3, 4));
+    h.insert(15, read("c0", 0, 3, 4));
     let k = kinds(&h);
     assert!(k.contains(&Kind::Phantom), "{k:?}");
 }
@@ -187,17 +199,20 @@ fn values_never_sent_failed_or_read_then_gone_are_phantoms() {
 fn commits_past_what_was_read_or_by_two_owners_are_group_anomalies() {
     // c0 commits offset 5 having read up to offset 1.
     let mut h = clean();
-    h[12] = commit("c0", 1, 0, 5);
+    assert_eq!(h[13], commit("c0", 0, 2));
+    h[13] = commit("c0", 0, 5);
     assert!(kinds(&h).contains(&Kind::Group));
-    // c1 commits partition 0 in c0's generation.
+    // c0 commits again after c1 took the partition over, without getting it back: both
+    // owned it at once.
     let mut h = clean();
-    h[15] = commit("c1", 1, 0, 3);
+    assert_eq!(h[18], assigned("c0", &[0]));
+    h.remove(18);
     let r = check(&h);
     assert_eq!(r.anomalies.len(), 1, "{:?}", r.anomalies);
     assert!(
-        r.anomalies[0]
-            .message
-            .contains("both committed partition 0")
+        r.anomalies[0].message.contains("two owners at once"),
+        "{:?}",
+        r.anomalies
     );
 }
 
