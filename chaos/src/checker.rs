@@ -52,6 +52,35 @@ pub struct Anomaly {
     pub kind: Kind,
     pub message: String,
     pub evidence: Vec<usize>,
+    /// The (partition, offset)s it is about: a final read in the evidence is shown only
+    /// around them.
+    pub focus: Vec<(u32, u64)>,
+}
+
+/// Records a final read shows on either side of an offset in focus.
+const FINAL_CONTEXT: u64 = 2;
+
+/// One history line; a final read only around `focus`.
+fn excerpt(e: &Event, focus: &[(u32, u64)]) -> String {
+    match e {
+        Event::Final { partition, records } => {
+            let near: Vec<(u64, u64)> = records
+                .iter()
+                .filter(|(o, _)| {
+                    focus
+                        .iter()
+                        .any(|(p, f)| p == partition && o.abs_diff(*f) <= FINAL_CONTEXT)
+                })
+                .copied()
+                .collect();
+            let shown = serde_json::to_string(&near).unwrap_or_default();
+            format!(
+                r#"{{"type":"final","partition":{partition},"records":{shown}}} ({} records; only those near the offsets in question)"#,
+                records.len()
+            )
+        }
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
 }
 
 /// What the checker found.
@@ -103,9 +132,13 @@ impl Report {
         out.push_str(&format!("anomalies: {}\n", counts.join(", ")));
         for a in self.anomalies.iter().take(max) {
             out.push_str(&format!("\n{}: {}\n", a.kind, a.message));
+            let mut shown = Vec::new();
             for &i in &a.evidence {
-                let line = serde_json::to_string(&history[i]).unwrap_or_default();
-                out.push_str(&format!("  #{i} {line}\n"));
+                if shown.contains(&i) {
+                    continue;
+                }
+                shown.push(i);
+                out.push_str(&format!("  #{i} {}\n", excerpt(&history[i], &a.focus)));
             }
         }
         if self.anomalies.len() > max {
@@ -277,6 +310,7 @@ fn lost(
                     s.partition
                 ),
                 evidence: vec![s.invoked, at, *final_at],
+                focus: vec![(s.partition, offset)],
             });
         }
     }
@@ -285,6 +319,7 @@ fn lost(
             kind: Kind::Incomplete,
             message: format!("partition {p} was written to but never read in full at the end"),
             evidence: Vec::new(),
+            focus: Vec::new(),
         });
     }
 }
@@ -316,6 +351,7 @@ fn duplicated_and_inconsistent(seen: &[Seen], out: &mut Vec<Anomaly>) {
                     where_.join(", ")
                 ),
                 evidence: at.values().copied().collect(),
+                focus: at.keys().copied().collect(),
             });
         }
     }
@@ -329,6 +365,7 @@ fn duplicated_and_inconsistent(seen: &[Seen], out: &mut Vec<Anomaly>) {
                     list.join(", ")
                 ),
                 evidence: vs.values().copied().collect(),
+                focus: vec![(partition, offset)],
             });
         }
     }
@@ -359,6 +396,7 @@ fn order(sends: &HashMap<u64, Send>, out: &mut Vec<Anomaly>) {
                         "{process} sent {a_val} before {b_val} to partition {partition}, but they were acknowledged at offsets {a_off} and {b_off}"
                     ),
                     evidence: vec![a_inv, b_inv, a_at, b_at],
+                    focus: vec![(partition, a_off), (partition, b_off)],
                 });
             }
         }
@@ -384,6 +422,7 @@ fn phantoms(
                             s.value, s.partition, s.offset
                         ),
                         evidence: vec![s.at],
+                        focus: vec![(s.partition, s.offset)],
                     });
                 }
             }
@@ -398,6 +437,7 @@ fn phantoms(
                             s.value, s.partition, s.offset
                         ),
                         evidence: vec![send.invoked, at, s.at],
+                        focus: vec![(s.partition, s.offset)],
                     });
                 }
             }
@@ -415,6 +455,7 @@ fn phantoms(
                     r.value, r.partition, r.offset
                 ),
                 evidence: vec![r.at, *final_at],
+                focus: vec![(r.partition, r.offset)],
             });
         }
     }
@@ -470,6 +511,7 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
                             "{process} committed offset {offset} of partition {partition} for group {group} having read only up to {allowed}"
                         ),
                         evidence: vec![at],
+                        focus: vec![(*partition, *offset)],
                     });
                 }
                 let c = committed.entry(key).or_insert(0);
@@ -487,6 +529,7 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
                                 "{process} committed partition {partition} for group {group} after {other} had, without being assigned it again: two owners at once"
                             ),
                             evidence: vec![other_at, at],
+                            focus: vec![(*partition, *offset)],
                         });
                     }
                 }

@@ -135,6 +135,10 @@ fn an_acknowledged_value_missing_at_the_end_is_lost() {
     let text = r.render(&h, 10);
     assert!(text.contains("lost: value 2"), "{text}");
     assert!(
+        text.contains(r#""records":[[0,1],[1,3]]} (2 records; only those near"#),
+        "{text}"
+    );
+    assert!(
         text.contains(r#"#4 {"type":"ok","process":"p1","partition":0,"value":2,"offset":1}"#),
         "{text}"
     );
