@@ -136,6 +136,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     broker.stop_background();
+    if let Err(e) = broker.checkpoint_high_watermarks() {
+        tracing::warn!(error = %e, "cannot checkpoint the high watermarks");
+    }
     if let Some(c) = cluster {
         c.shutdown().await;
     }

@@ -65,6 +65,9 @@ pub struct TopicRegistry {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises create/delete (and guards the next topic id).
     admin: Mutex<u32>,
+    /// The high watermarks last checkpointed (a checkpoint that would change nothing is
+    /// skipped).
+    checkpointed: Mutex<Vec<(PartitionKey, u64)>>,
 }
 
 fn open_topic(
@@ -101,6 +104,7 @@ impl TopicRegistry {
     /// (it starts the appender tasks).
     pub fn recover(store: Store) -> Result<Self, BrokerError> {
         let next_id = next_topic_id(&store)?;
+        let high_watermarks = layout::load_high_watermarks(&store)?;
         let mut topics = BTreeMap::new();
         for meta in load_topics(&store)? {
             let mut segments: Vec<Vec<SegmentMeta>> =
@@ -121,15 +125,22 @@ impl TopicRegistry {
                 .map(|s| s.last().map_or(0, |s| s.next_offset))
                 .collect();
             tracing::info!(topic = %meta.name, partitions = meta.config.partitions, ?latest, "recovered topic");
-            topics.insert(
-                meta.name.clone(),
-                Arc::new(open_topic(&store, meta, segments)?),
-            );
+            let replica = meta.replica;
+            let topic = open_topic(&store, meta, segments)?;
+            if replica {
+                for p in &topic.partitions {
+                    let (key, _) = p.log.high_watermark();
+                    p.log
+                        .recover_high_watermark(high_watermarks.get(&key).copied());
+                }
+            }
+            topics.insert(topic.meta.name.clone(), Arc::new(topic));
         }
         Ok(Self {
             store,
             topics: RwLock::new(topics),
             admin: Mutex::new(next_id),
+            checkpointed: Mutex::new(Vec::new()),
         })
     }
 
@@ -204,6 +215,25 @@ impl TopicRegistry {
         self.write().remove(name);
         tracing::info!(topic = %name, "deleted topic");
         Ok(topic.meta.id)
+    }
+
+    /// Cluster mode: writes the high watermark of every local copy of a cluster topic
+    /// (blocking), unless nothing moved since the last checkpoint. Recovery starts each
+    /// copy's high watermark there ([`PartitionLog::recover_high_watermark`]).
+    pub fn checkpoint_high_watermarks(&self) -> Result<(), BrokerError> {
+        let entries: Vec<(PartitionKey, u64)> = self
+            .list()
+            .iter()
+            .filter(|t| t.meta.replica)
+            .flat_map(|t| t.partitions.iter().map(|p| p.log.high_watermark()))
+            .collect();
+        let mut last = self.checkpointed.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == entries {
+            return Ok(());
+        }
+        layout::put_high_watermarks(&self.store, &entries)?;
+        *last = entries;
+        Ok(())
     }
 
     /// Applies retention to every partition of every topic (blocking).

@@ -42,6 +42,9 @@ pub const NEXT_TOPIC_ID_KEY: &[u8] = b"next_topic_id";
 
 pub const NEXT_PRODUCER_ID_KEY: &[u8] = b"next_producer_id";
 
+/// `meta` CF, cluster mode: the high watermark of every local copy, checkpointed.
+pub const HIGH_WATERMARKS_KEY: &[u8] = b"high_watermarks";
+
 /// `meta` CF: users and ACLs, one JSON document (`security::State`).
 pub const SECURITY_KEY: &[u8] = b"security";
 

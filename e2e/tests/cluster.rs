@@ -1182,3 +1182,54 @@ fn acks_all_keeps_several_batches_per_partition_in_flight_while_they_replicate()
         assert_eq!(rt.block_on(p).unwrap().unwrap(), (0, i as u64 + 1));
     }
 }
+
+#[test]
+fn a_restarted_leader_shows_no_record_its_followers_did_not_have() {
+    // Long timeouts: while both followers are paused nobody is fenced and nobody leaves the
+    // ISR, so the killed leader, restarted, leads again at once (no quorum can move it).
+    let mut c = three_with_a_controller_and(&[
+        "--replica-lag-max-ms",
+        "30000",
+        "--session-timeout-ms",
+        "30000",
+    ]);
+    create_replicated(&c.brokers[0], "hw", 1);
+    let leader = metadata(&c.brokers[0], &["hw"]).topics[0].partitions[0]
+        .leader
+        .unwrap() as usize
+        - 1;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    produce_acks(&c.brokers[leader], "hw", 0, 10, weir::Acks::All);
+    for &f in &followers {
+        c.brokers[f].pause();
+    }
+    // Written by the leader alone: above the high watermark.
+    produce_acks(&c.brokers[leader], "hw", 10, 5, weir::Acks::Leader);
+    assert_eq!(local_copy(&c.brokers[leader], "hw")[0].0, 10);
+
+    c.brokers[leader].kill9();
+    c.brokers[leader].restart();
+    // It recovers its high watermark from the checkpoint (at most 10), not its log end (15).
+    let seen = values(&c.brokers[leader], "hw");
+    let want: Vec<String> = (0..seen.len()).map(|i| format!("v{i}")).collect();
+    assert!(
+        seen.len() <= 10 && seen == want,
+        "a restarted leader showed records only it had: {seen:?}"
+    );
+
+    // Once the followers copy them, they are visible (acks=1 kept them on the leader).
+    for &f in &followers {
+        c.brokers[f].resume();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = values(&c.brokers[leader], "hw");
+        if seen.len() == 15 {
+            let want: Vec<String> = (0..15).map(|i| format!("v{i}")).collect();
+            assert_eq!(seen, want);
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {seen:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

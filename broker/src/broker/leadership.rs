@@ -3,9 +3,10 @@
 //! ISR changes it proposes.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Broker;
+use crate::blocking::blocking;
 use crate::cluster::isr::Leadership;
 use crate::cluster::peers::NodeId;
 use crate::cluster::state::{Command, Metadata, Outcome};
@@ -24,7 +25,37 @@ pub(super) fn leader_epoch_of(
         .map(|p| p.leader_epoch)
 }
 
+/// How often the high watermarks of local copies are checkpointed (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms`); also once at a clean shutdown.
+pub const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+
 impl Broker {
+    /// Cluster mode: checkpoints the high watermarks every
+    /// [`HIGH_WATERMARK_CHECKPOINT_INTERVAL`].
+    pub(super) fn spawn_high_watermark_checkpoints(self: &Arc<Self>) {
+        let this = Arc::clone(self);
+        self.spawn_background(async move {
+            let mut tick = tokio::time::interval(HIGH_WATERMARK_CHECKPOINT_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let b = Arc::clone(&this);
+                if let Err(e) = blocking(move || b.checkpoint_high_watermarks()).await {
+                    tracing::warn!(error = %e, "high-watermark checkpoint failed; retrying");
+                }
+            }
+        });
+    }
+
+    /// Cluster mode: writes the high watermarks of the local copies now (blocking; the
+    /// broker's last act at a clean shutdown). Nothing standalone.
+    pub fn checkpoint_high_watermarks(&self) -> Result<(), BrokerError> {
+        if self.in_cluster() {
+            self.topics.checkpoint_high_watermarks()?;
+        }
+        Ok(())
+    }
+
     /// Makes each local partition's high watermark follow its role: a leader alone in the ISR
     /// sees all it has; a leader with in-sync followers moves it as they fetch (and at once
     /// when the ISR shrank); a follower takes its leader's.

@@ -196,6 +196,7 @@ impl Broker {
             applied_rx,
         ));
         self.spawn_isr_checks();
+        self.spawn_high_watermark_checkpoints();
         self.spawn_background(crate::cluster::controller::run(
             Arc::clone(&cluster),
             self.session_timeout,

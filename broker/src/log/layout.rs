@@ -3,13 +3,13 @@
 //! and leader-epoch histories, and the writes an append, a truncation or retention makes.
 //!
 //! Column families: [`Cf::Records`] (the batches as produced), [`Cf::Segments`],
-//! [`Cf::TimeIndex`], [`Cf::Producers`], [`Cf::Epochs`], and the producer-id counter in
-//! [`Cf::Meta`].
+//! [`Cf::TimeIndex`], [`Cf::Producers`], [`Cf::Epochs`], and the producer-id counter and the
+//! high-watermark checkpoint in [`Cf::Meta`].
 
 use bytes::Bytes;
 use weir_codec::keys::{
-    NEXT_PRODUCER_ID_KEY, decode_offset_key, decode_partition, decode_time_key, offset_key,
-    partition_prefix, time_key, topic_range,
+    HIGH_WATERMARKS_KEY, NEXT_PRODUCER_ID_KEY, decode_offset_key, decode_partition,
+    decode_time_key, offset_key, partition_prefix, time_key, topic_range,
 };
 
 use super::producers::{PRODUCER_DEDUPE_WINDOW, ProducerBatch, ProducerState};
@@ -138,6 +138,54 @@ pub fn delete_producers(store: &Store, pk: PartitionKey, ids: &[u64]) -> Result<
 
 /// Reserves the next producer id (never handed out twice, even across crashes: the new
 /// high-water mark is fsynced before the id is returned).
+/// One entry of the high-watermark checkpoint: topic id, partition, high watermark.
+const HIGH_WATERMARK_LEN: usize = 16;
+
+/// Writes the high-watermark checkpoint: every given partition's, replacing the last one
+/// whole (a deleted topic's entries go with the next checkpoint).
+pub fn put_high_watermarks(
+    store: &Store,
+    entries: &[(PartitionKey, u64)],
+) -> Result<(), StorageError> {
+    let mut v = Vec::with_capacity(entries.len() * HIGH_WATERMARK_LEN);
+    for (pk, hw) in entries {
+        v.extend_from_slice(&pk.topic.to_be_bytes());
+        v.extend_from_slice(&pk.partition.to_be_bytes());
+        v.extend_from_slice(&hw.to_be_bytes());
+    }
+    let mut set = store.write_set();
+    set.put(Cf::Meta, HIGH_WATERMARKS_KEY, v);
+    store.write(set, Durability::Configured)
+}
+
+/// The last high-watermark checkpoint (empty if none was written).
+pub fn load_high_watermarks(
+    store: &Store,
+) -> Result<std::collections::HashMap<PartitionKey, u64>, StorageError> {
+    let Some(v) = store.get(Cf::Meta, HIGH_WATERMARKS_KEY)? else {
+        return Ok(Default::default());
+    };
+    if v.len() % HIGH_WATERMARK_LEN != 0 {
+        return Err(StorageError::Corrupt {
+            key: String::from_utf8_lossy(HIGH_WATERMARKS_KEY).into_owned(),
+            reason: format!("{} bytes, not a multiple of {HIGH_WATERMARK_LEN}", v.len()),
+        });
+    }
+    Ok(v.chunks_exact(HIGH_WATERMARK_LEN)
+        .map(|c| {
+            let n =
+                |r: std::ops::Range<usize>| c[r].iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+            (
+                PartitionKey {
+                    topic: n(0..4) as TopicId,
+                    partition: n(4..8) as u32,
+                },
+                n(8..16),
+            )
+        })
+        .collect())
+}
+
 pub fn allocate_producer_id(store: &Store) -> Result<u64, StorageError> {
     let next = match store.get(Cf::Meta, NEXT_PRODUCER_ID_KEY)? {
         None => 1,

@@ -312,6 +312,26 @@ impl PartitionLog {
         }
     }
 
+    /// A cluster copy opened after a restart: its high watermark starts where it was last
+    /// checkpointed (`None`: at the earliest offset), never above the log end, and only
+    /// replication moves it from there. A restarted leader then shows its consumers nothing
+    /// its followers were not known to have, until they fetch again (docs/cluster.md).
+    pub fn recover_high_watermark(&self, checkpoint: Option<u64>) {
+        let mut state = self.lock();
+        state.hw_follows_end = false;
+        let earliest = state.earliest();
+        state.high_watermark = checkpoint
+            .unwrap_or(earliest)
+            .min(state.log_end())
+            .max(earliest);
+        self.publish(&state);
+    }
+
+    /// The high watermark to checkpoint, and the partition it belongs to.
+    pub fn high_watermark(&self) -> (PartitionKey, u64) {
+        (self.key, self.lock().high_watermark)
+    }
+
     /// Whether appends move the high watermark to the log end by themselves (true: a
     /// standalone partition, or a leader with no other in-sync replica; it moves there at
     /// once). False: replication moves it.

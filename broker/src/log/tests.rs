@@ -357,3 +357,34 @@ fn a_leader_finds_where_a_followers_log_diverges() {
     // An epoch before this history: the logs agree up to where it starts.
     assert_eq!(l.diverging(3, Some(0)), cut(0, 0));
 }
+
+#[test]
+fn a_recovered_high_watermark_starts_at_the_checkpoint_within_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log(dir.path());
+    log.append_group(
+        &[pending(TimestampType::CreateTime, &["a", "b", "c"], None)],
+        1,
+    )
+    .unwrap();
+    assert_eq!(log.bounds().latest, 3, "standalone: the log end");
+    for (checkpoint, want) in [(Some(2), 2), (Some(9), 3), (None, 0)] {
+        log.recover_high_watermark(checkpoint);
+        assert_eq!(log.bounds().latest, want, "{checkpoint:?}");
+    }
+    // From there only replication moves it: an append does not.
+    log.append_group(&[pending(TimestampType::CreateTime, &["d"], None)], 2)
+        .unwrap();
+    assert_eq!((log.bounds().latest, log.bounds().log_end), (0, 4));
+
+    // The checkpoint itself round-trips through the store, replaced whole.
+    let (key, _) = log.high_watermark();
+    let other = PartitionKey {
+        topic: 7,
+        partition: 1,
+    };
+    layout::put_high_watermarks(&log.store, &[(key, 3), (other, 9)]).unwrap();
+    layout::put_high_watermarks(&log.store, &[(key, 4)]).unwrap();
+    let loaded = layout::load_high_watermarks(&log.store).unwrap();
+    assert_eq!(loaded.into_iter().collect::<Vec<_>>(), vec![(key, 4)]);
+}
