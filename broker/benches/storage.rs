@@ -75,6 +75,7 @@ fn partition(dir: &std::path::Path) -> PartitionLog {
         retention_bytes: Some(128 * 1024 * 1024),
         segment_bytes: 32 * 1024 * 1024,
         segment_ms: i64::MAX,
+        min_insync_replicas: 1,
     };
     let first = SegmentMeta::empty_at(0, weir_common::record::now_ms(), i64::MIN);
     PartitionLog::new(store, PK, config, vec![first], Vec::new(), Vec::new())

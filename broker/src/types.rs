@@ -14,6 +14,14 @@ pub struct TopicConfig {
     pub retention_bytes: Option<u64>,
     pub segment_bytes: u64,
     pub segment_ms: i64,
+    /// Cluster mode: in-sync replicas an `acks=all` produce needs (Kafka's
+    /// `min.insync.replicas`), 1..=the replication factor. Topics stored before it existed: 1.
+    #[serde(default = "one")]
+    pub min_insync_replicas: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A topic as persisted in the metadata column family.

@@ -27,6 +27,10 @@ pub enum TopicCommand {
         /// Copies of each partition on different brokers (cluster mode) [default: 1].
         #[arg(long)]
         replication_factor: Option<u32>,
+        /// In-sync replicas an acks=all produce needs, up to the replication factor (cluster
+        /// mode; Kafka's min.insync.replicas) [default: 1].
+        #[arg(long)]
+        min_insync_replicas: Option<u32>,
     },
     /// One line per topic: NAME<TAB>PARTITIONS.
     List,
@@ -49,6 +53,7 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
             segment_bytes,
             segment_ms,
             replication_factor,
+            min_insync_replicas,
         } => {
             let topic = NewTopic {
                 name,
@@ -58,6 +63,7 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 segment_bytes,
                 segment_ms,
                 replication_factor,
+                min_insync_replicas,
             };
             let info = admin.create_topic(topic).await?;
             writeln!(

@@ -1233,3 +1233,104 @@ fn a_restarted_leader_shows_no_record_its_followers_did_not_have() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn acks_all_below_min_insync_replicas_is_refused_and_writes_nothing() {
+    let c = three_with_fast_failover();
+    // Bad settings are refused at creation.
+    let bad = c.brokers[0].cli(&[
+        "topic",
+        "create",
+        "bad",
+        "--replication-factor",
+        "2",
+        "--min-insync-replicas",
+        "3",
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("min-insync-replicas must be between 1 and the replication factor (2), got 3"),
+        "{err}"
+    );
+    // Every replica must be in sync: one paused follower is enough to refuse acks=all (and
+    // the other two keep the metadata quorum, so the ISR can shrink).
+    c.brokers[0].cli_ok(&[
+        "topic",
+        "create",
+        "safe",
+        "--replication-factor",
+        "3",
+        "--min-insync-replicas",
+        "3",
+    ]);
+    produce_acks(&c.brokers[0], "safe", 0, 10, weir::Acks::All);
+    let leader = metadata(&c.brokers[0], &["safe"]).topics[0].partitions[0]
+        .leader
+        .unwrap() as usize
+        - 1;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let lb = &c.brokers[leader];
+    let batch = |value: &'static [u8]| {
+        let mut b =
+            weir_common::batch::BatchBuilder::new(weir_common::batch::TimestampType::CreateTime);
+        b.push(1_700_000_000_000, None, value, std::iter::empty());
+        b.finish()
+    };
+    let produce = |acks: weir_proto::v1::Acks, value: &'static [u8]| {
+        let batch = batch(value);
+        raw(lb, move |ch| async move {
+            weir_proto::v1::log_client::LogClient::new(ch)
+                .produce(weir_proto::v1::ProduceRequest {
+                    acks: acks as i32,
+                    topic: "safe".into(),
+                    batches: vec![weir_proto::v1::PartitionBatch {
+                        partition: 0,
+                        batch,
+                    }],
+                })
+                .await
+        })
+    };
+    c.brokers[follower].pause();
+    // Sent while the paused follower is still in the ISR: written, then the ISR shrinks to
+    // 2 and the high watermark passes it without the third copy: not acknowledged.
+    let e = produce(weir_proto::v1::Acks::All, b"written").expect_err("acks=all, ISR shrinking");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(
+        e.message()
+            .contains("fewer than its min-insync-replicas 3; the batch was written"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(isr(lb, "safe")[0].len(), 2);
+    let before = local_copy(lb, "safe")[0];
+    assert_eq!(before.0, 11);
+    // Now refused before anything is written.
+    let e = produce(weir_proto::v1::Acks::All, b"refused").expect_err("acks=all, 2 of 3");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(
+        e.message().contains(
+            "has 2 in-sync replicas, fewer than its min-insync-replicas 3; nothing was written"
+        ),
+        "{}",
+        e.message()
+    );
+    assert_eq!(local_copy(lb, "safe")[0], before, "nothing was written");
+    // acks=1 asks nothing of the followers.
+    produce(weir_proto::v1::Acks::Leader, b"leader").expect("acks=1");
+
+    // All three in sync again: acks=all works.
+    c.brokers[follower].resume();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while isr(lb, "safe")[0].len() < 3 {
+        assert!(Instant::now() < deadline, "ISR {:?}", isr(lb, "safe"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    produce(weir_proto::v1::Acks::All, b"back").expect("acks=all with 3 in sync");
+    let want: Vec<String> = (0..10)
+        .map(|i| format!("v{i}"))
+        .chain(["written", "leader", "back"].map(String::from))
+        .collect();
+    assert_eq!(values(lb, "safe"), want);
+}

@@ -80,8 +80,11 @@ impl Client {
     }
 
     /// Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.
-    /// In a cluster, `replication_factor` copies of each partition (None: 1).
-    #[pyo3(signature = (name, partitions = 1, retention_ms = None, retention_bytes = None, replication_factor = None))]
+    /// In a cluster, `replication_factor` copies of each partition (None: 1), and
+    /// `min_insync_replicas` of them in sync for an acks="all" produce (None: 1).
+    #[pyo3(signature = (name, partitions = 1, retention_ms = None, retention_bytes = None, replication_factor = None, min_insync_replicas = None))]
+    // One parameter per Python keyword argument.
+    #[allow(clippy::too_many_arguments)]
     fn create_topic(
         &self,
         py: Python<'_>,
@@ -90,6 +93,7 @@ impl Client {
         retention_ms: Option<i64>,
         retention_bytes: Option<i64>,
         replication_factor: Option<u32>,
+        min_insync_replicas: Option<u32>,
     ) -> PyResult<()> {
         let topic = options::new_topic(
             name,
@@ -97,6 +101,7 @@ impl Client {
             retention_ms,
             retention_bytes,
             replication_factor,
+            min_insync_replicas,
         );
         let admin = self.inner.admin();
         block_on(py, admin.create_topic(topic))?

@@ -17,10 +17,14 @@ pub(crate) fn new_topic(
     retention_ms: Option<i64>,
     retention_bytes: Option<i64>,
     replication_factor: Option<u32>,
+    min_insync_replicas: Option<u32>,
 ) -> weir::NewTopic {
     let mut t = weir::NewTopic::new(name, partitions);
     if let Some(n) = replication_factor {
         t = t.replication_factor(n);
+    }
+    if let Some(n) = min_insync_replicas {
+        t = t.min_insync_replicas(n);
     }
     if let Some(ms) = retention_ms {
         t = t.retention_ms(ms);

@@ -2,13 +2,17 @@
 leader (also the controller, and the client's bootstrap broker) killed with SIGKILL while a
 producer and a consumer use it."""
 
+import pytest
+
 import weir
 
 
 def test_clients_ride_through_the_failover_of_a_partition_leader(cluster):
     # Node 1 is the bootstrap broker, leads partition 0, is the controller, and dies.
     client = weir.Client(cluster.bootstrap(first=1))
-    client.create_topic("orders", partitions=2, replication_factor=3)
+    client.create_topic("orders", partitions=2, replication_factor=3, min_insync_replicas=2)
+    with pytest.raises(weir.InvalidArgument, match="min-insync-replicas must be between 1 and"):
+        client.create_topic("nope", replication_factor=2, min_insync_replicas=3)
     rows = cluster.brokers[1].cli("topic", "describe", "orders").splitlines()
     placement = {int(r.split("\t")[0]): r.split("\t")[3:] for r in rows}
     assert placement[0][0] == "1" and placement[0][1:] == ["1,2,3", "1,2,3"], placement

@@ -45,15 +45,46 @@ pub enum Acks {
 /// leaves the ISR within `--replica-lag-max-ms` (10 s), which lets the high watermark move.
 pub const MAX_REPLICATION_WAIT: Duration = Duration::from_secs(25);
 
+/// In-sync replicas of a partition as the metadata has it now (0: unknown).
+fn in_sync(cluster: &Cluster, topic: &str, partition: u32) -> usize {
+    cluster
+        .metadata()
+        .borrow()
+        .partition(topic, partition)
+        .map_or(0, |p| p.isr.len())
+}
+
+/// Fails with `not_enough_replicas` when fewer than `min` replicas of the partition are in
+/// sync (`min.insync.replicas`); `what` says whether anything was written.
+fn check_min_insync(
+    cluster: &Cluster,
+    topic: &str,
+    partition: u32,
+    min: u32,
+    what: &str,
+) -> Result<(), BrokerError> {
+    let isr = in_sync(cluster, topic, partition);
+    if isr < min as usize {
+        return Err(BrokerError::NotEnoughReplicas(format!(
+            "topic {topic:?} partition {partition} has {isr} in-sync replicas, fewer than its \
+             min-insync-replicas {min}; {what}"
+        )));
+    }
+    Ok(())
+}
+
 /// Waits until the high watermark of a partition this broker leads reaches `end`; fails when
 /// the broker stops leading it (`not_leader`: the client retries at the new leader, and an
-/// idempotent retry does not duplicate) or at `deadline`.
+/// idempotent retry does not duplicate), at `deadline`, or when the high watermark passed
+/// `end` with fewer than `min_insync` replicas in sync (written, not acknowledged: Kafka's
+/// NOT_ENOUGH_REPLICAS_AFTER_APPEND).
 pub(super) async fn await_replicated(
     cluster: &Cluster,
     topic: &str,
     partition: u32,
     log: &PartitionLog,
     end: u64,
+    min_insync: u32,
     deadline: tokio::time::Instant,
 ) -> Result<(), BrokerError> {
     let mut bounds = log.watch();
@@ -62,7 +93,14 @@ pub(super) async fn await_replicated(
     let epoch = leader_epoch_of(&metadata.borrow(), topic, partition, me);
     loop {
         if bounds.borrow_and_update().latest >= end {
-            return Ok(());
+            return check_min_insync(
+                cluster,
+                topic,
+                partition,
+                min_insync,
+                "the batch was written but too few replicas have it; retry (an idempotent retry \
+                 does not duplicate it)",
+            );
         }
         if log.is_closed() {
             return Err(BrokerError::TopicNotFound(topic.to_string()));
@@ -208,8 +246,13 @@ impl Broker {
     ) -> Result<impl Future<Output = Result<Vec<(u32, Appended)>, BrokerError>> + use<>, BrokerError>
     {
         let t = self.topics.get(topic)?;
+        let min_insync = t.meta.config.min_insync_replicas;
         for (partition, _) in &batches {
-            if let Some(epoch) = self.check_leader(topic, *partition)? {
+            let led = self.check_leader(topic, *partition)?;
+            if let (Acks::All, Some(c), Some(_)) = (acks, self.cluster(), led) {
+                check_min_insync(c, topic, *partition, min_insync, "nothing was written")?;
+            }
+            if let Some(epoch) = led {
                 // The first append of a new leader records where its epoch starts.
                 let log = Arc::clone(&t.partition(*partition)?.log);
                 if log.latest_epoch() < Some(epoch) {
@@ -272,7 +315,8 @@ impl Broker {
                 for (partition, a) in &out {
                     let end = a.base_offset + u64::from(a.record_count);
                     let log = &t.partition(*partition)?.log;
-                    await_replicated(&cluster, &name, *partition, log, end, deadline).await?;
+                    await_replicated(&cluster, &name, *partition, log, end, min_insync, deadline)
+                        .await?;
                 }
                 metrics::global().stage(Stage::AwaitIsr, written_at.elapsed());
             }

@@ -30,6 +30,9 @@ pub struct NewTopic {
     pub segment_ms: Option<i64>,
     /// Copies of each partition (cluster mode; default 1).
     pub replication_factor: Option<u32>,
+    /// In-sync replicas an `acks=all` produce needs (default 1; at most the replication
+    /// factor).
+    pub min_insync_replicas: Option<u32>,
 }
 
 /// A topic's name and settings (what creating one answers).
@@ -82,12 +85,20 @@ pub(super) fn resolve_config(t: &NewTopic, d: &TopicDefaults) -> Result<TopicCon
     if segment_ms <= 0 {
         return invalid(format!("segment-ms must be positive, got {segment_ms}"));
     }
+    let rf = t.replication_factor.unwrap_or(1);
+    let min_insync_replicas = t.min_insync_replicas.unwrap_or(1);
+    if min_insync_replicas == 0 || min_insync_replicas > rf {
+        return invalid(format!(
+            "min-insync-replicas must be between 1 and the replication factor ({rf}), got {min_insync_replicas}"
+        ));
+    }
     Ok(TopicConfig {
         partitions: t.partitions,
         retention_ms,
         retention_bytes,
         segment_bytes,
         segment_ms,
+        min_insync_replicas,
     })
 }
 

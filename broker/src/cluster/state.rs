@@ -271,6 +271,7 @@ pub(crate) mod testing {
             retention_bytes: None,
             segment_bytes: 1 << 20,
             segment_ms: 1000,
+            min_insync_replicas: 1,
         }
     }
 

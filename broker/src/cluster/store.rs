@@ -393,6 +393,7 @@ mod tests {
             retention_bytes: None,
             segment_bytes: 1 << 20,
             segment_ms: 1000,
+            min_insync_replicas: 1,
         };
         let out = sm
             .apply([

@@ -53,6 +53,7 @@ pub fn topic_config() -> TopicConfig {
         retention_bytes: None,
         segment_bytes: SEGMENT_BYTES,
         segment_ms: SEGMENT_AGE.as_millis() as i64,
+        min_insync_replicas: 1,
     }
 }
 

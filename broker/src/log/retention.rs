@@ -80,6 +80,7 @@ mod tests {
             retention_bytes,
             segment_bytes: 1000,
             segment_ms: i64::MAX,
+            min_insync_replicas: 1,
         }
     }
 

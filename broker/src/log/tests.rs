@@ -15,6 +15,7 @@ fn log(dir: &std::path::Path) -> PartitionLog {
         retention_bytes: None,
         segment_bytes: 100,
         segment_ms: i64::MAX,
+        min_insync_replicas: 1,
     };
     let key = PartitionKey {
         topic: 1,
@@ -275,6 +276,7 @@ fn truncation_cuts_records_segments_index_producers_and_epochs_and_survives_a_re
             retention_bytes: None,
             segment_bytes: 100,
             segment_ms: i64::MAX,
+            min_insync_replicas: 1,
         },
         loaded,
         producers,

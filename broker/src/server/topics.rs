@@ -28,6 +28,7 @@ fn config_to_pb(c: &TopicConfig) -> pb::TopicConfig {
         retention_bytes: Some(c.retention_bytes.map_or(-1, |b| b as i64)),
         segment_bytes: Some(c.segment_bytes),
         segment_ms: Some(c.segment_ms),
+        min_insync_replicas: Some(c.min_insync_replicas),
     }
 }
 
@@ -61,6 +62,7 @@ impl pb::topics_server::Topics for TopicsService {
             segment_bytes: c.segment_bytes,
             segment_ms: c.segment_ms,
             replication_factor: req.replication_factor,
+            min_insync_replicas: c.min_insync_replicas,
         };
         let topic = self
             .broker

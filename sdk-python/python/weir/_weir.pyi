@@ -122,9 +122,11 @@ class Client:
         retention_ms: Optional[int] = None,
         retention_bytes: Optional[int] = None,
         replication_factor: Optional[int] = None,
+        min_insync_replicas: Optional[int] = None,
     ) -> None:
         """Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.
-        In a cluster, `replication_factor` copies of each partition (None: 1)."""
+        In a cluster, `replication_factor` copies of each partition (None: 1), and
+        `min_insync_replicas` of them in sync for an acks="all" produce (None: 1)."""
     def list_topics(self) -> list[str]:
         """Names of all topics."""
     def delete_topic(self, name: str) -> None:
@@ -239,9 +241,11 @@ class AsyncClient:
         retention_ms: Optional[int] = None,
         retention_bytes: Optional[int] = None,
         replication_factor: Optional[int] = None,
+        min_insync_replicas: Optional[int] = None,
     ) -> Awaitable[None]:
         """Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.
-        In a cluster, `replication_factor` copies of each partition (None: 1)."""
+        In a cluster, `replication_factor` copies of each partition (None: 1), and
+        `min_insync_replicas` of them in sync for an acks="all" produce (None: 1)."""
     def list_topics(self) -> Awaitable[list[str]]:
         """Names of all topics."""
     def delete_topic(self, name: str) -> Awaitable[None]:

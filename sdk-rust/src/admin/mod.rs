@@ -33,6 +33,10 @@ pub struct NewTopic {
     pub segment_ms: Option<i64>,
     /// Copies of each partition on different brokers (cluster mode; default 1).
     pub replication_factor: Option<u32>,
+    /// In-sync replicas an `acks=all` produce needs (Kafka's `min.insync.replicas`; default
+    /// 1, at most the replication factor). With fewer in sync, `acks=all` produces fail
+    /// (retriable, `not_enough_replicas`) and write nothing.
+    pub min_insync_replicas: Option<u32>,
 }
 
 impl NewTopic {
@@ -46,7 +50,14 @@ impl NewTopic {
             segment_bytes: None,
             segment_ms: None,
             replication_factor: None,
+            min_insync_replicas: None,
         }
+    }
+
+    /// `acks=all` produces need this many in-sync replicas (1..=the replication factor).
+    pub fn min_insync_replicas(mut self, n: u32) -> Self {
+        self.min_insync_replicas = Some(n);
+        self
     }
 
     /// Keep `n` copies of each partition, on different brokers (at most the cluster's size).
@@ -133,6 +144,8 @@ pub struct TopicInfo {
     pub segment_bytes: u64,
     /// Segment age that triggers a roll.
     pub segment_ms: i64,
+    /// In-sync replicas an `acks=all` produce needs.
+    pub min_insync_replicas: u32,
 }
 
 /// One partition's offsets and size.
@@ -195,6 +208,8 @@ fn info_of(t: pb::TopicInfo) -> TopicInfo {
         retention_bytes: c.retention_bytes.filter(|&v| v >= 0).map(|v| v as u64),
         segment_bytes: c.segment_bytes.unwrap_or_default(),
         segment_ms: c.segment_ms.unwrap_or_default(),
+        // Brokers from before the setting: 1, what they behave as.
+        min_insync_replicas: c.min_insync_replicas.unwrap_or(1),
     }
 }
 
@@ -285,6 +300,7 @@ impl Admin {
                 retention_bytes: topic.retention_bytes,
                 segment_bytes: topic.segment_bytes,
                 segment_ms: topic.segment_ms,
+                min_insync_replicas: topic.min_insync_replicas,
             }),
             replication_factor: topic.replication_factor,
         };
