@@ -58,14 +58,19 @@ async fn connect(bootstrap: &str, stop: &AtomicBool) -> Option<Client> {
     None
 }
 
-/// Creates the topic (replication factor 3), retrying until the cluster can.
+/// Creates the topic (replication factor 3, 2 in sync for `acks=all`: the setting that
+/// promises no acknowledged loss with one broker lost), retrying until the cluster can.
 pub async fn create_topic(bootstrap: &str, deadline: Duration) -> anyhow::Result<()> {
     let give_up = tokio::time::Instant::now() + deadline;
     loop {
         let r = async {
             let c = Client::connect(bootstrap).await?;
             c.admin()
-                .create_topic(weir::NewTopic::new(TOPIC, PARTITIONS).replication_factor(3))
+                .create_topic(
+                    weir::NewTopic::new(TOPIC, PARTITIONS)
+                        .replication_factor(3)
+                        .min_insync_replicas(2),
+                )
                 .await
         }
         .await;
