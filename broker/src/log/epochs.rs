@@ -106,6 +106,19 @@ impl PartitionLog {
         let end = state.log_end();
         let earliest = state.earliest();
         if offset >= end {
+            // No record to cut, but epochs starting at or past `offset` (ones this copy led
+            // without writing anything) are not its leader's: they go too, or the follower
+            // would name one again at its next fetch and be told to truncate forever.
+            let epochs: Vec<EpochStart> = state
+                .epochs
+                .iter()
+                .copied()
+                .filter(|e| e.start_offset < offset)
+                .collect();
+            if epochs != state.epochs {
+                layout::put_epochs(&self.store, self.key, &epochs)?;
+                self.set_epochs(&mut state, epochs);
+            }
             return Ok(end);
         }
         if offset < earliest {

@@ -390,3 +390,57 @@ fn a_recovered_high_watermark_starts_at_the_checkpoint_within_the_log() {
     let loaded = layout::load_high_watermarks(&log.store).unwrap();
     assert_eq!(loaded.into_iter().collect::<Vec<_>>(), vec![(key, 4)]);
 }
+
+/// One round of what a follower's fetcher does (`cluster/replica.rs`): ask the leader whether
+/// its log diverges, and truncate as told. Returns whether the leader said it diverged.
+fn follow_round(leader: &PartitionLog, follower: &PartitionLog) -> bool {
+    let end = follower.bounds().log_end;
+    let Some(d) = leader.diverging(end, follower.latest_epoch()) else {
+        return false;
+    };
+    let own = follower
+        .end_of_epoch(d.epoch)
+        .map_or(d.end_offset, |(_, e)| e);
+    follower.truncate_to(d.end_offset.min(own)).unwrap();
+    true
+}
+
+#[test]
+fn a_follower_that_led_an_epoch_without_writing_converges_with_its_new_leader() {
+    // Found by the chaos harness (seed 4): a broker led epoch 5 of a partition without
+    // writing anything, then followed the broker elected in epoch 6. Its last epoch, 5, is not
+    // in the leader's history; the leader says the logs diverge where its own epoch 4 ends,
+    // which is this copy's log end: nothing to cut. Before, the epoch stayed and every fetch
+    // was told to truncate again, forever (the follower never rejoined the ISR).
+    let (dl, df) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (leader, follower) = (log(dl.path()), log(df.path()));
+    for l in [&leader, &follower] {
+        l.ensure_epoch(4).unwrap();
+        l.append_group(&[pending(TimestampType::CreateTime, &["a", "b"], None)], 1)
+            .unwrap();
+    }
+    follower.ensure_epoch(5).unwrap();
+    leader.ensure_epoch(6).unwrap();
+    leader
+        .append_group(&[pending(TimestampType::CreateTime, &["c"], None)], 2)
+        .unwrap();
+
+    assert!(
+        follow_round(&leader, &follower),
+        "epoch 5 is unknown to the leader"
+    );
+    assert_eq!(follower.bounds().log_end, 2, "no record to cut");
+    assert_eq!(
+        follower.latest_epoch(),
+        Some(4),
+        "the unwritten epoch is gone"
+    );
+    assert!(!follow_round(&leader, &follower), "the next fetch copies");
+    // The stored history lost it too (what a restart loads).
+    let key = PartitionKey {
+        topic: 1,
+        partition: 0,
+    };
+    let stored = layout::load_epochs(&follower.store, key).unwrap();
+    assert_eq!(stored.last().map(|e| e.epoch), Some(4));
+}
