@@ -27,7 +27,11 @@ pub enum Kind {
     InconsistentOffset,
     Order,
     Phantom,
+    /// A group member committed past what it (or the group) had read.
     Group,
+    /// A member's commit accepted for a partition another member had committed since,
+    /// without it being assigned the partition again.
+    TwoOwners,
     /// The history cannot be checked fully (no final read of a partition written to).
     Incomplete,
 }
@@ -41,8 +45,30 @@ impl fmt::Display for Kind {
             Kind::Order => "order",
             Kind::Phantom => "phantom",
             Kind::Group => "group",
+            Kind::TwoOwners => "two owners",
             Kind::Incomplete => "incomplete",
         })
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    /// The kind's name with `-` for spaces: `lost`, `two-owners`, ...
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Kind::Lost,
+            Kind::Duplicated,
+            Kind::InconsistentOffset,
+            Kind::Order,
+            Kind::Phantom,
+            Kind::Group,
+            Kind::TwoOwners,
+            Kind::Incomplete,
+        ]
+        .into_iter()
+        .find(|k| k.to_string().replace(' ', "-") == s)
+        .ok_or_else(|| format!("no anomaly kind {s:?}"))
     }
 }
 
@@ -107,6 +133,11 @@ impl Report {
             *out.entry(a.kind).or_default() += 1;
         }
         out
+    }
+
+    /// Whether every anomaly is of a kind in `tolerated`.
+    pub fn is_clean_but(&self, tolerated: &[Kind]) -> bool {
+        self.anomalies.iter().all(|a| tolerated.contains(&a.kind))
     }
 
     /// The summary, then each anomaly with the history lines that prove it (at most `max`).
@@ -524,7 +555,7 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
                         .is_some_and(|a| *a > other_at);
                     if !reassigned {
                         out.push(Anomaly {
-                            kind: Kind::Group,
+                            kind: Kind::TwoOwners,
                             message: format!(
                                 "{process} committed partition {partition} for group {group} after {other} had, without being assigned it again: two owners at once"
                             ),

@@ -48,6 +48,10 @@ enum Cmd {
         /// The broker binary (default: `weir-broker` next to this one).
         #[arg(long)]
         broker_bin: Option<PathBuf>,
+        /// Anomalies of this kind are shown but do not fail the run (e.g. `two-owners`, an
+        /// open finding: docs/reliability.md). Repeatable.
+        #[arg(long, value_name = "KIND")]
+        tolerate: Vec<checker::Kind>,
     },
     /// Internal: one run, inside the client namespace `run` made.
     #[command(hide = true)]
@@ -71,6 +75,9 @@ enum Cmd {
         /// Anomalies shown with their evidence.
         #[arg(long, default_value_t = 20)]
         show: usize,
+        /// Anomalies of this kind do not fail the check. Repeatable.
+        #[arg(long, value_name = "KIND")]
+        tolerate: Vec<checker::Kind>,
     },
     /// Delete the namespaces of runs that were killed before they could.
     Cleanup,
@@ -86,18 +93,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &Path, show: usize) -> anyhow::Result<bool> {
+fn check(path: &Path, show: usize, tolerate: &[checker::Kind]) -> anyhow::Result<bool> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let events = history::read(BufReader::new(file))?;
     let report = checker::check(&events);
     print!("{}", report.render(&events, show));
-    Ok(report.is_clean())
+    if !report.is_clean() && report.is_clean_but(tolerate) {
+        println!("(tolerated: every anomaly is of a kind given to --tolerate)");
+    }
+    Ok(report.is_clean_but(tolerate))
 }
 
 fn run() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Cmd::Check { history, show } => Ok(if check(&history, show)? {
+        Cmd::Check {
+            history,
+            show,
+            tolerate,
+        } => Ok(if check(&history, show, &tolerate)? {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
@@ -134,6 +148,7 @@ fn run() -> anyhow::Result<ExitCode> {
             nodes,
             dir,
             broker_bin,
+            tolerate,
         } => {
             anyhow::ensure!((3..=5).contains(&nodes), "--nodes must be 3, 4 or 5");
             let exe = std::env::current_exe()?;
@@ -184,7 +199,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 "the run failed ({status}); logs in {}",
                 dir.display()
             );
-            let clean = check(&history_path(&dir), 20)?;
+            let clean = check(&history_path(&dir), 20, &tolerate)?;
             if clean && !keep {
                 let _ = std::fs::remove_dir_all(&dir);
             } else {

@@ -200,7 +200,7 @@ fn values_never_sent_failed_or_read_then_gone_are_phantoms() {
 }
 
 #[test]
-fn commits_past_what_was_read_or_by_two_owners_are_group_anomalies() {
+fn commits_past_what_was_read_or_by_two_owners_are_anomalies() {
     // c0 commits offset 5 having read up to offset 1.
     let mut h = clean();
     assert_eq!(h[13], commit("c0", 0, 2));
@@ -218,6 +218,9 @@ fn commits_past_what_was_read_or_by_two_owners_are_group_anomalies() {
         "{:?}",
         r.anomalies
     );
+    assert_eq!(r.anomalies[0].kind, Kind::TwoOwners);
+    assert!(!r.is_clean() && r.is_clean_but(&[Kind::TwoOwners]));
+    assert!(!r.is_clean_but(&[Kind::Group]));
 }
 
 #[test]
