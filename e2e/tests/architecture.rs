@@ -103,6 +103,20 @@ const CONNECT: Rules = Rules {
     hidden: &[],
 };
 
+const CHAOS: Rules = Rules {
+    src: "chaos/src",
+    layers: &[
+        &["history", "net", "faults"],
+        &["checker", "brokers", "workload"],
+        &["drive"],
+    ],
+    // Its workloads are clients: the SDK is their wire.
+    wire: &[],
+    known: &[],
+    known_wire: &[],
+    hidden: &[],
+};
+
 #[test]
 fn the_broker_keeps_its_layers() {
     check_crate(&BROKER);
@@ -116,6 +130,11 @@ fn the_rust_sdk_keeps_its_layers() {
 #[test]
 fn the_connectors_keep_their_layers() {
     check_crate(&CONNECT);
+}
+
+#[test]
+fn the_chaos_harness_keeps_its_layers() {
+    check_crate(&CHAOS);
 }
 
 /// The checker finds a back-edge, wherever it is written, and a wire crate outside the edge.
