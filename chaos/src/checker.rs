@@ -319,6 +319,11 @@ fn lost(
     finals: &HashMap<u32, (usize, BTreeMap<u64, u64>)>,
     out: &mut Vec<Anomaly>,
 ) {
+    // Each final read's values, for membership in constant time.
+    let finals_values: HashMap<u32, std::collections::HashSet<u64>> = finals
+        .iter()
+        .map(|(p, (_, records))| (*p, records.values().copied().collect()))
+        .collect();
     let mut unchecked: BTreeSet<u32> = BTreeSet::new();
     let mut acked: Vec<(&u64, &Send)> = sends
         .iter()
@@ -329,11 +334,14 @@ fn lost(
         let Outcome::Acked { offset, at } = s.outcome else {
             continue;
         };
-        let Some((final_at, records)) = finals.get(&s.partition) else {
+        let Some((final_at, _)) = finals.get(&s.partition) else {
             unchecked.insert(s.partition);
             continue;
         };
-        if !records.values().any(|v| v == value) {
+        if !finals_values
+            .get(&s.partition)
+            .is_some_and(|vs| vs.contains(value))
+        {
             out.push(Anomaly {
                 kind: Kind::Lost,
                 message: format!(
@@ -441,6 +449,11 @@ fn phantoms(
     finals: &HashMap<u32, (usize, BTreeMap<u64, u64>)>,
     out: &mut Vec<Anomaly>,
 ) {
+    // Each final read's values, for membership in constant time.
+    let finals_values: HashMap<u32, std::collections::HashSet<u64>> = finals
+        .iter()
+        .map(|(p, (_, records))| (*p, records.values().copied().collect()))
+        .collect();
     let mut reported: BTreeSet<u64> = BTreeSet::new();
     for s in seen {
         match sends.get(&s.value) {
@@ -475,10 +488,13 @@ fn phantoms(
         }
     }
     for r in consumer_reads {
-        let Some((final_at, records)) = finals.get(&r.partition) else {
+        let Some((final_at, _)) = finals.get(&r.partition) else {
             continue;
         };
-        if !records.values().any(|v| *v == r.value) && reported.insert(r.value) {
+        let kept = finals_values
+            .get(&r.partition)
+            .is_some_and(|vs| vs.contains(&r.value));
+        if !kept && reported.insert(r.value) {
             out.push(Anomaly {
                 kind: Kind::Phantom,
                 message: format!(
@@ -493,13 +509,10 @@ fn phantoms(
 }
 
 fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anomaly>) {
-    // The events of each process's reads, for "read up to" at a commit.
-    let mut read_by: HashMap<&str, Vec<Seen>> = HashMap::new();
-    for r in reads {
-        if let Event::Read { process, .. } = &history[r.at] {
-            read_by.entry(process.as_str()).or_default().push(*r);
-        }
-    }
+    // (member, partition) → the next offset after what it has read so far, kept up to date
+    // as the events are walked in order (reads and events are both in history order).
+    let mut read_to: HashMap<(&str, u32), u64> = HashMap::new();
+    let mut next_read = 0;
     // (group, partition) → highest offset committed so far.
     let mut committed: HashMap<(&str, u32), u64> = HashMap::new();
     // (group, partition) → the last member whose commit was accepted, and that event.
@@ -507,6 +520,13 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
     // (group, member, partition) → when it was last assigned the partition.
     let mut assigned_at: HashMap<(&str, &str, u32), usize> = HashMap::new();
     for &at in events {
+        while let Some(r) = reads.get(next_read).filter(|r| r.at < at) {
+            if let Event::Read { process, .. } = &history[r.at] {
+                let e = read_to.entry((process.as_str(), r.partition)).or_insert(0);
+                *e = (*e).max(r.offset + 1);
+            }
+            next_read += 1;
+        }
         match &history[at] {
             Event::Assigned {
                 process,
@@ -525,13 +545,7 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
             } => {
                 // The next offset after what this member read of the partition before
                 // committing.
-                let read_up_to = read_by
-                    .get(process.as_str())
-                    .into_iter()
-                    .flatten()
-                    .filter(|r| r.partition == *partition && r.at < at)
-                    .map(|r| r.offset + 1)
-                    .max();
+                let read_up_to = read_to.get(&(process.as_str(), *partition)).copied();
                 let key = (group.as_str(), *partition);
                 let before = committed.get(&key).copied();
                 let allowed = read_up_to.into_iter().chain(before).max().unwrap_or(0);
