@@ -14,7 +14,7 @@
 //!   since, without the partition being assigned to it again (commit fencing failed: two
 //!   owners at once).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use crate::history::Event;
@@ -213,7 +213,7 @@ pub fn check(history: &[Event]) -> Report {
     let mut seen: Vec<Seen> = Vec::new();
     // Reads by consumers (not final reads), for phantoms and group checks.
     let mut consumer_reads: Vec<Seen> = Vec::new();
-    let mut finals: HashMap<u32, (usize, BTreeMap<u64, u64>)> = HashMap::new();
+    let mut finals: Finals = HashMap::new();
     let mut group_events: Vec<usize> = Vec::new();
     for (at, e) in history.iter().enumerate() {
         match e {
@@ -289,10 +289,10 @@ pub fn check(history: &[Event]) -> Report {
             Event::Final { partition, records } => {
                 let entry = finals
                     .entry(*partition)
-                    .or_insert_with(|| (at, BTreeMap::new()));
+                    .or_insert_with(|| (at, HashSet::new()));
                 entry.0 = at;
                 for &(offset, value) in records {
-                    entry.1.insert(offset, value);
+                    entry.1.insert(value);
                     seen.push(Seen {
                         partition: *partition,
                         offset,
@@ -314,16 +314,10 @@ pub fn check(history: &[Event]) -> Report {
     report
 }
 
-fn lost(
-    sends: &HashMap<u64, Send>,
-    finals: &HashMap<u32, (usize, BTreeMap<u64, u64>)>,
-    out: &mut Vec<Anomaly>,
-) {
-    // Each final read's values, for membership in constant time.
-    let finals_values: HashMap<u32, std::collections::HashSet<u64>> = finals
-        .iter()
-        .map(|(p, (_, records))| (*p, records.values().copied().collect()))
-        .collect();
+/// Each partition's final read: the event, and the values it holds.
+type Finals = HashMap<u32, (usize, HashSet<u64>)>;
+
+fn lost(sends: &HashMap<u64, Send>, finals: &Finals, out: &mut Vec<Anomaly>) {
     let mut unchecked: BTreeSet<u32> = BTreeSet::new();
     let mut acked: Vec<(&u64, &Send)> = sends
         .iter()
@@ -338,9 +332,9 @@ fn lost(
             unchecked.insert(s.partition);
             continue;
         };
-        if !finals_values
+        if !finals
             .get(&s.partition)
-            .is_some_and(|vs| vs.contains(value))
+            .is_some_and(|(_, vs)| vs.contains(value))
         {
             out.push(Anomaly {
                 kind: Kind::Lost,
@@ -446,14 +440,9 @@ fn phantoms(
     sends: &HashMap<u64, Send>,
     seen: &[Seen],
     consumer_reads: &[Seen],
-    finals: &HashMap<u32, (usize, BTreeMap<u64, u64>)>,
+    finals: &Finals,
     out: &mut Vec<Anomaly>,
 ) {
-    // Each final read's values, for membership in constant time.
-    let finals_values: HashMap<u32, std::collections::HashSet<u64>> = finals
-        .iter()
-        .map(|(p, (_, records))| (*p, records.values().copied().collect()))
-        .collect();
     let mut reported: BTreeSet<u64> = BTreeSet::new();
     for s in seen {
         match sends.get(&s.value) {
@@ -491,9 +480,9 @@ fn phantoms(
         let Some((final_at, _)) = finals.get(&r.partition) else {
             continue;
         };
-        let kept = finals_values
+        let kept = finals
             .get(&r.partition)
-            .is_some_and(|vs| vs.contains(&r.value));
+            .is_some_and(|(_, vs)| vs.contains(&r.value));
         if !kept && reported.insert(r.value) {
             out.push(Anomaly {
                 kind: Kind::Phantom,

@@ -52,9 +52,14 @@ impl PartitionLog {
             .copied()
             .filter(|e| e.start_offset < end)
             .collect();
+        self.store_epochs(&mut state, epochs)
+    }
+
+    /// Makes `epochs` the history, stored first (nothing is written when it is unchanged).
+    fn store_epochs(&self, state: &mut LogState, epochs: Vec<EpochStart>) -> Result<(), LogError> {
         if epochs != state.epochs {
             layout::put_epochs(&self.store, self.key, &epochs)?;
-            self.set_epochs(&mut state, epochs);
+            self.set_epochs(state, epochs);
         }
         Ok(())
     }
@@ -115,10 +120,7 @@ impl PartitionLog {
                 .copied()
                 .filter(|e| e.start_offset < offset)
                 .collect();
-            if epochs != state.epochs {
-                layout::put_epochs(&self.store, self.key, &epochs)?;
-                self.set_epochs(&mut state, epochs);
-            }
+            self.store_epochs(&mut state, epochs)?;
             return Ok(end);
         }
         if offset < earliest {
