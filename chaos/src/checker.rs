@@ -506,6 +506,9 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
     let mut committed: HashMap<(&str, u32), u64> = HashMap::new();
     // (group, partition) → the last member whose commit was accepted, and that event.
     let mut last_committer: HashMap<(&str, u32), (&str, usize)> = HashMap::new();
+    // (group, member id, partition) → the member epoch of the member's last accepted commit,
+    // and that event.
+    let mut commit_epoch: HashMap<(&str, &str, u32), (i64, usize)> = HashMap::new();
     // (group, member, partition) → when it was last assigned the partition.
     let mut assigned_at: HashMap<(&str, &str, u32), usize> = HashMap::new();
     for &at in events {
@@ -521,6 +524,7 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
                 process,
                 group,
                 partitions,
+                ..
             } => {
                 for p in partitions {
                     assigned_at.insert((group.as_str(), process.as_str(), *p), at);
@@ -531,6 +535,7 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
                 group,
                 partition,
                 offset,
+                membership,
             } => {
                 // The next offset after what this member read of the partition before
                 // committing.
@@ -550,24 +555,44 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
                 }
                 let c = committed.entry(key).or_insert(0);
                 *c = (*c).max(*offset);
+                // Who committed: the member id when known (a process that rejoined the group is
+                // a new member), else the process.
+                let who = membership
+                    .as_ref()
+                    .map_or(process.as_str(), |(m, _)| m.as_str());
                 if let Some((other, other_at)) = last_committer.get(&key).copied()
-                    && other != process.as_str()
+                    && other != who
                 {
-                    let reassigned = assigned_at
-                        .get(&(group.as_str(), process.as_str(), *partition))
-                        .is_some_and(|a| *a > other_at);
-                    if !reassigned {
+                    // With the membership known, commit fencing decides exactly: this member
+                    // committed the partition before, under this same epoch, so it held the
+                    // partition all along while another member's commit of it was accepted.
+                    // Without it, the recorded assignments decide.
+                    let still_owner = match membership {
+                        Some((member, epoch)) => commit_epoch
+                            .get(&(group.as_str(), member.as_str(), *partition))
+                            .filter(|(e, _)| e == epoch)
+                            .map(|(_, own_at)| vec![*own_at, other_at, at]),
+                        None => (!assigned_at
+                            .get(&(group.as_str(), process.as_str(), *partition))
+                            .is_some_and(|a| *a > other_at))
+                        .then(|| vec![other_at, at]),
+                    };
+                    if let Some(evidence) = still_owner {
                         out.push(Anomaly {
                             kind: Kind::TwoOwners,
                             message: format!(
                                 "{process} committed partition {partition} for group {group} after {other} had, without being assigned it again: two owners at once"
                             ),
-                            evidence: vec![other_at, at],
+                            evidence,
                             focus: vec![(*partition, *offset)],
                         });
                     }
                 }
-                last_committer.insert(key, (process.as_str(), at));
+                last_committer.insert(key, (who, at));
+                if let Some((member, epoch)) = membership {
+                    commit_epoch
+                        .insert((group.as_str(), member.as_str(), *partition), (*epoch, at));
+                }
             }
             _ => {}
         }

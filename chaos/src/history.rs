@@ -51,6 +51,9 @@ pub enum Event {
         process: String,
         group: String,
         partitions: Vec<u32>,
+        /// The member id and member epoch of the assignment, when the client tells them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        membership: Option<(String, i64)>,
     },
     /// A group member's commit of `offset` (the next one to read) of `partition` was
     /// accepted.
@@ -59,6 +62,10 @@ pub enum Event {
         group: String,
         partition: u32,
         offset: u64,
+        /// The member id and member epoch the commit was accepted under, when the client
+        /// tells them. The broker bumps a member's epoch at each change of its assignment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        membership: Option<(String, i64)>,
     },
     /// After every fault healed: the whole of `partition` from its first offset, as
     /// `(offset, value)`.

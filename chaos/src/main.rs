@@ -36,8 +36,11 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Length of the whole run, in seconds.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = 120, conflicts_with = "minutes")]
         seconds: u64,
+        /// Length of the whole run, in minutes (instead of --seconds).
+        #[arg(long)]
+        minutes: Option<u64>,
         /// Brokers (3 or 5).
         #[arg(long, default_value_t = 3)]
         nodes: u8,
@@ -145,12 +148,14 @@ fn run() -> anyhow::Result<ExitCode> {
         Cmd::Run {
             seed,
             seconds,
+            minutes,
             nodes,
             dir,
             broker_bin,
             tolerate,
         } => {
             anyhow::ensure!((3..=5).contains(&nodes), "--nodes must be 3, 4 or 5");
+            let seconds = minutes.map_or(seconds, |m| m * 60);
             let exe = std::env::current_exe()?;
             let broker_bin = match broker_bin {
                 Some(b) => b,

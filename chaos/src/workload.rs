@@ -10,7 +10,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use weir::{Acks, Client, ConsumerConfig, OffsetSpec, ProducerConfig, ProducerRecord, StartFrom};
+use weir::{
+    Acks, Client, Consumer, ConsumerConfig, OffsetSpec, ProducerConfig, ProducerRecord, StartFrom,
+};
 
 use crate::history::Event;
 
@@ -242,39 +244,39 @@ async fn member(index: usize, bootstrap: &str, sink: &Sink, stop: &AtomicBool) {
                 continue;
             }
         };
-        let mut assigned: Vec<u32> = Vec::new();
+        // The assignment last recorded, with its membership (member id, epoch); sampled after
+        // every poll. The checker decides ownership by the membership of each commit, which
+        // is exact; these records make its evidence readable.
+        let mut assigned = (Vec::new(), None);
         let mut since_commit = 0u64;
         let mut last_commit = tokio::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            match tokio::time::timeout(RETRY, consumer.next()).await {
+            let polled = tokio::time::timeout(RETRY, consumer.next()).await;
+            record_assignment(sink, &process, &consumer, &mut assigned);
+            match polled {
                 Err(_) => {}
                 Ok(Some(Ok(r))) => {
                     since_commit += 1;
-                    if !assigned.contains(&r.partition) {
-                        assigned = consumer.assignment();
-                        record_assignment(sink, &process, &assigned);
-                    }
                     sink.record(read_event(&process, &r));
                 }
                 Ok(Some(Err(_))) | Ok(None) => break,
             }
             if since_commit >= COMMIT_EVERY_RECORDS || last_commit.elapsed() >= COMMIT_EVERY {
-                let now = consumer.assignment();
-                if now != assigned {
-                    assigned = now;
-                    record_assignment(sink, &process, &assigned);
-                }
-                let offsets: BTreeMap<u32, u64> = assigned
-                    .iter()
-                    .filter_map(|p| consumer.position(*p).map(|o| (*p, o)))
+                let offsets: BTreeMap<u32, u64> = consumer
+                    .assignment()
+                    .into_iter()
+                    .filter_map(|p| consumer.position(p).map(|o| (p, o)))
                     .collect();
                 if consumer.commit_offsets(offsets.clone()).await.is_ok() {
+                    // The membership the commit was accepted under (nothing ran in between).
+                    let membership = membership(&consumer);
                     for (partition, offset) in offsets {
                         sink.record(Event::Commit {
                             process: process.clone(),
                             group: GROUP.to_string(),
                             partition,
                             offset,
+                            membership: membership.clone(),
                         });
                     }
                 }
@@ -286,12 +288,29 @@ async fn member(index: usize, bootstrap: &str, sink: &Sink, stop: &AtomicBool) {
     }
 }
 
-fn record_assignment(sink: &Sink, process: &str, partitions: &[u32]) {
-    sink.record(Event::Assigned {
-        process: process.to_string(),
-        group: GROUP.to_string(),
-        partitions: partitions.to_vec(),
-    });
+fn membership(consumer: &Consumer) -> Option<(String, i64)> {
+    consumer
+        .group_metadata()
+        .map(|g| (g.member_id, g.member_epoch))
+}
+
+/// Records the consumer's assignment if it (or its membership) changed since `last`.
+fn record_assignment(
+    sink: &Sink,
+    process: &str,
+    consumer: &Consumer,
+    last: &mut (Vec<u32>, Option<(String, i64)>),
+) {
+    let now = (consumer.assignment(), membership(consumer));
+    if now != *last {
+        *last = now.clone();
+        sink.record(Event::Assigned {
+            process: process.to_string(),
+            group: GROUP.to_string(),
+            partitions: now.0,
+            membership: now.1,
+        });
+    }
 }
 
 /// Reads every partition from its first offset to its high watermark, with a fresh client,

@@ -623,3 +623,57 @@ async fn a_group_consumer_rejoins_after_a_broker_crash_and_misses_nothing() {
     let d = client.admin().describe_group("sync").await.unwrap();
     assert!(d.partitions.iter().all(|p| p.lag == Some(0)), "{d:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_rejoins_as_a_new_member_reads_from_the_committed_offsets() {
+    let mut broker = Broker::start();
+    let client = broker.client_with_topic("feed", 1).await;
+    produce(&client, "feed", 0, 100).await;
+    let mut consumer = client
+        .consumer("feed", group_config("resume").auto_commit(false))
+        .await
+        .unwrap();
+    for i in 0..100 {
+        let r = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("a record")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.offset, i);
+    }
+    // It has read 100 records but commits only the first 50 (say, all it has written
+    // somewhere durable).
+    consumer
+        .commit_offsets([(0, 50)].into_iter().collect())
+        .await
+        .unwrap();
+    let first = consumer.group_metadata().unwrap();
+    assert_eq!(first.group, "resume");
+    assert!(!first.member_id.is_empty() && first.member_epoch > 0, "{first:?}");
+    // The broker forgets the member (memberships live in memory); the consumer is not polled
+    // meanwhile, so it learns of the loss and of its new membership at once.
+    broker.kill9();
+    broker.restart();
+    let client = broker.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = client.admin().describe_group("resume").await.unwrap();
+        if d.members.len() == 1 && d.members[0].member_id != first.member_id {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the consumer did not rejoin: {d:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the join's answer reach the consumer's membership task too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Another member may have read and committed the partition meanwhile: the consumer
+    // starts again from the committed offset, not from where it had read to.
+    let r = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a record")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.offset, 50);
+    let now = consumer.group_metadata().unwrap();
+    assert_ne!(now.member_id, first.member_id);
+}

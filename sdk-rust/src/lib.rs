@@ -48,7 +48,9 @@ pub use admin::{
 };
 pub use auth::Credentials;
 pub use client::{Client, DEFAULT_BROKER};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, PluginUse, RECONNECT_TIMEOUT};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, GroupMetadata, PluginUse, RECONNECT_TIMEOUT,
+};
 pub use error::{Error, Result};
 pub use pipeline::{NewPipeline, PipelineInfo, PipelinePartition, PipelineStart, PipelineStatus};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};

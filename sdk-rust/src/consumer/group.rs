@@ -46,6 +46,8 @@ pub(crate) struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Assignment {
     pub member_id: String,
+    /// The member epoch this assignment came with.
+    pub member_epoch: i64,
     pub partitions: BTreeSet<u32>,
     /// The partitions held before were lost (the member was removed): do not commit them.
     pub lost: bool,
@@ -65,7 +67,8 @@ pub(crate) enum Command {
     /// Commit these positions (next offset to read, per partition).
     Commit {
         offsets: BTreeMap<u32, u64>,
-        reply: Option<oneshot::Sender<Result<()>>>,
+        /// Answered with the membership (member id, member epoch) the commit was made under.
+        reply: Option<oneshot::Sender<Result<(String, i64)>>>,
     },
     /// The consumer applied the newest assignment and holds exactly `owned`.
     Applied { owned: BTreeSet<u32> },
@@ -163,6 +166,7 @@ impl Member {
     fn publish(&mut self, partitions: BTreeSet<u32>, lost: bool) {
         let a = Assignment {
             member_id: self.member_id.clone(),
+            member_epoch: self.epoch,
             partitions,
             lost,
         };
@@ -246,9 +250,11 @@ impl Member {
         }
     }
 
-    async fn commit(&mut self, offsets: BTreeMap<u32, u64>) -> Result<()> {
+    /// Commits `offsets`; answers the membership the commit was made under.
+    async fn commit(&mut self, offsets: BTreeMap<u32, u64>) -> Result<(String, i64)> {
+        let membership = (self.member_id.clone(), self.epoch);
         if offsets.is_empty() {
-            return Ok(());
+            return Ok(membership);
         }
         if self.member_id.is_empty() {
             return Err(Error::Fenced(format!(
@@ -272,7 +278,7 @@ impl Member {
         };
         self.at_coordinator(|mut rpc| async move { rpc.commit_offsets(req).await })
             .await
-            .map(|_| ())
+            .map(|_| membership)
     }
 
     /// One request at the group's coordinator, within the request timeout; a failure that

@@ -89,10 +89,24 @@ enum Feed {
     Closed,
 }
 
+/// A group consumer's membership ([`Consumer::group_metadata`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMetadata {
+    /// The group's name.
+    pub group: String,
+    /// The member id the broker gave this consumer (empty while it is joining).
+    pub member_id: String,
+    /// The member epoch: the broker bumps it at each change of the member's assignment.
+    pub member_epoch: i64,
+}
+
 /// A group consumer's side of its membership.
 struct GroupLink {
     name: String,
+    /// The membership this consumer acts under: the member id and epoch of the assignment
+    /// it applied, or of its last accepted commit if that is newer.
     member_id: String,
+    member_epoch: i64,
     commands: mpsc::UnboundedSender<Command>,
     updates: mpsc::UnboundedReceiver<Update>,
     /// Applying an assignment: the positions of the partitions it adds.
@@ -232,6 +246,7 @@ impl Consumer {
         let link = GroupLink {
             name,
             member_id: String::new(),
+            member_epoch: 0,
             commands,
             updates,
             reconcile: None,
@@ -366,10 +381,28 @@ impl Consumer {
                 reply: Some(tx),
             })
             .map_err(|_| Error::Fenced("the group membership has ended".into()))?;
-        rx.await
+        let (member_id, member_epoch) = rx
+            .await
             .map_err(|_| Error::Fenced("the group membership has ended".into()))??;
+        if member_id != g.member_id || member_epoch > g.member_epoch {
+            g.member_id = member_id;
+            g.member_epoch = member_epoch;
+        }
         g.committed.extend(offsets);
         Ok(())
+    }
+
+    /// The group membership this consumer acts under (Kafka's `groupMetadata()`): `None`
+    /// without a group. Its member id and epoch are those of the assignment it applied, or of
+    /// its last accepted [`commit`](Consumer::commit) when that is newer; the broker bumps a
+    /// member's epoch at each change of its assignment, so two commits under one epoch were
+    /// made with one assignment.
+    pub fn group_metadata(&self) -> Option<GroupMetadata> {
+        self.group.as_ref().map(|g| GroupMetadata {
+            group: g.name.clone(),
+            member_id: g.member_id.clone(),
+            member_epoch: g.member_epoch,
+        })
     }
 
     /// Ends the consumer. A group consumer commits its positions (with auto-commit on) and
@@ -455,6 +488,30 @@ impl Consumer {
     /// revoked partitions at once, then — asynchronously — commits them and looks up where
     /// to start in the added ones.
     fn begin_reconcile(&mut self, a: Assignment) {
+        let Some(g) = &mut self.group else {
+            return;
+        };
+        if g.reconcile.is_none()
+            && a.member_id == g.member_id
+            && !a.lost
+            && a.partitions.iter().eq(self.positions.keys())
+        {
+            // Only the epoch moved (nothing to stop or start reading).
+            g.member_epoch = g.member_epoch.max(a.member_epoch);
+            return;
+        }
+        // A new membership (the member was removed and joined again, perhaps through
+        // assignments this consumer never applied): whatever it read before may have been
+        // read and committed by another member since, so it starts every partition again
+        // from the group's committed offsets.
+        if a.lost || (!g.member_id.is_empty() && a.member_id != g.member_id) {
+            if !self.positions.is_empty() {
+                tracing::warn!(group = %g.name, "partitions lost with the group membership; not committing them");
+            }
+            self.positions.clear();
+            self.buffered.clear();
+            g.committed.clear();
+        }
         let consumed = self.consumed_positions();
         let revoked: BTreeMap<u32, u64> = consumed
             .into_iter()
@@ -472,13 +529,14 @@ impl Consumer {
             g.committed.remove(p);
         }
         g.member_id = a.member_id.clone();
+        g.member_epoch = a.member_epoch;
         let added: Vec<u32> = a
             .partitions
             .iter()
             .filter(|p| !self.positions.contains_key(p))
             .copied()
             .collect();
-        let commit = (g.auto_commit.is_some() && !a.lost && !revoked.is_empty()).then(|| {
+        let commit = (g.auto_commit.is_some() && !revoked.is_empty()).then(|| {
             let (tx, rx) = oneshot::channel();
             let _ = g.commands.send(Command::Commit {
                 offsets: revoked,
@@ -486,9 +544,6 @@ impl Consumer {
             });
             rx
         });
-        if a.lost {
-            tracing::warn!(group = %g.name, "partitions lost with the group membership; not committing them");
-        }
         let client = self.client.clone();
         let (group, topic, start) = (g.name.clone(), self.topic.to_string(), self.start);
         let fut = async move {
