@@ -125,6 +125,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     drop(stdout);
     tracing::info!(%addr, tls = tls.is_some(), client_certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "serving");
 
+    // A member whose data dir turns out to be wiped or another cluster's stops, and says why.
+    let failed = Arc::new(std::sync::Mutex::new(None));
+    let stop = {
+        let (cluster, failed) = (cluster.clone(), Arc::clone(&failed));
+        async move {
+            match cluster {
+                None => shutdown_signal().await,
+                Some(c) => tokio::select! {
+                    _ = shutdown_signal() => {}
+                    why = c.failed() => {
+                        *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    }
+                },
+            }
+        }
+    };
     weir_broker::server::serve(
         Arc::clone(&broker),
         cluster.clone(),
@@ -132,7 +148,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.limits,
         tls.as_ref(),
         members,
-        shutdown_signal(),
+        stop,
     )
     .await?;
     broker.stop_background();
@@ -148,6 +164,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let store = broker.store().clone();
     tokio::task::spawn_blocking(move || store.sync_wal()).await??;
+    if let Some(why) = failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        anyhow::bail!("{why}");
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

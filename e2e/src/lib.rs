@@ -149,6 +149,36 @@ impl Broker {
         self.child = Some(child);
     }
 
+    /// Runs the stopped broker again (same data dir, port and flags) expecting it to refuse to
+    /// start: waits up to `within` for it to exit and returns what it printed.
+    pub fn start_refused(&self, within: Duration) -> Output {
+        assert!(self.child.is_none(), "stop the broker first");
+        let mut child = Command::new(bin("weir-broker"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(&self.addr)
+            .args(&self.extra_args)
+            .env("RUST_LOG", "warn,openraft=error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir-broker");
+        let deadline = Instant::now() + within;
+        while child.try_wait().expect("wait for the broker").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("broker output");
+                panic!(
+                    "the broker did not exit within {within:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("broker output")
+    }
+
     /// The broker's data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

@@ -1334,3 +1334,57 @@ fn acks_all_below_min_insync_replicas_is_refused_and_writes_nothing() {
         .collect();
     assert_eq!(values(lb, "safe"), want);
 }
+
+/// Every member's cluster id as `via` reports them (`None`: not joined yet, or unreachable).
+async fn cluster_ids(via: &Broker) -> Vec<Option<String>> {
+    let client = via.client().await;
+    match client.admin().cluster_status().await {
+        Ok(nodes) => nodes.into_iter().map(|n| n.cluster_id).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_data_dir_was_wiped_is_refused_with_a_clear_error() {
+    let mut c = three_with_a_controller();
+    // Every member joins the cluster its first member founded, under one id.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let ids = cluster_ids(&c.brokers[1]).await;
+        if ids.len() == 3 && ids.iter().all(|i| i.is_some() && *i == ids[0]) {
+            break ids[0].clone().unwrap();
+        }
+        assert!(Instant::now() < deadline, "members did not join: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(id.len(), 32, "{id}");
+    // Node 1 founded the cluster. With its data dir gone it would have founded a second
+    // one; it is refused instead, and says why.
+    c.brokers[0].kill9();
+    std::fs::remove_dir_all(c.brokers[0].data_dir()).unwrap();
+    let out = c.brokers[0].start_refused(Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("node 1's data dir holds no cluster id")
+            && stderr.contains(&format!("cluster {id} already counts node 1"))
+            && stderr.contains("data was lost or wiped"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "a refused member must not serve"
+    );
+    // So is a wiped follower.
+    c.brokers[2].kill9();
+    std::fs::remove_dir_all(c.brokers[2].data_dir()).unwrap();
+    let out = c.brokers[2].start_refused(Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("node 3's data dir holds no cluster id"),
+        "{stderr}"
+    );
+    // The member that kept its data still names the cluster.
+    let ids = cluster_ids(&c.brokers[1]).await;
+    assert_eq!(ids.get(1), Some(&Some(id)), "{ids:?}");
+}

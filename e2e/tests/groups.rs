@@ -649,7 +649,10 @@ async fn a_consumer_that_rejoins_as_a_new_member_reads_from_the_committed_offset
         .unwrap();
     let first = consumer.group_metadata().unwrap();
     assert_eq!(first.group, "resume");
-    assert!(!first.member_id.is_empty() && first.member_epoch > 0, "{first:?}");
+    assert!(
+        !first.member_id.is_empty() && first.member_epoch > 0,
+        "{first:?}"
+    );
     // The broker forgets the member (memberships live in memory); the consumer is not polled
     // meanwhile, so it learns of the loss and of its new membership at once.
     broker.kill9();
@@ -661,7 +664,10 @@ async fn a_consumer_that_rejoins_as_a_new_member_reads_from_the_committed_offset
         if d.members.len() == 1 && d.members[0].member_id != first.member_id {
             break;
         }
-        assert!(Instant::now() < deadline, "the consumer did not rejoin: {d:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not rejoin: {d:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Let the join's answer reach the consumer's membership task too.

@@ -7,11 +7,12 @@
 //! - [`controller`]: the controller's failover duty (probing brokers, electing leaders).
 //! - [`isr`]: a partition leader's view of its followers (high watermark, ISR changes).
 //! - [`replica`]: a follower's fetchers.
-//! - this module: [`Cluster`], the running quorum member: start-up (the lowest id initialises
-//!   a fresh cluster), this node's view, and proposing metadata changes (forwarded to the
-//!   controller when this node is not it).
+//! - [`identity`]: the cluster id; founding a cluster, joining it, refusing wiped data dirs.
+//! - this module: [`Cluster`], the running quorum member: start-up, this node's view, and
+//!   proposing metadata changes (forwarded to the controller when this node is not it).
 
 pub mod controller;
+pub mod identity;
 pub mod isr;
 pub mod network;
 pub mod peers;
@@ -21,10 +22,10 @@ pub mod state;
 pub mod store;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use openraft::{BasicNode, Raft, ServerState};
+use openraft::{Raft, ServerState};
 use tokio::sync::watch;
 
 use crate::error::BrokerError;
@@ -99,11 +100,17 @@ pub struct Cluster {
     metadata: watch::Receiver<Arc<Metadata>>,
     /// One lazily connected channel per broker address, for broker-to-broker requests.
     channels: network::calls::PeerChannels,
+    store: Store,
+    /// The cluster id in this member's data dir (none before it founded or joined one).
+    cluster_id: RwLock<Option<String>>,
+    /// Set when this member must stop serving ([`identity::maintain`] failed).
+    failed: watch::Sender<Option<String>>,
 }
 
 impl Cluster {
-    /// Starts this node's raft member on `store`; on a fresh data dir, the member with the
-    /// lowest id initialises the cluster with every listed member.
+    /// Starts this node's raft member on `store`, after asking the other members whether
+    /// this data dir may join them ([`identity`]); founding or joining the cluster goes on in
+    /// the background.
     pub async fn start(spec: ClusterSpec, store: Store) -> Result<Arc<Self>, ClusterError> {
         let start = |e: String| ClusterError::Start(e);
         let config = openraft::Config {
@@ -116,40 +123,67 @@ impl Cluster {
         }
         .validate()
         .map_err(|e| start(e.to_string()))?;
+        let local_id = identity::local_id(&raft_log::RaftLog::new(store.clone()))?;
+        identity::check_at_start(spec.node_id, &spec.peers, local_id.as_deref()).await?;
         let (sm, metadata) = StateMachine::open(store.clone()).map_err(start)?;
         let raft = Raft::new(
             spec.node_id,
             Arc::new(config),
             Network,
-            LogStore::new(store),
+            LogStore::new(store.clone()),
             sm,
         )
         .await
         .map_err(|e| start(e.to_string()))?;
-        let first = spec.peers.keys().next().copied();
-        let fresh = !raft
+        let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| start(e.to_string()))?;
-        if fresh && first == Some(spec.node_id) {
-            let members: BTreeMap<NodeId, BasicNode> = spec
-                .peers
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
-                .collect();
-            tracing::info!(members = ?spec.peers, "initialising a new cluster");
-            raft.initialize(members)
-                .await
-                .map_err(|e| start(e.to_string()))?;
-        }
         // Members need no registering: applying the membership entry makes them brokers.
-        Ok(Arc::new(Self {
+        let cluster = Arc::new(Self {
             node_id: spec.node_id,
             peers: spec.peers,
             raft,
             metadata,
             channels: network::calls::PeerChannels::new(PEER_CONNECT_TIMEOUT),
-        }))
+            store,
+            cluster_id: RwLock::new(local_id),
+            failed: watch::channel(None).0,
+        });
+        let c = Arc::clone(&cluster);
+        tokio::spawn(async move {
+            if let Err(e) = identity::maintain(Arc::clone(&c), initialized).await {
+                tracing::error!(error = %e, "this member cannot serve");
+                c.failed.send_replace(Some(e.to_string()));
+            }
+        });
+        Ok(cluster)
+    }
+
+    /// The cluster id in this member's data dir, once it founded or joined the cluster.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.cluster_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_cluster_id(&self, id: String) {
+        *self.cluster_id.write().unwrap_or_else(|e| e.into_inner()) = Some(id);
+    }
+
+    /// Resolves with the reason when this member must stop serving: its data dir turned out
+    /// to be wiped or another cluster's ([`identity`]).
+    pub async fn failed(&self) -> String {
+        let mut rx = self.failed.subscribe();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// Calls to other brokers, over one shared channel per broker.

@@ -15,6 +15,8 @@ pub enum RaftValue {
     Applied,
     /// The current snapshot (metadata and data).
     Snapshot,
+    /// The id of the cluster this data dir belongs to (`identity.rs`).
+    ClusterId,
 }
 
 /// Log entries live under `L` + index; values under `V` + a name (`value_key`), so the two
@@ -42,6 +44,7 @@ fn value_key(v: RaftValue) -> &'static [u8] {
         RaftValue::Purged => b"Vpurged",
         RaftValue::Applied => b"Vapplied",
         RaftValue::Snapshot => b"Vsnapshot",
+        RaftValue::ClusterId => b"Vcluster_id",
     }
 }
 

@@ -8,7 +8,7 @@
 //!   of leader or ISR; a change proposed against an older `partition_epoch` is refused (so a
 //!   deposed leader cannot shrink the ISR it no longer owns).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,14 @@ pub struct Metadata {
     /// version is refused, so two members changing users at once cannot lose one change.
     #[serde(default)]
     pub security_version: u64,
+    /// The cluster's id, set by the first [`Command::Join`] (docs/cluster.md, "Cluster
+    /// identity").
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    /// Members that have joined: each wrote the cluster id into its data dir. A member listed
+    /// here that starts with no cluster id lost its data, and is refused.
+    #[serde(default)]
+    pub joined: BTreeSet<NodeId>,
 }
 
 /// A change to the metadata (one raft log entry).
@@ -86,6 +94,12 @@ pub enum Command {
         leader: Option<NodeId>,
         isr: Vec<NodeId>,
     },
+    /// Member `id` has written `cluster_id` into its data dir. The first one sets the
+    /// cluster's id; a later one with another id is refused.
+    Join {
+        id: NodeId,
+        cluster_id: String,
+    },
     /// Replaces the users and ACLs, if they are still at version `base`.
     SetSecurity {
         base: u64,
@@ -102,6 +116,7 @@ impl Command {
         matches!(
             self,
             Command::RegisterBroker { .. }
+                | Command::Join { .. }
                 | Command::ChangePartition { .. }
                 | Command::SetSecurity { .. }
         )
@@ -130,6 +145,10 @@ pub enum Outcome {
     StaleSecurity {
         current: u64,
     },
+    /// A member joining with another cluster's id (the cluster's is `current`).
+    WrongCluster {
+        current: String,
+    },
 }
 
 impl Metadata {
@@ -157,6 +176,16 @@ impl Metadata {
                 self.brokers.insert(id, BrokerInfo { addr });
                 Outcome::Done
             }
+            Command::Join { id, cluster_id } => match &self.cluster_id {
+                Some(current) if *current != cluster_id => Outcome::WrongCluster {
+                    current: current.clone(),
+                },
+                _ => {
+                    self.cluster_id = Some(cluster_id);
+                    self.joined.insert(id);
+                    Outcome::Done
+                }
+            },
             Command::CreateTopic {
                 name,
                 config,
@@ -442,5 +471,31 @@ mod tests {
         assert_eq!(x, y);
         let json = serde_json::to_vec(&x).unwrap();
         assert_eq!(serde_json::from_slice::<Metadata>(&json).unwrap(), x);
+    }
+
+    #[test]
+    fn the_first_join_names_the_cluster_and_another_clusters_member_is_refused() {
+        let mut m = Metadata::default();
+        let join = |id, c: &str| Command::Join {
+            id,
+            cluster_id: c.into(),
+        };
+        assert_eq!(m.apply(join(1, "a")), Outcome::Done);
+        assert_eq!(m.apply(join(2, "a")), Outcome::Done);
+        // Again (a retry) changes nothing.
+        assert_eq!(m.apply(join(2, "a")), Outcome::Done);
+        assert!(join(2, "a").safe_to_repeat());
+        assert_eq!(
+            m.apply(join(3, "b")),
+            Outcome::WrongCluster {
+                current: "a".into()
+            }
+        );
+        assert_eq!(m.cluster_id.as_deref(), Some("a"));
+        assert_eq!(m.joined, BTreeSet::from([1, 2]));
+        // Metadata from before cluster ids reads with neither.
+        let old: Metadata =
+            serde_json::from_str(r#"{"brokers":{},"topics":{},"next_placement":0}"#).unwrap();
+        assert_eq!((old.cluster_id, old.joined.len()), (None, 0));
     }
 }

@@ -83,6 +83,8 @@ fn own_status(c: &Cluster) -> pb::NodeStatus {
         controller: v.controller.unwrap_or(0),
         term: v.term,
         applied_index: v.applied_index,
+        cluster_id: c.cluster_id().unwrap_or_default(),
+        joined: c.metadata().borrow().joined.iter().copied().collect(),
     }
 }
 

@@ -106,6 +106,9 @@ pub struct NodeStatus {
     pub term: u64,
     /// The last metadata log index the member applied.
     pub applied_index: u64,
+    /// The id of the cluster the member belongs to (`None` before it founded or joined one,
+    /// and on a standalone broker).
+    pub cluster_id: Option<String>,
 }
 
 /// What the broker's `grpc.health.v1` service says about a service ([`Admin::health`]).
@@ -353,6 +356,7 @@ impl Admin {
                 controller: (n.controller != 0).then_some(n.controller),
                 term: n.term,
                 applied_index: n.applied_index,
+                cluster_id: (!n.cluster_id.is_empty()).then_some(n.cluster_id),
             })
             .collect())
     }

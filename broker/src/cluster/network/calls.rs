@@ -109,11 +109,34 @@ impl StatusProbe {
 
     /// Whether the broker answered within `timeout`.
     pub async fn answers(&self, timeout: Duration) -> bool {
-        let mut client = self.client.clone();
-        tokio::time::timeout(timeout, client.get_node_status(pb::NodeStatusRequest {}))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        self.status(timeout).await.is_some()
     }
+
+    /// Which cluster the broker belongs to, if it answered within `timeout`.
+    pub async fn identity(&self, timeout: Duration) -> Option<MemberIdentity> {
+        self.status(timeout).await.map(|s| MemberIdentity {
+            cluster_id: s.cluster_id,
+            joined: s.joined,
+        })
+    }
+
+    async fn status(&self, timeout: Duration) -> Option<pb::NodeStatus> {
+        let mut client = self.client.clone();
+        match tokio::time::timeout(timeout, client.get_node_status(pb::NodeStatusRequest {})).await
+        {
+            Ok(Ok(r)) => Some(r.into_inner()),
+            _ => None,
+        }
+    }
+}
+
+/// What a member says of the cluster it belongs to (`identity.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberIdentity {
+    /// Empty before it founded or joined a cluster.
+    pub cluster_id: String,
+    /// The members that have joined the cluster, as it knows them.
+    pub joined: Vec<u64>,
 }
 
 /// Where a follower's copy of a partition stands, sent with each fetch.
