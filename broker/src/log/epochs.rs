@@ -150,15 +150,33 @@ impl PartitionLog {
             .skip(keep)
             .map(|s| s.base_offset)
             .collect();
-        let producers: Vec<(u64, Option<ProducerState>)> = state
+        let mut producers: Vec<(u64, ProducerState)> = state
             .producers
             .iter()
-            .filter(|(_, p)| p.recent.iter().any(|b| b.base_offset >= offset))
+            .filter(|(_, p)| p.recent.iter().any(|b| !b.is_anchor() && b.base_offset >= offset))
             .map(|(id, p)| {
                 let mut kept = p.clone();
-                kept.recent.retain(|b| b.base_offset < offset);
-                (*id, (!kept.recent.is_empty()).then_some(kept))
+                kept.recent.retain(|b| !b.is_anchor() && b.base_offset < offset);
+                (*id, kept)
             })
+            .collect();
+        // A producer whose remembered batches are all cut still has older ones kept: its
+        // sequence continues just before its first cut batch, found in the cut tail (a retry
+        // of it must be appended, not refused as out of order).
+        if producers.iter().any(|(_, p)| p.recent.is_empty()) {
+            let first_cut = self.first_sequences_from(offset, end)?;
+            for (id, p) in &mut producers {
+                if p.recent.is_empty()
+                    && let Some(&first) = first_cut.get(id)
+                    && first > 0
+                {
+                    p.recent.push_back(ProducerBatch::anchor(first - 1));
+                }
+            }
+        }
+        let producers: Vec<(u64, Option<ProducerState>)> = producers
+            .into_iter()
+            .map(|(id, p)| (id, (!p.recent.is_empty()).then_some(p)))
             .collect();
         let epochs: Vec<EpochStart> = state
             .epochs
@@ -191,6 +209,24 @@ impl PartitionLog {
         state.high_watermark = state.high_watermark.min(offset);
         self.publish(&state);
         Ok(offset)
+    }
+
+    /// Per idempotent producer, the first sequence of its first batch in `from..to`.
+    fn first_sequences_from(&self, from: u64, to: u64) -> Result<HashMap<u64, u32>, LogError> {
+        let mut first = HashMap::new();
+        for bytes in layout::read_batches(&self.store, self.key, from, to, usize::MAX)? {
+            let valid = batch::validate(&bytes, weir_common::limits::MAX_BATCH_BYTES).map_err(
+                |e| LogError::Corrupt {
+                    offset: from,
+                    reason: e.to_string(),
+                },
+            )?;
+            let h = &valid.header;
+            if h.producer_id != 0 && h.base_offset >= from {
+                first.entry(h.producer_id).or_insert(h.base_sequence);
+            }
+        }
+        Ok(first)
     }
 
     /// `seg` ending at `offset` (or at the start of the batch holding it): that offset and the

@@ -19,7 +19,9 @@ pub const PRODUCER_DEDUPE_WINDOW: usize = weir_common::limits::MAX_IN_FLIGHT_BAT
 /// `producer.id.expiration.ms` idea; longer than the default retention of a week).
 pub const PRODUCER_STATE_EXPIRY_MS: i64 = 7 * 24 * 3600 * 1000;
 
-/// One appended batch of a producer.
+/// One appended batch of a producer, or an *anchor* (`record_count` 0): where the producer's
+/// sequence stands when truncation dropped every batch it remembered (see
+/// [`ProducerBatch::anchor`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerBatch {
     pub first_seq: u32,
@@ -28,6 +30,26 @@ pub struct ProducerBatch {
     pub record_count: u32,
     /// The broker's stamp for log-append-time batches, else 0.
     pub log_append_time: i64,
+}
+
+impl ProducerBatch {
+    /// Stands for the producer's kept batches when truncation dropped all it remembered:
+    /// sequences are contiguous, so the kept ones end just before the first dropped one
+    /// (`last_seq`). It sets the next expected sequence but answers no retry (its offset is
+    /// unknown), and moves out of the window as later batches come.
+    pub fn anchor(last_seq: u32) -> Self {
+        Self {
+            first_seq: last_seq,
+            last_seq,
+            base_offset: 0,
+            record_count: 0,
+            log_append_time: 0,
+        }
+    }
+
+    pub fn is_anchor(&self) -> bool {
+        self.record_count == 0
+    }
 }
 
 /// A producer's recent history on one partition.
@@ -79,7 +101,7 @@ pub fn check(state: Option<&ProducerState>, first: u32, last: u32) -> SeqCheck {
     if let Some(b) = state
         .recent
         .iter()
-        .find(|b| b.first_seq == first && b.last_seq == last)
+        .find(|b| !b.is_anchor() && b.first_seq == first && b.last_seq == last)
     {
         return SeqCheck::Duplicate(*b);
     }
@@ -103,6 +125,17 @@ mod tests {
             record_count: count,
             log_append_time: 0,
         }
+    }
+
+    #[test]
+    fn an_anchor_sets_the_next_sequence_and_answers_no_retry() {
+        let mut s = ProducerState::default();
+        s.push(ProducerBatch::anchor(41), 1);
+        assert_eq!(s.expected(), 42);
+        assert_eq!(check(Some(&s), 42, 50), SeqCheck::Append);
+        assert_eq!(check(Some(&s), 41, 41), SeqCheck::OutOfOrder { expected: 42 });
+        s.push(batch(42, 9, 500), 2);
+        assert_eq!(check(Some(&s), 42, 50), SeqCheck::Duplicate(batch(42, 9, 500)));
     }
 
     #[test]

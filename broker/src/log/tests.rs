@@ -444,3 +444,75 @@ fn a_follower_that_led_an_epoch_without_writing_converges_with_its_new_leader() 
     let stored = layout::load_epochs(&follower.store, key).unwrap();
     assert_eq!(stored.last().map(|e| e.epoch), Some(4));
 }
+
+#[test]
+fn truncation_that_cuts_every_remembered_batch_of_a_producer_keeps_its_sequence() {
+    let d = tempfile::tempdir().unwrap();
+    let l = log(d.path());
+    // Producer 9 writes more batches than the window remembers: one record each.
+    let n = producers::PRODUCER_DEDUPE_WINDOW as u32 + 4;
+    for seq in 0..n {
+        let b = pending(TimestampType::CreateTime, &["v"], Some((9, seq)));
+        l.append_group(&[b], 5_000).unwrap()[0].as_ref().unwrap();
+    }
+    // A new leader had only the first 3: every batch this copy remembers is cut.
+    assert_eq!(l.truncate_to(3).unwrap(), 3);
+    // The producer retries what the leader does not have, from sequence 3: appended, not
+    // refused as out of order (the state used to be dropped, expecting sequence 0).
+    let retry = pending(TimestampType::CreateTime, &["v"], Some((9, 3)));
+    let a = l.append_group(&[retry], 6_000).unwrap();
+    assert_eq!(a[0].as_ref().unwrap().base_offset, 3);
+    let skip = pending(TimestampType::CreateTime, &["v"], Some((9, 9)));
+    assert!(matches!(
+        l.append_group(&[skip], 6_000).unwrap()[0],
+        Err(LogError::OutOfOrderSequence { expected: 4, .. })
+    ));
+    // The same after a restart, from the stored state.
+    drop(l);
+    let store = Store::open(d.path(), SyncMode::Never).unwrap();
+    let key = PartitionKey {
+        topic: 1,
+        partition: 0,
+    };
+    let producers = layout::load_producers(&store, key).unwrap();
+    assert_eq!(producers.len(), 1);
+    let truncated_again = {
+        // Cut the retried batch too: the anchor alone is left, still at sequence 2.
+        let mut segs: Vec<SegmentMeta> = layout::load_segments(&store, 1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        segs.sort_by_key(|s| s.base_offset);
+        let epochs = layout::load_epochs(&store, key).unwrap();
+        let again = PartitionLog::new(
+            store,
+            key,
+            TopicConfig {
+                partitions: 1,
+                retention_ms: None,
+                retention_bytes: None,
+                segment_bytes: 100,
+                segment_ms: i64::MAX,
+                min_insync_replicas: 1,
+            },
+            segs,
+            producers,
+            epochs,
+        );
+        let retry = pending(TimestampType::CreateTime, &["v"], Some((9, 3)));
+        assert_eq!(
+            again.append_group(&[retry], 7_000).unwrap()[0]
+                .as_ref()
+                .unwrap()
+                .base_offset,
+            3,
+            "a retry after the restart is answered with its offset"
+        );
+        assert_eq!(again.truncate_to(3).unwrap(), 3);
+        again
+    };
+    let retry = pending(TimestampType::CreateTime, &["v"], Some((9, 3)));
+    let a = truncated_again.append_group(&[retry], 8_000).unwrap();
+    assert_eq!(a[0].as_ref().unwrap().base_offset, 3);
+}
