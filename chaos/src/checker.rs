@@ -572,10 +572,10 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
                             .get(&(group.as_str(), member.as_str(), *partition))
                             .filter(|(e, _)| e == epoch)
                             .map(|(_, own_at)| vec![*own_at, other_at, at]),
-                        None => (!assigned_at
+                        None => assigned_at
                             .get(&(group.as_str(), process.as_str(), *partition))
-                            .is_some_and(|a| *a > other_at))
-                        .then(|| vec![other_at, at]),
+                            .is_none_or(|a| *a <= other_at)
+                            .then(|| vec![other_at, at]),
                     };
                     if let Some(evidence) = still_owner {
                         out.push(Anomaly {

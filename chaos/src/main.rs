@@ -51,8 +51,8 @@ enum Cmd {
         /// The broker binary (default: `weir-broker` next to this one).
         #[arg(long)]
         broker_bin: Option<PathBuf>,
-        /// Anomalies of this kind are shown but do not fail the run (e.g. `two-owners`, an
-        /// open finding: docs/reliability.md). Repeatable.
+        /// Anomalies of this kind are shown but do not fail the run (e.g. `two-owners`, while
+        /// investigating one). Repeatable.
         #[arg(long, value_name = "KIND")]
         tolerate: Vec<checker::Kind>,
     },

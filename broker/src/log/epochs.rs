@@ -153,10 +153,15 @@ impl PartitionLog {
         let mut producers: Vec<(u64, ProducerState)> = state
             .producers
             .iter()
-            .filter(|(_, p)| p.recent.iter().any(|b| !b.is_anchor() && b.base_offset >= offset))
+            .filter(|(_, p)| {
+                p.recent
+                    .iter()
+                    .any(|b| !b.is_anchor() && b.base_offset >= offset)
+            })
             .map(|(id, p)| {
                 let mut kept = p.clone();
-                kept.recent.retain(|b| !b.is_anchor() && b.base_offset < offset);
+                kept.recent
+                    .retain(|b| !b.is_anchor() && b.base_offset < offset);
                 (*id, kept)
             })
             .collect();
@@ -215,12 +220,13 @@ impl PartitionLog {
     fn first_sequences_from(&self, from: u64, to: u64) -> Result<HashMap<u64, u32>, LogError> {
         let mut first = HashMap::new();
         for bytes in layout::read_batches(&self.store, self.key, from, to, usize::MAX)? {
-            let valid = batch::validate(&bytes, weir_common::limits::MAX_BATCH_BYTES).map_err(
-                |e| LogError::Corrupt {
-                    offset: from,
-                    reason: e.to_string(),
-                },
-            )?;
+            let valid =
+                batch::validate(&bytes, weir_common::limits::MAX_BATCH_BYTES).map_err(|e| {
+                    LogError::Corrupt {
+                        offset: from,
+                        reason: e.to_string(),
+                    }
+                })?;
             let h = &valid.header;
             if h.producer_id != 0 && h.base_offset >= from {
                 first.entry(h.producer_id).or_insert(h.base_sequence);

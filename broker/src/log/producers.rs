@@ -133,9 +133,15 @@ mod tests {
         s.push(ProducerBatch::anchor(41), 1);
         assert_eq!(s.expected(), 42);
         assert_eq!(check(Some(&s), 42, 50), SeqCheck::Append);
-        assert_eq!(check(Some(&s), 41, 41), SeqCheck::OutOfOrder { expected: 42 });
+        assert_eq!(
+            check(Some(&s), 41, 41),
+            SeqCheck::OutOfOrder { expected: 42 }
+        );
         s.push(batch(42, 9, 500), 2);
-        assert_eq!(check(Some(&s), 42, 50), SeqCheck::Duplicate(batch(42, 9, 500)));
+        assert_eq!(
+            check(Some(&s), 42, 50),
+            SeqCheck::Duplicate(batch(42, 9, 500))
+        );
     }
 
     #[test]
