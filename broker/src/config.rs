@@ -56,6 +56,13 @@ pub const MAX_REPLICA_FETCH_WAIT_MS: u64 = 30_000;
 /// Cluster mode: how long a broker may not answer the controller's probes before it is
 /// fenced and its partitions fail over (Kafka's `broker.session.timeout.ms` is 9 s).
 pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 6_000;
+/// Cluster mode: how often the controller gives leadership back to each partition's
+/// preferred replica (the first of its replicas) when that one is alive and in sync again
+/// (Kafka's `auto.leader.rebalance.enable` with `leader.imbalance.check.interval.seconds`).
+/// 0 turns it off.
+pub const DEFAULT_LEADER_REBALANCE_INTERVAL_MS: u64 = 60_000;
+/// The shortest non-zero `--leader-rebalance-interval-ms` accepted.
+pub const MIN_LEADER_REBALANCE_INTERVAL_MS: u64 = 1_000;
 /// The shortest `--session-timeout-ms` accepted (the controller probes every 250 ms).
 pub const MIN_SESSION_TIMEOUT_MS: u64 = 1_000;
 
@@ -131,6 +138,10 @@ pub struct Args {
     /// and its partitions move to other in-sync replicas, in ms [default: 6000].
     #[arg(long, value_name = "MS")]
     pub session_timeout_ms: Option<u64>,
+    /// Cluster mode: how often the controller moves leadership back to each partition's
+    /// preferred replica once it is alive and in sync, in ms; 0: never [default: 60000].
+    #[arg(long, value_name = "MS")]
+    pub leader_rebalance_interval_ms: Option<u64>,
     /// Serve Prometheus metrics over HTTP at `http://HOST:PORT/metrics` (port 0 picks a free
     /// port). Off unless given.
     #[arg(long, value_name = "HOST:PORT")]
@@ -193,6 +204,8 @@ pub struct Config {
     pub replica_lag_max: Duration,
     pub replica_fetch_wait: Duration,
     pub session_timeout: Duration,
+    /// `None`: leadership is not moved back to preferred replicas.
+    pub leader_rebalance_interval: Option<Duration>,
     /// Where to serve `/metrics`; `None`: no metrics endpoint.
     pub metrics_listen: Option<String>,
     pub limits: RequestLimits,
@@ -363,6 +376,16 @@ impl Config {
                  less than --replica-lag-max-ms ({replica_lag_max_ms})"
             )));
         }
+        let rebalance_ms = pick!(
+            leader_rebalance_interval_ms,
+            DEFAULT_LEADER_REBALANCE_INTERVAL_MS
+        );
+        if rebalance_ms != 0 && rebalance_ms < MIN_LEADER_REBALANCE_INTERVAL_MS {
+            return Err(ConfigError::Invalid(format!(
+                "--leader-rebalance-interval-ms must be 0 (off) or at least \
+                 {MIN_LEADER_REBALANCE_INTERVAL_MS}"
+            )));
+        }
         let session_timeout_ms = pick!(session_timeout_ms, DEFAULT_SESSION_TIMEOUT_MS);
         if session_timeout_ms < MIN_SESSION_TIMEOUT_MS {
             return Err(ConfigError::Invalid(format!(
@@ -449,6 +472,8 @@ impl Config {
             replica_lag_max: Duration::from_millis(replica_lag_max_ms),
             replica_fetch_wait: Duration::from_millis(replica_fetch_wait_ms),
             session_timeout: Duration::from_millis(session_timeout_ms),
+            leader_rebalance_interval: (rebalance_ms > 0)
+                .then(|| Duration::from_millis(rebalance_ms)),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
             limits,
             tls,
@@ -561,6 +586,15 @@ mod tests {
         .unwrap();
         assert_eq!(w.replica_fetch_wait, Duration::from_secs(20));
         assert!(parse(&["--replica-fetch-wait-ms", "0"]).is_err());
+        assert_eq!(
+            d.leader_rebalance_interval,
+            Some(Duration::from_millis(DEFAULT_LEADER_REBALANCE_INTERVAL_MS))
+        );
+        let r = parse(&["--leader-rebalance-interval-ms", "5000"]).unwrap();
+        assert_eq!(r.leader_rebalance_interval, Some(Duration::from_secs(5)));
+        let off = parse(&["--leader-rebalance-interval-ms", "0"]).unwrap();
+        assert_eq!(off.leader_rebalance_interval, None);
+        assert!(parse(&["--leader-rebalance-interval-ms", "999"]).is_err());
         assert!(
             parse(&["--replica-fetch-wait-ms", "10000"]).is_err(),
             "not below the lag max"

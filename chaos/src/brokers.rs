@@ -10,12 +10,15 @@ use crate::net::Net;
 /// The port every broker listens on (each has an address of its own).
 pub const BROKER_PORT: u16 = 9292;
 
-/// Cluster timings for a run: failures are noticed within seconds.
+/// Cluster timings for a run: failures are noticed within seconds, and leadership goes back
+/// to preferred replicas every 10 s (more leader changes for the checker to judge).
 const BROKER_FLAGS: &[&str] = &[
     "--session-timeout-ms",
     "3000",
     "--replica-lag-max-ms",
     "3000",
+    "--leader-rebalance-interval-ms",
+    "10000",
 ];
 
 #[derive(Debug, thiserror::Error)]

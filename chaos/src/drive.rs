@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use weir::Client;
 
+use crate::availability::{self, Window};
 use crate::brokers::Brokers;
 use crate::faults::{Fault, schedule};
-use crate::history::Recorder;
+use crate::history::{Event, Recorder};
 use crate::net::Net;
 use crate::workload::{self, Sink};
 
@@ -119,15 +120,23 @@ pub async fn drive(plan: &Plan) -> anyhow::Result<BTreeMap<String, usize>> {
 
     let (sink, mut events) = Sink::new();
     let file = std::fs::File::create(history_path(&plan.dir)).context("creating the history")?;
-    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+    // Also notes when each acknowledgement arrived (seconds since the start), per partition.
+    type Acks = BTreeMap<u32, Vec<f64>>;
+    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, Acks)> {
         let mut rec = Recorder::new(BufWriter::new(file));
         let mut n = 0;
+        let mut acks = Acks::new();
         while let Some(e) = events.blocking_recv() {
+            if let Event::Ok { partition, .. } = &e {
+                acks.entry(*partition)
+                    .or_default()
+                    .push(start.elapsed().as_secs_f64());
+            }
             rec.record(&e)?;
             n += 1;
         }
         rec.flush()?;
-        Ok(n)
+        Ok((n, acks))
     });
 
     let up = wait_until("a controller", || async {
@@ -154,10 +163,12 @@ pub async fn drive(plan: &Plan) -> anyhow::Result<BTreeMap<String, usize>> {
     let mut readers = vec![workload::reader(&bootstrap, &sink, &reading)];
     readers.extend(workload::members(&bootstrap, &sink, &reading));
     log(start, "workloads started");
+    let producing_from = start.elapsed().as_secs_f64();
     tokio::time::sleep(SETTLE).await;
 
     let budget = plan.duration.saturating_sub(start.elapsed() + SETTLE * 2);
     let mut injected: BTreeMap<String, usize> = BTreeMap::new();
+    let mut windows: Vec<Window> = Vec::new();
     for step in schedule(plan.seed, plan.nodes, budget) {
         tokio::time::sleep(step.after).await;
         let node = match step.fault {
@@ -185,7 +196,8 @@ pub async fn drive(plan: &Plan) -> anyhow::Result<BTreeMap<String, usize>> {
             .chars()
             .take_while(|c| c.is_alphanumeric())
             .collect::<String>();
-        *injected.entry(kind).or_default() += 1;
+        *injected.entry(kind.clone()).or_default() += 1;
+        let fault_start = start.elapsed().as_secs_f64();
         match step.fault {
             Fault::Isolate(n) => net.isolate(n)?,
             Fault::IsolateController => net.isolate(node.unwrap_or(1))?,
@@ -205,11 +217,17 @@ pub async fn drive(plan: &Plan) -> anyhow::Result<BTreeMap<String, usize>> {
         tokio::time::sleep(step.hold).await;
         net.heal()?;
         brokers.heal()?;
+        windows.push(Window {
+            kind,
+            start: fault_start,
+            end: start.elapsed().as_secs_f64(),
+        });
         log(start, "healed");
     }
     net.heal()?;
     brokers.heal()?;
     tokio::time::sleep(SETTLE).await;
+    let producing_to = start.elapsed().as_secs_f64();
     producing.store(true, Ordering::Relaxed);
     for p in producers {
         let _ = p.await;
@@ -232,8 +250,12 @@ pub async fn drive(plan: &Plan) -> anyhow::Result<BTreeMap<String, usize>> {
         let _ = r.await;
     }
     drop(sink);
-    let events = writer.await??;
+    let (events, acks) = writer.await??;
     log(start, format!("history: {events} events"));
+    eprint!(
+        "{}",
+        availability::report(&acks, &windows, producing_from, producing_to)
+    );
     brokers.stop();
     Ok(injected)
 }

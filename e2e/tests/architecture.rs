@@ -106,7 +106,7 @@ const CONNECT: Rules = Rules {
 const CHAOS: Rules = Rules {
     src: "chaos/src",
     layers: &[
-        &["history", "net", "faults"],
+        &["history", "net", "faults", "availability"],
         &["checker", "brokers", "workload"],
         &["drive"],
     ],

@@ -1388,3 +1388,83 @@ async fn a_member_whose_data_dir_was_wiped_is_refused_with_a_clear_error() {
     let ids = cluster_ids(&c.brokers[1]).await;
     assert_eq!(ids.get(1), Some(&Some(id)), "{ids:?}");
 }
+
+/// Per partition of `topic` as `via` describes it: (leader, preferred replica, ISR).
+fn placement(via: &Broker, topic: &str) -> Vec<(String, String, String)> {
+    via.cli_ok(&["topic", "describe", topic])
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let preferred = f[4].split(',').next().unwrap_or_default();
+            (f[3].to_string(), preferred.to_string(), f[5].to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_spreads_again_when_a_failed_broker_returns() {
+    let mut c = three_with_a_controller_and(&[
+        "--session-timeout-ms",
+        "2000",
+        "--replica-lag-max-ms",
+        "2000",
+        "--leader-rebalance-interval-ms",
+        "1000",
+    ]);
+    c.brokers[0].cli_ok(&[
+        "topic",
+        "create",
+        "t",
+        "--partitions",
+        "6",
+        "--replication-factor",
+        "3",
+    ]);
+    // A group's commit creates `__consumer_offsets`: group coordination moves with it.
+    let client = c.brokers[0].client().await;
+    client
+        .admin()
+        .commit_offsets("g", "t", &[(0, 0)])
+        .await
+        .unwrap();
+    let spread = |p: &[(String, String, String)]| p.iter().all(|(l, pref, _)| l == pref);
+    for topic in ["t", "__consumer_offsets"] {
+        let p = placement(&c.brokers[0], topic);
+        assert!(spread(&p), "{topic} starts on its preferred leaders: {p:?}");
+    }
+    // Node 2 dies: its partitions fail over to the others.
+    c.brokers[1].kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = placement(&c.brokers[0], "t");
+        if p.iter().all(|(l, _, _)| l != "2" && l != "-") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failover: {p:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Back and in sync again, it leads what it is the preferred replica of: data and groups.
+    c.brokers[1].restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = placement(&c.brokers[0], "t");
+        let offsets = placement(&c.brokers[0], "__consumer_offsets");
+        if spread(&t) && spread(&offsets) {
+            assert!(t.iter().any(|(l, _, _)| l == "2"), "{t:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leadership did not spread again: {t:?} {offsets:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Nothing was lost on the way: the group's commit is still there.
+    let d = client.admin().describe_group("g").await.unwrap();
+    assert!(
+        d.partitions
+            .iter()
+            .any(|p| p.partition == 0 && p.committed_offset == Some(0)),
+        "{d:?}"
+    );
+}

@@ -59,6 +59,7 @@ pub struct Broker {
     replica_lag_max: Duration,
     replica_fetch_wait: Duration,
     session_timeout: Duration,
+    leader_rebalance_interval: Option<Duration>,
     /// Bytes of client produce batches that may be held at once (see [`Broker::produce_queued`]).
     produce_budget: Arc<Semaphore>,
     produce_budget_bytes: u32,
@@ -105,6 +106,7 @@ impl Broker {
             replica_lag_max: config.replica_lag_max,
             replica_fetch_wait: config.replica_fetch_wait,
             session_timeout: config.session_timeout,
+            leader_rebalance_interval: config.leader_rebalance_interval,
             produce_budget: Arc::new(Semaphore::new(budget as usize)),
             produce_budget_bytes: budget,
             security,
@@ -200,6 +202,7 @@ impl Broker {
         self.spawn_background(crate::cluster::controller::run(
             Arc::clone(&cluster),
             self.session_timeout,
+            self.leader_rebalance_interval,
         ));
         let this = Arc::clone(self);
         self.spawn_background(async move {

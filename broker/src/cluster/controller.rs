@@ -7,6 +7,13 @@
 //!
 //! A broker that just became controller counts every broker as seen at that moment, so it
 //! waits one session timeout before fencing anyone.
+//!
+//! Failovers pile leadership (and, through `__consumer_offsets`, group coordination) onto the
+//! brokers that stayed up. Every `--leader-rebalance-interval-ms` the controller gives each
+//! partition back to its preferred replica (the first of its replicas; placement spreads
+//! those over the brokers) when that replica is alive and in sync, as Kafka's
+//! `auto.leader.rebalance.enable` does. An in-sync replica has every acknowledged record, so
+//! the move loses none; unacknowledged ones the old leader holds are retried by producers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,13 +58,38 @@ pub fn elections(m: &Metadata, alive: impl Fn(NodeId) -> bool) -> Vec<Command> {
     out
 }
 
+/// The changes that give partitions back to their preferred replica: for each partition led
+/// by another broker whose preferred replica is alive and in its ISR.
+pub fn preferred_leaders(m: &Metadata, alive: impl Fn(NodeId) -> bool) -> Vec<Command> {
+    m.partitions()
+        .filter_map(|(name, i, p)| {
+            let preferred = *p.replicas.first()?;
+            let move_it = p.leader.is_some_and(|l| l != preferred)
+                && alive(preferred)
+                && p.isr.contains(&preferred);
+            move_it.then(|| Command::ChangePartition {
+                topic: name.clone(),
+                partition: i,
+                partition_epoch: p.partition_epoch,
+                leader: Some(preferred),
+                isr: p.isr.clone(),
+            })
+        })
+        .collect()
+}
+
 /// The controller's failover duty on this broker, for as long as the cluster lives (or the
-/// task is dropped).
-pub async fn run(cluster: Arc<Cluster>, session_timeout: Duration) {
+/// task is dropped); with `rebalance_every`, also preferred-leader rebalancing.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    session_timeout: Duration,
+    rebalance_every: Option<Duration>,
+) {
     let me = cluster.node_id();
     let mut probes: HashMap<NodeId, (String, StatusProbe)> = HashMap::new();
     let mut seen: HashMap<NodeId, Instant> = HashMap::new();
     let mut was_controller = false;
+    let mut last_rebalance = Instant::now();
     let mut tick = tokio::time::interval(PROBE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -73,6 +105,7 @@ pub async fn run(cluster: Arc<Cluster>, session_timeout: Duration) {
             // Everyone gets a full session from the moment this broker took over.
             seen = m.brokers.keys().map(|id| (*id, now)).collect();
             was_controller = true;
+            last_rebalance = now;
         }
         probe(&m, me, &mut probes, &mut seen, session_timeout).await;
         let now = Instant::now();
@@ -82,7 +115,26 @@ pub async fn run(cluster: Arc<Cluster>, session_timeout: Duration) {
                     .get(&id)
                     .is_some_and(|t| now.saturating_duration_since(*t) <= session_timeout)
         };
-        for cmd in elections(&m, alive) {
+        let failovers = elections(&m, alive);
+        // Rebalance only in a round without failovers: a fresh failover's ISR changes come
+        // first, and the next round sees them.
+        let rebalance = failovers.is_empty()
+            && rebalance_every.is_some_and(|every| now.duration_since(last_rebalance) >= every);
+        let moves = if rebalance {
+            last_rebalance = now;
+            preferred_leaders(&m, alive)
+        } else {
+            Vec::new()
+        };
+        for (cmd, failover, why) in failovers
+            .into_iter()
+            .map(|c| (c, true, "failing over a partition whose leader is gone"))
+            .chain(
+                moves
+                    .into_iter()
+                    .map(|c| (c, false, "giving a partition back to its preferred replica")),
+            )
+        {
             if let Command::ChangePartition {
                 topic,
                 partition,
@@ -90,12 +142,19 @@ pub async fn run(cluster: Arc<Cluster>, session_timeout: Duration) {
                 ..
             } = &cmd
             {
-                tracing::warn!(topic = %topic, partition, new_leader = ?leader, "failing over a partition whose leader is gone");
+                match failover {
+                    true => {
+                        tracing::warn!(topic = %topic, partition, new_leader = ?leader, "{why}")
+                    }
+                    false => {
+                        tracing::info!(topic = %topic, partition, new_leader = ?leader, "{why}")
+                    }
+                }
             }
             match cluster.propose_here(cmd).await {
                 Ok(Ok(Outcome::Done)) => {}
-                Ok(Ok(other)) => tracing::debug!(outcome = ?other, "failover change refused"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "failover change failed"),
+                Ok(Ok(other)) => tracing::debug!(outcome = ?other, "leadership change refused"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "leadership change failed"),
                 // No longer the controller: the new one takes over.
                 Err(_) => break,
             }
@@ -186,6 +245,25 @@ mod tests {
             "p1's leader lives; p2's only live in-sync replica is 2 (3 is not in sync)"
         );
         assert!(elections(&m, |_| true).is_empty());
+    }
+
+    #[test]
+    fn leadership_goes_back_to_a_preferred_replica_that_is_alive_and_in_sync() {
+        let m = metadata(vec![
+            // Failed over to 2; 1 is back and in sync: it leads again.
+            p(Some(2), &[1, 2, 3], &[2, 3, 1]),
+            // Already led by its preferred replica.
+            p(Some(2), &[2, 3, 1], &[2, 3, 1]),
+            // 3 is back but not in sync yet: it waits.
+            p(Some(1), &[3, 1, 2], &[1, 2]),
+            // No leader at all: elections' business, not a rebalance.
+            p(None, &[1, 2, 3], &[1]),
+        ]);
+        assert_eq!(
+            preferred_leaders(&m, |_| true),
+            vec![change(0, Some(1), &[2, 3, 1])]
+        );
+        assert!(preferred_leaders(&m, |id| id != 1).is_empty(), "1 is down");
     }
 
     #[test]
