@@ -210,6 +210,7 @@ pub async fn drive(plan: &Plan) -> anyhow::Result<BTreeMap<String, usize>> {
             Fault::OneWay { from, to } => net.drop_between(from, to)?,
             Fault::Lossy(n) => net.lossy(n, 30)?,
             Fault::Slow(n) => net.slow(n, 512)?,
+            Fault::Reorder(n) => net.reorder(n)?,
             Fault::Kill(n) => brokers.kill(n),
             Fault::KillLeader | Fault::KillController => brokers.kill(node.unwrap_or(1)),
             Fault::Pause(n) => brokers.pause(n)?,

@@ -212,6 +212,34 @@ impl Net {
         .map(drop)
     }
 
+    /// Reorders and delays what node `node` sends: packets with an odd IP id (every other
+    /// packet of a TCP connection) queue behind a 2 Mbit/s class, the others pass at once.
+    /// (This kernel has no `netem`; HTB and the `u32` classifier do it.)
+    pub fn reorder(&self, node: u8) -> Result<(), NetError> {
+        let ns = self.node_ns(node);
+        let tc = |args: &[&str]| {
+            let mut all = vec!["tc"];
+            all.extend_from_slice(args);
+            self.ns(&ns, &all).map(drop)
+        };
+        tc(&[
+            "qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "htb", "default", "10",
+            "r2q", "100000",
+        ])?;
+        tc(&[
+            "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:10", "htb", "rate",
+            "10gbit",
+        ])?;
+        tc(&[
+            "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:20", "htb", "rate",
+            "2mbit", "ceil", "2mbit",
+        ])?;
+        tc(&[
+            "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+            "match", "u16", "0x0001", "0x0001", "at", "4", "flowid", "1:20",
+        ])
+    }
+
     /// Undoes every network fault: links up, blackholes gone, no loss, no throttling.
     pub fn heal(&self) -> Result<(), NetError> {
         for node in 1..=self.nodes {
