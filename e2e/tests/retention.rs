@@ -99,7 +99,8 @@ async fn size_retention_keeps_the_newest_data() {
         .err()
         .expect("offset 0 was dropped");
     assert!(
-        matches!(err, weir::Error::OffsetOutOfRange { earliest: e, latest: 300, .. } if e == earliest),
+        // Retention may have dropped another segment since `earliest` was read.
+        matches!(err, weir::Error::OffsetOutOfRange { earliest: e, latest: 300, .. } if e >= earliest),
         "{err:?}"
     );
 }

@@ -36,6 +36,12 @@ pub const DEFAULT_BROKER: &str = "127.0.0.1:9292";
 /// How long requests routed to partition leaders keep retrying through leader changes.
 pub const ROUTE_RETRY_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// While requests are open on a connection, it is pinged this often (HTTP/2 PING)...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// ...and closed when a ping goes unanswered this long: a broker cut off by the network
+/// answers nothing and resets nothing, and without it every request waited out its own
+/// timeout (the producer's 30 s) before the client looked for the partition's new leader.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one broker may take to answer a metadata request before the next is asked.
 const METADATA_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
@@ -115,6 +121,8 @@ fn endpoint(addr: &str, tls: Option<&TlsConfig>) -> Result<Endpoint> {
     }
     Ok(ep
         .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES))

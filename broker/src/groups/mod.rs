@@ -135,8 +135,8 @@ pub enum ResetTo {
 pub struct GroupCoordinator {
     store: Store,
     groups: Mutex<BTreeMap<String, Arc<Mutex<Group>>>>,
-    /// Member ids are `m-<instance>-<n>`: unique within a broker run, and across runs (the
-    /// instance is the start time).
+    /// Member ids are `m-<instance>-<n>`: unique within a broker run, and across runs and
+    /// brokers (the instance is random, see [`instance_id`]).
     instance: u64,
     member_seq: AtomicU64,
     /// Ticks whenever some member may have lost partitions: group subscriptions re-check
@@ -215,6 +215,25 @@ fn check_topics(
     Ok(topics.iter().cloned().collect())
 }
 
+/// A random id for this coordinator's member ids. Member ids must differ across brokers: a
+/// member that keeps its id when its group's coordinator moves must be unknown to the new
+/// coordinator, never taken for another member. (It was the start time in ms, and the chaos
+/// harness found two brokers started in the same millisecond handing out the same ids: two
+/// consumers then heartbeated as one member and both owned its partitions.)
+fn instance_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::getrandom(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        // No randomness: the start time in ns and the process id, as unique as it gets.
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            nanos ^ (u64::from(std::process::id()) << 32)
+        }
+    }
+}
+
 impl GroupCoordinator {
     /// Loads every committed offset (dropping those of topics that no longer exist).
     pub fn recover(store: Store, topics: &TopicRegistry) -> Result<Self, BrokerError> {
@@ -243,9 +262,7 @@ impl GroupCoordinator {
             store::delete_offsets(&store, &keys)?;
         }
         tracing::info!(groups = groups.len(), "recovered consumer group offsets");
-        let instance = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let instance = instance_id();
         Ok(Self {
             store,
             groups: Mutex::new(
@@ -731,4 +748,14 @@ fn check_committable(topic: &Topic, partition: u32, offset: u64) -> Result<(), B
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod instance_tests {
+    #[test]
+    fn coordinators_started_together_hand_out_different_member_ids() {
+        // Two brokers starting in the same millisecond used to share one.
+        let ids: std::collections::HashSet<u64> = (0..100).map(|_| super::instance_id()).collect();
+        assert_eq!(ids.len(), 100);
+    }
 }
