@@ -281,8 +281,10 @@ pub fn check(history: &[Event]) -> Report {
                 seen.push(s);
                 consumer_reads.push(s);
             }
-            Event::Commit { .. } => {
-                report.commits += 1;
+            Event::Commit { uncertain, .. } => {
+                if !uncertain {
+                    report.commits += 1;
+                }
                 group_events.push(at);
             }
             Event::Assigned { .. } => group_events.push(at),
@@ -536,7 +538,15 @@ fn group(history: &[Event], events: &[usize], reads: &[Seen], out: &mut Vec<Anom
                 partition,
                 offset,
                 membership,
+                uncertain,
             } => {
+                // A commit whose outcome is unknown may have moved the group's offset, from
+                // which another member may start: nothing more is known of it.
+                if *uncertain {
+                    let c = committed.entry((group.as_str(), *partition)).or_insert(0);
+                    *c = (*c).max(*offset);
+                    continue;
+                }
                 // The next offset after what this member read of the partition before
                 // committing.
                 let read_up_to = read_to.get(&(process.as_str(), *partition)).copied();

@@ -66,6 +66,10 @@ pub enum Event {
         /// tells them. The broker bumps a member's epoch at each change of its assignment.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         membership: Option<(String, i64)>,
+        /// The commit got no answer (or an error): it may have been applied or not. Another
+        /// member may then start the partition from it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        uncertain: bool,
     },
     /// After every fault healed: the whole of `partition` from its first offset, as
     /// `(offset, value)`.

@@ -267,18 +267,18 @@ async fn member(index: usize, bootstrap: &str, sink: &Sink, stop: &AtomicBool) {
                     .into_iter()
                     .filter_map(|p| consumer.position(p).map(|o| (p, o)))
                     .collect();
-                if consumer.commit_offsets(offsets.clone()).await.is_ok() {
-                    // The membership the commit was accepted under (nothing ran in between).
-                    let membership = membership(&consumer);
-                    for (partition, offset) in offsets {
-                        sink.record(Event::Commit {
-                            process: process.clone(),
-                            group: GROUP.to_string(),
-                            partition,
-                            offset,
-                            membership: membership.clone(),
-                        });
-                    }
+                let accepted = consumer.commit_offsets(offsets.clone()).await.is_ok();
+                // The membership the commit was accepted under (nothing ran in between).
+                let membership = accepted.then(|| membership(&consumer)).flatten();
+                for (partition, offset) in offsets {
+                    sink.record(Event::Commit {
+                        process: process.clone(),
+                        group: GROUP.to_string(),
+                        partition,
+                        offset,
+                        membership: membership.clone(),
+                        uncertain: !accepted,
+                    });
                 }
                 since_commit = 0;
                 last_commit = tokio::time::Instant::now();

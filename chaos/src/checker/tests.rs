@@ -33,6 +33,7 @@ fn commit(p: &str, partition: u32, offset: u64) -> Event {
         partition,
         offset,
         membership: None,
+        uncertain: false,
     }
 }
 
@@ -44,6 +45,7 @@ fn commit_as(p: &str, member: &str, epoch: i64, partition: u32, offset: u64) -> 
         partition,
         offset,
         membership: Some((member.into(), epoch)),
+        uncertain: false,
     }
 }
 
@@ -295,4 +297,32 @@ fn with_member_epochs_two_owners_are_decided_by_commit_fencing() {
 fn a_partition_written_but_never_read_at_the_end_cannot_be_checked() {
     let h = vec![invoke("p0", 3, 1), ok("p0", 3, 1, 0)];
     assert_eq!(kinds(&h), vec![Kind::Incomplete]);
+}
+
+#[test]
+fn a_member_may_commit_from_where_an_uncertain_commit_of_another_left_the_group() {
+    // c1 read up to offset 1 and committed 2, but got no answer; c0, given the partition,
+    // starts from the group's committed offset 2 and commits it without reading anything.
+    let mut h = vec![
+        read("c1", 0, 0, 1),
+        read("c1", 0, 1, 2),
+        Event::Commit {
+            process: "c1".into(),
+            group: "g".into(),
+            partition: 0,
+            offset: 2,
+            membership: None,
+            uncertain: true,
+        },
+        commit_as("c0", "a", 1, 0, 2),
+    ];
+    assert!(
+        !kinds(&h).contains(&Kind::Group),
+        "{:?}",
+        check(&h).anomalies
+    );
+    assert_eq!(check(&h).commits, 1, "only answered commits count");
+    // Without it, the commit is past anything read.
+    h.remove(2);
+    assert!(kinds(&h).contains(&Kind::Group));
 }
