@@ -7,16 +7,31 @@ use weir_common::limits::DEFAULT_MAX_RECORD_BYTES;
 use super::*;
 use crate::storage::SyncMode;
 
-fn log(dir: &std::path::Path) -> PartitionLog {
-    let store = Store::open(dir, SyncMode::Never).expect("open store");
-    let config = TopicConfig {
+/// The test partition's config: segments of 100 bytes, so a batch or two rolls one.
+fn config() -> TopicConfig {
+    TopicConfig {
         partitions: 1,
         retention_ms: None,
         retention_bytes: None,
         segment_bytes: 100,
         segment_ms: i64::MAX,
         min_insync_replicas: 1,
-    };
+    }
+}
+
+/// The test partition's segments as stored, in offset order.
+fn stored_segments(store: &Store) -> Vec<SegmentMeta> {
+    let mut segs: Vec<SegmentMeta> = layout::load_segments(store, 1)
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    segs.sort_by_key(|s| s.base_offset);
+    segs
+}
+
+fn log(dir: &std::path::Path) -> PartitionLog {
+    let store = Store::open(dir, SyncMode::Never).expect("open store");
     let key = PartitionKey {
         topic: 1,
         partition: 0,
@@ -24,7 +39,7 @@ fn log(dir: &std::path::Path) -> PartitionLog {
     PartitionLog::new(
         store,
         key,
-        config,
+        config(),
         vec![SegmentMeta::empty_at(0, 0, i64::MIN)],
         vec![],
         vec![],
@@ -258,30 +273,11 @@ fn truncation_cuts_records_segments_index_producers_and_epochs_and_survives_a_re
         topic: 1,
         partition: 0,
     };
-    let mut loaded: Vec<SegmentMeta> = layout::load_segments(&store, 1)
-        .unwrap()
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
-    loaded.sort_by_key(|s| s.base_offset);
+    let loaded = stored_segments(&store);
     assert_eq!(loaded.last().unwrap().next_offset, 7);
     assert_eq!(layout::load_epochs(&store, key).unwrap(), epochs);
     let producers = layout::load_producers(&store, key).unwrap();
-    let again = PartitionLog::new(
-        store,
-        key,
-        TopicConfig {
-            partitions: 1,
-            retention_ms: None,
-            retention_bytes: None,
-            segment_bytes: 100,
-            segment_ms: i64::MAX,
-            min_insync_replicas: 1,
-        },
-        loaded,
-        producers,
-        epochs,
-    );
+    let again = PartitionLog::new(store, key, config(), loaded, producers, epochs);
     assert_eq!(again.bounds(), segs);
     let retry = pending(TimestampType::CreateTime, &["x"], Some((9, 6)));
     let a = again.append_group(&[retry], 7_000).unwrap();
@@ -478,28 +474,9 @@ fn truncation_that_cuts_every_remembered_batch_of_a_producer_keeps_its_sequence(
     assert_eq!(producers.len(), 1);
     let truncated_again = {
         // Cut the retried batch too: the anchor alone is left, still at sequence 2.
-        let mut segs: Vec<SegmentMeta> = layout::load_segments(&store, 1)
-            .unwrap()
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect();
-        segs.sort_by_key(|s| s.base_offset);
+        let segs = stored_segments(&store);
         let epochs = layout::load_epochs(&store, key).unwrap();
-        let again = PartitionLog::new(
-            store,
-            key,
-            TopicConfig {
-                partitions: 1,
-                retention_ms: None,
-                retention_bytes: None,
-                segment_bytes: 100,
-                segment_ms: i64::MAX,
-                min_insync_replicas: 1,
-            },
-            segs,
-            producers,
-            epochs,
-        );
+        let again = PartitionLog::new(store, key, config(), segs, producers, epochs);
         let retry = pending(TimestampType::CreateTime, &["v"], Some((9, 3)));
         assert_eq!(
             again.append_group(&[retry], 7_000).unwrap()[0]

@@ -508,9 +508,7 @@ impl Consumer {
             if !self.positions.is_empty() {
                 tracing::warn!(group = %g.name, "partitions lost with the group membership; not committing them");
             }
-            self.positions.clear();
-            self.buffered.clear();
-            g.committed.clear();
+            self.forget_positions();
         }
         let consumed = self.consumed_positions();
         let revoked: BTreeMap<u32, u64> = consumed
@@ -637,13 +635,21 @@ impl Consumer {
 
     /// A group consumer whose subscription was refused or ended because it no longer owns a
     /// partition: it stops reading everything and waits for its membership to settle.
-    fn lost_ownership(&mut self, e: &Error) {
-        tracing::warn!(error = %e, "the broker says this member no longer owns its partitions");
+    /// Drops every position, buffered record and remembered commit: the partitions are no
+    /// longer this member's to read from where it was.
+    fn forget_positions(&mut self) {
         self.positions.clear();
         self.buffered.clear();
-        self.feed = Feed::Idle;
         if let Some(g) = &mut self.group {
             g.committed.clear();
+        }
+    }
+
+    fn lost_ownership(&mut self, e: &Error) {
+        tracing::warn!(error = %e, "the broker says this member no longer owns its partitions");
+        self.forget_positions();
+        self.feed = Feed::Idle;
+        if let Some(g) = &self.group {
             let _ = g.commands.send(Command::Applied {
                 owned: BTreeSet::new(),
             });
