@@ -131,7 +131,12 @@ pub async fn run(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
         }
         PluginCommand::List => {
             for p in admin.list_plugins().await? {
-                writeln!(out, "{}\t{}\t{}", p.name, p.kind, p.size_bytes)?;
+                let sha = p.sha256.get(..12).unwrap_or(&p.sha256);
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\tv{}\t{sha}",
+                    p.name, p.kind, p.size_bytes, p.version
+                )?;
             }
         }
         PluginCommand::Delete { name } => admin.delete_plugin(&name).await?,

@@ -983,9 +983,9 @@ fn a_plugin_registered_through_one_broker_runs_at_every_partitions_leader() {
     assert_eq!(leaders.len(), 3, "{m:?}");
     let wasm = weir_e2e::example_plugin("uppercase");
     c.brokers[1].cli_ok(&["plugin", "register", "uppercase", wasm.to_str().unwrap()]);
+    let listed = plugin_list(&c.brokers[1]);
     for b in &c.brokers {
-        let l = b.cli_ok(&["plugin", "list"]);
-        assert!(l.contains("uppercase"), "{}", b.addr);
+        until_plugins_listed(b, &listed);
     }
     produce_keyed(&c.brokers[0], "pl", 0, 30);
     let out = c.brokers[2].cli_ok(&[
@@ -1022,12 +1022,120 @@ fn a_plugin_registered_through_one_broker_runs_at_every_partitions_leader() {
 
     c.brokers[0].cli_ok(&["plugin", "delete", "uppercase"]);
     for b in &c.brokers {
+        until_plugins_listed(b, &[]);
+    }
+}
+
+/// `weir plugin list` through `b`, as its lines.
+fn plugin_list(b: &Broker) -> Vec<String> {
+    b.cli_ok(&["plugin", "list"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits (up to 20 s) until `b` lists exactly `want`: metadata reaches members in turn.
+fn until_plugins_listed(b: &Broker, want: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = plugin_list(b);
+        if got == want {
+            return;
+        }
         assert!(
-            !b.cli_ok(&["plugin", "list"]).contains("uppercase"),
-            "{}",
+            Instant::now() < deadline,
+            "{} lists {got:?}, not {want:?}",
             b.addr
         );
+        std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_broker_down_while_a_plugin_is_registered_or_replaced_fetches_it_when_it_returns() {
+    let mut c = three_with_a_controller();
+    let (_, members) = status(&c.brokers[0]);
+    let controller = controllers(&members)[0] as usize - 1;
+    // A member that is not the controller goes down; another takes the registrations.
+    let victim = (controller + 1) % 3;
+    let via = (controller + 2) % 3;
+    c.brokers[victim].kill9();
+
+    let wasm = weir_e2e::example_plugin("uppercase");
+    let out = c.brokers[via].cli_ok(&["plugin", "register", "p", wasm.to_str().unwrap()]);
+    assert!(out.starts_with("registered plugin p (map, "), "{out}");
+    c.brokers[victim].restart();
+
+    // It catches up on the registry and the module: the same list on every member.
+    let listed = plugin_list(&c.brokers[via]);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].starts_with("p\tmap\t"), "{listed:?}");
+    assert!(listed[0].contains("\tv1\t"), "{listed:?}");
+    until_plugins_listed(&c.brokers[victim], &listed);
+
+    // Each broker leads one partition; the returned one runs the chain for its own.
+    c.brokers[via].cli_ok(&["topic", "create", "late", "--partitions", "3"]);
+    let m = metadata(&c.brokers[via], &["late"]);
+    let leaders: std::collections::BTreeSet<u64> = m.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.leader.unwrap())
+        .collect();
+    assert_eq!(leaders.len(), 3, "{m:?}");
+    produce_keyed(&c.brokers[via], "late", 0, 30);
+    let consume = |b: &Broker, plugin: &str| -> Vec<String> {
+        let out = b.cli_ok(&[
+            "consume",
+            "late",
+            "--from",
+            "earliest",
+            "--plugin",
+            plugin,
+            "--idle-timeout",
+            "2000",
+        ]);
+        let mut got: Vec<String> = out.lines().map(str::to_string).collect();
+        got.sort();
+        got
+    };
+    let mut want: Vec<String> = (0..30).map(|i| format!("V{i}")).collect();
+    want.sort();
+    assert_eq!(consume(&c.brokers[victim], "p"), want);
+
+    // Replaced while the same member is down: it comes back to version 2, and new
+    // subscriptions everywhere run the new module (a filter now).
+    c.brokers[victim].kill9();
+    let filter = weir_e2e::example_plugin("filter-contains");
+    let out = c.brokers[via].cli_ok(&[
+        "plugin",
+        "register",
+        "p",
+        filter.to_str().unwrap(),
+        "--replace",
+    ]);
+    assert!(out.starts_with("replaced plugin p (filter, "), "{out}");
+    c.brokers[victim].restart();
+    let listed = plugin_list(&c.brokers[via]);
+    assert!(listed[0].starts_with("p\tfilter\t"), "{listed:?}");
+    assert!(listed[0].contains("\tv2\t"), "{listed:?}");
+    until_plugins_listed(&c.brokers[victim], &listed);
+    let mut want: Vec<String> = std::iter::once(1)
+        .chain(10..20)
+        .map(|i| format!("v{i}"))
+        .collect();
+    want.sort();
+    for b in &c.brokers {
+        assert_eq!(consume(b, r#"p={"substring":"v1"}"#), want, "{}", b.addr);
+    }
+
+    // Deleted through the returned member: gone everywhere, and a chain naming it fails.
+    c.brokers[victim].cli_ok(&["plugin", "delete", "p"]);
+    assert!(plugin_list(&c.brokers[victim]).is_empty());
+    for b in &c.brokers {
+        until_plugins_listed(b, &[]);
+    }
+    let out = c.brokers[via].cli(&["consume", "late", "--plugin", "p", "--idle-timeout", "500"]);
+    assert!(!out.status.success());
 }
 
 /// How long an idle follower's fetch waits at its leader in

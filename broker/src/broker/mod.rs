@@ -78,7 +78,7 @@ impl Broker {
         let store = Store::open(&config.data_dir.join("db"), config.fsync.sync_mode())?;
         let topics = Arc::new(TopicRegistry::recover(store.clone())?);
         let groups = GroupCoordinator::recover(store.clone(), &topics)?;
-        let plugins = PluginRegistry::recover(store.clone())?;
+        let plugins = PluginRegistry::recover(store.clone(), config.cluster.is_some())?;
         let deps = PipelineEnv {
             topics: &topics,
             plugins: &plugins,
@@ -187,6 +187,7 @@ impl Broker {
         }
         self.groups.replicate();
         self.replicate_security(&cluster);
+        self.follow_plugins(&cluster);
         self.spawn_checkpoints();
         // The metadata once applied here: local copies exist for every topic it names, so
         // the replica fetchers that follow it find the partitions they are to fetch.

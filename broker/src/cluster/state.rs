@@ -43,6 +43,23 @@ pub struct TopicState {
     pub partitions: Vec<PartitionState>,
 }
 
+/// A registered plugin (docs/cluster.md, "Plugins"): the module itself is not here but on
+/// the members, found by its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginEntry {
+    /// Lowercase hex SHA-256 of the module.
+    pub sha256: String,
+    /// The kind's ABI code (`PluginKind::code`).
+    pub kind: u8,
+    pub size_bytes: u64,
+    pub created_ms: i64,
+    pub memory_bytes: u64,
+    pub call_timeout_ms: u64,
+    pub output_bytes: u64,
+    /// 1 when registered, one more with each replacement (set when applied).
+    pub version: u64,
+}
+
 /// The whole replicated metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -66,6 +83,9 @@ pub struct Metadata {
     /// here that starts with no cluster id lost its data, and is refused.
     #[serde(default)]
     pub joined: BTreeSet<NodeId>,
+    /// Registered plugins by name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginEntry>,
 }
 
 /// A change to the metadata (one raft log entry).
@@ -99,6 +119,16 @@ pub enum Command {
     Join {
         id: NodeId,
         cluster_id: String,
+    },
+    /// Registers plugin `name` (`replace`: replaces its module, which must exist). The
+    /// module was put on a majority of the members before this was proposed.
+    PutPlugin {
+        name: String,
+        entry: PluginEntry,
+        replace: bool,
+    },
+    DeletePlugin {
+        name: String,
     },
     /// Replaces the users and ACLs, if they are still at version `base`.
     SetSecurity {
@@ -149,6 +179,12 @@ pub enum Outcome {
     WrongCluster {
         current: String,
     },
+    /// The plugin is registered, now at `version`.
+    PluginRegistered {
+        version: u64,
+    },
+    PluginExists,
+    PluginNotFound,
 }
 
 impl Metadata {
@@ -229,6 +265,25 @@ impl Metadata {
                 p.partition_epoch += 1;
                 Outcome::Done
             }
+            Command::PutPlugin {
+                name,
+                mut entry,
+                replace,
+            } => {
+                let current = self.plugins.get(&name).map(|p| p.version);
+                entry.version = match (current, replace) {
+                    (Some(_), false) => return Outcome::PluginExists,
+                    (None, true) => return Outcome::PluginNotFound,
+                    (v, _) => v.map_or(1, |v| v + 1),
+                };
+                let version = entry.version;
+                self.plugins.insert(name, entry);
+                Outcome::PluginRegistered { version }
+            }
+            Command::DeletePlugin { name } => match self.plugins.remove(&name) {
+                Some(_) => Outcome::Done,
+                None => Outcome::PluginNotFound,
+            },
             Command::SetSecurity { base, state } => {
                 if base != self.security_version {
                     return Outcome::StaleSecurity {
@@ -471,6 +526,47 @@ mod tests {
         assert_eq!(x, y);
         let json = serde_json::to_vec(&x).unwrap();
         assert_eq!(serde_json::from_slice::<Metadata>(&json).unwrap(), x);
+    }
+
+    #[test]
+    fn plugins_are_registered_replaced_and_deleted_by_name() {
+        let mut m = three_brokers();
+        let entry = |sha: &str| PluginEntry {
+            sha256: sha.into(),
+            kind: 2,
+            size_bytes: 10,
+            created_ms: 1,
+            memory_bytes: 1 << 20,
+            call_timeout_ms: 100,
+            output_bytes: 1 << 20,
+            version: 0,
+        };
+        let put = |sha: &str, replace| Command::PutPlugin {
+            name: "up".into(),
+            entry: entry(sha),
+            replace,
+        };
+        assert_eq!(m.apply(put("a", true)), Outcome::PluginNotFound);
+        assert_eq!(
+            m.apply(put("a", false)),
+            Outcome::PluginRegistered { version: 1 }
+        );
+        assert_eq!(m.apply(put("b", false)), Outcome::PluginExists);
+        assert_eq!(m.plugins["up"].sha256, "a");
+        assert_eq!(
+            m.apply(put("b", true)),
+            Outcome::PluginRegistered { version: 2 }
+        );
+        assert_eq!(
+            (m.plugins["up"].sha256.as_str(), m.plugins["up"].version),
+            ("b", 2)
+        );
+        let json = serde_json::to_vec(&m).unwrap();
+        assert_eq!(serde_json::from_slice::<Metadata>(&json).unwrap(), m);
+        let delete = || Command::DeletePlugin { name: "up".into() };
+        assert_eq!(m.apply(delete()), Outcome::Done);
+        assert_eq!(m.apply(delete()), Outcome::PluginNotFound);
+        assert!(m.plugins.is_empty());
     }
 
     #[test]

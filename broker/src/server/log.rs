@@ -163,7 +163,7 @@ pub(super) async fn chain_of(
                 u.params.len()
             )));
         }
-        resolved.push((broker.plugin(&u.name)?, u.params.into_bytes()));
+        resolved.push((broker.plugin(&u.name).await?, u.params.into_bytes()));
     }
     tokio::task::spawn_blocking(move || Chain::new(resolved, first))
         .await

@@ -312,6 +312,7 @@ pub async fn serve(
             Arc::clone(&broker),
             stop_rx.clone(),
         ))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES)
     });
     let raft = cluster.map(|c| {

@@ -36,6 +36,8 @@ fn info_pb(p: &PluginInfo) -> pb::PluginInfo {
         memory_limit_bytes: p.limits.memory_bytes as u64,
         call_timeout_ms: p.limits.call_timeout_ms,
         max_output_bytes: p.limits.output_bytes as u64,
+        sha256: p.sha256.clone(),
+        version: p.version,
     }
 }
 

@@ -158,4 +158,37 @@ impl pb::replication_server::Replication for ReplicationService {
         let partitions = self.read_round(req.follower, &req.partitions, budget).await;
         Ok(Response::new(pb::ReplicaFetchResponse { partitions }))
     }
+
+    async fn put_plugin_module(
+        &self,
+        req: Request<pb::PluginModule>,
+    ) -> Result<Response<pb::PutPluginModuleResponse>, Status> {
+        let m = req.into_inner();
+        self.broker
+            .put_plugin_module(m.sha256, m.wasm)
+            .await
+            .map_err(super::status_of)?;
+        Ok(Response::new(pb::PutPluginModuleResponse {}))
+    }
+
+    async fn get_plugin_module(
+        &self,
+        req: Request<pb::GetPluginModuleRequest>,
+    ) -> Result<Response<pb::PluginModule>, Status> {
+        let sha256 = req.into_inner().sha256;
+        match self
+            .broker
+            .plugin_module(sha256.clone())
+            .await
+            .map_err(super::status_of)?
+        {
+            Some(wasm) => Ok(Response::new(pb::PluginModule {
+                sha256,
+                wasm: wasm.into(),
+            })),
+            None => Err(Status::not_found(format!(
+                "this broker does not hold plugin module {sha256}"
+            ))),
+        }
+    }
 }

@@ -42,10 +42,13 @@ pub enum Cf {
     Raft,
     /// Cluster mode: each partition's leader-epoch history.
     Epochs,
+    /// Cluster mode: plugin modules by the SHA-256 of their bytes (the registry itself is in
+    /// the replicated metadata).
+    Modules,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 10] = [
+    pub const ALL: [Cf; 11] = [
         Cf::Records,
         Cf::Segments,
         Cf::TimeIndex,
@@ -56,6 +59,7 @@ impl Cf {
         Cf::Pipelines,
         Cf::Raft,
         Cf::Epochs,
+        Cf::Modules,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +74,7 @@ impl Cf {
             Cf::Pipelines => "pipelines",
             Cf::Raft => "raft",
             Cf::Epochs => "epochs",
+            Cf::Modules => "modules",
         }
     }
 }

@@ -12,7 +12,7 @@ use weir_proto::v1 as pb;
 use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::topics_client::TopicsClient;
 
-use crate::client::{Client, log_rpc, plugins_rpc, topics_rpc};
+use crate::client::{Client, log_rpc, topics_rpc};
 use crate::error::{Error, Result};
 use crate::start::StartFrom;
 

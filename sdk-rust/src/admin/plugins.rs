@@ -1,4 +1,5 @@
-//! Plugins: register (or replace), list, delete, on every broker of a cluster.
+//! Plugins: register (or replace), list, delete; in a cluster, the same registry on every
+//! member.
 
 use super::*;
 
@@ -19,6 +20,10 @@ pub struct PluginInfo {
     pub call_timeout_ms: u64,
     /// Largest output of one call.
     pub max_output_bytes: u64,
+    /// SHA-256 of the module, lowercase hex.
+    pub sha256: String,
+    /// 1 when registered, +1 on each replacement.
+    pub version: u64,
 }
 
 /// Sandbox limits of a plugin, set when it is registered; `None` takes the broker's default
@@ -42,6 +47,8 @@ fn plugin_of(p: pb::PluginInfo) -> PluginInfo {
         memory_limit_bytes: p.memory_limit_bytes,
         call_timeout_ms: p.call_timeout_ms,
         max_output_bytes: p.max_output_bytes,
+        sha256: p.sha256,
+        version: p.version,
     }
 }
 
@@ -59,9 +66,9 @@ impl Admin {
     }
 
     /// Replaces the module of an existing plugin (fails with
-    /// [`Error::PluginNotFound`](crate::Error::PluginNotFound) if there is none). Consumers
-    /// already using it keep the old module; pipelines take the new one when they start or
-    /// are resumed.
+    /// [`Error::PluginNotFound`](crate::Error::PluginNotFound) if there is none) and bumps
+    /// its version. Subscriptions already using it keep the old module until they end; new
+    /// ones, and pipelines when they start or are resumed, take the new one.
     pub async fn replace_plugin(
         &self,
         name: &str,
@@ -73,9 +80,8 @@ impl Admin {
 
     /// Registers (or, with `replace`, replaces) a plugin with its own sandbox limits.
     /// Limits out of range are [`Error::InvalidArgument`](crate::Error::InvalidArgument).
-    /// In a cluster the module goes to every broker (consume-time chains run at partition
-    /// leaders); the bootstrap broker's answer decides, the others take the module whether
-    /// or not they had the plugin. Deleting goes to every broker too.
+    /// In a cluster any member takes the call: the registry is replicated metadata and the
+    /// module reaches every member by its SHA-256 (docs/cluster.md, "Plugins").
     pub async fn register_plugin_with(
         &self,
         name: &str,
@@ -91,50 +97,13 @@ impl Admin {
             call_timeout_ms: limits.call_timeout_ms.unwrap_or(0),
             max_output_bytes: limits.max_output_bytes.unwrap_or(0),
         };
-        // The bootstrap broker's answer (exists, not found, invalid) is the caller's.
         let resp = self
             .client
             .plugins_rpc()
-            .register_plugin(req.clone())
+            .register_plugin(req)
             .await?
             .into_inner();
-        // In a cluster every broker gets the module: consume-time chains run at partition
-        // leaders. The others take it whether or not they had the plugin.
-        for route in self.other_brokers().await? {
-            let mut rpc = plugins_rpc(route.channel);
-            let upsert = pb::RegisterPluginRequest {
-                replace: true,
-                ..req.clone()
-            };
-            let done = match rpc
-                .register_plugin(upsert.clone())
-                .await
-                .map_err(Error::from)
-            {
-                Err(Error::PluginNotFound(_)) => rpc
-                    .register_plugin(pb::RegisterPluginRequest {
-                        replace: false,
-                        ..upsert
-                    })
-                    .await
-                    .map_err(Error::from),
-                other => other,
-            };
-            done.map_err(|e| partly_done(&route.addr, "registered", e))?;
-        }
         Ok(plugin_of(resp.plugin.unwrap_or_default()))
-    }
-
-    /// Cluster mode: every broker but the bootstrap one (none standalone).
-    async fn other_brokers(&self) -> Result<Vec<crate::client::Route>> {
-        let bootstrap = self.client.addr();
-        Ok(self
-            .client
-            .broker_routes()
-            .await?
-            .into_iter()
-            .filter(|r| *r.addr != *bootstrap)
-            .collect())
     }
 
     /// Every registered plugin, by name.
@@ -154,24 +123,7 @@ impl Admin {
         let req = pb::DeletePluginRequest {
             name: name.to_string(),
         };
-        self.client.plugins_rpc().delete_plugin(req.clone()).await?;
-        for route in self.other_brokers().await? {
-            match plugins_rpc(route.channel)
-                .delete_plugin(req.clone())
-                .await
-                .map_err(Error::from)
-            {
-                Ok(_) | Err(Error::PluginNotFound(_)) => {}
-                Err(e) => return Err(partly_done(&route.addr, "deleted", e)),
-            }
-        }
+        self.client.plugins_rpc().delete_plugin(req).await?;
         Ok(())
     }
-}
-
-/// A cluster-wide plugin change that reached the bootstrap broker but not broker `addr`.
-fn partly_done(addr: &str, what: &str, e: Error) -> Error {
-    Error::Broker(format!(
-        "the plugin was {what} on the bootstrap broker but not on broker {addr} ({e}); repeat the command once it is back (register with replace)"
-    ))
 }

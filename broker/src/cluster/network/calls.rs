@@ -93,6 +93,56 @@ impl PeerChannels {
     }
 }
 
+impl PeerChannels {
+    fn replication(&self, addr: &str) -> Result<ReplicationClient<Channel>, String> {
+        Ok(ReplicationClient::new(self.channel(addr)?)
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_REQUEST_BYTES))
+    }
+
+    /// Puts a plugin module on the broker at `addr`, waiting at most `timeout`.
+    pub async fn put_plugin_module(
+        &self,
+        addr: &str,
+        sha256: &str,
+        wasm: Bytes,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let req = pb::PluginModule {
+            sha256: sha256.to_string(),
+            wasm,
+        };
+        let mut client = self.replication(addr)?;
+        tokio::time::timeout(timeout, client.put_plugin_module(req))
+            .await
+            .map_err(|_| "no answer".to_string())?
+            .map_err(|s| s.message().to_string())?;
+        Ok(())
+    }
+
+    /// The plugin module `sha256` as the broker at `addr` holds it (`None`: it does not),
+    /// waiting at most `timeout`. The bytes are not checked here.
+    pub async fn get_plugin_module(
+        &self,
+        addr: &str,
+        sha256: &str,
+        timeout: Duration,
+    ) -> Result<Option<Bytes>, String> {
+        let req = pb::GetPluginModuleRequest {
+            sha256: sha256.to_string(),
+        };
+        let mut client = self.replication(addr)?;
+        match tokio::time::timeout(timeout, client.get_plugin_module(req))
+            .await
+            .map_err(|_| "no answer".to_string())?
+        {
+            Ok(m) => Ok(Some(m.into_inner().wasm)),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(s.message().to_string()),
+        }
+    }
+}
+
 /// The controller's probe of one broker: does it answer a status request in time?
 #[derive(Clone)]
 pub struct StatusProbe {
