@@ -1,4 +1,4 @@
-//! The host side of the plugin ABI (version 2, `plugins/ABI.md`): lays out a call's input —
+//! The host side of the plugin ABI (versions 2 and 3, `plugins/ABI.md`): lays out a call's input —
 //! the stored batches themselves, copied once into guest memory — and turns what comes back,
 //! read strictly in place (the guest is untrusted), into output batches.
 
@@ -8,8 +8,11 @@ use weir_common::batch::{
 };
 use weir_common::limits::{MAX_HEADERS_PER_RECORD, PLUGIN_OUTPUT_BATCH_BYTES};
 
-/// Exported constant the host checks (`weir_abi_version`).
-pub const ABI_VERSION: i32 = 2;
+/// The ABI version the guest SDK builds (`weir_abi_version`): 3 adds the failure exports
+/// (`weir_offset`, `weir_panic_ptr`, `weir_panic_len`).
+pub const ABI_VERSION: i32 = 3;
+/// The oldest version the host still runs: version 2 modules have no failure exports.
+pub const MIN_ABI_VERSION: i32 = 2;
 
 const NO_KEY: u32 = u32::MAX;
 const ENTRY_KEEP: u8 = 0;

@@ -553,3 +553,76 @@ async fn transform_runs_a_chain_over_records_the_caller_sends_and_stores_nothing
     assert!(client.admin().list_topics().await.unwrap().is_empty());
     assert_eq!(t.apply(input(&["b"])).await.unwrap().len(), 1);
 }
+
+#[test]
+fn a_failing_plugin_names_itself_the_offset_and_its_panic_message() {
+    let broker = Broker::start();
+    for t in ["t", "t2", "out"] {
+        broker.cli_ok(&["topic", "create", t]);
+    }
+    broker.cli_ok(&[
+        "plugin",
+        "register",
+        "faulty",
+        example_plugin("faulty").to_str().unwrap(),
+    ]);
+    let produced = broker.cli_with_stdin(&["produce", "t"], b"a\nb\npanic\nerror\n");
+    assert!(produced.status.success());
+    let produced = broker.cli_with_stdin(&["produce", "t2"], b"a\nerror\nb\n");
+    assert!(produced.status.success());
+    let consume = |topic: &str| {
+        let out = broker.cli(&[
+            "consume",
+            topic,
+            "--from",
+            "earliest",
+            "--plugin",
+            "faulty",
+            "--idle-timeout",
+            "2000",
+        ]);
+        assert!(!out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // The guest SDK's panic hook leaves the message where the broker reads it after the trap.
+    let err = consume("t");
+    assert!(
+        err.contains(
+            "plugin \"faulty\" panicked at offset 2: index out of bounds: the len is 3 but the index is 5 ("
+        ),
+        "{err}"
+    );
+    assert!(err.contains("src/lib.rs:"), "{err}");
+    let err = consume("t2");
+    assert!(
+        err.contains("plugin \"faulty\" failed at offset 1: asked to fail"),
+        "{err}"
+    );
+    // A pipeline's failure says the same.
+    broker.cli_ok(&[
+        "pipeline", "create", "p", "--from", "t", "--to", "out", "--plugin", "faulty",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let described = loop {
+        let d = broker.cli_ok(&["pipeline", "describe", "p"]);
+        if d.contains("status\tfailed") {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "{d}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        described.contains("plugin \"faulty\" panicked at offset 2: index out of bounds"),
+        "{described}"
+    );
+    // And the broker serves on.
+    let out = broker.cli_ok(&[
+        "consume",
+        "t2",
+        "--from",
+        "earliest",
+        "--idle-timeout",
+        "1000",
+    ]);
+    assert_eq!(out, "a\nerror\nb\n");
+}

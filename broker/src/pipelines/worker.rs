@@ -141,7 +141,18 @@ fn round(
         Some(s) => s,
         None => stages.insert(instantiate(ctx, progress)?),
     };
-    let staged = chain::run_stages(stages, read.batches, from).map_err(|e| e.to_string())?;
+    let staged = chain::run_stages(stages, read.batches, from).map_err(|e| {
+        tracing::warn!(
+            pipeline = %ctx.name,
+            plugin = e.plugin().unwrap_or(""),
+            topic = %ctx.source.meta.name,
+            partition,
+            offset = e.offset(),
+            error = %e,
+            "a pipeline's plugin failed; the pipeline stops"
+        );
+        e.to_string()
+    })?;
     let (batches, records_out) = encode_outputs(&staged.batches, from, ctx.max_record_bytes)?;
     let next_progress = PipelineProgress {
         source_topic: ctx.source.meta.id,

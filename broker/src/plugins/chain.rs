@@ -54,7 +54,15 @@ impl Chain {
         batches: Vec<Bytes>,
         skip_below: u64,
     ) -> Result<Staged, PluginError> {
-        run_stages(self.stages_for(partition)?, batches, skip_below)
+        run_stages(self.stages_for(partition)?, batches, skip_below).inspect_err(|e| {
+            tracing::warn!(
+                plugin = e.plugin().unwrap_or(""),
+                partition,
+                offset = e.offset(),
+                error = %e,
+                "a consume-time plugin failed; the subscription ends with the error"
+            );
+        })
     }
 }
 

@@ -31,17 +31,52 @@ pub enum PluginError {
     /// The module is not a valid Weir plugin (at registration).
     #[error("{0}")]
     Invalid(String),
-    /// The plugin failed: trap, error status, limit, malformed output.
-    #[error("plugin {plugin:?} failed: {message}")]
-    Failed { plugin: String, message: String },
+    /// The plugin failed: trap, panic, error status, limit, malformed output. `offset` is the
+    /// record it was at (ABI 3 modules tell), `panicked` that `message` is its panic message.
+    #[error("plugin {plugin:?} {}{}: {message}", if *.panicked { "panicked" } else { "failed" }, at_offset(*.offset))]
+    Failed {
+        plugin: String,
+        offset: Option<u64>,
+        panicked: bool,
+        message: String,
+    },
+}
+
+impl PluginError {
+    /// The record a failed plugin was at, when it said.
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            PluginError::Failed { offset, .. } => *offset,
+            PluginError::Invalid(_) => None,
+        }
+    }
+
+    /// The plugin that failed (`None` for an invalid module).
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            PluginError::Failed { plugin, .. } => Some(plugin),
+            PluginError::Invalid(_) => None,
+        }
+    }
+}
+
+fn at_offset(offset: Option<u64>) -> String {
+    offset
+        .map(|o| format!(" at offset {o}"))
+        .unwrap_or_default()
 }
 
 fn failed(plugin: &str, message: impl Into<String>) -> PluginError {
     PluginError::Failed {
         plugin: plugin.to_string(),
+        offset: None,
+        panicked: false,
         message: message.into(),
     }
 }
+
+/// The largest panic message read from a guest (a longer one is cut).
+const MAX_PANIC_MESSAGE_BYTES: usize = 4096;
 
 /// A plugin's sandbox limits, set at registration (defaults: the named constants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,18 +222,24 @@ impl Runtime {
         let mut plugin = Plugin {
             name: name.to_string(),
             kind: PluginKind::Filter,
+            abi_version: abi::MIN_ABI_VERSION,
             limits,
             engine: self.engine.clone(),
             pre: Arc::new(pre),
         };
         let mut inst = plugin.instantiate()?;
         let version = inst.call0("weir_abi_version")?;
-        if version != abi::ABI_VERSION {
+        if !(abi::MIN_ABI_VERSION..=abi::ABI_VERSION).contains(&version) {
             return Err(invalid(format!(
-                "built for plugin ABI version {version}; this broker speaks version {}",
+                "built for plugin ABI version {version}; this broker runs versions {} to {}",
+                abi::MIN_ABI_VERSION,
                 abi::ABI_VERSION
             )));
         }
+        if version >= 3 {
+            check_exports_of(&module, &V3_EXPORTS).map_err(invalid)?;
+        }
+        plugin.abi_version = version;
         let code = inst.call0("weir_kind")?;
         plugin.kind = PluginKind::from_code(code)
             .ok_or_else(|| invalid(format!("unknown plugin kind {code}")))?;
@@ -206,23 +247,40 @@ impl Runtime {
     }
 }
 
+type Export = (&'static str, &'static [ValType], &'static [ValType]);
+
 /// The exports every plugin has, with their types (ABI.md).
+const EXPORTS: [Export; 7] = [
+    ("weir_abi_version", &[], &[ValType::I32]),
+    ("weir_kind", &[], &[ValType::I32]),
+    ("weir_alloc", &[ValType::I32], &[ValType::I32]),
+    ("weir_init", &[ValType::I32, ValType::I32], &[ValType::I32]),
+    (
+        "weir_process",
+        &[ValType::I32, ValType::I32],
+        &[ValType::I32],
+    ),
+    ("weir_result_ptr", &[], &[ValType::I32]),
+    ("weir_result_len", &[], &[ValType::I32]),
+];
+
+/// What ABI version 3 adds: where a failed call was, and the panic message.
+const V3_EXPORTS: [Export; 3] = [
+    ("weir_offset", &[], &[ValType::I64]),
+    ("weir_panic_ptr", &[], &[ValType::I32]),
+    ("weir_panic_len", &[], &[ValType::I32]),
+];
+
 fn check_exports(module: &Module) -> Result<(), String> {
-    use ValType::I32;
-    let want: [(&str, &[ValType], &[ValType]); 7] = [
-        ("weir_abi_version", &[], &[I32]),
-        ("weir_kind", &[], &[I32]),
-        ("weir_alloc", &[I32], &[I32]),
-        ("weir_init", &[I32, I32], &[I32]),
-        ("weir_process", &[I32, I32], &[I32]),
-        ("weir_result_ptr", &[], &[I32]),
-        ("weir_result_len", &[], &[I32]),
-    ];
     match module.get_export("memory") {
         Some(ExternType::Memory(_)) => {}
         _ => return Err("does not export its memory as \"memory\"".into()),
     }
-    for (name, params, results) in want {
+    check_exports_of(module, &EXPORTS)
+}
+
+fn check_exports_of(module: &Module, exports: &[Export]) -> Result<(), String> {
+    for (name, params, results) in exports {
         let ok = match module.get_export(name) {
             Some(ExternType::Func(f)) => same_signature(&f, params, results),
             _ => false,
@@ -253,6 +311,8 @@ struct StoreData {
 pub struct Plugin {
     pub name: String,
     pub kind: PluginKind,
+    /// The ABI version the module was built for (`MIN_ABI_VERSION..=ABI_VERSION`).
+    pub abi_version: i32,
     pub limits: PluginLimits,
     engine: Engine,
     pre: Arc<InstancePre<StoreData>>,
@@ -287,7 +347,7 @@ impl Plugin {
     /// An instance with `params` (JSON, may be empty) applied: ready for batches.
     pub fn stage(&self, params: &[u8]) -> Result<Stage, PluginError> {
         let mut inst = self.instantiate()?;
-        let funcs = Funcs::get(&mut inst)?;
+        let funcs = Funcs::get(&mut inst, self.abi_version)?;
         let mut stage = Stage {
             kind: self.kind,
             inst,
@@ -326,21 +386,70 @@ struct Funcs {
     process: TypedFunc<(u32, u32), i32>,
     result_ptr: TypedFunc<(), u32>,
     result_len: TypedFunc<(), u32>,
+    /// ABI 3 and later.
+    failure: Option<FailureFuncs>,
+}
+
+/// The exports that explain a failed call (ABI 3).
+struct FailureFuncs {
+    offset: TypedFunc<(), i64>,
+    panic_ptr: TypedFunc<(), u32>,
+    panic_len: TypedFunc<(), u32>,
 }
 
 impl Funcs {
-    fn get(inst: &mut Instantiated) -> Result<Self, PluginError> {
+    fn get(inst: &mut Instantiated, abi_version: i32) -> Result<Self, PluginError> {
         let name = inst.name.clone();
         let err = |e: wasmtime::Error| failed(&name, e.to_string());
         let i = &inst.instance;
         let s = &mut inst.store;
+        let failure = match abi_version {
+            v if v >= 3 => Some(FailureFuncs {
+                offset: i.get_typed_func(&mut *s, "weir_offset").map_err(err)?,
+                panic_ptr: i.get_typed_func(&mut *s, "weir_panic_ptr").map_err(err)?,
+                panic_len: i.get_typed_func(&mut *s, "weir_panic_len").map_err(err)?,
+            }),
+            _ => None,
+        };
         Ok(Self {
             alloc: i.get_typed_func(&mut *s, "weir_alloc").map_err(err)?,
             init: i.get_typed_func(&mut *s, "weir_init").map_err(err)?,
             process: i.get_typed_func(&mut *s, "weir_process").map_err(err)?,
             result_ptr: i.get_typed_func(&mut *s, "weir_result_ptr").map_err(err)?,
             result_len: i.get_typed_func(&mut *s, "weir_result_len").map_err(err)?,
+            failure,
         })
+    }
+
+    /// After a failed call of an ABI 3 module: the record it was at, and, when it `aborted`,
+    /// its panic message (a trap leaves the instance's memory and exports readable). Anything
+    /// odd in the answer is ignored: this only adds detail to an error.
+    fn explain(&self, inst: &mut Instantiated, aborted: bool) -> (Option<u64>, Option<String>) {
+        let Some(f) = &self.failure else {
+            return (None, None);
+        };
+        let s = &mut inst.store;
+        s.set_epoch_deadline(inst.limits.deadline_ticks());
+        let offset = f
+            .offset
+            .call(&mut *s, ())
+            .ok()
+            .and_then(|o| u64::try_from(o).ok());
+        if !aborted {
+            return (offset, None);
+        }
+        let (Ok(ptr), Ok(len)) = (f.panic_ptr.call(&mut *s, ()), f.panic_len.call(&mut *s, ()))
+        else {
+            return (offset, None);
+        };
+        let (ptr, len) = (ptr as usize, (len as usize).min(MAX_PANIC_MESSAGE_BYTES));
+        let message = inst
+            .memory
+            .data(&*s)
+            .get(ptr..ptr.saturating_add(len))
+            .filter(|m| !m.is_empty())
+            .map(|m| String::from_utf8_lossy(m).into_owned());
+        (offset, message)
     }
 }
 
@@ -468,12 +577,31 @@ impl Stage {
         e
     }
 
+    /// A failed call, with the record it was at and the panic message when the module says.
     fn call_failed(&mut self, e: CallError) -> PluginError {
-        match e {
+        let (aborted, message) = match e {
             // The plugin reported an error cleanly: the instance is still sound.
-            CallError::Plugin(msg) => failed(&self.inst.name, msg),
-            CallError::Fatal(msg) => self.fail(msg),
-        }
+            CallError::Plugin(msg) => {
+                let (offset, _) = self.funcs.explain(&mut self.inst, false);
+                return PluginError::Failed {
+                    plugin: self.inst.name.clone(),
+                    offset,
+                    panicked: false,
+                    message: msg,
+                };
+            }
+            CallError::Trap { aborted, message } => (aborted, message),
+            CallError::Fatal(msg) => (false, msg),
+        };
+        let (offset, panic) = self.funcs.explain(&mut self.inst, aborted);
+        let e = PluginError::Failed {
+            plugin: self.inst.name.clone(),
+            offset,
+            panicked: panic.is_some(),
+            message: panic.unwrap_or(message),
+        };
+        self.broken = Some(e.clone());
+        e
     }
 
     /// `weir_init` with the params JSON.
@@ -501,7 +629,11 @@ fn enter(
     write: impl FnOnce(&mut [u8]),
 ) -> Result<(usize, usize), CallError> {
     let limits = inst.limits;
-    let trap = |e: wasmtime::Error| CallError::Fatal(limits.describe_trap(&e));
+    let trap = |e: wasmtime::Error| CallError::Trap {
+        // A Rust panic aborts the guest this way (and nothing else the SDK builds does).
+        aborted: matches!(e.downcast_ref::<Trap>(), Some(Trap::UnreachableCodeReached)),
+        message: limits.describe_trap(&e),
+    };
     let len32 =
         u32::try_from(len).map_err(|_| CallError::Fatal("input batch over 4 GiB".into()))?;
     let s = &mut inst.store;
@@ -557,7 +689,9 @@ enum BufferExport {
 enum CallError {
     /// The plugin returned an error status with a message.
     Plugin(String),
-    /// Trap, limit or protocol violation: the instance is unusable.
+    /// A trap (a panic, a limit): the instance is unusable.
+    Trap { aborted: bool, message: String },
+    /// A protocol violation: the instance is unusable.
     Fatal(String),
 }
 
@@ -578,6 +712,11 @@ mod tests {
     /// A minimal plugin in WAT: bump allocator, `weir_process` body as given, result = the
     /// `result_len` bytes at address 0 (8 zero bytes: an empty output).
     fn module(version: i32, process_body: &str, result_len: i32) -> Vec<u8> {
+        module_with(version, process_body, result_len, "")
+    }
+
+    /// [`module`] with more module fields (`extra`).
+    fn module_with(version: i32, process_body: &str, result_len: i32, extra: &str) -> Vec<u8> {
         wat::parse_str(format!(
             r#"(module
               (memory (export "memory") 1)
@@ -591,9 +730,28 @@ mod tests {
               (func (export "weir_init") (param i32 i32) (result i32) (i32.const 0))
               (func (export "weir_process") (param i32 i32) (result i32) {process_body})
               (func (export "weir_result_ptr") (result i32) (i32.const 0))
-              (func (export "weir_result_len") (result i32) (i32.const {result_len})))"#
+              (func (export "weir_result_len") (result i32) (i32.const {result_len}))
+              {extra})"#
         ))
         .unwrap()
+    }
+
+    /// An ABI 3 module: as [`module`], plus the failure exports: at offset 42, with the
+    /// `panic_len` bytes at 3072 ("index out of bounds ...") as its panic message and an
+    /// error status's message ("offset too high") at 0.
+    fn module_v3(process_body: &str, result_len: i32, panic_len: i32) -> Vec<u8> {
+        module_with(
+            3,
+            process_body,
+            result_len,
+            &format!(
+                r#"(data (i32.const 0) "offset too high")
+                (data (i32.const 3072) "index out of bounds: the len is 3 but the index is 5")
+                (func (export "weir_offset") (result i64) (i64.const 42))
+                (func (export "weir_panic_ptr") (result i32) (i32.const 3072))
+                (func (export "weir_panic_len") (result i32) (i32.const {panic_len}))"#
+            ),
+        )
     }
 
     /// One stored batch of `n` records at offsets 100...
@@ -616,7 +774,9 @@ mod tests {
 
     fn failure(e: PluginError) -> String {
         match e {
-            PluginError::Failed { plugin, message } => {
+            PluginError::Failed {
+                plugin, message, ..
+            } => {
                 assert_eq!(plugin, "p");
                 message
             }
@@ -643,6 +803,47 @@ mod tests {
         let bare = wat::parse_str("(module (memory (export \"memory\") 1))").unwrap();
         assert!(err(&bare).contains("weir_abi_version"));
         assert!(err(&module(1, "(i32.const 0)", 8)).contains("ABI version 1"));
+        assert!(err(&module(4, "(i32.const 0)", 8)).contains("versions 2 to 3"));
+    }
+
+    #[test]
+    fn abi_3_failures_name_the_offset_and_the_panic_message() {
+        let e = run(&module_v3("unreachable", 8, 52)).unwrap_err();
+        assert_eq!(e.offset(), Some(42));
+        assert_eq!(
+            e.to_string(),
+            "plugin \"p\" panicked at offset 42: index out of bounds: the len is 3 but the index is 5"
+        );
+        // A trap with no panic recorded (a limit, or a panic before the hook): the trap.
+        let e = run(&module_v3("unreachable", 8, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("plugin \"p\" failed at offset 42: trapped: unreachable"),
+            "{e}"
+        );
+        let e = run(&module_v3("(loop $l (br $l)) (i32.const 0)", 8, 52))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("failed at offset 42: exceeded its CPU time limit"),
+            "{e}"
+        );
+        // An error status: the plugin's message, at its record.
+        let e = run(&module_v3("(i32.const 1)", 15, 0)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin \"p\" failed at offset 42: offset too high"
+        );
+        // Version 2 modules keep working, without an offset.
+        let e = run(&module(2, "unreachable", 8)).unwrap_err();
+        assert_eq!(e.offset(), None);
+        // A version 3 module must have the failure exports.
+        let rt = Runtime::new().unwrap();
+        match rt.compile("p", &module(3, "(i32.const 0)", 8), PluginLimits::default()) {
+            Err(PluginError::Invalid(m)) => assert!(m.contains("weir_offset"), "{m}"),
+            other => panic!("{:?}", other.map(|p| p.abi_version)),
+        }
     }
 
     #[test]

@@ -153,6 +153,18 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
 
         #[doc(hidden)]
         #[unsafe(no_mangle)]
+        pub extern "C" fn weir_offset() -> i64 { ::weir_plugin::abi::offset() }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn weir_panic_ptr() -> u32 { ::weir_plugin::abi::panic_ptr() }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn weir_panic_len() -> u32 { ::weir_plugin::abi::panic_len() }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
         pub extern "C" fn weir_init(ptr: u32, len: u32) -> i32 {
             ::weir_plugin::abi::init::<#params_ty>(&__WEIR_PLUGIN_PARAMS, ptr, len)
         }

@@ -1,14 +1,17 @@
-//! The guest side of the plugin ABI (version 2, specified in `plugins/ABI.md`): memory
-//! hand-over, batch decoding, output encoding, and the drivers the attribute macros call.
-//! Users never call this directly.
+//! The guest side of the plugin ABI (version 3, specified in `plugins/ABI.md`): memory
+//! hand-over, batch decoding, output encoding, failure reporting (the record being processed
+//! and a panic hook), and the drivers the attribute macros call. Users never call this
+//! directly.
 
 use std::alloc::{Layout, alloc as raw_alloc, dealloc as raw_dealloc};
 use std::cell::RefCell;
+use std::sync::Once;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::{Header, Record};
 
 /// Exported by `weir_abi_version`; the host refuses modules with another version.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Exported by `weir_kind`.
 pub const KIND_FILTER: u32 = 1;
@@ -35,6 +38,68 @@ thread_local! {
     /// What the last `weir_init` / `weir_process` produced: the output batch, or an error
     /// message. Valid until the next call.
     static RESULT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The offset of the record being processed (-1: none yet): `weir_offset`, which the host
+/// reads after a failed call. One plain store per record (wasm has one thread).
+static OFFSET: AtomicI64 = AtomicI64::new(-1);
+
+thread_local! {
+    /// The message of a panic, for the host to read after the trap it ends in.
+    static PANIC: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Longest panic message kept (the host reads at most 4 KiB).
+const MAX_PANIC_BYTES: usize = 4000;
+
+/// `weir_offset`.
+pub fn offset() -> i64 {
+    OFFSET.load(Ordering::Relaxed)
+}
+
+/// `weir_panic_ptr`.
+pub fn panic_ptr() -> u32 {
+    PANIC.with(|p| p.try_borrow().map_or(0, |p| p.as_ptr() as usize as u32))
+}
+
+/// `weir_panic_len`.
+pub fn panic_len() -> u32 {
+    PANIC.with(|p| p.try_borrow().map_or(0, |p| p.len() as u32))
+}
+
+/// Installs (once) a panic hook that keeps the panic's message and location where the host
+/// reads them after the trap: `index out of bounds: ... (src/lib.rs:12:9)`. The hook that
+/// was there before still runs (natively: the test harness's).
+pub fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(a panic without a message)");
+            let mut message = match info.location() {
+                Some(l) => format!("{what} ({}:{}:{})", l.file(), l.line(), l.column()),
+                None => what.to_string(),
+            };
+            if message.len() > MAX_PANIC_BYTES {
+                let mut cut = MAX_PANIC_BYTES;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+            }
+            PANIC.with(|p| {
+                if let Ok(mut p) = p.try_borrow_mut() {
+                    *p = message.into_bytes();
+                }
+            });
+            previous(info);
+        }));
+    });
 }
 
 /// `weir_alloc`: a buffer of `len` bytes for the host to write into.
@@ -239,8 +304,8 @@ impl<'a> Records<'a> {
         ))
     }
 
-    /// Hands every remaining record, freshly decoded, to `step` with its index. A decoding
-    /// error is returned as it is; an error of `step` names the record's offset.
+    /// Hands every remaining record, freshly decoded, to `step` with its index. Errors are
+    /// returned as they are (the host reads the record's offset from `weir_offset`).
     fn for_each_owned(
         &mut self,
         mut step: impl FnMut(u32, Record) -> Result<(), String>,
@@ -250,8 +315,7 @@ impl<'a> Records<'a> {
             let Some(i) = self.next_into(&mut r).map_err(|e| e.to_string())? else {
                 return Ok(());
             };
-            let offset = r.offset;
-            step(i, r).map_err(|e| format!("record at offset {offset}: {e}"))?;
+            step(i, r)?;
         }
     }
 
@@ -333,6 +397,7 @@ impl<'a> Records<'a> {
                 continue;
             }
             rec.offset = offset;
+            OFFSET.store(offset as i64, Ordering::Relaxed);
             let ts_delta = body.zigzag()?;
             rec.timestamp = if batch.log_append {
                 batch.base_timestamp
@@ -478,6 +543,8 @@ pub fn init<P: serde::de::DeserializeOwned>(
     ptr: u32,
     len: u32,
 ) -> i32 {
+    install_panic_hook();
+    OFFSET.store(-1, Ordering::Relaxed);
     let input = Input { ptr, len };
     let json = match input.bytes() {
         [] => &b"{}"[..],
@@ -545,7 +612,7 @@ pub fn process_filter(
         match keep(&r) {
             Ok(true) => out.push_unchanged(i),
             Ok(false) => {}
-            Err(e) => return fail(format!("record at offset {}: {e}", r.offset)),
+            Err(e) => return fail(e),
         }
     }
     set_result(out.finish(&[]));
