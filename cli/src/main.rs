@@ -11,6 +11,7 @@ mod consume;
 mod group;
 mod pipeline;
 mod plugin;
+mod plugin_test;
 mod produce;
 mod status;
 mod topic;
@@ -150,6 +151,9 @@ enum Command {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // Local commands need no broker.
     let cli = match cli.command {
+        Command::Plugin(plugin::PluginCommand::Test(args)) if args.is_local() => {
+            return plugin_test::run(None, args).await;
+        }
         Command::Plugin(cmd) if cmd.is_local() => return plugin::run_local(cmd),
         command => Cli { command, ..cli },
     };

@@ -1,4 +1,4 @@
-//! `weir plugin new|build|register|list|delete`.
+//! `weir plugin new|build|register|list|delete|test` (`test` in `plugin_test.rs`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -55,8 +55,11 @@ pub enum PluginCommand {
         #[arg(long, value_name = "MIB")]
         max_output_mb: Option<u64>,
     },
-    /// One line per plugin: NAME<TAB>KIND<TAB>BYTES.
+    /// One line per plugin: NAME<TAB>KIND<TAB>BYTES<TAB>vVERSION<TAB>SHA-256 (first 12 hex).
     List,
+    /// Run a plugin on sample records (one per line) and print its outputs; a .wasm file
+    /// runs here without a broker. Stderr: the aggregate state and the time per record.
+    Test(crate::plugin_test::TestArgs),
     /// Delete a plugin.
     Delete { name: String },
 }
@@ -98,6 +101,7 @@ pub async fn run(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
         PluginCommand::New { .. } | PluginCommand::Build { .. } => return run_local(cmd),
+        PluginCommand::Test(args) => return crate::plugin_test::run(Some(client), args).await,
         PluginCommand::Register {
             name,
             file,

@@ -46,7 +46,7 @@ fn parse_headers(raw: &[String]) -> anyhow::Result<Vec<Header>> {
 }
 
 /// Splits `line` at the first `sep` into (key, value).
-fn split_key(line: &[u8], sep: &[u8]) -> (Option<Bytes>, Bytes) {
+pub(crate) fn split_key(line: &[u8], sep: &[u8]) -> (Option<Bytes>, Bytes) {
     match line.windows(sep.len()).position(|w| w == sep) {
         Some(i) => (
             Some(Bytes::copy_from_slice(&line[..i])),

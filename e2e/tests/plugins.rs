@@ -626,3 +626,88 @@ fn a_failing_plugin_names_itself_the_offset_and_its_panic_message() {
     ]);
     assert_eq!(out, "a\nerror\nb\n");
 }
+
+/// `weir plugin test` without a broker: stdin in, (status, stdout, stderr) out.
+fn plugin_test_here(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(weir_e2e::bin("weir"))
+        .args(["plugin", "test"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run weir");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn plugin_test_runs_a_module_file_without_a_broker_and_a_registered_plugin_at_one() {
+    let counts = example_plugin("count-by-key");
+    let counts = counts.to_str().unwrap();
+    let (ok, out, err) = plugin_test_here(&[counts, "--key-separator", " "], b"a x\nb y\na z\n");
+    assert!(ok, "{err}");
+    assert_eq!(out, "1\n1\n2\n");
+    assert!(err.contains(r#"state: {"by_key":{"#), "{err}");
+    assert!(err.contains("3 records in, 3 out; "), "{err}");
+    assert!(
+        err.contains(" µs per record (in the plugin, on this machine)"),
+        "{err}"
+    );
+
+    // JSON lines carry the source record's offset and key; params and --input are taken.
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), "ok\nERROR disk\n").unwrap();
+    let filter = example_plugin("filter-contains");
+    let (ok, out, err) = plugin_test_here(
+        &[
+            filter.to_str().unwrap(),
+            "--params",
+            r#"{"substring":"ERROR"}"#,
+            "--input",
+            input.path().to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        b"",
+    );
+    assert!(ok, "{err}");
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["offset"], 1);
+    assert_eq!(line["value"], "ERROR disk");
+    assert!(!err.contains("state:"), "{err}");
+
+    // Failures are the broker's words: a panic with its offset, bad params.
+    let faulty = example_plugin("faulty");
+    let (ok, _, err) = plugin_test_here(&[faulty.to_str().unwrap()], b"a\npanic\n");
+    assert!(!ok);
+    assert!(
+        err.contains("plugin \"faulty\" panicked at offset 1: index out of bounds"),
+        "{err}"
+    );
+    let (ok, _, err) = plugin_test_here(&[filter.to_str().unwrap()], b"a\n");
+    assert!(!ok);
+    assert!(
+        err.contains("bad params") && err.contains("substring"),
+        "{err}"
+    );
+
+    // A registered plugin runs at the broker, with its state.
+    let broker = Broker::start();
+    broker.cli_ok(&["plugin", "register", "counts", counts]);
+    let out = broker.cli_with_stdin(
+        &["plugin", "test", "counts", "--key-separator", " "],
+        b"a x\nb y\na z\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n1\n2\n");
+    assert!(err.contains(r#"state: {"by_key":{"#), "{err}");
+    assert!(err.contains("(at the broker, network included)"), "{err}");
+}

@@ -19,6 +19,7 @@ const REQUEST_BYTES: usize = 1024 * 1024;
 pub struct Transformer {
     requests: mpsc::Sender<pb::TransformRequest>,
     responses: tonic::Streaming<pb::TransformResponse>,
+    states: Vec<bytes::Bytes>,
 }
 
 impl Client {
@@ -47,6 +48,7 @@ impl Client {
         Ok(Transformer {
             requests,
             responses,
+            states: Vec::new(),
         })
     }
 }
@@ -67,6 +69,12 @@ impl Transformer {
         Ok(out)
     }
 
+    /// Each plugin's aggregate state (the SDK's JSON) after the last
+    /// [`apply`](Transformer::apply), in chain order; empty for other kinds.
+    pub fn states(&self) -> &[bytes::Bytes] {
+        &self.states
+    }
+
     async fn call(&mut self, batch: bytes::Bytes) -> Result<Vec<Record>> {
         let req = pb::TransformRequest {
             plugins: Vec::new(),
@@ -83,6 +91,7 @@ impl Transformer {
             self.responses.message().await?.ok_or_else(|| {
                 Error::Unavailable("the broker ended the transform stream".into())
             })?;
+        self.states = resp.states;
         let mut out = Vec::new();
         for b in &resp.batches {
             let (_, records) = batch::decode(b).map_err(|e| Error::Protocol(e.to_string()))?;

@@ -9,7 +9,7 @@ use std::collections::hash_map::Entry;
 use bytes::Bytes;
 use weir_common::batch;
 
-use super::runtime::{Plugin, PluginError, Stage, Staged};
+use super::{Plugin, PluginError, Stage, Staged};
 
 pub struct Chain {
     uses: Vec<(Plugin, Vec<u8>)>,
@@ -26,6 +26,17 @@ impl Chain {
         };
         chain.stages_for(first_partition)?;
         Ok(chain)
+    }
+
+    /// Each stage's aggregate state for `partition` (empty for other kinds, or before the
+    /// partition's first records).
+    pub fn states(&self, partition: u32) -> Vec<Bytes> {
+        self.stages.get(&partition).map_or_else(Vec::new, |stages| {
+            stages
+                .iter()
+                .map(|s| Bytes::copy_from_slice(s.state()))
+                .collect()
+        })
     }
 
     pub fn is_empty(&self) -> bool {

@@ -2,8 +2,8 @@
 //!
 //! - `abi`: host side of the plugin ABI (`plugins/ABI.md`): batch encoding, strict output
 //!   decoding.
-//! - `runtime`: wasmtime engine, compiled [`Plugin`]s, per-partition [`Stage`]s with memory,
-//!   CPU-time and output limits.
+//! - `runtime` (crate `weir-wasm`): wasmtime engine, compiled [`Plugin`]s, per-partition
+//!   [`Stage`]s with memory, CPU-time and output limits.
 //! - `chain`: a consume-time chain: stages per partition, plugin output as explicit-offset
 //!   batches.
 //! - this module: the registry — validated at registration, stored in RocksDB, compiled once
@@ -13,7 +13,6 @@
 
 pub use weir_codec::abi;
 pub mod chain;
-pub mod runtime;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +29,18 @@ use crate::storage::Store;
 use crate::types::now_ms;
 pub use abi::PluginKind;
 pub use chain::Chain;
-pub use runtime::{Plugin, PluginError, PluginLimits, Runtime, Stage, Staged};
+/// The sandbox (crate `weir-wasm`, shared with `weir plugin test`).
+pub use weir_wasm as runtime;
+pub use weir_wasm::{Plugin, PluginError, PluginLimits, Runtime, Stage, Staged};
+
+impl From<PluginError> for BrokerError {
+    fn from(e: PluginError) -> Self {
+        match e {
+            PluginError::Invalid(m) => BrokerError::InvalidPlugin(m),
+            e @ PluginError::Failed { .. } => BrokerError::PluginFailed(e.to_string()),
+        }
+    }
+}
 
 /// A registered plugin as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +106,9 @@ impl PluginRegistry {
     /// and skipped, not fatal: the broker's data stays reachable. In a cluster
     /// (`clustered`) the registry starts empty: the metadata says what to install.
     pub fn recover(store: Store, clustered: bool) -> Result<Self, BrokerError> {
-        let runtime = Runtime::new()?;
+        let runtime = Runtime::observed(|plugin, took, ok| {
+            crate::metrics::global().plugin_called(plugin, took, ok)
+        })?;
         let mut plugins = BTreeMap::new();
         let stored = if clustered {
             Vec::new()

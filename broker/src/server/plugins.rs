@@ -103,14 +103,16 @@ async fn transform_stream(
             continue;
         }
         let done = tokio::task::spawn_blocking(move || {
-            let r = chain.apply(0, batches, 0).map(|s| s.batches);
+            let r = chain
+                .apply(0, batches, 0)
+                .map(|s| (s.batches, chain.states(0)));
             (chain, r)
         })
         .await;
         let resp = match done {
-            Ok((c, Ok(batches))) => {
+            Ok((c, Ok((batches, states)))) => {
                 chain = c;
-                pb::TransformResponse { batches }
+                pb::TransformResponse { batches, states }
             }
             Ok((_, Err(e))) => {
                 let _ = out.send(Err(status_of(e.into()))).await;

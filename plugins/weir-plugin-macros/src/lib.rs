@@ -86,25 +86,25 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
     let err = quote!(.map_err(|e| e.to_string())?);
     let process = match kind {
         Kind::Filter => quote! {
-            ::weir_plugin::abi::process_filter(ptr, len, |r| {
+            ::weir_plugin::abi::process_filter(input, |r| {
                 #name(r #p).map_err(|e| e.to_string())
             })
         },
         Kind::Map => quote! {
-            ::weir_plugin::abi::process(ptr, len, |i, r, out| {
+            ::weir_plugin::abi::process(input, |i, r, out| {
                 let o = #name(r #p) #err;
                 out.push(i, &o);
                 Ok(())
             })
         },
         Kind::FilterMap => quote! {
-            ::weir_plugin::abi::process(ptr, len, |i, r, out| {
+            ::weir_plugin::abi::process(input, |i, r, out| {
                 if let Some(o) = #name(r #p) #err { out.push(i, &o); }
                 Ok(())
             })
         },
         Kind::FlatMap => quote! {
-            ::weir_plugin::abi::process(ptr, len, |i, r, out| {
+            ::weir_plugin::abi::process(input, |i, r, out| {
                 for o in #name(r #p) #err { out.push(i, &o); }
                 Ok(())
             })
@@ -112,7 +112,7 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
         Kind::Aggregate => {
             let state_ty = referent(args[0]).ok_or_else(bad)?;
             quote! {
-                ::weir_plugin::abi::process_aggregate::<#state_ty>(ptr, len, |state, i, r, out| {
+                ::weir_plugin::abi::process_aggregate::<#state_ty>(input, |state, i, r, out| {
                     if let Some(o) = #name(state, r #p) #err { out.push(i, &o); }
                     Ok(())
                 })
@@ -122,8 +122,35 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
     Ok(quote! {
         #item
 
+        ::std::thread_local! {
+            #[doc(hidden)]
+            static __WEIR_PLUGIN_PARAMS: ::std::cell::RefCell<::std::option::Option<#params_ty>> =
+                const { ::std::cell::RefCell::new(::std::option::Option::None) };
+        }
+
         #[doc(hidden)]
-        static __WEIR_PLUGIN_PARAMS: ::std::sync::OnceLock<#params_ty> = ::std::sync::OnceLock::new();
+        pub fn __weir_init(params: &[u8]) -> i32 {
+            ::weir_plugin::abi::init::<#params_ty>(&__WEIR_PLUGIN_PARAMS, params)
+        }
+
+        #[doc(hidden)]
+        pub fn __weir_process(input: &[u8]) -> i32 {
+            __WEIR_PLUGIN_PARAMS.with_borrow(|params| {
+                let ::std::option::Option::Some(params) = params else {
+                    return ::weir_plugin::abi::fail_uninitialized();
+                };
+                let _ = params;
+                #process
+            })
+        }
+
+        /// This plugin's entry points, for native unit tests through the real ABI
+        /// (`weir_plugin::testing::Harness`).
+        pub const WEIR_PLUGIN: ::weir_plugin::abi::Plugin = ::weir_plugin::abi::Plugin {
+            kind: #code,
+            init: __weir_init,
+            process: __weir_process,
+        };
 
         #[doc(hidden)]
         #[unsafe(no_mangle)]
@@ -166,17 +193,13 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
         #[doc(hidden)]
         #[unsafe(no_mangle)]
         pub extern "C" fn weir_init(ptr: u32, len: u32) -> i32 {
-            ::weir_plugin::abi::init::<#params_ty>(&__WEIR_PLUGIN_PARAMS, ptr, len)
+            ::weir_plugin::abi::with_input(ptr, len, __weir_init)
         }
 
         #[doc(hidden)]
         #[unsafe(no_mangle)]
         pub extern "C" fn weir_process(ptr: u32, len: u32) -> i32 {
-            let Some(params) = __WEIR_PLUGIN_PARAMS.get() else {
-                return ::weir_plugin::abi::fail_uninitialized(ptr, len);
-            };
-            let _ = params;
-            #process
+            ::weir_plugin::abi::with_input(ptr, len, __weir_process)
         }
     })
 }

@@ -4,9 +4,8 @@
 //! directly.
 
 use std::alloc::{Layout, alloc as raw_alloc, dealloc as raw_dealloc};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Once;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::{Header, Record};
 
@@ -40,11 +39,12 @@ thread_local! {
     static RESULT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The offset of the record being processed (-1: none yet): `weir_offset`, which the host
-/// reads after a failed call. One plain store per record (wasm has one thread).
-static OFFSET: AtomicI64 = AtomicI64::new(-1);
-
 thread_local! {
+    /// The offset of the record being processed (-1: none yet): `weir_offset`, which the host
+    /// reads after a failed call. One plain store per record (in wasm a thread local is a
+    /// static).
+    static OFFSET: Cell<i64> = const { Cell::new(-1) };
+
     /// The message of a panic, for the host to read after the trap it ends in.
     static PANIC: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -54,7 +54,7 @@ const MAX_PANIC_BYTES: usize = 4000;
 
 /// `weir_offset`.
 pub fn offset() -> i64 {
-    OFFSET.load(Ordering::Relaxed)
+    OFFSET.get()
 }
 
 /// `weir_panic_ptr`.
@@ -138,6 +138,11 @@ pub fn result_len() -> u32 {
     RESULT.with(|r| r.borrow().len() as u32)
 }
 
+/// A copy of the last result (native tests: `weir_result_ptr` is a wasm address).
+pub fn result() -> Vec<u8> {
+    RESULT.with(|r| r.borrow().clone())
+}
+
 fn set_result(bytes: Vec<u8>) {
     RESULT.with(|r| *r.borrow_mut() = bytes);
 }
@@ -168,6 +173,13 @@ impl Drop for Input {
         // SAFETY: the host hands over a buffer from `alloc` of exactly this length.
         unsafe { dealloc(self.ptr, self.len) }
     }
+}
+
+/// Runs `f` on the buffer the host wrote at `ptr` (from [`alloc`]), then frees it: what
+/// `weir_init` and `weir_process` do with their argument.
+pub fn with_input<R>(ptr: u32, len: u32, f: impl FnOnce(&[u8]) -> R) -> R {
+    let input = Input { ptr, len };
+    f(input.bytes())
 }
 
 /// A malformed input (the host never sends one): a static message, cheap to pass around in
@@ -397,7 +409,7 @@ impl<'a> Records<'a> {
                 continue;
             }
             rec.offset = offset;
-            OFFSET.store(offset as i64, Ordering::Relaxed);
+            OFFSET.set(offset as i64);
             let ts_delta = body.zigzag()?;
             rec.timestamp = if batch.log_append {
                 batch.base_timestamp
@@ -537,22 +549,22 @@ impl Output {
     }
 }
 
-/// `weir_init`: parses the JSON params (empty means `{}`) into `slot`.
-pub fn init<P: serde::de::DeserializeOwned>(
-    slot: &std::sync::OnceLock<P>,
-    ptr: u32,
-    len: u32,
-) -> i32 {
+/// Where a plugin keeps its params between `weir_init` and `weir_process` (the attribute
+/// macros declare one per plugin; per thread, so native tests of one plugin run in parallel).
+pub type ParamsSlot<P> = std::thread::LocalKey<RefCell<Option<P>>>;
+
+/// `weir_init`: parses the JSON params (empty means `{}`) into `slot`, and installs the
+/// panic hook.
+pub fn init<P: serde::de::DeserializeOwned>(slot: &'static ParamsSlot<P>, params: &[u8]) -> i32 {
     install_panic_hook();
-    OFFSET.store(-1, Ordering::Relaxed);
-    let input = Input { ptr, len };
-    let json = match input.bytes() {
+    OFFSET.set(-1);
+    let json = match params {
         [] => &b"{}"[..],
         b => b,
     };
     match serde_json::from_slice::<P>(json) {
         Ok(p) => {
-            let _ = slot.set(p);
+            slot.set(Some(p));
             set_result(Vec::new());
             STATUS_OK
         }
@@ -560,10 +572,22 @@ pub fn init<P: serde::de::DeserializeOwned>(
     }
 }
 
-/// `weir_process` before a successful `weir_init`: frees the input, reports the mistake.
-pub fn fail_uninitialized(ptr: u32, len: u32) -> i32 {
-    drop(Input { ptr, len });
+/// `weir_process` before a successful `weir_init`: reports the mistake.
+pub fn fail_uninitialized() -> i32 {
     fail("weir_process called before a successful weir_init".into())
+}
+
+/// A plugin's entry points as plain functions on byte slices — what its `weir_init` and
+/// `weir_process` exports run — for [`crate::testing`]. The attribute macros define one as
+/// `WEIR_PLUGIN` next to the annotated function.
+#[derive(Clone, Copy)]
+pub struct Plugin {
+    /// `weir_kind`.
+    pub kind: u32,
+    /// `weir_init` on the params JSON.
+    pub init: fn(&[u8]) -> i32,
+    /// `weir_process` on one input (ABI.md, "Input").
+    pub process: fn(&[u8]) -> i32,
 }
 
 /// Params of a plugin that takes none: any JSON object (or nothing) is accepted.
@@ -572,12 +596,10 @@ pub struct NoParams {}
 
 /// `weir_process` of a stateless plugin: calls `step(index, record, output)` per record.
 pub fn process(
-    ptr: u32,
-    len: u32,
+    input: &[u8],
     mut step: impl FnMut(u32, Record, &mut Output) -> Result<(), String>,
 ) -> i32 {
-    let input = Input { ptr, len };
-    let (_, mut records) = match Records::open(input.bytes()) {
+    let (_, mut records) = match Records::open(input) {
         Ok(d) => d,
         Err(e) => return fail(e.to_string()),
     };
@@ -591,13 +613,8 @@ pub fn process(
 
 /// `weir_process` of a filter: calls `keep(record)` per record, decoding every record into one
 /// reused buffer (a filter only looks), and passes the kept ones on unchanged.
-pub fn process_filter(
-    ptr: u32,
-    len: u32,
-    mut keep: impl FnMut(&Record) -> Result<bool, String>,
-) -> i32 {
-    let input = Input { ptr, len };
-    let (_, mut records) = match Records::open(input.bytes()) {
+pub fn process_filter(input: &[u8], mut keep: impl FnMut(&Record) -> Result<bool, String>) -> i32 {
+    let (_, mut records) = match Records::open(input) {
         Ok(d) => d,
         Err(e) => return fail(e.to_string()),
     };
@@ -622,15 +639,13 @@ pub fn process_filter(
 /// `weir_process` of an aggregate: the state comes in with the batch (JSON; empty means
 /// `S::default()`) and goes out with the output.
 pub fn process_aggregate<S>(
-    ptr: u32,
-    len: u32,
+    input: &[u8],
     mut step: impl FnMut(&mut S, u32, Record, &mut Output) -> Result<(), String>,
 ) -> i32
 where
     S: Default + serde::Serialize + serde::de::DeserializeOwned,
 {
-    let input = Input { ptr, len };
-    let (state, mut records) = match Records::open(input.bytes()) {
+    let (state, mut records) = match Records::open(input) {
         Ok(d) => d,
         Err(e) => return fail(e.to_string()),
     };

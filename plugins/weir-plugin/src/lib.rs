@@ -27,9 +27,13 @@
 //! generated exports decode the batch, call your function per record and encode the output.
 //! The ABI is documented in `plugins/ABI.md`. Plugins import nothing: they cannot do I/O.
 //!
-//! Plugin logic is plain Rust: unit-test it natively with `cargo test`.
+//! Plugin logic is plain Rust: unit-test the function natively with `cargo test`, or the whole
+//! plugin through the real ABI with [`testing::Harness`] and the `WEIR_PLUGIN` constant the
+//! attribute defines next to your function. A panic in a plugin reaches the user as
+//! `plugin "x" panicked at offset 42: <message> (<file:line:col>)`.
 
 pub mod abi;
+pub mod testing;
 
 pub use weir_plugin_macros::{aggregate, filter, filter_map, flat_map, map};
 

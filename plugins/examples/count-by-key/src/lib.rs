@@ -40,4 +40,21 @@ mod tests {
         assert_eq!(run("a"), "2");
         assert_eq!(run("a"), "3");
     }
+
+    #[test]
+    fn through_the_abi_the_state_carries_from_batch_to_batch() {
+        let mut h = weir_plugin::testing::Harness::new(WEIR_PLUGIN, "").unwrap();
+        let batch = |keys: &[&str]| -> Vec<Record> {
+            keys.iter().map(|k| Record::new("x").with_key(*k)).collect()
+        };
+        let out = h.run(&batch(&["a", "b", "a"])).unwrap();
+        let counts: Vec<&str> = out.iter().filter_map(Record::value_str).collect();
+        assert_eq!(counts, ["1", "1", "2"]);
+        assert_eq!(out.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1, 2]);
+        let out = h.run(&batch(&["a"])).unwrap();
+        assert_eq!(out[0].value_str(), Some("3"));
+        assert_eq!(out[0].offset, 3);
+        let state: Counts = h.state_as().unwrap();
+        assert_eq!(state.by_key.get("a"), Some(&3));
+    }
 }

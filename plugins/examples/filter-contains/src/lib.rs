@@ -51,4 +51,24 @@ mod tests {
         assert!(contains(&Record::new(b"\xff err".to_vec()), &p).unwrap());
         assert!(contains(&Record::new("anything"), &params("")).unwrap());
     }
+
+    #[test]
+    fn through_the_abi_kept_records_pass_unchanged_and_bad_params_fail() {
+        let mut h =
+            weir_plugin::testing::Harness::new(WEIR_PLUGIN, r#"{"substring":"ERROR"}"#).unwrap();
+        let input = [
+            Record::new("ERROR disk").with_key("k"),
+            Record::new("ok"),
+            Record::new("ERROR net"),
+        ];
+        let out = h.run(&input).unwrap();
+        let values: Vec<&str> = out.iter().filter_map(Record::value_str).collect();
+        assert_eq!(values, ["ERROR disk", "ERROR net"]);
+        assert_eq!(out[0].key_str(), Some("k"));
+        assert_eq!(out[1].offset, 2);
+        let bad = weir_plugin::testing::Harness::new(WEIR_PLUGIN, "{}")
+            .err()
+            .unwrap();
+        assert!(bad.contains("substring"), "{bad}");
+    }
 }

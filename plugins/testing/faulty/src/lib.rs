@@ -28,4 +28,16 @@ mod tests {
         assert_eq!(faulty(Record::new("error")).unwrap_err(), "asked to fail");
         assert!(std::panic::catch_unwind(|| faulty(Record::new("panic"))).is_err());
     }
+
+    #[test]
+    fn through_the_abi_an_error_is_the_plugins_message() {
+        let mut h = weir_plugin::testing::Harness::new(WEIR_PLUGIN, "").unwrap();
+        assert_eq!(h.run(&[Record::new("a")]).unwrap(), [Record::new("a")]);
+        assert_eq!(
+            h.run(&[Record::new("b"), Record::new("error")])
+                .unwrap_err(),
+            "asked to fail"
+        );
+        assert_eq!(weir_plugin::abi::offset(), 2);
+    }
 }

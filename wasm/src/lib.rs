@@ -1,6 +1,6 @@
-//! The wasmtime sandbox: one engine for the broker, a compiled [`Plugin`] per registered
-//! module, and a [`Stage`] — an instance with its params applied — per (plugin use, partition),
-//! reused across batches.
+//! The wasmtime sandbox that runs Weir plugins (`plugins/ABI.md`): one engine per process (the
+//! broker's, or `weir plugin test`'s), a compiled [`Plugin`] per module, and a [`Stage`] — an
+//! instance with its params applied — per (plugin use, partition), reused across batches.
 //!
 //! Each call is bounded: linear memory is capped (`StoreLimits`, growth past the cap traps),
 //! CPU time is capped by an epoch deadline (a ticker thread advances the engine's epoch every
@@ -20,8 +20,11 @@ use weir_common::limits::{
     MIN_PLUGIN_CALL_TIMEOUT_MS, PLUGIN_CALL_TIMEOUT_MS, PLUGIN_MEMORY_LIMIT_BYTES,
 };
 
-use super::abi::{self, PluginKind};
-use crate::error::BrokerError;
+pub use weir_codec::abi::{self, PluginKind};
+
+/// Told of every call of a plugin: its name, how long the call took, whether it succeeded
+/// (the broker's metrics).
+pub type CallObserver = fn(plugin: &str, took: Duration, ok: bool);
 
 /// How often the engine's epoch advances (the granularity of the CPU deadline).
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -174,9 +177,17 @@ fn mib(n: usize) -> String {
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
+    observer: Option<CallObserver>,
 }
 
 impl Runtime {
+    /// An engine whose plugins tell `observer` of every call.
+    pub fn observed(observer: CallObserver) -> Result<Self, PluginError> {
+        let mut rt = Self::new()?;
+        rt.observer = Some(observer);
+        Ok(rt)
+    }
+
     pub fn new() -> Result<Self, PluginError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
@@ -193,7 +204,10 @@ impl Runtime {
                 }
             })
             .map_err(|e| PluginError::Invalid(format!("cannot start the epoch ticker: {e}")))?;
-        Ok(Self { engine })
+        Ok(Self {
+            engine,
+            observer: None,
+        })
     }
 
     /// Validates and compiles a module (blocking: Cranelift compiles it), checks it is a
@@ -224,6 +238,7 @@ impl Runtime {
             kind: PluginKind::Filter,
             abi_version: abi::MIN_ABI_VERSION,
             limits,
+            observer: self.observer,
             engine: self.engine.clone(),
             pre: Arc::new(pre),
         };
@@ -314,6 +329,7 @@ pub struct Plugin {
     /// The ABI version the module was built for (`MIN_ABI_VERSION..=ABI_VERSION`).
     pub abi_version: i32,
     pub limits: PluginLimits,
+    observer: Option<CallObserver>,
     engine: Engine,
     pre: Arc<InstancePre<StoreData>>,
 }
@@ -350,6 +366,7 @@ impl Plugin {
         let funcs = Funcs::get(&mut inst, self.abi_version)?;
         let mut stage = Stage {
             kind: self.kind,
+            observer: self.observer,
             inst,
             funcs,
             state: Vec::new(),
@@ -467,6 +484,7 @@ pub struct Staged {
 /// Not shared: a stage is used by one task at a time, off the async workers.
 pub struct Stage {
     kind: PluginKind,
+    observer: Option<CallObserver>,
     inst: Instantiated,
     funcs: Funcs,
     /// Aggregate state carried between batches.
@@ -498,12 +516,8 @@ impl Stage {
         let start = std::time::Instant::now();
         let mut called = false;
         let staged = self.run_once(batches, skip_below, &mut called);
-        if called {
-            crate::metrics::global().plugin_called(
-                &self.inst.name,
-                start.elapsed(),
-                staged.is_ok(),
-            );
+        if called && let Some(observe) = self.observer {
+            observe(&self.inst.name, start.elapsed(), staged.is_ok());
         }
         staged
     }
@@ -693,15 +707,6 @@ enum CallError {
     Trap { aborted: bool, message: String },
     /// A protocol violation: the instance is unusable.
     Fatal(String),
-}
-
-impl From<PluginError> for BrokerError {
-    fn from(e: PluginError) -> Self {
-        match e {
-            PluginError::Invalid(m) => BrokerError::InvalidPlugin(m),
-            e @ PluginError::Failed { .. } => BrokerError::PluginFailed(e.to_string()),
-        }
-    }
 }
 
 #[cfg(test)]
