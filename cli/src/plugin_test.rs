@@ -219,11 +219,14 @@ pub async fn run(client: Option<&weir::Client>, args: TestArgs) -> anyhow::Resul
         0 => Duration::ZERO,
         n => ran.took / n as u32,
     };
+    let per_record = match per_record.as_nanos() {
+        ns @ 0..1000 => format!("{ns} ns"),
+        _ => format!("{:.2} µs", per_record.as_secs_f64() * 1e6),
+    };
     writeln!(
         err,
-        "{n} records in, {} out; {:.2} µs per record ({})",
+        "{n} records in, {} out; {per_record} per record ({})",
         ran.outputs.len(),
-        per_record.as_secs_f64() * 1e6,
         ran.clock
     )?;
     Ok(())

@@ -657,7 +657,7 @@ fn plugin_test_runs_a_module_file_without_a_broker_and_a_registered_plugin_at_on
     assert!(err.contains(r#"state: {"by_key":{"#), "{err}");
     assert!(err.contains("3 records in, 3 out; "), "{err}");
     assert!(
-        err.contains(" µs per record (in the plugin, on this machine)"),
+        err.contains(" per record (in the plugin, on this machine)"),
         "{err}"
     );
 

@@ -34,12 +34,29 @@ impl Kind {
 
     fn signature(self) -> &'static str {
         match self {
-            Kind::Filter => "fn(&Record [, &Params]) -> Result<bool, E>",
-            Kind::Map => "fn(Record [, &Params]) -> Result<Record, E>",
-            Kind::FilterMap => "fn(Record [, &Params]) -> Result<Option<Record>, E>",
-            Kind::FlatMap => "fn(Record [, &Params]) -> Result<Vec<Record>, E>",
+            Kind::Filter => "fn(&Record | RecordView<'_> [, &Params]) -> Result<bool, E>",
+            Kind::Map => "fn(Record | RecordView<'_> [, &Params]) -> Result<Record, E>",
+            Kind::FilterMap => {
+                "fn(Record | RecordView<'_> [, &Params]) -> Result<Option<Record>, E>"
+            }
+            Kind::FlatMap => "fn(Record | RecordView<'_> [, &Params]) -> Result<Vec<Record>, E>",
             Kind::Aggregate => "fn(&mut State, Record [, &Params]) -> Result<Option<Record>, E>",
         }
+    }
+}
+
+/// Whether an argument is a borrowed record (`RecordView<'_>`, by value).
+fn is_view(arg: &FnArg) -> bool {
+    match arg {
+        FnArg::Typed(t) => match &*t.ty {
+            Type::Path(p) => p
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "RecordView"),
+            _ => false,
+        },
+        FnArg::Receiver(_) => false,
     }
 }
 
@@ -84,7 +101,33 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
     };
     let code = kind.code();
     let err = quote!(.map_err(|e| e.to_string())?);
+    // A plugin taking `RecordView<'_>` reads records borrowed from the input (no copies).
+    let view = kind != Kind::Aggregate && is_view(args[0]);
     let process = match kind {
+        Kind::Filter if view => quote! {
+            ::weir_plugin::abi::process_filter_view(input, |r| {
+                #name(r #p).map_err(|e| e.to_string())
+            })
+        },
+        Kind::Map if view => quote! {
+            ::weir_plugin::abi::process_view(input, |i, r, out| {
+                let o = #name(r #p) #err;
+                out.push(i, &o);
+                Ok(())
+            })
+        },
+        Kind::FilterMap if view => quote! {
+            ::weir_plugin::abi::process_view(input, |i, r, out| {
+                if let Some(o) = #name(r #p) #err { out.push(i, &o); }
+                Ok(())
+            })
+        },
+        Kind::FlatMap if view => quote! {
+            ::weir_plugin::abi::process_view(input, |i, r, out| {
+                for o in #name(r #p) #err { out.push(i, &o); }
+                Ok(())
+            })
+        },
         Kind::Filter => quote! {
             ::weir_plugin::abi::process_filter(input, |r| {
                 #name(r #p).map_err(|e| e.to_string())

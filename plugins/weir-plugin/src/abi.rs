@@ -371,9 +371,10 @@ impl<'a> Records<'a> {
         Ok(true)
     }
 
-    /// Decodes the next record to process into `rec`, reusing its buffers, and returns its
-    /// index in the input; `None` after the last one.
-    pub fn next_into(&mut self, rec: &mut Record) -> Result<Option<u32>, InputError> {
+    /// The next record to process, borrowed from the input (nothing copied), with its index
+    /// in the input; `None` after the last one. Header keys are checked to be UTF-8 here.
+    #[inline(always)]
+    pub fn next_view(&mut self) -> Result<Option<(u32, RecordView<'a>)>, InputError> {
         loop {
             let batch = match &mut self.current {
                 Some(b) if b.left > 0 => b,
@@ -408,48 +409,188 @@ impl<'a> Records<'a> {
             if offset < self.skip_below {
                 continue;
             }
-            rec.offset = offset;
             OFFSET.set(offset as i64);
             let ts_delta = body.zigzag()?;
-            rec.timestamp = if batch.log_append {
+            let timestamp = if batch.log_append {
                 batch.base_timestamp
             } else {
                 batch.base_timestamp.wrapping_add(ts_delta)
             };
-            match body.zigzag()? {
-                -1 => rec.key = None,
+            let key = match body.zigzag()? {
+                -1 => None,
                 n => {
-                    let k =
-                        body.take(usize::try_from(n).map_err(|_| InputError("bad key length"))?)?;
-                    set_bytes(rec.key.get_or_insert_with(Vec::new), k);
+                    Some(body.take(usize::try_from(n).map_err(|_| InputError("bad key length"))?)?)
                 }
-            }
-            let v = body.varint_bytes()?;
-            set_bytes(&mut rec.value, v);
+            };
+            let value = body.varint_bytes()?;
             let header_count = body.varint()? as usize;
-            if rec.headers.len() > header_count {
-                rec.headers.truncate(header_count);
-            }
-            for i in 0..header_count {
-                let key = std::str::from_utf8(body.varint_bytes()?)
-                    .map_err(|_| InputError("header key is not UTF-8"))?;
-                let value = body.varint_bytes()?;
-                match rec.headers.get_mut(i) {
-                    Some(h) => {
-                        h.key.clear();
-                        h.key.push_str(key);
-                        set_bytes(&mut h.value, value);
-                    }
-                    None => rec.headers.push(Header {
-                        key: key.to_string(),
-                        value: value.to_vec(),
-                    }),
+            let headers = body.buf;
+            if header_count == 0 {
+                if !headers.is_empty() {
+                    return Err(InputError("trailing bytes in an input record"));
                 }
+            } else {
+                check_headers(headers, header_count)?;
             }
-            if !body.buf.is_empty() {
-                return Err(InputError("trailing bytes in an input record"));
+            return Ok(Some((
+                index,
+                RecordView {
+                    offset,
+                    timestamp,
+                    key,
+                    value,
+                    headers: HeadersView {
+                        raw: headers,
+                        count: header_count,
+                    },
+                },
+            )));
+        }
+    }
+
+    /// Decodes the next record to process into `rec`, reusing its buffers, and returns its
+    /// index in the input; `None` after the last one.
+    pub fn next_into(&mut self, rec: &mut Record) -> Result<Option<u32>, InputError> {
+        let Some((index, view)) = self.next_view()? else {
+            return Ok(None);
+        };
+        rec.offset = view.offset;
+        rec.timestamp = view.timestamp;
+        match view.key {
+            None => rec.key = None,
+            Some(k) => set_bytes(rec.key.get_or_insert_with(Vec::new), k),
+        }
+        set_bytes(&mut rec.value, view.value);
+        if rec.headers.len() > view.headers.count {
+            rec.headers.truncate(view.headers.count);
+        }
+        for (i, (key, value)) in view.headers.iter().enumerate() {
+            match rec.headers.get_mut(i) {
+                Some(h) => {
+                    h.key.clear();
+                    h.key.push_str(key);
+                    set_bytes(&mut h.value, value);
+                }
+                None => rec.headers.push(Header {
+                    key: key.to_string(),
+                    value: value.to_vec(),
+                }),
             }
-            return Ok(Some(index));
+        }
+        Ok(Some(index))
+    }
+}
+
+/// Checks `count` headers (`varint key_len, key (UTF-8), varint value_len, value`) fill
+/// `raw` exactly.
+fn check_headers(raw: &[u8], count: usize) -> Result<(), InputError> {
+    let mut r = Reader { buf: raw };
+    for _ in 0..count {
+        std::str::from_utf8(r.varint_bytes()?)
+            .map_err(|_| InputError("header key is not UTF-8"))?;
+        r.varint_bytes()?;
+    }
+    if !r.buf.is_empty() {
+        return Err(InputError("trailing bytes in an input record"));
+    }
+    Ok(())
+}
+
+/// A record's headers, borrowed from the input (checked when the record was decoded).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeadersView<'a> {
+    raw: &'a [u8],
+    count: usize,
+}
+
+impl<'a> HeadersView<'a> {
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// `(key, value)` in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + use<'a> {
+        let mut r = Reader { buf: self.raw };
+        (0..self.count).map_while(move |_| {
+            let key = std::str::from_utf8(r.varint_bytes().ok()?).ok()?;
+            Some((key, r.varint_bytes().ok()?))
+        })
+    }
+}
+
+/// A record as a plugin sees it without copying: its key, value and headers are borrowed
+/// from the batch the host handed over. Take one in a plugin function
+/// (`fn(RecordView<'_> [, &P])`) to pay nothing for the fields it does not read;
+/// [`RecordView::to_record`] and [`RecordView::with_value`] make an owned [`Record`] for output.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    pub offset: u64,
+    /// Unix ms.
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    pub headers: HeadersView<'a>,
+}
+
+impl<'a> RecordView<'a> {
+    /// A view of this value, no key and no headers (offset and timestamp 0): for native
+    /// tests of a plugin function.
+    pub fn new(value: &'a [u8]) -> Self {
+        Self {
+            offset: 0,
+            timestamp: 0,
+            key: None,
+            value,
+            headers: HeadersView::default(),
+        }
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: &'a [u8]) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// The value as UTF-8, if it is.
+    pub fn value_str(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.value).ok()
+    }
+
+    /// The key as UTF-8, if there is one and it is.
+    pub fn key_str(&self) -> Option<&'a str> {
+        self.key.and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// The first header named `key`.
+    pub fn header(&self, key: &str) -> Option<&'a [u8]> {
+        self.headers.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// An owned copy.
+    pub fn to_record(&self) -> Record {
+        self.with_value(self.value)
+    }
+
+    /// An owned record with this one's offset, timestamp, key and headers, and `value`.
+    pub fn with_value(&self, value: impl Into<Vec<u8>>) -> Record {
+        Record {
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.map(<[u8]>::to_vec),
+            value: value.into(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(key, value)| Header {
+                    key: key.to_string(),
+                    value: value.to_vec(),
+                })
+                .collect(),
         }
     }
 }
@@ -501,8 +642,15 @@ pub struct Output {
 
 impl Output {
     fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// Room for about `bytes` of entries (a map's output is about its input's size).
+    fn with_capacity(bytes: usize) -> Self {
+        let mut entries = Vec::with_capacity(8 + bytes);
+        entries.resize(8, 0);
         Self {
-            entries: vec![0; 8],
+            entries,
             count: 0,
             run: None,
         }
@@ -630,6 +778,56 @@ pub fn process_filter(input: &[u8], mut keep: impl FnMut(&Record) -> Result<bool
             Ok(true) => out.push_unchanged(i),
             Ok(false) => {}
             Err(e) => return fail(e),
+        }
+    }
+    set_result(out.finish(&[]));
+    STATUS_OK
+}
+
+/// `weir_process` of a filter on borrowed records: nothing is copied out of the input.
+pub fn process_filter_view(
+    input: &[u8],
+    mut keep: impl FnMut(RecordView<'_>) -> Result<bool, String>,
+) -> i32 {
+    let (_, mut records) = match Records::open(input) {
+        Ok(d) => d,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut out = Output::new();
+    loop {
+        let (i, r) = match records.next_view() {
+            Ok(Some(v)) => v,
+            Ok(None) => break,
+            Err(e) => return fail(e.to_string()),
+        };
+        match keep(r) {
+            Ok(true) => out.push_unchanged(i),
+            Ok(false) => {}
+            Err(e) => return fail(e),
+        }
+    }
+    set_result(out.finish(&[]));
+    STATUS_OK
+}
+
+/// `weir_process` of a stateless plugin on borrowed records: `step(index, view, output)`.
+pub fn process_view(
+    input: &[u8],
+    mut step: impl FnMut(u32, RecordView<'_>, &mut Output) -> Result<(), String>,
+) -> i32 {
+    let (_, mut records) = match Records::open(input) {
+        Ok(d) => d,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut out = Output::with_capacity(input.len());
+    loop {
+        let (i, r) = match records.next_view() {
+            Ok(Some(v)) => v,
+            Ok(None) => break,
+            Err(e) => return fail(e.to_string()),
+        };
+        if let Err(e) = step(i, r, &mut out) {
+            return fail(e);
         }
     }
     set_result(out.finish(&[]));
@@ -857,5 +1055,37 @@ mod tests {
             seen.push(reused.clone());
         }
         assert_eq!(seen, records);
+    }
+
+    #[test]
+    fn views_borrow_every_field_and_refuse_what_records_refuse() {
+        let mut with_headers = rec(7, Some("k"), "v");
+        with_headers.headers.push(Header {
+            key: "second".into(),
+            value: b"2".to_vec(),
+        });
+        let records = vec![with_headers, rec(8, None, ""), rec(9, Some(""), "x")];
+        let bytes = encode_input(b"", 8, &[encode_batch(&records)]);
+        let (_, mut it) = Records::open(&bytes).unwrap();
+        let mut seen = Vec::new();
+        while let Some((i, v)) = it.next_view().unwrap() {
+            assert_eq!(offset(), v.offset as i64);
+            seen.push((i, v.to_record()));
+        }
+        // Offset 7 is below skip_below: passed over, its index kept.
+        assert_eq!(seen, [(1, records[1].clone()), (2, records[2].clone())]);
+        let first = encode_input(b"", 0, &[encode_batch(&records[..1])]);
+        let (_, mut it) = Records::open(&first).unwrap();
+        let (_, v) = it.next_view().unwrap().unwrap();
+        assert_eq!(v.header("second"), Some(&b"2"[..]));
+        assert_eq!(v.headers.len(), 2);
+        assert_eq!(v.key_str(), Some("k"));
+        for cut in 0..first.len() {
+            let r = Records::open(&first[..cut]).and_then(|(_, mut it)| {
+                while it.next_view()?.is_some() {}
+                Ok(())
+            });
+            assert!(r.is_err(), "cut at {cut}");
+        }
     }
 }

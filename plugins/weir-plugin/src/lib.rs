@@ -17,6 +17,11 @@
 //! - `#[map] fn(Record [, &P]) -> Result<Record, E>`: replace it.
 //! - `#[filter_map] fn(Record [, &P]) -> Result<Option<Record>, E>`: replace or drop.
 //! - `#[flat_map] fn(Record [, &P]) -> Result<Vec<Record>, E>`: zero or more records.
+//!
+//! The four take a [`RecordView<'_>`] instead of the `Record` (`fn(RecordView<'_> [, &P])`)
+//! to read the record where it lies in the batch the host handed over: no key, value or header
+//! is copied, so a filter costs little more than its test (`examples/filter-contains`) and a
+//! map pays only for the record it builds ([`RecordView::with_value`], `examples/uppercase`).
 //! - `#[aggregate] fn(&mut S, Record [, &P]) -> Result<Option<Record>, E>`: fold into state
 //!   `S` (`Default + Serialize + Deserialize`), which the host keeps between batches (and, in a
 //!   pipeline, persists atomically with the outputs).
@@ -34,6 +39,8 @@
 
 pub mod abi;
 pub mod testing;
+
+pub use abi::{HeadersView, RecordView};
 
 pub use weir_plugin_macros::{aggregate, filter, filter_map, flat_map, map};
 

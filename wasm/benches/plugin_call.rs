@@ -3,22 +3,28 @@
 //! 1-record case is the fixed cost of a call (copy in, enter wasm, read the output); the others
 //! show the per-record cost a batch amortises it over.
 //!
-//! `cargo bench -p weir-broker --bench plugin_call`
+//! `cargo bench -p weir-wasm --bench plugin_call`
 
 use std::path::Path;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use weir_broker::plugins::{PluginLimits, Runtime};
 use weir_common::batch::{BatchBuilder, TimestampType};
+use weir_wasm::{PluginLimits, Runtime};
 
 const BATCH_SIZES: [usize; 3] = [1, 100, 1000];
 const RECORD_BYTES: usize = 100;
 
 fn wasm(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-unknown-unknown/release")
-        .join(format!("{name}.wasm"));
+    // WEIR_PLUGIN_DIR: modules built elsewhere (e.g. an older SDK's, for a before/after).
+    let dir = std::env::var_os("WEIR_PLUGIN_DIR").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../plugins/target/wasm32-unknown-unknown/release")
+        },
+        Into::into,
+    );
+    let path = dir.join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; build the example plugins first (scripts/build-plugins)",
