@@ -3,9 +3,7 @@
 //! read strictly in place (the guest is untrusted), into output batches.
 
 use bytes::Bytes;
-use weir_common::batch::{
-    self, BatchBuilder, BatchError, BatchHeader, RecordRef, TimestampType, set_base_offset,
-};
+use weir_common::batch::{self, BatchBuilder, BatchError, BatchHeader, RecordRef, TimestampType};
 use weir_common::limits::{MAX_HEADERS_PER_RECORD, PLUGIN_OUTPUT_BATCH_BYTES};
 
 /// The ABI version the guest SDK builds (`weir_abi_version`): 3 adds the failure exports
@@ -223,11 +221,22 @@ pub enum Decoded<'a> {
 #[derive(Default)]
 struct OutputBatches {
     done: Vec<Bytes>,
-    current: Option<(u64, BatchBuilder)>,
+    current: Option<BatchBuilder>,
+    /// Bytes a new batch reserves (about the input's size: a map's output is as large).
+    capacity: usize,
     records: u64,
 }
 
 impl OutputBatches {
+    fn new(capacity: usize) -> Self {
+        Self {
+            done: Vec::new(),
+            current: None,
+            capacity: capacity.clamp(4096, PLUGIN_OUTPUT_BATCH_BYTES),
+            records: 0,
+        }
+    }
+
     fn push<'h>(
         &mut self,
         offset: u64,
@@ -236,30 +245,73 @@ impl OutputBatches {
         value: &[u8],
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
     ) {
-        if matches!(&self.current, Some((_, b)) if b.len_bytes() >= PLUGIN_OUTPUT_BATCH_BYTES) {
+        if matches!(&self.current, Some(b) if b.len_bytes() >= PLUGIN_OUTPUT_BATCH_BYTES) {
             self.seal();
         }
-        let (base, b) = self.current.get_or_insert_with(|| {
-            (
-                offset,
-                BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, 64 * 1024),
-            )
+        let b = self.current.get_or_insert_with(|| {
+            let mut b =
+                BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, self.capacity);
+            b.set_base_offset(offset);
+            b
         });
-        b.push_at(offset - *base, timestamp, key, value, headers);
+        b.push_at(offset - b.base_offset(), timestamp, key, value, headers);
         self.records += 1;
     }
 
     fn seal(&mut self) {
-        if let Some((base, b)) = self.current.take() {
-            let mut bytes = b.finish().to_vec();
-            set_base_offset(&mut bytes, base);
-            self.done.push(Bytes::from(bytes));
+        if let Some(b) = self.current.take() {
+            self.done.push(b.finish());
         }
     }
 
     fn finish(mut self) -> (Vec<Bytes>, u64) {
         self.seal();
         (self.done, self.records)
+    }
+}
+
+/// The input's records, decoded on first need: a map's NEW entries need only offsets, which
+/// batches with implicit offsets give without decoding a record.
+struct InputRecords<'i> {
+    input: &'i Input<'i>,
+    decoded: Option<Vec<RecordRef<'i>>>,
+    /// Per input batch: index of its first record, its base offset, and whether its records
+    /// carry explicit offsets.
+    batches: Vec<(u32, u64, bool)>,
+}
+
+impl<'i> InputRecords<'i> {
+    fn new(input: &'i Input<'i>) -> Result<Self, BatchError> {
+        let mut batches = Vec::with_capacity(input.batches.len());
+        let mut first = 0u32;
+        for b in input.batches {
+            let h = BatchHeader::parse(b)?;
+            batches.push((first, h.base_offset, h.explicit_offsets()));
+            first += h.record_count;
+        }
+        Ok(Self {
+            input,
+            decoded: None,
+            batches,
+        })
+    }
+
+    fn all(&mut self) -> Result<&[RecordRef<'i>], BatchError> {
+        if self.decoded.is_none() {
+            self.decoded = Some(self.input.records()?);
+        }
+        Ok(self.decoded.as_deref().unwrap_or_default())
+    }
+
+    /// Offset of input record `i` (< total).
+    fn offset(&mut self, i: u32) -> Result<u64, BatchError> {
+        let at = self.batches.partition_point(|(first, ..)| *first <= i);
+        match self.batches.get(at.wrapping_sub(1)) {
+            Some(&(first, base, false)) if self.decoded.is_none() => {
+                Ok(base + u64::from(i - first))
+            }
+            _ => Ok(self.all()?[i as usize].offset),
+        }
     }
 }
 
@@ -289,8 +341,9 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
             r.buf.len()
         ));
     }
-    let records = input.records().map_err(|e| format!("input batch: {e}"))?;
-    let mut out = OutputBatches::default();
+    let bad_input = |e: BatchError| format!("input batch: {e}");
+    let mut records = InputRecords::new(input).map_err(bad_input)?;
+    let mut out = OutputBatches::new(input.encoded_len());
     // The next source index an entry may name.
     let mut next = skipped;
     let source = |n: u32, i: u32, next: u32| {
@@ -314,7 +367,7 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
                     .ok_or_else(|| {
                         format!("output entry {n} keeps {len} records from input record {first}")
                     })?;
-                for rec in &records[first as usize..end as usize] {
+                for rec in &records.all().map_err(bad_input)?[first as usize..end as usize] {
                     out.push(rec.offset, rec.timestamp, rec.key, rec.value, rec.headers());
                 }
                 next = end - 1;
@@ -349,7 +402,8 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
                     buf: &start[..start.len() - r.buf.len()],
                     left: header_count,
                 };
-                out.push(records[i as usize].offset, timestamp, key, value, headers);
+                let offset = records.offset(i).map_err(bad_input)?;
+                out.push(offset, timestamp, key, value, headers);
             }
             t => return Err(format!("output entry {n} has unknown tag {t}")),
         }
@@ -368,6 +422,7 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weir_common::batch::set_base_offset;
     use weir_common::record::Record;
 
     /// A stored batch of `values` at offsets `base..`.

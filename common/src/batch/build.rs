@@ -13,6 +13,8 @@ pub struct BatchBuilder {
     base_timestamp: Option<i64>,
     max_timestamp: i64,
     timestamp_type: TimestampType,
+    /// Written into the header by `finish` (0 unless [`BatchBuilder::set_base_offset`]).
+    base_offset: u64,
 }
 
 impl BatchBuilder {
@@ -30,7 +32,14 @@ impl BatchBuilder {
             base_timestamp: None,
             max_timestamp: 0,
             timestamp_type,
+            base_offset: 0,
         }
+    }
+
+    /// The base offset `finish` writes into the header (saves stamping, and copying, the
+    /// finished batch).
+    pub fn set_base_offset(&mut self, base_offset: u64) {
+        self.base_offset = base_offset;
     }
 
     /// A batch whose records carry their own offsets relative to a base the caller stamps
@@ -55,6 +64,11 @@ impl BatchBuilder {
     {
         debug_assert!(self.explicit_offsets, "push_at needs with_explicit_offsets");
         self.push_inner(Some(offset_delta), timestamp, key, value, headers);
+    }
+
+    /// The base offset `finish` writes (see [`BatchBuilder::set_base_offset`]).
+    pub fn base_offset(&self) -> u64 {
+        self.base_offset
     }
 
     /// Encoded size so far (header included).
@@ -198,7 +212,7 @@ impl BatchBuilder {
         let header = BatchHeader {
             attributes,
             record_count: self.count,
-            base_offset: 0,
+            base_offset: self.base_offset,
             base_timestamp: self.base_timestamp.unwrap_or(0),
             max_timestamp: self.max_timestamp,
             producer_id: 0,
