@@ -28,6 +28,9 @@ pub const MAX_CLUSTER_NODES: usize = 9;
 pub const MAX_NODE_ID: u64 = (1 << 15) - 1;
 /// Where a cluster member's id sits in the producer ids it issues.
 pub const PRODUCER_ID_NODE_SHIFT: u32 = 48;
+/// Set in the producer ids of pipeline workers in a cluster (and in no id a broker issues:
+/// node ids stay below 2^15, so theirs stay below 2^63).
+pub const PIPELINE_PRODUCER_ID_BIT: u64 = 1 << 63;
 
 /// Longest topic or consumer-group name (Kafka's limit for topics).
 pub const MAX_NAME_LEN: usize = 249;

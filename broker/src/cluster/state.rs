@@ -8,12 +8,16 @@
 //!   of leader or ISR; a change proposed against an older `partition_epoch` is refused (so a
 //!   deposed leader cannot shrink the ISR it no longer owns).
 
+mod pipelines;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::pipelines::{Checkpoint, PipelineState};
 use super::peers::NodeId;
+use crate::pipelines::{Failure, PipelineDef};
 use crate::security;
 use crate::types::TopicConfig;
 
@@ -86,6 +90,12 @@ pub struct Metadata {
     /// Registered plugins by name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginEntry>,
+    /// Pipelines by name, with their checkpoints.
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineState>,
+    /// The next pipeline's id.
+    #[serde(default)]
+    pub next_pipeline_id: u32,
 }
 
 /// A change to the metadata (one raft log entry).
@@ -136,6 +146,27 @@ pub enum Command {
         #[serde(with = "security::shared")]
         state: Arc<security::State>,
     },
+    /// Creates a pipeline, each source partition starting at its offset in `starts`.
+    CreatePipeline {
+        def: PipelineDef,
+        starts: Vec<u64>,
+    },
+    DeletePipeline {
+        name: String,
+    },
+    /// Stops pipeline `id` with a failure, or (`None`) resumes it.
+    SetPipelineFailure {
+        name: String,
+        id: u32,
+        failure: Option<Failure>,
+    },
+    /// A worker's checkpoint on one source partition (kept only if it moves forward).
+    PutPipelineCheckpoint {
+        name: String,
+        id: u32,
+        partition: u32,
+        checkpoint: Checkpoint,
+    },
 }
 
 impl Command {
@@ -149,6 +180,7 @@ impl Command {
                 | Command::Join { .. }
                 | Command::ChangePartition { .. }
                 | Command::SetSecurity { .. }
+                | Command::PutPipelineCheckpoint { .. }
         )
     }
 }
@@ -185,6 +217,17 @@ pub enum Outcome {
     },
     PluginExists,
     PluginNotFound,
+    /// The pipeline is created with this id.
+    PipelineCreated {
+        id: u32,
+    },
+    PipelineExists,
+    PipelineNotFound,
+    /// The partition's checkpoint is further on (or from a newer leader epoch).
+    StaleCheckpoint {
+        leader_epoch: u32,
+        next_offset: u64,
+    },
 }
 
 impl Metadata {
@@ -294,6 +337,17 @@ impl Metadata {
                 self.security_version += 1;
                 Outcome::Done
             }
+            Command::CreatePipeline { def, starts } => self.create_pipeline(def, starts),
+            Command::DeletePipeline { name } => self.delete_pipeline(&name),
+            Command::SetPipelineFailure { name, id, failure } => {
+                self.set_pipeline_failure(&name, id, failure)
+            }
+            Command::PutPipelineCheckpoint {
+                name,
+                id,
+                partition,
+                checkpoint,
+            } => self.put_checkpoint(&name, id, partition, checkpoint),
         }
     }
 

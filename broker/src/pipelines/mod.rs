@@ -23,6 +23,7 @@
 //!
 //! [`PIPELINE_READ_MAX_BYTES`]: weir_common::limits::PIPELINE_READ_MAX_BYTES
 
+pub mod sequence;
 pub mod store;
 pub mod worker;
 
