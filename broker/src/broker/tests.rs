@@ -500,3 +500,155 @@ async fn the_pipeline_manager_writes_each_output_once_and_guards_its_plugins() {
     assert_eq!(values(&b, "out", 0).await, ["E"]);
     assert!(values(&b, "out", 1).await.is_empty());
 }
+
+/// A cluster worker's sink writing straight into a partition log (its idempotence checks
+/// included), keeping the checkpoints proposed.
+struct LogSink {
+    log: Arc<crate::log::PartitionLog>,
+    checkpoints: std::sync::Mutex<Vec<crate::pipelines::Checkpoint>>,
+}
+
+impl crate::pipelines::replicated::ClusterSink for LogSink {
+    async fn expected_sequence(
+        &self,
+        _topic: &str,
+        _partition: u32,
+        producer_id: u64,
+    ) -> Result<u32, crate::pipelines::replicated::SinkError> {
+        Ok(self.log.expected_sequence(producer_id))
+    }
+
+    async fn produce(
+        &self,
+        _topic: &str,
+        _partition: u32,
+        batches: Vec<Bytes>,
+    ) -> Result<(), crate::pipelines::replicated::SinkError> {
+        use crate::pipelines::replicated::SinkError;
+        let pending: Vec<crate::log::PendingBatch> = batches
+            .into_iter()
+            .map(|bytes| {
+                let valid = batch::validate(&bytes, 1 << 20).unwrap();
+                crate::log::PendingBatch { bytes, valid }
+            })
+            .collect();
+        let appended = self
+            .log
+            .append_group(&pending, crate::types::now_ms())
+            .map_err(|e| SinkError::Failed(e.to_string()))?;
+        for a in appended {
+            match a {
+                Ok(_) => {}
+                Err(crate::log::LogError::OutOfOrderSequence { expected, .. }) => {
+                    return Err(SinkError::OutOfOrder { expected });
+                }
+                Err(e) => return Err(SinkError::Failed(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(
+        &self,
+        _pipeline: &str,
+        _id: u32,
+        _partition: u32,
+        checkpoint: crate::pipelines::Checkpoint,
+    ) -> Result<(), crate::pipelines::replicated::SinkError> {
+        self.checkpoints.lock().unwrap().push(checkpoint);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_worker_replaying_from_an_old_checkpoint_writes_each_output_once() {
+    use crate::pipelines::Checkpoint;
+    use crate::pipelines::replicated::{self, ReplicatedCtx};
+
+    let dir = tempfile::tempdir().unwrap();
+    let b = with_topic(dir.path(), "in", 1).await;
+    create_topic(&b, "out", 1).await;
+    register_upper(&b).await;
+    let produce = |from: usize, to: usize| {
+        let b = Arc::clone(&b);
+        async move {
+            for chunk in (from..to).collect::<Vec<_>>().chunks(100) {
+                let vals: Vec<String> = chunk.iter().map(|i| format!("v{i}")).collect();
+                let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
+                b.produce("in", vec![(0, batch(&refs))], Acks::Leader)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let sink = LogSink {
+        log: Arc::clone(&b.topics.get("out").unwrap().partitions[0].log),
+        checkpoints: Default::default(),
+    };
+    let ctx = Arc::new(ReplicatedCtx {
+        name: "up".into(),
+        id: 7,
+        source: b.topics.get("in").unwrap(),
+        dest: "out".into(),
+        dest_partitions: 1,
+        uses: vec![(b.plugins.get("upper").unwrap(), Vec::new())],
+        max_record_bytes: 1 << 20,
+        sink,
+    });
+    let start = Checkpoint {
+        states: vec![Vec::new()],
+        ..Checkpoint::default()
+    };
+    let until_out = |n: usize| {
+        let b = Arc::clone(&b);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while values(&b, "out", 0).await.len() < n {
+                assert!(Instant::now() < deadline, "the worker is stuck");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let spawn = |epoch: u32, from: Checkpoint| {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(replicated::run(Arc::clone(&ctx), 0, epoch, from, rx));
+        (stop, task)
+    };
+
+    // A worker writes 300 outputs, then its leader dies before any checkpoint is taken.
+    produce(0, 300).await;
+    let (stop, task) = spawn(0, start.clone());
+    until_out(300).await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    // The next leader starts from the pipeline's first checkpoint: it replays all 500 source
+    // records and writes only the 200 the destination lacks.
+    produce(300, 500).await;
+    let (stop, task) = spawn(1, start);
+    until_out(500).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let want: Vec<String> = (0..500).map(|i| format!("V{i}")).collect();
+    assert_eq!(values(&b, "out", 0).await, want);
+    // Its checkpoint says so, and a worker starting from it writes nothing more.
+    let last = ctx
+        .sink
+        .checkpoints
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(last.next_offset, 500);
+    assert_eq!((last.records_in, last.records_out), (500, 500));
+    assert_eq!(last.sequences, [(0, 500)]);
+    assert_eq!(last.leader_epoch, 1);
+    produce(500, 510).await;
+    let (stop, task) = spawn(2, last);
+    until_out(510).await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let want: Vec<String> = (0..510).map(|i| format!("V{i}")).collect();
+    assert_eq!(values(&b, "out", 0).await, want);
+}

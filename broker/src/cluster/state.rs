@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::pipelines::{Checkpoint, PipelineState};
+pub use self::pipelines::PipelineState;
 use super::peers::NodeId;
-use crate::pipelines::{Failure, PipelineDef};
+use crate::pipelines::{Checkpoint, Failure, PipelineDef};
 use crate::security;
 use crate::types::TopicConfig;
 

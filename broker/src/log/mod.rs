@@ -278,6 +278,16 @@ impl PartitionLog {
         self.bounds.subscribe()
     }
 
+    /// The sequence number producer `producer_id`'s next batch must start at here (0 for a
+    /// producer this partition has not seen). On a leader it counts appended batches the
+    /// in-sync replicas may not have yet; a pipeline worker asks it before a replay.
+    pub fn expected_sequence(&self, producer_id: u64) -> u32 {
+        self.lock()
+            .producers
+            .get(&producer_id)
+            .map_or(0, ProducerState::expected)
+    }
+
     fn lock(&self) -> MutexGuard<'_, LogState> {
         // A panic while holding this lock cannot leave the state half-updated (mutations are
         // applied after the write succeeded), so a poisoned lock is still consistent.

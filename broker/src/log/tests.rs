@@ -108,6 +108,10 @@ fn a_replica_copy_holds_the_leaders_batches_byte_for_byte_and_its_producer_state
         follower.bounds().segments > 1,
         "rolls segments by its own config"
     );
+    // Where producer 7 stands, on both (a pipeline worker asks before a replay).
+    assert_eq!(leader.expected_sequence(7), 5);
+    assert_eq!(follower.expected_sequence(7), 5);
+    assert_eq!(follower.expected_sequence(8), 0);
     // A retry of producer 7's last batch is recognised on the copy (it may become leader).
     let retry = pending(TimestampType::CreateTime, &["e", "f"], Some((7, 3)));
     let again = follower.append_group(&[retry], 10_000).unwrap();

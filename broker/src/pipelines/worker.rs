@@ -11,7 +11,7 @@ use weir_common::limits::{PIPELINE_OUTPUT_BATCH_BYTES, PIPELINE_READ_MAX_BYTES};
 use super::store;
 use super::{Pipeline, PipelineProgress};
 use crate::log::{LogError, PartitionLog, PendingBatch, ReadUpTo};
-use crate::plugins::{Plugin, PluginKind, Stage, chain};
+use crate::plugins::{Plugin, PluginKind, Stage, Staged, chain};
 use crate::storage::Store;
 use crate::topics::Topic;
 use crate::types::now_ms;
@@ -137,23 +137,13 @@ fn round(
         return Ok(progress.clone());
     }
     let records_in = next - from;
-    let stages = match stages {
-        Some(s) => s,
-        None => stages.insert(instantiate(ctx, progress)?),
+    let loc = Where {
+        pipeline: &ctx.name,
+        topic: &ctx.source.meta.name,
+        partition,
     };
-    let staged = chain::run_stages(stages, read.batches, from).map_err(|e| {
-        tracing::warn!(
-            pipeline = %ctx.name,
-            plugin = e.plugin().unwrap_or(""),
-            topic = %ctx.source.meta.name,
-            partition,
-            offset = e.offset(),
-            error = %e,
-            "a pipeline's plugin failed; the pipeline stops"
-        );
-        e.to_string()
-    })?;
-    let (batches, records_out) = encode_outputs(&staged.batches, from, ctx.max_record_bytes)?;
+    let (staged, stages) = run_chain(loc, &ctx.uses, &progress.states, stages, read.batches, from)?;
+    let (batches, records_out) = encode_outputs(&staged.batches, from, ctx.max_record_bytes, None)?;
     let next_progress = PipelineProgress {
         source_topic: ctx.source.meta.id,
         next_offset: next,
@@ -176,11 +166,57 @@ fn round(
     Ok(next_progress)
 }
 
-/// The chain's stages with their stored aggregate state.
-fn instantiate(ctx: &WorkerCtx, progress: &PipelineProgress) -> Result<Vec<Stage>, String> {
-    ctx.uses
-        .iter()
-        .zip(&progress.states)
+/// How a cluster worker numbers a round's output records (see `encode_outputs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Numbering {
+    pub producer_id: u64,
+    pub first_sequence: u32,
+    pub skip: u64,
+}
+
+/// Where a pipeline's chain runs (what its failure log line names).
+#[derive(Clone, Copy)]
+pub(super) struct Where<'a> {
+    pub pipeline: &'a str,
+    pub topic: &'a str,
+    pub partition: u32,
+}
+
+/// Runs the chain over `batches` from offset `from`, instantiating the stages with `states`
+/// on first use; a plugin's failure is logged with where it happened. Returns the staged
+/// output and the stages (their state after the round).
+pub(super) fn run_chain<'s>(
+    loc: Where<'_>,
+    uses: &[(Plugin, Vec<u8>)],
+    states: &[Vec<u8>],
+    stages: &'s mut Option<Vec<Stage>>,
+    batches: Vec<Bytes>,
+    from: u64,
+) -> Result<(Staged, &'s [Stage]), String> {
+    let stages = match stages {
+        Some(s) => s,
+        None => stages.insert(instantiate(uses, states)?),
+    };
+    let staged = chain::run_stages(stages, batches, from).map_err(|e| {
+        tracing::warn!(
+            pipeline = %loc.pipeline,
+            plugin = e.plugin().unwrap_or(""),
+            topic = %loc.topic,
+            partition = loc.partition,
+            offset = e.offset(),
+            error = %e,
+            "a pipeline's plugin failed; the pipeline stops"
+        );
+        e.to_string()
+    })?;
+    Ok((staged, stages))
+}
+
+/// The chain's stages with their stored aggregate state (none: empty).
+fn instantiate(uses: &[(Plugin, Vec<u8>)], states: &[Vec<u8>]) -> Result<Vec<Stage>, String> {
+    let none = Vec::new();
+    uses.iter()
+        .zip(states.iter().chain(std::iter::repeat(&none)))
         .map(|((plugin, params), state)| {
             let mut stage = plugin.stage(params).map_err(|e| e.to_string())?;
             if stage.kind() == PluginKind::Aggregate {
@@ -194,15 +230,23 @@ fn instantiate(ctx: &WorkerCtx, progress: &PipelineProgress) -> Result<Vec<Stage
 /// The chain's output records from offset `from` on (unchanged stored batches may begin
 /// before it), read in place and re-encoded for the destination as validated batches of about
 /// [`PIPELINE_OUTPUT_BATCH_BYTES`] each; with how many records they hold.
-fn encode_outputs(
+///
+/// `numbering` (a cluster worker's): the producer id, and the sequence number of the first
+/// output record; the first `skip` output records are left out (the destination holds them)
+/// and still counted.
+pub(super) fn encode_outputs(
     outputs: &[Bytes],
     from: u64,
     max_record_bytes: usize,
+    numbering: Option<Numbering>,
 ) -> Result<(Vec<PendingBatch>, u64), String> {
     let mut out = Vec::new();
     let mut count = 0u64;
     let mut builder = BatchBuilder::new(TimestampType::CreateTime);
-    let mut finish = |b: BatchBuilder| -> Result<(), String> {
+    let mut finish = |mut b: BatchBuilder, first: u64| -> Result<(), String> {
+        if let Some(n) = numbering {
+            b.set_producer(n.producer_id, n.first_sequence.wrapping_add(first as u32));
+        }
         let bytes = b.finish();
         let valid = batch::validate(&bytes, max_record_bytes)
             .map_err(|e| format!("plugin output cannot be stored: {e}"))?;
@@ -210,6 +254,9 @@ fn encode_outputs(
         Ok(())
     };
     let bad = |e: BatchError| format!("plugin output: {e}");
+    let skip = numbering.map_or(0, |n| n.skip);
+    // Index (among all output records) of the builder's first record.
+    let mut first = skip;
     for bytes in outputs {
         let plain = batch::uncompressed(bytes).map_err(bad)?;
         for r in batch::record_refs(&plain).map_err(bad)? {
@@ -217,19 +264,22 @@ fn encode_outputs(
             if r.offset < from {
                 continue;
             }
+            count += 1;
+            if count <= skip {
+                continue;
+            }
             let len = BatchBuilder::encoded_record_len(r.key, r.value, r.headers());
             if !builder.is_empty() && builder.len_bytes() + len > PIPELINE_OUTPUT_BATCH_BYTES {
-                finish(std::mem::replace(
-                    &mut builder,
-                    BatchBuilder::new(TimestampType::CreateTime),
-                ))?;
+                let b =
+                    std::mem::replace(&mut builder, BatchBuilder::new(TimestampType::CreateTime));
+                finish(b, first)?;
+                first = count - 1;
             }
             builder.push(r.timestamp, r.key, r.value, r.headers());
-            count += 1;
         }
     }
     if !builder.is_empty() {
-        finish(builder)?;
+        finish(builder, first)?;
     }
     Ok((out, count))
 }
@@ -259,7 +309,7 @@ mod tests {
         let big = "x".repeat(300 * 1024);
         // Two records below the position: left out.
         let outputs = [stored(8, 5, &big), stored(13, 7, &big)];
-        let (batches, count) = encode_outputs(&outputs, 10, 1024 * 1024).unwrap();
+        let (batches, count) = encode_outputs(&outputs, 10, 1024 * 1024, None).unwrap();
         assert_eq!(count, 10);
         assert!(batches.len() >= 3, "{} batches", batches.len());
         assert!(
@@ -276,14 +326,46 @@ mod tests {
             && r.key.as_deref() == Some(&b"k"[..])
             && r.headers.len() == 1
             && r.timestamp == 1_700_000_000_000));
-        let (none, zero) = encode_outputs(&[], 0, 1024).unwrap();
+        let (none, zero) = encode_outputs(&[], 0, 1024, None).unwrap();
         assert!(none.is_empty());
         assert_eq!(zero, 0);
     }
 
     #[test]
+    fn numbered_outputs_carry_their_sequences_and_leave_out_what_the_destination_holds() {
+        let big = "x".repeat(300 * 1024);
+        let outputs = [stored(8, 5, &big), stored(13, 7, &big)];
+        let numbering = Numbering {
+            producer_id: 9,
+            first_sequence: u32::MAX - 1,
+            skip: 3,
+        };
+        let (batches, count) = encode_outputs(&outputs, 10, 1024 * 1024, Some(numbering)).unwrap();
+        // Every output record counts; the first three are not sent.
+        assert_eq!(count, 10);
+        let mut next = (u32::MAX - 1).wrapping_add(3);
+        let mut sent = 0;
+        for b in &batches {
+            let h = batch::BatchHeader::parse(&b.bytes).unwrap();
+            assert_eq!((h.producer_id, h.base_sequence), (9, next));
+            next = next.wrapping_add(h.record_count);
+            sent += h.record_count;
+        }
+        assert_eq!(sent, 7);
+        assert!(batches.len() >= 2);
+        // All held already: nothing to send, all counted.
+        let all = Numbering {
+            skip: 10,
+            ..numbering
+        };
+        let (none, count) = encode_outputs(&outputs, 10, 1024 * 1024, Some(all)).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(count, 10);
+    }
+
+    #[test]
     fn an_output_record_over_the_record_limit_is_an_error() {
-        let e = encode_outputs(&[stored(0, 1, &"x".repeat(2000))], 0, 1000).unwrap_err();
+        let e = encode_outputs(&[stored(0, 1, &"x".repeat(2000))], 0, 1000, None).unwrap_err();
         assert!(e.contains("plugin output cannot be stored"), "{e}");
     }
 }

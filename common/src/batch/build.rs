@@ -15,6 +15,8 @@ pub struct BatchBuilder {
     timestamp_type: TimestampType,
     /// Written into the header by `finish` (0 unless [`BatchBuilder::set_base_offset`]).
     base_offset: u64,
+    /// Idempotent producer id and first sequence written by `finish` (0, 0: none).
+    producer: (u64, u32),
 }
 
 impl BatchBuilder {
@@ -33,7 +35,14 @@ impl BatchBuilder {
             max_timestamp: 0,
             timestamp_type,
             base_offset: 0,
+            producer: (0, 0),
         }
+    }
+
+    /// The idempotent producer id and the sequence number of the first record `finish`
+    /// writes into the header.
+    pub fn set_producer(&mut self, producer_id: u64, base_sequence: u32) {
+        self.producer = (producer_id, base_sequence);
     }
 
     /// The base offset `finish` writes into the header (saves stamping, and copying, the
@@ -215,8 +224,8 @@ impl BatchBuilder {
             base_offset: self.base_offset,
             base_timestamp: self.base_timestamp.unwrap_or(0),
             max_timestamp: self.max_timestamp,
-            producer_id: 0,
-            base_sequence: 0,
+            producer_id: self.producer.0,
+            base_sequence: self.producer.1,
             records_len: (self.buf.len() - HEADER_LEN) as u32,
         };
         header.write_to(&mut self.buf);

@@ -11,28 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Metadata, Outcome};
-use crate::pipelines::{Failure, PipelineDef};
-
-/// Where a pipeline's worker on one source partition may restart from: everything before
-/// `next_offset` is in the destination (acknowledged by every in-sync replica), and replaying
-/// from here reproduces the same outputs with the same sequence numbers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// The source partition's leader epoch of the worker that wrote it.
-    pub leader_epoch: u32,
-    /// Next source offset to process.
-    pub next_offset: u64,
-    pub records_in: u64,
-    pub records_out: u64,
-    /// Per destination partition the worker wrote to: the sequence number of its next output
-    /// record there (sorted by partition).
-    pub sequences: Vec<(u32, u32)>,
-    /// Each stage's aggregate state (empty for other kinds), in chain order.
-    #[serde(with = "states")]
-    pub states: Vec<Vec<u8>>,
-    /// Each stage's module (SHA-256) the outputs up to here came from.
-    pub modules: Vec<String>,
-}
+use crate::pipelines::{Checkpoint, Failure, PipelineDef};
 
 /// A pipeline in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,25 +22,6 @@ pub struct PipelineState {
     pub def: PipelineDef,
     /// One per source partition.
     pub checkpoints: Vec<Checkpoint>,
-}
-
-/// Aggregate states as base64 strings (the metadata is JSON; an array of numbers would take
-/// four times the bytes).
-mod states {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(states: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(states.iter().map(|v| STANDARD.encode(v)))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
-        Vec::<String>::deserialize(d)?
-            .iter()
-            .map(|s| STANDARD.decode(s).map_err(serde::de::Error::custom))
-            .collect()
-    }
 }
 
 impl Metadata {
