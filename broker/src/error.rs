@@ -39,6 +39,8 @@ pub enum BrokerError {
     OutOfOrderSequence {
         topic: String,
         partition: u32,
+        /// The sequence number the partition expects next from the producer.
+        expected: u32,
         reason: String,
     },
     #[error("consumer group {0:?} does not exist")]

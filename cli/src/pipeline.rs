@@ -66,12 +66,15 @@ fn write_describe(out: &mut impl Write, p: &PipelineInfo) -> std::io::Result<()>
     writeln!(out, "lag\t{}", p.lag)?;
     writeln!(
         out,
-        "partition\tposition\tend\tlag\trecords_in\trecords_out"
+        "partition\tposition\tend\tlag\trecords_in\trecords_out\tworker"
     )?;
     for q in &p.partitions {
+        // The node id of the cluster member whose worker runs it; "-" standalone or while
+        // none does.
+        let worker = q.worker.map_or_else(|| "-".to_string(), |n| n.to_string());
         writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{worker}",
             q.partition, q.position, q.end_offset, q.lag, q.records_in, q.records_out
         )?;
     }

@@ -110,6 +110,11 @@ pub const PIPELINE_OUTPUT_BATCH_BYTES: usize = 1024 * 1024;
 /// Most pipelines one broker runs.
 pub const MAX_PIPELINES: usize = 256;
 
+/// Largest checkpoint of a cluster pipeline's partition (position, sequences and aggregate
+/// states, as encoded into the replicated metadata): each travels in a raft entry, and
+/// every snapshot holds them all. A worker whose states outgrow it fails the pipeline.
+pub const MAX_PIPELINE_CHECKPOINT_BYTES: usize = 256 * 1024;
+
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 

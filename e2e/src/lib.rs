@@ -467,3 +467,33 @@ pub fn sample_log_line(i: usize) -> String {
 pub fn sample_order(i: usize) -> String {
     format!(r#"{{"id":{i},"amount":{},"note":"n{i}"}}"#, i * 10)
 }
+
+/// Runs `call` on a plain gRPC channel to `via` (the raw RPCs, no SDK routing).
+pub fn raw<T, Fut>(via: &Broker, call: impl FnOnce(tonic::transport::Channel) -> Fut) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let url = format!("http://{}", via.addr);
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async move {
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .expect("url")
+                .connect()
+                .await
+                .expect("connect");
+            call(channel).await
+        })
+}
+
+/// `Cluster.GetMetadata` through `via`: the brokers and where `topics`' partitions live.
+pub fn metadata(via: &Broker, topics: &[&str]) -> weir_proto::v1::MetadataResponse {
+    let topics = topics.iter().map(|t| t.to_string()).collect();
+    raw(via, |ch| async move {
+        weir_proto::v1::cluster_client::ClusterClient::new(ch)
+            .get_metadata(weir_proto::v1::MetadataRequest { topics })
+            .await
+            .expect("metadata")
+            .into_inner()
+    })
+}

@@ -170,9 +170,9 @@ async fn example_plugins_run_as_pipelines_and_aggregates_keep_state_across_resta
     );
     assert_eq!(
         d[9],
-        "partition\tposition\tend\tlag\trecords_in\trecords_out"
+        "partition\tposition\tend\tlag\trecords_in\trecords_out\tworker"
     );
-    assert_eq!(d[10], "0\t100\t100\t0\t100\t10");
+    assert_eq!(d[10], "0\t100\t100\t0\t100\t10\t-");
 
     // Aggregate: the running count per key, per source partition, across a restart.
     let send_clicks = |keys: &'static [&'static str]| {

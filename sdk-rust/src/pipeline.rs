@@ -100,6 +100,9 @@ pub struct PipelinePartition {
     pub records_in: u64,
     /// Records written to the destination.
     pub records_out: u64,
+    /// In a cluster: the node id of the member whose worker processes the partition (its
+    /// leader); `None` standalone, or while no worker runs it.
+    pub worker: Option<u64>,
 }
 
 /// A pipeline's definition, state and counters.
@@ -169,6 +172,7 @@ fn info_of(p: Option<pb::PipelineInfo>) -> Result<PipelineInfo> {
                 lag: q.lag,
                 records_in: q.records_in,
                 records_out: q.records_out,
+                worker: q.worker,
             })
             .collect(),
     })

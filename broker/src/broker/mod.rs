@@ -5,9 +5,11 @@
 //! reconcile local copies), `records` (producer ids, the one append path, reads, offset
 //! look-ups), `leadership` (cluster mode: partitions led here, followers' progress, ISR),
 //! `groups` and `coordination` (consumer groups standalone and in a cluster), `plugins`
-//! (plugins and pipelines). This file opens the broker, joins a cluster and owns the
+//! (plugins, and pipelines standalone), `cluster_pipelines` (pipelines' workers in a
+//! cluster). This file opens the broker, joins a cluster and owns the
 //! background tasks, which stop at [`Broker::stop_background`].
 
+mod cluster_pipelines;
 mod coordination;
 mod groups;
 mod leadership;
@@ -64,6 +66,8 @@ pub struct Broker {
     produce_budget: Arc<Semaphore>,
     produce_budget_bytes: u32,
     security: Arc<Security>,
+    /// Cluster mode: the pipeline workers running here.
+    cluster_workers: std::sync::Mutex<cluster_pipelines::ClusterWorkers>,
     /// The loops this broker runs for as long as it serves (cluster mode: metadata, ISR
     /// checks, offsets checkpoints, replication, the controller's duty).
     background: std::sync::Mutex<JoinSet<()>>,
@@ -110,6 +114,7 @@ impl Broker {
             produce_budget: Arc::new(Semaphore::new(budget as usize)),
             produce_budget_bytes: budget,
             security,
+            cluster_workers: std::sync::Mutex::default(),
             background: std::sync::Mutex::new(JoinSet::new()),
         }))
     }
@@ -125,6 +130,7 @@ impl Broker {
     /// Stops every background loop (at shutdown, once no request is served any more); the
     /// tasks drop what they held of the broker.
     pub fn stop_background(&self) {
+        self.stop_cluster_workers();
         self.background
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -188,6 +194,7 @@ impl Broker {
         self.groups.replicate();
         self.replicate_security(&cluster);
         self.follow_plugins(&cluster);
+        self.spawn_pipeline_workers(&cluster);
         self.spawn_checkpoints();
         // The metadata once applied here: local copies exist for every topic it names, so
         // the replica fetchers that follow it find the partitions they are to fetch.

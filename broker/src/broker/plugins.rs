@@ -222,6 +222,12 @@ impl Broker {
             {
                 Outcome::Done => {}
                 Outcome::PluginNotFound => return Err(BrokerError::PluginNotFound(name)),
+                Outcome::PluginInUse { pipeline } => {
+                    return Err(BrokerError::PluginInUse {
+                        plugin: name,
+                        pipeline,
+                    });
+                }
                 other => {
                     return Err(BrokerError::Storage(format!(
                         "the cluster did not delete the plugin: {other:?}"
@@ -392,40 +398,51 @@ impl Broker {
     }
 
     pub async fn create_pipeline(
-        &self,
+        self: &Arc<Self>,
         def: PipelineDef,
         start: Start,
     ) -> Result<PipelineView, BrokerError> {
-        self.check_pipelines_here()?;
+        if let Some(c) = self.cluster() {
+            return self.create_pipeline_in_cluster(c, def, start).await;
+        }
         self.pipelines.create(&self.deps(), def, start).await
     }
 
-    /// Pipelines append to their destination partitions directly, which only a standalone
-    /// broker may do: in a cluster only a partition's leader appends, and a pipeline's
-    /// source and destination partitions may be led by different brokers.
-    pub(super) fn check_pipelines_here(&self) -> Result<(), BrokerError> {
-        if self.in_cluster() {
-            return Err(BrokerError::InvalidArgument(
-                "pipelines run on standalone brokers only; in a cluster, run the plugins at consume time or with a group consumer that produces (docs/cluster.md)".into(),
-            ));
-        }
-        Ok(())
-    }
-
     pub async fn list_pipelines(&self) -> Vec<PipelineView> {
-        self.pipelines.list(&self.topics).await
+        let Some(c) = self.cluster() else {
+            return self.pipelines.list(&self.topics).await;
+        };
+        let m = Arc::clone(&c.metadata().borrow());
+        let mut out = Vec::with_capacity(m.pipelines.len());
+        for p in m.pipelines.values() {
+            out.push(self.pipeline_view_in_cluster(&m, p, false).await);
+        }
+        out
     }
 
     pub async fn describe_pipeline(&self, name: &str) -> Result<PipelineView, BrokerError> {
-        self.pipelines.describe(name, &self.topics).await
+        let Some(c) = self.cluster() else {
+            return self.pipelines.describe(name, &self.topics).await;
+        };
+        let m = Arc::clone(&c.metadata().borrow());
+        let p = m
+            .pipelines
+            .get(name)
+            .ok_or_else(|| BrokerError::PipelineNotFound(name.to_string()))?;
+        Ok(self.pipeline_view_in_cluster(&m, p, true).await)
     }
 
     pub async fn delete_pipeline(&self, name: &str) -> Result<(), BrokerError> {
+        if let Some(c) = self.cluster() {
+            return self.delete_pipeline_in_cluster(c, name).await;
+        }
         self.pipelines.delete(name).await
     }
 
     pub async fn resume_pipeline(&self, name: &str) -> Result<PipelineView, BrokerError> {
-        self.check_pipelines_here()?;
+        if let Some(c) = self.cluster() {
+            return self.resume_pipeline_in_cluster(c, name).await;
+        }
         self.pipelines.resume(name, &self.deps()).await
     }
 }

@@ -592,6 +592,7 @@ async fn a_cluster_worker_replaying_from_an_old_checkpoint_writes_each_output_on
         dest: "out".into(),
         dest_partitions: 1,
         uses: vec![(b.plugins.get("upper").unwrap(), Vec::new())],
+        modules: vec!["upper-module".into()],
         max_record_bytes: 1 << 20,
         sink,
     });

@@ -244,6 +244,7 @@ impl Broker {
         if let Some(cluster) = self.cluster() {
             let cmd = Command::DeleteTopic {
                 name: name.to_string(),
+                at_ms: crate::types::now_ms(),
             };
             return match cluster.propose(cmd).await? {
                 Outcome::Done => {

@@ -112,8 +112,11 @@ pub enum Command {
         config: TopicConfig,
         replication_factor: u32,
     },
+    /// Deletes a topic; pipelines reading or writing it fail (with `at_ms` as the time).
     DeleteTopic {
         name: String,
+        #[serde(default)]
+        at_ms: i64,
     },
     /// Sets a partition's leader and ISR (the controller, on failover or when a replica comes
     /// back), if the partition is still at `partition_epoch`.
@@ -217,6 +220,10 @@ pub enum Outcome {
     },
     PluginExists,
     PluginNotFound,
+    /// A pipeline's chain uses the plugin.
+    PluginInUse {
+        pipeline: String,
+    },
     /// The pipeline is created with this id.
     PipelineCreated {
         id: u32,
@@ -270,8 +277,11 @@ impl Metadata {
                 config,
                 replication_factor,
             } => self.create_topic(name, config, replication_factor),
-            Command::DeleteTopic { name } => match self.topics.remove(&name) {
-                Some(_) => Outcome::Done,
+            Command::DeleteTopic { name, at_ms } => match self.topics.remove(&name) {
+                Some(_) => {
+                    self.fail_pipelines_of_topic(&name, at_ms);
+                    Outcome::Done
+                }
                 None => Outcome::TopicNotFound,
             },
             Command::ChangePartition {
@@ -323,10 +333,17 @@ impl Metadata {
                 self.plugins.insert(name, entry);
                 Outcome::PluginRegistered { version }
             }
-            Command::DeletePlugin { name } => match self.plugins.remove(&name) {
-                Some(_) => Outcome::Done,
-                None => Outcome::PluginNotFound,
-            },
+            Command::DeletePlugin { name } => {
+                if let Some(user) = self.pipeline_using(&name) {
+                    return Outcome::PluginInUse {
+                        pipeline: user.to_string(),
+                    };
+                }
+                match self.plugins.remove(&name) {
+                    Some(_) => Outcome::Done,
+                    None => Outcome::PluginNotFound,
+                }
+            }
             Command::SetSecurity { base, state } => {
                 if base != self.security_version {
                     return Outcome::StaleSecurity {
@@ -484,7 +501,10 @@ mod tests {
         assert_eq!(create(&mut m, "t", 2, 1), Outcome::TopicExists);
         assert_eq!(m, before);
         assert_eq!(
-            m.apply(Command::DeleteTopic { name: "x".into() }),
+            m.apply(Command::DeleteTopic {
+                name: "x".into(),
+                at_ms: 0
+            }),
             Outcome::TopicNotFound
         );
     }
@@ -571,7 +591,10 @@ mod tests {
             }
             create(m, "a", 4, 2);
             create(m, "b", 2, 3);
-            m.apply(Command::DeleteTopic { name: "a".into() });
+            m.apply(Command::DeleteTopic {
+                name: "a".into(),
+                at_ms: 0,
+            });
             create(m, "c", 3, 1);
         };
         let (mut x, mut y) = (Metadata::default(), Metadata::default());

@@ -27,6 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::watch;
 use weir_common::batch::{self, TimestampType, ValidBatch};
+use weir_common::limits::PIPELINE_PRODUCER_ID_BIT;
 
 use crate::error::BrokerError;
 use crate::storage::{Durability, StorageError, Store, WriteSet};
@@ -87,9 +88,10 @@ impl LogError {
             e @ LogError::NotContiguous { .. } => {
                 BrokerError::InvalidArgument(format!("topic {topic:?} partition {partition}: {e}"))
             }
-            e @ LogError::OutOfOrderSequence { .. } => BrokerError::OutOfOrderSequence {
+            e @ LogError::OutOfOrderSequence { expected, .. } => BrokerError::OutOfOrderSequence {
                 topic: topic.to_string(),
                 partition,
+                expected,
                 reason: e.to_string(),
             },
         }
@@ -578,12 +580,15 @@ impl PartitionLog {
     }
 
     /// Applies retention now (and forgets producers idle for
-    /// [`PRODUCER_STATE_EXPIRY_MS`]). Returns how many segments were dropped.
+    /// [`PRODUCER_STATE_EXPIRY_MS`], except pipeline workers': a worker whose filter passes
+    /// nothing for weeks must still find its sequence where it left it, or it could not tell
+    /// what the partition holds). Returns how many segments were dropped.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let mut state = self.lock();
         let expired: Vec<u64> = state
             .producers
             .iter()
+            .filter(|(id, _)| *id & PIPELINE_PRODUCER_ID_BIT == 0)
             .filter(|(_, p)| now_ms.saturating_sub(p.last_used_ms) > PRODUCER_STATE_EXPIRY_MS)
             .map(|(id, _)| *id)
             .collect();

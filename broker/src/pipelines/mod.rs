@@ -150,6 +150,8 @@ pub struct PartitionView {
     pub lag: u64,
     pub records_in: u64,
     pub records_out: u64,
+    /// Cluster mode: the node id of the member whose worker processes the partition.
+    pub worker: Option<u64>,
 }
 
 /// A pipeline as listed or described.
@@ -293,7 +295,7 @@ impl PipelineManager {
         deps.topics.get(&def.to_topic)?;
         // Plugins exist and accept their params: fail now, not in the background.
         let uses = resolve_uses(deps.plugins, &def.plugins)?;
-        tokio::task::spawn_blocking(move || chain::Chain::new(uses, 0).map(drop))
+        tokio::task::spawn_blocking(move || check_params(uses))
             .await
             .map_err(|e| BrokerError::Storage(format!("plugin task failed: {e}")))??;
 
@@ -451,6 +453,15 @@ fn resolve_uses(
     plugins: &PluginRegistry,
     uses: &[PluginUseDef],
 ) -> Result<Vec<(crate::plugins::Plugin, Vec<u8>)>, BrokerError> {
+    check_uses(uses)?;
+    uses.iter()
+        .map(|u| Ok((plugins.get(&u.plugin)?, u.params.as_bytes().to_vec())))
+        .collect()
+}
+
+/// A chain's shape against the limits: one plugin at least, [`MAX_PLUGIN_CHAIN`] at most,
+/// params within [`MAX_PLUGIN_PARAMS_BYTES`].
+pub fn check_uses(uses: &[PluginUseDef]) -> Result<(), BrokerError> {
     if uses.is_empty() {
         return Err(BrokerError::InvalidArgument(
             "a pipeline needs at least one plugin".into(),
@@ -462,18 +473,22 @@ fn resolve_uses(
             uses.len()
         )));
     }
-    uses.iter()
-        .map(|u| {
-            if u.params.len() > MAX_PLUGIN_PARAMS_BYTES {
-                return Err(BrokerError::InvalidArgument(format!(
-                    "params of plugin {:?} are {} bytes; the limit is {MAX_PLUGIN_PARAMS_BYTES}",
-                    u.plugin,
-                    u.params.len()
-                )));
-            }
-            Ok((plugins.get(&u.plugin)?, u.params.as_bytes().to_vec()))
-        })
-        .collect()
+    for u in uses {
+        if u.params.len() > MAX_PLUGIN_PARAMS_BYTES {
+            return Err(BrokerError::InvalidArgument(format!(
+                "params of plugin {:?} are {} bytes; the limit is {MAX_PLUGIN_PARAMS_BYTES}",
+                u.plugin,
+                u.params.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Fails when a plugin of the chain rejects its params (blocking: it instantiates them).
+pub fn check_params(uses: Vec<(crate::plugins::Plugin, Vec<u8>)>) -> Result<(), BrokerError> {
+    chain::Chain::new(uses, 0)?;
+    Ok(())
 }
 
 /// Per-partition counters from stored progress (zero where there is none).
@@ -604,6 +619,7 @@ fn view_of(pipeline: &Pipeline, topics: &TopicRegistry, per_partition: bool) -> 
                 lag,
                 records_in: s.records_in,
                 records_out: s.records_out,
+                worker: None,
             });
         }
     }

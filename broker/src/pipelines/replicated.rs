@@ -84,6 +84,8 @@ pub struct ReplicatedCtx<S> {
     pub dest: String,
     pub dest_partitions: u32,
     pub uses: Vec<(Plugin, Vec<u8>)>,
+    /// Each stage's module (SHA-256), recorded in the checkpoints.
+    pub modules: Vec<String>,
     pub max_record_bytes: usize,
     pub sink: S,
 }
@@ -112,6 +114,7 @@ pub async fn run<S: ClusterSink>(
     let producer_id = sequence::producer_id(ctx.id, partition);
     let mut at = checkpoint;
     at.leader_epoch = leader_epoch;
+    at.modules.clone_from(&ctx.modules);
     let mut next_sequence = at
         .sequences
         .iter()
@@ -124,7 +127,7 @@ pub async fn run<S: ClusterSink>(
     let mut dirty = false;
     loop {
         if *stop.borrow_and_update() {
-            return Ok(());
+            return last_checkpoint(&ctx, partition, at, dirty).await;
         }
         watch.borrow_and_update();
         if dirty && checkpointed.elapsed() >= CHECKPOINT_INTERVAL {
@@ -225,7 +228,7 @@ pub async fn run<S: ClusterSink>(
                 Err(e) => return Err(e.to_string()),
             }
             if *stop.borrow() {
-                return Ok(());
+                return last_checkpoint(&ctx, partition, at, dirty).await;
             }
         }
         next_sequence = next_sequence.wrapping_add(round_count as u32);
@@ -235,6 +238,23 @@ pub async fn run<S: ClusterSink>(
         at.states = round.states;
         at.sequences = vec![(dest_partition, next_sequence)];
         dirty = true;
+    }
+}
+
+/// A stopping worker checkpoints where it is, once (a plugin replaced switches here, and the
+/// next worker replays nothing); a failure to is no failure of the pipeline.
+async fn last_checkpoint<S: ClusterSink>(
+    ctx: &ReplicatedCtx<S>,
+    partition: u32,
+    at: Checkpoint,
+    dirty: bool,
+) -> Result<(), String> {
+    if !dirty {
+        return Ok(());
+    }
+    match ctx.sink.checkpoint(&ctx.name, ctx.id, partition, at).await {
+        Err(SinkError::Failed(e)) => Err(e),
+        _ => Ok(()),
     }
 }
 

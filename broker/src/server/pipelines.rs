@@ -55,6 +55,7 @@ fn info_pb(v: PipelineView) -> pb::PipelineInfo {
                 lag: p.lag,
                 records_in: p.records_in,
                 records_out: p.records_out,
+                worker: p.worker,
             })
             .collect(),
     }

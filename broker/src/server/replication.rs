@@ -171,6 +171,36 @@ impl pb::replication_server::Replication for ReplicationService {
         Ok(Response::new(pb::PutPluginModuleResponse {}))
     }
 
+    async fn pipeline_sequence(
+        &self,
+        req: Request<pb::PipelineSequenceRequest>,
+    ) -> Result<Response<pb::PipelineSequenceResponse>, Status> {
+        let r = req.into_inner();
+        let expected_sequence = self
+            .broker
+            .pipeline_sequence(&r.topic, r.partition, r.producer_id)
+            .await
+            .map_err(super::status_of)?;
+        Ok(Response::new(pb::PipelineSequenceResponse {
+            expected_sequence,
+        }))
+    }
+
+    async fn pipeline_produce(
+        &self,
+        req: Request<pb::PipelineProduceRequest>,
+    ) -> Result<Response<pb::PipelineProduceResponse>, Status> {
+        let r = req.into_inner();
+        let expected_sequence = self
+            .broker
+            .pipeline_produce(&r.topic, r.partition, r.batches)
+            .await
+            .map_err(super::status_of)?;
+        Ok(Response::new(pb::PipelineProduceResponse {
+            expected_sequence,
+        }))
+    }
+
     async fn get_plugin_module(
         &self,
         req: Request<pb::GetPluginModuleRequest>,

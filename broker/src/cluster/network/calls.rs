@@ -1,6 +1,6 @@
 //! The calls a member makes to another besides raft's: a status probe (the controller's
-//! failure detector), partition offsets asked of their leader, and a follower's replica
-//! fetch. Everything here speaks domain types to the rest of the broker; only this module and
+//! failure detector), partition offsets asked of their leader, a follower's replica fetch,
+//! plugin modules, and a pipeline worker's output to a destination partition's leader. Everything here speaks domain types to the rest of the broker; only this module and
 //! raft's network (its parent) know the wire.
 
 use std::collections::HashMap;
@@ -140,6 +140,83 @@ impl PeerChannels {
             Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
             Err(s) => Err(s.message().to_string()),
         }
+    }
+}
+
+/// Why a call to another member did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// No answer, or one that says to try again (unavailable, busy, not the leader any more).
+    #[error("{0}")]
+    Transient(String),
+    /// Refused for good (a bad batch, a topic that is gone).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl CallError {
+    fn of(s: &tonic::Status) -> Self {
+        use tonic::Code;
+        let message = s.message().to_string();
+        match s.code() {
+            Code::Unavailable
+            | Code::ResourceExhausted
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Aborted
+            | Code::FailedPrecondition => Self::Transient(message),
+            _ => Self::Refused(message),
+        }
+    }
+}
+
+impl PeerChannels {
+    /// On the leader at `addr` of `topic`'s `partition`: the sequence it expects next from
+    /// `producer_id`, once the in-sync replicas hold what that producer wrote (see
+    /// `Replication.PipelineSequence`), waiting at most `timeout`.
+    pub async fn pipeline_sequence(
+        &self,
+        addr: &str,
+        topic: &str,
+        partition: u32,
+        producer_id: u64,
+        timeout: Duration,
+    ) -> Result<u32, CallError> {
+        let req = pb::PipelineSequenceRequest {
+            topic: topic.to_string(),
+            partition,
+            producer_id,
+        };
+        let mut client = self.replication(addr).map_err(CallError::Transient)?;
+        let resp = tokio::time::timeout(timeout, client.pipeline_sequence(req))
+            .await
+            .map_err(|_| CallError::Transient(format!("no answer from {addr}")))?
+            .map_err(|s| CallError::of(&s))?;
+        Ok(resp.into_inner().expected_sequence)
+    }
+
+    /// Appends a pipeline worker's `batches` on the leader at `addr` with acks=all; `Some`
+    /// expected sequence when they were refused as out of order.
+    pub async fn pipeline_produce(
+        &self,
+        addr: &str,
+        topic: &str,
+        partition: u32,
+        batches: Vec<Bytes>,
+        timeout: Duration,
+    ) -> Result<Option<u32>, CallError> {
+        let req = pb::PipelineProduceRequest {
+            topic: topic.to_string(),
+            partition,
+            batches,
+        };
+        let mut client = self.replication(addr).map_err(CallError::Transient)?;
+        let resp = tokio::time::timeout(timeout, client.pipeline_produce(req))
+            .await
+            .map_err(|_| CallError::Transient(format!("no answer from {addr}")))?
+            .map_err(|s| CallError::of(&s))?;
+        Ok(resp.into_inner().expected_sequence)
     }
 }
 

@@ -74,6 +74,27 @@ impl Metadata {
         Outcome::PipelineCreated { id }
     }
 
+    /// The first pipeline (by name) whose chain uses plugin `plugin`.
+    pub(super) fn pipeline_using(&self, plugin: &str) -> Option<&str> {
+        self.pipelines
+            .iter()
+            .find(|(_, p)| p.def.plugins.iter().any(|u| u.plugin == plugin))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Topic `topic` was deleted: every running pipeline reading or writing it fails.
+    pub(super) fn fail_pipelines_of_topic(&mut self, topic: &str, at_ms: i64) {
+        for p in self.pipelines.values_mut() {
+            let uses = p.def.from_topic == topic || p.def.to_topic == topic;
+            if uses && p.def.failure.is_none() {
+                p.def.failure = Some(Failure {
+                    error: format!("topic {topic:?} was deleted"),
+                    at_ms,
+                });
+            }
+        }
+    }
+
     pub(super) fn delete_pipeline(&mut self, name: &str) -> Outcome {
         match self.pipelines.remove(name) {
             Some(_) => Outcome::Done,
@@ -89,8 +110,31 @@ impl Metadata {
         id: u32,
         failure: Option<Failure>,
     ) -> Outcome {
+        let source_partitions = self
+            .pipelines
+            .get(name)
+            .and_then(|p| self.topics.get(&p.def.from_topic))
+            .map(|t| t.partitions.len());
         match self.pipelines.get_mut(name) {
             Some(p) if p.id == id => {
+                if failure.is_none() {
+                    // Resuming: its topics must be there, the source as it was.
+                    if !self.topics.contains_key(&p.def.to_topic) {
+                        return Outcome::TopicNotFound;
+                    }
+                    match source_partitions {
+                        None => return Outcome::TopicNotFound,
+                        Some(n) if n != p.checkpoints.len() => {
+                            return Outcome::Invalid(format!(
+                                "source topic {:?} now has {n} partitions, not {}: delete the \
+                                 pipeline and create it again",
+                                p.def.from_topic,
+                                p.checkpoints.len()
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                }
                 if failure.is_none() || p.def.failure.is_none() {
                     p.def.failure = failure;
                 }
@@ -289,5 +333,50 @@ mod tests {
         };
         assert_eq!(m.apply(resume), Outcome::Done);
         assert_eq!(error(&m), None);
+    }
+
+    #[test]
+    fn a_used_plugin_stays_and_a_deleted_topic_fails_its_pipelines_until_it_is_back() {
+        let mut m = with_topics_and_plugin();
+        create_pipeline(&mut m, "up", &[0, 0]);
+        let delete_plugin = Command::DeletePlugin {
+            name: "upper".into(),
+        };
+        assert_eq!(
+            m.apply(delete_plugin),
+            Outcome::PluginInUse {
+                pipeline: "up".into()
+            }
+        );
+        assert!(m.plugins.contains_key("upper"));
+
+        let delete_topic = Command::DeleteTopic {
+            name: "out".into(),
+            at_ms: 42,
+        };
+        assert_eq!(m.apply(delete_topic), Outcome::Done);
+        let failure = m.pipelines["up"].def.failure.clone().unwrap();
+        assert_eq!(
+            (failure.error.as_str(), failure.at_ms),
+            ("topic \"out\" was deleted", 42)
+        );
+        let resume = Command::SetPipelineFailure {
+            name: "up".into(),
+            id: 0,
+            failure: None,
+        };
+        assert_eq!(m.apply(resume.clone()), Outcome::TopicNotFound);
+        create(&mut m, "out", 2, 3);
+        assert_eq!(m.apply(resume.clone()), Outcome::Done);
+        assert_eq!(m.pipelines["up"].def.failure, None);
+
+        // A source that came back with another partition count cannot resume.
+        let delete_topic = Command::DeleteTopic {
+            name: "in".into(),
+            at_ms: 43,
+        };
+        assert_eq!(m.apply(delete_topic), Outcome::Done);
+        create(&mut m, "in", 3, 3);
+        assert!(matches!(m.apply(resume), Outcome::Invalid(why) if why.contains("3 partitions")));
     }
 }
