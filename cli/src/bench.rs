@@ -379,8 +379,9 @@ async fn bench_pipeline(client: &Client, a: &BenchArgs, topic: &str) -> anyhow::
     produce_all(&producer_for(client, a), topic, a, None).await?;
     let admin = client.admin();
     let out = format!("{topic}-out");
+    // Configured as the source (in a cluster: as many replicas).
     admin
-        .create_topic(NewTopic::new(&out, a.partitions).retention_ms(-1))
+        .create_topic(topic_config(&out, a))
         .await
         .context("creating the bench output topic")?;
     let mut new = NewPipeline::new(&out, topic, &out);

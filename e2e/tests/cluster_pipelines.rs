@@ -365,3 +365,133 @@ fn a_cluster_aggregate_keeps_exact_counts_across_a_source_leader_kill() {
     assert_eq!(got.len(), want.len(), "output count");
     assert!(got == want, "the counts differ from the source's");
 }
+
+/// Sends `values` (keyed by index) to `topic` through the cluster and waits for the acks.
+fn produce_values(c: &TestCluster, topic: &str, values: &[String]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = weir::Client::connect(&c.bootstrap()).await.unwrap();
+        let producer = client.producer(weir::ProducerConfig::default());
+        for (i, v) in values.iter().enumerate() {
+            let rec = weir::ProducerRecord::new(topic, v.clone()).key(format!("k{i}"));
+            producer.enqueue(rec).await.unwrap();
+        }
+        producer.flush().await.unwrap();
+    });
+}
+
+/// Waits until `via` describes pipeline `name` with `status`; returns its key/value lines.
+fn until_status(via: &Broker, name: &str, status: &str) -> BTreeMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (keys, _) = describe(via, name);
+        if keys["status"] == status {
+            return keys;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} is not {status}: {keys:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_failing_plugin_fails_a_cluster_pipeline_on_every_member_until_replaced_and_resumed() {
+    let c = cluster_with(&[("src", 2), ("dst", 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let fragile = dir.path().join("fragile.wasm");
+    std::fs::write(&fragile, weir_e2e::hostile_plugin("unreachable")).unwrap();
+    c.brokers[0].cli_ok(&["plugin", "register", "fragile", fragile.to_str().unwrap()]);
+    let values: Vec<String> = (0..50).map(|i| format!("v{i}")).collect();
+    produce_values(&c, "src", &values);
+    c.brokers[0].cli_ok(&[
+        "pipeline", "create", "bad", "--from", "src", "--to", "dst", "--plugin", "fragile",
+    ]);
+    let keys = until_status(&c.brokers[0], "bad", "failed");
+    assert!(keys["error"].contains("unreachable"), "{keys:?}");
+    // Every member reports the same failure, and no worker runs.
+    for b in &c.brokers {
+        let (k, rows) = describe(b, "bad");
+        assert_eq!(k["error"], keys["error"], "through {}", b.addr);
+        assert!(rows.iter().all(|r| r[6] == "-"), "{rows:?}");
+    }
+    // Resumed with the cause still there: fails again.
+    c.brokers[1].cli_ok(&["pipeline", "resume", "bad"]);
+    until_status(&c.brokers[1], "bad", "failed");
+
+    // Fix the cause, resume through another member: every record goes through once.
+    let uppercase = example_plugin("uppercase");
+    c.brokers[2].cli_ok(&[
+        "plugin",
+        "register",
+        "fragile",
+        uppercase.to_str().unwrap(),
+        "--replace",
+    ]);
+    let resumed = c.brokers[2].cli_ok(&["pipeline", "resume", "bad"]);
+    assert_eq!(resumed.trim(), "resumed pipeline bad (running)");
+    until_caught_up(&c.brokers[0], "bad", 50, Duration::from_secs(60));
+    let mut got: Vec<String> = read_all(&c.brokers[1], "dst")
+        .into_values()
+        .flatten()
+        .map(|(_, v)| v)
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = values.iter().map(|v| v.to_uppercase()).collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // Deleting a topic under a pipeline fails it, with the reason.
+    c.brokers[0].cli_ok(&["topic", "delete", "dst"]);
+    let keys = until_status(&c.brokers[2], "bad", "failed");
+    assert!(keys["error"].contains("\"dst\" was deleted"), "{keys:?}");
+    c.brokers[0].cli_ok(&["pipeline", "delete", "bad"]);
+}
+
+#[test]
+fn a_plugin_replaced_under_a_running_cluster_pipeline_switches_at_a_checkpoint() {
+    let c = cluster_with(&[("words", 1), ("out", 1)]);
+    let uppercase = example_plugin("uppercase");
+    c.brokers[0].cli_ok(&["plugin", "register", "p", uppercase.to_str().unwrap()]);
+    c.brokers[0].cli_ok(&[
+        "pipeline", "create", "sw", "--from", "words", "--to", "out", "--plugin", "p",
+    ]);
+    let before: Vec<String> = (0..20).map(|i| format!("a{i} b{i}")).collect();
+    produce_values(&c, "words", &before);
+    until_caught_up(&c.brokers[0], "sw", 20, Duration::from_secs(60));
+    let split = example_plugin("split-words");
+    c.brokers[1].cli_ok(&[
+        "plugin",
+        "register",
+        "p",
+        split.to_str().unwrap(),
+        "--replace",
+    ]);
+    // Every member has switched before more records come (a new subscription sees v2).
+    for b in &c.brokers {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !b.cli_ok(&["plugin", "list"]).contains("\tv2\t") {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not take the replacement",
+                b.addr
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The workers restart as each member applies the change (a moment after it lists it).
+    std::thread::sleep(Duration::from_millis(500));
+    let after: Vec<String> = (20..30).map(|i| format!("c{i} d{i}")).collect();
+    produce_values(&c, "words", &after);
+    until_caught_up(&c.brokers[2], "sw", 30, Duration::from_secs(60));
+    let got: Vec<String> = read_all(&c.brokers[0], "out")[&0]
+        .iter()
+        .map(|(_, v)| v.clone())
+        .collect();
+    let mut want: Vec<String> = before.iter().map(|v| v.to_uppercase()).collect();
+    for v in &after {
+        want.extend(v.split(' ').map(str::to_string));
+    }
+    assert_eq!(got, want);
+}

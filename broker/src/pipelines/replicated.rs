@@ -1,8 +1,8 @@
 //! A pipeline's worker in a cluster, on its source partition's leader: each round reads the
 //! source from its position, runs the chain, and writes the outputs as the worker's
 //! idempotent producer ([`sequence::producer_id`]) through the destination partition's
-//! leader with acks=all; every [`CHECKPOINT_INTERVAL`] it proposes a [`Checkpoint`] of what
-//! the destination acknowledged.
+//! leader with acks=all; every [`CHECKPOINT_INTERVAL`] (sooner once it caught up) it proposes
+//! a [`Checkpoint`] of what the destination acknowledged.
 //!
 //! Exactly-once: a worker (this one after a retry, or a new leader's after a failover)
 //! starts from a checkpoint, asks the destination where its producer's sequence stands, and
@@ -30,6 +30,10 @@ use weir_common::limits::PIPELINE_READ_MAX_BYTES;
 /// How often a worker proposes its checkpoint (when it moved): a failover replays at most
 /// about this much of the source.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// How soon a worker that caught up with its source checkpoints (when it moved): describe
+/// shows no lag shortly after the pipeline has none, without a metadata write per round of a
+/// trickling source.
+pub const CHECKPOINT_IDLE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Why a sink call did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,7 +134,12 @@ pub async fn run<S: ClusterSink>(
             return last_checkpoint(&ctx, partition, at, dirty).await;
         }
         watch.borrow_and_update();
-        if dirty && checkpointed.elapsed() >= CHECKPOINT_INTERVAL {
+        let caught_up = at.next_offset >= source.bounds().latest;
+        let due = match caught_up {
+            true => CHECKPOINT_IDLE_INTERVAL,
+            false => CHECKPOINT_INTERVAL,
+        };
+        if dirty && checkpointed.elapsed() >= due {
             match ctx
                 .sink
                 .checkpoint(&ctx.name, ctx.id, partition, at.clone())
@@ -144,11 +153,12 @@ pub async fn run<S: ClusterSink>(
                 }
             }
         }
-        if at.next_offset >= source.bounds().latest {
+        if caught_up {
+            let next = due.saturating_sub(checkpointed.elapsed());
             tokio::select! {
                 changed = watch.changed() => if changed.is_err() { return Ok(()) },
                 _ = stop.changed() => {}
-                _ = tokio::time::sleep(CHECKPOINT_INTERVAL), if dirty => {}
+                _ = tokio::time::sleep(next), if dirty => {}
             }
             continue;
         }
