@@ -19,6 +19,7 @@ pub enum Kind {
     FilterMap,
     FlatMap,
     Aggregate,
+    Route,
 }
 
 #[derive(Subcommand)]
@@ -188,9 +189,17 @@ fn template(kind: Kind, fn_name: &str) -> String {
              state.total += 1;\n    \
              Ok(Some(record.with_value(state.total.to_string())))\n}}\n"
         ),
+        Kind::Route => format!(
+            "/// Sends records whose value contains `params.substring` to the pipeline's second\n\
+             /// output (its second `--to` topic), the others to the first.\n\
+             #[route]\n\
+             pub fn {fn_name}(record: &Record, params: &Params) -> Result<Option<u8>, String> {{\n    \
+             let hit = record.value_str().is_some_and(|v| v.contains(&params.substring));\n    \
+             Ok(Some(if hit {{ 1 }} else {{ 0 }}))\n}}\n"
+        ),
     };
     let params = match kind {
-        Kind::Filter => "    pub substring: String,\n",
+        Kind::Filter | Kind::Route => "    pub substring: String,\n",
         _ => "",
     };
     format!(
@@ -211,6 +220,7 @@ fn kind_attr(kind: Kind) -> &'static str {
         Kind::FilterMap => "filter_map",
         Kind::FlatMap => "flat_map",
         Kind::Aggregate => "aggregate",
+        Kind::Route => "route",
     }
 }
 

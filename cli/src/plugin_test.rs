@@ -47,7 +47,9 @@ impl TestArgs {
 
 /// What a run made: outputs, the aggregate states, the time inside the plugin.
 struct Ran {
-    outputs: Vec<Record>,
+    /// Each output record with its output (0: the main one; others: where a `route` plugin
+    /// sent it), in offset order.
+    outputs: Vec<(u8, Record)>,
     states: Vec<Bytes>,
     took: Duration,
     /// Where the time was measured.
@@ -128,13 +130,18 @@ fn run_file(path: &Path, params: &[u8], records: &[Record]) -> anyhow::Result<Ra
         let start = Instant::now();
         let staged = stage.run(vec![b], 0)?;
         took += start.elapsed();
-        for out in &staged.batches {
-            outputs.extend(
-                batch::decode(out)
-                    .context("decoding the plugin's output")?
-                    .1,
-            );
+        let mut round = Vec::new();
+        let all = std::iter::once((0u8, &staged.batches))
+            .chain(staged.routed.iter().map(|(k, b)| (*k, b)));
+        for (k, batches) in all {
+            for out in batches {
+                let (_, records) = batch::decode(out).context("decoding the plugin's output")?;
+                round.extend(records.into_iter().map(|r| (k, r)));
+            }
         }
+        // Stable: records of one source offset keep their order within an output.
+        round.sort_by_key(|(_, r)| r.offset);
+        outputs.extend(round);
     }
     let states = match plugin.kind {
         PluginKind::Aggregate => vec![Bytes::copy_from_slice(stage.state())],
@@ -164,7 +171,7 @@ async fn run_registered(
     let start = Instant::now();
     let outputs = t.apply(records).await?;
     Ok(Ran {
-        outputs,
+        outputs: outputs.into_iter().map(|r| (0, r)).collect(),
         states: t.states().to_vec(),
         took: start.elapsed(),
         clock: "at the broker, network included",
@@ -183,9 +190,13 @@ pub async fn run(client: Option<&weir::Client>, args: TestArgs) -> anyhow::Resul
         Some(c) => run_registered(c, &args.plugin, args.params.clone(), records).await?,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for r in &ran.outputs {
+    for (k, r) in &ran.outputs {
         match args.format {
             Format::Value => {
+                // A record a `route` plugin sent to another output says which.
+                if *k > 0 {
+                    write!(out, "[output {k}] ")?;
+                }
                 out.write_all(&r.value)?;
                 out.write_all(b"\n")?;
             }
@@ -204,6 +215,9 @@ pub async fn run(client: Option<&weir::Client>, args: TestArgs) -> anyhow::Resul
                     // No topic here: just the record.
                     obj.remove("topic");
                     obj.remove("partition");
+                    if *k > 0 {
+                        obj.insert("output".into(), (*k).into());
+                    }
                 }
                 serde_json::to_writer(&mut out, &json)?;
                 out.write_all(b"\n")?;

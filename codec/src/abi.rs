@@ -1,20 +1,26 @@
-//! The host side of the plugin ABI (versions 2 and 3, `plugins/ABI.md`): lays out a call's input —
+//! The host side of the plugin ABI (versions 2 to 4, `plugins/ABI.md`): lays out a call's input —
 //! the stored batches themselves, copied once into guest memory — and turns what comes back,
 //! read strictly in place (the guest is untrusted), into output batches.
 
 use bytes::Bytes;
 use weir_common::batch::{self, BatchBuilder, BatchError, BatchHeader, RecordRef, TimestampType};
-use weir_common::limits::{MAX_HEADERS_PER_RECORD, PLUGIN_OUTPUT_BATCH_BYTES};
+use weir_common::limits::{
+    MAX_HEADERS_PER_RECORD, MAX_PIPELINE_OUTPUTS, PLUGIN_OUTPUT_BATCH_BYTES,
+};
 
 /// The ABI version the guest SDK builds (`weir_abi_version`): 3 adds the failure exports
-/// (`weir_offset`, `weir_panic_ptr`, `weir_panic_len`).
-pub const ABI_VERSION: i32 = 3;
+/// (`weir_offset`, `weir_panic_ptr`, `weir_panic_len`); 4 the entries that send records to
+/// another output (`KEEP_TO`, `NEW_TO`) and the `route` kind.
+pub const ABI_VERSION: i32 = 4;
 /// The oldest version the host still runs: version 2 modules have no failure exports.
 pub const MIN_ABI_VERSION: i32 = 2;
 
 const NO_KEY: u32 = u32::MAX;
 const ENTRY_KEEP: u8 = 0;
 const ENTRY_NEW: u8 = 1;
+/// Version 4: as KEEP and NEW, to the output named by a `u8` after the tag.
+const ENTRY_KEEP_TO: u8 = 2;
+const ENTRY_NEW_TO: u8 = 3;
 
 /// The kind a module declares (`weir_kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +30,8 @@ pub enum PluginKind {
     FilterMap,
     FlatMap,
     Aggregate,
+    /// Version 4: sends each record, unchanged, to one of the pipeline's outputs (or drops it).
+    Route,
 }
 
 impl PluginKind {
@@ -34,6 +42,7 @@ impl PluginKind {
             3 => PluginKind::FilterMap,
             4 => PluginKind::FlatMap,
             5 => PluginKind::Aggregate,
+            6 => PluginKind::Route,
             _ => return None,
         })
     }
@@ -45,6 +54,7 @@ impl PluginKind {
             PluginKind::FilterMap => 3,
             PluginKind::FlatMap => 4,
             PluginKind::Aggregate => 5,
+            PluginKind::Route => 6,
         }
     }
 
@@ -55,6 +65,7 @@ impl PluginKind {
             PluginKind::FilterMap => "filter_map",
             PluginKind::FlatMap => "flat_map",
             PluginKind::Aggregate => "aggregate",
+            PluginKind::Route => "route",
         }
     }
 }
@@ -211,8 +222,12 @@ pub enum Decoded<'a> {
     /// New output batches (explicit offsets; empty when everything was dropped).
     Changed {
         state: &'a [u8],
+        /// Output 0's.
         batches: Vec<Bytes>,
+        /// Records in `batches`.
         records: u64,
+        /// The other outputs' (version 4), by output, those with records only.
+        routed: Vec<(u8, Vec<Bytes>)>,
     },
 }
 
@@ -343,7 +358,8 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
     }
     let bad_input = |e: BatchError| format!("input batch: {e}");
     let mut records = InputRecords::new(input).map_err(bad_input)?;
-    let mut out = OutputBatches::new(input.encoded_len());
+    // Output 0's batches, then the other outputs' as entries name them.
+    let mut outs: Vec<OutputBatches> = vec![OutputBatches::new(input.encoded_len())];
     // The next source index an entry may name.
     let mut next = skipped;
     let source = |n: u32, i: u32, next: u32| {
@@ -357,8 +373,23 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
         }
     };
     for n in 0..count {
-        match r.u8("entry tag")? {
-            ENTRY_KEEP => {
+        let tag = r.u8("entry tag")?;
+        let output = match tag {
+            ENTRY_KEEP_TO | ENTRY_NEW_TO => r.u8("output")?,
+            _ => 0,
+        };
+        if usize::from(output) >= MAX_PIPELINE_OUTPUTS {
+            return Err(format!(
+                "output entry {n} sends a record to output {output}; there are at most \
+                 {MAX_PIPELINE_OUTPUTS}"
+            ));
+        }
+        while outs.len() <= usize::from(output) {
+            outs.push(OutputBatches::new(input.encoded_len() / 2));
+        }
+        let out = &mut outs[usize::from(output)];
+        match tag {
+            ENTRY_KEEP | ENTRY_KEEP_TO => {
                 let first = source(n, r.u32("first")?, next)?;
                 let len = r.u32("count")?;
                 let end = first
@@ -372,7 +403,7 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
                 }
                 next = end - 1;
             }
-            ENTRY_NEW => {
+            ENTRY_NEW | ENTRY_NEW_TO => {
                 let i = source(n, r.u32("source")?, next)?;
                 next = i;
                 let timestamp = r.i64("timestamp")?;
@@ -411,11 +442,18 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
     if !r.buf.is_empty() {
         return Err(format!("{} bytes left over after the output", r.buf.len()));
     }
-    let (batches, records) = out.finish();
+    let mut outs = outs.into_iter();
+    let (batches, records) = outs.next().map(OutputBatches::finish).unwrap_or_default();
+    let routed = (1u8..)
+        .zip(outs)
+        .map(|(k, o)| (k, o.finish().0))
+        .filter(|(_, b)| !b.is_empty())
+        .collect();
     Ok(Decoded::Changed {
         state,
         batches,
         records,
+        routed,
     })
 }
 
@@ -439,6 +477,9 @@ mod tests {
     enum E<'a> {
         Keep(u32, u32),
         New(u32, &'a str),
+        /// Version 4: to another output.
+        KeepTo(u8, u32, u32),
+        NewTo(u8, u32, &'a str),
     }
 
     /// An output as the guest SDK encodes it.
@@ -457,8 +498,23 @@ mod tests {
                     b.extend_from_slice(&first.to_le_bytes());
                     b.extend_from_slice(&count.to_le_bytes());
                 }
-                E::New(source, value) => {
-                    b.push(ENTRY_NEW);
+                E::KeepTo(k, first, count) => {
+                    b.extend_from_slice(&[ENTRY_KEEP_TO, *k]);
+                    b.extend_from_slice(&first.to_le_bytes());
+                    b.extend_from_slice(&count.to_le_bytes());
+                }
+                E::New(..) | E::NewTo(..) => {
+                    let (source, value) = match e {
+                        E::NewTo(k, source, value) => {
+                            b.extend_from_slice(&[ENTRY_NEW_TO, *k]);
+                            (source, value)
+                        }
+                        E::New(source, value) => {
+                            b.push(ENTRY_NEW);
+                            (source, value)
+                        }
+                        _ => unreachable!(),
+                    };
                     b.extend_from_slice(&source.to_le_bytes());
                     b.extend_from_slice(&7i64.to_le_bytes());
                     b.extend_from_slice(&NO_KEY.to_le_bytes());
@@ -501,6 +557,48 @@ mod tests {
             decode_output(&out, &input).unwrap(),
             Decoded::Unchanged { state: b"S" }
         ));
+    }
+
+    #[test]
+    fn records_sent_to_other_outputs_come_out_apart_in_order() {
+        let batches = [stored(10, &["a", "b", "c"]), stored(13, &["d"])];
+        let input = Input::new(&[], 10, &batches).unwrap();
+        let out = output(
+            &[],
+            &[
+                E::KeepTo(2, 0, 2),
+                E::Keep(2, 1),
+                E::NewTo(2, 3, "D"),
+                E::NewTo(0, 3, "D0"),
+            ],
+        );
+        let Decoded::Changed {
+            batches,
+            records,
+            routed,
+            ..
+        } = decode_output(&out, &input).unwrap()
+        else {
+            panic!("unchanged")
+        };
+        let values = |b: &[Bytes]| -> Vec<(u64, String)> {
+            decoded(b)
+                .iter()
+                .map(|r| (r.offset, String::from_utf8(r.value.to_vec()).unwrap()))
+                .collect()
+        };
+        assert_eq!(records, 2);
+        assert_eq!(values(&batches), [(12, "c".into()), (13, "D0".into())]);
+        // Output 1 got nothing: only outputs with records are listed.
+        assert_eq!(routed.len(), 1);
+        assert_eq!(routed[0].0, 2);
+        assert_eq!(
+            values(&routed[0].1),
+            [(10, "a".into()), (11, "b".into()), (13, "D".into())]
+        );
+        let bad = output(&[], &[E::KeepTo(MAX_PIPELINE_OUTPUTS as u8, 0, 1)]);
+        let e = decode_output(&bad, &input).err().unwrap();
+        assert!(e.contains("output 8"), "{e}");
     }
 
     #[test]

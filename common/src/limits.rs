@@ -97,6 +97,10 @@ pub const MAX_PLUGIN_PARAMS_BYTES: usize = 64 * 1024;
 /// Most plugins one consumer or pipeline may chain.
 pub const MAX_PLUGIN_CHAIN: usize = 16;
 
+/// Outputs a pipeline writes to at most (Redpanda's limit for a transform): output 0, the
+/// main one, and the side outputs a `route` stage sends records to (plugin ABI version 4).
+pub const MAX_PIPELINE_OUTPUTS: usize = 8;
+
 /// Plugin output is cut into batches of about this size (consume responses, next stages).
 pub const PLUGIN_OUTPUT_BATCH_BYTES: usize = 1024 * 1024;
 

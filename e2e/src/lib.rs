@@ -396,10 +396,11 @@ pub fn lines(s: &str) -> Vec<&str> {
 }
 
 /// The example plugins of `plugins/examples/` and their kinds.
-pub const EXAMPLE_PLUGINS: [(&str, &str); 5] = [
+pub const EXAMPLE_PLUGINS: [(&str, &str); 6] = [
     ("count-by-key", "aggregate"),
     ("filter-contains", "filter"),
     ("json-threshold", "filter_map"),
+    ("route-contains", "route"),
     ("split-words", "flat_map"),
     ("uppercase", "map"),
 ];

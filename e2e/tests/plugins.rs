@@ -48,7 +48,10 @@ fn example_plugins_register_list_survive_a_crash_and_delete() {
     broker.restart();
     assert_eq!(broker.cli_ok(&["plugin", "list"]), listed);
     broker.cli_ok(&["plugin", "delete", "uppercase"]);
-    assert_eq!(lines(&broker.cli_ok(&["plugin", "list"])).len(), 4);
+    assert_eq!(
+        lines(&broker.cli_ok(&["plugin", "list"])).len(),
+        EXAMPLES.len() - 1
+    );
     let gone = broker.cli(&["plugin", "delete", "uppercase"]);
     assert!(!gone.status.success());
     assert!(String::from_utf8_lossy(&gone.stderr).contains("does not exist"));
@@ -114,7 +117,14 @@ fn plugin_new_writes_a_template_per_kind_that_builds_and_registers() {
     let dir = tempfile::tempdir().unwrap();
     // Share the example plugins' target dir: std for wasm32 is built there already.
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/target");
-    for kind in ["filter", "map", "filter-map", "flat-map", "aggregate"] {
+    for kind in [
+        "filter",
+        "map",
+        "filter-map",
+        "flat-map",
+        "aggregate",
+        "route",
+    ] {
         let name = format!("my-{kind}");
         let weir = |args: &[&str]| {
             let out = std::process::Command::new(weir_e2e::bin("weir"))
@@ -682,6 +692,33 @@ fn plugin_test_runs_a_module_file_without_a_broker_and_a_registered_plugin_at_on
     assert_eq!(line["offset"], 1);
     assert_eq!(line["value"], "ERROR disk");
     assert!(!err.contains("state:"), "{err}");
+
+    // A route plugin: records sent to another output say which.
+    let route = example_plugin("route-contains");
+    let route = route.to_str().unwrap();
+    let params = ["--params", r#"{"substring":"ERROR"}"#];
+    let (ok, out, err) = plugin_test_here(
+        &[&[route][..], &params].concat(),
+        b"ok
+ERROR disk
+fine
+",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "ok\n[output 1] ERROR disk\nfine\n");
+    let json = [&[route][..], &params, &["--format", "json"]].concat();
+    let (ok, out, err) = plugin_test_here(
+        &json,
+        b"ok
+ERROR disk
+",
+    );
+    assert!(ok, "{err}");
+    let outputs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["output"].clone())
+        .collect();
+    assert_eq!(outputs, [serde_json::Value::Null, 1.into()]);
 
     // Failures are the broker's words: a panic with its offset, bad params.
     let faulty = example_plugin("faulty");

@@ -42,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
     let batches = input_batch();
     let input = Input::new(b"state", skip_below, batches).expect("the input batch is valid");
     let Ok(Decoded::Changed {
-        batches, records, ..
+        batches,
+        records,
+        routed,
+        ..
     }) = weir_codec::abi::decode_output(output, &input)
     else {
         return;
@@ -63,4 +66,16 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!(seen, records);
+    // Other outputs' batches read back too, each in offset order.
+    for (_, batches) in &routed {
+        let mut last = None;
+        for b in batches {
+            for r in batch::record_refs(b).expect("routed batches read back") {
+                let r = r.expect("routed records read back");
+                assert!(r.offset >= skip_below && r.offset < BASE + RECORDS);
+                assert!(last.is_none_or(|l| r.offset >= l), "offsets go back");
+                last = Some(r.offset);
+            }
+        }
+    }
 });

@@ -478,6 +478,10 @@ pub struct Staged {
     pub batches: Vec<Bytes>,
     /// Every input record from `skip_below` on passed on unchanged, in order.
     pub unchanged: bool,
+    /// Records sent to other outputs (a `route` stage, ABI version 4): per output (1..), its
+    /// explicit-offset batches. In a chain they leave it there: later stages see only
+    /// output 0.
+    pub routed: Vec<(u8, Vec<Bytes>)>,
 }
 
 /// One instance of a plugin with its params, for one partition of one consumer or pipeline.
@@ -540,6 +544,7 @@ impl Stage {
             return Ok(Staged {
                 batches,
                 unchanged: true,
+                routed: Vec::new(),
             });
         }
         *called = true;
@@ -563,7 +568,12 @@ impl Stage {
             None => Err("returned a result outside its memory".to_string()),
             Some(buf) => abi::decode_output(buf, &input).map(|d| match d {
                 abi::Decoded::Unchanged { state } => (state.to_vec(), None),
-                abi::Decoded::Changed { state, batches, .. } => (state.to_vec(), Some(batches)),
+                abi::Decoded::Changed {
+                    state,
+                    batches,
+                    routed,
+                    ..
+                } => (state.to_vec(), Some((batches, routed))),
             }),
         };
         let (state, changed) = match decoded {
@@ -577,10 +587,12 @@ impl Stage {
             None => Staged {
                 batches,
                 unchanged: true,
+                routed: Vec::new(),
             },
-            Some(batches) => Staged {
+            Some((batches, routed)) => Staged {
                 batches,
                 unchanged: false,
+                routed,
             },
         })
     }

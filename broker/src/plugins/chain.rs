@@ -94,15 +94,25 @@ pub fn run_stages(
     let mut out = Staged {
         batches: plain,
         unchanged: true,
+        routed: Vec::new(),
     };
     for stage in stages {
         if out.batches.is_empty() {
             break;
         }
         let next = stage.run(out.batches, skip_below)?;
+        // Records a stage sends to another output leave the chain there.
+        let mut routed = out.routed;
+        for (k, batches) in next.routed {
+            match routed.iter_mut().find(|(o, _)| *o == k) {
+                Some((_, to)) => to.extend(batches),
+                None => routed.push((k, batches)),
+            }
+        }
         out = Staged {
             batches: next.batches,
             unchanged: out.unchanged && next.unchanged,
+            routed,
         };
     }
     if out.unchanged {

@@ -1,4 +1,4 @@
-//! `#[filter]`, `#[map]`, `#[filter_map]`, `#[flat_map]`, `#[aggregate]`: turn one function
+//! `#[filter]`, `#[map]`, `#[filter_map]`, `#[flat_map]`, `#[aggregate]`, `#[route]`: turn one function
 //! into a Weir plugin by generating the ABI exports (see `plugins/ABI.md`). The function stays
 //! as written, so it can be unit-tested natively.
 
@@ -14,6 +14,7 @@ enum Kind {
     FilterMap,
     FlatMap,
     Aggregate,
+    Route,
 }
 
 impl Kind {
@@ -24,6 +25,7 @@ impl Kind {
             Kind::FilterMap => 3,
             Kind::FlatMap => 4,
             Kind::Aggregate => 5,
+            Kind::Route => 6,
         }
     }
 
@@ -41,6 +43,7 @@ impl Kind {
             }
             Kind::FlatMap => "fn(Record | RecordView<'_> [, &Params]) -> Result<Vec<Record>, E>",
             Kind::Aggregate => "fn(&mut State, Record [, &Params]) -> Result<Option<Record>, E>",
+            Kind::Route => "fn(&Record | RecordView<'_> [, &Params]) -> Result<Option<u8>, E>",
         }
     }
 }
@@ -126,6 +129,16 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
             ::weir_plugin::abi::process_view(input, |i, r, out| {
                 for o in #name(r #p) #err { out.push(i, &o); }
                 Ok(())
+            })
+        },
+        Kind::Route if view => quote! {
+            ::weir_plugin::abi::process_route_view(input, |r| {
+                #name(r #p).map_err(|e| e.to_string())
+            })
+        },
+        Kind::Route => quote! {
+            ::weir_plugin::abi::process_route(input, |r| {
+                #name(r #p).map_err(|e| e.to_string())
             })
         },
         Kind::Filter => quote! {
@@ -291,4 +304,13 @@ pub fn flat_map(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn aggregate(attr: TokenStream, item: TokenStream) -> TokenStream {
     attribute(Kind::Aggregate, attr, item)
+}
+
+/// `fn(&Record | RecordView<'_> [, &P]) -> Result<Option<u8>, E>`: send the record, unchanged,
+/// to one of a pipeline's outputs (`Some(0)`: the main one, `Some(k)`: its k-th `--to` topic
+/// after the first, at most 7) or drop it (`None`). ABI version 4. At consume time a consumer
+/// gets output 0's records.
+#[proc_macro_attribute]
+pub fn route(attr: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(Kind::Route, attr, item)
 }

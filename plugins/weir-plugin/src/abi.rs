@@ -1,4 +1,4 @@
-//! The guest side of the plugin ABI (version 3, specified in `plugins/ABI.md`): memory
+//! The guest side of the plugin ABI (version 4, specified in `plugins/ABI.md`): memory
 //! hand-over, batch decoding, output encoding, failure reporting (the record being processed
 //! and a panic hook), and the drivers the attribute macros call. Users never call this
 //! directly.
@@ -10,7 +10,7 @@ use std::sync::Once;
 use crate::{Header, Record};
 
 /// Exported by `weir_abi_version`; the host refuses modules with another version.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Exported by `weir_kind`.
 pub const KIND_FILTER: u32 = 1;
@@ -18,6 +18,7 @@ pub const KIND_MAP: u32 = 2;
 pub const KIND_FILTER_MAP: u32 = 3;
 pub const KIND_FLAT_MAP: u32 = 4;
 pub const KIND_AGGREGATE: u32 = 5;
+pub const KIND_ROUTE: u32 = 6;
 
 /// Return values of `weir_init` and `weir_process`.
 pub const STATUS_OK: i32 = 0;
@@ -26,6 +27,13 @@ pub const STATUS_ERROR: i32 = 1;
 /// Output entry tags.
 pub const ENTRY_KEEP: u8 = 0;
 pub const ENTRY_NEW: u8 = 1;
+/// Version 4: KEEP to the output named by the `u8` after the tag.
+pub const ENTRY_KEEP_TO: u8 = 2;
+/// Version 4: NEW to the output named by the `u8` after the tag.
+pub const ENTRY_NEW_TO: u8 = 3;
+
+/// Outputs a record may be sent to: 0 (the main one) to 7.
+pub const MAX_OUTPUTS: u8 = 8;
 
 /// Batch format (docs/batch-format.md): header size and attribute bits.
 const BATCH_HEADER_LEN: usize = 48;
@@ -638,6 +646,8 @@ pub struct Output {
     count: u32,
     /// The open run of kept records: where its count is in `entries`, and the index after it.
     run: Option<(usize, u32)>,
+    /// The same for records sent to another output (the output is 5 bytes before the count).
+    run_to: Option<(usize, u32)>,
 }
 
 impl Output {
@@ -653,12 +663,14 @@ impl Output {
             entries,
             count: 0,
             run: None,
+            run_to: None,
         }
     }
 
     /// Emits input record `index` as it was.
     #[inline(always)]
     pub fn push_unchanged(&mut self, index: u32) {
+        self.run_to = None;
         if let Some((at, next)) = &mut self.run
             && *next == index
         {
@@ -675,12 +687,38 @@ impl Output {
         self.count += 1;
     }
 
+    /// Sends input record `index`, as it was, to output `output` (0: as `push_unchanged`).
+    /// Consecutive records to the same output share one entry.
+    #[inline(always)]
+    pub fn push_unchanged_to(&mut self, output: u8, index: u32) {
+        if output == 0 {
+            return self.push_unchanged(index);
+        }
+        if let Some((at, next)) = &mut self.run_to
+            && *next == index
+            && self.entries[*at - 5] == output
+        {
+            let c = &mut self.entries[*at..*at + 4];
+            let n = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) + 1;
+            c.copy_from_slice(&n.to_le_bytes());
+            *next += 1;
+            return;
+        }
+        self.run = None;
+        self.entries.extend_from_slice(&[ENTRY_KEEP_TO, output]);
+        self.entries.extend_from_slice(&index.to_le_bytes());
+        self.run_to = Some((self.entries.len(), index + 1));
+        self.entries.extend_from_slice(&1u32.to_le_bytes());
+        self.count += 1;
+    }
+
     /// Emits a new record that came from input record `index` (it keeps that offset).
     pub fn push(&mut self, index: u32, r: &Record) {
         self.entries.push(ENTRY_NEW);
         self.entries.extend_from_slice(&index.to_le_bytes());
         put_record(&mut self.entries, r);
         self.run = None;
+        self.run_to = None;
         self.count += 1;
     }
 
@@ -804,6 +842,71 @@ pub fn process_filter_view(
             Ok(true) => out.push_unchanged(i),
             Ok(false) => {}
             Err(e) => return fail(e),
+        }
+    }
+    set_result(out.finish(&[]));
+    STATUS_OK
+}
+
+/// Sends input record `i` where a route plugin said (`to`), or reports why not.
+fn route_one(out: &mut Output, i: u32, to: Result<Option<u8>, String>) -> Result<(), String> {
+    match to? {
+        Some(k) if k < MAX_OUTPUTS => out.push_unchanged_to(k, i),
+        Some(k) => {
+            return Err(format!(
+                "routed a record to output {k}; outputs go from 0 to {}",
+                MAX_OUTPUTS - 1
+            ));
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// `weir_process` of a route plugin on borrowed records: `to(view)` names the output each
+/// record goes to, unchanged (`None`: dropped).
+pub fn process_route_view(
+    input: &[u8],
+    mut to: impl FnMut(RecordView<'_>) -> Result<Option<u8>, String>,
+) -> i32 {
+    let (_, mut records) = match Records::open(input) {
+        Ok(d) => d,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut out = Output::new();
+    loop {
+        let sent = match records.next_view() {
+            Ok(Some((i, r))) => route_one(&mut out, i, to(r)),
+            Ok(None) => break,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = sent {
+            return fail(e);
+        }
+    }
+    set_result(out.finish(&[]));
+    STATUS_OK
+}
+
+/// `weir_process` of a route plugin on owned records (one reused `Record`).
+pub fn process_route(
+    input: &[u8],
+    mut to: impl FnMut(&Record) -> Result<Option<u8>, String>,
+) -> i32 {
+    let (_, mut records) = match Records::open(input) {
+        Ok(d) => d,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut out = Output::new();
+    let mut rec = Record::default();
+    loop {
+        let sent = match records.next_into(&mut rec) {
+            Ok(Some(i)) => route_one(&mut out, i, to(&rec)),
+            Ok(None) => break,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = sent {
+            return fail(e);
         }
     }
     set_result(out.finish(&[]));

@@ -25,6 +25,10 @@
 //! - `#[aggregate] fn(&mut S, Record [, &P]) -> Result<Option<Record>, E>`: fold into state
 //!   `S` (`Default + Serialize + Deserialize`), which the host keeps between batches (and, in a
 //!   pipeline, persists atomically with the outputs).
+//! - `#[route] fn(&Record | RecordView<'_> [, &P]) -> Result<Option<u8>, E>`: send the record,
+//!   unchanged, to one of a pipeline's outputs (`Some(k)`: its `k`-th `--to` topic, from 0, at
+//!   most 7) or drop it (`None`); a consumer gets output 0's records
+//!   (`examples/route-contains`).
 //!
 //! `P` is any `serde::Deserialize` type, parsed once from the JSON params given at use time
 //! (`--plugin NAME={"substring":"x"}`); `E` is anything `Display` — the message reaches the
@@ -42,7 +46,7 @@ pub mod testing;
 
 pub use abi::{HeadersView, RecordView};
 
-pub use weir_plugin_macros::{aggregate, filter, filter_map, flat_map, map};
+pub use weir_plugin_macros::{aggregate, filter, filter_map, flat_map, map, route};
 
 /// Re-exported for the generated code and for params/state types.
 pub use serde;

@@ -13,7 +13,9 @@
 //! }
 //! ```
 
-use crate::abi::{self, ENTRY_KEEP, ENTRY_NEW, KIND_AGGREGATE, Plugin, STATUS_OK};
+use crate::abi::{
+    self, ENTRY_KEEP, ENTRY_KEEP_TO, ENTRY_NEW, ENTRY_NEW_TO, KIND_AGGREGATE, Plugin, STATUS_OK,
+};
 use crate::{Header, Record};
 
 /// One instance of a plugin with its params, as the broker keeps one per partition: inputs
@@ -40,9 +42,20 @@ impl Harness {
 
     /// Runs `records` as one batch (one call, as the broker makes per batch): their offsets
     /// are set to the next ones of this harness, timestamps, keys, values and headers are
-    /// kept. Returns the outputs, each with the offset of the input it came from, or the
-    /// plugin's error message.
+    /// kept. Returns the outputs (output 0's: what a consumer gets), each with the offset of
+    /// the input it came from, or the plugin's error message.
     pub fn run(&mut self, records: &[Record]) -> Result<Vec<Record>, String> {
+        Ok(self
+            .run_routed(records)?
+            .into_iter()
+            .filter(|(k, _)| *k == 0)
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// [`Harness::run`], with every output: each record with the output it was sent to (0:
+    /// the main one; others from a `#[route]` plugin), in the order the plugin emitted them.
+    pub fn run_routed(&mut self, records: &[Record]) -> Result<Vec<(u8, Record)>, String> {
         let inputs: Vec<Record> = records
             .iter()
             .enumerate()
@@ -81,23 +94,31 @@ impl Harness {
     }
 }
 
+/// Output records, each with the output it was sent to.
+type Routed = Vec<(u8, Record)>;
+
 /// Reads an output (ABI.md, "Output") as the host does: KEEP runs name inputs, NEW records
-/// take their source's offset.
-fn decode_output(buf: &[u8], inputs: &[Record]) -> Result<(Vec<u8>, Vec<Record>), String> {
+/// take their source's offset; the `_TO` entries name their output.
+fn decode_output(buf: &[u8], inputs: &[Record]) -> Result<(Vec<u8>, Routed), String> {
     let mut r = Cursor { buf };
     let state = r.bytes()?.to_vec();
     let count = r.u32()?;
     let mut out = Vec::new();
     for _ in 0..count {
-        match r.take(1)?[0] {
-            ENTRY_KEEP => {
+        let tag = r.take(1)?[0];
+        let k = match tag {
+            ENTRY_KEEP_TO | ENTRY_NEW_TO => r.take(1)?[0],
+            _ => 0,
+        };
+        match tag {
+            ENTRY_KEEP | ENTRY_KEEP_TO => {
                 let (first, n) = (r.u32()? as usize, r.u32()? as usize);
                 let kept = inputs
                     .get(first..first + n)
                     .ok_or("a KEEP entry names records outside the input")?;
-                out.extend_from_slice(kept);
+                out.extend(kept.iter().map(|r| (k, r.clone())));
             }
-            ENTRY_NEW => {
+            ENTRY_NEW | ENTRY_NEW_TO => {
                 let source = inputs
                     .get(r.u32()? as usize)
                     .ok_or("a NEW entry names a record outside the input")?;
@@ -116,13 +137,14 @@ fn decode_output(buf: &[u8], inputs: &[Record]) -> Result<(Vec<u8>, Vec<Record>)
                         value: r.bytes()?.to_vec(),
                     });
                 }
-                out.push(Record {
+                let rec = Record {
                     offset: source.offset,
                     timestamp,
                     key,
                     value,
                     headers,
-                });
+                };
+                out.push((k, rec));
             }
             tag => return Err(format!("unknown output entry tag {tag}")),
         }
