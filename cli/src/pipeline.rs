@@ -20,9 +20,10 @@ pub enum PipelineCommand {
         /// Source topic.
         #[arg(long)]
         from: String,
-        /// Destination topic.
-        #[arg(long)]
-        to: String,
+        /// Destination topic; repeat for more outputs (output k is the k-th --to, from 0:
+        /// where a `route` plugin sends records; at most 8).
+        #[arg(long, required = true)]
+        to: Vec<String>,
         /// A registered plugin, with optional JSON params after `=`; repeat to chain them.
         #[arg(long = "plugin", value_name = "NAME[=JSON]", required = true,
               value_parser = crate::plugin_use)]
@@ -54,10 +55,19 @@ fn chain(plugins: &[PluginUse]) -> String {
     uses.join(" | ")
 }
 
+/// The output topics, output 0 first, comma-separated.
+fn outputs(p: &PipelineInfo) -> String {
+    std::iter::once(&p.to_topic)
+        .chain(&p.extra_to_topics)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn write_describe(out: &mut impl Write, p: &PipelineInfo) -> std::io::Result<()> {
     writeln!(out, "name\t{}", p.name)?;
     writeln!(out, "from\t{}", p.from_topic)?;
-    writeln!(out, "to\t{}", p.to_topic)?;
+    writeln!(out, "to\t{}", outputs(p))?;
     writeln!(out, "plugins\t{}", chain(&p.plugins))?;
     writeln!(out, "status\t{}", p.status)?;
     writeln!(out, "error\t{}", p.error.as_deref().unwrap_or("-"))?;
@@ -92,18 +102,21 @@ pub async fn run(client: &Client, cmd: PipelineCommand) -> anyhow::Result<()> {
             plugins,
             start,
         } => {
-            let mut new = NewPipeline::new(name, from, to).start(match start {
+            let mut to = to.into_iter();
+            let first = to.next().unwrap_or_default();
+            let mut new = NewPipeline::new(name, from, first).start(match start {
                 Start::Earliest => PipelineStart::Earliest,
                 Start::Latest => PipelineStart::Latest,
             });
             new.plugins = plugins;
+            new.extra_to_topics = to.collect();
             let p = admin.create_pipeline(new).await?;
             writeln!(
                 out,
                 "created pipeline {} ({} -> {}: {})",
                 p.name,
                 p.from_topic,
-                p.to_topic,
+                outputs(&p),
                 chain(&p.plugins)
             )?;
         }
@@ -112,7 +125,11 @@ pub async fn run(client: &Client, cmd: PipelineCommand) -> anyhow::Result<()> {
                 writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}",
-                    p.name, p.from_topic, p.to_topic, p.status, p.lag
+                    p.name,
+                    p.from_topic,
+                    outputs(&p),
+                    p.status,
+                    p.lag
                 )?;
             }
         }

@@ -495,3 +495,80 @@ fn a_plugin_replaced_under_a_running_cluster_pipeline_switches_at_a_checkpoint()
     }
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_cluster_routing_pipeline_writes_each_record_once_to_its_output_across_a_kill() {
+    let mut c = cluster_with(&[("in", 3), ("rest", 3), ("sevens", 3)]);
+    let wasm = example_plugin("route-contains");
+    c.brokers[0].cli_ok(&["plugin", "register", "route", wasm.to_str().unwrap()]);
+    c.brokers[1].cli_ok(&[
+        "pipeline",
+        "create",
+        "split",
+        "--from",
+        "in",
+        "--to",
+        "rest",
+        "--to",
+        "sevens",
+        "--plugin",
+        r#"route={"substring":"7"}"#,
+    ]);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = spawn_producer(
+        c.bootstrap(),
+        "in",
+        60_000,
+        100,
+        Arc::clone(&sent),
+        Arc::clone(&stop),
+    );
+    until_processed(&c.brokers[0], "split", 10_000, Duration::from_secs(120));
+    // The leader of a destination partition of the second output dies mid-stream.
+    let old = leader(&c.brokers[0], "sevens", 1).unwrap();
+    let survivor = (old % 3) as usize;
+    c.brokers[old as usize - 1].kill9();
+    until_failed_over(&c.brokers[survivor], "sevens", 1, old);
+    stop.store(true, SeqCst);
+    let sent = producing.join().unwrap() as u64;
+    until_caught_up(
+        &c.brokers[survivor],
+        "split",
+        sent,
+        Duration::from_secs(120),
+    );
+    c.brokers[old as usize - 1].restart();
+
+    let via = &c.brokers[survivor];
+    let source = read_all(via, "in");
+    let rest = read_all(via, "rest");
+    let sevens = read_all(via, "sevens");
+    assert_eq!(source.values().map(Vec::len).sum::<usize>() as u64, sent);
+    for (p, records) in &source {
+        let values: Vec<String> = records.iter().map(|(_, v)| v.clone()).collect();
+        let want_sevens: Vec<String> = values.iter().filter(|v| v.contains('7')).cloned().collect();
+        let want_rest: Vec<String> = values
+            .iter()
+            .filter(|v| !v.contains('7'))
+            .cloned()
+            .collect();
+        let got = |t: &BTreeMap<u64, Vec<(String, String)>>| -> Vec<String> {
+            t.get(p)
+                .map(|rs| rs.iter().map(|(_, v)| v.clone()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            got(&sevens).len(),
+            want_sevens.len(),
+            "partition {p}: sevens count"
+        );
+        assert!(got(&sevens) == want_sevens, "partition {p}: sevens differ");
+        assert_eq!(
+            got(&rest).len(),
+            want_rest.len(),
+            "partition {p}: rest count"
+        );
+        assert!(got(&rest) == want_rest, "partition {p}: rest differs");
+    }
+}

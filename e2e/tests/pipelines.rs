@@ -595,3 +595,128 @@ async fn records_dropped_by_retention_before_a_pipeline_read_them_are_skipped() 
     assert_eq!(done.records_in, 300 - first, "{done:?}");
     assert_eq!(done.records_out, 300 - first, "{done:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routing_pipeline_writes_each_record_once_to_its_output_across_a_kill() {
+    let mut broker = Broker::start();
+    let client = broker.client_with_topic("logs", 2).await;
+    let admin = client.admin();
+    for t in ["rest", "errors"] {
+        admin.create_topic(NewTopic::new(t, 2)).await.unwrap();
+    }
+    let wasm = std::fs::read(example_plugin("route-contains")).unwrap();
+    admin.register_plugin("route", wasm).await.unwrap();
+    let created = broker.cli_ok(&[
+        "pipeline",
+        "create",
+        "triage",
+        "--from",
+        "logs",
+        "--to",
+        "rest",
+        "--to",
+        "errors",
+        "--plugin",
+        r#"route={"substring":"ERROR"}"#,
+    ]);
+    assert_eq!(
+        created.trim(),
+        r#"created pipeline triage (logs -> rest,errors: route={"substring":"ERROR"})"#
+    );
+    assert!(
+        broker
+            .cli_ok(&["pipeline", "describe", "triage"])
+            .contains("to\trest,errors\n")
+    );
+
+    // Produce while it routes; kill the broker in the middle of it.
+    let producer = client.producer(ProducerConfig::default());
+    let mut sent = 0u64;
+    let mut next_check = Instant::now();
+    loop {
+        for _ in 0..1000 {
+            producer
+                .enqueue(
+                    ProducerRecord::new("logs", sample_log_line(sent as usize))
+                        .key(format!("k{}", sent % 7)),
+                )
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        if Instant::now() >= next_check {
+            producer.flush().await.unwrap();
+            let p = admin.describe_pipeline("triage").await.unwrap();
+            if p.records_out > 30_000 && p.lag > 0 {
+                break;
+            }
+            assert!(sent < 5_000_000, "pipeline made no progress: {p:?}");
+            next_check = Instant::now() + Duration::from_millis(20);
+        }
+    }
+    broker.kill9();
+    drop(producer);
+    broker.restart();
+    let client = broker.client().await;
+    let admin = client.admin();
+
+    // Each output holds exactly its records once, in source order per partition.
+    let source = read_all(&client, "logs", ConsumerConfig::default()).await;
+    let done = caught_up(&admin, "triage", source.len() as u64).await;
+    assert_eq!(done.records_out, source.len() as u64);
+    let rest = read_all(&client, "rest", ConsumerConfig::default()).await;
+    let errors = read_all(&client, "errors", ConsumerConfig::default()).await;
+    for partition in 0..2 {
+        let of = |rs: &[weir::ConsumerRecord]| -> Vec<String> {
+            rs.iter()
+                .filter(|r| r.partition == partition)
+                .map(text)
+                .collect()
+        };
+        let input = of(&source);
+        let want_errors: Vec<String> = input
+            .iter()
+            .filter(|v| v.contains("ERROR"))
+            .cloned()
+            .collect();
+        let want_rest: Vec<String> = input
+            .iter()
+            .filter(|v| !v.contains("ERROR"))
+            .cloned()
+            .collect();
+        assert!(!want_errors.is_empty());
+        assert!(
+            of(&errors) == want_errors,
+            "partition {partition}: errors differ"
+        );
+        assert!(
+            of(&rest) == want_rest,
+            "partition {partition}: the rest differs"
+        );
+    }
+
+    // A plugin sending records to an output the pipeline lacks fails it, saying so.
+    admin
+        .create_pipeline(
+            NewPipeline::new("short", "logs", "rest")
+                .plugin("route", Some(r#"{"substring":"ERROR"}"#)),
+        )
+        .await
+        .unwrap();
+    let failed = wait_for(&admin, "short", |p| p.status == PipelineStatus::Failed).await;
+    let error = failed.error.unwrap();
+    assert!(
+        error.contains("output 1") && error.contains("1 output topic"),
+        "{error}"
+    );
+    // Outputs are distinct topics, at most 8, never the source.
+    let e = admin
+        .create_pipeline(
+            NewPipeline::new("dup", "logs", "rest")
+                .also_to("rest")
+                .plugin("route", Some("{}")),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("repeats topic"), "{e}");
+}

@@ -26,8 +26,11 @@ pub struct NewPipeline {
     pub name: String,
     /// Source topic.
     pub from_topic: String,
-    /// Destination topic (output of source partition P goes to partition P mod its count).
+    /// Destination topic, output 0 (output of source partition P goes to partition P mod its
+    /// count).
     pub to_topic: String,
+    /// Outputs 1, 2, … where a `route` stage sends records (at most 7).
+    pub extra_to_topics: Vec<String>,
     /// The chain, applied in order; at least one plugin.
     pub plugins: Vec<PluginUse>,
     /// Where to start in the source.
@@ -46,9 +49,16 @@ impl NewPipeline {
             name: name.into(),
             from_topic: from_topic.into(),
             to_topic: to_topic.into(),
+            extra_to_topics: Vec::new(),
             plugins: Vec::new(),
             start: PipelineStart::Earliest,
         }
+    }
+
+    /// Adds an output: the next output index a `route` stage may send records to.
+    pub fn also_to(mut self, topic: impl Into<String>) -> Self {
+        self.extra_to_topics.push(topic.into());
+        self
     }
 
     /// Appends a plugin to the chain, with optional JSON params.
@@ -114,6 +124,8 @@ pub struct PipelineInfo {
     pub from_topic: String,
     /// Destination topic.
     pub to_topic: String,
+    /// Outputs 1, 2, … (a `route` stage's other outputs).
+    pub extra_to_topics: Vec<String>,
     /// The chain.
     pub plugins: Vec<PluginUse>,
     /// Running or failed.
@@ -148,6 +160,7 @@ fn info_of(p: Option<pb::PipelineInfo>) -> Result<PipelineInfo> {
         name: p.name,
         from_topic: p.from_topic,
         to_topic: p.to_topic,
+        extra_to_topics: p.extra_to_topics,
         plugins: p
             .plugins
             .into_iter()
@@ -192,6 +205,7 @@ impl Admin {
             name: new.name,
             from_topic: new.from_topic,
             to_topic: new.to_topic,
+            extra_to_topics: new.extra_to_topics,
             plugins: plugins_pb(&new.plugins),
             start: start as i32,
         };

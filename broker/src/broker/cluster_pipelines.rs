@@ -406,9 +406,13 @@ impl Broker {
         let Some(checkpoint) = p.checkpoints.get(partition as usize).cloned() else {
             return Ok(None);
         };
-        let Some(dest) = m.topics.get(&p.def.to_topic) else {
-            return Ok(None);
-        };
+        let mut dests = Vec::new();
+        for t in p.def.outputs() {
+            let Some(dest) = m.topics.get(t) else {
+                return Ok(None);
+            };
+            dests.push((t.to_string(), dest.partitions.len() as u32));
+        }
         let source = self.topics.get(&p.def.from_topic)?;
         let mut uses = Vec::with_capacity(p.def.plugins.len());
         let mut modules = Vec::with_capacity(p.def.plugins.len());
@@ -426,8 +430,7 @@ impl Broker {
             name: name.to_string(),
             id,
             source,
-            dest: p.def.to_topic.clone(),
-            dest_partitions: dest.partitions.len() as u32,
+            dests,
             uses,
             modules,
             max_record_bytes: self.max_record_bytes,
@@ -448,12 +451,7 @@ impl Broker {
         start: Start,
     ) -> Result<PipelineView, BrokerError> {
         let name = PipelineName::new(def.name.as_str())?.to_string();
-        if def.from_topic == def.to_topic {
-            return Err(BrokerError::InvalidArgument(format!(
-                "a pipeline cannot write to its own source topic {:?}",
-                def.from_topic
-            )));
-        }
+        def.check_outputs()?;
         check_uses(&def.plugins)?;
         let partitions = {
             let m = cluster.metadata().borrow().clone();
@@ -469,8 +467,8 @@ impl Broker {
                 .topics
                 .get(&def.from_topic)
                 .ok_or_else(|| BrokerError::TopicNotFound(def.from_topic.clone()))?;
-            if !m.topics.contains_key(&def.to_topic) {
-                return Err(BrokerError::TopicNotFound(def.to_topic.clone()));
+            if let Some(t) = def.outputs().find(|t| !m.topics.contains_key(*t)) {
+                return Err(BrokerError::TopicNotFound(t.to_string()));
             }
             source.partitions.len() as u32
         };

@@ -399,6 +399,7 @@ fn pipeline(name: &str, plugin: &str) -> PipelineDef {
         name: name.into(),
         from_topic: "in".into(),
         to_topic: "out".into(),
+        extra_to: Vec::new(),
         plugins: vec![PluginUseDef {
             plugin: plugin.into(),
             params: String::new(),
@@ -589,8 +590,7 @@ async fn a_cluster_worker_replaying_from_an_old_checkpoint_writes_each_output_on
         name: "up".into(),
         id: 7,
         source: b.topics.get("in").unwrap(),
-        dest: "out".into(),
-        dest_partitions: 1,
+        dests: vec![("out".into(), 1)],
         uses: vec![(b.plugins.get("upper").unwrap(), Vec::new())],
         modules: vec!["upper-module".into()],
         max_record_bytes: 1 << 20,
@@ -643,7 +643,7 @@ async fn a_cluster_worker_replaying_from_an_old_checkpoint_writes_each_output_on
         .unwrap();
     assert_eq!(last.next_offset, 500);
     assert_eq!((last.records_in, last.records_out), (500, 500));
-    assert_eq!(last.sequences, [(0, 500)]);
+    assert_eq!(last.sequences, [(0, 0, 500)]);
     assert_eq!(last.leader_epoch, 1);
     produce(500, 510).await;
     let (stop, task) = spawn(2, last);

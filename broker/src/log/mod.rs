@@ -206,6 +206,16 @@ impl LogState {
     }
 }
 
+/// Where each batch of a group lands, or why it does not.
+type Placed = Vec<Result<Appended, LogError>>;
+
+/// An append computed but not written yet (see `PartitionLog::prepare`).
+struct Prepared {
+    write: AppendWrite,
+    /// The active segment and any rolled after it, as the append leaves them.
+    tail: Vec<SegmentMeta>,
+}
+
 pub struct PartitionLog {
     key: PartitionKey,
     store: Store,
@@ -401,6 +411,86 @@ impl PartitionLog {
         if self.is_closed() {
             return Err(LogError::Closed);
         }
+        let (out, prepared) = self.prepare(&state, group, now_ms, placing)?;
+        let Some(prepared) = prepared else {
+            if let Some(extra) = extra.filter(|e| !e.is_empty()) {
+                self.store.write(extra, Durability::Configured)?;
+            }
+            return Ok(out);
+        };
+        let mut set = extra.unwrap_or_else(|| self.store.write_set());
+        layout::put_append(&mut set, self.key, &prepared.write);
+        self.store.write(set, Durability::Configured)?;
+        self.apply(&mut state, prepared);
+        Ok(out)
+    }
+
+    /// Appends groups of validated batches to several partitions and applies `extra` in one
+    /// atomic RocksDB write (a pipeline's outputs to several topics with its progress): all
+    /// or nothing. Each group as [`Self::append_group`]; the logs are locked in key order
+    /// for the write (no two may be the same partition).
+    pub fn append_groups_with(
+        groups: &[(&PartitionLog, &[PendingBatch])],
+        now_ms: i64,
+        extra: WriteSet,
+    ) -> Result<Vec<Vec<Result<Appended, LogError>>>, LogError> {
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        order.sort_by_key(|&i| (groups[i].0.key.topic, groups[i].0.key.partition));
+        let mut locked: Vec<(usize, MutexGuard<'_, LogState>)> = Vec::with_capacity(groups.len());
+        for i in order {
+            let log = groups[i].0;
+            let state = log.lock();
+            if log.is_closed() {
+                return Err(LogError::Closed);
+            }
+            locked.push((i, state));
+        }
+        let mut set = extra;
+        let mut outs: Vec<Vec<Result<Appended, LogError>>> = vec![Vec::new(); groups.len()];
+        let mut prepared = Vec::with_capacity(groups.len());
+        for (i, state) in &locked {
+            let (log, group) = groups[*i];
+            let (out, p) = log.prepare(state, group, now_ms, Placing::Assign)?;
+            outs[*i] = out;
+            if let Some(p) = p {
+                layout::put_append(&mut set, log.key, &p.write);
+                prepared.push((*i, p));
+            }
+        }
+        if !set.is_empty() {
+            // Any log's store: a broker's partitions share one.
+            if let Some((log, _)) = groups.first() {
+                log.store.write(set, Durability::Configured)?;
+            }
+        }
+        for (i, p) in prepared {
+            if let Some((_, state)) = locked.iter_mut().find(|(j, _)| *j == i) {
+                groups[i].0.apply(state, p);
+            }
+        }
+        Ok(outs)
+    }
+
+    /// Makes a written append visible: producer states, segments, high watermark.
+    fn apply(&self, state: &mut LogState, p: Prepared) {
+        state.producers.extend(p.write.producers);
+        state.segments.pop_back();
+        state.segments.extend(p.tail);
+        if state.hw_follows_end {
+            state.high_watermark = state.log_end();
+        }
+        self.publish(state);
+    }
+
+    /// What appending `group` would write, without writing it: where each batch lands (or why
+    /// it does not), and the write (`None`: nothing to write).
+    fn prepare(
+        &self,
+        state: &LogState,
+        group: &[PendingBatch],
+        now_ms: i64,
+        placing: Placing,
+    ) -> Result<(Placed, Option<Prepared>), LogError> {
         let active = *state
             .segments
             .back()
@@ -509,25 +599,11 @@ impl PartitionLog {
             }));
         }
         if write.batches.is_empty() {
-            if let Some(extra) = extra.filter(|e| !e.is_empty()) {
-                self.store.write(extra, Durability::Configured)?;
-            }
-            return Ok(out);
+            return Ok((out, None));
         }
         write.segments = tail.clone();
         write.producers = touched.into_iter().collect();
-        let mut set = extra.unwrap_or_else(|| self.store.write_set());
-        layout::put_append(&mut set, self.key, &write);
-        self.store.write(set, Durability::Configured)?;
-        // Durable: now make it visible.
-        state.producers.extend(write.producers);
-        state.segments.pop_back();
-        state.segments.extend(tail);
-        if state.hw_follows_end {
-            state.high_watermark = state.log_end();
-        }
-        self.publish(&state);
-        Ok(out)
+        Ok((out, Some(Prepared { write, tail })))
     }
 
     /// Whole batches from `offset` on, up to `max_bytes` (at least one batch if any), below

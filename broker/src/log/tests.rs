@@ -497,3 +497,56 @@ fn truncation_that_cuts_every_remembered_batch_of_a_producer_keeps_its_sequence(
     let a = truncated_again.append_group(&[retry], 8_000).unwrap();
     assert_eq!(a[0].as_ref().unwrap().base_offset, 3);
 }
+
+#[test]
+fn groups_to_several_partitions_are_written_with_the_extra_in_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = log(dir.path());
+    let b = PartitionLog::new(
+        a.store.clone(),
+        PartitionKey {
+            topic: 2,
+            partition: 0,
+        },
+        config(),
+        vec![SegmentMeta::empty_at(0, 0, i64::MIN)],
+        vec![],
+        vec![],
+    );
+    a.set_hw_follows_end(true);
+    b.set_hw_follows_end(true);
+    let mut extra = a.store.write_set();
+    extra.put(crate::storage::Cf::Meta, b"pipeline-progress", b"7");
+    let ga = [pending(TimestampType::CreateTime, &["a1", "a2"], None)];
+    let gb = [
+        pending(TimestampType::CreateTime, &["b1"], None),
+        pending(TimestampType::CreateTime, &["b2"], Some((9, 0))),
+    ];
+    let outs = PartitionLog::append_groups_with(&[(&b, &gb), (&a, &ga)], 5, extra).unwrap();
+    assert_eq!(outs.len(), 2);
+    assert_eq!(outs[0].iter().filter(|o| o.is_ok()).count(), 2);
+    assert_eq!(outs[1][0].as_ref().unwrap().record_count, 2);
+    assert_eq!((a.bounds().latest, b.bounds().latest), (2, 2));
+    assert_eq!(b.expected_sequence(9), 1);
+    assert_eq!(
+        a.store
+            .get(crate::storage::Cf::Meta, b"pipeline-progress")
+            .unwrap()
+            .as_deref(),
+        Some(&b"7"[..])
+    );
+    // A closed partition refuses the whole write: nothing lands anywhere.
+    b.close();
+    let mut extra = a.store.write_set();
+    extra.put(crate::storage::Cf::Meta, b"pipeline-progress", b"8");
+    let e = PartitionLog::append_groups_with(&[(&a, &ga), (&b, &gb)], 6, extra).unwrap_err();
+    assert!(matches!(e, LogError::Closed), "{e:?}");
+    assert_eq!(a.bounds().latest, 2);
+    assert_eq!(
+        a.store
+            .get(crate::storage::Cf::Meta, b"pipeline-progress")
+            .unwrap()
+            .as_deref(),
+        Some(&b"7"[..])
+    );
+}

@@ -35,7 +35,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_common::PipelineName;
-use weir_common::limits::{MAX_PIPELINES, MAX_PLUGIN_CHAIN, MAX_PLUGIN_PARAMS_BYTES};
+use weir_common::limits::{
+    MAX_PIPELINE_OUTPUTS, MAX_PIPELINES, MAX_PLUGIN_CHAIN, MAX_PLUGIN_PARAMS_BYTES,
+};
 
 use crate::error::BrokerError;
 use crate::plugins::{PluginRegistry, chain};
@@ -70,12 +72,51 @@ pub struct Failure {
 pub struct PipelineDef {
     pub name: String,
     pub from_topic: String,
+    /// Output 0.
     pub to_topic: String,
+    /// Outputs 1, 2, … (where a `route` stage sends records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_to: Vec<String>,
     pub plugins: Vec<PluginUseDef>,
     pub created_ms: i64,
     /// Set when it failed; cleared by resume.
     #[serde(default)]
     pub failure: Option<Failure>,
+}
+
+impl PipelineDef {
+    /// Its output topics, output 0 first.
+    pub fn outputs(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.to_topic.as_str()).chain(self.extra_to.iter().map(String::as_str))
+    }
+
+    /// The outputs against the limits: at most [`MAX_PIPELINE_OUTPUTS`], all distinct, none
+    /// the source.
+    pub fn check_outputs(&self) -> Result<(), BrokerError> {
+        let outputs: Vec<&str> = self.outputs().collect();
+        if outputs.len() > MAX_PIPELINE_OUTPUTS {
+            return Err(BrokerError::InvalidArgument(format!(
+                "{} output topics; a pipeline writes to at most {MAX_PIPELINE_OUTPUTS}",
+                outputs.len()
+            )));
+        }
+        if outputs.contains(&self.from_topic.as_str()) {
+            return Err(BrokerError::InvalidArgument(format!(
+                "a pipeline cannot write to its own source topic {:?}",
+                self.from_topic
+            )));
+        }
+        if let Some((i, t)) = outputs
+            .iter()
+            .enumerate()
+            .find(|(i, t)| outputs[..*i].contains(t))
+        {
+            return Err(BrokerError::InvalidArgument(format!(
+                "output {i} repeats topic {t:?}: each output is another topic"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A pipeline's durable position on one source partition, written atomically with the output
@@ -104,9 +145,9 @@ pub struct Checkpoint {
     pub next_offset: u64,
     pub records_in: u64,
     pub records_out: u64,
-    /// Per destination partition the worker wrote to: the sequence number of its next output
-    /// record there (sorted by partition).
-    pub sequences: Vec<(u32, u32)>,
+    /// Per (output, destination partition) the worker writes to: the sequence number of its
+    /// next output record there.
+    pub sequences: Vec<(u8, u32, u32)>,
     /// Each stage's aggregate state (empty for other kinds), in chain order.
     #[serde(with = "base64_states")]
     pub states: Vec<Vec<u8>>,
@@ -285,14 +326,11 @@ impl PipelineManager {
                 "the broker already runs {MAX_PIPELINES} pipelines (the limit)"
             )));
         }
-        if def.from_topic == def.to_topic {
-            return Err(BrokerError::InvalidArgument(format!(
-                "a pipeline cannot write to its own source topic {:?}",
-                def.from_topic
-            )));
-        }
+        def.check_outputs()?;
         let source = deps.topics.get(&def.from_topic)?;
-        deps.topics.get(&def.to_topic)?;
+        for t in def.outputs() {
+            deps.topics.get(t)?;
+        }
         // Plugins exist and accept their params: fail now, not in the background.
         let uses = resolve_uses(deps.plugins, &def.plugins)?;
         tokio::task::spawn_blocking(move || check_params(uses))
@@ -537,7 +575,10 @@ fn prepare(
 ) -> Result<Prepared, BrokerError> {
     let def = pipeline.def();
     let source = deps.topics.get(&def.from_topic)?;
-    let dest = deps.topics.get(&def.to_topic)?;
+    let dests = def
+        .outputs()
+        .map(|t| deps.topics.get(t))
+        .collect::<Result<Vec<_>, _>>()?;
     let uses = resolve_uses(deps.plugins, &def.plugins)?;
     let mut by_partition: BTreeMap<u32, PipelineProgress> = progress.into_iter().collect();
     let (stop_tx, _) = watch::channel(false);
@@ -562,7 +603,7 @@ fn prepare(
         pipeline: Arc::clone(pipeline),
         store: store.clone(),
         source,
-        dest,
+        dests,
         uses,
         max_record_bytes: deps.max_record_bytes,
         stop: Arc::new(stop_tx),

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::Checkpoint;
 use super::sequence::{self, Resume};
-use super::worker::{Numbering, Where, encode_outputs, run_chain};
+use super::worker::{Numbering, Where, encode_outputs, run_chain, split_outputs};
 use crate::log::{LogError, PartitionLog, ReadUpTo};
 use crate::plugins::{Plugin, Stage};
 use crate::topics::Topic;
@@ -85,8 +85,8 @@ pub struct ReplicatedCtx<S> {
     pub name: String,
     pub id: u32,
     pub source: Arc<Topic>,
-    pub dest: String,
-    pub dest_partitions: u32,
+    /// Each output's topic and its partition count, output 0 first.
+    pub dests: Vec<(String, u32)>,
     pub uses: Vec<(Plugin, Vec<u8>)>,
     /// Each stage's module (SHA-256), recorded in the checkpoints.
     pub modules: Vec<String>,
@@ -98,8 +98,29 @@ pub struct ReplicatedCtx<S> {
 struct Round {
     next_offset: u64,
     records_in: u64,
-    outputs: Vec<Bytes>,
+    /// Per output, its batches.
+    outputs: Vec<Vec<Bytes>>,
     states: Vec<Vec<u8>>,
+}
+
+/// Where one output of a worker goes, and where its numbering stands.
+struct Dest {
+    output: u8,
+    topic: String,
+    partition: u32,
+    /// The sequence number of this worker's next output record there.
+    next_sequence: u32,
+    /// What the destination expects next: asked before the first send, and again after it
+    /// refused one.
+    expected: Option<u32>,
+}
+
+/// How sending one round's outputs to one destination ended.
+enum Sent {
+    /// Written (or held already): this many output records of the round.
+    Done(u64),
+    /// Stopped while retrying: the round is not complete.
+    Stopped,
 }
 
 /// The worker of source partition `partition` under leader epoch `leader_epoch`, from
@@ -114,18 +135,28 @@ pub async fn run<S: ClusterSink>(
 ) -> Result<(), String> {
     let source = Arc::clone(&ctx.source.partitions[partition as usize].log);
     let mut watch = source.watch();
-    let dest_partition = partition % ctx.dest_partitions;
     let producer_id = sequence::producer_id(ctx.id, partition);
     let mut at = checkpoint;
     at.leader_epoch = leader_epoch;
     at.modules.clone_from(&ctx.modules);
-    let mut next_sequence = at
-        .sequences
-        .iter()
-        .find(|(p, _)| *p == dest_partition)
-        .map_or(0, |(_, s)| *s);
-    // Asked of the destination before the first send, and again after it refused one.
-    let mut expected: Option<u32> = None;
+    let mut dests: Vec<Dest> = (0u8..)
+        .zip(&ctx.dests)
+        .map(|(output, (topic, n))| {
+            let dest_partition = partition % n;
+            let next_sequence = at
+                .sequences
+                .iter()
+                .find(|(o, p, _)| (*o, *p) == (output, dest_partition))
+                .map_or(0, |(_, _, s)| *s);
+            Dest {
+                output,
+                topic: topic.clone(),
+                partition: dest_partition,
+                next_sequence,
+                expected: None,
+            }
+        })
+        .collect();
     let mut stages: Option<Vec<Stage>> = None;
     let mut checkpointed = Instant::now();
     let mut dirty = false;
@@ -176,77 +207,22 @@ pub async fn run<S: ClusterSink>(
         .map_err(|e| format!("partition {partition}: worker panicked: {e}"))?;
         stages = back;
         let round = round.map_err(|e| format!("partition {partition}: {e}"))?;
-        // Send, leaving out what the destination holds.
-        let round_count;
-        loop {
-            let exp = match expected {
-                Some(e) => e,
-                None => {
-                    match ctx
-                        .sink
-                        .expected_sequence(&ctx.dest, dest_partition, producer_id)
-                        .await
-                    {
-                        Ok(e) => *expected.insert(e),
-                        Err(SinkError::Retriable(e)) => {
-                            retry_pause(&ctx.name, partition, &e).await;
-                            continue;
-                        }
-                        Err(e) => return Err(e.to_string()),
-                    }
-                }
-            };
-            // Records the destination holds of this round (all when it is further on).
-            let skip = match sequence::resume(next_sequence, u64::MAX, exp) {
-                Resume::SendFrom(k) => k,
-                Resume::Gap { expected, first } => {
-                    return Err(format!(
-                        "destination {:?} partition {dest_partition} expects sequence {expected}, \
-                         before this worker's {first}: acknowledged output is missing there",
-                        ctx.dest
-                    ));
-                }
-            };
-            let numbering = Numbering {
-                producer_id,
-                first_sequence: next_sequence,
-                skip,
-            };
-            let (batches, count) = encode_outputs(
-                &round.outputs,
-                at.next_offset,
-                ctx.max_record_bytes,
-                Some(numbering),
-            )?;
-            let bytes: Vec<Bytes> = batches.into_iter().map(|b| b.bytes).collect();
-            if bytes.is_empty() {
-                round_count = count;
-                break;
-            }
-            match ctx.sink.produce(&ctx.dest, dest_partition, bytes).await {
-                Ok(()) => {
-                    round_count = count;
-                    expected = Some(next_sequence.wrapping_add(count as u32));
-                    break;
-                }
-                Err(SinkError::OutOfOrder { expected: e }) => expected = Some(e),
-                Err(SinkError::Retriable(e)) => {
-                    // A new leader may hold less than the old one answered: ask again.
-                    expected = None;
-                    retry_pause(&ctx.name, partition, &e).await;
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-            if *stop.borrow() {
-                return last_checkpoint(&ctx, partition, at, dirty).await;
+        // Send each output, leaving out what its destination holds.
+        let mut round_count = 0;
+        for (dest, outputs) in dests.iter_mut().zip(&round.outputs) {
+            match send(&ctx, producer_id, dest, outputs, at.next_offset, &mut stop).await? {
+                Sent::Done(n) => round_count += n,
+                Sent::Stopped => return last_checkpoint(&ctx, partition, at, dirty).await,
             }
         }
-        next_sequence = next_sequence.wrapping_add(round_count as u32);
         at.records_out += round_count;
         at.records_in += round.records_in;
         at.next_offset = round.next_offset;
         at.states = round.states;
-        at.sequences = vec![(dest_partition, next_sequence)];
+        at.sequences = dests
+            .iter()
+            .map(|d| (d.output, d.partition, d.next_sequence))
+            .collect();
         dirty = true;
     }
 }
@@ -265,6 +241,78 @@ async fn last_checkpoint<S: ClusterSink>(
     match ctx.sink.checkpoint(&ctx.name, ctx.id, partition, at).await {
         Err(SinkError::Failed(e)) => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// Sends one round's `outputs` (records from source offset `from` on) to `dest`, leaving out
+/// what it holds, retrying until written, the worker is stopped, or it fails.
+async fn send<S: ClusterSink>(
+    ctx: &ReplicatedCtx<S>,
+    producer_id: u64,
+    dest: &mut Dest,
+    outputs: &[Bytes],
+    from: u64,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Sent, String> {
+    loop {
+        let exp = match dest.expected {
+            Some(e) => e,
+            None => match ctx
+                .sink
+                .expected_sequence(&dest.topic, dest.partition, producer_id)
+                .await
+            {
+                Ok(e) => *dest.expected.insert(e),
+                Err(SinkError::Retriable(e)) => {
+                    retry_pause(&ctx.name, dest.partition, &e).await;
+                    if *stop.borrow() {
+                        return Ok(Sent::Stopped);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.to_string()),
+            },
+        };
+        // Records the destination holds of this round (all when it is further on).
+        let skip = match sequence::resume(dest.next_sequence, u64::MAX, exp) {
+            Resume::SendFrom(k) => k,
+            Resume::Gap { expected, first } => {
+                return Err(format!(
+                    "destination {:?} partition {} expects sequence {expected}, before this \
+                     worker's {first}: acknowledged output is missing there",
+                    dest.topic, dest.partition
+                ));
+            }
+        };
+        let numbering = Numbering {
+            producer_id,
+            first_sequence: dest.next_sequence,
+            skip,
+        };
+        let (batches, count) =
+            encode_outputs(outputs, from, ctx.max_record_bytes, Some(numbering))?;
+        let bytes: Vec<Bytes> = batches.into_iter().map(|b| b.bytes).collect();
+        let written = match bytes.is_empty() {
+            true => Ok(()),
+            false => ctx.sink.produce(&dest.topic, dest.partition, bytes).await,
+        };
+        match written {
+            Ok(()) => {
+                dest.next_sequence = dest.next_sequence.wrapping_add(count as u32);
+                dest.expected = Some(dest.next_sequence);
+                return Ok(Sent::Done(count));
+            }
+            Err(SinkError::OutOfOrder { expected: e }) => dest.expected = Some(e),
+            Err(SinkError::Retriable(e)) => {
+                // A new leader may hold less than the old one answered: ask again.
+                dest.expected = None;
+                retry_pause(&ctx.name, dest.partition, &e).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        if *stop.borrow() {
+            return Ok(Sent::Stopped);
+        }
     }
 }
 
@@ -310,7 +358,7 @@ fn round<S>(
     Ok(Round {
         next_offset: next,
         records_in: next - from,
-        outputs: staged.batches,
+        outputs: split_outputs(staged, ctx.dests.len())?,
         states: stages.iter().map(|s| s.state().to_vec()).collect(),
     })
 }

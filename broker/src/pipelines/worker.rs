@@ -22,7 +22,8 @@ pub struct WorkerCtx {
     pub pipeline: Arc<Pipeline>,
     pub store: Store,
     pub source: Arc<Topic>,
-    pub dest: Arc<Topic>,
+    /// Each output's topic, output 0 first.
+    pub dests: Vec<Arc<Topic>>,
     pub uses: Vec<(Plugin, Vec<u8>)>,
     pub max_record_bytes: usize,
     /// Set to stop every worker of the run (delete, resume, or a sibling's failure).
@@ -38,9 +39,11 @@ impl WorkerCtx {
             tokio::task::spawn_blocking(move || ctx.pipeline.mark_failed(&ctx.store, error)).await;
     }
 
-    fn dest_log(&self, partition: u32) -> &Arc<PartitionLog> {
-        let n = self.dest.partitions.len() as u32;
-        &self.dest.partitions[(partition % n) as usize].log
+    /// The partition of output `output` that source partition `partition` writes to.
+    fn dest_log(&self, output: usize, partition: u32) -> &Arc<PartitionLog> {
+        let dest = &self.dests[output];
+        let n = dest.partitions.len() as u32;
+        &dest.partitions[(partition % n) as usize].log
     }
 }
 
@@ -143,7 +146,13 @@ fn round(
         partition,
     };
     let (staged, stages) = run_chain(loc, &ctx.uses, &progress.states, stages, read.batches, from)?;
-    let (batches, records_out) = encode_outputs(&staged.batches, from, ctx.max_record_bytes, None)?;
+    let mut groups = Vec::with_capacity(ctx.dests.len());
+    let mut records_out = 0;
+    for (k, outputs) in split_outputs(staged, ctx.dests.len())?.iter().enumerate() {
+        let (batches, n) = encode_outputs(outputs, from, ctx.max_record_bytes, None)?;
+        records_out += n;
+        groups.push((k, batches));
+    }
     let next_progress = PipelineProgress {
         source_topic: ctx.source.meta.id,
         next_offset: next,
@@ -151,16 +160,34 @@ fn round(
         records_out: progress.records_out + records_out,
         states: stages.iter().map(|s| s.state().to_vec()).collect(),
     };
-    let dest = ctx.dest_log(partition);
     let mut progress_write = ctx.store.write_set();
     store::put_progress(&mut progress_write, &ctx.name, partition, &next_progress);
-    let appended = dest
-        .append_group_with(&batches, now_ms(), progress_write)
-        .map_err(|e| match e {
-            LogError::Closed => format!("destination topic {:?} was deleted", ctx.dest.meta.name),
-            e => format!("cannot write to the destination: {e}"),
-        })?;
-    if let Some(Err(e)) = appended.into_iter().find(|a| a.is_err()) {
+    // Every output's records and the progress: one atomic write.
+    let deleted = || {
+        let names: Vec<&str> = ctx.dests.iter().map(|t| t.meta.name.as_str()).collect();
+        match names.as_slice() {
+            [one] => format!("destination topic {one:?} was deleted"),
+            _ => format!("a destination topic of {names:?} was deleted"),
+        }
+    };
+    let written = match groups.as_slice() {
+        [(k, batches)] => ctx
+            .dest_log(*k, partition)
+            .append_group_with(batches, now_ms(), progress_write)
+            .map(|a| vec![a]),
+        _ => {
+            let parts: Vec<(&PartitionLog, &[PendingBatch])> = groups
+                .iter()
+                .map(|(k, b)| (&**ctx.dest_log(*k, partition), b.as_slice()))
+                .collect();
+            PartitionLog::append_groups_with(&parts, now_ms(), progress_write)
+        }
+    };
+    let appended = written.map_err(|e| match e {
+        LogError::Closed => deleted(),
+        e => format!("cannot write to the destination: {e}"),
+    })?;
+    if let Some(Err(e)) = appended.into_iter().flatten().find(|a| a.is_err()) {
         return Err(format!("cannot write to the destination: {e}"));
     }
     Ok(next_progress)
@@ -210,6 +237,26 @@ pub(super) fn run_chain<'s>(
         e.to_string()
     })?;
     Ok((staged, stages))
+}
+
+/// A round's output batches per output (output 0 first, `outputs` of them): records a
+/// `route` stage sent to an output the pipeline does not have fail it.
+pub(super) fn split_outputs(staged: Staged, outputs: usize) -> Result<Vec<Vec<Bytes>>, String> {
+    let mut out = vec![Vec::new(); outputs];
+    out[0] = staged.batches;
+    for (k, batches) in staged.routed {
+        match out.get_mut(usize::from(k)) {
+            Some(o) => o.extend(batches),
+            None => {
+                return Err(format!(
+                    "a plugin sent records to output {k}, but the pipeline has {outputs} output \
+                     topic(s) (outputs 0 to {})",
+                    outputs - 1
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The chain's stages with their stored aggregate state (none: empty).

@@ -30,6 +30,7 @@ fn info_pb(v: PipelineView) -> pb::PipelineInfo {
         name: v.def.name,
         from_topic: v.def.from_topic,
         to_topic: v.def.to_topic,
+        extra_to_topics: v.def.extra_to,
         plugins: v
             .def
             .plugins
@@ -78,7 +79,9 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
         // A pipeline does only what its creator could do by hand.
         self.allow(&who, Resource::pipeline(&r.name), Operation::Admin)?;
         self.allow(&who, Resource::topic(&r.from_topic), Operation::Read)?;
-        self.allow(&who, Resource::topic(&r.to_topic), Operation::Write)?;
+        for t in std::iter::once(&r.to_topic).chain(&r.extra_to_topics) {
+            self.allow(&who, Resource::topic(t), Operation::Write)?;
+        }
         for u in &r.plugins {
             self.allow(&who, Resource::plugin(&u.name), Operation::Read)?;
         }
@@ -96,6 +99,7 @@ impl pb::pipelines_server::Pipelines for PipelinesService {
             name: r.name,
             from_topic: r.from_topic,
             to_topic: r.to_topic,
+            extra_to: r.extra_to_topics,
             plugins: r
                 .plugins
                 .into_iter()

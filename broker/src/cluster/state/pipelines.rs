@@ -34,7 +34,7 @@ impl Metadata {
         let Some(source) = self.topics.get(&def.from_topic) else {
             return Outcome::TopicNotFound;
         };
-        if !self.topics.contains_key(&def.to_topic) {
+        if def.outputs().any(|t| !self.topics.contains_key(t)) {
             return Outcome::TopicNotFound;
         }
         if starts.len() != source.partitions.len() {
@@ -85,7 +85,7 @@ impl Metadata {
     /// Topic `topic` was deleted: every running pipeline reading or writing it fails.
     pub(super) fn fail_pipelines_of_topic(&mut self, topic: &str, at_ms: i64) {
         for p in self.pipelines.values_mut() {
-            let uses = p.def.from_topic == topic || p.def.to_topic == topic;
+            let uses = p.def.from_topic == topic || p.def.outputs().any(|t| t == topic);
             if uses && p.def.failure.is_none() {
                 p.def.failure = Some(Failure {
                     error: format!("topic {topic:?} was deleted"),
@@ -119,7 +119,7 @@ impl Metadata {
             Some(p) if p.id == id => {
                 if failure.is_none() {
                     // Resuming: its topics must be there, the source as it was.
-                    if !self.topics.contains_key(&p.def.to_topic) {
+                    if p.def.outputs().any(|t| !self.topics.contains_key(t)) {
                         return Outcome::TopicNotFound;
                     }
                     match source_partitions {
@@ -184,6 +184,7 @@ mod tests {
             name: name.into(),
             from_topic: "in".into(),
             to_topic: "out".into(),
+            extra_to: Vec::new(),
             plugins: vec![PluginUseDef {
                 plugin: "upper".into(),
                 params: String::new(),
@@ -280,7 +281,7 @@ mod tests {
             checkpoint: Checkpoint {
                 leader_epoch,
                 next_offset,
-                sequences: vec![(partition, next_offset as u32)],
+                sequences: vec![(0, partition, next_offset as u32)],
                 states: vec![vec![0, 255, 7]],
                 ..Checkpoint::default()
             },
