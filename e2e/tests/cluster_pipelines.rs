@@ -200,6 +200,48 @@ fn spawn_producer(
     })
 }
 
+/// What [`produce_through_a_kill`] produces.
+struct Load {
+    topic: &'static str,
+    at_least: usize,
+    keys: usize,
+    /// Source records the pipeline has processed when the leader dies.
+    before_kill: u64,
+}
+
+/// Produces `load` through the cluster while pipeline `name` runs; once it processed
+/// `load.before_kill` records, SIGKILLs the leader of `kill`'s topic partition and stops
+/// producing after the failover. Returns the records sent and a surviving broker's index,
+/// once the pipeline caught up with all of them and the killed broker restarted.
+fn produce_through_a_kill(
+    c: &mut TestCluster,
+    name: &str,
+    load: Load,
+    kill: (&str, usize),
+) -> (u64, usize) {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = spawn_producer(
+        c.bootstrap(),
+        load.topic,
+        load.at_least,
+        load.keys,
+        Arc::clone(&sent),
+        Arc::clone(&stop),
+    );
+    let within = Duration::from_secs(120);
+    until_processed(&c.brokers[0], name, load.before_kill, within);
+    let old = leader(&c.brokers[0], kill.0, kill.1).unwrap();
+    let survivor = (old % 3) as usize;
+    c.brokers[old as usize - 1].kill9();
+    until_failed_over(&c.brokers[survivor], kill.0, kill.1, old);
+    stop.store(true, SeqCst);
+    let sent = producing.join().unwrap() as u64;
+    until_caught_up(&c.brokers[survivor], name, sent, within);
+    c.brokers[old as usize - 1].restart();
+    (sent, survivor)
+}
+
 #[test]
 fn a_cluster_pipeline_writes_each_output_once_across_source_and_destination_leader_kills() {
     let mut c = cluster_with(&[("in", 3), ("out", 3)]);
@@ -323,30 +365,13 @@ fn a_cluster_aggregate_keeps_exact_counts_across_a_source_leader_kill() {
         "--plugin",
         "count-by-key",
     ]);
-    let sent = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let producing = spawn_producer(
-        c.bootstrap(),
-        "clicks",
-        30_000,
-        7,
-        Arc::clone(&sent),
-        Arc::clone(&stop),
-    );
-    until_processed(&c.brokers[0], "counts", 5_000, Duration::from_secs(120));
-    let old = leader(&c.brokers[0], "clicks", 0).unwrap();
-    let survivor = (old % 3) as usize;
-    c.brokers[old as usize - 1].kill9();
-    until_failed_over(&c.brokers[survivor], "clicks", 0, old);
-    stop.store(true, SeqCst);
-    let sent = producing.join().unwrap() as u64;
-    until_caught_up(
-        &c.brokers[survivor],
-        "counts",
-        sent,
-        Duration::from_secs(120),
-    );
-    c.brokers[old as usize - 1].restart();
+    let load = Load {
+        topic: "clicks",
+        at_least: 30_000,
+        keys: 7,
+        before_kill: 5_000,
+    };
+    let (sent, survivor) = produce_through_a_kill(&mut c, "counts", load, ("clicks", 0));
 
     // Each output is the running count of its key, computed once per source record.
     let source = read_all(&c.brokers[survivor], "clicks");
@@ -514,31 +539,14 @@ fn a_cluster_routing_pipeline_writes_each_record_once_to_its_output_across_a_kil
         "--plugin",
         r#"route={"substring":"7"}"#,
     ]);
-    let sent = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let producing = spawn_producer(
-        c.bootstrap(),
-        "in",
-        60_000,
-        100,
-        Arc::clone(&sent),
-        Arc::clone(&stop),
-    );
-    until_processed(&c.brokers[0], "split", 10_000, Duration::from_secs(120));
     // The leader of a destination partition of the second output dies mid-stream.
-    let old = leader(&c.brokers[0], "sevens", 1).unwrap();
-    let survivor = (old % 3) as usize;
-    c.brokers[old as usize - 1].kill9();
-    until_failed_over(&c.brokers[survivor], "sevens", 1, old);
-    stop.store(true, SeqCst);
-    let sent = producing.join().unwrap() as u64;
-    until_caught_up(
-        &c.brokers[survivor],
-        "split",
-        sent,
-        Duration::from_secs(120),
-    );
-    c.brokers[old as usize - 1].restart();
+    let load = Load {
+        topic: "in",
+        at_least: 60_000,
+        keys: 100,
+        before_kill: 10_000,
+    };
+    let (sent, survivor) = produce_through_a_kill(&mut c, "split", load, ("sevens", 1));
 
     let via = &c.brokers[survivor];
     let source = read_all(via, "in");

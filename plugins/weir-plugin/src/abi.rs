@@ -797,29 +797,9 @@ pub fn process(
     STATUS_OK
 }
 
-/// `weir_process` of a filter: calls `keep(record)` per record, decoding every record into one
-/// reused buffer (a filter only looks), and passes the kept ones on unchanged.
+/// `weir_process` of a filter: a route to output 0 of the records it keeps.
 pub fn process_filter(input: &[u8], mut keep: impl FnMut(&Record) -> Result<bool, String>) -> i32 {
-    let (_, mut records) = match Records::open(input) {
-        Ok(d) => d,
-        Err(e) => return fail(e.to_string()),
-    };
-    let mut out = Output::new();
-    let mut r = Record::new(Vec::new());
-    loop {
-        let i = match records.next_into(&mut r) {
-            Ok(Some(i)) => i,
-            Ok(None) => break,
-            Err(e) => return fail(e.to_string()),
-        };
-        match keep(&r) {
-            Ok(true) => out.push_unchanged(i),
-            Ok(false) => {}
-            Err(e) => return fail(e),
-        }
-    }
-    set_result(out.finish(&[]));
-    STATUS_OK
+    process_route(input, |r| keep(r).map(|k| k.then_some(0)))
 }
 
 /// `weir_process` of a filter on borrowed records: nothing is copied out of the input.
@@ -827,25 +807,7 @@ pub fn process_filter_view(
     input: &[u8],
     mut keep: impl FnMut(RecordView<'_>) -> Result<bool, String>,
 ) -> i32 {
-    let (_, mut records) = match Records::open(input) {
-        Ok(d) => d,
-        Err(e) => return fail(e.to_string()),
-    };
-    let mut out = Output::new();
-    loop {
-        let (i, r) = match records.next_view() {
-            Ok(Some(v)) => v,
-            Ok(None) => break,
-            Err(e) => return fail(e.to_string()),
-        };
-        match keep(r) {
-            Ok(true) => out.push_unchanged(i),
-            Ok(false) => {}
-            Err(e) => return fail(e),
-        }
-    }
-    set_result(out.finish(&[]));
-    STATUS_OK
+    process_route_view(input, |r| keep(r).map(|k| k.then_some(0)))
 }
 
 /// Sends input record `i` where a route plugin said (`to`), or reports why not.
@@ -863,11 +825,11 @@ fn route_one(out: &mut Output, i: u32, to: Result<Option<u8>, String>) -> Result
     Ok(())
 }
 
-/// `weir_process` of a route plugin on borrowed records: `to(view)` names the output each
-/// record goes to, unchanged (`None`: dropped).
-pub fn process_route_view(
-    input: &[u8],
-    mut to: impl FnMut(RecordView<'_>) -> Result<Option<u8>, String>,
+/// Runs `step` over the input's records until it says they are done (`Ok(false)`), then
+/// answers with what it put in the output (or fails with its error).
+fn drive<'a>(
+    input: &'a [u8],
+    mut step: impl FnMut(&mut Records<'a>, &mut Output) -> Result<bool, String>,
 ) -> i32 {
     let (_, mut records) = match Records::open(input) {
         Ok(d) => d,
@@ -875,17 +837,27 @@ pub fn process_route_view(
     };
     let mut out = Output::new();
     loop {
-        let sent = match records.next_view() {
-            Ok(Some((i, r))) => route_one(&mut out, i, to(r)),
-            Ok(None) => break,
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = sent {
-            return fail(e);
+        match step(&mut records, &mut out) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return fail(e),
         }
     }
     set_result(out.finish(&[]));
     STATUS_OK
+}
+
+/// `weir_process` of a route plugin on borrowed records: `to(view)` names the output each
+/// record goes to, unchanged (`None`: dropped).
+pub fn process_route_view(
+    input: &[u8],
+    mut to: impl FnMut(RecordView<'_>) -> Result<Option<u8>, String>,
+) -> i32 {
+    drive(input, |records, out| match records.next_view() {
+        Ok(Some((i, r))) => route_one(out, i, to(r)).map(|()| true),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 /// `weir_process` of a route plugin on owned records (one reused `Record`).
@@ -893,24 +865,12 @@ pub fn process_route(
     input: &[u8],
     mut to: impl FnMut(&Record) -> Result<Option<u8>, String>,
 ) -> i32 {
-    let (_, mut records) = match Records::open(input) {
-        Ok(d) => d,
-        Err(e) => return fail(e.to_string()),
-    };
-    let mut out = Output::new();
     let mut rec = Record::default();
-    loop {
-        let sent = match records.next_into(&mut rec) {
-            Ok(Some(i)) => route_one(&mut out, i, to(&rec)),
-            Ok(None) => break,
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = sent {
-            return fail(e);
-        }
-    }
-    set_result(out.finish(&[]));
-    STATUS_OK
+    drive(input, |records, out| match records.next_into(&mut rec) {
+        Ok(Some(i)) => route_one(out, i, to(&rec)).map(|()| true),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 /// `weir_process` of a stateless plugin on borrowed records: `step(index, view, output)`.
