@@ -241,6 +241,39 @@ async fn example_plugins_run_as_pipelines_and_aggregates_keep_state_across_resta
     assert!(String::from_utf8_lossy(&gone.stderr).contains("does not exist"));
 }
 
+/// Produces `record(i)` (keyed `k{i % 7}`) in rounds of 1000 until pipeline `name` has
+/// written more than `out` records and still lags: the moment to kill its broker. Returns the
+/// producer (dropped after the kill).
+async fn produce_until_mid_stream(
+    client: &weir::Client,
+    name: &str,
+    out: u64,
+    record: impl Fn(u64) -> ProducerRecord,
+) -> weir::Producer {
+    let admin = client.admin();
+    let producer = client.producer(ProducerConfig::default());
+    let mut sent = 0u64;
+    let mut next_check = Instant::now();
+    loop {
+        for _ in 0..1000 {
+            producer
+                .enqueue(record(sent).key(format!("k{}", sent % 7)))
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        if Instant::now() >= next_check {
+            producer.flush().await.unwrap();
+            let p = admin.describe_pipeline(name).await.unwrap();
+            if p.records_out > out && p.lag > 0 {
+                return producer;
+            }
+            assert!(sent < 5_000_000, "pipeline made no progress: {p:?}");
+            next_check = Instant::now() + Duration::from_millis(20);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_killed_mid_stream_writes_each_output_exactly_once() {
     let mut broker = Broker::start();
@@ -256,31 +289,11 @@ async fn a_pipeline_killed_mid_stream_writes_each_output_exactly_once() {
 
     // Produce continuously (100-byte records) while the pipeline works; kill the broker in
     // the middle of it.
-    let producer = client.producer(ProducerConfig::default());
     let pad = "x".repeat(90);
-    let mut sent = 0u64;
-    let mut next_check = Instant::now();
-    loop {
-        for _ in 0..1000 {
-            producer
-                .enqueue(
-                    ProducerRecord::new("in", format!("r{sent:08}{pad}"))
-                        .key(format!("k{}", sent % 7)),
-                )
-                .await
-                .unwrap();
-            sent += 1;
-        }
-        if Instant::now() >= next_check {
-            producer.flush().await.unwrap();
-            let p = admin.describe_pipeline("up").await.unwrap();
-            if p.records_out > 50_000 && p.lag > 0 {
-                break;
-            }
-            assert!(sent < 5_000_000, "pipeline made no progress: {p:?}");
-            next_check = Instant::now() + Duration::from_millis(20);
-        }
-    }
+    let producer = produce_until_mid_stream(&client, "up", 50_000, |i| {
+        ProducerRecord::new("in", format!("r{i:08}{pad}"))
+    })
+    .await;
     broker.kill9();
     drop(producer);
     broker.restart();
@@ -630,30 +643,10 @@ async fn a_routing_pipeline_writes_each_record_once_to_its_output_across_a_kill(
     );
 
     // Produce while it routes; kill the broker in the middle of it.
-    let producer = client.producer(ProducerConfig::default());
-    let mut sent = 0u64;
-    let mut next_check = Instant::now();
-    loop {
-        for _ in 0..1000 {
-            producer
-                .enqueue(
-                    ProducerRecord::new("logs", sample_log_line(sent as usize))
-                        .key(format!("k{}", sent % 7)),
-                )
-                .await
-                .unwrap();
-            sent += 1;
-        }
-        if Instant::now() >= next_check {
-            producer.flush().await.unwrap();
-            let p = admin.describe_pipeline("triage").await.unwrap();
-            if p.records_out > 30_000 && p.lag > 0 {
-                break;
-            }
-            assert!(sent < 5_000_000, "pipeline made no progress: {p:?}");
-            next_check = Instant::now() + Duration::from_millis(20);
-        }
-    }
+    let producer = produce_until_mid_stream(&client, "triage", 30_000, |i| {
+        ProducerRecord::new("logs", sample_log_line(i as usize))
+    })
+    .await;
     broker.kill9();
     drop(producer);
     broker.restart();
