@@ -162,6 +162,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline(always)]
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
         let (head, rest) = self
             .buf
@@ -171,21 +172,25 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    #[inline(always)]
     fn u8(&mut self, what: &str) -> Result<u8, String> {
         Ok(self.take(1, what)?[0])
     }
 
+    #[inline(always)]
     fn u32(&mut self, what: &str) -> Result<u32, String> {
         let b = self.take(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    #[inline(always)]
     fn i64(&mut self, what: &str) -> Result<i64, String> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8, what)?);
         Ok(i64::from_le_bytes(a))
     }
 
+    #[inline(always)]
     fn bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
         let n = self.u32(what)? as usize;
         self.take(n, what)

@@ -191,6 +191,11 @@ impl Runtime {
     pub fn new() -> Result<Self, PluginError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // WEIR_WASM_PERFMAP=1: plugins' compiled functions named in `perf report`
+        // (/tmp/perf-PID.map) — how the per-record costs in docs/benchmarks.md were found.
+        if std::env::var_os("WEIR_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)
             .map_err(|e| PluginError::Invalid(format!("cannot start the wasm engine: {e}")))?;
         let ticker = engine.weak();

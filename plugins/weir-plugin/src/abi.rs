@@ -581,16 +581,59 @@ impl<'a> RecordView<'a> {
 
     /// An owned copy.
     pub fn to_record(&self) -> Record {
-        self.with_value(self.value)
-    }
-
-    /// An owned record with this one's offset, timestamp, key and headers, and `value`.
-    pub fn with_value(&self, value: impl Into<Vec<u8>>) -> Record {
         Record {
             offset: self.offset,
+            ..self.with_value(self.value).into_record()
+        }
+    }
+
+    /// This record with another value: key and headers stay borrowed from the input, so a
+    /// map that changes only the value builds nothing but the value (`examples/uppercase`).
+    pub fn with_value(&self, value: impl Into<Vec<u8>>) -> Mapped<'a> {
+        Mapped {
+            timestamp: self.timestamp,
+            key: self.key,
+            value: value.into(),
+            headers: self.headers,
+        }
+    }
+}
+
+/// A map's output from a [`RecordView`]: the view's timestamp, key and headers (still
+/// borrowed from the input) with a new value. [`Mapped::into_record`] makes it an owned
+/// [`Record`] to change more.
+#[derive(Debug, Clone)]
+pub struct Mapped<'a> {
+    /// Unix ms.
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Vec<u8>,
+    pub headers: HeadersView<'a>,
+}
+
+impl Mapped<'_> {
+    /// The value as UTF-8, if it is.
+    pub fn value_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.value).ok()
+    }
+
+    /// The key as UTF-8, if there is one and it is.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key.and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// The first header named `key`.
+    pub fn header(&self, key: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// An owned record (offset 0: outputs keep their source's offset anyway).
+    pub fn into_record(self) -> Record {
+        Record {
+            offset: 0,
             timestamp: self.timestamp,
             key: self.key.map(<[u8]>::to_vec),
-            value: value.into(),
+            value: self.value,
             headers: self
                 .headers
                 .iter()
@@ -600,6 +643,33 @@ impl<'a> RecordView<'a> {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A record a plugin emits: [`Record`] (owned) or [`Mapped`] (borrowing from the input).
+pub trait NewRecord {
+    /// Appends `i64 timestamp | key (u32::MAX: none) | value | headers` (ABI.md, NEW).
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+impl NewRecord for Record {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_fields(out, self.timestamp, self.key.as_deref(), &self.value);
+        put_headers(
+            out,
+            self.headers.len(),
+            self.headers
+                .iter()
+                .map(|h| (h.key.as_str(), h.value.as_slice())),
+        );
+    }
+}
+
+impl NewRecord for Mapped<'_> {
+    #[inline]
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_fields(out, self.timestamp, self.key, &self.value);
+        put_headers(out, self.headers.count, self.headers.iter());
     }
 }
 
@@ -617,24 +687,35 @@ fn set_bytes(dst: &mut Vec<u8>, src: &[u8]) {
     }
 }
 
-/// `i64 timestamp | key (u32::MAX: none) | value | headers` of a new output record.
-fn put_record(out: &mut Vec<u8>, r: &Record) {
-    out.extend_from_slice(&r.timestamp.to_le_bytes());
-    match &r.key {
+/// `i64 timestamp | key (u32::MAX: none) | value` of a new output record.
+#[inline(always)]
+fn put_fields(out: &mut Vec<u8>, timestamp: i64, key: Option<&[u8]>, value: &[u8]) {
+    out.reserve(8 + 4 + key.map_or(0, <[u8]>::len) + 4 + value.len() + 4);
+    out.extend_from_slice(&timestamp.to_le_bytes());
+    match key {
         None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
         Some(k) => {
             out.extend_from_slice(&(k.len() as u32).to_le_bytes());
             out.extend_from_slice(k);
         }
     }
-    out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
-    out.extend_from_slice(&r.value);
-    out.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
-    for h in &r.headers {
-        out.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
-        out.extend_from_slice(h.key.as_bytes());
-        out.extend_from_slice(&(h.value.len() as u32).to_le_bytes());
-        out.extend_from_slice(&h.value);
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+/// `u32 count | count × {u32 key_len, key, u32 value_len, value}`.
+#[inline(always)]
+fn put_headers<'h>(
+    out: &mut Vec<u8>,
+    count: usize,
+    headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+) {
+    out.extend_from_slice(&(count as u32).to_le_bytes());
+    for (k, v) in headers {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v);
     }
 }
 
@@ -713,10 +794,11 @@ impl Output {
     }
 
     /// Emits a new record that came from input record `index` (it keeps that offset).
-    pub fn push(&mut self, index: u32, r: &Record) {
+    #[inline]
+    pub fn push(&mut self, index: u32, r: &impl NewRecord) {
         self.entries.push(ENTRY_NEW);
         self.entries.extend_from_slice(&index.to_le_bytes());
-        put_record(&mut self.entries, r);
+        r.encode(&mut self.entries);
         self.run = None;
         self.run_to = None;
         self.count += 1;
@@ -811,6 +893,7 @@ pub fn process_filter_view(
 }
 
 /// Sends input record `i` where a route plugin said (`to`), or reports why not.
+#[inline(always)]
 fn route_one(out: &mut Output, i: u32, to: Result<Option<u8>, String>) -> Result<(), String> {
     match to? {
         Some(k) if k < MAX_OUTPUTS => out.push_unchanged_to(k, i),
@@ -1090,6 +1173,31 @@ mod tests {
         assert_eq!(
             empty.finish(&[]),
             [0, 0, 0, 0, 1, 0, 0, 0, ENTRY_KEEP, 0, 0, 0, 0, 1, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn a_mapped_view_encodes_as_the_owned_record_would() {
+        let mut source = rec(7, Some("k"), "v");
+        source.headers.push(Header {
+            key: "second".into(),
+            value: b"2".to_vec(),
+        });
+        let bytes = encode_input(b"", 0, &[encode_batch(std::slice::from_ref(&source))]);
+        let (_, mut it) = Records::open(&bytes).unwrap();
+        let (i, view) = it.next_view().unwrap().unwrap();
+        let mapped = view.with_value("V");
+        assert_eq!(mapped.header("second"), Some(&b"2"[..]));
+        let (mut borrowed, mut owned) = (Output::new(), Output::new());
+        borrowed.push(i, &mapped);
+        owned.push(i, &source.clone().with_value("V"));
+        assert_eq!(borrowed.finish(&[]), owned.finish(&[]));
+        assert_eq!(
+            mapped.into_record(),
+            Record {
+                offset: 0,
+                ..source.with_value("V")
+            }
         );
     }
 

@@ -21,7 +21,9 @@
 //! The four take a [`RecordView<'_>`] instead of the `Record` (`fn(RecordView<'_> [, &P])`)
 //! to read the record where it lies in the batch the host handed over: no key, value or header
 //! is copied, so a filter costs little more than its test (`examples/filter-contains`) and a
-//! map pays only for the record it builds ([`RecordView::with_value`], `examples/uppercase`).
+//! map pays only for the value it builds: [`RecordView::with_value`] returns a [`Mapped`] that
+//! keeps the key and headers borrowed (`examples/uppercase`). A map or flat_map may return
+//! either a `Mapped` or a `Record` (anything [`NewRecord`]).
 //! - `#[aggregate] fn(&mut S, Record [, &P]) -> Result<Option<Record>, E>`: fold into state
 //!   `S` (`Default + Serialize + Deserialize`), which the host keeps between batches (and, in a
 //!   pipeline, persists atomically with the outputs).
@@ -44,7 +46,7 @@
 pub mod abi;
 pub mod testing;
 
-pub use abi::{HeadersView, RecordView};
+pub use abi::{HeadersView, Mapped, NewRecord, RecordView};
 
 pub use weir_plugin_macros::{aggregate, filter, filter_map, flat_map, map, route};
 
