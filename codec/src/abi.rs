@@ -1,17 +1,19 @@
-//! The host side of the plugin ABI (versions 2 to 4, `plugins/ABI.md`): lays out a call's input —
+//! The host side of the plugin ABI (versions 2 to 5, `plugins/ABI.md`): lays out a call's input —
 //! the stored batches themselves, copied once into guest memory — and turns what comes back,
 //! read strictly in place (the guest is untrusted), into output batches.
 
 use bytes::Bytes;
 use weir_common::batch::{self, BatchBuilder, BatchError, BatchHeader, RecordRef, TimestampType};
 use weir_common::limits::{
-    MAX_HEADERS_PER_RECORD, MAX_PIPELINE_OUTPUTS, PLUGIN_OUTPUT_BATCH_BYTES,
+    MAX_BATCH_BYTES, MAX_HEADERS_PER_RECORD, MAX_PIPELINE_OUTPUTS, MAX_RECORDS_PER_BATCH,
+    PLUGIN_OUTPUT_BATCH_BYTES,
 };
 
 /// The ABI version the guest SDK builds (`weir_abi_version`): 3 adds the failure exports
 /// (`weir_offset`, `weir_panic_ptr`, `weir_panic_len`); 4 the entries that send records to
-/// another output (`KEEP_TO`, `NEW_TO`) and the `route` kind.
-pub const ABI_VERSION: i32 = 4;
+/// another output (`KEEP_TO`, `NEW_TO`) and the `route` kind; 5 the `BATCH` entry (new records
+/// already in the batch format, taken as they are once checked).
+pub const ABI_VERSION: i32 = 5;
 /// The oldest version the host still runs: version 2 modules have no failure exports.
 pub const MIN_ABI_VERSION: i32 = 2;
 
@@ -21,6 +23,9 @@ const ENTRY_NEW: u8 = 1;
 /// Version 4: as KEEP and NEW, to the output named by a `u8` after the tag.
 const ENTRY_KEEP_TO: u8 = 2;
 const ENTRY_NEW_TO: u8 = 3;
+/// Version 5: a batch of new records the guest built in the broker's format (explicit
+/// offsets: each record at its source's offset), to the output named by a `u8` after the tag.
+const ENTRY_BATCH: u8 = 4;
 
 /// The kind a module declares (`weir_kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +283,13 @@ impl OutputBatches {
         self.records += 1;
     }
 
+    /// A finished batch of `records` records, after what is there (which it seals).
+    fn push_batch(&mut self, batch: Bytes, records: u64) {
+        self.seal();
+        self.done.push(batch);
+        self.records += records;
+    }
+
     fn seal(&mut self) {
         if let Some(b) = self.current.take() {
             self.done.push(b.finish());
@@ -295,24 +307,29 @@ impl OutputBatches {
 struct InputRecords<'i> {
     input: &'i Input<'i>,
     decoded: Option<Vec<RecordRef<'i>>>,
-    /// Per input batch: index of its first record, its base offset, and whether its records
-    /// carry explicit offsets.
-    batches: Vec<(u32, u64, bool)>,
+    /// Per input batch: index of its first record, its base offset, its record count.
+    batches: Vec<(u32, u64, u32)>,
+    /// Whether any input batch carries explicit offsets (a chain's later stage): offsets then
+    /// come from the decoded records.
+    explicit: bool,
 }
 
 impl<'i> InputRecords<'i> {
     fn new(input: &'i Input<'i>) -> Result<Self, BatchError> {
         let mut batches = Vec::with_capacity(input.batches.len());
         let mut first = 0u32;
+        let mut explicit = false;
         for b in input.batches {
             let h = BatchHeader::parse(b)?;
-            batches.push((first, h.base_offset, h.explicit_offsets()));
+            batches.push((first, h.base_offset, h.record_count));
+            explicit |= h.explicit_offsets();
             first += h.record_count;
         }
         Ok(Self {
             input,
             decoded: None,
             batches,
+            explicit,
         })
     }
 
@@ -325,14 +342,122 @@ impl<'i> InputRecords<'i> {
 
     /// Offset of input record `i` (< total).
     fn offset(&mut self, i: u32) -> Result<u64, BatchError> {
-        let at = self.batches.partition_point(|(first, ..)| *first <= i);
-        match self.batches.get(at.wrapping_sub(1)) {
-            Some(&(first, base, false)) if self.decoded.is_none() => {
-                Ok(base + u64::from(i - first))
+        if !self.explicit {
+            let at = self.batches.partition_point(|(first, ..)| *first <= i);
+            if let Some(&(first, base, _)) = self.batches.get(at.wrapping_sub(1)) {
+                return Ok(base + u64::from(i - first));
             }
-            _ => Ok(self.all()?[i as usize].offset),
         }
+        Ok(self.all()?[i as usize].offset)
     }
+
+    /// Index of the first input record from index `from` on whose offset is `offset`.
+    fn index_of(&mut self, offset: u64, from: u32) -> Result<Option<u32>, BatchError> {
+        if !self.explicit {
+            let at = self.batches.partition_point(|&(_, base, _)| base <= offset);
+            return Ok(self
+                .batches
+                .get(at.wrapping_sub(1))
+                .and_then(|&(first, base, count)| {
+                    let i = u32::try_from(offset - base).ok().filter(|&d| d < count)? + first;
+                    (i >= from).then_some(i)
+                }));
+        }
+        let all = self.all()?;
+        let rest = all.get(from as usize..).unwrap_or_default();
+        let i = rest.partition_point(|r| r.offset < offset);
+        Ok(rest
+            .get(i)
+            .filter(|r| r.offset == offset)
+            .map(|_| from + i as u32))
+    }
+}
+
+/// A BATCH entry (number `n`): the guest's batch, checked record by record — framing, UTF-8
+/// header keys, offsets that name input records from index `next` on, in order, timestamps
+/// not negative — with the header fields the host owns (max timestamp, producer) written by
+/// the host. Returns the batch as it goes out and its record count.
+fn guest_batch(
+    n: u32,
+    bytes: &[u8],
+    records: &mut InputRecords<'_>,
+    next: &mut u32,
+) -> Result<(Bytes, u64), String> {
+    let bad = |what: String| format!("output entry {n}: {what}");
+    if bytes.len() > MAX_BATCH_BYTES {
+        return Err(bad(format!(
+            "a batch of {} bytes; at most {MAX_BATCH_BYTES}",
+            bytes.len()
+        )));
+    }
+    let header = BatchHeader::parse(bytes).map_err(|e| bad(e.to_string()))?;
+    if header.attributes != batch::EXPLICIT_OFFSETS_BIT {
+        return Err(bad(format!(
+            "batch attributes {:#04x}; a plugin's batch has explicit offsets, create times \
+             and no compression ({:#04x})",
+            header.attributes,
+            batch::EXPLICIT_OFFSETS_BIT
+        )));
+    }
+    if bytes.len() != batch::HEADER_LEN + header.records_len as usize {
+        return Err(bad(format!(
+            "batch of {} bytes says {} bytes of records",
+            bytes.len(),
+            header.records_len
+        )));
+    }
+    if header.record_count == 0 || header.record_count > MAX_RECORDS_PER_BATCH {
+        return Err(bad(format!("a batch of {} records", header.record_count)));
+    }
+    if header.base_timestamp < 0 {
+        return Err(bad(format!(
+            "batch has a negative base timestamp ({})",
+            header.base_timestamp
+        )));
+    }
+    let mut max_timestamp = 0i64;
+    let mut last: Option<(u64, u32)> = None;
+    let bad_input = |e: BatchError| format!("input batch: {e}");
+    for rec in batch::record_refs(bytes).map_err(|e| bad(e.to_string()))? {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        if rec.timestamp < 0 {
+            return Err(bad(format!(
+                "a record has a negative timestamp ({})",
+                rec.timestamp
+            )));
+        }
+        max_timestamp = max_timestamp.max(rec.timestamp);
+        let i = match last {
+            Some((offset, i)) if offset == rec.offset => i,
+            None if rec.offset != header.base_offset => {
+                return Err(bad(format!(
+                    "batch base offset {} but its first record is at {}",
+                    header.base_offset, rec.offset
+                )));
+            }
+            _ => records
+                .index_of(rec.offset, *next)
+                .map_err(bad_input)?
+                .ok_or_else(|| {
+                    bad(format!(
+                        "a record at offset {} is not at an input record's offset (from input \
+                         record {next} on, in order)",
+                        rec.offset
+                    ))
+                })?,
+        };
+        *next = i;
+        last = Some((rec.offset, i));
+    }
+    let mut owned = bytes.to_vec();
+    BatchHeader {
+        max_timestamp,
+        producer_id: 0,
+        base_sequence: 0,
+        ..header
+    }
+    .write_to(&mut owned);
+    Ok((Bytes::from(owned), u64::from(header.record_count)))
 }
 
 /// Decodes the output of a call on `input`:
@@ -380,7 +505,7 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
     for n in 0..count {
         let tag = r.u8("entry tag")?;
         let output = match tag {
-            ENTRY_KEEP_TO | ENTRY_NEW_TO => r.u8("output")?,
+            ENTRY_KEEP_TO | ENTRY_NEW_TO | ENTRY_BATCH => r.u8("output")?,
             _ => 0,
         };
         if usize::from(output) >= MAX_PIPELINE_OUTPUTS {
@@ -441,6 +566,10 @@ pub fn decode_output<'a>(buf: &'a [u8], input: &Input<'_>) -> Result<Decoded<'a>
                 let offset = records.offset(i).map_err(bad_input)?;
                 out.push(offset, timestamp, key, value, headers);
             }
+            ENTRY_BATCH => {
+                let (batch, count) = guest_batch(n, r.bytes("batch")?, &mut records, &mut next)?;
+                out.push_batch(batch, count);
+            }
             t => return Err(format!("output entry {n} has unknown tag {t}")),
         }
     }
@@ -485,6 +614,26 @@ mod tests {
         /// Version 4: to another output.
         KeepTo(u8, u32, u32),
         NewTo(u8, u32, &'a str),
+        /// Version 5: a batch the guest built, to output `.0`, of (offset, value).
+        Batch(u8, Vec<(u64, &'a str)>),
+        /// Any bytes as a BATCH entry's batch.
+        RawBatch(Vec<u8>),
+    }
+
+    /// A batch as the guest SDK builds it: explicit offsets from the first record's.
+    fn guest_batch_of(records: &[(u64, &str)]) -> Vec<u8> {
+        let mut b = BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, 0);
+        b.set_base_offset(records[0].0);
+        for (offset, value) in records {
+            b.push_at(
+                offset - records[0].0,
+                7,
+                None,
+                value.as_bytes(),
+                [("n", &b"v"[..])],
+            );
+        }
+        b.finish().to_vec()
     }
 
     /// An output as the guest SDK encodes it.
@@ -507,6 +656,14 @@ mod tests {
                     b.extend_from_slice(&[ENTRY_KEEP_TO, *k]);
                     b.extend_from_slice(&first.to_le_bytes());
                     b.extend_from_slice(&count.to_le_bytes());
+                }
+                E::Batch(k, records) => {
+                    b.extend_from_slice(&[ENTRY_BATCH, *k]);
+                    put(&mut b, &guest_batch_of(records));
+                }
+                E::RawBatch(bytes) => {
+                    b.extend_from_slice(&[ENTRY_BATCH, 0]);
+                    put(&mut b, bytes);
                 }
                 E::New(..) | E::NewTo(..) => {
                     let (source, value) = match e {
@@ -645,6 +802,117 @@ mod tests {
             panic!("unchanged")
         };
         assert!(batches.is_empty());
+    }
+
+    #[test]
+    fn a_guest_batch_goes_out_as_it_is_at_its_sources_offsets() {
+        let batches = [stored(10, &["a", "b", "c"]), stored(13, &["d", "e"])];
+        let input = Input::new(&[], 11, &batches).unwrap();
+        let out = output(
+            &[],
+            &[
+                E::Batch(0, vec![(11, "B"), (12, "C1"), (12, "C2")]),
+                E::Keep(3, 1),
+                E::Batch(2, vec![(13, "D")]),
+                E::Batch(0, vec![(14, "E")]),
+            ],
+        );
+        let Decoded::Changed {
+            batches: out0,
+            records,
+            routed,
+            ..
+        } = decode_output(&out, &input).unwrap()
+        else {
+            panic!("unchanged")
+        };
+        assert_eq!(records, 5);
+        let got = decoded(&out0);
+        let summary: Vec<(u64, &[u8])> = got.iter().map(|r| (r.offset, &r.value[..])).collect();
+        assert_eq!(
+            summary,
+            [
+                (11, &b"B"[..]),
+                (12, b"C1"),
+                (12, b"C2"),
+                (13, b"d"),
+                (14, b"E")
+            ]
+        );
+        assert_eq!(got[0].timestamp, 7);
+        assert_eq!(got[0].headers[0].key, "n");
+        assert_eq!(got[3].key.as_deref(), Some(&b"k"[..]));
+        // The guest's batch went out byte for byte but for the header fields the host owns.
+        let sent = guest_batch_of(&[(11, "B"), (12, "C1"), (12, "C2")]);
+        assert_eq!(out0[0][batch::HEADER_LEN..], sent[batch::HEADER_LEN..]);
+        let h = BatchHeader::parse(&out0[0]).unwrap();
+        assert_eq!((h.max_timestamp, h.producer_id, h.record_count), (7, 0, 3));
+        assert_eq!(routed.len(), 1);
+        assert_eq!(routed[0].0, 2);
+        assert_eq!(decoded(&routed[0].1)[0].offset, 13);
+    }
+
+    #[test]
+    fn a_guest_batch_is_checked_record_by_record() {
+        let batches = [stored(10, &["a", "b", "c"]), stored(20, &["d"])];
+        let input = Input::new(&[], 11, &batches).unwrap();
+        let bad = |entries: &[E]| {
+            decode_output(&output(&[], entries), &input)
+                .err()
+                .unwrap_or_else(|| panic!("accepted"))
+        };
+        // Offsets: skipped, between batches, past the input, backwards across entries.
+        assert!(bad(&[E::Batch(0, vec![(10, "x")])]).contains("not at an input record"));
+        assert!(bad(&[E::Batch(0, vec![(11, "x"), (15, "y")])]).contains("offset 15"));
+        assert!(bad(&[E::Batch(0, vec![(21, "x")])]).contains("offset 21"));
+        assert!(bad(&[E::Keep(2, 1), E::Batch(0, vec![(11, "x")])]).contains("offset 11"));
+        assert!(bad(&[E::Batch(0, vec![(12, "x")]), E::Keep(1, 1)]).contains("names input"));
+        let good = guest_batch_of(&[(11, "x"), (20, "y")]);
+        assert!(decode_output(&output(&[], &[E::RawBatch(good.clone())]), &input).is_ok());
+        let with = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = good.clone();
+            f(&mut b);
+            bad(&[E::RawBatch(b)])
+        };
+        // Header: compression, log-append time, implicit offsets, base offset, lengths, count.
+        assert!(with(&|b| b[1] |= 1).contains("attributes"));
+        assert!(with(&|b| b[1] |= 0b1000).contains("attributes"));
+        assert!(with(&|b| b[1] = 0).contains("attributes"));
+        let mut gap = BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, 0);
+        gap.set_base_offset(11);
+        gap.push_at(1, 7, None, b"x", []);
+        assert!(bad(&[E::RawBatch(gap.finish().to_vec())]).contains("base offset 11"));
+        assert!(with(&|b| b.push(0)).contains("bytes of records"));
+        assert!(with(&|b| b[4] = 3).contains("3 records"));
+        assert!(with(&|b| b[4] = 0).contains("0 records"));
+        // Timestamps below zero, in the header or a record.
+        assert!(with(&|b| b[16..24].copy_from_slice(&(-1i64).to_le_bytes())).contains("negative"));
+        let mut back = BatchBuilder::with_explicit_offsets(TimestampType::CreateTime, 0);
+        back.set_base_offset(11);
+        back.push_at(0, 7, None, b"x", []);
+        back.push_at(9, 3, None, b"y", []);
+        let mut back = back.finish().to_vec();
+        back[16..24].copy_from_slice(&2i64.to_le_bytes());
+        assert!(bad(&[E::RawBatch(back)]).contains("negative timestamp (-2)"));
+        // Every cut and every flipped byte: an error or a batch that checks out, never a panic.
+        for cut in 0..good.len() {
+            assert!(
+                decode_output(&output(&[], &[E::RawBatch(good[..cut].to_vec())]), &input).is_err()
+            );
+        }
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0xff;
+            if let Ok(Decoded::Changed { batches, .. }) =
+                decode_output(&output(&[], &[E::RawBatch(b)]), &input)
+            {
+                for out in &batches {
+                    batch::record_refs(out)
+                        .unwrap()
+                        .for_each(|r| assert!(r.is_ok()));
+                }
+            }
+        }
     }
 
     #[test]

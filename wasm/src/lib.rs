@@ -825,7 +825,7 @@ mod tests {
         let bare = wat::parse_str("(module (memory (export \"memory\") 1))").unwrap();
         assert!(err(&bare).contains("weir_abi_version"));
         assert!(err(&module(1, "(i32.const 0)", 8)).contains("ABI version 1"));
-        assert!(err(&module(5, "(i32.const 0)", 8)).contains("versions 2 to 4"));
+        assert!(err(&module(6, "(i32.const 0)", 8)).contains("versions 2 to 5"));
     }
 
     #[test]

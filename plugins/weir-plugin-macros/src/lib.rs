@@ -114,20 +114,23 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
         },
         Kind::Map if view => quote! {
             ::weir_plugin::abi::process_view(input, |i, r, out| {
+                let at = r.offset;
                 let o = #name(r #p) #err;
-                out.push(i, &o);
+                out.push(at, &o); ::weir_plugin::NewRecord::recycle(o);
                 Ok(())
             })
         },
         Kind::FilterMap if view => quote! {
             ::weir_plugin::abi::process_view(input, |i, r, out| {
-                if let Some(o) = #name(r #p) #err { out.push(i, &o); }
+                let at = r.offset;
+                if let Some(o) = #name(r #p) #err { out.push(at, &o); ::weir_plugin::NewRecord::recycle(o); }
                 Ok(())
             })
         },
         Kind::FlatMap if view => quote! {
             ::weir_plugin::abi::process_view(input, |i, r, out| {
-                for o in #name(r #p) #err { out.push(i, &o); }
+                let at = r.offset;
+                for o in #name(r #p) #err { out.push(at, &o); ::weir_plugin::NewRecord::recycle(o); }
                 Ok(())
             })
         },
@@ -148,20 +151,23 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
         },
         Kind::Map => quote! {
             ::weir_plugin::abi::process(input, |i, r, out| {
+                let at = r.offset;
                 let o = #name(r #p) #err;
-                out.push(i, &o);
+                out.push(at, &o); ::weir_plugin::NewRecord::recycle(o);
                 Ok(())
             })
         },
         Kind::FilterMap => quote! {
             ::weir_plugin::abi::process(input, |i, r, out| {
-                if let Some(o) = #name(r #p) #err { out.push(i, &o); }
+                let at = r.offset;
+                if let Some(o) = #name(r #p) #err { out.push(at, &o); ::weir_plugin::NewRecord::recycle(o); }
                 Ok(())
             })
         },
         Kind::FlatMap => quote! {
             ::weir_plugin::abi::process(input, |i, r, out| {
-                for o in #name(r #p) #err { out.push(i, &o); }
+                let at = r.offset;
+                for o in #name(r #p) #err { out.push(at, &o); ::weir_plugin::NewRecord::recycle(o); }
                 Ok(())
             })
         },
@@ -169,7 +175,8 @@ fn expand(kind: Kind, item: ItemFn) -> syn::Result<Tokens> {
             let state_ty = referent(args[0]).ok_or_else(bad)?;
             quote! {
                 ::weir_plugin::abi::process_aggregate::<#state_ty>(input, |state, i, r, out| {
-                    if let Some(o) = #name(state, r #p) #err { out.push(i, &o); }
+                    let at = r.offset;
+                    if let Some(o) = #name(state, r #p) #err { out.push(at, &o); ::weir_plugin::NewRecord::recycle(o); }
                     Ok(())
                 })
             }

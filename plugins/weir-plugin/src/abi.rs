@@ -1,4 +1,4 @@
-//! The guest side of the plugin ABI (version 4, specified in `plugins/ABI.md`): memory
+//! The guest side of the plugin ABI (version 5, specified in `plugins/ABI.md`): memory
 //! hand-over, batch decoding, output encoding, failure reporting (the record being processed
 //! and a panic hook), and the drivers the attribute macros call. Users never call this
 //! directly.
@@ -10,7 +10,7 @@ use std::sync::Once;
 use crate::{Header, Record};
 
 /// Exported by `weir_abi_version`; the host refuses modules with another version.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Exported by `weir_kind`.
 pub const KIND_FILTER: u32 = 1;
@@ -31,6 +31,12 @@ pub const ENTRY_NEW: u8 = 1;
 pub const ENTRY_KEEP_TO: u8 = 2;
 /// Version 4: NEW to the output named by the `u8` after the tag.
 pub const ENTRY_NEW_TO: u8 = 3;
+/// Version 5: new records as a batch in the broker's format, to the output named by the `u8`
+/// after the tag (what this SDK sends new records as).
+pub const ENTRY_BATCH: u8 = 4;
+
+/// New records go out in batches of about this many bytes (the host's own size).
+const OUTPUT_BATCH_BYTES: usize = 1024 * 1024;
 
 /// Outputs a record may be sent to: 0 (the main one) to 7.
 pub const MAX_OUTPUTS: u8 = 8;
@@ -646,30 +652,116 @@ impl Mapped<'_> {
     }
 }
 
+thread_local! {
+    /// The value buffer of the last output record, emptied, for [`value_buffer`].
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+#[inline(always)]
+fn give_back(mut value: Vec<u8>) {
+    value.clear();
+    SPARE.set(value);
+}
+
+/// An empty buffer to build a new value in. Once a record has gone out, its value's buffer is
+/// handed back here, so a map that builds each value in one of these allocates nothing per
+/// record (`examples/uppercase`).
+pub fn value_buffer() -> Vec<u8> {
+    SPARE.take()
+}
+
 /// A record a plugin emits: [`Record`] (owned) or [`Mapped`] (borrowing from the input).
 pub trait NewRecord {
-    /// Appends `i64 timestamp | key (u32::MAX: none) | value | headers` (ABI.md, NEW).
-    fn encode(&self, out: &mut Vec<u8>);
+    /// Called once the record is written: gives the value's buffer back to [`value_buffer`].
+    fn recycle(self)
+    where
+        Self: Sized,
+    {
+    }
+
+    /// Unix ms.
+    fn timestamp(&self) -> i64;
+    fn key(&self) -> Option<&[u8]>;
+    fn value(&self) -> &[u8];
+    /// How many headers.
+    fn header_count(&self) -> usize;
+    /// Bytes the headers take in the batch format (`varint len, key, varint len, value` each).
+    fn headers_len(&self) -> usize;
+    /// Appends the headers in the batch format.
+    fn put_headers(&self, out: &mut Vec<u8>);
 }
 
 impl NewRecord for Record {
-    fn encode(&self, out: &mut Vec<u8>) {
-        put_fields(out, self.timestamp, self.key.as_deref(), &self.value);
-        put_headers(
-            out,
-            self.headers.len(),
-            self.headers
-                .iter()
-                .map(|h| (h.key.as_str(), h.value.as_slice())),
-        );
+    fn recycle(self) {
+        give_back(self.value);
+    }
+
+    fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+
+    fn headers_len(&self) -> usize {
+        self.headers
+            .iter()
+            .map(|h| {
+                varint_len(h.key.len() as u64)
+                    + h.key.len()
+                    + varint_len(h.value.len() as u64)
+                    + h.value.len()
+            })
+            .sum()
+    }
+
+    fn put_headers(&self, out: &mut Vec<u8>) {
+        for h in &self.headers {
+            put_varint(out, h.key.len() as u64);
+            out.extend_from_slice(h.key.as_bytes());
+            put_varint(out, h.value.len() as u64);
+            out.extend_from_slice(&h.value);
+        }
     }
 }
 
 impl NewRecord for Mapped<'_> {
-    #[inline]
-    fn encode(&self, out: &mut Vec<u8>) {
-        put_fields(out, self.timestamp, self.key, &self.value);
-        put_headers(out, self.headers.count, self.headers.iter());
+    fn recycle(self) {
+        give_back(self.value);
+    }
+
+    fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.key
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    fn header_count(&self) -> usize {
+        self.headers.count
+    }
+
+    /// The view's headers are already in the batch format: copied as they are.
+    fn headers_len(&self) -> usize {
+        self.headers.raw.len()
+    }
+
+    fn put_headers(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.headers.raw);
     }
 }
 
@@ -687,40 +779,10 @@ fn set_bytes(dst: &mut Vec<u8>, src: &[u8]) {
     }
 }
 
-/// `i64 timestamp | key (u32::MAX: none) | value` of a new output record.
-#[inline(always)]
-fn put_fields(out: &mut Vec<u8>, timestamp: i64, key: Option<&[u8]>, value: &[u8]) {
-    out.reserve(8 + 4 + key.map_or(0, <[u8]>::len) + 4 + value.len() + 4);
-    out.extend_from_slice(&timestamp.to_le_bytes());
-    match key {
-        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
-        Some(k) => {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(k);
-        }
-    }
-    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    out.extend_from_slice(value);
-}
-
-/// `u32 count | count × {u32 key_len, key, u32 value_len, value}`.
-#[inline(always)]
-fn put_headers<'h>(
-    out: &mut Vec<u8>,
-    count: usize,
-    headers: impl Iterator<Item = (&'h str, &'h [u8])>,
-) {
-    out.extend_from_slice(&(count as u32).to_le_bytes());
-    for (k, v) in headers {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        out.extend_from_slice(v);
-    }
-}
-
 /// The output being built: `u32 state_len | state | u32 entry_count | entry*`. Records passed
-/// on unchanged are run-length encoded: a filter that keeps everything answers in 9 bytes.
+/// on unchanged are run-length encoded (a filter that keeps everything answers in 9 bytes);
+/// new records are written straight into batches in the broker's format, which the host
+/// checks and passes on as they are.
 pub struct Output {
     /// Room for an empty state and the count, then the entries.
     entries: Vec<u8>,
@@ -729,6 +791,18 @@ pub struct Output {
     run: Option<(usize, u32)>,
     /// The same for records sent to another output (the output is 5 bytes before the count).
     run_to: Option<(usize, u32)>,
+    /// The open batch of new records.
+    batch: Option<OpenBatch>,
+}
+
+/// A BATCH entry being written: its header is filled in when it closes.
+struct OpenBatch {
+    /// Where the batch (its 48-byte header) starts in the entries.
+    at: usize,
+    base_offset: u64,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    count: u32,
 }
 
 impl Output {
@@ -745,6 +819,7 @@ impl Output {
             count: 0,
             run: None,
             run_to: None,
+            batch: None,
         }
     }
 
@@ -761,6 +836,7 @@ impl Output {
             *next += 1;
             return;
         }
+        self.close_batch();
         self.entries.push(ENTRY_KEEP);
         self.entries.extend_from_slice(&index.to_le_bytes());
         self.run = Some((self.entries.len(), index + 1));
@@ -786,6 +862,7 @@ impl Output {
             return;
         }
         self.run = None;
+        self.close_batch();
         self.entries.extend_from_slice(&[ENTRY_KEEP_TO, output]);
         self.entries.extend_from_slice(&index.to_le_bytes());
         self.run_to = Some((self.entries.len(), index + 1));
@@ -793,18 +870,102 @@ impl Output {
         self.count += 1;
     }
 
-    /// Emits a new record that came from input record `index` (it keeps that offset).
+    /// Emits a new record that came from the input record at `source_offset` (it keeps that
+    /// offset; sources come in input order).
     #[inline]
-    pub fn push(&mut self, index: u32, r: &impl NewRecord) {
-        self.entries.push(ENTRY_NEW);
-        self.entries.extend_from_slice(&index.to_le_bytes());
-        r.encode(&mut self.entries);
+    pub fn push(&mut self, source_offset: u64, r: &impl NewRecord) {
         self.run = None;
         self.run_to = None;
+        let timestamp = r.timestamp();
+        let open = match &mut self.batch {
+            Some(b) if self.entries.len() - b.at < OUTPUT_BATCH_BYTES => b,
+            _ => self.open_batch(source_offset, timestamp),
+        };
+        open.count += 1;
+        open.max_timestamp = open.max_timestamp.max(timestamp);
+        let delta = source_offset - open.base_offset;
+        let timestamp_delta = zigzag(timestamp.wrapping_sub(open.base_timestamp));
+        let key = r.key();
+        let key_len = key.map_or(zigzag(-1), |k| zigzag(k.len() as i64));
+        let value = r.value();
+        let headers = r.header_count() as u64;
+        let body = varint_len(delta)
+            + varint_len(timestamp_delta)
+            + varint_len(key_len)
+            + key.map_or(0, <[u8]>::len)
+            + varint_len(value.len() as u64)
+            + value.len()
+            + varint_len(headers)
+            + r.headers_len();
+        let out = &mut self.entries;
+        let need = varint_len(body as u64) + body;
+        out.reserve(need);
+        let start = out.len();
+        // SAFETY: `need` bytes are reserved after `start`; exactly `need` are written below
+        // (every varint takes the `varint_len` counted in `body`, the slices their lengths,
+        // the headers `headers_len`), then the length is set to cover them.
+        unsafe {
+            let mut p = out.as_mut_ptr().add(start);
+            p = write_varint(p, body as u64);
+            p = write_varint(p, delta);
+            p = write_varint(p, timestamp_delta);
+            p = write_varint(p, key_len);
+            if let Some(k) = key {
+                p = write_bytes(p, k);
+            }
+            p = write_varint(p, value.len() as u64);
+            p = write_bytes(p, value);
+            p = write_varint(p, headers);
+            debug_assert_eq!(
+                p.offset_from(out.as_ptr()) as usize,
+                start + need - r.headers_len()
+            );
+            out.set_len(start + need - r.headers_len());
+        }
+        if headers > 0 {
+            r.put_headers(out);
+        }
+    }
+
+    /// Closes the open batch (if any) and opens one whose first record is at `offset`.
+    #[cold]
+    fn open_batch(&mut self, offset: u64, timestamp: i64) -> &mut OpenBatch {
+        self.close_batch();
+        self.entries
+            .extend_from_slice(&[ENTRY_BATCH, 0, 0, 0, 0, 0]);
+        let at = self.entries.len();
+        self.entries.resize(at + BATCH_HEADER_LEN, 0);
         self.count += 1;
+        self.batch.insert(OpenBatch {
+            at,
+            base_offset: offset,
+            base_timestamp: timestamp,
+            max_timestamp: timestamp,
+            count: 0,
+        })
+    }
+
+    /// Writes the open batch's header and length.
+    fn close_batch(&mut self) {
+        let Some(b) = self.batch.take() else {
+            return;
+        };
+        let len = self.entries.len() - b.at;
+        let records_len = (len - BATCH_HEADER_LEN) as u32;
+        self.entries[b.at - 4..b.at].copy_from_slice(&(len as u32).to_le_bytes());
+        let h = &mut self.entries[b.at..b.at + BATCH_HEADER_LEN];
+        h[0] = 1; // magic
+        h[1] = EXPLICIT_OFFSETS_BIT;
+        h[4..8].copy_from_slice(&b.count.to_le_bytes());
+        h[8..16].copy_from_slice(&b.base_offset.to_le_bytes());
+        h[16..24].copy_from_slice(&b.base_timestamp.to_le_bytes());
+        h[24..32].copy_from_slice(&b.max_timestamp.to_le_bytes());
+        // Producer id and base sequence stay 0.
+        h[44..48].copy_from_slice(&records_len.to_le_bytes());
     }
 
     fn finish(mut self, state: &[u8]) -> Vec<u8> {
+        self.close_batch();
         self.entries[4..8].copy_from_slice(&self.count.to_le_bytes());
         if state.is_empty() {
             return self.entries;
@@ -965,7 +1126,8 @@ pub fn process_view(
         Ok(d) => d,
         Err(e) => return fail(e.to_string()),
     };
-    let mut out = Output::with_capacity(input.len());
+    // New records take about what they took in the input (plus an offset delta each).
+    let mut out = Output::with_capacity(input.len() + input.len() / 8);
     loop {
         let (i, r) = match records.next_view() {
             Ok(Some(v)) => v,
@@ -1013,6 +1175,7 @@ where
     STATUS_OK
 }
 
+#[inline(always)]
 fn put_varint(b: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         b.push(v as u8 | 0x80);
@@ -1022,7 +1185,51 @@ fn put_varint(b: &mut Vec<u8>, mut v: u64) {
 }
 
 fn put_zigzag(b: &mut Vec<u8>, v: i64) {
-    put_varint(b, ((v << 1) ^ (v >> 63)) as u64);
+    put_varint(b, zigzag(v));
+}
+
+#[inline(always)]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Writes `v` as a varint at `p`; returns the byte after it.
+///
+/// # Safety
+/// `p` must be valid for `varint_len(v)` bytes of writes.
+#[inline(always)]
+unsafe fn write_varint(mut p: *mut u8, mut v: u64) -> *mut u8 {
+    // SAFETY (all writes): the caller makes room for `varint_len(v)` bytes, which is how many
+    // this loop writes.
+    unsafe {
+        while v >= 0x80 {
+            p.write(v as u8 | 0x80);
+            p = p.add(1);
+            v >>= 7;
+        }
+        p.write(v as u8);
+        p.add(1)
+    }
+}
+
+/// Copies `b` to `p`; returns the byte after it.
+///
+/// # Safety
+/// `p` must be valid for `b.len()` bytes of writes and not overlap `b`.
+#[inline(always)]
+unsafe fn write_bytes(p: *mut u8, b: &[u8]) -> *mut u8 {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        std::ptr::copy_nonoverlapping(b.as_ptr(), p, b.len());
+        p.add(b.len())
+    }
+}
+
+/// Bytes `v` takes as a varint.
+#[inline(always)]
+fn varint_len(v: u64) -> usize {
+    // 1 + floor(bits / 7), with v | 1 so that 0 counts one bit.
+    (((64 - (v | 1).leading_zeros()) * 9 + 64) / 64) as usize
 }
 
 /// Encodes `records` as one batch in the broker's format (docs/batch-format.md), with
@@ -1159,21 +1366,75 @@ mod tests {
         let mut out = Output::new();
         out.push_unchanged(3);
         out.push_unchanged(4);
-        out.push(4, &Record::new("v").with_key("k"));
-        out.push_unchanged(5);
+        // Sources at offsets 104 (twice: a flat_map) and 106, then a kept record.
+        out.push(104, &Record::new("v").with_key("k"));
+        out.push(104, &Record::new("w"));
+        out.push(
+            106,
+            &Record {
+                timestamp: 9,
+                ..Record::new("x")
+            },
+        );
+        out.push_unchanged(7);
         let buf = out.finish(b"S");
         assert_eq!(&buf[..9], &[1, 0, 0, 0, b'S', 3, 0, 0, 0]);
         assert_eq!(&buf[9..18], &[ENTRY_KEEP, 3, 0, 0, 0, 2, 0, 0, 0]);
-        assert_eq!(&buf[18..23], &[ENTRY_NEW, 4, 0, 0, 0]);
-        // timestamp 0, key "k", value "v", no headers
-        let new_len = 8 + 4 + 1 + 4 + 1 + 4;
-        assert_eq!(&buf[23 + new_len..], &[ENTRY_KEEP, 5, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(&buf[18..20], &[ENTRY_BATCH, 0]);
+        let len = u32::from_le_bytes(buf[20..24].try_into().unwrap()) as usize;
+        let batch = &buf[24..24 + len];
+        assert_eq!(&buf[24 + len..], &[ENTRY_KEEP, 7, 0, 0, 0, 1, 0, 0, 0]);
+        // The broker's batch format: explicit offsets, three records from offset 104.
+        assert_eq!(&batch[..2], &[1, EXPLICIT_OFFSETS_BIT]);
+        assert_eq!(&batch[4..8], &3u32.to_le_bytes());
+        assert_eq!(&batch[8..16], &104u64.to_le_bytes());
+        assert_eq!(&batch[16..24], &0i64.to_le_bytes());
+        assert_eq!(&batch[24..32], &9i64.to_le_bytes());
+        assert_eq!(
+            &batch[44..48],
+            &((len - BATCH_HEADER_LEN) as u32).to_le_bytes()
+        );
+        let records = &batch[BATCH_HEADER_LEN..];
+        // len, offset delta, timestamp delta, key, value, no headers
+        assert_eq!(&records[..8], &[7, 0, 0, 2, b'k', 1, b'v', 0][..]);
+        assert_eq!(&records[8..15], &[6, 0, 0, 1, 1, b'w', 0][..]);
+        assert_eq!(&records[15..], &[6, 2, 18, 1, 1, b'x', 0][..]);
         let mut empty = Output::new();
         empty.push_unchanged(0);
         assert_eq!(
             empty.finish(&[]),
             [0, 0, 0, 0, 1, 0, 0, 0, ENTRY_KEEP, 0, 0, 0, 0, 1, 0, 0, 0]
         );
+    }
+
+    #[test]
+    fn new_records_go_out_in_batches_the_sdk_reads_back() {
+        let records: Vec<Record> = (0..3000u64)
+            .map(|i| {
+                let mut r = rec(i / 2, Some("key"), &"v".repeat(700));
+                r.timestamp = 1_000 + (i as i64 % 7) * 1_000_000;
+                r
+            })
+            .collect();
+        let mut out = Output::new();
+        for r in &records {
+            out.push(r.offset, r);
+        }
+        let buf = out.finish(&[]);
+        // 3000 records of about 720 bytes: three batches of about 1 MiB each.
+        assert_eq!(u32::from_le_bytes(buf[4..8].try_into().unwrap()), 3);
+        let mut r = Reader { buf: &buf[8..] };
+        let mut back = Vec::new();
+        while !r.buf.is_empty() {
+            assert_eq!(r.take(2).unwrap(), &[ENTRY_BATCH, 0]);
+            let batch = r.bytes().unwrap().to_vec();
+            let input = encode_input(&[], 0, &[batch]);
+            let (_, mut it) = Records::open(&input).unwrap();
+            while let Some((_, v)) = it.next_view().unwrap() {
+                back.push(v.to_record());
+            }
+        }
+        assert_eq!(back, records);
     }
 
     #[test]
@@ -1189,8 +1450,9 @@ mod tests {
         let mapped = view.with_value("V");
         assert_eq!(mapped.header("second"), Some(&b"2"[..]));
         let (mut borrowed, mut owned) = (Output::new(), Output::new());
-        borrowed.push(i, &mapped);
-        owned.push(i, &source.clone().with_value("V"));
+        assert_eq!(i, 0);
+        borrowed.push(view.offset, &mapped);
+        owned.push(view.offset, &source.clone().with_value("V"));
         assert_eq!(borrowed.finish(&[]), owned.finish(&[]));
         assert_eq!(
             mapped.into_record(),

@@ -23,7 +23,9 @@
 //! is copied, so a filter costs little more than its test (`examples/filter-contains`) and a
 //! map pays only for the value it builds: [`RecordView::with_value`] returns a [`Mapped`] that
 //! keeps the key and headers borrowed (`examples/uppercase`). A map or flat_map may return
-//! either a `Mapped` or a `Record` (anything [`NewRecord`]).
+//! either a `Mapped` or a `Record` (anything [`NewRecord`]). Build a new value in
+//! [`value_buffer()`] and the buffer of each output value is reused for the next: a map then
+//! allocates nothing per record.
 //! - `#[aggregate] fn(&mut S, Record [, &P]) -> Result<Option<Record>, E>`: fold into state
 //!   `S` (`Default + Serialize + Deserialize`), which the host keeps between batches (and, in a
 //!   pipeline, persists atomically with the outputs).
@@ -46,7 +48,7 @@
 pub mod abi;
 pub mod testing;
 
-pub use abi::{HeadersView, Mapped, NewRecord, RecordView};
+pub use abi::{HeadersView, Mapped, NewRecord, RecordView, value_buffer};
 
 pub use weir_plugin_macros::{aggregate, filter, filter_map, flat_map, map, route};
 

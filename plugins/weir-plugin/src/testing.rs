@@ -14,7 +14,8 @@
 //! ```
 
 use crate::abi::{
-    self, ENTRY_KEEP, ENTRY_KEEP_TO, ENTRY_NEW, ENTRY_NEW_TO, KIND_AGGREGATE, Plugin, STATUS_OK,
+    self, ENTRY_BATCH, ENTRY_KEEP, ENTRY_KEEP_TO, ENTRY_NEW, ENTRY_NEW_TO, KIND_AGGREGATE, Plugin,
+    STATUS_OK,
 };
 use crate::{Header, Record};
 
@@ -98,7 +99,8 @@ impl Harness {
 type Routed = Vec<(u8, Record)>;
 
 /// Reads an output (ABI.md, "Output") as the host does: KEEP runs name inputs, NEW records
-/// take their source's offset; the `_TO` entries name their output.
+/// take their source's offset, BATCH records carry it; the `_TO` entries and BATCH name their
+/// output.
 fn decode_output(buf: &[u8], inputs: &[Record]) -> Result<(Vec<u8>, Routed), String> {
     let mut r = Cursor { buf };
     let state = r.bytes()?.to_vec();
@@ -107,9 +109,25 @@ fn decode_output(buf: &[u8], inputs: &[Record]) -> Result<(Vec<u8>, Routed), Str
     for _ in 0..count {
         let tag = r.take(1)?[0];
         let k = match tag {
-            ENTRY_KEEP_TO | ENTRY_NEW_TO => r.take(1)?[0],
+            ENTRY_KEEP_TO | ENTRY_NEW_TO | ENTRY_BATCH => r.take(1)?[0],
             _ => 0,
         };
+        if tag == ENTRY_BATCH {
+            // The batch read as the host hands batches over: through the SDK's own decoder.
+            let batch = r.bytes()?;
+            let one = abi::encode_input(&[], 0, &[batch.to_vec()]);
+            let (_, mut records) = abi::Records::open(&one).map_err(|e| e.to_string())?;
+            while let Some((_, view)) = records.next_view().map_err(|e| e.to_string())? {
+                if !inputs.iter().any(|i| i.offset == view.offset) {
+                    return Err(format!(
+                        "a new record at offset {} has no source",
+                        view.offset
+                    ));
+                }
+                out.push((k, view.to_record()));
+            }
+            continue;
+        }
         match tag {
             ENTRY_KEEP | ENTRY_KEEP_TO => {
                 let (first, n) = (r.u32()? as usize, r.u32()? as usize);
