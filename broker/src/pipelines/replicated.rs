@@ -30,9 +30,9 @@ use weir_common::limits::PIPELINE_READ_MAX_BYTES;
 /// How often a worker proposes its checkpoint (when it moved): a failover replays at most
 /// about this much of the source.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// How soon a worker that caught up with its source checkpoints (when it moved): describe
-/// shows no lag shortly after the pipeline has none, without a metadata write per round of a
-/// trickling source.
+/// How soon a worker that caught up with a trickling source checkpoints (when it moved): no
+/// metadata write per round of a trickle. A new worker, or one that ran a burst of rounds,
+/// checkpoints as soon as it catches up.
 pub const CHECKPOINT_IDLE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Why a sink call did not succeed.
@@ -160,6 +160,9 @@ pub async fn run<S: ClusterSink>(
     let mut stages: Option<Vec<Stage>> = None;
     let mut checkpointed = Instant::now();
     let mut dirty = false;
+    // Whether this worker checkpointed yet, and the rounds it ran since it last waited for
+    // the source.
+    let (mut first, mut rounds) = (true, 0u32);
     loop {
         if *stop.borrow_and_update() {
             return last_checkpoint(&ctx, partition, at, dirty).await;
@@ -167,6 +170,10 @@ pub async fn run<S: ClusterSink>(
         watch.borrow_and_update();
         let caught_up = at.next_offset >= source.bounds().latest;
         let due = match caught_up {
+            // Caught up with a new worker's backlog or after a burst (two rounds or more in
+            // a row): at once, so describe shows no lag as soon as there is none. After a
+            // trickle: not more often than every CHECKPOINT_IDLE_INTERVAL.
+            true if first || rounds >= 2 => Duration::ZERO,
             true => CHECKPOINT_IDLE_INTERVAL,
             false => CHECKPOINT_INTERVAL,
         };
@@ -176,7 +183,7 @@ pub async fn run<S: ClusterSink>(
                 .checkpoint(&ctx.name, ctx.id, partition, at.clone())
                 .await
             {
-                Ok(()) => (checkpointed, dirty) = (Instant::now(), false),
+                Ok(()) => (checkpointed, dirty, first) = (Instant::now(), false, false),
                 Err(SinkError::Deposed) => return Ok(()),
                 Err(SinkError::Failed(e)) => return Err(e),
                 Err(e) => {
@@ -185,6 +192,7 @@ pub async fn run<S: ClusterSink>(
             }
         }
         if caught_up {
+            rounds = 0;
             let next = due.saturating_sub(checkpointed.elapsed());
             tokio::select! {
                 changed = watch.changed() => if changed.is_err() { return Ok(()) },
@@ -207,6 +215,7 @@ pub async fn run<S: ClusterSink>(
         .map_err(|e| format!("partition {partition}: worker panicked: {e}"))?;
         stages = back;
         let round = round.map_err(|e| format!("partition {partition}: {e}"))?;
+        rounds += 1;
         // Send each output, leaving out what its destination holds.
         let mut round_count = 0;
         for (dest, outputs) in dests.iter_mut().zip(&round.outputs) {
