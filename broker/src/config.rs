@@ -215,6 +215,28 @@ pub struct Config {
     pub auth: bool,
 }
 
+/// The release and git commit a broker was built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub version: &'static str,
+    pub commit: &'static str,
+}
+
+impl BuildInfo {
+    /// This build's (`weir-build-info`).
+    pub const CURRENT: Self = Self {
+        version: weir_build_info::VERSION,
+        commit: weir_build_info::COMMIT,
+    };
+}
+
+impl std::fmt::Display for BuildInfo {
+    /// `VERSION (COMMIT)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.version, self.commit)
+    }
+}
+
 /// Where the TLS certificate, key and (for client-certificate auth) client CA are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {

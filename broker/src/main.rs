@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use tokio::net::TcpListener;
 use weir_broker::cluster::Cluster;
 use weir_broker::config::{Args, FsyncPolicy};
@@ -20,7 +20,11 @@ const MAX_BLOCKING_THREADS: usize = 64;
 
 fn main() -> anyhow::Result<()> {
     weir_common::alloc::tune_for_large_messages();
-    let config = Config::resolve(Args::parse())?;
+    // `--version`: `weir-broker VERSION (COMMIT)` (SPEC.md).
+    let flags = Args::command()
+        .version(weir_build_info::LONG_VERSION)
+        .get_matches();
+    let config = Config::resolve(Args::from_arg_matches(&flags)?)?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -29,7 +29,11 @@ fn plugin_use(s: &str) -> Result<PluginUse, String> {
 }
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Weir event-streaming platform CLI")]
+#[command(
+    name = "weir",
+    version = weir_build_info::LONG_VERSION,
+    about = "Weir event-streaming platform CLI"
+)]
 struct Cli {
     /// Broker address(es), comma-separated HOST:PORT.
     #[arg(long, global = true, env = "WEIR_BROKER", default_value = weir::DEFAULT_BROKER)]

@@ -10,6 +10,8 @@ use weir::{Admin, Client, Health, PipelineStatus};
 struct Summary {
     health: String,
     cluster: String,
+    /// What the members run (`VERSION (COMMIT)`), with the node ids when they differ.
+    version: String,
     topics: usize,
     partitions: u64,
     records: u64,
@@ -65,6 +67,7 @@ async fn gather(client: &Client) -> anyhow::Result<Summary> {
 
 async fn cluster(admin: &Admin, s: &mut Summary) -> weir::Result<()> {
     let nodes = admin.cluster_status().await?;
+    s.version = versions(&nodes);
     if nodes.iter().all(|n| n.role == "standalone") {
         s.cluster = "standalone".to_string();
         return Ok(());
@@ -86,6 +89,25 @@ async fn cluster(admin: &Admin, s: &mut Summary) -> weir::Result<()> {
         s.problems.push("the cluster has no controller".to_string());
     }
     Ok(())
+}
+
+/// One version, or each member's (a rolling upgrade half done): `0.1.0 (abc)` or
+/// `node 1 0.1.0 (abc), node 2 0.2.0 (def)`. Members that did not answer are left out.
+fn versions(nodes: &[weir::NodeStatus]) -> String {
+    let known: Vec<(u64, &str)> = nodes
+        .iter()
+        .filter(|n| n.role != "unreachable")
+        .map(|n| (n.node_id, n.version.as_deref().unwrap_or("unknown")))
+        .collect();
+    match known.first() {
+        None => "unknown".to_string(),
+        Some((_, v)) if known.iter().all(|(_, w)| w == v) => v.to_string(),
+        Some(_) => known
+            .iter()
+            .map(|(id, v)| format!("node {id} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 async fn topics(admin: &Admin, s: &mut Summary) -> weir::Result<()> {
@@ -150,6 +172,7 @@ fn render(broker: &str, s: &Summary) -> String {
     let mut line = |label: &str, value: String| out.push_str(&format!("{label:<10} {value}\n"));
     line("broker", format!("{broker}  {}", s.health));
     line("cluster", s.cluster.clone());
+    line("version", s.version.clone());
     line(
         "topics",
         format!(
@@ -210,6 +233,7 @@ mod tests {
         let s = Summary {
             health: "SERVING".into(),
             cluster: "standalone".into(),
+            version: "0.1.0 (abc)".into(),
             topics: 1,
             partitions: 3,
             records: 1,
@@ -227,6 +251,7 @@ mod tests {
             render("127.0.0.1:9292", &s),
             "broker     127.0.0.1:9292  SERVING\n\
              cluster    standalone\n\
+             version    0.1.0 (abc)\n\
              topics     1 topic, 3 partitions, 1 record, 1.5 MB\n\
              groups     2 groups, 1 member, lag 7\n\
              plugins    4\n\
@@ -235,5 +260,33 @@ mod tests {
         );
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(12_345), "12.3 kB");
+    }
+
+    #[test]
+    fn one_version_or_each_members() {
+        let node = |id, role: &str, v: Option<&str>| weir::NodeStatus {
+            node_id: id,
+            addr: String::new(),
+            role: role.into(),
+            controller: None,
+            term: 0,
+            applied_index: 0,
+            cluster_id: None,
+            version: v.map(Into::into),
+        };
+        let a = Some("0.1.0 (abc)");
+        assert_eq!(versions(&[node(0, "standalone", a)]), "0.1.0 (abc)");
+        let same = [
+            node(1, "controller", a),
+            node(2, "follower", a),
+            node(3, "unreachable", None),
+        ];
+        assert_eq!(versions(&same), "0.1.0 (abc)");
+        let mixed = [
+            node(1, "controller", a),
+            node(2, "follower", Some("0.2.0 (def)")),
+        ];
+        assert_eq!(versions(&mixed), "node 1 0.1.0 (abc), node 2 0.2.0 (def)");
+        assert_eq!(versions(&[node(1, "unreachable", None)]), "unknown");
     }
 }

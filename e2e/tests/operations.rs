@@ -52,12 +52,15 @@ async fn weir_status_sums_up_the_broker_and_fails_when_something_needs_attention
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], format!("broker     {}  SERVING", broker.addr));
     assert_eq!(lines[1], "cluster    standalone");
+    // The broker's release and commit: what `weir-broker --version` says after its name.
+    let version = broker_version();
+    assert_eq!(lines[2], format!("version    {version}"));
     assert!(
-        lines[2].starts_with("topics     2 topics, 4 partitions, 10 records, "),
+        lines[3].starts_with("topics     2 topics, 4 partitions, 10 records, "),
         "{text}"
     );
-    assert_eq!(lines[5], "pipelines  0 running, 0 failed, lag 0");
-    assert_eq!(lines.len(), 6, "nothing needs attention: {text}");
+    assert_eq!(lines[6], "pipelines  0 running, 0 failed, lag 0");
+    assert_eq!(lines.len(), 7, "nothing needs attention: {text}");
 
     // A failed pipeline needs attention: listed, and exit code 1 with the reason.
     fail_a_pipeline(&admin, "src", "dst").await;
@@ -92,6 +95,52 @@ async fn fail_a_pipeline(admin: &weir::Admin, from: &str, to: &str) {
 }
 
 /// Runs `weir status` against `broker` until `done(exit ok, stdout)` (up to 30 s).
+/// `VERSION (COMMIT)` of the broker binary under test, from `weir-broker --version`.
+fn broker_version() -> String {
+    let out = std::process::Command::new(weir_e2e::bin("weir-broker"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    line.trim()
+        .strip_prefix("weir-broker ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string()
+}
+
+#[test]
+fn both_binaries_print_their_version_and_commit() {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    for name in ["weir-broker", "weir"] {
+        let out = std::process::Command::new(weir_e2e::bin(name))
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let line = String::from_utf8(out.stdout).unwrap();
+        // `NAME VERSION (COMMIT)` (SPEC.md), the version being the workspace's.
+        let rest = line
+            .trim()
+            .strip_prefix(&format!("{name} {} (", env!("CARGO_PKG_VERSION")))
+            .unwrap_or_else(|| panic!("{line:?}"));
+        let built = rest.strip_suffix(')').unwrap();
+        // Built from this checkout (unless the build was told another commit).
+        match (&commit, std::env::var_os("WEIR_GIT_COMMIT")) {
+            (Some(head), None) => assert_eq!(built, head, "{line:?}"),
+            _ => assert!(!built.is_empty(), "{line:?}"),
+        }
+    }
+    assert_eq!(
+        broker_version().split_once(' ').unwrap().0,
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
 fn status_until(broker: &Broker, what: &str, done: impl Fn(bool, &str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -114,6 +163,12 @@ async fn weir_status_shows_the_cluster_and_an_unreachable_member() {
             .nth(1)
             .unwrap()
             .starts_with("cluster    3 nodes, controller node "),
+        "{text}"
+    );
+    // Every member runs this build: one version.
+    assert_eq!(
+        text.lines().nth(2).unwrap(),
+        format!("version    {}", broker_version()),
         "{text}"
     );
     c.brokers[2].kill9();
@@ -277,6 +332,17 @@ async fn metrics_are_scraped_after_traffic_and_add_up() {
     );
     assert!(m.sum("process_resident_memory_bytes", &[]).unwrap() > 1e6);
     assert!(m.sum("process_open_fds", &[]).unwrap() > 3.0);
+    let (version, commit) = broker_version()
+        .split_once(" (")
+        .map(|(v, c)| (v.to_string(), c.trim_end_matches(')').to_string()))
+        .unwrap();
+    assert_eq!(
+        m.sum(
+            "weir_build_info",
+            &[("version", version.as_str()), ("commit", commit.as_str())]
+        ),
+        Some(1.0)
+    );
 
     // A deleted topic's series go; other paths and methods are refused.
     admin.delete_pipeline("bad").await.unwrap();

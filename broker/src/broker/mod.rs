@@ -30,7 +30,7 @@ use crate::cluster::Cluster;
 use crate::cluster::isr::Leadership;
 use crate::cluster::peers::NodeId;
 use crate::cluster::state::{Command, Metadata, Outcome};
-use crate::config::{Config, TopicDefaults};
+use crate::config::{BuildInfo, Config, TopicDefaults};
 use crate::error::BrokerError;
 use crate::groups::GroupCoordinator;
 use crate::pipelines::{PipelineEnv, PipelineManager};
@@ -257,6 +257,11 @@ impl Broker {
     /// Cluster mode: this broker's node id (`None` standalone).
     pub fn node_id(&self) -> Option<NodeId> {
         self.cluster().map(|c| c.node_id())
+    }
+
+    /// What this broker was built from.
+    pub fn build(&self) -> BuildInfo {
+        BuildInfo::CURRENT
     }
 
     /// The largest record accepted (`--max-record-bytes`).

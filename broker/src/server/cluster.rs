@@ -68,15 +68,17 @@ impl ClusterService {
         pb::NodeStatus {
             addr: self.addr.clone(),
             role: "standalone".into(),
+            version: self.broker.build().to_string(),
             ..Default::default()
         }
     }
 }
 
 /// This member's own view.
-fn own_status(c: &Cluster) -> pb::NodeStatus {
+fn own_status(broker: &Broker, c: &Cluster) -> pb::NodeStatus {
     let v = c.view();
     pb::NodeStatus {
+        version: broker.build().to_string(),
         node_id: v.node_id,
         addr: c.peers().get(&c.node_id()).cloned().unwrap_or_default(),
         role: v.role.into(),
@@ -128,7 +130,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         };
         let asks = c.peers().iter().map(|(id, addr)| {
             let (id, addr) = (*id, addr.clone());
-            let local = (id == c.node_id()).then(|| own_status(c));
+            let local = (id == c.node_id()).then(|| own_status(&self.broker, c));
             async move {
                 match local {
                     Some(s) => s,
@@ -145,7 +147,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         _req: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
         Ok(Response::new(match &self.cluster {
-            Some(c) => own_status(c),
+            Some(c) => own_status(&self.broker, c),
             None => self.standalone(),
         }))
     }

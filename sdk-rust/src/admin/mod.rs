@@ -109,6 +109,9 @@ pub struct NodeStatus {
     /// The id of the cluster the member belongs to (`None` before it founded or joined one,
     /// and on a standalone broker).
     pub cluster_id: Option<String>,
+    /// What the member runs, `VERSION (COMMIT)` (`None` when it did not answer or is too old
+    /// to say).
+    pub version: Option<String>,
 }
 
 /// What the broker's `grpc.health.v1` service says about a service ([`Admin::health`]).
@@ -357,6 +360,7 @@ impl Admin {
                 term: n.term,
                 applied_index: n.applied_index,
                 cluster_id: (!n.cluster_id.is_empty()).then_some(n.cluster_id),
+                version: (!n.version.is_empty()).then_some(n.version),
             })
             .collect())
     }

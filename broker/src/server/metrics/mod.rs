@@ -63,6 +63,7 @@ pub async fn render(broker: &Broker) -> String {
     pipelines(broker, &mut scrape).await;
     rocksdb(broker, &mut scrape);
     process(m, &mut scrape);
+    build_info(broker, &mut scrape);
     let mut out = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail; a label value that could not be encoded would be a
     // bug in this module.
@@ -353,6 +354,29 @@ fn process(m: &Metrics, r: &mut Registry) {
         fds.set(gauge(dir.count() as u64));
         r.register("process_open_fds", "Open file descriptors", fds);
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// `weir_build_info{version, commit} 1`, as Prometheus' own `prometheus_build_info`: a
+/// dashboard or an alert sees which members run what during a rolling upgrade.
+fn build_info(broker: &Broker, r: &mut Registry) {
+    let b = broker.build();
+    let info = Family::<BuildLabels, Gauge>::default();
+    info.get_or_create(&BuildLabels {
+        version: b.version,
+        commit: b.commit,
+    })
+    .set(1);
+    r.register(
+        "weir_build_info",
+        "The release and git commit this broker was built from (always 1)",
+        info,
+    );
 }
 
 /// `VmRSS:   1234 kB` in /proc/self/status.
