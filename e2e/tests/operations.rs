@@ -109,6 +109,27 @@ fn broker_version() -> String {
 }
 
 #[test]
+fn the_alert_rules_load_and_fire_as_their_unit_tests_say() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/prometheus");
+    for args in [
+        &["check", "rules", "weir-alerts.yml"][..],
+        &["test", "rules", "weir-alerts.test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (Debian's prometheus package; scripts/setup installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn both_binaries_print_their_version_and_commit() {
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
