@@ -132,12 +132,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // A member whose data dir turns out to be wiped or another cluster's stops, and says why.
     let failed = Arc::new(std::sync::Mutex::new(None));
     let stop = {
-        let (cluster, failed) = (cluster.clone(), Arc::clone(&failed));
+        let (cluster, failed, b) = (cluster.clone(), Arc::clone(&failed), Arc::clone(&broker));
         async move {
             match cluster {
                 None => shutdown_signal().await,
                 Some(c) => tokio::select! {
-                    _ = shutdown_signal() => {}
+                    // Leadership moves off this member while it still serves.
+                    _ = shutdown_signal() => b.controlled_shutdown().await,
                     why = c.failed() => {
                         *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                     }

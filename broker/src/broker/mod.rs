@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::blocking::blocking;
 use crate::cluster::Cluster;
+use crate::cluster::controller::handoffs;
 use crate::cluster::isr::Leadership;
 use crate::cluster::peers::NodeId;
 use crate::cluster::state::{Command, Metadata, Outcome};
@@ -41,6 +42,12 @@ use crate::topics::{Topic, TopicRegistry};
 
 pub use records::{Acks, Admission, MAX_REPLICATION_WAIT};
 pub use topics::{NewTopic, TopicView};
+
+/// How long a controlled shutdown tries to move a member out of every partition before it
+/// stops anyway (the controller then fails over what is left, after `--session-timeout-ms`).
+pub const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a controlled shutdown waits for the metadata to change before looking again.
+const HANDOFF_RECHECK: Duration = Duration::from_millis(200);
 
 /// The broker: its store, topics, groups, plugins and pipelines, users and ACLs, and (in a
 /// cluster) its place in it. Shared as `Arc<Broker>` by the services and background tasks.
@@ -66,6 +73,8 @@ pub struct Broker {
     produce_budget: Arc<Semaphore>,
     produce_budget_bytes: u32,
     security: Arc<Security>,
+    /// Set by a controlled shutdown: the replica fetchers stop.
+    leaving: watch::Sender<bool>,
     /// Cluster mode: the pipeline workers running here.
     cluster_workers: std::sync::Mutex<cluster_pipelines::ClusterWorkers>,
     /// The loops this broker runs for as long as it serves (cluster mode: metadata, ISR
@@ -114,6 +123,7 @@ impl Broker {
             produce_budget: Arc::new(Semaphore::new(budget as usize)),
             produce_budget_bytes: budget,
             security,
+            leaving: watch::channel(false).0,
             cluster_workers: std::sync::Mutex::default(),
             background: std::sync::Mutex::new(JoinSet::new()),
         }))
@@ -125,6 +135,53 @@ impl Broker {
         // Forget the ones that ended on their own.
         while tasks.try_join_next().is_some() {}
         tasks.spawn(task);
+    }
+
+    /// Cluster mode, before the broker stops (Kafka's controlled shutdown): stops fetching as
+    /// a follower, then proposes that every partition it leads goes to another in-sync
+    /// replica and that it leaves every ISR ([`handoffs`]), until the applied metadata shows
+    /// it done or [`CONTROLLED_SHUTDOWN_TIMEOUT`] passes. Clients then meet a leader change
+    /// (not leader: they refresh and go on) instead of waiting out a failover, and no acks=all
+    /// write waits for this broker once it is gone. The broker keeps serving meanwhile.
+    pub async fn controlled_shutdown(&self) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        self.leaving.send_replace(true);
+        let me = cluster.node_id();
+        let deadline = tokio::time::Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
+        let mut metadata = cluster.metadata();
+        loop {
+            let m = Arc::clone(&metadata.borrow_and_update());
+            let moves = handoffs(&m, me);
+            if moves.is_empty() {
+                tracing::info!(
+                    "controlled shutdown: this broker leads no partition and is in no ISR"
+                );
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    partitions = moves.len(),
+                    "controlled shutdown: gave up moving out of these partitions; the controller fails them over"
+                );
+                return;
+            }
+            tracing::info!(
+                partitions = moves.len(),
+                "controlled shutdown: handing over"
+            );
+            let proposals = moves.into_iter().map(|cmd| cluster.propose(cmd));
+            // Done or stale (another change came first): the next look at the metadata decides.
+            if let Ok(results) =
+                tokio::time::timeout_at(deadline, futures::future::join_all(proposals)).await
+            {
+                for e in results.into_iter().filter_map(Result::err) {
+                    tracing::debug!(error = %e, "controlled shutdown: a change was not made");
+                }
+            }
+            let _ = tokio::time::timeout(HANDOFF_RECHECK, metadata.changed()).await;
+        }
     }
 
     /// Stops every background loop (at shutdown, once no request is served any more); the
@@ -204,6 +261,7 @@ impl Broker {
             cluster.node_id(),
             self.replica_fetch_wait,
             applied_rx,
+            self.leaving.subscribe(),
         ));
         self.spawn_isr_checks();
         self.spawn_high_watermark_checkpoints();

@@ -78,6 +78,37 @@ pub fn preferred_leaders(m: &Metadata, alive: impl Fn(NodeId) -> bool) -> Vec<Co
         .collect()
 }
 
+/// A controlled shutdown of broker `me` (Kafka's `controlled.shutdown.enable`): the changes
+/// that take it out of every partition before it stops. A partition it leads goes to the
+/// first other in-sync replica in replica order (it has every acknowledged record), and `me`
+/// leaves every ISR, so no acks=all write waits for a broker about to go and the leader does
+/// not count it in the high watermark. A partition whose only in-sync replica is `me` keeps
+/// it: moving would lose acknowledged records (it is unavailable until `me` is back).
+pub fn handoffs(m: &Metadata, me: NodeId) -> Vec<Command> {
+    m.partitions()
+        .filter_map(|(name, i, p)| {
+            if !p.isr.contains(&me) {
+                return None;
+            }
+            let isr: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != me).collect();
+            if isr.is_empty() {
+                return None;
+            }
+            let leader = match p.leader {
+                Some(l) if l == me => Some(p.replicas.iter().copied().find(|r| isr.contains(r))?),
+                other => other,
+            };
+            Some(Command::ChangePartition {
+                topic: name.clone(),
+                partition: i,
+                partition_epoch: p.partition_epoch,
+                leader,
+                isr,
+            })
+        })
+        .collect()
+}
+
 /// The controller's failover duty on this broker, for as long as the cluster lives (or the
 /// task is dropped); with `rebalance_every`, also preferred-leader rebalancing.
 pub async fn run(
@@ -245,6 +276,37 @@ mod tests {
             "p1's leader lives; p2's only live in-sync replica is 2 (3 is not in sync)"
         );
         assert!(elections(&m, |_| true).is_empty());
+    }
+
+    #[test]
+    fn a_stopping_broker_hands_its_leadership_over_and_leaves_every_isr() {
+        let m = metadata(vec![
+            // Led by 1: to 3, the first other in-sync replica in replica order.
+            p(Some(1), &[1, 3, 2], &[1, 2, 3]),
+            // Followed by 1: it leaves the ISR, the leader stays.
+            p(Some(2), &[2, 1, 3], &[2, 1, 3]),
+            // 1 is its only in-sync replica: it stays (moving would lose records).
+            p(Some(1), &[1, 2, 3], &[1]),
+            // 1 is not in its ISR: nothing to do.
+            p(Some(3), &[3, 1, 2], &[3, 2]),
+            // No leader, 1 in the ISR: it leaves it, still without a leader.
+            p(None, &[2, 1, 3], &[1, 2]),
+            // No leader and 1 the only in-sync replica: it stays, to lead when back.
+            p(None, &[1, 2, 3], &[1]),
+        ]);
+        assert_eq!(
+            handoffs(&m, 1),
+            vec![
+                change(0, Some(3), &[2, 3]),
+                change(1, Some(2), &[2, 3]),
+                change(4, None, &[2]),
+            ]
+        );
+        assert_eq!(
+            handoffs(&m, 3).len(),
+            3,
+            "3 leads p3 and is in p0, p1, p3's ISRs"
+        );
     }
 
     #[test]

@@ -38,15 +38,23 @@ type Followed = BTreeMap<(String, u32), u32>;
 /// The supervisor of broker `me`: follows `metadata` as this broker applied it (its local
 /// copies exist then), until the channel closes or the task is dropped (its fetchers end
 /// with it, when their partitions' senders go). An idle fetch waits up to `wait` at the
-/// leader (`--replica-fetch-wait-ms`).
+/// leader (`--replica-fetch-wait-ms`). Once `leaving` is set (a controlled shutdown) it
+/// follows nothing more: a leader must not count a broker about to stop back into an ISR.
 pub async fn supervise(
     topics: Arc<TopicRegistry>,
     me: NodeId,
     wait: Duration,
     mut metadata: watch::Receiver<Arc<Metadata>>,
+    mut leaving: watch::Receiver<bool>,
 ) {
     let mut fetchers: HashMap<NodeId, (String, watch::Sender<Followed>)> = HashMap::new();
     loop {
+        if *leaving.borrow_and_update() {
+            fetchers.clear();
+            // Idle until the broker stops (the sender goes with it).
+            let _ = leaving.wait_for(|_| false).await;
+            return;
+        }
         let m = Arc::clone(&metadata.borrow_and_update());
         let wanted = followed(&m, me);
         fetchers.retain(|leader, (addr, _)| {
@@ -71,8 +79,9 @@ pub async fn supervise(
                 }
             }
         }
-        if metadata.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = metadata.changed() => if changed.is_err() { return },
+            changed = leaving.changed() => if changed.is_err() { return },
         }
     }
 }
