@@ -431,6 +431,38 @@ pub async fn read_all(
 }
 
 /// A record's value as UTF-8.
+/// Every record of `topic` from the earliest offset, read through `via` (`weir consume
+/// --format json`), by value: where it is stored, as (partition, offset). Asserts that no
+/// value is stored twice (the tests' values are unique).
+pub fn stored_once_by_value(
+    via: &Broker,
+    topic: &str,
+) -> std::collections::HashMap<String, Vec<(u32, u64)>> {
+    let out = via.cli_ok(&[
+        "consume",
+        topic,
+        "--from",
+        "earliest",
+        "--format",
+        "json",
+        "--idle-timeout",
+        "2000",
+    ]);
+    let mut stored: std::collections::HashMap<String, Vec<(u32, u64)>> = Default::default();
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON record");
+        stored
+            .entry(v["value"].as_str().expect("a text value").to_string())
+            .or_default()
+            .push((
+                v["partition"].as_u64().expect("a partition") as u32,
+                v["offset"].as_u64().expect("an offset"),
+            ));
+    }
+    assert_eq!(stored.len(), out.lines().count(), "no record twice");
+    stored
+}
+
 pub fn text(r: &weir::ConsumerRecord) -> String {
     String::from_utf8(r.value.to_vec()).unwrap()
 }

@@ -734,28 +734,7 @@ fn leader_fault_under_acks_all(fault: LeaderFault) {
 
     // Every acknowledged record is there exactly once, at the offset it was acknowledged with.
     let via = &c.brokers[survivor];
-    let out = via.cli_ok(&[
-        "consume",
-        "fo",
-        "--from",
-        "earliest",
-        "--format",
-        "json",
-        "--idle-timeout",
-        "2000",
-    ]);
-    let mut stored: std::collections::HashMap<String, Vec<(u32, u64)>> = Default::default();
-    for line in out.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        stored
-            .entry(v["value"].as_str().unwrap().to_string())
-            .or_default()
-            .push((
-                v["partition"].as_u64().unwrap() as u32,
-                v["offset"].as_u64().unwrap(),
-            ));
-    }
-    assert_eq!(stored.len(), out.lines().count(), "no record twice");
+    let stored = weir_e2e::stored_once_by_value(via, "fo");
     for (value, p, off) in &acked {
         assert_eq!(stored.get(value), Some(&vec![(*p, *off)]), "{value}");
     }

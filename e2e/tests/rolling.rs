@@ -3,7 +3,7 @@
 //! shutdown), starts again and rejoins every ISR; an idempotent acks=all producer and a group
 //! consumer run throughout.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -40,6 +40,21 @@ fn await_full_isr(via: &Broker, topic: &str) {
 fn a_rolling_restart_under_load_loses_nothing_and_moves_leadership_before_each_stop() {
     let session = SESSION_TIMEOUT_MS.to_string();
     let mut c = TestCluster::start_with(3, &["--session-timeout-ms", &session]);
+    // A controller first: topics are created through it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = c.brokers[0].cli(&["cluster", "status"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success()
+            && text
+                .lines()
+                .any(|l| l.split('\t').nth(2) == Some("controller"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no controller: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     c.brokers[0].cli_ok(&[
         "topic",
         "create",
@@ -190,28 +205,7 @@ fn a_rolling_restart_under_load_loses_nothing_and_moves_leadership_before_each_s
     );
 
     // Each acknowledged record is stored exactly once, at the offset it was acknowledged with.
-    let out = c.brokers[0].cli_ok(&[
-        "consume",
-        "roll",
-        "--from",
-        "earliest",
-        "--format",
-        "json",
-        "--idle-timeout",
-        "2000",
-    ]);
-    let mut stored: HashMap<String, Vec<(u32, u64)>> = HashMap::new();
-    for line in out.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        stored
-            .entry(v["value"].as_str().unwrap().to_string())
-            .or_default()
-            .push((
-                v["partition"].as_u64().unwrap() as u32,
-                v["offset"].as_u64().unwrap(),
-            ));
-    }
-    assert_eq!(stored.len(), out.lines().count(), "no record twice");
+    let stored = weir_e2e::stored_once_by_value(&c.brokers[0], "roll");
     for (i, r, _) in &acked {
         let (p, off) = r.as_ref().unwrap();
         assert_eq!(
