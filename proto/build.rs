@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "weir/v1/pipelines.proto",
         "weir/v1/cluster.proto",
         "weir/v1/security.proto",
+        "weir/v1/admin.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -568,6 +568,21 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_is_the_example_with_the_packages_data_dir() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let example = std::fs::read_to_string(dir.join("examples/weir.toml")).unwrap();
+        let packaged = std::fs::read_to_string(dir.join("packaging/weir.toml")).unwrap();
+        let (e, p): (Vec<&str>, Vec<&str>) =
+            (example.lines().collect(), packaged.lines().collect());
+        assert_eq!(e.len(), p.len(), "packaging/weir.toml: a line more or less");
+        let differ: Vec<usize> = (0..e.len()).filter(|&i| e[i] != p[i]).collect();
+        assert_eq!(differ, [0, 6], "only the title and data-dir lines differ");
+        let path = dir.join("packaging/weir.toml");
+        let c = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/weir"));
+    }
+
+    #[test]
     fn cluster_flags_resolve_together() {
         assert!(parse(&[]).unwrap().cluster.is_none());
         let c = parse(&["--node-id", "2", "--cluster", "1=a:1,2=b:2,3=c:3"]).unwrap();

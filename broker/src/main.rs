@@ -63,6 +63,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -127,6 +128,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     writeln!(stdout, "weir-broker listening on {addr}")?;
     stdout.flush()?;
     drop(stdout);
+    // systemd (`Type=notify`, packaging/weir-broker.service): ready once the port accepts.
+    // Without NOTIFY_SOCKET (not under systemd) this does nothing.
+    let status = format!("serving on {addr}");
+    if let Err(e) = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ],
+    ) {
+        tracing::warn!(error = %e, "cannot tell systemd the broker is ready");
+    }
     tracing::info!(%addr, tls = tls.is_some(), client_certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "serving");
 
     // A member whose data dir turns out to be wiped or another cluster's stops, and says why.

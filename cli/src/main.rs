@@ -4,6 +4,7 @@
 //! with `error:`, with a non-zero exit code.
 
 mod acl;
+mod admin;
 mod bench;
 mod cluster;
 mod connect;
@@ -147,6 +148,9 @@ enum Command {
     /// Grant, revoke and list who may do what (brokers run with --auth).
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// Operate a broker's host: online backups, health checks.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Run connectors that import into and export out of Weir (files, HTTP, PostgreSQL).
     #[command(subcommand)]
     Connect(connect::ConnectCommand),
@@ -170,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = target.connect().await?;
     match cli.command {
         Command::Topic(cmd) => topic::run(&client, cmd).await,
+        Command::Admin(cmd) => admin::run(&client, cmd).await,
         Command::Produce(args) => produce::run(&client, args).await,
         Command::Consume(args) => consume::run(&client, args).await,
         Command::Group(cmd) => group::run(&client, cmd).await,

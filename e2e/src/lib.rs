@@ -76,6 +76,20 @@ impl Broker {
         }
     }
 
+    /// Starts a broker on an existing data dir (a restored backup, say) and a free port; the
+    /// directory is the caller's to remove.
+    pub fn start_on(data_dir: &Path, args: &[&str]) -> Self {
+        let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(data_dir, "127.0.0.1:0", &extra_args);
+        Self {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+            extra_args,
+        }
+    }
+
     /// Kills the broker with SIGKILL (no flush, no goodbye) and waits for it to die.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,7 +1,7 @@
-//! A rolling restart of a 3-broker cluster under load (docs/operations.md, "Rolling restart"):
-//! each member in turn gets SIGTERM, hands its leadership over before it stops (controlled
-//! shutdown), starts again and rejoins every ISR; an idempotent acks=all producer and a group
-//! consumer run throughout.
+//! A rolling restart of a 3-broker cluster under load (docs/deploy.md, "Rolling restart and
+//! upgrade"): each member in turn gets SIGTERM, hands its leadership over before it stops
+//! (controlled shutdown), starts again and rejoins every ISR; an idempotent acks=all producer
+//! and a group consumer run throughout.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -19,6 +19,7 @@ use tonic::transport::Endpoint;
 use weir_common::error::with_causes;
 use weir_common::limits::MAX_REQUEST_BYTES;
 use weir_proto::v1 as pb;
+use weir_proto::v1::admin_client::AdminClient;
 use weir_proto::v1::cluster_client::ClusterClient;
 use weir_proto::v1::groups_client::GroupsClient;
 use weir_proto::v1::log_client::LogClient;
@@ -434,6 +435,10 @@ impl Client {
 
     pub(crate) fn cluster_rpc(&self) -> ClusterClient<Channel> {
         ClusterClient::new(self.bootstrap_route().channel)
+    }
+
+    pub(crate) fn admin_rpc(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.bootstrap_route().channel)
     }
 
     pub(crate) fn log_rpc(&self) -> LogClient<Channel> {

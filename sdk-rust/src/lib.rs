@@ -42,8 +42,8 @@ mod transform;
 mod users;
 
 pub use admin::{
-    Admin, GroupDescription, GroupMember, GroupPartition, GroupSummary, Health, NewTopic,
-    NodeStatus, OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits,
+    Admin, BackupInfo, GroupDescription, GroupMember, GroupPartition, GroupSummary, Health,
+    NewTopic, NodeStatus, OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits,
     TopicDescription, TopicInfo,
 };
 pub use auth::Credentials;

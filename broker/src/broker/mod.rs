@@ -6,9 +6,11 @@
 //! look-ups), `leadership` (cluster mode: partitions led here, followers' progress, ISR),
 //! `groups` and `coordination` (consumer groups standalone and in a cluster), `plugins`
 //! (plugins, and pipelines standalone), `cluster_pipelines` (pipelines' workers in a
-//! cluster). This file opens the broker, joins a cluster and owns the
-//! background tasks, which stop at [`Broker::stop_background`].
+//! cluster), `backup` (a consistent copy of the data dir while serving). This file opens
+//! the broker, joins a cluster and owns the background tasks, which stop at
+//! [`Broker::stop_background`].
 
+mod backup;
 mod cluster_pipelines;
 mod coordination;
 mod groups;
@@ -40,6 +42,7 @@ use crate::security::{Proposed, Proposer, Security};
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
 
+pub use backup::{BACKUP_MANIFEST, BackupReport, DB_DIR};
 pub use records::{Acks, Admission, MAX_REPLICATION_WAIT};
 pub use topics::{NewTopic, TopicView};
 
@@ -77,6 +80,10 @@ pub struct Broker {
     leaving: watch::Sender<bool>,
     /// Cluster mode: the pipeline workers running here.
     cluster_workers: std::sync::Mutex<cluster_pipelines::ClusterWorkers>,
+    /// The data directory (`--data-dir`).
+    data_dir: std::path::PathBuf,
+    /// Set while [`Broker::backup`] runs: one at a time.
+    backup_running: std::sync::atomic::AtomicBool,
     /// The loops this broker runs for as long as it serves (cluster mode: metadata, ISR
     /// checks, offsets checkpoints, replication, the controller's duty).
     background: std::sync::Mutex<JoinSet<()>>,
@@ -88,7 +95,7 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             BrokerError::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
-        let store = Store::open(&config.data_dir.join("db"), config.fsync.sync_mode())?;
+        let store = Store::open(&config.data_dir.join(DB_DIR), config.fsync.sync_mode())?;
         let topics = Arc::new(TopicRegistry::recover(store.clone())?);
         let groups = GroupCoordinator::recover(store.clone(), &topics)?;
         let plugins = PluginRegistry::recover(store.clone(), config.cluster.is_some())?;
@@ -125,6 +132,8 @@ impl Broker {
             security,
             leaving: watch::channel(false).0,
             cluster_workers: std::sync::Mutex::default(),
+            data_dir: config.data_dir.clone(),
+            backup_running: std::sync::atomic::AtomicBool::new(false),
             background: std::sync::Mutex::new(JoinSet::new()),
         }))
     }

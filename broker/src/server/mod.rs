@@ -4,6 +4,7 @@
 //! Architecture invariant: this is the only broker module that knows generated proto types
 //! and `tonic::Status`; it holds no logic beyond translation and request-shape checks.
 
+mod admin;
 mod cluster;
 mod edge;
 mod groups;
@@ -28,6 +29,7 @@ use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
 use tonic::transport::{Certificate, Identity};
 use tonic_health::ServingStatus;
 use weir_common::limits::MAX_REQUEST_BYTES;
+use weir_proto::v1::admin_server::AdminServer;
 use weir_proto::v1::cluster_server::ClusterServer;
 use weir_proto::v1::groups_server::GroupsServer;
 use weir_proto::v1::log_server::LogServer;
@@ -198,6 +200,7 @@ pub const HEALTH_SERVICES: &[&str] = &[
     <PipelinesServer<pipelines::PipelinesService> as NamedService>::NAME,
     <ClusterServer<cluster::ClusterService> as NamedService>::NAME,
     <SecurityServer<security::SecurityService> as NamedService>::NAME,
+    <AdminServer<admin::AdminService> as NamedService>::NAME,
 ];
 
 /// How long a client may take to finish the TLS handshake.
@@ -292,6 +295,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let pipelines = PipelinesServer::new(pipelines::PipelinesService::new(Arc::clone(&broker)));
     let security = SecurityServer::new(security::SecurityService::new(Arc::clone(&broker)));
+    let admin = AdminServer::new(admin::AdminService::new(Arc::clone(&broker)));
     let log = LogServer::new(log::LogService::new(Arc::clone(&broker), stop_rx.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
@@ -345,6 +349,7 @@ pub async fn serve(
         .add_service(log)
         .add_service(status)
         .add_service(security)
+        .add_service(admin)
         .add_service(health)
         .add_optional_service(raft)
         .add_optional_service(replication)

@@ -114,6 +114,21 @@ pub struct NodeStatus {
     pub version: Option<String>,
 }
 
+/// A backup a broker wrote ([`Admin::backup`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    /// Where, on the broker's host.
+    pub path: String,
+    /// Files written.
+    pub files: u64,
+    /// Their bytes (hard-linked table files counted at full size).
+    pub bytes: u64,
+    /// How long the broker took to write it.
+    pub duration: std::time::Duration,
+    /// The broker that wrote it (0: a standalone broker).
+    pub node_id: u64,
+}
+
 /// What the broker's `grpc.health.v1` service says about a service ([`Admin::health`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -363,6 +378,25 @@ impl Admin {
                 version: (!n.version.is_empty()).then_some(n.version),
             })
             .collect())
+    }
+
+    /// Asks the bootstrap broker to write a consistent copy of its data dir into `path`, an
+    /// absolute path on the broker's host that does not exist yet (superusers only). A broker
+    /// started with `--data-dir PATH` serves everything acknowledged before the call began.
+    pub async fn backup(&self, path: &str) -> Result<BackupInfo> {
+        let r = self
+            .client
+            .admin_rpc()
+            .backup(pb::BackupRequest { path: path.into() })
+            .await?
+            .into_inner();
+        Ok(BackupInfo {
+            path: r.path,
+            files: r.files,
+            bytes: r.bytes,
+            duration: std::time::Duration::from_millis(r.millis),
+            node_id: r.node_id,
+        })
     }
 
     /// Every topic, sorted by name.
