@@ -64,14 +64,7 @@ impl Member {
 
     /// SIGTERM to the entrypoint's process, which is the broker (exec): it must exit 0.
     fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        sigterm(&self.child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -89,6 +82,13 @@ impl Drop for Member {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends SIGTERM to `child`.
+fn sigterm(child: &Child) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success(), "kill -TERM {pid}");
 }
 
 fn weir(addr: &str, args: &[&str]) -> Output {
@@ -369,14 +369,7 @@ fn under_systemd_the_broker_says_when_it_is_ready_and_when_it_stops() {
     );
     // Ready means serving.
     assert!(weir(addr, &["admin", "health"]).status.success());
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let n = socket.recv(&mut buf).expect("a notification at SIGTERM");
     assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
     assert!(child.wait().unwrap().success());
