@@ -3,7 +3,8 @@
 //! with `--data-dir DIR` serves as it was when the backup began.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::Broker;
@@ -38,11 +39,15 @@ impl Broker {
         if self.backup_running.swap(true, Ordering::AcqRel) {
             return Err(BrokerError::Busy("a backup is already running".into()));
         }
+        // Cleared by the blocking task when it ends, not by this future: a caller that gives
+        // up (the client went away) drops the future while the copy is still being written.
+        let running = Running(Arc::clone(&self.backup_running));
         let (store, data_dir) = (self.store.clone(), self.data_dir.clone());
         let manifest = self.manifest();
         let dest = to.clone();
         let started = Instant::now();
         let done = blocking(move || {
+            let _running = running;
             std::fs::create_dir(&dest).map_err(|e| cannot("create", &dest, &e))?;
             let written = (|| {
                 store.checkpoint(&dest.join(DB_DIR))?;
@@ -63,7 +68,6 @@ impl Broker {
             written
         })
         .await;
-        self.backup_running.store(false, Ordering::Release);
         let (files, bytes) = done?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(path = %to.display(), files, bytes, millis, "backup written");
@@ -91,6 +95,15 @@ impl Broker {
             }
         }
         m
+    }
+}
+
+/// Marks a backup as running until dropped.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -83,7 +83,7 @@ pub struct Broker {
     /// The data directory (`--data-dir`).
     data_dir: std::path::PathBuf,
     /// Set while [`Broker::backup`] runs: one at a time.
-    backup_running: std::sync::atomic::AtomicBool,
+    backup_running: Arc<std::sync::atomic::AtomicBool>,
     /// The loops this broker runs for as long as it serves (cluster mode: metadata, ISR
     /// checks, offsets checkpoints, replication, the controller's duty).
     background: std::sync::Mutex<JoinSet<()>>,
@@ -133,7 +133,7 @@ impl Broker {
             leaving: watch::channel(false).0,
             cluster_workers: std::sync::Mutex::default(),
             data_dir: config.data_dir.clone(),
-            backup_running: std::sync::atomic::AtomicBool::new(false),
+            backup_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             background: std::sync::Mutex::new(JoinSet::new()),
         }))
     }
