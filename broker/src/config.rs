@@ -146,6 +146,14 @@ pub struct Args {
     /// port). Off unless given.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_listen: Option<String>,
+    /// Also serve the Kafka wire protocol on HOST:PORT (port 0 picks a free port), on the
+    /// same topics, offsets and users as gRPC (docs/kafka.md). Off unless given.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka_listen: Option<String>,
+    /// The address Kafka clients are told to connect to, when it is not --kafka-listen's
+    /// (a container, a NAT, a listener on 0.0.0.0).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka_advertise: Option<String>,
     /// Produce batches held at once, received and not yet written, in bytes; past it ordered
     /// produce streams wait and unary produces get RESOURCE_EXHAUSTED [default: 268435456].
     #[arg(long, value_name = "BYTES")]
@@ -208,6 +216,10 @@ pub struct Config {
     pub leader_rebalance_interval: Option<Duration>,
     /// Where to serve `/metrics`; `None`: no metrics endpoint.
     pub metrics_listen: Option<String>,
+    /// Where to serve the Kafka protocol; `None`: not served.
+    pub kafka_listen: Option<String>,
+    /// What Kafka clients are told to connect to (`None`: the bound address).
+    pub kafka_advertise: Option<String>,
     pub limits: RequestLimits,
     /// `None`: plain-text gRPC.
     pub tls: Option<TlsFiles>,
@@ -477,6 +489,40 @@ impl Config {
                 "--auth in cluster mode needs TLS between the members (--tls-cert, --tls-key, --tls-peer-ca): members prove who they are to each other with their certificates".into(),
             ));
         }
+        let kafka_listen = args.kafka_listen.or(file.kafka_listen);
+        let kafka_advertise = args.kafka_advertise.or(file.kafka_advertise);
+        if let Some(a) = &kafka_advertise {
+            let well_formed = a
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !well_formed {
+                return Err(ConfigError::Invalid(format!(
+                    "--kafka-advertise must be HOST:PORT, got {a:?}"
+                )));
+            }
+        }
+        if kafka_listen.is_some() {
+            // Not yet served over the Kafka listener (issue 34 lands in steps); refused rather
+            // than served without the protection the gRPC port has.
+            let missing = if cluster.is_some() {
+                Some("--cluster (cluster metadata for Kafka clients)")
+            } else if auth {
+                Some("--auth (SASL authentication)")
+            } else if tls.is_some() {
+                Some("TLS (--tls-cert)")
+            } else {
+                None
+            };
+            if let Some(what) = missing {
+                return Err(ConfigError::Invalid(format!(
+                    "--kafka-listen cannot be combined with {what} yet; see docs/kafka.md"
+                )));
+            }
+        } else if kafka_advertise.is_some() {
+            return Err(ConfigError::Invalid(
+                "--kafka-advertise needs --kafka-listen".into(),
+            ));
+        }
         Ok(Self {
             data_dir: pick!(data_dir, PathBuf::from(DEFAULT_DATA_DIR)),
             listen: pick!(listen, DEFAULT_LISTEN.to_string()),
@@ -497,6 +543,8 @@ impl Config {
             leader_rebalance_interval: (rebalance_ms > 0)
                 .then(|| Duration::from_millis(rebalance_ms)),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            kafka_listen,
+            kafka_advertise,
             limits,
             tls,
             auth,

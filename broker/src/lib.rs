@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod groups;
+pub mod kafka;
 pub mod log;
 pub mod metrics;
 pub mod pipelines;

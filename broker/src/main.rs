@@ -9,6 +9,7 @@ use clap::{CommandFactory, FromArgMatches};
 use tokio::net::TcpListener;
 use weir_broker::cluster::Cluster;
 use weir_broker::config::{Args, FsyncPolicy};
+use weir_broker::kafka::{Advertised, Kafka};
 use weir_broker::security::member::Members;
 use weir_broker::{Broker, Config};
 
@@ -124,10 +125,40 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )));
     }
 
+    let kafka = match &config.kafka_listen {
+        None => None,
+        Some(at) => {
+            let listener = TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot serve the Kafka protocol on {at}"))?;
+            let bound = listener.local_addr()?;
+            let advertised = match &config.kafka_advertise {
+                Some(a) => Advertised::parse(a)
+                    .with_context(|| format!("--kafka-advertise must be HOST:PORT, got {a:?}"))?,
+                None => Advertised::of_bound(bound),
+            };
+            Some((listener, bound, advertised))
+        }
+    };
+
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "weir-broker listening on {addr}")?;
     stdout.flush()?;
     drop(stdout);
+    // The Kafka listener: its line after the gRPC one (SPEC.md), then it accepts.
+    let (kafka_stop, kafka_stopped) = tokio::sync::watch::channel(false);
+    let kafka_task = match kafka {
+        None => None,
+        Some((listener, bound, advertised)) => {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "weir-broker kafka listening on {bound}")?;
+            stdout.flush()?;
+            drop(stdout);
+            tracing::info!(addr = %bound, advertised = %format!("{}:{}", advertised.host, advertised.port), "serving the Kafka protocol");
+            let kafka = Kafka::new(Arc::clone(&broker), advertised);
+            Some(tokio::spawn(kafka.serve(listener, kafka_stopped)))
+        }
+    };
     // systemd (`Type=notify`, packaging/weir-broker.service): ready once the port accepts.
     // Without NOTIFY_SOCKET (not under systemd) this does nothing.
     let status = format!("serving on {addr}");
@@ -159,6 +190,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     };
+    // Both front doors stop taking requests at once.
+    let stop = async move {
+        stop.await;
+        let _ = kafka_stop.send(true);
+    };
     weir_broker::server::serve(
         Arc::clone(&broker),
         cluster.clone(),
@@ -169,6 +205,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         stop,
     )
     .await?;
+    if let Some(task) = kafka_task {
+        let _ = task.await;
+    }
     broker.stop_background();
     if let Err(e) = broker.checkpoint_high_watermarks() {
         tracing::warn!(error = %e, "cannot checkpoint the high watermarks");

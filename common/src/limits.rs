@@ -8,6 +8,15 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Largest gRPC message the broker accepts or sends (a produce request or fetch response).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
+/// Largest request frame the Kafka listener reads (`--kafka-listen`); a larger size prefix
+/// closes the connection. Kafka's own `socket.request.max.bytes` is 100 MiB; this is the
+/// gRPC cap, so both front doors take the same requests.
+pub const MAX_KAFKA_REQUEST_BYTES: usize = MAX_REQUEST_BYTES;
+
+/// Longest a Kafka Fetch waits for `min_bytes` (its `max_wait_ms` is capped here; clients
+/// default to 500 ms).
+pub const MAX_KAFKA_FETCH_WAIT_MS: i32 = 30_000;
+
 /// Largest single record batch (one partition's share of a produce request).
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 

@@ -50,6 +50,8 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Broker {
     child: Option<Child>,
     pub addr: String,
+    /// With `--kafka-listen`: the address its `weir-broker kafka listening on` line named.
+    pub kafka: Option<String>,
     data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra_args: Vec<String>,
@@ -66,10 +68,11 @@ impl Broker {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(&data_dir, "127.0.0.1:0", &extra_args);
+        let (child, addr, kafka) = spawn(&data_dir, "127.0.0.1:0", &extra_args);
         Self {
             child: Some(child),
             addr,
+            kafka,
             data_dir,
             _tmp: Some(tmp),
             extra_args,
@@ -80,10 +83,11 @@ impl Broker {
     /// directory is the caller's to remove.
     pub fn start_on(data_dir: &Path, args: &[&str]) -> Self {
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(data_dir, "127.0.0.1:0", &extra_args);
+        let (child, addr, kafka) = spawn(data_dir, "127.0.0.1:0", &extra_args);
         Self {
             child: Some(child),
             addr,
+            kafka,
             data_dir: data_dir.to_path_buf(),
             _tmp: None,
             extra_args,
@@ -158,8 +162,15 @@ impl Broker {
     /// Starts the broker again on the same data dir and the same port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the broker before restarting it");
-        let (child, addr) = spawn(&self.data_dir, &self.addr, &self.extra_args);
+        // The Kafka listener comes back on the port it had (not a new one for port 0).
+        let mut args = self.extra_args.clone();
+        if let (Some(i), Some(at)) = (args.iter().position(|a| a == "--kafka-listen"), &self.kafka)
+        {
+            args[i + 1] = at.clone();
+        }
+        let (child, addr, kafka) = spawn(&self.data_dir, &self.addr, &args);
         assert_eq!(addr, self.addr);
+        assert_eq!(kafka, self.kafka);
         self.child = Some(child);
     }
 
@@ -295,7 +306,9 @@ impl Drop for Broker {
     }
 }
 
-fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
+/// Starts `weir-broker` and reads its stdout lines: the gRPC address, and with
+/// `--kafka-listen` the Kafka one (the pipe stays open, so the broker can write them).
+fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, String, Option<String>) {
     // A restart may race the old socket's release: retry binding for a while.
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
@@ -315,10 +328,19 @@ fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
             .spawn()
             .expect("spawn weir-broker");
         let stdout = child.stdout.take().expect("broker stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = stdout.read_line(&mut line);
         if let Some(addr) = line.trim().strip_prefix("weir-broker listening on ") {
-            return (child, addr.to_string());
+            let kafka = extra.iter().any(|a| a == "--kafka-listen").then(|| {
+                let mut line = String::new();
+                let _ = stdout.read_line(&mut line);
+                line.trim()
+                    .strip_prefix("weir-broker kafka listening on ")
+                    .unwrap_or_else(|| panic!("no kafka listening line: {line:?}"))
+                    .to_string()
+            });
+            return (child, addr.to_string(), kafka);
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -369,11 +391,12 @@ impl TestCluster {
                     spec.clone(),
                 ];
                 extra_args.extend(args.iter().map(|a| a.to_string()));
-                let (child, bound) = spawn(&data_dir, addr, &extra_args);
+                let (child, bound, kafka) = spawn(&data_dir, addr, &extra_args);
                 assert_eq!(&bound, addr);
                 Broker {
                     child: Some(child),
                     addr: bound,
+                    kafka,
                     data_dir,
                     _tmp: Some(tmp),
                     extra_args,

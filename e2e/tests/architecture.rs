@@ -37,7 +37,7 @@ struct Rules {
     hidden: &'static [(&'static str, &'static [&'static str])],
 }
 
-const WIRE_CRATES: [&str; 2] = ["weir_proto", "tonic"];
+const WIRE_CRATES: [&str; 3] = ["weir_proto", "tonic", "kafka_protocol"];
 
 const BROKER: Rules = Rules {
     src: "broker/src",
@@ -50,22 +50,23 @@ const BROKER: Rules = Rules {
         &["cluster"],
         &["config"],
         &["broker"],
-        &["server"],
+        &["server", "kafka"],
     ],
-    wire: &["server/", "cluster/network/", "main.rs"],
+    wire: &["server/", "kafka/", "cluster/network/", "main.rs"],
     known: &[],
     known_wire: &[],
-    hidden: &[(
-        "server/",
-        &[
-            "PartitionLog",
-            "GroupCoordinator",
-            "Appender",
-            "log",
-            "appender",
-        ],
-    )],
+    hidden: &[("server/", EDGE_HIDDEN), ("kafka/", EDGE_HIDDEN)],
 };
+
+/// What the broker's two edges (gRPC, Kafka) may not name: they read partitions through
+/// `Topic` and the facade.
+const EDGE_HIDDEN: &[&str] = &[
+    "PartitionLog",
+    "GroupCoordinator",
+    "Appender",
+    "log",
+    "appender",
+];
 
 const SDK: Rules = Rules {
     src: "sdk-rust/src",

@@ -33,6 +33,17 @@ struct RpcCodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KafkaLabels {
+    api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KafkaErrorLabels {
+    api: &'static str,
+    error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
     topic: String,
 }
@@ -100,6 +111,8 @@ pub struct Metrics {
     rpc_handled: Family<RpcCodeLabels, Counter>,
     rpc_seconds: Histograms<RpcLabels>,
     rpc_in_flight: Gauge,
+    kafka_requests: Family<KafkaErrorLabels, Counter>,
+    kafka_seconds: Histograms<KafkaLabels>,
     records_in: Family<TopicLabels, Counter>,
     bytes_in: Family<TopicLabels, Counter>,
     records_out: Family<TopicLabels, Counter>,
@@ -146,6 +159,20 @@ impl Metrics {
             "weir_rpc_in_flight",
             "gRPC calls being handled now (open streams included)",
             rpc_in_flight.clone(),
+        );
+        let kafka_requests = Family::<KafkaErrorLabels, Counter>::default();
+        let kafka_seconds: Histograms<KafkaLabels> = Family::new_with_constructor(rpc_histogram);
+        registry.register(
+            "weir_kafka_requests",
+            "Kafka-protocol requests answered (--kafka-listen), by API and by the Kafka error \
+             code of the request (its first partition's error; NONE)",
+            kafka_requests.clone(),
+        );
+        registry.register(
+            "weir_kafka_request_seconds",
+            "Time from a Kafka-protocol request's arrival to its response being ready (a \
+             Fetch's long poll included)",
+            kafka_seconds.clone(),
         );
         let records_in = Family::<TopicLabels, Counter>::default();
         let bytes_in = Family::<TopicLabels, Counter>::default();
@@ -207,6 +234,8 @@ impl Metrics {
             rpc_handled,
             rpc_seconds,
             rpc_in_flight,
+            kafka_requests,
+            kafka_seconds,
             records_in,
             bytes_in,
             records_out,
@@ -232,6 +261,17 @@ impl Metrics {
             code: None,
             counted: false,
         }
+    }
+
+    /// A Kafka-protocol request to `api` that arrived at `started` was answered with `error`
+    /// (a Kafka error code's name, `NONE`).
+    pub fn kafka_request(&self, api: &'static str, error: &'static str, started: Instant) {
+        self.kafka_requests
+            .get_or_create(&KafkaErrorLabels { api, error })
+            .inc();
+        self.kafka_seconds
+            .get_or_create(&KafkaLabels { api })
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// Batches of `records` records, `bytes` long, were produced to `topic` and acknowledged.
