@@ -48,6 +48,15 @@ class Broker:
             self.proc.kill()
             raise RuntimeError(f"broker did not start: {line!r}")
         self.addr = line[len(prefix):]
+        # With --kafka-listen, a second line names the Kafka port.
+        self.kafka = None
+        if "--kafka-listen" in flags:
+            line = self.proc.stdout.readline().strip()
+            prefix = "weir-broker kafka listening on "
+            if not line.startswith(prefix):
+                self.proc.kill()
+                raise RuntimeError(f"no kafka listening line: {line!r}")
+            self.kafka = line[len(prefix):]
 
     def client(self) -> weir.Client:
         return weir.Client(self.addr)
@@ -127,5 +136,14 @@ def cluster(tmp_path):
 @pytest.fixture
 def broker(tmp_path):
     b = Broker(tmp_path / "data")
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def kafka_broker(tmp_path):
+    """A broker that also serves the Kafka protocol (`--kafka-listen`); `.kafka` is its
+    address."""
+    b = Broker(tmp_path / "data", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0")
     yield b
     b.stop()

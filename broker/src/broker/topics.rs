@@ -149,6 +149,31 @@ impl Broker {
         self.groups.forget_topic(name, id)
     }
 
+    /// What creating `name` with `new` would refuse, without creating it (Kafka's
+    /// `validate_only`): the name, the settings against the defaults and limits, and on a
+    /// standalone broker the replication factor. Whether the name is taken, and in a cluster
+    /// whether there are enough brokers, is known only when it is proposed.
+    pub fn check_new_topic(&self, name: &str, new: &NewTopic) -> Result<(), BrokerError> {
+        let name = TopicName::new(name)?;
+        check_not_internal(name.as_str(), "created by clients")?;
+        resolve_config(new, &self.defaults)?;
+        let rf = new.replication_factor.unwrap_or(1);
+        if self.cluster().is_none() && rf != 1 {
+            return Err(BrokerError::InvalidArgument(format!(
+                "replication factor {rf} needs a cluster of at least {rf} brokers; this broker runs alone"
+            )));
+        }
+        if self.topics.get(name.as_str()).is_ok() {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The settings a topic gets when its creator leaves them out (`--default-*` flags).
+    pub fn topic_defaults(&self) -> &TopicDefaults {
+        &self.defaults
+    }
+
     pub async fn create_topic(
         self: &Arc<Self>,
         name: &str,

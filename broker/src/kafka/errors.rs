@@ -28,6 +28,8 @@ pub const INVALID_REQUIRED_ACKS: Code = code!(InvalidRequiredAcks, "INVALID_REQU
 pub const TOPIC_AUTHORIZATION_FAILED: Code =
     code!(TopicAuthorizationFailed, "TOPIC_AUTHORIZATION_FAILED");
 pub const INVALID_REQUEST: Code = code!(InvalidRequest, "INVALID_REQUEST");
+pub const INVALID_CONFIG: Code = code!(InvalidConfig, "INVALID_CONFIG");
+pub const UNKNOWN_TOPIC_ID: Code = code!(UnknownTopicId, "UNKNOWN_TOPIC_ID");
 
 /// The Kafka error code for a failed call.
 pub fn code_of(e: &BrokerError) -> Code {

@@ -13,7 +13,7 @@ use crate::security::Resource;
 use crate::topics::Topic;
 
 /// The cluster id Kafka clients see for a standalone broker.
-const STANDALONE_CLUSTER_ID: &str = "weir";
+pub const CLUSTER_ID: &str = "weir";
 
 fn topic_entry(r: &Request, t: &Topic) -> MetadataResponseTopic {
     let me = BrokerId(r.kafka.node_id());
@@ -75,7 +75,7 @@ pub fn metadata(r: &Request, req: MetadataRequest) -> MetadataResponse {
     me.port = i32::from(r.kafka.advertised.port);
     let mut resp = MetadataResponse::default();
     resp.brokers = vec![me];
-    resp.cluster_id = Some(StrBytes::from_static_str(STANDALONE_CLUSTER_ID));
+    resp.cluster_id = Some(StrBytes::from_static_str(CLUSTER_ID));
     resp.controller_id = BrokerId(r.kafka.node_id());
     resp.topics = topics;
     resp

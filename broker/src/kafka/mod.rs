@@ -3,9 +3,11 @@
 //! (size-prefixed, at most [`MAX_KAFKA_REQUEST_BYTES`]), decodes them with the
 //! `kafka-protocol` crate and answers in request order, as Kafka does; Produce requests are
 //! queued on the partitions' appenders as they are read, so pipelined produces keep their
-//! order and overlap their writes. A malformed frame closes its connection (with a log line);
+//! order and overlap their writes, and every other request is answered when its turn comes,
+//! so it sees what the requests before it did. A malformed frame closes its connection (with a log line);
 //! an API or version this listener does not serve gets UNSUPPORTED_VERSION.
 
+mod admin;
 mod errors;
 mod fetch;
 mod metadata;
@@ -331,10 +333,11 @@ impl Connection {
                 let _ = decode!(ApiVersionsRequest);
                 ctx.answer(versions::api_versions(0), "NONE")?
             }
+            // Answered when its turn comes (as every request but Produce's append), so it sees
+            // what the requests before it on the connection did.
             ApiKey::Metadata => {
                 let req = decode!(MetadataRequest);
-                let resp = metadata::metadata(&ctx, req);
-                ctx.answer(resp, "NONE")?
+                Box::pin(async move { ctx.encoded(&metadata::metadata(&ctx, req), "NONE") })
             }
             ApiKey::Produce => produce::produce(ctx, decode!(ProduceRequest)).await?,
             ApiKey::Fetch => {
@@ -357,6 +360,31 @@ impl Connection {
                     let (resp, code) = produce::init_producer_id(&ctx, req).await;
                     ctx.encoded(&resp, code)
                 })
+            }
+            ApiKey::CreateTopics => {
+                let req = decode!(CreateTopicsRequest);
+                Box::pin(async move {
+                    let (resp, code) = admin::create_topics(&ctx, req).await;
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::DeleteTopics => {
+                let req = decode!(DeleteTopicsRequest);
+                Box::pin(async move {
+                    let (resp, code) = admin::delete_topics(&ctx, req).await;
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::DescribeConfigs => {
+                let req = decode!(DescribeConfigsRequest);
+                Box::pin(async move {
+                    let (resp, code) = admin::describe_configs(&ctx, req);
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::DescribeCluster => {
+                let req = decode!(DescribeClusterRequest);
+                Box::pin(async move { ctx.encoded(&admin::describe_cluster(&ctx, req), "NONE") })
             }
             // `versions::serves` lets through only the APIs above.
             other => {

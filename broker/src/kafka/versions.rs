@@ -40,7 +40,11 @@ const SERVED: &[Served] = &[
     served(ApiKey::ListOffsets, 1, 6),
     served(ApiKey::Metadata, 0, 12),
     served(ApiKey::ApiVersions, 0, 4),
+    served(ApiKey::CreateTopics, 2, 7),
+    served(ApiKey::DeleteTopics, 1, 6),
     served(ApiKey::InitProducerId, 0, 5),
+    served(ApiKey::DescribeConfigs, 1, 4),
+    served(ApiKey::DescribeCluster, 0, 1),
 ];
 
 fn entry(api: ApiKey) -> Option<&'static Served> {

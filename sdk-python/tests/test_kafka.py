@@ -1,0 +1,195 @@
+"""Unmodified Kafka clients on Weir's Kafka listener: confluent-kafka (librdkafka), from PyPI.
+Produce with every codec and idempotence, consume from earliest and by time, keys where
+Weir's partitioner puts them, records crossing between the Kafka and Weir protocols, and topic
+administration through the AdminClient."""
+
+import uuid
+
+import pytest
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # noqa: E402
+
+import weir  # noqa: E402
+
+N = 100_000
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+def producer(broker, **extra) -> Producer:
+    conf = {
+        "bootstrap.servers": broker.kafka,
+        "enable.idempotence": True,
+        # librdkafka's default is consistent_random (CRC32); murmur2_random is Kafka's Java
+        # partitioner, which Weir's clients share.
+        "partitioner": "murmur2_random",
+        "linger.ms": 5,
+        "batch.size": 1 << 20,
+    }
+    conf.update(extra)
+    return Producer(conf)
+
+
+def consumer(broker, **extra) -> Consumer:
+    conf = {
+        "bootstrap.servers": broker.kafka,
+        "group.id": f"g-{uuid.uuid4()}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def read_assigned(c: Consumer, parts: list[TopicPartition], n: int, timeout_s: float = 60.0):
+    """Reads `n` records from the partitions `parts` (assigned, not subscribed)."""
+    c.assign(parts)
+    out = []
+    import time
+    deadline = time.monotonic() + timeout_s
+    while len(out) < n:
+        assert time.monotonic() < deadline, f"only {len(out)} of {n} records arrived"
+        for m in c.consume(num_messages=10_000, timeout=1.0):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(m.error())
+            out.append(m)
+    return out
+
+
+def produce_all(p: Producer, topic: str, records) -> list:
+    """Produces and waits for every delivery report; returns the errors."""
+    errors = []
+
+    def report(err, _msg):
+        if err is not None:
+            errors.append(err)
+
+    for key, value, headers, ts in records:
+        while True:
+            try:
+                p.produce(topic, value=value, key=key, headers=headers, timestamp=ts or 0, on_delivery=report)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    assert p.flush(60) == 0
+    return errors
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_every_codec_idempotent_keys_headers_and_timestamps_survive(kafka_broker, codec):
+    client = kafka_broker.client()
+    client.create_topic("events", partitions=3)
+    base = 1_700_000_000_000
+    records = [
+        (f"key-{i % 101}".encode(), f"value-{i}".encode() * 3, [("n", str(i).encode())], base + i)
+        for i in range(N)
+    ]
+    p = producer(kafka_broker, **{"compression.type": codec})
+    assert produce_all(p, "events", records) == []
+
+    c = consumer(kafka_broker)
+    got = read_assigned(c, [TopicPartition("events", i, 0) for i in range(3)], N)
+    c.close()
+    assert len(got) == N
+    by_partition: dict[int, list] = {}
+    for m in got:
+        i = int(dict(m.headers())["n"])
+        key, value, _, ts = records[i]
+        assert m.key() == key and m.value() == value
+        assert m.timestamp() == (confluent_kafka.TIMESTAMP_CREATE_TIME, ts)
+        # The partition Weir's own clients would pick for the key.
+        assert m.partition() == weir.partition_for_key(key, 3)
+        by_partition.setdefault(m.partition(), []).append((m.offset(), i))
+    for entries in by_partition.values():
+        # Dense offsets, each record once, in the order sent.
+        assert [o for o, _ in entries] == list(range(len(entries)))
+        assert [i for _, i in entries] == sorted(i for _, i in entries)
+
+
+def test_offsets_for_times_finds_the_first_record_at_or_after(kafka_broker):
+    kafka_broker.client().create_topic("timed", partitions=1)
+    records = [(None, f"r{i}".encode(), None, 1_000_000 + i * 1000) for i in range(100)]
+    assert produce_all(producer(kafka_broker), "timed", records) == []
+    c = consumer(kafka_broker)
+    found = c.offsets_for_times([TopicPartition("timed", 0, 1_042_500)], timeout=10)
+    assert found[0].offset == 43
+    found = c.offsets_for_times([TopicPartition("timed", 0, 5_000_000)], timeout=10)
+    assert found[0].offset == -1  # none at or after: Kafka's answer (OFFSET_END)
+    low, high = c.get_watermark_offsets(TopicPartition("timed", 0), timeout=10)
+    assert (low, high) == (0, 100)
+    got = read_assigned(c, [TopicPartition("timed", 0, 43)], 57)
+    assert [m.value() for m in got] == [f"r{i}".encode() for i in range(43, 100)]
+    c.close()
+
+
+def test_records_cross_between_the_weir_and_kafka_protocols(kafka_broker):
+    client = kafka_broker.client()
+    client.create_topic("both", partitions=2)
+    with client.producer() as p:
+        for i in range(1000):
+            p.send("both", f"weir-{i}".encode(), key=f"k{i % 10}".encode(), headers={"via": b"weir"})
+    c = consumer(kafka_broker)
+    got = read_assigned(c, [TopicPartition("both", 0, 0), TopicPartition("both", 1, 0)], 1000)
+    c.close()
+    assert sorted(m.value() for m in got) == sorted(f"weir-{i}".encode() for i in range(1000))
+    assert all(dict(m.headers())["via"] == b"weir" for m in got)
+    for m in got:
+        assert m.partition() == weir.partition_for_key(m.key(), 2)
+
+    records = [(f"k{i % 10}".encode(), f"kafka-{i}".encode(), [("via", b"kafka")], None) for i in range(1000)]
+    assert produce_all(producer(kafka_broker), "both", records) == []
+    back = [r for r in client.consumer("both", start="earliest", idle_timeout_ms=1000)]
+    from_kafka = [r for r in back if r.headers.get("via") == b"kafka"]
+    assert sorted(r.value for r in from_kafka) == sorted(f"kafka-{i}".encode() for i in range(1000))
+    for r in from_kafka:
+        assert r.partition == weir.partition_for_key(r.key, 2)
+
+
+def test_the_admin_client_creates_describes_and_deletes_topics(kafka_broker):
+    admin = AdminClient({"bootstrap.servers": kafka_broker.kafka})
+    fs = admin.create_topics([
+        NewTopic("made-by-kafka", num_partitions=4, replication_factor=1,
+                 config={"retention.ms": "3600000", "segment.bytes": "1048576"}),
+        NewTopic("compacted", num_partitions=1, replication_factor=1,
+                 config={"cleanup.policy": "compact"}),
+        NewTopic("bad name!", num_partitions=1, replication_factor=1),
+    ])
+    fs["made-by-kafka"].result(timeout=10)
+    with pytest.raises(KafkaException) as e:
+        fs["compacted"].result(timeout=10)
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
+    assert "compaction" in e.value.args[0].str()
+    with pytest.raises(KafkaException) as e:
+        fs["bad name!"].result(timeout=10)
+    assert e.value.args[0].code() == KafkaError.TOPIC_EXCEPTION
+    # The same topic, seen through Weir.
+    assert "made-by-kafka" in kafka_broker.client().list_topics()
+    assert "compacted" not in kafka_broker.client().list_topics()
+    with pytest.raises(KafkaException) as e:
+        admin.create_topics([NewTopic("made-by-kafka", 1, 1)])["made-by-kafka"].result(timeout=10)
+    assert e.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
+
+    meta = admin.list_topics(timeout=10)
+    assert len(meta.topics["made-by-kafka"].partitions) == 4
+    assert meta.cluster_id == "weir"
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, "made-by-kafka")
+    configs = admin.describe_configs([res])[res].result(timeout=10)
+    assert configs["retention.ms"].value == "3600000"
+    assert configs["segment.bytes"].value == "1048576"
+    assert configs["cleanup.policy"].value == "delete"
+    assert int(configs["max.message.bytes"].value) > 0
+
+    cluster = admin.describe_cluster(request_timeout=10).result(timeout=10)
+    assert [n.id for n in cluster.nodes] == [0]
+    assert cluster.controller.id == 0
+
+    admin.delete_topics(["made-by-kafka"])["made-by-kafka"].result(timeout=10)
+    assert "made-by-kafka" not in kafka_broker.client().list_topics()
+    with pytest.raises(KafkaException) as e:
+        admin.delete_topics(["made-by-kafka"])["made-by-kafka"].result(timeout=10)
+    assert e.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
