@@ -65,6 +65,23 @@ pub enum BrokerError {
     },
     #[error("group {group:?} has {members} live member(s); stop them first")]
     GroupNotEmpty { group: String, members: usize },
+    /// A member that cannot join: the group's members speak the other protocol (Weir's
+    /// groups or Kafka's), or share no assignor with it.
+    #[error("group {group:?}: {why}")]
+    InconsistentGroupProtocol { group: String, why: String },
+    /// A Kafka-protocol member acting on a generation that is not the group's.
+    #[error(
+        "group {group:?} member {member:?}: generation {generation} is not the group's ({current}); join again"
+    )]
+    IllegalGeneration {
+        group: String,
+        member: String,
+        generation: i32,
+        current: i32,
+    },
+    /// The group is rebalancing: a Kafka-protocol member must join again.
+    #[error("group {group:?} is rebalancing: join again")]
+    RebalanceInProgress { group: String },
     #[error("plugin {0:?} does not exist")]
     PluginNotFound(String),
     #[error("plugin {0:?} already exists")]

@@ -193,3 +193,96 @@ def test_the_admin_client_creates_describes_and_deletes_topics(kafka_broker):
     with pytest.raises(KafkaException) as e:
         admin.delete_topics(["made-by-kafka"])["made-by-kafka"].result(timeout=10)
     assert e.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def poll_until(c: Consumer, done, limit_s: float = 60.0) -> list:
+    """Polls `c` (a group member) until `done(records)` holds."""
+    import time
+    out: list = []
+    deadline = time.monotonic() + limit_s
+    while not done(out):
+        assert time.monotonic() < deadline, f"timed out with {len(out)} records"
+        for m in c.consume(num_messages=1000, timeout=0.2):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(m.error())
+            out.append(m)
+    return out
+
+
+def test_two_group_members_split_partitions_and_one_takes_over_from_committed_offsets(kafka_broker):
+    client = kafka_broker.client()
+    client.create_topic("orders", partitions=6)
+    first = [(f"k{i}".encode(), f"v{i}".encode(), None, None) for i in range(6000)]
+    assert produce_all(producer(kafka_broker), "orders", first) == []
+
+    def member(name: str) -> Consumer:
+        c = consumer(kafka_broker, **{
+            "group.id": "billing",
+            "client.id": name,
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 100,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 200,
+            "partition.assignment.strategy": "range",
+        })
+        c.subscribe(["orders"])
+        return c
+
+    a, b = member("a"), member("b")
+    got: dict[str, list] = {"a": [], "b": []}
+    # Both poll, in turn on this thread (a member that does not poll holds up the
+    # rebalance), until each has 3 partitions and everything is read between them.
+    import time
+    deadline = time.monotonic() + 60
+    while len(got["a"]) + len(got["b"]) < 6000 or len(a.assignment()) != 3 or len(b.assignment()) != 3:
+        assert time.monotonic() < deadline, (len(got["a"]), len(got["b"]), a.assignment(), b.assignment())
+        for name, c in (("a", a), ("b", b)):
+            got[name].extend(m for m in c.consume(num_messages=1000, timeout=0.1) if not m.error())
+    # The partitions split between them, and no record read twice (a partition that moved
+    # in the rebalance was committed by its first reader before the second started).
+    pa = {p.partition for p in a.assignment()}
+    pb = {p.partition for p in b.assignment()}
+    assert not (pa & pb) and pa | pb == set(range(6)), (pa, pb)
+    seen = [(m.partition(), m.offset()) for m in got["a"] + got["b"]]
+    assert len(seen) == len(set(seen)) == 6000
+    for c in (a, b):
+        try:
+            c.commit(asynchronous=False)
+        except KafkaException as e:
+            # Auto-commit got there first: nothing left to commit.
+            assert e.args[0].code() == KafkaError._NO_OFFSET
+
+    # The offsets Kafka clients committed show in `weir group describe`, lag included.
+    rows = [r.split("\t") for r in kafka_broker.cli("group", "describe", "billing").splitlines()[1:]]
+    assert len(rows) == 6
+    assert all(r[2] == r[3] and r[4] == "0" for r in rows), rows
+    # A Weir consumer cannot join the group while Kafka consumers are in it.
+    with pytest.raises(weir.WeirError, match="Kafka-protocol consumers"):
+        next(iter(client.consumer("orders", group="billing", idle_timeout_ms=1000)))
+
+    # b leaves; a takes its partitions from the committed offsets and reads only the new
+    # records.
+    b.close()
+    more = [(f"k{i}".encode(), f"v{i}".encode(), None, None) for i in range(6000, 7200)]
+    assert produce_all(producer(kafka_broker), "orders", more) == []
+    rest = poll_until(a, lambda out: len(out) >= 1200 and len(a.assignment()) == 6)
+    assert sorted(m.value() for m in rest) == sorted(v for _, v, _, _ in more)
+    a.close()
+
+    # Another group gets everything.
+    audit = consumer(kafka_broker, **{"group.id": "audit"})
+    audit.subscribe(["orders"])
+    everything = poll_until(audit, lambda out: len(out) >= 7200)
+    assert len({(m.partition(), m.offset()) for m in everything}) == 7200
+    audit.commit(asynchronous=False)
+    audit.close()
+
+    # With the Kafka members gone, a Weir consumer of the group resumes at their offsets.
+    assert list(client.consumer("orders", group="billing", idle_timeout_ms=1000)) == []
+    admin = AdminClient({"bootstrap.servers": kafka_broker.kafka})
+    groups = admin.list_consumer_groups().result(timeout=10)
+    assert {"billing", "audit"} <= {g.group_id for g in groups.valid}, groups.errors
+    described = admin.describe_consumer_groups(["audit"])["audit"].result(timeout=10)
+    assert described.group_id == "audit" and described.members == []

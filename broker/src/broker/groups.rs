@@ -7,9 +7,15 @@ use std::sync::Arc;
 use super::Broker;
 use crate::blocking::blocking;
 use crate::error::BrokerError;
+use crate::groups::classic::{Classic, ClassicMember};
 use crate::groups::{
-    CommitArgs, CommittedView, GroupSummary, GroupView, Heartbeat, HeartbeatArgs, ResetTo,
+    ClassicAssignment, ClassicJoin, CommitArgs, CommittedView, GroupSummary, GroupView, Heartbeat,
+    HeartbeatArgs, JoinResult, ResetTo,
 };
+
+/// How often a waiting JoinGroup or SyncGroup looks at its group again even without a change
+/// (a safety net: every change wakes it at once).
+const CLASSIC_WAIT_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Broker {
     /// Join, heartbeat or leave a group (in memory: no blocking work).
@@ -34,6 +40,77 @@ impl Broker {
     /// Moves on every change of any group's membership or assignment.
     pub fn group_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.groups.watch_changes()
+    }
+
+    /// A Kafka-protocol JoinGroup, answered once the group's rebalance completed: when every
+    /// member has joined, or at the rebalance timeout without those that did not.
+    pub async fn join_classic(&self, join: ClassicJoin) -> Result<JoinResult, BrokerError> {
+        self.check_coordinator(&join.group)?;
+        let group = join.group.clone();
+        let mut changes = self.groups.watch_changes();
+        let (member, waits_for) = self.groups.classic_join(join, std::time::Instant::now())?;
+        loop {
+            if let Some(result) = self.groups.classic_join_result(&group, &member, waits_for) {
+                return result;
+            }
+            if let Ok(Err(_)) = tokio::time::timeout(CLASSIC_WAIT_RECHECK, changes.changed()).await
+            {
+                return Err(BrokerError::ShuttingDown);
+            }
+        }
+    }
+
+    /// A Kafka-protocol SyncGroup, answered with the member's assignment once the leader's
+    /// SyncGroup brought it.
+    pub async fn sync_classic(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+        assignments: Vec<ClassicAssignment>,
+    ) -> Result<bytes::Bytes, BrokerError> {
+        self.check_coordinator(group)?;
+        let mut changes = self.groups.watch_changes();
+        self.groups.classic_sync(
+            group,
+            member,
+            generation,
+            assignments,
+            std::time::Instant::now(),
+        )?;
+        loop {
+            if let Some(result) = self.groups.classic_sync_result(group, member, generation) {
+                return result;
+            }
+            if let Ok(Err(_)) = tokio::time::timeout(CLASSIC_WAIT_RECHECK, changes.changed()).await
+            {
+                return Err(BrokerError::ShuttingDown);
+            }
+        }
+    }
+
+    /// A Kafka-protocol Heartbeat.
+    pub fn heartbeat_classic(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+    ) -> Result<(), BrokerError> {
+        self.check_coordinator(group)?;
+        self.groups
+            .classic_heartbeat(group, member, generation, std::time::Instant::now())
+    }
+
+    /// A Kafka-protocol LeaveGroup of one member.
+    pub fn leave_classic(&self, group: &str, member: &str) -> Result<(), BrokerError> {
+        self.check_coordinator(group)?;
+        self.groups
+            .classic_leave(group, member, std::time::Instant::now())
+    }
+
+    /// A group's Kafka-protocol state and members (`None`: no such group).
+    pub fn classic_group(&self, group: &str) -> Option<(Classic, Vec<ClassicMember>)> {
+        self.groups.classic_view(group)
     }
 
     pub async fn commit_offsets(

@@ -16,6 +16,7 @@
 //! between the ownership check and the write.
 
 pub mod assign;
+pub mod classic;
 mod coordinated;
 pub mod offsets;
 pub mod state;
@@ -37,6 +38,8 @@ use crate::error::BrokerError;
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
 use crate::types::{PartitionKey, TopicId, now_ms};
+use classic::{Classic, ClassicMember};
+pub use classic::{ClassicAssignment, ClassicJoin, JoinResult};
 pub use state::{Committed, GroupState, Heartbeat, TopicPartition};
 use state::{Group, Join};
 
@@ -401,6 +404,18 @@ impl GroupCoordinator {
             .map(|(k, g)| (k.clone(), Arc::clone(g)))
             .collect();
         for (name, g) in groups {
+            let classic_gone = {
+                let mut g = lock(&g);
+                let gone = g.classic.expire(now);
+                for id in &gone {
+                    tracing::info!(group = %name, member = %id, "Kafka-protocol member removed: no heartbeat within its session timeout, or it did not rejoin within the rebalance timeout");
+                }
+                !gone.is_empty()
+            };
+            if classic_gone {
+                self.notify();
+                self.drop_if_idle(&name);
+            }
             let removed = lock(&g).expire(now, &counts);
             if removed.is_empty() {
                 continue;
@@ -411,6 +426,131 @@ impl GroupCoordinator {
             self.notify();
             self.drop_if_idle(&name);
         }
+    }
+
+    /// A Kafka-protocol JoinGroup: adds or rejoins the member; returns its id and the
+    /// generation its answer must be newer than ([`Self::classic_join_result`]).
+    pub fn classic_join(
+        &self,
+        join: ClassicJoin,
+        now: Instant,
+    ) -> Result<(String, i32), BrokerError> {
+        let group = self.get_or_create(&join.group)?;
+        let name = join.group.clone();
+        let new_id = format!(
+            "{}-{:x}-{}",
+            if join.client_id.is_empty() {
+                "kafka"
+            } else {
+                join.client_id.as_str()
+            },
+            self.instance,
+            self.member_seq.fetch_add(1, Ordering::Relaxed) + 1
+        );
+        let joined = {
+            let mut g = lock(&group);
+            if g.members().next().is_some() {
+                return Err(BrokerError::InconsistentGroupProtocol {
+                    group: name,
+                    why: "its members are Weir consumers; a Kafka consumer may join once they \
+                          have left (the two share committed offsets, not membership)"
+                        .into(),
+                });
+            }
+            g.classic.join(new_id, join, now)?
+        };
+        tracing::info!(group = %name, member = %joined.0, "Kafka-protocol member joined");
+        self.notify();
+        Ok(joined)
+    }
+
+    /// The answer to a JoinGroup once its rebalance completed (`None` until then).
+    pub fn classic_join_result(
+        &self,
+        group: &str,
+        member: &str,
+        waits_for: i32,
+    ) -> Option<Result<JoinResult, BrokerError>> {
+        match self.get(group) {
+            Ok(g) => lock(&g).classic.join_result(member, waits_for),
+            Err(_) => Some(Err(BrokerError::UnknownMember {
+                group: group.to_string(),
+                member: member.to_string(),
+            })),
+        }
+    }
+
+    /// A SyncGroup (the leader's carries the assignments).
+    pub fn classic_sync(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+        assignments: Vec<ClassicAssignment>,
+        now: Instant,
+    ) -> Result<(), BrokerError> {
+        let g = self.classic_group(group, member)?;
+        lock(&g)
+            .classic
+            .sync(member, generation, assignments, now)?;
+        self.notify();
+        Ok(())
+    }
+
+    /// The answer to a SyncGroup once the leader's assignment is in (`None` until then).
+    pub fn classic_sync_result(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+    ) -> Option<Result<bytes::Bytes, BrokerError>> {
+        match self.classic_group(group, member) {
+            Ok(g) => lock(&g).classic.sync_result(member, generation),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// A Kafka-protocol Heartbeat.
+    pub fn classic_heartbeat(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+        now: Instant,
+    ) -> Result<(), BrokerError> {
+        let g = self.classic_group(group, member)?;
+        lock(&g).classic.heartbeat(member, generation, now)
+    }
+
+    /// A Kafka-protocol LeaveGroup of one member.
+    pub fn classic_leave(
+        &self,
+        group: &str,
+        member: &str,
+        now: Instant,
+    ) -> Result<(), BrokerError> {
+        let g = self.classic_group(group, member)?;
+        lock(&g).classic.leave(member, now)?;
+        tracing::info!(group, member, "Kafka-protocol member left");
+        self.notify();
+        self.drop_if_idle(group);
+        Ok(())
+    }
+
+    /// A group's Kafka-protocol membership as it is now (for DescribeGroups).
+    pub fn classic_view(&self, group: &str) -> Option<(Classic, Vec<ClassicMember>)> {
+        let g = self.get(group).ok()?;
+        let g = lock(&g);
+        let members = g.classic.members().cloned().collect();
+        Some((g.classic.clone(), members))
+    }
+
+    /// The group of a Kafka-protocol member (unknown member if there is no such group).
+    fn classic_group(&self, group: &str, member: &str) -> Result<Arc<Mutex<Group>>, BrokerError> {
+        self.get(group).map_err(|_| BrokerError::UnknownMember {
+            group: group.to_string(),
+            member: member.to_string(),
+        })
     }
 
     /// Whether `member` of `group` may read `topic`/`partition` now.
@@ -556,7 +696,7 @@ impl GroupCoordinator {
     ) -> Result<GroupView, BrokerError> {
         let g = self.get(group)?;
         let g = lock(&g);
-        let members = g
+        let mut members: Vec<MemberView> = g
             .members()
             .map(|m| MemberView {
                 id: m.id.clone(),
@@ -569,6 +709,17 @@ impl GroupCoordinator {
                 since_heartbeat: now.saturating_duration_since(m.last_seen),
             })
             .collect();
+        // Kafka-protocol members: their epoch is the group's generation.
+        members.extend(g.classic.members().map(|m| MemberView {
+            id: m.id.clone(),
+            client_id: m.client_id.clone(),
+            epoch: i64::from(g.classic.generation),
+            topics: m.topics.iter().cloned().collect(),
+            assigned: m.assigned.iter().cloned().collect(),
+            revoking: Vec::new(),
+            session_timeout: m.session_timeout,
+            since_heartbeat: now.saturating_duration_since(m.last_seen),
+        }));
         let mut names = g.subscribed_topics();
         names.extend(g.offsets.keys().map(|(t, _)| t.clone()));
         let mut partitions = Vec::new();
@@ -584,7 +735,7 @@ impl GroupCoordinator {
                     lag: committed.as_ref().map(|c| end.saturating_sub(c.offset)),
                     committed,
                     end_offset: end,
-                    member: g.holder(&tp).map(|m| m.id.clone()),
+                    member: g.holder_id(&tp),
                     topic: name.clone(),
                     partition: p as u32,
                 });

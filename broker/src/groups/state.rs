@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use super::assign::{MemberId, assign_topic};
+use super::classic::Classic;
 use crate::error::BrokerError;
 
 /// A topic and one of its partitions.
@@ -112,11 +113,15 @@ pub struct Group {
     /// Partition counts the target was computed with.
     counts: BTreeMap<String, u32>,
     pub offsets: BTreeMap<TopicPartition, Committed>,
+    /// Its Kafka-protocol members (the Kafka listener's classic protocol). A group has
+    /// members of one protocol at a time; offsets are shared (docs/kafka.md).
+    pub classic: Classic,
 }
 
 impl Group {
     pub fn new(name: String) -> Self {
         Self {
+            classic: Classic::new(name.clone()),
             name,
             epoch: 0,
             members: BTreeMap::new(),
@@ -132,10 +137,16 @@ impl Group {
     }
 
     pub fn has_members(&self) -> bool {
-        !self.members.is_empty()
+        !self.members.is_empty() || self.classic.has_members()
     }
 
     pub fn state(&self) -> GroupState {
+        if self.classic.has_members() {
+            return match self.classic.phase {
+                super::classic::Phase::Stable => GroupState::Stable,
+                _ => GroupState::Reconciling,
+            };
+        }
         if self.members.is_empty() {
             GroupState::Empty
         } else if self.members.values().all(|m| self.converged(m)) {
@@ -150,7 +161,19 @@ impl Group {
         self.members
             .values()
             .flat_map(|m| m.topics.iter().cloned())
+            .chain(
+                self.classic
+                    .members()
+                    .flat_map(|m| m.topics.iter().cloned()),
+            )
             .collect()
+    }
+
+    /// The id of the member reading `tp` now, of either protocol.
+    pub fn holder_id(&self, tp: &TopicPartition) -> Option<String> {
+        self.holder(tp)
+            .map(|m| m.id.clone())
+            .or_else(|| self.classic.holder(tp).map(|m| m.id.clone()))
     }
 
     /// The member that may read `tp` now, if any (its assignment or its revoking set).
@@ -186,6 +209,14 @@ impl Group {
         now: Instant,
         counts: &dyn Fn(&str) -> u32,
     ) -> Result<Heartbeat, BrokerError> {
+        if self.classic.has_members() {
+            return Err(BrokerError::InconsistentGroupProtocol {
+                group: self.name.clone(),
+                why: "its members are Kafka-protocol consumers; a Weir consumer may join once \
+                      they have left (the two share committed offsets, not membership)"
+                    .into(),
+            });
+        }
         self.members.insert(
             id.clone(),
             Member {
@@ -283,6 +314,12 @@ impl Group {
         epoch: i64,
         tp: &TopicPartition,
     ) -> Result<(), BrokerError> {
+        if self.classic.is_member(id) {
+            // Kafka's rule: the member's generation is the group's; partitions are the
+            // client-side assignor's business.
+            let generation = i32::try_from(epoch).unwrap_or(i32::MIN);
+            return self.classic.check_commit(id, generation);
+        }
         let m = self.members.get(id).ok_or_else(|| self.unknown(id))?;
         if epoch != m.epoch {
             return Err(BrokerError::StaleMemberEpoch {

@@ -30,6 +30,10 @@ pub const TOPIC_AUTHORIZATION_FAILED: Code =
 pub const INVALID_REQUEST: Code = code!(InvalidRequest, "INVALID_REQUEST");
 pub const INVALID_CONFIG: Code = code!(InvalidConfig, "INVALID_CONFIG");
 pub const UNKNOWN_TOPIC_ID: Code = code!(UnknownTopicId, "UNKNOWN_TOPIC_ID");
+pub const INVALID_GROUP_ID: Code = code!(InvalidGroupId, "INVALID_GROUP_ID");
+pub const GROUP_AUTHORIZATION_FAILED: Code =
+    code!(GroupAuthorizationFailed, "GROUP_AUTHORIZATION_FAILED");
+pub const OFFSET_OUT_OF_RANGE: Code = code!(OffsetOutOfRange, "OFFSET_OUT_OF_RANGE");
 
 /// The Kafka error code for a failed call.
 pub fn code_of(e: &BrokerError) -> Code {
@@ -39,13 +43,20 @@ pub fn code_of(e: &BrokerError) -> Code {
         B::TopicExists(_) => code!(TopicAlreadyExists, "TOPIC_ALREADY_EXISTS"),
         B::InvalidName(_) => code!(InvalidTopicException, "INVALID_TOPIC_EXCEPTION"),
         B::InvalidBatch { source, .. } => batch_code(source),
-        B::OffsetOutOfRange { .. } => code!(OffsetOutOfRange, "OFFSET_OUT_OF_RANGE"),
+        B::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         B::OutOfOrderSequence { .. } => {
             code!(OutOfOrderSequenceNumber, "OUT_OF_ORDER_SEQUENCE_NUMBER")
         }
         B::GroupNotFound(_) => code!(GroupIdNotFound, "GROUP_ID_NOT_FOUND"),
         B::UnknownMember { .. } => code!(UnknownMemberId, "UNKNOWN_MEMBER_ID"),
         B::GroupNotEmpty { .. } => code!(NonEmptyGroup, "NON_EMPTY_GROUP"),
+        B::InconsistentGroupProtocol { .. } => {
+            code!(InconsistentGroupProtocol, "INCONSISTENT_GROUP_PROTOCOL")
+        }
+        B::IllegalGeneration { .. } | B::StaleMemberEpoch { .. } => {
+            code!(IllegalGeneration, "ILLEGAL_GENERATION")
+        }
+        B::RebalanceInProgress { .. } => code!(RebalanceInProgress, "REBALANCE_IN_PROGRESS"),
         // Retriable: the client refreshes its metadata and tries again (a restarted or new
         // leader).
         B::NotLeader { .. } | B::ShuttingDown => {

@@ -10,6 +10,7 @@
 mod admin;
 mod errors;
 mod fetch;
+mod groups;
 mod metadata;
 mod produce;
 mod versions;
@@ -139,6 +140,8 @@ impl Kafka {
         let mut conn = Connection {
             kafka: self,
             who: Principal::Anonymous,
+            // Kafka's `client_host` form.
+            peer: format!("/{}", peer.ip()),
         };
         let mut rd = BufReader::with_capacity(64 * 1024, rd);
         loop {
@@ -275,6 +278,7 @@ struct Connection {
     kafka: Arc<Kafka>,
     /// Who the client is (with `--auth`, after SASL).
     who: Principal,
+    peer: String,
 }
 
 impl Connection {
@@ -317,6 +321,12 @@ impl Connection {
         let ctx = Request {
             kafka: Arc::clone(&self.kafka),
             who: self.who.clone(),
+            peer: self.peer.clone(),
+            client_id: header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
             api,
             version,
             correlation_id: header.correlation_id,
@@ -386,6 +396,69 @@ impl Connection {
                 let req = decode!(DescribeClusterRequest);
                 Box::pin(async move { ctx.encoded(&admin::describe_cluster(&ctx, req), "NONE") })
             }
+            ApiKey::FindCoordinator => {
+                let req = decode!(FindCoordinatorRequest);
+                Box::pin(async move {
+                    let (resp, code) = groups::find_coordinator(&ctx, req);
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::JoinGroup => {
+                let req = decode!(JoinGroupRequest);
+                Box::pin(async move {
+                    let (resp, code) = groups::join_group(&ctx, req).await;
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::SyncGroup => {
+                let req = decode!(SyncGroupRequest);
+                Box::pin(async move {
+                    let (resp, code) = groups::sync_group(&ctx, req).await;
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::Heartbeat => {
+                let req = decode!(HeartbeatRequest);
+                Box::pin(async move {
+                    let (resp, code) = groups::heartbeat(&ctx, req);
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::LeaveGroup => {
+                let req = decode!(LeaveGroupRequest);
+                Box::pin(async move {
+                    let (resp, code) = groups::leave_group(&ctx, req);
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::OffsetCommit => {
+                let req = decode!(OffsetCommitRequest);
+                Box::pin(async move {
+                    let (resp, code) = groups::offset_commit(&ctx, req).await;
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::OffsetFetch => {
+                let req = decode!(OffsetFetchRequest);
+                Box::pin(async move {
+                    let (resp, code) = groups::offset_fetch(&ctx, req).await;
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::ListGroups => {
+                let req = decode!(ListGroupsRequest);
+                Box::pin(async move {
+                    let (resp, code) = groups::list_groups(&ctx, req);
+                    ctx.encoded(&resp, code)
+                })
+            }
+            ApiKey::DescribeGroups => {
+                let req = decode!(DescribeGroupsRequest);
+                Box::pin(async move {
+                    let (resp, code) = groups::describe_groups(&ctx, req);
+                    ctx.encoded(&resp, code)
+                })
+            }
             // `versions::serves` lets through only the APIs above.
             other => {
                 tracing::error!(
@@ -402,6 +475,10 @@ impl Connection {
 pub(crate) struct Request {
     kafka: Arc<Kafka>,
     who: Principal,
+    /// The client's address as Kafka shows it (`/IP`).
+    peer: String,
+    /// The request header's client id (empty if none).
+    client_id: String,
     api: ApiKey,
     version: i16,
     correlation_id: i32,

@@ -131,6 +131,17 @@ pub fn status_of(e: BrokerError) -> Status {
         BrokerError::GroupNotEmpty { .. } => {
             (Status::failed_precondition(message), "group_not_empty")
         }
+        BrokerError::InconsistentGroupProtocol { .. } => (
+            Status::failed_precondition(message),
+            "inconsistent_group_protocol",
+        ),
+        BrokerError::IllegalGeneration { .. } => {
+            (Status::failed_precondition(message), "illegal_generation")
+        }
+        BrokerError::RebalanceInProgress { .. } => (
+            Status::failed_precondition(message),
+            "rebalance_in_progress",
+        ),
         BrokerError::PluginNotFound(_) => (Status::not_found(message), "plugin_not_found"),
         BrokerError::PluginExists(_) => (Status::already_exists(message), "plugin_exists"),
         BrokerError::InvalidPlugin(_) => (Status::invalid_argument(message), "invalid_plugin"),
