@@ -506,8 +506,6 @@ impl Config {
             // than served without the protection the gRPC port has.
             let missing = if cluster.is_some() {
                 Some("--cluster (cluster metadata for Kafka clients)")
-            } else if auth {
-                Some("--auth (SASL authentication)")
             } else if tls.is_some() {
                 Some("TLS (--tls-cert)")
             } else {

@@ -431,7 +431,10 @@ fn kafka_listen_is_refused_with_what_it_does_not_serve_yet() {
     let mut broker = Broker::start();
     broker.kill9();
     for (flags, reason) in [
-        (vec!["--auth"], "--auth"),
+        (
+            vec!["--node-id", "1", "--cluster", "1=127.0.0.1:1"],
+            "--cluster",
+        ),
         (
             vec!["--kafka-advertise", "nope"],
             "--kafka-advertise must be HOST:PORT",

@@ -286,3 +286,64 @@ def test_two_group_members_split_partitions_and_one_takes_over_from_committed_of
     assert {"billing", "audit"} <= {g.group_id for g in groups.valid}, groups.errors
     described = admin.describe_consumer_groups(["audit"])["audit"].result(timeout=10)
     assert described.group_id == "audit" and described.members == []
+
+
+def test_sasl_plain_signs_in_as_a_weir_user_held_to_its_acls(tmp_path):
+    from conftest import Broker
+    b = Broker(tmp_path / "data", "127.0.0.1:0", "--auth", "--kafka-listen", "127.0.0.1:0")
+    try:
+        root = ("--token", (tmp_path / "data" / "admin.token").read_text().strip())
+        b.cli(*root, "topic", "create", "orders", "--partitions", "2")
+        b.cli(*root, "topic", "create", "audit")
+        b.cli(*root, "user", "add", "app", "--password-stdin", stdin="app-password\n")
+        b.cli(*root, "acl", "grant", "app", "write", "--topic", "orders")
+        b.cli(*root, "acl", "grant", "app", "read", "--topic", "orders")
+        b.cli(*root, "acl", "grant", "app", "read", "--group", "billing")
+
+        def sasl(password: str) -> dict:
+            return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
+                    "sasl.username": "app", "sasl.password": password}
+
+        # The right password: produce and consume in a group, as the ACLs allow.
+        p = producer(b, **sasl("app-password"))
+        records = [(f"k{i}".encode(), f"v{i}".encode(), None, None) for i in range(100)]
+        assert produce_all(p, "orders", records) == []
+        c = consumer(b, **sasl("app-password"), **{"group.id": "billing"})
+        c.subscribe(["orders"])
+        got = poll_until(c, lambda out: len(out) >= 100)
+        assert sorted(m.value() for m in got) == sorted(v for _, v, _, _ in records)
+        c.commit(asynchronous=False)
+        c.close()
+        # Metadata shows only what the user may touch.
+        admin = AdminClient({"bootstrap.servers": b.kafka, **sasl("app-password")})
+        assert set(admin.list_topics(timeout=10).topics) == {"orders"}
+
+        # An ACL denial: TOPIC_AUTHORIZATION_FAILED for the topic, GROUP_... for the group.
+        errors = produce_all(producer(b, **sasl("app-password"), **{"message.timeout.ms": 5000}),
+                             "audit", [(None, b"x", None, None)])
+        assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+        other = consumer(b, **sasl("app-password"), **{"group.id": "other"})
+        other.subscribe(["orders"])
+        with pytest.raises(KafkaException) as denied:
+            poll_until(other, lambda out: False, limit_s=10)
+        assert denied.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+        other.close()
+
+        # A wrong password: SASL_AUTHENTICATION_FAILED (librdkafka reports it through its
+        # error callback, with the broker's reason), and nothing is produced.
+        seen: list = []
+        bad = producer(b, **sasl("wrong-password"),
+                       **{"message.timeout.ms": 3000, "error_cb": seen.append})
+        errors = produce_all(bad, "orders", [(None, b"never", None, None)])
+        assert [e.code() for e in errors] == [KafkaError._MSG_TIMED_OUT]
+        failed = [e for e in seen if e.code() == KafkaError._AUTHENTICATION]
+        assert failed and "invalid" in failed[0].str().lower(), seen
+        # Without SASL at all: the broker closes the connection; nothing is served.
+        plain = AdminClient({"bootstrap.servers": b.kafka, "socket.timeout.ms": 3000})
+        with pytest.raises(KafkaException):
+            plain.list_topics(timeout=3)
+        # The group's commits, made as `app`, are Weir's: both partitions caught up.
+        rows = [r.split("\t") for r in b.cli(*root, "group", "describe", "billing").splitlines()[1:]]
+        assert len(rows) == 2 and all(r[4] == "0" for r in rows), rows
+    finally:
+        b.stop()

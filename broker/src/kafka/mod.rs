@@ -13,6 +13,7 @@ mod fetch;
 mod groups;
 mod metadata;
 mod produce;
+mod sasl;
 mod versions;
 
 use std::future::Future;
@@ -32,6 +33,8 @@ use weir_common::limits::MAX_KAFKA_REQUEST_BYTES;
 use crate::broker::Broker;
 use crate::metrics;
 use crate::security::Principal;
+use kafka_protocol::protocol::StrBytes;
+use sasl::SaslState;
 
 pub use errors::code_of;
 
@@ -137,9 +140,11 @@ impl Kafka {
             }
             let _ = wr.shutdown().await;
         });
+        let required = self.broker.security().enabled();
         let mut conn = Connection {
             kafka: self,
             who: Principal::Anonymous,
+            sasl: SaslState::new(required),
             // Kafka's `client_host` form.
             peer: format!("/{}", peer.ip()),
         };
@@ -158,8 +163,12 @@ impl Kafka {
                 }
             };
             match conn.handle(frame).await {
-                Ok(reply) => {
+                Ok(Handled { reply, close }) => {
                     if tx.send(reply).await.is_err() {
+                        break;
+                    }
+                    if close {
+                        tracing::info!(%peer, "kafka connection closed: authentication failed");
                         break;
                     }
                 }
@@ -207,6 +216,8 @@ pub enum FrameError {
     },
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0} request before SASL authentication (the broker runs with --auth)")]
+    Unauthenticated(&'static str),
 }
 
 /// The smallest request: api key, api version, correlation id.
@@ -278,12 +289,28 @@ struct Connection {
     kafka: Arc<Kafka>,
     /// Who the client is (with `--auth`, after SASL).
     who: Principal,
+    sasl: SaslState,
     peer: String,
+}
+
+/// A request read: its reply, and whether the connection closes once it is sent.
+struct Handled {
+    reply: Reply,
+    close: bool,
+}
+
+impl From<Reply> for Handled {
+    fn from(reply: Reply) -> Self {
+        Handled {
+            reply,
+            close: false,
+        }
+    }
 }
 
 impl Connection {
     /// Decodes one request and starts answering it.
-    async fn handle(&mut self, mut frame: Bytes) -> Result<Reply, FrameError> {
+    async fn handle(&mut self, mut frame: Bytes) -> Result<Handled, FrameError> {
         let started = Instant::now();
         let key = frame.clone().get_i16();
         let version = frame.slice(2..).get_i16();
@@ -297,7 +324,8 @@ impl Connection {
                 let resp = versions::api_versions(
                     kafka_protocol::ResponseError::UnsupportedVersion.code(),
                 );
-                return encode_response(ApiKey::ApiVersions, correlation_id, 0, &resp).map(ready);
+                return encode_response(ApiKey::ApiVersions, correlation_id, 0, &resp)
+                    .map(|b| ready(b).into());
             }
             other => {
                 let name = other.map_or("unknown", api_name);
@@ -308,7 +336,7 @@ impl Connection {
                     "kafka: unsupported API or version"
                 );
                 metrics::global().kafka_request(name, "UNSUPPORTED_VERSION", started);
-                return Ok(ready(unsupported(correlation_id)));
+                return Ok(ready(unsupported(correlation_id)).into());
             }
         };
         let malformed = |e: anyhow::Error| FrameError::Malformed {
@@ -318,6 +346,13 @@ impl Connection {
         };
         let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
             .map_err(malformed)?;
+        let sasl_api = matches!(
+            api,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        );
+        if !self.sasl.authenticated() && !sasl_api {
+            return Err(FrameError::Unauthenticated(api_name(api)));
+        }
         let ctx = Request {
             kafka: Arc::clone(&self.kafka),
             who: self.who.clone(),
@@ -338,10 +373,42 @@ impl Connection {
             };
         }
         use kafka_protocol::messages::*;
-        Ok(match api {
+        if api == ApiKey::SaslAuthenticate {
+            let req = decode!(SaslAuthenticateRequest);
+            let mut resp = SaslAuthenticateResponse::default();
+            if self.sasl != SaslState::Authenticate {
+                resp.error_code = kafka_protocol::ResponseError::IllegalSaslState.code();
+                resp.error_message = Some(StrBytes::from_static_str(
+                    "SaslAuthenticate before a successful SaslHandshake",
+                ));
+                let reply = ctx.answer(resp, "ILLEGAL_SASL_STATE")?;
+                return Ok(Handled { reply, close: true });
+            }
+            return match sasl::authenticate(self.kafka.broker.security(), &req.auth_bytes).await {
+                Ok(who) => {
+                    self.who = who;
+                    self.sasl = SaslState::Done;
+                    Ok(ctx.answer(resp, "NONE")?.into())
+                }
+                Err(e) => {
+                    resp.error_code =
+                        kafka_protocol::ResponseError::SaslAuthenticationFailed.code();
+                    resp.error_message = Some(StrBytes::from_string(e.to_string()));
+                    let reply = ctx.answer(resp, "SASL_AUTHENTICATION_FAILED")?;
+                    Ok(Handled { reply, close: true })
+                }
+            };
+        }
+        let reply = match api {
             ApiKey::ApiVersions => {
                 let _ = decode!(ApiVersionsRequest);
                 ctx.answer(versions::api_versions(0), "NONE")?
+            }
+            ApiKey::SaslHandshake => {
+                let req = decode!(SaslHandshakeRequest);
+                let (resp, next, code) = sasl::handshake(self.sasl, &req);
+                self.sasl = next;
+                ctx.answer(resp, code)?
             }
             // Answered when its turn comes (as every request but Produce's append), so it sees
             // what the requests before it on the connection did.
@@ -467,7 +534,8 @@ impl Connection {
                 );
                 ready(unsupported(correlation_id))
             }
-        })
+        };
+        Ok(reply.into())
     }
 }
 

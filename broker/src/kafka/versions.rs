@@ -48,11 +48,14 @@ const SERVED: &[Served] = &[
     served(ApiKey::SyncGroup, 0, 5),
     served(ApiKey::DescribeGroups, 0, 5),
     served(ApiKey::ListGroups, 0, 5),
+    // v0 carries raw SASL tokens after the handshake; clients use v1 and SaslAuthenticate.
+    served(ApiKey::SaslHandshake, 1, 1),
     served(ApiKey::ApiVersions, 0, 4),
     served(ApiKey::CreateTopics, 2, 7),
     served(ApiKey::DeleteTopics, 1, 6),
     served(ApiKey::InitProducerId, 0, 5),
     served(ApiKey::DescribeConfigs, 1, 4),
+    served(ApiKey::SaslAuthenticate, 0, 2),
     served(ApiKey::DescribeCluster, 0, 1),
 ];
 
