@@ -504,13 +504,9 @@ impl Config {
         if kafka_listen.is_some() {
             // Not yet served over the Kafka listener (issue 34 lands in steps); refused rather
             // than served without the protection the gRPC port has.
-            let missing = if cluster.is_some() {
-                Some("--cluster (cluster metadata for Kafka clients)")
-            } else if tls.is_some() {
-                Some("TLS (--tls-cert)")
-            } else {
-                None
-            };
+            let missing = cluster
+                .is_some()
+                .then_some("--cluster (cluster metadata for Kafka clients)");
             if let Some(what) = missing {
                 return Err(ConfigError::Invalid(format!(
                     "--kafka-listen cannot be combined with {what} yet; see docs/kafka.md"

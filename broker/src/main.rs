@@ -137,7 +137,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
                     .with_context(|| format!("--kafka-advertise must be HOST:PORT, got {a:?}"))?,
                 None => Advertised::of_bound(bound),
             };
-            Some((listener, bound, advertised))
+            let kafka = Kafka::new(Arc::clone(&broker), advertised, tls.as_ref())
+                .map_err(|e| anyhow::anyhow!("cannot serve the Kafka protocol: {e}"))?;
+            Some((listener, bound, kafka))
         }
     };
 
@@ -149,13 +151,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (kafka_stop, kafka_stopped) = tokio::sync::watch::channel(false);
     let kafka_task = match kafka {
         None => None,
-        Some((listener, bound, advertised)) => {
+        Some((listener, bound, kafka)) => {
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "weir-broker kafka listening on {bound}")?;
             stdout.flush()?;
             drop(stdout);
-            tracing::info!(addr = %bound, advertised = %format!("{}:{}", advertised.host, advertised.port), "serving the Kafka protocol");
-            let kafka = Kafka::new(Arc::clone(&broker), advertised);
+            let advertised = kafka.advertised();
+            tracing::info!(addr = %bound, advertised = %format!("{}:{}", advertised.host, advertised.port), tls = tls.is_some(), "serving the Kafka protocol");
             Some(tokio::spawn(kafka.serve(listener, kafka_stopped)))
         }
     };

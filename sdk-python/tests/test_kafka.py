@@ -347,3 +347,41 @@ def test_sasl_plain_signs_in_as_a_weir_user_held_to_its_acls(tmp_path):
         assert len(rows) == 2 and all(r[4] == "0" for r in rows), rows
     finally:
         b.stop()
+
+
+def test_the_kafka_port_speaks_tls_with_the_brokers_certificate(tmp_path):
+    from conftest import Broker
+    from test_tls import make_certs
+    c = make_certs(tmp_path)
+    b = Broker(tmp_path / "data", "127.0.0.1:0", "--tls-cert", c["broker.pem"],
+               "--tls-key", c["broker.key"], "--tls-client-ca", c["ca.pem"],
+               "--auth", "--kafka-listen", "127.0.0.1:0")
+    try:
+        root = ("--tls-ca", c["ca.pem"], "--tls-cert", c["app.pem"], "--tls-key", c["app.key"],
+                "--token", (tmp_path / "data" / "admin.token").read_text().strip())
+        b.cli(*root, "topic", "create", "secure", "--partitions", "1")
+        b.cli(*root, "user", "add", "app", "--password-stdin", stdin="app-password\n")
+        b.cli(*root, "acl", "grant", "app", "write", "--topic", "secure")
+        b.cli(*root, "acl", "grant", "app", "read", "--topic", "secure")
+        b.cli(*root, "acl", "grant", "app", "read", "--group", "tls-readers")
+        conf = {"security.protocol": "SASL_SSL", "ssl.ca.location": c["ca.pem"],
+                "ssl.certificate.location": c["app.pem"], "ssl.key.location": c["app.key"],
+                "sasl.mechanisms": "PLAIN", "sasl.username": "app", "sasl.password": "app-password"}
+        assert produce_all(producer(b, **conf), "secure", [(b"k", b"over tls", None, None)]) == []
+        reader = consumer(b, **conf, **{"group.id": "tls-readers"})
+        got = read_assigned(reader, [TopicPartition("secure", 0, 0)], 1)
+        reader.close()
+        assert got[0].value() == b"over tls"
+        # Without the CA the client cannot trust the broker; without a client certificate the
+        # broker refuses the handshake; plain text gets nothing.
+        for bad in (
+            {**conf, "ssl.ca.location": None},
+            {k: v for k, v in conf.items() if k not in ("ssl.certificate.location", "ssl.key.location")},
+            {k: v for k, v in conf.items() if not k.startswith("ssl.")} | {"security.protocol": "SASL_PLAINTEXT"},
+        ):
+            bad = {k: v for k, v in bad.items() if v is not None}
+            admin = AdminClient({"bootstrap.servers": b.kafka, "socket.timeout.ms": 3000, **bad})
+            with pytest.raises(KafkaException):
+                admin.list_topics(timeout=3)
+    finally:
+        b.stop()

@@ -14,6 +14,7 @@ mod groups;
 mod metadata;
 mod produce;
 mod sasl;
+mod tls;
 mod versions;
 
 use std::future::Future;
@@ -31,10 +32,12 @@ use tokio::sync::{mpsc, watch};
 use weir_common::limits::MAX_KAFKA_REQUEST_BYTES;
 
 use crate::broker::Broker;
+use crate::config::TlsPem;
 use crate::metrics;
 use crate::security::Principal;
 use kafka_protocol::protocol::StrBytes;
 use sasl::SaslState;
+pub use tls::KafkaTlsError;
 
 pub use errors::code_of;
 
@@ -87,11 +90,29 @@ impl Advertised {
 pub struct Kafka {
     broker: Arc<Broker>,
     advertised: Advertised,
+    /// With `--tls-cert`: every connection speaks TLS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Kafka {
-    pub fn new(broker: Arc<Broker>, advertised: Advertised) -> Arc<Self> {
-        Arc::new(Self { broker, advertised })
+    /// The listener's shared state; with `tls`, connections are TLS with the broker's
+    /// certificate (and client certificates as `--tls-client-ca` asks).
+    pub fn new(
+        broker: Arc<Broker>,
+        advertised: Advertised,
+        tls: Option<&TlsPem>,
+    ) -> Result<Arc<Self>, KafkaTlsError> {
+        let tls = tls.map(tls::acceptor).transpose()?;
+        Ok(Arc::new(Self {
+            broker,
+            advertised,
+            tls,
+        }))
+    }
+
+    /// Where Kafka clients are told to connect.
+    pub fn advertised(&self) -> &Advertised {
+        &self.advertised
     }
 
     /// This broker's id in Kafka's metadata: its node id in a cluster, 0 standalone.
@@ -108,7 +129,7 @@ impl Kafka {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let this = Arc::clone(&self);
-                        tokio::spawn(this.connection(stream, peer, shutdown.clone()));
+                        tokio::spawn(this.accepted(stream, peer, shutdown.clone()));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "kafka listener: accept failed");
@@ -120,14 +141,47 @@ impl Kafka {
         }
     }
 
-    async fn connection(
+    /// A new connection: its TLS handshake first when TLS is on.
+    async fn accepted(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
-        let (rd, mut wr) = stream.into_split();
+        match &self.tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                self.connection(rd, wr, peer, shutdown).await;
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                match tokio::time::timeout(tls::TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(tls)) => {
+                        let (rd, wr) = tokio::io::split(tls);
+                        self.connection(rd, wr, peer, shutdown).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, error = %e, "kafka connection closed: TLS handshake failed");
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, "kafka connection closed: no TLS handshake within {} s", tls::TLS_HANDSHAKE_TIMEOUT.as_secs());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connection<R, W>(
+        self: Arc<Self>,
+        rd: R,
+        mut wr: W,
+        peer: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+    ) where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT_PER_CONNECTION);
         // Answers in request order; a reply of `None` (acks=0 produce) sends nothing.
         let writer = tokio::spawn(async move {
