@@ -501,18 +501,7 @@ impl Config {
                 )));
             }
         }
-        if kafka_listen.is_some() {
-            // Not yet served over the Kafka listener (issue 34 lands in steps); refused rather
-            // than served without the protection the gRPC port has.
-            let missing = cluster
-                .is_some()
-                .then_some("--cluster (cluster metadata for Kafka clients)");
-            if let Some(what) = missing {
-                return Err(ConfigError::Invalid(format!(
-                    "--kafka-listen cannot be combined with {what} yet; see docs/kafka.md"
-                )));
-            }
-        } else if kafka_advertise.is_some() {
+        if kafka_listen.is_none() && kafka_advertise.is_some() {
             return Err(ConfigError::Invalid(
                 "--kafka-advertise needs --kafka-listen".into(),
             ));

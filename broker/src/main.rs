@@ -147,6 +147,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     writeln!(stdout, "weir-broker listening on {addr}")?;
     stdout.flush()?;
     drop(stdout);
+    // In a cluster, the other members' Kafka listeners name this one in their answers.
+    broker.advertise_kafka(kafka.as_ref().map(|(_, _, k)| {
+        let a = k.advertised();
+        format!("{}:{}", a.host, a.port)
+    }));
     // The Kafka listener: its line after the gRPC one (SPEC.md), then it accepts.
     let (kafka_stop, kafka_stopped) = tokio::sync::watch::channel(false);
     let kafka_task = match kafka {

@@ -427,24 +427,27 @@ fn malformed_frames_close_their_connection_and_unknown_versions_are_answered() {
 }
 
 #[test]
-fn kafka_listen_is_refused_with_what_it_does_not_serve_yet() {
+fn bad_kafka_flags_are_refused_at_start() {
     let mut broker = Broker::start();
     broker.kill9();
-    for (flags, reason) in [
+    for (args, reason) in [
         (
-            vec!["--node-id", "1", "--cluster", "1=127.0.0.1:1"],
-            "--cluster",
-        ),
-        (
-            vec!["--kafka-advertise", "nope"],
+            vec!["--kafka-listen", "127.0.0.1:0", "--kafka-advertise", "nope"],
             "--kafka-advertise must be HOST:PORT",
         ),
+        (
+            vec!["--kafka-advertise", "host:9092"],
+            "--kafka-advertise needs --kafka-listen",
+        ),
+        (
+            vec!["--kafka-listen", "not an address"],
+            "cannot serve the Kafka protocol",
+        ),
     ] {
-        let mut args = vec!["--kafka-listen", "127.0.0.1:0"];
-        args.extend(flags);
         let out = Command::new(weir_e2e::bin("weir-broker"))
             .args(["--data-dir"])
             .arg(broker.data_dir())
+            .args(["--listen", "127.0.0.1:0"])
             .args(&args)
             .output()
             .unwrap();

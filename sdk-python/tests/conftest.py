@@ -96,7 +96,7 @@ class Cluster:
     """Three brokers on 127.0.0.1 forming one cluster (`--node-id`, `--cluster`); node i is
     `brokers[i - 1]`. Short session and lag timeouts, so failovers take about 2 s."""
 
-    def __init__(self, tmp: pathlib.Path, n: int = 3):
+    def __init__(self, tmp: pathlib.Path, n: int = 3, *flags: str):
         held = [socket.socket() for _ in range(n)]
         for s in held:
             s.bind(("127.0.0.1", 0))
@@ -106,7 +106,7 @@ class Cluster:
         spec = ",".join(f"{i + 1}={a}" for i, a in enumerate(addrs))
         self.brokers = [
             Broker(tmp / f"node{i + 1}", addr, "--node-id", str(i + 1), "--cluster", spec,
-                   "--session-timeout-ms", "2000", "--replica-lag-max-ms", "2000")
+                   "--session-timeout-ms", "2000", "--replica-lag-max-ms", "2000", *flags)
             for i, addr in enumerate(addrs)
         ]
         deadline = time.monotonic() + 30

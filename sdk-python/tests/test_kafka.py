@@ -385,3 +385,78 @@ def test_the_kafka_port_speaks_tls_with_the_brokers_certificate(tmp_path):
                 admin.list_topics(timeout=3)
     finally:
         b.stop()
+
+
+def test_a_cluster_serves_kafka_clients_through_the_kill_of_a_partition_leader(tmp_path):
+    import time
+    from conftest import Cluster
+    cluster = Cluster(tmp_path, 3, "--kafka-listen", "127.0.0.1:0")
+    try:
+        bootstrap = ",".join(b.kafka for b in cluster.brokers)
+        cluster.brokers[0].cli("topic", "create", "ha", "--partitions", "3",
+                               "--replication-factor", "3")
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        # Every member names every member's Kafka address, and each partition's leader.
+        deadline = time.monotonic() + 20
+        while True:
+            md = admin.list_topics(timeout=10)
+            if len(md.brokers) == 3 and "ha" in md.topics and all(
+                    p.leader > 0 for p in md.topics["ha"].partitions.values()):
+                break
+            assert time.monotonic() < deadline, md.brokers
+            time.sleep(0.2)
+        assert sorted(b.port for b in md.brokers.values()) == sorted(
+            int(b.kafka.rsplit(":", 1)[1]) for b in cluster.brokers)
+        victim = md.topics["ha"].partitions[0].leader
+
+        p = producer(type("B", (), {"kafka": bootstrap})(), **{"acks": "all", "message.timeout.ms": 60000})
+        acked: list[bytes] = []
+
+        def report(err, msg):
+            if err is None:
+                acked.append(msg.value())
+
+        def produce(lo: int, hi: int) -> None:
+            for i in range(lo, hi):
+                while True:
+                    try:
+                        p.produce("ha", value=f"r{i}".encode(), key=f"k{i % 30}".encode(), on_delivery=report)
+                        break
+                    except BufferError:
+                        p.poll(0.05)
+                p.poll(0)
+
+        group = Consumer({"bootstrap.servers": bootstrap, "group.id": "ha-readers",
+                          "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                          "heartbeat.interval.ms": 500})
+        group.subscribe(["ha"])
+        seen: list = []
+        produce(0, 2000)
+        assert p.flush(60) == 0
+        seen += group.consume(num_messages=5000, timeout=1.0)
+        # The leader of partition 0 dies mid-stream.
+        cluster.brokers[victim - 1].stop()
+        produce(2000, 4000)
+        assert p.flush(90) == 0
+        assert sorted(acked) == sorted(f"r{i}".encode() for i in range(4000)), "every record acknowledged"
+
+        # The group consumer reads every acknowledged record (its coordinator or its
+        # partitions may have moved; it follows).
+        deadline = time.monotonic() + 90
+        while {m.value() for m in seen if not m.error()} != set(acked):
+            assert time.monotonic() < deadline, len({m.value() for m in seen if not m.error()})
+            seen += group.consume(num_messages=5000, timeout=0.5)
+        group.close()
+
+        # Each acknowledged record is stored once: the idempotent producer's retries to the
+        # new leaders were not written twice.
+        reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "ha-check",
+                           "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        ends = [reader.get_watermark_offsets(TopicPartition("ha", i), timeout=10)[1] for i in range(3)]
+        assert sum(ends) == 4000, ends
+        stored = read_assigned(reader, [TopicPartition("ha", i, 0) for i in range(3)], 4000, 90)
+        reader.close()
+        values = [m.value() for m in stored]
+        assert len(values) == len(set(values)) == 4000
+    finally:
+        cluster.stop()

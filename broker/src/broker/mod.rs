@@ -10,6 +10,7 @@
 //! the broker, joins a cluster and owns the background tasks, which stop at
 //! [`Broker::stop_background`].
 
+mod advertise;
 mod backup;
 mod cluster_pipelines;
 mod coordination;
@@ -42,6 +43,7 @@ use crate::security::{Proposed, Proposer, Security};
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
 
+pub use advertise::{KafkaCluster, KafkaMember};
 pub use backup::{BACKUP_MANIFEST, BackupReport, DB_DIR};
 pub use records::{Acks, Admission, MAX_REPLICATION_WAIT};
 pub use topics::{NewTopic, TopicView};

@@ -25,6 +25,10 @@ use crate::types::TopicConfig;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
     pub addr: String,
+    /// Where Kafka clients reach it (`--kafka-advertise`, else its `--kafka-listen`);
+    /// `None`: it serves no Kafka listener.
+    #[serde(default)]
+    pub kafka: Option<String>,
 }
 
 /// Where a partition lives and who leads it.
@@ -106,6 +110,12 @@ pub enum Command {
         id: NodeId,
         addr: String,
     },
+    /// A broker announces where Kafka clients reach it (`None`: it serves no Kafka
+    /// listener), for the Kafka listeners' Metadata and FindCoordinator answers.
+    AdvertiseKafka {
+        id: NodeId,
+        kafka: Option<String>,
+    },
     /// Creates a topic; replicas are placed over the registered brokers.
     CreateTopic {
         name: String,
@@ -180,6 +190,7 @@ impl Command {
         matches!(
             self,
             Command::RegisterBroker { .. }
+                | Command::AdvertiseKafka { .. }
                 | Command::Join { .. }
                 | Command::ChangePartition { .. }
                 | Command::SetSecurity { .. }
@@ -259,7 +270,29 @@ impl Metadata {
     pub fn apply(&mut self, cmd: Command) -> Outcome {
         match cmd {
             Command::RegisterBroker { id, addr } => {
-                self.brokers.insert(id, BrokerInfo { addr });
+                // Keeps what else the broker announced (its Kafka address).
+                self.brokers
+                    .entry(id)
+                    .or_insert_with(|| BrokerInfo {
+                        addr: String::new(),
+                        kafka: None,
+                    })
+                    .addr = addr;
+                Outcome::Done
+            }
+            Command::AdvertiseKafka { id, kafka } => {
+                match self.brokers.get_mut(&id) {
+                    Some(b) => b.kafka = kafka,
+                    None => {
+                        self.brokers.insert(
+                            id,
+                            BrokerInfo {
+                                addr: String::new(),
+                                kafka,
+                            },
+                        );
+                    }
+                }
                 Outcome::Done
             }
             Command::Join { id, cluster_id } => match &self.cluster_id {

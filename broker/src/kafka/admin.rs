@@ -13,7 +13,7 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
     DescribeConfigsResponse, TopicName,
 };
@@ -22,7 +22,7 @@ use weir_common::limits::MAX_BATCH_BYTES;
 
 use super::Request;
 use super::errors::{self, Code, code_of};
-use super::metadata::CLUSTER_ID;
+use super::metadata::brokers;
 use crate::broker::NewTopic;
 use crate::error::BrokerError;
 use crate::groups::offsets::INTERNAL_PREFIX;
@@ -369,14 +369,20 @@ pub fn describe_configs(
 
 /// The brokers and the controller (standalone: this broker).
 pub fn describe_cluster(r: &Request, _req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let mut me = DescribeClusterBroker::default();
-    me.broker_id = BrokerId(r.kafka.node_id());
-    me.host = StrBytes::from_string(r.kafka.advertised.host.clone());
-    me.port = i32::from(r.kafka.advertised.port);
+    let (members, controller, cluster_id) = brokers(r);
     let mut resp = DescribeClusterResponse::default();
-    resp.cluster_id = StrBytes::from_static_str(CLUSTER_ID);
-    resp.controller_id = BrokerId(r.kafka.node_id());
-    resp.brokers = vec![me];
+    resp.cluster_id = StrBytes::from_string(cluster_id);
+    resp.controller_id = controller;
+    resp.brokers = members
+        .into_iter()
+        .map(|(id, at)| {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = id;
+            b.host = StrBytes::from_string(at.host);
+            b.port = i32::from(at.port);
+            b
+        })
+        .collect();
     resp.endpoint_type = 1;
     resp
 }

@@ -30,6 +30,9 @@ pub const TOPIC_AUTHORIZATION_FAILED: Code =
 pub const INVALID_REQUEST: Code = code!(InvalidRequest, "INVALID_REQUEST");
 pub const INVALID_CONFIG: Code = code!(InvalidConfig, "INVALID_CONFIG");
 pub const UNKNOWN_TOPIC_ID: Code = code!(UnknownTopicId, "UNKNOWN_TOPIC_ID");
+pub const LEADER_NOT_AVAILABLE: Code = code!(LeaderNotAvailable, "LEADER_NOT_AVAILABLE");
+pub const COORDINATOR_NOT_AVAILABLE: Code =
+    code!(CoordinatorNotAvailable, "COORDINATOR_NOT_AVAILABLE");
 pub const INVALID_GROUP_ID: Code = code!(InvalidGroupId, "INVALID_GROUP_ID");
 pub const GROUP_AUTHORIZATION_FAILED: Code =
     code!(GroupAuthorizationFailed, "GROUP_AUTHORIZATION_FAILED");

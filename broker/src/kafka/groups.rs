@@ -34,8 +34,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use weir_common::limits::{MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
 
-use super::Request;
 use super::errors::{self, Code, code_of};
+use super::{Advertised, Request, metadata};
 use crate::error::BrokerError;
 use crate::groups::{ClassicAssignment, ClassicJoin, CommitArgs, GroupSummary, TopicPartition};
 use crate::security::{Operation, Resource};
@@ -76,8 +76,35 @@ fn consumer_protocol<T: Decodable>(bytes: &Bytes) -> Option<T> {
     T::decode(&mut buf, version.clamp(0, MAX_CONSUMER_PROTOCOL_VERSION)).ok()
 }
 
-/// Where the group's coordinator is: this broker (standalone).
-pub fn find_coordinator(
+/// Where a group's coordinator is: this broker standalone; in a cluster, the leader of
+/// the group's `__consumer_offsets` partition, at the Kafka address it announced.
+async fn coordinator_of(
+    r: &Request,
+    group: &str,
+) -> Result<(BrokerId, Advertised), (Code, String)> {
+    may_read_group(r, group).map_err(|e| (group_code(&e), e.to_string()))?;
+    if !r.broker().in_cluster() {
+        return Ok((BrokerId(r.kafka.node_id()), r.kafka.advertised.clone()));
+    }
+    let (node, _) = r
+        .broker()
+        .find_coordinator(group)
+        .await
+        .map_err(|e| (group_code(&e), e.to_string()))?;
+    let (members, _, _) = metadata::brokers(r);
+    members
+        .into_iter()
+        .find(|(id, _)| i64::from(id.0) == node as i64)
+        .ok_or_else(|| {
+            (
+                errors::COORDINATOR_NOT_AVAILABLE,
+                format!("group {group:?}'s coordinator, node {node}, serves no Kafka listener"),
+            )
+        })
+}
+
+/// FindCoordinator for groups (v4's batched keys too).
+pub async fn find_coordinator(
     r: &Request,
     req: FindCoordinatorRequest,
 ) -> (FindCoordinatorResponse, &'static str) {
@@ -87,38 +114,36 @@ pub fn find_coordinator(
         vec![req.key]
     };
     let mut first_error = NONE;
-    let coordinators: Vec<Coordinator> = keys
-        .into_iter()
-        .map(|key| {
-            let mut c = Coordinator::default();
-            let check = if req.key_type != KEY_TYPE_GROUP {
-                Err((
-                    errors::INVALID_REQUEST,
-                    "only group coordinators are served (no transactions)".to_string(),
-                ))
-            } else {
-                may_read_group(r, &key).map_err(|e| (group_code(&e), e.to_string()))
-            };
-            match check {
-                Ok(()) => {
-                    c.node_id = BrokerId(r.kafka.node_id());
-                    c.host = StrBytes::from_string(r.kafka.advertised.host.clone());
-                    c.port = i32::from(r.kafka.advertised.port);
-                }
-                Err((code, message)) => {
-                    if first_error == NONE {
-                        first_error = code.1;
-                    }
-                    c.node_id = BrokerId(-1);
-                    c.port = -1;
-                    c.error_code = code.code();
-                    c.error_message = Some(StrBytes::from_string(message));
-                }
+    let mut coordinators = Vec::with_capacity(keys.len());
+    for key in keys {
+        let mut c = Coordinator::default();
+        let found = if req.key_type != KEY_TYPE_GROUP {
+            Err((
+                errors::INVALID_REQUEST,
+                "only group coordinators are served (no transactions)".to_string(),
+            ))
+        } else {
+            coordinator_of(r, &key).await
+        };
+        match found {
+            Ok((id, at)) => {
+                c.node_id = id;
+                c.host = StrBytes::from_string(at.host);
+                c.port = i32::from(at.port);
             }
-            c.key = key;
-            c
-        })
-        .collect();
+            Err((code, message)) => {
+                if first_error == NONE {
+                    first_error = code.1;
+                }
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+                c.error_code = code.code();
+                c.error_message = Some(StrBytes::from_string(message));
+            }
+        }
+        c.key = key;
+        coordinators.push(c);
+    }
     let mut resp = FindCoordinatorResponse::default();
     if r.version < 4 {
         if let Some(c) = coordinators.first() {

@@ -520,7 +520,7 @@ impl Connection {
             ApiKey::FindCoordinator => {
                 let req = decode!(FindCoordinatorRequest);
                 Box::pin(async move {
-                    let (resp, code) = groups::find_coordinator(&ctx, req);
+                    let (resp, code) = groups::find_coordinator(&ctx, req).await;
                     ctx.encoded(&resp, code)
                 })
             }
