@@ -334,6 +334,48 @@ fn kcat_group_consumers_commit_and_resume_where_the_group_left_off() {
     assert_eq!(second, vec!["late-1", "late-2"]);
 }
 
+#[test]
+fn kafka_requests_are_counted_by_api_and_error() {
+    let metrics = format!("127.0.0.1:{}", weir_e2e::free_port());
+    let broker = Broker::start_with(&[
+        "--kafka-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        &metrics,
+    ]);
+    broker.cli_ok(&["topic", "create", "m", "--partitions", "1"]);
+    kcat(&broker, &["-P", "-t", "m"], b"one\ntwo\n");
+    kcat(&broker, &["-C", "-t", "m", "-e", "-q"], b"");
+    let mut c = connect(&broker);
+    c.write_all(&request(26, 0, 1, &[])).unwrap();
+    response(&mut c);
+    let scrape = weir_e2e::metrics::scrape(&metrics);
+    let count = |api: &str, error: &str| {
+        scrape
+            .sum(
+                "weir_kafka_requests_total",
+                &[("api", api), ("error", error)],
+            )
+            .unwrap_or(0.0)
+    };
+    assert!(count("Metadata", "NONE") >= 2.0);
+    assert!(count("Produce", "NONE") >= 1.0);
+    assert!(count("Fetch", "NONE") >= 1.0);
+    assert!(count("ApiVersions", "NONE") >= 2.0);
+    assert_eq!(count("other", "UNSUPPORTED_VERSION"), 1.0);
+    assert!(
+        scrape
+            .sum("weir_kafka_request_seconds_count", &[("api", "Fetch")])
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    // The records count with gRPC's, per topic.
+    assert_eq!(
+        scrape.sum("weir_topic_records_in_total", &[("topic", "m")]),
+        Some(2.0)
+    );
+}
+
 /// One raw request: `size, api key, version, correlation id, client id (null)`, then `body`.
 fn request(key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
     let mut r = Vec::new();

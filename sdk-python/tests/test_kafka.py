@@ -460,3 +460,67 @@ def test_a_cluster_serves_kafka_clients_through_the_kill_of_a_partition_leader(t
         assert len(values) == len(set(values)) == 4000
     finally:
         cluster.stop()
+
+
+def test_an_idempotent_producer_rides_through_a_broker_kill_without_duplicates(tmp_path):
+    """The broker is SIGKILLed and restarted on the same ports while a confluent-kafka
+    idempotent producer keeps producing: every record is stored exactly once, in order per
+    key (librdkafka retries what was in flight; the log's idempotence drops what it had)."""
+    import socket
+    import time
+    from conftest import Broker
+
+    def free_port() -> int:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+
+    grpc, kafka = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    data = tmp_path / "data"
+    b = Broker(data, grpc, "--kafka-listen", kafka)
+    b.client().create_topic("ledger", partitions=3)
+    p = Producer({"bootstrap.servers": kafka, "enable.idempotence": True, "acks": "all",
+                  "partitioner": "murmur2_random", "linger.ms": 5, "message.timeout.ms": 120000,
+                  "retry.backoff.ms": 100, "reconnect.backoff.max.ms": 500})
+    failed: list = []
+
+    def report(err, _msg):
+        if err is not None:
+            failed.append(err)
+
+    n = 20_000
+    killed = False
+    try:
+        for i in range(n):
+            while True:
+                try:
+                    p.produce("ledger", value=f"{i}".encode(), key=f"k{i % 50}".encode(), on_delivery=report)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            p.poll(0)
+            if i == n // 2:
+                b.proc.kill()  # SIGKILL, mid-stream
+                b.proc.wait()
+                killed = True
+                time.sleep(0.5)
+                b = Broker(data, grpc, "--kafka-listen", kafka)
+        assert killed
+        assert p.flush(120) == 0
+        assert failed == []
+        c = consumer(b)
+        ends = [c.get_watermark_offsets(TopicPartition("ledger", i), timeout=10)[1] for i in range(3)]
+        assert sum(ends) == n, ends  # nothing stored twice
+        got = read_assigned(c, [TopicPartition("ledger", i, 0) for i in range(3)], n, 120)
+        c.close()
+        values = [int(m.value()) for m in got]
+        assert sorted(values) == list(range(n))
+        per_key: dict[bytes, list[int]] = {}
+        for m in got:
+            per_key.setdefault(m.key(), []).append(int(m.value()))
+        for key, seq in per_key.items():
+            assert seq == sorted(seq), key  # in order per key
+    finally:
+        b.stop()
