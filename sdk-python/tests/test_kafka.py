@@ -42,21 +42,26 @@ def consumer(broker, **extra) -> Consumer:
     return Consumer(conf)
 
 
-def read_assigned(c: Consumer, parts: list[TopicPartition], n: int, timeout_s: float = 60.0):
-    """Reads `n` records from the partitions `parts` (assigned, not subscribed)."""
-    c.assign(parts)
-    out = []
+def poll_until(c: Consumer, done, limit_s: float = 60.0) -> list:
+    """Polls `c` (a group member) until `done(records)` holds."""
     import time
-    deadline = time.monotonic() + timeout_s
-    while len(out) < n:
-        assert time.monotonic() < deadline, f"only {len(out)} of {n} records arrived"
-        for m in c.consume(num_messages=10_000, timeout=1.0):
+    out: list = []
+    deadline = time.monotonic() + limit_s
+    while not done(out):
+        assert time.monotonic() < deadline, f"timed out with {len(out)} records"
+        for m in c.consume(num_messages=1000, timeout=0.2):
             if m.error():
                 if m.error().code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(m.error())
             out.append(m)
     return out
+
+
+def read_assigned(c: Consumer, parts: list[TopicPartition], n: int, timeout_s: float = 60.0):
+    """Reads `n` records from the partitions `parts` (assigned, not subscribed)."""
+    c.assign(parts)
+    return poll_until(c, lambda out: len(out) >= n, timeout_s)
 
 
 def produce_all(p: Producer, topic: str, records) -> list:
@@ -193,22 +198,6 @@ def test_the_admin_client_creates_describes_and_deletes_topics(kafka_broker):
     with pytest.raises(KafkaException) as e:
         admin.delete_topics(["made-by-kafka"])["made-by-kafka"].result(timeout=10)
     assert e.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-
-
-def poll_until(c: Consumer, done, limit_s: float = 60.0) -> list:
-    """Polls `c` (a group member) until `done(records)` holds."""
-    import time
-    out: list = []
-    deadline = time.monotonic() + limit_s
-    while not done(out):
-        assert time.monotonic() < deadline, f"timed out with {len(out)} records"
-        for m in c.consume(num_messages=1000, timeout=0.2):
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(m.error())
-            out.append(m)
-    return out
 
 
 def test_two_group_members_split_partitions_and_one_takes_over_from_committed_offsets(kafka_broker):

@@ -498,6 +498,32 @@ async fn fetch_group(
     Ok(out)
 }
 
+/// The response topics of one group's offsets, in v0–7's or v8's types (the same fields).
+macro_rules! fetched_topics {
+    ($found:expr, $topic:ty, $partition:ty) => {
+        $found
+            .into_iter()
+            .map(|(name, rows)| {
+                let mut t = <$topic>::default();
+                t.name = name;
+                t.partitions = rows
+                    .into_iter()
+                    .map(|(p, offset, metadata, code)| {
+                        let mut o = <$partition>::default();
+                        o.partition_index = p;
+                        o.committed_offset = offset;
+                        o.committed_leader_epoch = -1;
+                        o.metadata = metadata;
+                        o.error_code = code;
+                        o
+                    })
+                    .collect();
+                t
+            })
+            .collect()
+    };
+}
+
 /// OffsetFetch: one group (v0–7) or several (v8+).
 pub async fn offset_fetch(
     r: &Request,
@@ -513,26 +539,11 @@ pub async fn offset_fetch(
         });
         match fetch_group(r, &req.group_id, topics).await {
             Ok(found) => {
-                resp.topics = found
-                    .into_iter()
-                    .map(|(name, rows)| {
-                        let mut t = OffsetFetchResponseTopic::default();
-                        t.name = name;
-                        t.partitions = rows
-                            .into_iter()
-                            .map(|(p, offset, metadata, code)| {
-                                let mut o = OffsetFetchResponsePartition::default();
-                                o.partition_index = p;
-                                o.committed_offset = offset;
-                                o.committed_leader_epoch = -1;
-                                o.metadata = metadata;
-                                o.error_code = code;
-                                o
-                            })
-                            .collect();
-                        t
-                    })
-                    .collect();
+                resp.topics = fetched_topics!(
+                    found,
+                    OffsetFetchResponseTopic,
+                    OffsetFetchResponsePartition
+                )
             }
             Err(code) => {
                 first_error = code.1;
@@ -550,26 +561,11 @@ pub async fn offset_fetch(
         let mut out = OffsetFetchResponseGroup::default();
         match fetch_group(r, &g.group_id, topics).await {
             Ok(found) => {
-                out.topics = found
-                    .into_iter()
-                    .map(|(name, rows)| {
-                        let mut t = OffsetFetchResponseTopics::default();
-                        t.name = name;
-                        t.partitions = rows
-                            .into_iter()
-                            .map(|(p, offset, metadata, code)| {
-                                let mut o = OffsetFetchResponsePartitions::default();
-                                o.partition_index = p;
-                                o.committed_offset = offset;
-                                o.committed_leader_epoch = -1;
-                                o.metadata = metadata;
-                                o.error_code = code;
-                                o
-                            })
-                            .collect();
-                        t
-                    })
-                    .collect();
+                out.topics = fetched_topics!(
+                    found,
+                    OffsetFetchResponseTopics,
+                    OffsetFetchResponsePartitions
+                )
             }
             Err(code) => {
                 if first_error == NONE {

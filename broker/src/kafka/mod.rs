@@ -426,6 +426,25 @@ impl Connection {
                 <$t>::decode(&mut frame, version).map_err(malformed)?
             };
         }
+        // A request answered when its turn comes, by a handler returning (response, code).
+        macro_rules! later_async {
+            ($t:ty, $handler:path) => {{
+                let req = decode!($t);
+                Box::pin(async move {
+                    let (resp, code) = $handler(&ctx, req).await;
+                    ctx.encoded(&resp, code)
+                }) as Reply
+            }};
+        }
+        macro_rules! later {
+            ($t:ty, $handler:path) => {{
+                let req = decode!($t);
+                Box::pin(async move {
+                    let (resp, code) = $handler(&ctx, req);
+                    ctx.encoded(&resp, code)
+                }) as Reply
+            }};
+        }
         use kafka_protocol::messages::*;
         if api == ApiKey::SaslAuthenticate {
             let req = decode!(SaslAuthenticateRequest);
@@ -471,115 +490,29 @@ impl Connection {
                 Box::pin(async move { ctx.encoded(&metadata::metadata(&ctx, req), "NONE") })
             }
             ApiKey::Produce => produce::produce(ctx, decode!(ProduceRequest)).await?,
-            ApiKey::Fetch => {
-                let req = decode!(FetchRequest);
-                Box::pin(async move {
-                    let (resp, code) = fetch::fetch(&ctx, req).await;
-                    ctx.encoded(&resp, code)
-                })
-            }
-            ApiKey::ListOffsets => {
-                let req = decode!(ListOffsetsRequest);
-                Box::pin(async move {
-                    let (resp, code) = fetch::list_offsets(&ctx, req).await;
-                    ctx.encoded(&resp, code)
-                })
-            }
+            ApiKey::Fetch => later_async!(FetchRequest, fetch::fetch),
+            ApiKey::ListOffsets => later_async!(ListOffsetsRequest, fetch::list_offsets),
             ApiKey::InitProducerId => {
-                let req = decode!(InitProducerIdRequest);
-                Box::pin(async move {
-                    let (resp, code) = produce::init_producer_id(&ctx, req).await;
-                    ctx.encoded(&resp, code)
-                })
+                later_async!(InitProducerIdRequest, produce::init_producer_id)
             }
-            ApiKey::CreateTopics => {
-                let req = decode!(CreateTopicsRequest);
-                Box::pin(async move {
-                    let (resp, code) = admin::create_topics(&ctx, req).await;
-                    ctx.encoded(&resp, code)
-                })
-            }
-            ApiKey::DeleteTopics => {
-                let req = decode!(DeleteTopicsRequest);
-                Box::pin(async move {
-                    let (resp, code) = admin::delete_topics(&ctx, req).await;
-                    ctx.encoded(&resp, code)
-                })
-            }
-            ApiKey::DescribeConfigs => {
-                let req = decode!(DescribeConfigsRequest);
-                Box::pin(async move {
-                    let (resp, code) = admin::describe_configs(&ctx, req);
-                    ctx.encoded(&resp, code)
-                })
-            }
+            ApiKey::CreateTopics => later_async!(CreateTopicsRequest, admin::create_topics),
+            ApiKey::DeleteTopics => later_async!(DeleteTopicsRequest, admin::delete_topics),
+            ApiKey::DescribeConfigs => later!(DescribeConfigsRequest, admin::describe_configs),
             ApiKey::DescribeCluster => {
                 let req = decode!(DescribeClusterRequest);
                 Box::pin(async move { ctx.encoded(&admin::describe_cluster(&ctx, req), "NONE") })
             }
             ApiKey::FindCoordinator => {
-                let req = decode!(FindCoordinatorRequest);
-                Box::pin(async move {
-                    let (resp, code) = groups::find_coordinator(&ctx, req).await;
-                    ctx.encoded(&resp, code)
-                })
+                later_async!(FindCoordinatorRequest, groups::find_coordinator)
             }
-            ApiKey::JoinGroup => {
-                let req = decode!(JoinGroupRequest);
-                Box::pin(async move {
-                    let (resp, code) = groups::join_group(&ctx, req).await;
-                    ctx.encoded(&resp, code)
-                })
-            }
-            ApiKey::SyncGroup => {
-                let req = decode!(SyncGroupRequest);
-                Box::pin(async move {
-                    let (resp, code) = groups::sync_group(&ctx, req).await;
-                    ctx.encoded(&resp, code)
-                })
-            }
-            ApiKey::Heartbeat => {
-                let req = decode!(HeartbeatRequest);
-                Box::pin(async move {
-                    let (resp, code) = groups::heartbeat(&ctx, req);
-                    ctx.encoded(&resp, code)
-                })
-            }
-            ApiKey::LeaveGroup => {
-                let req = decode!(LeaveGroupRequest);
-                Box::pin(async move {
-                    let (resp, code) = groups::leave_group(&ctx, req);
-                    ctx.encoded(&resp, code)
-                })
-            }
-            ApiKey::OffsetCommit => {
-                let req = decode!(OffsetCommitRequest);
-                Box::pin(async move {
-                    let (resp, code) = groups::offset_commit(&ctx, req).await;
-                    ctx.encoded(&resp, code)
-                })
-            }
-            ApiKey::OffsetFetch => {
-                let req = decode!(OffsetFetchRequest);
-                Box::pin(async move {
-                    let (resp, code) = groups::offset_fetch(&ctx, req).await;
-                    ctx.encoded(&resp, code)
-                })
-            }
-            ApiKey::ListGroups => {
-                let req = decode!(ListGroupsRequest);
-                Box::pin(async move {
-                    let (resp, code) = groups::list_groups(&ctx, req);
-                    ctx.encoded(&resp, code)
-                })
-            }
-            ApiKey::DescribeGroups => {
-                let req = decode!(DescribeGroupsRequest);
-                Box::pin(async move {
-                    let (resp, code) = groups::describe_groups(&ctx, req);
-                    ctx.encoded(&resp, code)
-                })
-            }
+            ApiKey::JoinGroup => later_async!(JoinGroupRequest, groups::join_group),
+            ApiKey::SyncGroup => later_async!(SyncGroupRequest, groups::sync_group),
+            ApiKey::Heartbeat => later!(HeartbeatRequest, groups::heartbeat),
+            ApiKey::LeaveGroup => later!(LeaveGroupRequest, groups::leave_group),
+            ApiKey::OffsetCommit => later_async!(OffsetCommitRequest, groups::offset_commit),
+            ApiKey::OffsetFetch => later_async!(OffsetFetchRequest, groups::offset_fetch),
+            ApiKey::ListGroups => later!(ListGroupsRequest, groups::list_groups),
+            ApiKey::DescribeGroups => later!(DescribeGroupsRequest, groups::describe_groups),
             // `versions::serves` lets through only the APIs above.
             other => {
                 tracing::error!(
