@@ -64,6 +64,17 @@ def read_assigned(c: Consumer, parts: list[TopicPartition], n: int, timeout_s: f
     return poll_until(c, lambda out: len(out) >= n, timeout_s)
 
 
+def send(p: Producer, topic: str, **record) -> None:
+    """Produces one record, serving delivery reports while the local queue is full."""
+    while True:
+        try:
+            p.produce(topic, **record)
+            break
+        except BufferError:
+            p.poll(0.05)
+    p.poll(0)
+
+
 def produce_all(p: Producer, topic: str, records) -> list:
     """Produces and waits for every delivery report; returns the errors."""
     errors = []
@@ -73,13 +84,7 @@ def produce_all(p: Producer, topic: str, records) -> list:
             errors.append(err)
 
     for key, value, headers, ts in records:
-        while True:
-            try:
-                p.produce(topic, value=value, key=key, headers=headers, timestamp=ts or 0, on_delivery=report)
-                break
-            except BufferError:
-                p.poll(0.05)
-        p.poll(0)
+        send(p, topic, value=value, key=key, headers=headers, timestamp=ts or 0, on_delivery=report)
     assert p.flush(60) == 0
     return errors
 
@@ -407,13 +412,7 @@ def test_a_cluster_serves_kafka_clients_through_the_kill_of_a_partition_leader(t
 
         def produce(lo: int, hi: int) -> None:
             for i in range(lo, hi):
-                while True:
-                    try:
-                        p.produce("ha", value=f"r{i}".encode(), key=f"k{i % 30}".encode(), on_delivery=report)
-                        break
-                    except BufferError:
-                        p.poll(0.05)
-                p.poll(0)
+                send(p, "ha", value=f"r{i}".encode(), key=f"k{i % 30}".encode(), on_delivery=report)
 
         group = Consumer({"bootstrap.servers": bootstrap, "group.id": "ha-readers",
                           "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
@@ -483,13 +482,7 @@ def test_an_idempotent_producer_rides_through_a_broker_kill_without_duplicates(t
     killed = False
     try:
         for i in range(n):
-            while True:
-                try:
-                    p.produce("ledger", value=f"{i}".encode(), key=f"k{i % 50}".encode(), on_delivery=report)
-                    break
-                except BufferError:
-                    p.poll(0.05)
-            p.poll(0)
+            send(p, "ledger", value=f"{i}".encode(), key=f"k{i % 50}".encode(), on_delivery=report)
             if i == n // 2:
                 b.proc.kill()  # SIGKILL, mid-stream
                 b.proc.wait()
