@@ -17,9 +17,15 @@ N = 100_000
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
 
+def kafka_of(broker) -> str:
+    """The Kafka address of a broker started with --kafka-listen."""
+    assert broker.kafka is not None, "started without --kafka-listen"
+    return str(broker.kafka)
+
+
 def producer(broker, **extra) -> Producer:
     conf = {
-        "bootstrap.servers": broker.kafka,
+        "bootstrap.servers": kafka_of(broker),
         "enable.idempotence": True,
         # librdkafka's default is consistent_random (CRC32); murmur2_random is Kafka's Java
         # partitioner, which Weir's clients share.
@@ -33,7 +39,7 @@ def producer(broker, **extra) -> Producer:
 
 def consumer(broker, **extra) -> Consumer:
     conf = {
-        "bootstrap.servers": broker.kafka,
+        "bootstrap.servers": kafka_of(broker),
         "group.id": f"g-{uuid.uuid4()}",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -50,10 +56,11 @@ def poll_until(c: Consumer, done, limit_s: float = 60.0) -> list:
     while not done(out):
         assert time.monotonic() < deadline, f"timed out with {len(out)} records"
         for m in c.consume(num_messages=1000, timeout=0.2):
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise KafkaException(m.error())
+                raise KafkaException(err)
             out.append(m)
     return out
 
@@ -160,7 +167,7 @@ def test_records_cross_between_the_weir_and_kafka_protocols(kafka_broker):
 
 
 def test_the_admin_client_creates_describes_and_deletes_topics(kafka_broker):
-    admin = AdminClient({"bootstrap.servers": kafka_broker.kafka})
+    admin = AdminClient({"bootstrap.servers": kafka_of(kafka_broker)})
     fs = admin.create_topics([
         NewTopic("made-by-kafka", num_partitions=4, replication_factor=1,
                  config={"retention.ms": "3600000", "segment.bytes": "1048576"}),
@@ -275,7 +282,7 @@ def test_two_group_members_split_partitions_and_one_takes_over_from_committed_of
 
     # With the Kafka members gone, a Weir consumer of the group resumes at their offsets.
     assert list(client.consumer("orders", group="billing", idle_timeout_ms=1000)) == []
-    admin = AdminClient({"bootstrap.servers": kafka_broker.kafka})
+    admin = AdminClient({"bootstrap.servers": kafka_of(kafka_broker)})
     groups = admin.list_consumer_groups().result(timeout=10)
     assert {"billing", "audit"} <= {g.group_id for g in groups.valid}, groups.errors
     described = admin.describe_consumer_groups(["audit"])["audit"].result(timeout=10)
@@ -309,7 +316,7 @@ def test_sasl_plain_signs_in_as_a_weir_user_held_to_its_acls(tmp_path):
         c.commit(asynchronous=False)
         c.close()
         # Metadata shows only what the user may touch.
-        admin = AdminClient({"bootstrap.servers": b.kafka, **sasl("app-password")})
+        admin = AdminClient({"bootstrap.servers": kafka_of(b), **sasl("app-password")})
         assert set(admin.list_topics(timeout=10).topics) == {"orders"}
 
         # An ACL denial: TOPIC_AUTHORIZATION_FAILED for the topic, GROUP_... for the group.
@@ -333,7 +340,7 @@ def test_sasl_plain_signs_in_as_a_weir_user_held_to_its_acls(tmp_path):
         failed = [e for e in seen if e.code() == KafkaError._AUTHENTICATION]
         assert failed and "invalid" in failed[0].str().lower(), seen
         # Without SASL at all: the broker closes the connection; nothing is served.
-        plain = AdminClient({"bootstrap.servers": b.kafka, "socket.timeout.ms": 3000})
+        plain = AdminClient({"bootstrap.servers": kafka_of(b), "socket.timeout.ms": 3000})
         with pytest.raises(KafkaException):
             plain.list_topics(timeout=3)
         # The group's commits, made as `app`, are Weir's: both partitions caught up.
@@ -374,7 +381,7 @@ def test_the_kafka_port_speaks_tls_with_the_brokers_certificate(tmp_path):
             {k: v for k, v in conf.items() if not k.startswith("ssl.")} | {"security.protocol": "SASL_PLAINTEXT"},
         ):
             bad = {k: v for k, v in bad.items() if v is not None}
-            admin = AdminClient({"bootstrap.servers": b.kafka, "socket.timeout.ms": 3000, **bad})
+            admin = AdminClient({"bootstrap.servers": kafka_of(b), "socket.timeout.ms": 3000, **bad})
             with pytest.raises(KafkaException):
                 admin.list_topics(timeout=3)
     finally:
@@ -386,7 +393,7 @@ def test_a_cluster_serves_kafka_clients_through_the_kill_of_a_partition_leader(t
     from conftest import Cluster
     cluster = Cluster(tmp_path, 3, "--kafka-listen", "127.0.0.1:0")
     try:
-        bootstrap = ",".join(b.kafka for b in cluster.brokers)
+        bootstrap = ",".join(kafka_of(b) for b in cluster.brokers)
         cluster.brokers[0].cli("topic", "create", "ha", "--partitions", "3",
                                "--replication-factor", "3")
         admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -400,7 +407,7 @@ def test_a_cluster_serves_kafka_clients_through_the_kill_of_a_partition_leader(t
             assert time.monotonic() < deadline, md.brokers
             time.sleep(0.2)
         assert sorted(b.port for b in md.brokers.values()) == sorted(
-            int(b.kafka.rsplit(":", 1)[1]) for b in cluster.brokers)
+            int(kafka_of(b).rsplit(":", 1)[1]) for b in cluster.brokers)
         victim = md.topics["ha"].partitions[0].leader
 
         p = producer(type("B", (), {"kafka": bootstrap})(), **{"acks": "all", "message.timeout.ms": 60000})

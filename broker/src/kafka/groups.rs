@@ -582,7 +582,9 @@ pub async fn offset_fetch(
 
 /// A group's state as Kafka tools name it, its protocol type and protocol: a group of
 /// Kafka-protocol members has the classic states; one of Weir's own members shows as a
-/// stable group of type `weir`; one with only offsets is Empty, an unknown one Dead.
+/// stable consumer group (protocol type `consumer`, as Kafka admin tools list consumer
+/// groups; no protocol, its members not shown: they speak Weir's protocol); one with only
+/// offsets is Empty, an unknown one Dead.
 fn kafka_state(
     r: &Request,
     group: &str,
@@ -598,7 +600,7 @@ fn kafka_state(
         );
     }
     match summary {
-        Some(s) if s.members > 0 => ("Stable", "weir".into(), String::new()),
+        Some(s) if s.members > 0 => ("Stable", "consumer".into(), String::new()),
         Some(_) => ("Empty", String::new(), String::new()),
         None => ("Dead", String::new(), String::new()),
     }
