@@ -49,6 +49,17 @@ impl Topic {
         Ok(log.bounds())
     }
 
+    /// The error for a read of `partition` at `offset` outside `bounds`.
+    pub fn out_of_range(&self, partition: u32, offset: u64, bounds: Bounds) -> BrokerError {
+        BrokerError::OffsetOutOfRange {
+            topic: self.meta.name.clone(),
+            partition,
+            offset,
+            earliest: bounds.earliest,
+            latest: bounds.log_end,
+        }
+    }
+
     /// A partition's leader-epoch history, oldest first.
     pub fn epochs(&self, partition: u32) -> Result<Vec<EpochStart>, BrokerError> {
         Ok(self.partition(partition)?.log.epochs())
@@ -292,4 +303,14 @@ fn delete_topic(store: &Store, meta: &TopicMeta) -> Result<(), StorageError> {
     set.delete(Cf::Meta, topic_meta_key(&meta.name));
     layout::delete_partitions(&mut set, meta.id);
     store.write(set, Durability::Configured)
+}
+
+/// Waits until any of these partition bounds watches changes (never, for none: a wait with
+/// nothing to watch ends by its own timeout or shutdown).
+pub async fn any_changed(watches: &mut [watch::Receiver<Bounds>]) {
+    if watches.is_empty() {
+        return std::future::pending().await;
+    }
+    let changed = watches.iter_mut().map(|w| Box::pin(w.changed()));
+    let _ = futures::future::select_all(changed).await;
 }

@@ -196,6 +196,16 @@ pub fn next_offset_after(batches: &[Bytes]) -> Result<Option<u64>, BatchError> {
         .transpose()
 }
 
+/// How many records stored batches hold (from their headers; a header that does not parse
+/// counts none).
+pub fn records_in(batches: &[Bytes]) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| BatchHeader::parse(b).ok())
+        .map(|h| u64::from(h.record_count))
+        .sum()
+}
+
 /// Stamps the broker-assigned base offset into an encoded batch.
 pub fn set_base_offset(batch: &mut [u8], base_offset: u64) {
     batch[8..16].copy_from_slice(&base_offset.to_le_bytes());

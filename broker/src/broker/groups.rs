@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Broker;
 use crate::blocking::blocking;
 use crate::error::BrokerError;
-use crate::groups::classic::{Classic, ClassicMember};
+use crate::groups::classic::Classic;
 use crate::groups::{
     ClassicAssignment, ClassicJoin, CommitArgs, CommittedView, GroupSummary, GroupView, Heartbeat,
     HeartbeatArgs, JoinResult, ResetTo,
@@ -109,7 +109,7 @@ impl Broker {
     }
 
     /// A group's Kafka-protocol state and members (`None`: no such group).
-    pub fn classic_group(&self, group: &str) -> Option<(Classic, Vec<ClassicMember>)> {
+    pub fn classic_group(&self, group: &str) -> Option<Classic> {
         self.groups.classic_view(group)
     }
 

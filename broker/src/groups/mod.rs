@@ -38,7 +38,7 @@ use crate::error::BrokerError;
 use crate::storage::Store;
 use crate::topics::{Topic, TopicRegistry};
 use crate::types::{PartitionKey, TopicId, now_ms};
-use classic::{Classic, ClassicMember};
+use classic::Classic;
 pub use classic::{ClassicAssignment, ClassicJoin, JoinResult};
 pub use state::{Committed, GroupState, Heartbeat, TopicPartition};
 use state::{Group, Join};
@@ -538,11 +538,10 @@ impl GroupCoordinator {
     }
 
     /// A group's Kafka-protocol membership as it is now (for DescribeGroups).
-    pub fn classic_view(&self, group: &str) -> Option<(Classic, Vec<ClassicMember>)> {
+    pub fn classic_view(&self, group: &str) -> Option<Classic> {
         let g = self.get(group).ok()?;
-        let g = lock(&g);
-        let members = g.classic.members().cloned().collect();
-        Some((g.classic.clone(), members))
+        let view = lock(&g).classic.clone();
+        Some(view)
     }
 
     /// The group of a Kafka-protocol member (unknown member if there is no such group).

@@ -21,7 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use weir_common::limits::MAX_BATCH_BYTES;
 
 use super::Request;
-use super::errors::{self, Code, code_of};
+use super::errors::{self, Code, FirstError, code_of};
 use super::metadata::brokers;
 use crate::broker::NewTopic;
 use crate::error::BrokerError;
@@ -146,7 +146,7 @@ pub async fn create_topics(
     req: CreateTopicsRequest,
 ) -> (CreateTopicsResponse, &'static str) {
     let broker = Arc::clone(r.broker());
-    let mut first_error = "NONE";
+    let mut first_error = FirstError::default();
     let mut resp = CreateTopicsResponse::default();
     for t in req.topics {
         let mut out = CreatableTopicResult::default();
@@ -216,16 +216,14 @@ pub async fn create_topics(
                 }
             }
             Err((code, message)) => {
-                if first_error == "NONE" {
-                    first_error = code.1;
-                }
+                first_error.note(code);
                 out.error_code = code.code();
                 out.error_message = Some(StrBytes::from_string(message));
             }
         }
         resp.topics.push(out);
     }
-    (resp, first_error)
+    (resp, first_error.name())
 }
 
 /// Deletes each topic named (by name: Weir's topics have no Kafka topic ids).
@@ -240,7 +238,7 @@ pub async fn delete_topics(
         .map(Some)
         .chain(req.topics.into_iter().map(|t| t.name))
         .collect();
-    let mut first_error = "NONE";
+    let mut first_error = FirstError::default();
     let mut resp = DeleteTopicsResponse::default();
     for name in names {
         let mut out = DeletableTopicResult::default();
@@ -259,15 +257,13 @@ pub async fn delete_topics(
         };
         out.name = name;
         if let Err((code, message)) = result {
-            if first_error == "NONE" {
-                first_error = code.1;
-            }
+            first_error.note(code);
             out.error_code = code.code();
             out.error_message = Some(StrBytes::from_string(message));
         }
         resp.responses.push(out);
     }
-    (resp, first_error)
+    (resp, first_error.name())
 }
 
 /// The configs of topics (their settings) and of this broker (the topic defaults), all of
@@ -277,7 +273,7 @@ pub fn describe_configs(
     req: DescribeConfigsRequest,
 ) -> (DescribeConfigsResponse, &'static str) {
     let broker = r.broker();
-    let mut first_error = "NONE";
+    let mut first_error = FirstError::default();
     let mut resp = DescribeConfigsResponse::default();
     for res in req.resources {
         let mut out = DescribeConfigsResult::default();
@@ -355,16 +351,14 @@ pub fn describe_configs(
                     .collect();
             }
             Err((code, message)) => {
-                if first_error == "NONE" {
-                    first_error = code.1;
-                }
+                first_error.note(code);
                 out.error_code = code.code();
                 out.error_message = Some(StrBytes::from_string(message));
             }
         }
         resp.results.push(out);
     }
-    (resp, first_error)
+    (resp, first_error.name())
 }
 
 /// The brokers and the controller (standalone: this broker).

@@ -16,6 +16,26 @@ impl Code {
     }
 }
 
+/// The first error of a response, by name: what `weir_kafka_requests` counts the request as
+/// (`NONE` while it has none).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FirstError(Option<&'static str>);
+
+impl FirstError {
+    /// Notes `code` unless an earlier error was noted.
+    pub fn note(&mut self, code: Code) {
+        self.0.get_or_insert(code.1);
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.unwrap_or("NONE")
+    }
+
+    pub fn is_none(self) -> bool {
+        self.0.is_none()
+    }
+}
+
 macro_rules! code {
     ($v:ident, $name:literal) => {
         Code(E::$v, $name)

@@ -20,14 +20,14 @@ use weir_common::batch;
 use weir_common::limits::MAX_KAFKA_FETCH_WAIT_MS;
 
 use super::Request;
-use super::errors::{self, Code, UNKNOWN_TOPIC_OR_PARTITION, code_of};
+use super::errors::{self, Code, FirstError, UNKNOWN_TOPIC_OR_PARTITION, code_of};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::groups::offsets::INTERNAL_PREFIX;
 use crate::log::{Bounds, ReadUpTo};
 use crate::metrics;
 use crate::security::{Operation, Resource};
-use crate::topics::Topic;
+use crate::topics::{Topic, any_changed};
 use crate::types::OffsetQuery;
 
 /// Kafka's "latest" and "earliest" ListOffsets timestamps.
@@ -89,7 +89,7 @@ async fn read_partition(
     let bounds = topic.bounds(partition)?;
     let offset = u64::try_from(w.offset).unwrap_or(u64::MAX);
     if !bounds.holds(offset) {
-        return Err(out_of_range(topic, partition, offset, bounds));
+        return Err(topic.out_of_range(partition, offset, bounds));
     }
     let mut p = PartitionData::default();
     p.partition_index = w.partition;
@@ -110,38 +110,13 @@ async fn read_partition(
         let mut out = BytesMut::new();
         to_kafka(&read.batches, &mut out).map_err(|e| BrokerError::Storage(e.to_string()))?;
         bytes = out.len();
-        records = read
-            .batches
-            .iter()
-            .filter_map(|b| batch::BatchHeader::parse(b).ok())
-            .map(|h| u64::from(h.record_count))
-            .sum();
+        records = batch::records_in(&read.batches);
         p.high_watermark = read.bounds.latest as i64;
         p.last_stable_offset = read.bounds.latest as i64;
         p.log_start_offset = read.bounds.earliest as i64;
         p.records = Some(out.freeze());
     }
     Ok((p, bytes, records))
-}
-
-fn out_of_range(topic: &Topic, partition: u32, offset: u64, b: Bounds) -> BrokerError {
-    BrokerError::OffsetOutOfRange {
-        topic: topic.meta.name.to_string(),
-        partition,
-        offset,
-        earliest: b.earliest,
-        latest: b.log_end,
-    }
-}
-
-/// Waits until any of `watches` changes, or `until`.
-async fn changed_or(watches: &mut [watch::Receiver<Bounds>], until: tokio::time::Instant) {
-    if watches.is_empty() {
-        tokio::time::sleep_until(until).await;
-        return;
-    }
-    let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-    let _ = tokio::time::timeout_at(until, changed).await;
 }
 
 /// Reads what the partitions hold, waiting up to `max_wait_ms` (capped at
@@ -187,7 +162,7 @@ pub async fn fetch(r: &Request, req: FetchRequest) -> (FetchResponse, &'static s
         }
         let mut budget = budget_all;
         let mut total = 0usize;
-        let mut first_error = "NONE";
+        let mut first_error = FirstError::default();
         let mut responses = Vec::with_capacity(wanted.len());
         for t in &wanted {
             let mut out = FetchableTopicResponse::default();
@@ -208,21 +183,19 @@ pub async fn fetch(r: &Request, req: FetchRequest) -> (FetchResponse, &'static s
                     },
                 };
                 out.partitions.push(part.unwrap_or_else(|code| {
-                    if first_error == "NONE" {
-                        first_error = code.1;
-                    }
+                    first_error.note(code);
                     partition_error(w.partition, code)
                 }));
             }
             responses.push(out);
         }
         let now = tokio::time::Instant::now();
-        if total >= min_bytes.max(1) || first_error != "NONE" || now >= until {
+        if total >= min_bytes.max(1) || !first_error.is_none() || now >= until {
             let mut resp = FetchResponse::default();
             resp.responses = responses;
-            return (resp, first_error);
+            return (resp, first_error.name());
         }
-        changed_or(&mut watches, until).await;
+        let _ = tokio::time::timeout_at(until, any_changed(&mut watches)).await;
     }
 }
 
@@ -234,7 +207,7 @@ pub async fn list_offsets(
     req: ListOffsetsRequest,
 ) -> (ListOffsetsResponse, &'static str) {
     let broker = Arc::clone(r.broker());
-    let mut first_error = "NONE";
+    let mut first_error = FirstError::default();
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
         let topic = readable(r, &t.name);
@@ -256,9 +229,7 @@ pub async fn list_offsets(
                     answer.timestamp = timestamp;
                 }
                 Err(code) => {
-                    if first_error == "NONE" {
-                        first_error = code.1;
-                    }
+                    first_error.note(code);
                     answer.error_code = code.code();
                     answer.offset = -1;
                     answer.timestamp = -1;
@@ -268,7 +239,7 @@ pub async fn list_offsets(
         }
         resp.topics.push(out);
     }
-    (resp, first_error)
+    (resp, first_error.name())
 }
 
 /// One ListOffsets query: `(offset, timestamp)`.

@@ -34,9 +34,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use weir_common::limits::{MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
 
-use super::errors::{self, Code, code_of};
+use super::errors::{self, Code, FirstError, code_of};
 use super::{Advertised, Request, metadata};
 use crate::error::BrokerError;
+use crate::groups::classic::Classic;
 use crate::groups::{ClassicAssignment, ClassicJoin, CommitArgs, GroupSummary, TopicPartition};
 use crate::security::{Operation, Resource};
 
@@ -113,7 +114,7 @@ pub async fn find_coordinator(
     } else {
         vec![req.key]
     };
-    let mut first_error = NONE;
+    let mut first_error = FirstError::default();
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
         let mut c = Coordinator::default();
@@ -132,9 +133,7 @@ pub async fn find_coordinator(
                 c.port = i32::from(at.port);
             }
             Err((code, message)) => {
-                if first_error == NONE {
-                    first_error = code.1;
-                }
+                first_error.note(code);
                 c.node_id = BrokerId(-1);
                 c.port = -1;
                 c.error_code = code.code();
@@ -156,7 +155,7 @@ pub async fn find_coordinator(
     } else {
         resp.coordinators = coordinators;
     }
-    (resp, first_error)
+    (resp, first_error.name())
 }
 
 fn session_timeout(ms: i32) -> Result<Duration, BrokerError> {
@@ -315,7 +314,7 @@ pub fn leave_group(r: &Request, req: LeaveGroupRequest) -> (LeaveGroupResponse, 
         vec![(req.member_id.clone(), None)]
     };
     let mut resp = LeaveGroupResponse::default();
-    let mut first_error = NONE;
+    let mut first_error = FirstError::default();
     if let Err(e) = may_read_group(r, &group) {
         let code = group_code(&e);
         resp.error_code = code.code();
@@ -324,10 +323,8 @@ pub fn leave_group(r: &Request, req: LeaveGroupRequest) -> (LeaveGroupResponse, 
     for (id, instance) in members {
         let result = r.broker().leave_classic(&group, &id);
         let code = result.err().map(|e| group_code(&e));
-        if let Some(c) = code
-            && first_error == NONE
-        {
-            first_error = c.1;
+        if let Some(c) = code {
+            first_error.note(c);
         }
         if r.version >= 3 {
             let mut m = MemberResponse::default();
@@ -339,7 +336,7 @@ pub fn leave_group(r: &Request, req: LeaveGroupRequest) -> (LeaveGroupResponse, 
             resp.error_code = c.code();
         }
     }
-    (resp, first_error)
+    (resp, first_error.name())
 }
 
 /// OffsetCommit: a member of the current generation, or (generation -1, no member id) a
@@ -351,7 +348,7 @@ pub async fn offset_commit(
     let group = req.group_id.0.to_string();
     let broker = Arc::clone(r.broker());
     let allowed = may_read_group(r, &group);
-    let mut first_error = NONE;
+    let mut first_error = FirstError::default();
     let mut resp = OffsetCommitResponse::default();
     // Each topic's partitions are committed together (one write); their answers follow.
     for t in req.topics {
@@ -416,9 +413,7 @@ pub async fn offset_commit(
                     result.err()
                 };
                 if let Some(c) = code {
-                    if first_error == NONE {
-                        first_error = c.1;
-                    }
+                    first_error.note(c);
                     o.error_code = c.code();
                 }
                 o
@@ -426,7 +421,7 @@ pub async fn offset_commit(
             .collect();
         resp.topics.push(out);
     }
-    (resp, first_error)
+    (resp, first_error.name())
 }
 
 /// One partition's committed offset and metadata (-1 and no metadata when none).
@@ -530,7 +525,7 @@ pub async fn offset_fetch(
     req: OffsetFetchRequest,
 ) -> (OffsetFetchResponse, &'static str) {
     let mut resp = OffsetFetchResponse::default();
-    let mut first_error = NONE;
+    let mut first_error = FirstError::default();
     if r.version < 8 {
         let topics = req.topics.map(|ts| {
             ts.into_iter()
@@ -546,11 +541,11 @@ pub async fn offset_fetch(
                 )
             }
             Err(code) => {
-                first_error = code.1;
+                first_error.note(code);
                 resp.error_code = code.code();
             }
         }
-        return (resp, first_error);
+        return (resp, first_error.name());
     }
     for g in req.groups {
         let topics = g.topics.map(|ts| {
@@ -568,16 +563,14 @@ pub async fn offset_fetch(
                 )
             }
             Err(code) => {
-                if first_error == NONE {
-                    first_error = code.1;
-                }
+                first_error.note(code);
                 out.error_code = code.code();
             }
         }
         out.group_id = g.group_id;
         resp.groups.push(out);
     }
-    (resp, first_error)
+    (resp, first_error.name())
 }
 
 /// A group's state as Kafka tools name it, its protocol type and protocol: a group of
@@ -586,12 +579,11 @@ pub async fn offset_fetch(
 /// groups; no protocol, its members not shown: they speak Weir's protocol); one with only
 /// offsets is Empty, an unknown one Dead.
 fn kafka_state(
-    r: &Request,
-    group: &str,
+    classic: Option<&Classic>,
     summary: Option<&GroupSummary>,
 ) -> (&'static str, String, String) {
-    if let Some((c, members)) = r.broker().classic_group(group)
-        && !members.is_empty()
+    if let Some(c) = classic
+        && c.has_members()
     {
         return (
             c.phase.name(),
@@ -613,7 +605,8 @@ pub fn list_groups(r: &Request, req: ListGroupsRequest) -> (ListGroupsResponse, 
         if !security.visible(&r.who, Resource::group(&g.name)) {
             continue;
         }
-        let (state, protocol_type, _) = kafka_state(r, &g.name, Some(&g));
+        let classic = r.broker().classic_group(&g.name);
+        let (state, protocol_type, _) = kafka_state(classic.as_ref(), Some(&g));
         if !req.states_filter.is_empty() && !req.states_filter.iter().any(|s| s.as_str() == state) {
             continue;
         }
@@ -633,7 +626,7 @@ pub fn describe_groups(
 ) -> (DescribeGroupsResponse, &'static str) {
     let groups = r.broker().list_groups();
     let mut resp = DescribeGroupsResponse::default();
-    let mut first_error = NONE;
+    let mut first_error = FirstError::default();
     for id in req.groups {
         let mut d = DescribedGroup::default();
         if let Err(e) =
@@ -642,22 +635,22 @@ pub fn describe_groups(
                 .authorize(&r.who, Resource::group(&id), Operation::Read)
         {
             let code = group_code(&e);
-            if first_error == NONE {
-                first_error = code.1;
-            }
+            first_error.note(code);
             d.error_code = code.code();
             d.group_id = id;
             resp.groups.push(d);
             continue;
         }
         let summary = groups.iter().find(|g| g.name == id.as_str());
-        let (state, protocol_type, protocol) = kafka_state(r, &id, summary);
+        let classic = r.broker().classic_group(&id);
+        let (state, protocol_type, protocol) = kafka_state(classic.as_ref(), summary);
         d.group_state = StrBytes::from_static_str(state);
         d.protocol_type = StrBytes::from_string(protocol_type);
         d.protocol_data = StrBytes::from_string(protocol.clone());
-        if let Some((_, members)) = r.broker().classic_group(&id) {
-            d.members = members
-                .into_iter()
+        if let Some(c) = classic {
+            d.members = c
+                .members()
+                .cloned()
                 .map(|m| {
                     let mut dm = DescribedGroupMember::default();
                     dm.member_metadata = m.metadata(&protocol);
@@ -673,5 +666,5 @@ pub fn describe_groups(
         d.group_id = id;
         resp.groups.push(d);
     }
-    (resp, first_error)
+    (resp, first_error.name())
 }

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use weir_codec::kafka::to_weir;
 
-use super::errors::{self, Code, INVALID_REQUIRED_ACKS, code_of, records_code};
+use super::errors::{self, Code, FirstError, INVALID_REQUIRED_ACKS, code_of, records_code};
 use super::{FrameError, Reply, Request};
 use crate::broker::{Acks, Admission};
 use crate::error::BrokerError;
@@ -140,18 +140,16 @@ pub async fn produce(r: Request, req: ProduceRequest) -> Result<Reply, FrameErro
         topics.push((name, join_all(pending)));
     }
     let reply = async move {
-        let mut first_error = "NONE";
+        let mut first_error = FirstError::default();
         let mut resp = ProduceResponse::default();
         for (name, outcomes) in topics {
             let outcomes = outcomes.await;
-            if let Some(Err((code, _))) = outcomes.iter().map(|o| &o.result).find(|r| r.is_err())
-                && first_error == "NONE"
-            {
-                first_error = code.1;
+            if let Some(Err((code, _))) = outcomes.iter().map(|o| &o.result).find(|r| r.is_err()) {
+                first_error.note(*code);
             }
             resp.responses.push(topic_response(name, outcomes));
         }
-        (resp, first_error)
+        (resp, first_error.name())
     };
     match acks {
         // acks=0: no answer; the appends still complete (and hold the produce budget) in

@@ -15,11 +15,11 @@ use weir_proto::v1 as pb;
 use super::{Guarded, principal, status_of};
 use crate::broker::{Acks, Admission, Broker};
 use crate::error::BrokerError;
-use crate::log::{Bounds, ReadResult, ReadUpTo};
+use crate::log::{ReadResult, ReadUpTo};
 use crate::metrics;
 use crate::plugins::Chain;
 use crate::security::{Operation, Principal, Resource};
-use crate::topics::Topic;
+use crate::topics::{Topic, any_changed};
 use crate::types::OffsetQuery;
 
 /// Responses a subscription may have queued for a slow client before it stops reading.
@@ -206,16 +206,6 @@ fn acks_of(acks: i32) -> Acks {
     }
 }
 
-fn out_of_range(topic: &Topic, partition: u32, offset: u64, b: Bounds) -> BrokerError {
-    BrokerError::OffsetOutOfRange {
-        topic: topic.meta.name.clone(),
-        partition,
-        offset,
-        earliest: b.earliest,
-        latest: b.log_end,
-    }
-}
-
 fn records_of(partition: u32, r: ReadResult) -> pb::PartitionRecords {
     pb::PartitionRecords {
         partition,
@@ -270,7 +260,7 @@ async fn read_round(
         let pos = &mut positions[(start + i) % n];
         let bounds = topic.bounds(pos.partition)?;
         if !bounds.holds(pos.offset) {
-            return Err(out_of_range(topic, pos.partition, pos.offset, bounds));
+            return Err(topic.out_of_range(pos.partition, pos.offset, bounds));
         }
         if budget == 0 || (skip_empty && pos.offset >= bounds.latest) {
             continue;
@@ -288,28 +278,17 @@ async fn read_round(
             pos.offset = end;
             let bytes: usize = r.batches.iter().map(|b| b.len()).sum();
             budget = budget.saturating_sub(bytes);
-            metrics::global().consumed(&topic.meta.name, records_in(&r.batches), bytes as u64);
+            metrics::global().consumed(
+                &topic.meta.name,
+                batch::records_in(&r.batches),
+                bytes as u64,
+            );
         }
         if !skip_empty || !r.batches.is_empty() {
             out.push(records_of(pos.partition, r));
         }
     }
     Ok(out)
-}
-
-/// How many records stored batches hold (from their headers).
-fn records_in(batches: &[Bytes]) -> u64 {
-    batches
-        .iter()
-        .filter_map(|b| batch::BatchHeader::parse(b).ok())
-        .map(|h| u64::from(h.record_count))
-        .sum()
-}
-
-/// Waits until any watched partition changes.
-pub(super) async fn any_changed(watches: &mut [watch::Receiver<Bounds>]) {
-    let changed = watches.iter_mut().map(|w| Box::pin(w.changed()));
-    let _ = futures::future::select_all(changed).await;
 }
 
 /// The group member a subscription reads for.
@@ -553,12 +532,7 @@ impl pb::log_server::Log for LogService {
         for p in &req.positions {
             let bounds = topic.bounds(p.partition).map_err(status_of)?;
             if !bounds.holds(p.offset) {
-                return Err(status_of(out_of_range(
-                    &topic,
-                    p.partition,
-                    p.offset,
-                    bounds,
-                )));
+                return Err(status_of(topic.out_of_range(p.partition, p.offset, bounds)));
             }
         }
         // A partition's leader knows group membership only when it coordinates the group

@@ -8,12 +8,13 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use weir_proto::v1 as pb;
 
-use super::log::{any_changed, request_error};
+use super::log::request_error;
 use crate::broker::Broker;
 use crate::config::MAX_REPLICA_FETCH_WAIT_MS;
 use crate::error::BrokerError;
 use crate::log::{Bounds, Diverging, ReadUpTo};
 use crate::metrics::{self, Stage};
+use crate::topics::any_changed;
 use crate::types::EpochStart;
 
 /// Longest a follower's fetch waits here for new records (`--replica-fetch-wait-ms`'s cap).
