@@ -224,38 +224,9 @@ impl Broker {
     }
 
     pub fn cli_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = Command::new(bin("weir"))
-            .args(args)
-            .env("WEIR_BROKER", &self.addr)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn weir");
-        let mut input = child.stdin.take().expect("stdin");
-        let data = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&data);
-        });
-        // A command that never exits fails its test by name (killed with SIGKILL).
-        let pid = child.id().to_string();
-        let (exited, exit) = std::sync::mpsc::channel::<()>();
-        let watchdog = std::thread::spawn(move || {
-            let hung = exit.recv_timeout(CLI_TIMEOUT).is_err();
-            if hung {
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            }
-            hung
-        });
-        let out = child.wait_with_output().expect("weir output");
-        let _ = exited.send(());
-        writer.join().expect("stdin writer");
-        assert!(
-            !watchdog.join().expect("watchdog"),
-            "`weir {}` did not exit within {CLI_TIMEOUT:?}",
-            args.join(" ")
-        );
-        out
+        let mut cmd = Command::new(bin("weir"));
+        cmd.args(args).env("WEIR_BROKER", &self.addr);
+        run_with_stdin(cmd, stdin, &format!("weir {}", args.join(" ")))
     }
 
     /// Starts the `weir` CLI against this broker without waiting for it (stdout piped, stderr
@@ -566,4 +537,37 @@ pub fn metadata(via: &Broker, topics: &[&str]) -> weir_proto::v1::MetadataRespon
             .expect("metadata")
             .into_inner()
     })
+}
+
+/// Runs `cmd` to its end, feeding it `stdin` and capturing its output. A command that never
+/// exits fails its test by name (`what`): it is killed with SIGKILL after `CLI_TIMEOUT`.
+pub fn run_with_stdin(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn `{what}`: {e}"));
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let pid = child.id().to_string();
+    let (exited, exit) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let hung = exit.recv_timeout(CLI_TIMEOUT).is_err();
+        if hung {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        hung
+    });
+    let out = child.wait_with_output().expect("command output");
+    let _ = exited.send(());
+    writer.join().expect("stdin writer");
+    assert!(
+        !watchdog.join().expect("watchdog"),
+        "`{what}` did not exit within {CLI_TIMEOUT:?}"
+    );
+    out
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -34,22 +34,10 @@ fn kcat_output(broker: &Broker, args: &[&str], stdin: &[u8]) -> Output {
         .kafka
         .as_deref()
         .expect("started with --kafka-listen");
-    let mut child = Command::new("kcat")
-        .args(["-b", kafka, "-X", "socket.timeout.ms=10000", "-m", "20"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat is installed (scripts/setup)");
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("kcat runs");
-    let _ = writer.join();
-    out
+    let mut cmd = Command::new("kcat");
+    cmd.args(["-b", kafka, "-X", "socket.timeout.ms=10000", "-m", "20"])
+        .args(args);
+    weir_e2e::run_with_stdin(cmd, stdin, &format!("kcat {}", args.join(" ")))
 }
 
 /// `partition offset key value` lines of everything in `topic`, as kcat reads it.
