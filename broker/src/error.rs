@@ -12,6 +12,13 @@ pub enum BrokerError {
     TopicNotFound(String),
     #[error("topic {0:?} already exists")]
     TopicExists(String),
+    #[error("view {0:?} does not exist")]
+    ViewNotFound(String),
+    /// A write to a view (views are read-only).
+    #[error("{view:?} is a view of topic {topic:?} and is read-only: produce to {topic:?}")]
+    ReadOnlyView { view: String, topic: String },
+    #[error("topic {topic:?} is read by view(s) {}: delete them first", views.join(", "))]
+    TopicHasViews { topic: String, views: Vec<String> },
     #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
     PartitionNotFound {
         topic: String,
@@ -92,6 +99,8 @@ pub enum BrokerError {
     PluginFailed(String),
     #[error("plugin {plugin:?} is used by pipeline {pipeline:?}; delete the pipeline first")]
     PluginInUse { plugin: String, pipeline: String },
+    #[error("plugin {plugin:?} is used by view(s) {}; delete them first", views.join(", "))]
+    PluginUsedByViews { plugin: String, views: Vec<String> },
     #[error("pipeline {0:?} does not exist")]
     PipelineNotFound(String),
     #[error("pipeline {0:?} already exists")]

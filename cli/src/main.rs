@@ -17,6 +17,7 @@ mod produce;
 mod status;
 mod topic;
 mod user;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -133,6 +134,9 @@ enum Command {
     /// Create, list, describe, delete and resume continuous plugin pipelines.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Views: read-only topics through a chain of plugins, for any consumer.
+    #[command(subcommand)]
+    View(view::ViewCommand),
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -180,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(cmd) => group::run(&client, cmd).await,
         Command::Plugin(cmd) => plugin::run(&client, cmd).await,
         Command::Pipeline(cmd) => pipeline::run(&client, cmd).await,
+        Command::View(cmd) => view::run(&client, cmd).await,
         Command::Bench(cmd) => bench::run(&client, &target, cmd).await,
         Command::Cluster(cmd) => cluster::run(&client, cmd).await,
         Command::Status => status::run(&client, &cli.broker).await,

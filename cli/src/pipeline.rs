@@ -44,7 +44,7 @@ pub enum PipelineCommand {
     Resume { name: String },
 }
 
-fn chain(plugins: &[PluginUse]) -> String {
+pub fn chain(plugins: &[PluginUse]) -> String {
     let uses: Vec<String> = plugins
         .iter()
         .map(|u| match &u.params {

@@ -111,7 +111,9 @@ fn versions(nodes: &[weir::NodeStatus]) -> String {
 }
 
 async fn topics(admin: &Admin, s: &mut Summary) -> weir::Result<()> {
-    let topics = admin.list_topics().await?;
+    // Views read their sources' records: counted once, as their sources'.
+    let mut topics = admin.list_topics().await?;
+    topics.retain(|t| t.view_of.is_none());
     s.topics = topics.len();
     for t in &topics {
         let d = admin.describe_topic(&t.name).await?;

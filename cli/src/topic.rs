@@ -32,7 +32,7 @@ pub enum TopicCommand {
         #[arg(long)]
         min_insync_replicas: Option<u32>,
     },
-    /// One line per topic: NAME<TAB>PARTITIONS.
+    /// One line per topic: NAME<TAB>PARTITIONS; a view's line adds <TAB>view of SOURCE.
     List,
     /// One line per partition: PARTITION<TAB>EARLIEST<TAB>LATEST, and in cluster mode
     /// <TAB>LEADER<TAB>REPLICAS<TAB>ISR (broker ids, comma-separated).
@@ -74,7 +74,12 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
         }
         TopicCommand::List => {
             for t in admin.list_topics().await? {
-                writeln!(out, "{}\t{}", t.name, t.partitions)?;
+                match &t.view_of {
+                    Some(source) => {
+                        writeln!(out, "{}\t{}\tview of {source}", t.name, t.partitions)?
+                    }
+                    None => writeln!(out, "{}\t{}", t.name, t.partitions)?,
+                }
             }
         }
         TopicCommand::Describe { name } => {

@@ -302,6 +302,37 @@ pub fn to_kafka(stored: &[Bytes], out: &mut BytesMut) -> Result<(), KafkaFetchEr
     Ok(())
 }
 
+/// Kafka's control-batch attribute bit.
+const CONTROL_ATTRIBUTE: i16 = 0x20;
+
+/// Appends an empty control batch covering offsets `first..=last` to `out`: what a Kafka
+/// client reads to move past offsets that hold nothing for it (a view's records its chain
+/// left out, as compaction leaves gaps). Clients set their next fetch offset after a batch's
+/// last offset, with or without records in it; being a control batch, it is never handed to
+/// the application, and librdkafka does not take it for a record too large to fetch.
+pub fn skipped(first: u64, last: u64, out: &mut BytesMut) {
+    use bytes::BufMut;
+    let delta = i32::try_from(last.saturating_sub(first)).unwrap_or(i32::MAX);
+    out.reserve(KAFKA_BATCH_HEADER_LEN);
+    out.put_i64(first as i64);
+    out.put_i32((KAFKA_BATCH_HEADER_LEN - 12) as i32);
+    out.put_i32(NO_PARTITION_LEADER_EPOCH);
+    out.put_i8(KAFKA_MAGIC);
+    let crc_at = out.len();
+    out.put_u32(0);
+    let body_at = out.len();
+    out.put_i16(CONTROL_ATTRIBUTE);
+    out.put_i32(delta);
+    out.put_i64(-1); // first timestamp: none
+    out.put_i64(-1); // max timestamp
+    out.put_i64(NO_PRODUCER_ID);
+    out.put_i16(NO_PRODUCER_EPOCH);
+    out.put_i32(-1); // base sequence
+    out.put_i32(0); // records
+    let crc = crc32c::crc32c(&out[body_at..]);
+    out[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,5 +461,19 @@ mod tests {
             to_weir(kafka_batch(&bomb, KafkaCompression::Gzip)).unwrap_err(),
             KafkaRecordsError::TooLarge
         );
+    }
+
+    #[test]
+    fn skipped_is_an_empty_control_batch_that_checks() {
+        let mut out = BytesMut::new();
+        skipped(100, 149, &mut out);
+        assert_eq!(out.len(), KAFKA_BATCH_HEADER_LEN);
+        // Framing and CRC-32C check in the crate's decoder; no records.
+        let set = RecordBatchDecoder::decode(&mut out.clone().freeze()).unwrap();
+        assert!(set.records.is_empty());
+        assert_eq!(&out[..8], &100i64.to_be_bytes());
+        // Attributes: control; last offset delta 49.
+        assert_eq!(&out[21..23], &0x20i16.to_be_bytes());
+        assert_eq!(&out[23..27], &49i32.to_be_bytes());
     }
 }

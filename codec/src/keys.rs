@@ -7,7 +7,8 @@
 //! timeindex  topic u32 | partition u32 | timestamp u64 | base_offset u64 → ()
 //! producers  topic u32 | partition u32 | producer_id u64              → ProducerState
 //! epochs     topic u32 | partition u32                                 → leader-epoch history
-//! meta       "topic/" name → TopicMeta (JSON);  "next_topic_id" → u32 BE;
+//! meta       "topic/" name → TopicMeta (JSON);  "view/" name → ViewDef (JSON);
+//!            "next_topic_id" → u32 BE;
 //!            "next_producer_id" → u64 BE; "security" → users and ACLs (JSON)
 //! offsets    group_len u16 | group | topic u32 | partition u32         → Committed
 //! plugins    name                                   → 0x80 | kind u8 | created i64 | limits | wasm
@@ -37,6 +38,9 @@ pub const OFFSET_KEY_LEN: usize = 16;
 pub const TIME_KEY_LEN: usize = 24;
 
 pub const TOPIC_META_PREFIX: &[u8] = b"topic/";
+
+/// `meta` CF, standalone: each view's definition (JSON) under this prefix + its name.
+pub const VIEW_PREFIX: &[u8] = b"view/";
 
 pub const NEXT_TOPIC_ID_KEY: &[u8] = b"next_topic_id";
 
@@ -104,6 +108,12 @@ pub fn decode_partition(topic: TopicId, key: &[u8]) -> Option<(u32, u64)> {
     let p = u32::from_be_bytes(key[4..8].try_into().ok()?);
     let o = u64::from_be_bytes(key[8..].try_into().ok()?);
     Some((p, o))
+}
+
+pub fn view_key(name: &str) -> Vec<u8> {
+    let mut k = VIEW_PREFIX.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
 }
 
 pub fn topic_meta_key(name: &str) -> Vec<u8> {

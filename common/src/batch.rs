@@ -196,6 +196,15 @@ pub fn next_offset_after(batches: &[Bytes]) -> Result<Option<u64>, BatchError> {
         .transpose()
 }
 
+/// As [`next_offset_after`], reading the last batch's records when they carry explicit
+/// offsets (a plugin chain's output, whose header does not say where its records end).
+pub fn next_offset_after_records(batches: &[Bytes]) -> Result<Option<u64>, BatchError> {
+    batches
+        .last()
+        .map(|b| RecordCursor::new(b)?.next_offset())
+        .transpose()
+}
+
 /// How many records stored batches hold (from their headers; a header that does not parse
 /// counts none).
 pub fn records_in(batches: &[Bytes]) -> u64 {

@@ -77,7 +77,7 @@ const SDK: Rules = Rules {
         &["client"],
         &["admin", "producer"],
         &["consumer"],
-        &["pipeline", "transform", "users"],
+        &["pipeline", "transform", "users", "views"],
     ],
     // The SDK is a gRPC client through and through: every module may speak the wire.
     wire: &[""],

@@ -513,3 +513,98 @@ def test_an_idempotent_producer_rides_through_a_broker_kill_without_duplicates(t
             assert seq == sorted(seq), key  # in order per key
     finally:
         b.stop()
+
+
+def test_a_view_is_read_by_a_kafka_group_consumer_at_the_sources_offsets_and_resumes_after_a_restart(tmp_path):
+    """A view with filter-contains, read by a confluent-kafka group consumer: exactly the
+    matching records, at their offsets in the source; produce to the view is refused; after a
+    SIGKILL and restart the view is there and the group resumes from its committed offsets."""
+    import socket
+    import time
+    from conftest import Broker, plugin_wasm
+
+    def free_port() -> int:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+
+    grpc, kafka = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    data = tmp_path / "data"
+    b = Broker(data, grpc, "--kafka-listen", kafka)
+    try:
+        b.cli("topic", "create", "logs", "--partitions", "3")
+        b.cli("plugin", "register", "grep", plugin_wasm("filter-contains"))
+        b.cli("view", "create", "errors", "--from", "logs", "--plugin", 'grep={"substring":"ERROR"}')
+
+        def write(lo: int, hi: int) -> None:
+            p = producer(b)
+            # Every 7th record matches; the last 100 of each round do not (the view's reads
+            # end in records its chain leaves out).
+            assert produce_all(p, "logs", [
+                (f"k{i % 11}".encode(),
+                 f"{i} {'ERROR' if i % 7 == 0 and i < hi - 100 else 'INFO'}".encode(), [], None)
+                for i in range(lo, hi)]) == []
+
+        def source_matches(c: Consumer, since: dict[int, int]) -> set:
+            """(partition, offset, value) of the source's matching records at or after `since`."""
+            ends = {i: c.get_watermark_offsets(TopicPartition("logs", i), timeout=10)[1] for i in range(3)}
+            n = sum(ends[i] - since.get(i, 0) for i in range(3))
+            got = read_assigned(c, [TopicPartition("logs", i, since.get(i, 0)) for i in range(3)], n)
+            return {(m.partition(), m.offset(), m.value()) for m in got if b"ERROR" in m.value()}
+
+        write(0, 3000)
+        checker = consumer(b)
+        want = source_matches(checker, {})
+        checker.close()
+        assert len(want) == len([i for i in range(2900) if i % 7 == 0])
+
+        # Kafka's metadata lists the view with its source's partitions.
+        md = AdminClient({"bootstrap.servers": kafka}).list_topics(timeout=10)
+        assert sorted(md.topics["errors"].partitions) == [0, 1, 2]
+
+        group = consumer(b, **{"group.id": "alerts"})
+        group.subscribe(["errors"])
+        got = poll_until(group, lambda out: len(out) >= len(want))
+        time.sleep(1.0)  # nothing more arrives
+        got += group.consume(num_messages=1000, timeout=0.5)
+        assert {(m.partition(), m.offset(), m.value()) for m in got} == want
+        assert len(got) == len(want)
+        group.commit(asynchronous=False)
+        committed = group.committed([TopicPartition("errors", i) for i in range(3)], timeout=10)
+        last = {p: max(o for (q, o, _) in want if q == p) for p in range(3)}
+        assert all(tp.offset > last[tp.partition] for tp in committed), committed
+        group.close()
+
+        # Producing to a view is refused (not retried) with Kafka's INVALID_TOPIC_EXCEPTION.
+        errors: list = []
+        p = producer(b)
+        p.produce("errors", value=b"x", on_delivery=lambda err, _m: errors.append(err))
+        p.flush(30)
+        assert [e.code() for e in errors] == [KafkaError.TOPIC_EXCEPTION], errors
+
+        b.proc.kill()  # SIGKILL
+        b.proc.wait()
+        b = Broker(data, grpc, "--kafka-listen", kafka)
+        assert b.cli("view", "list") == 'errors\tlogs\tgrep={"substring":"ERROR"}\n'
+        ends = {}
+        checker = consumer(b)
+        for i in range(3):
+            ends[i] = checker.get_watermark_offsets(TopicPartition("logs", i), timeout=10)[1]
+        write(3000, 4000)
+        fresh = source_matches(checker, ends)
+        checker.close()
+        assert len(fresh) == len([i for i in range(3000, 3900) if i % 7 == 0])
+
+        # The group resumes from its committed offsets: only what came after.
+        group = consumer(b, **{"group.id": "alerts"})
+        group.subscribe(["errors"])
+        again = poll_until(group, lambda out: len(out) >= len(fresh))
+        time.sleep(1.0)
+        again += group.consume(num_messages=1000, timeout=0.5)
+        group.close()
+        assert {(m.partition(), m.offset(), m.value()) for m in again} == fresh
+        assert len(again) == len(fresh)
+    finally:
+        b.stop()

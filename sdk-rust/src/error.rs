@@ -46,6 +46,10 @@ pub enum Error {
     /// The plugin cannot be deleted: a pipeline uses it (the message names it).
     #[error("{0}")]
     PluginInUse(String),
+    /// A write to a view (views are read-only), or the deletion of a topic views read: the
+    /// message says which view and topic.
+    #[error("{0}")]
+    ViewConflict(String),
     /// The pipeline does not exist.
     #[error("{0}")]
     PipelineNotFound(String),
@@ -153,6 +157,7 @@ impl From<Status> for Error {
             ("plugin_failed", _) => Error::PluginFailed(message),
             ("plugin_in_use", _) => Error::PluginInUse(message),
             ("pipeline_not_found", _) => Error::PipelineNotFound(message),
+            ("read_only_view" | "topic_has_views", _) => Error::ViewConflict(message),
             ("unknown_member" | "stale_member_epoch" | "not_partition_owner", _) => {
                 Error::Fenced(message)
             }

@@ -40,6 +40,7 @@ mod start;
 mod tls;
 mod transform;
 mod users;
+mod views;
 
 pub use admin::{
     Admin, BackupInfo, GroupDescription, GroupMember, GroupPartition, GroupSummary, Health,
@@ -58,6 +59,7 @@ pub use start::StartFrom;
 pub use tls::{ClientOptions, TlsConfig};
 pub use transform::Transformer;
 pub use users::{Acl, UserInfo, WhoAmI};
+pub use views::{ViewDescription, ViewInfo};
 pub use weir_common::Compression;
 pub use weir_common::partitioner::partition_for_key;
 pub use weir_common::record::{Header, Record, now_ms};

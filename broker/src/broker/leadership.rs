@@ -227,7 +227,12 @@ impl Broker {
         };
         let m = c.metadata();
         let m = m.borrow();
-        let Some(p) = m.partition(topic, partition) else {
+        // A view's partition is its source's.
+        let placed = m.partition(topic, partition).or_else(|| {
+            let source = &m.views.get(topic)?.source;
+            m.partition(source, partition)
+        });
+        let Some(p) = placed else {
             // Unknown here: the usual not-found errors follow from the local registry.
             return Ok(None);
         };

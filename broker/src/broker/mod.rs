@@ -6,7 +6,8 @@
 //! look-ups), `leadership` (cluster mode: partitions led here, followers' progress, ISR),
 //! `groups` and `coordination` (consumer groups standalone and in a cluster), `plugins`
 //! (plugins, and pipelines standalone), `cluster_pipelines` (pipelines' workers in a
-//! cluster), `backup` (a consistent copy of the data dir while serving). This file opens
+//! cluster), `views` (views of topics, and reads through their chains), `backup` (a
+//! consistent copy of the data dir while serving). This file opens
 //! the broker, joins a cluster and owns the background tasks, which stop at
 //! [`Broker::stop_background`].
 
@@ -21,6 +22,7 @@ mod records;
 #[cfg(test)]
 mod tests;
 mod topics;
+mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -319,6 +321,7 @@ impl Broker {
     /// left alone.
     fn reconcile(self: &Arc<Self>, m: &Metadata) {
         self.reconcile_topics(m);
+        self.topics.follow_views(&m.views);
         self.follow_leadership(m);
         self.follow_coordination(m);
     }

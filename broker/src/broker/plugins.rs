@@ -228,6 +228,12 @@ impl Broker {
                         pipeline,
                     });
                 }
+                Outcome::InUseByViews { views } => {
+                    return Err(BrokerError::PluginUsedByViews {
+                        plugin: name,
+                        views,
+                    });
+                }
                 other => {
                     return Err(BrokerError::Storage(format!(
                         "the cluster did not delete the plugin: {other:?}"
@@ -238,6 +244,16 @@ impl Broker {
                 .await;
             self.plugins.uninstall(&name);
         } else {
+            let views: Vec<String> = (self.topics.views().into_iter())
+                .filter(|v| v.plugins.iter().any(|p| p.name == name))
+                .map(|v| v.name)
+                .collect();
+            if !views.is_empty() {
+                return Err(BrokerError::PluginUsedByViews {
+                    plugin: name,
+                    views,
+                });
+            }
             let this = Arc::clone(self);
             let n = name.clone();
             self.pipelines

@@ -246,6 +246,12 @@ impl Broker {
     ) -> Result<impl Future<Output = Result<Vec<(u32, Appended)>, BrokerError>> + use<>, BrokerError>
     {
         let t = self.topics.get(topic)?;
+        if let Some(v) = &t.view {
+            return Err(BrokerError::ReadOnlyView {
+                view: topic.to_string(),
+                topic: v.source.meta.name.clone(),
+            });
+        }
         let min_insync = t.meta.config.min_insync_replicas;
         for (partition, _) in &batches {
             let led = self.check_leader(topic, *partition)?;
@@ -342,14 +348,20 @@ impl Broker {
         max_bytes: usize,
         upto: ReadUpTo,
     ) -> Result<ReadResult, BrokerError> {
-        self.check_leader(&topic.meta.name, partition)?;
+        self.check_leader(topic.source_name(), partition)?;
         let log = Arc::clone(&topic.partition(partition)?.log);
         let name = topic.meta.name.clone();
-        blocking(move || {
+        let read = blocking(move || {
             log.read_from(offset, max_bytes, upto)
                 .map_err(|e| e.in_partition(&name, partition))
         })
-        .await
+        .await?;
+        match &topic.view {
+            Some(v) if !read.batches.is_empty() => {
+                self.read_view(&v.view, partition, offset, read).await
+            }
+            _ => Ok(read),
+        }
     }
 
     /// Resolves an offset query on one partition.
@@ -359,7 +371,7 @@ impl Broker {
         partition: u32,
         query: OffsetQuery,
     ) -> Result<(u64, Bounds), BrokerError> {
-        self.check_leader(&topic.meta.name, partition)?;
+        self.check_leader(topic.source_name(), partition)?;
         let log = Arc::clone(&topic.partition(partition)?.log);
         let bounds = log.bounds();
         match query {

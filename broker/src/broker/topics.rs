@@ -249,6 +249,19 @@ impl Broker {
         self.topics.list()
     }
 
+    /// Every topic and every view (as a topic reading its source), sorted by name.
+    pub fn list_topics_and_views(&self) -> Vec<Arc<Topic>> {
+        let mut all = self.topics.list();
+        all.extend(
+            self.topics
+                .views()
+                .iter()
+                .filter_map(|v| self.topics.get(&v.name).ok()),
+        );
+        all.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        all
+    }
+
     /// Cluster mode: where each partition of `topic` lives, as this broker's metadata says
     /// (`None` standalone, or for a topic the metadata does not know).
     pub fn placement(&self, topic: &str) -> Option<Vec<PartitionState>> {
@@ -258,9 +271,12 @@ impl Broker {
     }
 
     /// A topic and the bounds of each of its partitions.
+    /// A topic (or view) and the bounds of each of its partitions (a view's: its source's).
     pub fn describe_topic(&self, name: &str) -> Result<(Arc<Topic>, Vec<Bounds>), BrokerError> {
         let topic = self.topics.get(name)?;
-        let bounds = topic.partitions.iter().map(|p| p.log.bounds()).collect();
+        let bounds = (0..topic.meta.config.partitions)
+            .map(|p| Ok(topic.partition(p)?.log.bounds()))
+            .collect::<Result<_, BrokerError>>()?;
         Ok((topic, bounds))
     }
 
@@ -279,7 +295,11 @@ impl Broker {
                     .await;
                     Ok(())
                 }
-                Outcome::TopicNotFound => Err(BrokerError::TopicNotFound(name.to_string())),
+                Outcome::TopicNotFound => Err(self.topics.missing_topic(name)),
+                Outcome::InUseByViews { views } => Err(BrokerError::TopicHasViews {
+                    topic: name.to_string(),
+                    views,
+                }),
                 other => Err(BrokerError::ClusterUnavailable(format!("{other:?}"))),
             };
         }

@@ -19,6 +19,7 @@ pub use self::pipelines::PipelineState;
 use super::peers::NodeId;
 use crate::pipelines::{Checkpoint, Failure, PipelineDef};
 use crate::security;
+use crate::topics::views::ViewDef;
 use crate::types::TopicConfig;
 
 /// A broker known to the cluster.
@@ -100,6 +101,9 @@ pub struct Metadata {
     /// The next pipeline's id.
     #[serde(default)]
     pub next_pipeline_id: u32,
+    /// Views by name (docs/views.md); their names are not topics'.
+    #[serde(default)]
+    pub views: BTreeMap<String, ViewDef>,
 }
 
 /// A change to the metadata (one raft log entry).
@@ -158,6 +162,13 @@ pub enum Command {
         base: u64,
         #[serde(with = "security::shared")]
         state: Arc<security::State>,
+    },
+    /// Creates a view of a topic (its name must be free, its source a topic).
+    CreateView {
+        def: ViewDef,
+    },
+    DeleteView {
+        name: String,
     },
     /// Creates a pipeline, each source partition starting at its offset in `starts`.
     CreatePipeline {
@@ -241,6 +252,11 @@ pub enum Outcome {
     },
     PipelineExists,
     PipelineNotFound,
+    ViewNotFound,
+    /// Views read the topic (so it cannot be deleted), or use the plugin.
+    InUseByViews {
+        views: Vec<String>,
+    },
     /// The partition's checkpoint is further on (or from a newer leader epoch).
     StaleCheckpoint {
         leader_epoch: u32,
@@ -310,12 +326,32 @@ impl Metadata {
                 config,
                 replication_factor,
             } => self.create_topic(name, config, replication_factor),
-            Command::DeleteTopic { name, at_ms } => match self.topics.remove(&name) {
-                Some(_) => {
-                    self.fail_pipelines_of_topic(&name, at_ms);
-                    Outcome::Done
+            Command::DeleteTopic { name, at_ms } => {
+                let views = self.views_where(|v| v.source == name);
+                if !views.is_empty() && self.topics.contains_key(&name) {
+                    return Outcome::InUseByViews { views };
                 }
-                None => Outcome::TopicNotFound,
+                match self.topics.remove(&name) {
+                    Some(_) => {
+                        self.fail_pipelines_of_topic(&name, at_ms);
+                        Outcome::Done
+                    }
+                    None => Outcome::TopicNotFound,
+                }
+            }
+            Command::CreateView { def } => {
+                if self.topics.contains_key(&def.name) || self.views.contains_key(&def.name) {
+                    return Outcome::TopicExists;
+                }
+                if !self.topics.contains_key(&def.source) {
+                    return Outcome::TopicNotFound;
+                }
+                self.views.insert(def.name.clone(), def);
+                Outcome::Done
+            }
+            Command::DeleteView { name } => match self.views.remove(&name) {
+                Some(_) => Outcome::Done,
+                None => Outcome::ViewNotFound,
             },
             Command::ChangePartition {
                 topic,
@@ -372,6 +408,10 @@ impl Metadata {
                         pipeline: user.to_string(),
                     };
                 }
+                let views = self.views_where(|v| v.plugins.iter().any(|p| p.name == name));
+                if !views.is_empty() {
+                    return Outcome::InUseByViews { views };
+                }
                 match self.plugins.remove(&name) {
                     Some(_) => Outcome::Done,
                     None => Outcome::PluginNotFound,
@@ -401,8 +441,17 @@ impl Metadata {
         }
     }
 
+    /// The names of the views `matching`.
+    fn views_where(&self, matching: impl Fn(&ViewDef) -> bool) -> Vec<String> {
+        self.views
+            .values()
+            .filter(|v| matching(v))
+            .map(|v| v.name.clone())
+            .collect()
+    }
+
     fn create_topic(&mut self, name: String, config: TopicConfig, rf: u32) -> Outcome {
-        if self.topics.contains_key(&name) {
+        if self.topics.contains_key(&name) || self.views.contains_key(&name) {
             return Outcome::TopicExists;
         }
         let brokers: Vec<NodeId> = self.brokers.keys().copied().collect();

@@ -240,10 +240,12 @@ fn instance_id() -> u64 {
 impl GroupCoordinator {
     /// Loads every committed offset (dropping those of topics that no longer exist).
     pub fn recover(store: Store, topics: &TopicRegistry) -> Result<Self, BrokerError> {
+        // Views' offsets are stored under their own ids, as topics' are.
         let names: BTreeMap<TopicId, String> = topics
             .list()
             .iter()
             .map(|t| (t.meta.id, t.meta.name.clone()))
+            .chain(topics.views().into_iter().map(|v| (v.id, v.name)))
             .collect();
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
         let mut orphans = Vec::new();
@@ -726,7 +728,8 @@ impl GroupCoordinator {
             let Ok(topic) = topics.get(&name) else {
                 continue;
             };
-            for p in 0..topic.partitions.len() {
+            // A view's partitions are its source's (`partitions` of a view is empty).
+            for p in 0..topic.meta.config.partitions as usize {
                 let tp = (name.clone(), p as u32);
                 let end = end_of(&name, p as u32).unwrap_or(0);
                 let committed = g.offsets.get(&tp).cloned();
@@ -762,8 +765,8 @@ impl GroupCoordinator {
         check_empty(&g)?;
         let now = now_ms();
         let mut rows = Vec::new();
-        for (p, part) in t.partitions.iter().enumerate() {
-            let p = p as u32;
+        for p in 0..t.meta.config.partitions {
+            let part = t.partition(p)?;
             let b = part.log.bounds();
             let offset = match to {
                 ResetTo::Earliest => b.earliest,

@@ -62,9 +62,15 @@ pub const OFFSET_OUT_OF_RANGE: Code = code!(OffsetOutOfRange, "OFFSET_OUT_OF_RAN
 pub fn code_of(e: &BrokerError) -> Code {
     use BrokerError as B;
     match e {
-        B::TopicNotFound(_) | B::PartitionNotFound { .. } => UNKNOWN_TOPIC_OR_PARTITION,
+        B::TopicNotFound(_) | B::ViewNotFound(_) | B::PartitionNotFound { .. } => {
+            UNKNOWN_TOPIC_OR_PARTITION
+        }
         B::TopicExists(_) => code!(TopicAlreadyExists, "TOPIC_ALREADY_EXISTS"),
-        B::InvalidName(_) => code!(InvalidTopicException, "INVALID_TOPIC_EXCEPTION"),
+        // A view takes no writes: not retriable, as for an invalid topic.
+        B::InvalidName(_) | B::ReadOnlyView { .. } => {
+            code!(InvalidTopicException, "INVALID_TOPIC_EXCEPTION")
+        }
+        B::TopicHasViews { .. } => code!(PolicyViolation, "POLICY_VIOLATION"),
         B::InvalidBatch { source, .. } => batch_code(source),
         B::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         B::OutOfOrderSequence { .. } => {

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
 };
 use tokio::sync::watch;
-use weir_codec::kafka::to_kafka;
+use weir_codec::kafka::{skipped, to_kafka};
 use weir_common::batch;
 use weir_common::limits::MAX_KAFKA_FETCH_WAIT_MS;
 
@@ -85,7 +85,7 @@ async fn read_partition(
     // A negative index is no partition (it fails as one that does not exist).
     let partition = u32::try_from(w.partition).unwrap_or(u32::MAX);
     topic.partition(partition)?;
-    broker.check_leader(&topic.meta.name, partition)?;
+    broker.check_leader(topic.source_name(), partition)?;
     let bounds = topic.bounds(partition)?;
     let offset = u64::try_from(w.offset).unwrap_or(u64::MAX);
     if !bounds.holds(offset) {
@@ -109,6 +109,17 @@ async fn read_partition(
             .await?;
         let mut out = BytesMut::new();
         to_kafka(&read.batches, &mut out).map_err(|e| BrokerError::Storage(e.to_string()))?;
+        // A view's chain may have left out the records at the end of what was read: an
+        // empty batch up to where the read ended moves the client past them.
+        if let Some(end) = read.end {
+            let covered = batch::next_offset_after_records(&read.batches)
+                .map_err(|e| BrokerError::Storage(format!("stored batch: {e}")))?
+                .unwrap_or(offset)
+                .max(offset);
+            if covered < end {
+                skipped(covered, end - 1, &mut out);
+            }
+        }
         bytes = out.len();
         records = batch::records_in(&read.batches);
         p.high_watermark = read.bounds.latest as i64;

@@ -30,9 +30,10 @@ fn topic_entry(r: &Request, t: &Topic) -> MetadataResponseTopic {
     let me = BrokerId(r.kafka.node_id());
     let mut topic = MetadataResponseTopic::default();
     topic.name = Some(TopicName(StrBytes::from_string(t.meta.name.to_string())));
-    let placement = r.broker().placement(&t.meta.name);
+    // A view's partitions are its source's, led where the source's are.
+    let placement = r.broker().placement(t.source_name());
     topic.partitions = match (r.broker().in_cluster(), placement) {
-        (false, _) => (0..t.partitions.len() as i32)
+        (false, _) => (0..t.meta.config.partitions as i32)
             .map(|i| {
                 let mut p = MetadataResponsePartition::default();
                 p.partition_index = i;
@@ -106,7 +107,7 @@ pub fn metadata(r: &Request, req: MetadataRequest) -> MetadataResponse {
     let may_see = |name: &str| security.visible(&r.who, Resource::topic(name));
     let topics = match req.topics {
         None => broker
-            .list_topics()
+            .list_topics_and_views()
             .iter()
             .filter(|t| !t.meta.name.starts_with(INTERNAL_PREFIX) && may_see(&t.meta.name))
             .map(|t| topic_entry(r, t))

@@ -142,6 +142,10 @@ pub struct PendingBatch {
 pub struct ReadResult {
     pub batches: Vec<Bytes>,
     pub bounds: Bounds,
+    /// Where the next read continues, when the batches do not end there: a view's read, whose
+    /// chain may have left out the records at the end (or all of them). `None`: after the
+    /// last record of `batches`.
+    pub end: Option<u64>,
 }
 
 /// Where appended batches go.
@@ -628,7 +632,11 @@ impl PartitionLog {
             ReadUpTo::LogEnd => bounds.log_end,
         };
         let batches = layout::read_batches(&self.store, self.key, offset, end, max_bytes)?;
-        Ok(ReadResult { batches, bounds })
+        Ok(ReadResult {
+            batches,
+            bounds,
+            end: None,
+        })
     }
 
     /// First offset whose record timestamp is `>= ts`; the latest offset if there is none.

@@ -327,9 +327,11 @@ impl PipelineManager {
             )));
         }
         def.check_outputs()?;
-        let source = deps.topics.get(&def.from_topic)?;
+        let source = deps
+            .topics
+            .get_topic(&def.from_topic, "pipelines read topics")?;
         for t in def.outputs() {
-            deps.topics.get(t)?;
+            deps.topics.get_topic(t, "pipelines write topics")?;
         }
         // Plugins exist and accept their params: fail now, not in the background.
         let uses = resolve_uses(deps.plugins, &def.plugins)?;

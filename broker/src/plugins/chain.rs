@@ -57,6 +57,16 @@ impl Chain {
         }
     }
 
+    /// As [`Chain::apply`], leaving the failure for the caller to report.
+    pub fn apply_quietly(
+        &mut self,
+        partition: u32,
+        batches: Vec<Bytes>,
+        skip_below: u64,
+    ) -> Result<Staged, PluginError> {
+        run_stages(self.stages_for(partition)?, batches, skip_below)
+    }
+
     /// Runs the batches of one partition through every stage, in order (blocking: wasm):
     /// one call per stage for all of them.
     pub fn apply(
@@ -65,15 +75,16 @@ impl Chain {
         batches: Vec<Bytes>,
         skip_below: u64,
     ) -> Result<Staged, PluginError> {
-        run_stages(self.stages_for(partition)?, batches, skip_below).inspect_err(|e| {
-            tracing::warn!(
-                plugin = e.plugin().unwrap_or(""),
-                partition,
-                offset = e.offset(),
-                error = %e,
-                "a consume-time plugin failed; the subscription ends with the error"
-            );
-        })
+        self.apply_quietly(partition, batches, skip_below)
+            .inspect_err(|e| {
+                tracing::warn!(
+                    plugin = e.plugin().unwrap_or(""),
+                    partition,
+                    offset = e.offset(),
+                    error = %e,
+                    "a consume-time plugin failed; the subscription ends with the error"
+                );
+            })
     }
 }
 

@@ -37,7 +37,7 @@ impl ClusterService {
     fn standalone_metadata(&self, wanted: &[String]) -> pb::MetadataResponse {
         let topics = self
             .broker
-            .list_topics()
+            .list_topics_and_views()
             .iter()
             .filter(|t| wanted.is_empty() || wanted.contains(&t.meta.name))
             .map(|t| pb::TopicPlacement {
@@ -175,9 +175,15 @@ impl pb::cluster_server::Cluster for ClusterService {
                 addr: b.addr.clone(),
             })
             .collect();
+        // A view is placed as its source is: its partitions are read at the source's leaders.
+        let views = m
+            .views
+            .values()
+            .filter_map(|v| Some((&v.name, m.topics.get(&v.source)?)));
         let topics = m
             .topics
             .iter()
+            .chain(views)
             .filter(|(name, _)| wanted.is_empty() || wanted.contains(name))
             .filter(|(name, _)| security.visible(&who, Resource::topic(name)))
             .map(|(name, t)| pb::TopicPlacement {

@@ -187,7 +187,7 @@ fn check_positions(
     let mut seen = HashSet::new();
     for p in positions {
         topic.partition(p.partition)?;
-        broker.check_leader(&topic.meta.name, p.partition)?;
+        broker.check_leader(topic.source_name(), p.partition)?;
         if !seen.insert(p.partition) {
             return Err(BrokerError::InvalidArgument(format!(
                 "partition {} is listed twice",
@@ -212,7 +212,7 @@ fn records_of(partition: u32, r: ReadResult) -> pb::PartitionRecords {
         batches: r.batches,
         earliest_offset: r.bounds.earliest,
         latest_offset: r.bounds.latest,
-        next_offset: None,
+        next_offset: r.end,
     }
 }
 
@@ -227,7 +227,12 @@ fn transform_round(
     let mut out = Vec::with_capacity(partitions.len());
     for mut part in partitions {
         let start = starts.get(&part.partition).copied().unwrap_or(0);
-        let next = stored_end(&part.batches)?.map_or(start, |end| end.max(start));
+        // A view's read says where it ended; otherwise the stored batches do.
+        let end = match part.next_offset {
+            Some(end) => Some(end),
+            None => stored_end(&part.batches)?,
+        };
+        let next = end.map_or(start, |end| end.max(start));
         let batches = std::mem::take(&mut part.batches);
         // Unchanged: the stored batches themselves (records before the start position in the
         // first one are skipped by the client, as without plugins).
@@ -274,7 +279,11 @@ async fn read_round(
                 ReadUpTo::HighWatermark,
             )
             .await?;
-        if let Some(end) = stored_end(&r.batches)? {
+        let end = match r.end {
+            Some(end) => Some(end),
+            None => stored_end(&r.batches)?,
+        };
+        if let Some(end) = end {
             pos.offset = end;
             let bytes: usize = r.batches.iter().map(|b| b.len()).sum();
             budget = budget.saturating_sub(bytes);
@@ -284,7 +293,8 @@ async fn read_round(
                 bytes as u64,
             );
         }
-        if !skip_empty || !r.batches.is_empty() {
+        // A view's read whose records were all left out still moves the reader on.
+        if !skip_empty || !r.batches.is_empty() || r.end.is_some() {
             out.push(records_of(pos.partition, r));
         }
     }

@@ -107,6 +107,13 @@ pub fn status_of(e: BrokerError) -> Status {
             (Status::not_found(message), "partition_not_found")
         }
         BrokerError::TopicExists(_) => (Status::already_exists(message), "topic_exists"),
+        BrokerError::ViewNotFound(_) => (Status::not_found(message), "view_not_found"),
+        BrokerError::ReadOnlyView { .. } => {
+            (Status::failed_precondition(message), "read_only_view")
+        }
+        BrokerError::TopicHasViews { .. } => {
+            (Status::failed_precondition(message), "topic_has_views")
+        }
         BrokerError::InvalidName(_) | BrokerError::InvalidArgument(_) => {
             (Status::invalid_argument(message), "invalid_argument")
         }
@@ -146,7 +153,9 @@ pub fn status_of(e: BrokerError) -> Status {
         BrokerError::PluginExists(_) => (Status::already_exists(message), "plugin_exists"),
         BrokerError::InvalidPlugin(_) => (Status::invalid_argument(message), "invalid_plugin"),
         BrokerError::PluginFailed(_) => (Status::failed_precondition(message), "plugin_failed"),
-        BrokerError::PluginInUse { .. } => (Status::failed_precondition(message), "plugin_in_use"),
+        BrokerError::PluginInUse { .. } | BrokerError::PluginUsedByViews { .. } => {
+            (Status::failed_precondition(message), "plugin_in_use")
+        }
         BrokerError::PipelineNotFound(_) => (Status::not_found(message), "pipeline_not_found"),
         BrokerError::PipelineExists(_) => (Status::already_exists(message), "pipeline_exists"),
         BrokerError::ShuttingDown => (Status::unavailable(message), "shutting_down"),

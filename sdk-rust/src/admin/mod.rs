@@ -167,6 +167,8 @@ pub struct TopicInfo {
     pub segment_ms: i64,
     /// In-sync replicas an `acks=all` produce needs.
     pub min_insync_replicas: u32,
+    /// A view's source topic (`None` for a topic); a view's settings are its source's.
+    pub view_of: Option<String>,
 }
 
 /// One partition's offsets and size.
@@ -231,6 +233,7 @@ fn info_of(t: pb::TopicInfo) -> TopicInfo {
         segment_ms: c.segment_ms.unwrap_or_default(),
         // Brokers from before the setting: 1, what they behave as.
         min_insync_replicas: c.min_insync_replicas.unwrap_or(1),
+        view_of: t.view_of,
     }
 }
 
@@ -292,7 +295,7 @@ impl Admin {
 
     /// Runs a topics call at the bootstrap broker; when that broker cannot be reached, once
     /// more at another one the metadata names (which becomes the bootstrap broker).
-    async fn on_topics<T, F, Fut>(&self, call: F) -> Result<T>
+    pub(crate) async fn on_topics<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: Fn(TopicsClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,

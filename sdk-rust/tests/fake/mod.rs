@@ -231,6 +231,7 @@ impl Topics for Service {
                     partitions: st.partitions,
                     ..Default::default()
                 }),
+                view_of: None,
             }),
             partitions: (0..st.partitions)
                 .map(|p| pb::PartitionInfo {
@@ -246,6 +247,34 @@ impl Topics for Service {
         &self,
         _: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn create_view(
+        &self,
+        _: Request<pb::CreateViewRequest>,
+    ) -> Result<Response<pb::CreateViewResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn list_views(
+        &self,
+        _: Request<pb::ListViewsRequest>,
+    ) -> Result<Response<pb::ListViewsResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn describe_view(
+        &self,
+        _: Request<pb::DescribeViewRequest>,
+    ) -> Result<Response<pb::DescribeViewResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn delete_view(
+        &self,
+        _: Request<pb::DeleteViewRequest>,
+    ) -> Result<Response<pb::DeleteViewResponse>, Status> {
         unimplemented()
     }
 }

@@ -1,6 +1,9 @@
-//! The topic registry: name → topic (settings + one log and appender per partition).
-//! Creation, deletion and start-up recovery of topics live here, and so does their storage:
-//! `TopicMeta` JSON under `topic/NAME` and the next topic id, in [`Cf::Meta`].
+//! The topic registry: name → topic (settings + one log and appender per partition), and
+//! the views over topics ([`views`]). Creation, deletion and start-up recovery of topics
+//! live here, and so does their storage: `TopicMeta` JSON under `topic/NAME` and the next
+//! topic id, in [`Cf::Meta`].
+
+pub mod views;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -10,6 +13,7 @@ use weir_codec::keys::{NEXT_TOPIC_ID_KEY, TOPIC_META_PREFIX, topic_meta_key};
 use weir_common::TopicName;
 use weir_common::limits::MAX_PARTITIONS;
 
+use self::views::{View, ViewDef};
 use crate::error::BrokerError;
 use crate::log::appender::Appender;
 use crate::log::{Bounds, PartitionLog, layout};
@@ -25,13 +29,28 @@ pub struct Partition {
 }
 
 pub struct Topic {
+    /// A view's carries the view's name and id with its source's settings.
     pub meta: TopicMeta,
+    /// A view's are empty: [`Topic::partition`] answers with its source's.
     pub partitions: Vec<Partition>,
+    pub view: Option<ViewOf>,
+}
+
+/// What a view reads: its definition (and chains) and its source topic.
+pub struct ViewOf {
+    pub view: Arc<View>,
+    pub source: Arc<Topic>,
 }
 
 impl Topic {
+    /// A partition: a view's is its source's (read through the view's chain by the facade;
+    /// never appended to).
     pub fn partition(&self, partition: u32) -> Result<&Partition, BrokerError> {
-        self.partitions
+        let partitions = match &self.view {
+            Some(v) => &v.source.partitions,
+            None => &self.partitions,
+        };
+        partitions
             .get(partition as usize)
             .ok_or_else(|| BrokerError::PartitionNotFound {
                 topic: self.meta.name.clone(),
@@ -40,11 +59,23 @@ impl Topic {
             })
     }
 
+    /// The topic whose log this one reads: its own name, or a view's source.
+    pub fn source_name(&self) -> &str {
+        match &self.view {
+            Some(v) => &v.source.meta.name,
+            None => &self.meta.name,
+        }
+    }
+
+    pub fn is_view(&self) -> bool {
+        self.view.is_some()
+    }
+
     /// A partition's bounds now; [`BrokerError::TopicNotFound`] once the topic was deleted.
     pub fn bounds(&self, partition: u32) -> Result<Bounds, BrokerError> {
         let log = &self.partition(partition)?.log;
         if log.is_closed() {
-            return Err(BrokerError::TopicNotFound(self.meta.name.clone()));
+            return Err(BrokerError::TopicNotFound(self.source_name().to_string()));
         }
         Ok(log.bounds())
     }
@@ -74,6 +105,7 @@ impl Topic {
 pub struct TopicRegistry {
     store: Store,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    views: RwLock<BTreeMap<String, Arc<View>>>,
     /// Serialises create/delete (and guards the next topic id).
     admin: Mutex<u32>,
     /// The high watermarks last checkpointed (a checkpoint that would change nothing is
@@ -107,7 +139,11 @@ fn open_topic(
             Ok(Partition { log, appender })
         })
         .collect::<Result<_, BrokerError>>()?;
-    Ok(Topic { meta, partitions })
+    Ok(Topic {
+        meta,
+        partitions,
+        view: None,
+    })
 }
 
 impl TopicRegistry {
@@ -147,9 +183,14 @@ impl TopicRegistry {
             }
             topics.insert(topic.meta.name.clone(), Arc::new(topic));
         }
+        let views = views::load_views(&store)?
+            .into_iter()
+            .map(|def| (def.name.clone(), Arc::new(View::new(def))))
+            .collect();
         Ok(Self {
             store,
             topics: RwLock::new(topics),
+            views: RwLock::new(views),
             admin: Mutex::new(next_id),
             checkpointed: Mutex::new(Vec::new()),
         })
@@ -163,15 +204,147 @@ impl TopicRegistry {
         self.topics.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn get(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
-        self.read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| BrokerError::TopicNotFound(name.to_string()))
+    fn read_views(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<View>>> {
+        self.views.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn write_views(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<View>>> {
+        self.views.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A topic, or a view (reading its source; a view whose source has no copy here is not
+    /// found).
+    pub fn get(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        if let Some(t) = self.read().get(name) {
+            return Ok(Arc::clone(t));
+        }
+        let view = self
+            .read_views()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::TopicNotFound(name.to_string()))?;
+        let source = self
+            .read()
+            .get(&view.def.source)
+            .cloned()
+            .ok_or_else(|| BrokerError::TopicNotFound(name.to_string()))?;
+        Ok(Arc::new(Topic {
+            meta: TopicMeta {
+                id: view.def.id,
+                name: view.def.name.clone(),
+                config: source.meta.config.clone(),
+                created_ms: view.def.created_ms,
+                replica: source.meta.replica,
+            },
+            partitions: Vec::new(),
+            view: Some(ViewOf { view, source }),
+        }))
+    }
+
+    /// The error for deleting `name`, which is no topic: it may be a view.
+    pub fn missing_topic(&self, name: &str) -> BrokerError {
+        if self.read_views().contains_key(name) {
+            return BrokerError::InvalidArgument(format!(
+                "{name:?} is a view, not a topic: delete it with `weir view delete {name}`"
+            ));
+        }
+        BrokerError::TopicNotFound(name.to_string())
+    }
+
+    /// A topic, never a view (`why` says what needs a topic).
+    pub fn get_topic(&self, name: &str, why: &str) -> Result<Arc<Topic>, BrokerError> {
+        if let Some(t) = self.read().get(name) {
+            return Ok(Arc::clone(t));
+        }
+        if self.read_views().contains_key(name) {
+            return Err(BrokerError::InvalidArgument(format!(
+                "{name:?} is a view: {why}, not views"
+            )));
+        }
+        Err(BrokerError::TopicNotFound(name.to_string()))
+    }
+
+    /// Every topic (views are not topics: see [`TopicRegistry::views`]).
     pub fn list(&self) -> Vec<Arc<Topic>> {
         self.read().values().cloned().collect()
+    }
+
+    /// Every view's definition, by name.
+    pub fn views(&self) -> Vec<ViewDef> {
+        self.read_views().values().map(|v| v.def.clone()).collect()
+    }
+
+    /// Whether a topic or a view has this name.
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.read().contains_key(name) || self.read_views().contains_key(name)
+    }
+
+    /// The views reading `topic`.
+    pub fn views_of(&self, topic: &str) -> Vec<String> {
+        self.read_views()
+            .values()
+            .filter(|v| v.def.source == topic)
+            .map(|v| v.def.name.clone())
+            .collect()
+    }
+
+    /// Standalone: creates a view (blocking: one fsynced write); it takes the next topic id.
+    /// The name must be free and the source a topic.
+    pub fn create_view(&self, mut def: ViewDef) -> Result<ViewDef, BrokerError> {
+        let mut next_id = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        if self.name_taken(&def.name) {
+            return Err(BrokerError::TopicExists(def.name));
+        }
+        if !self.read().contains_key(&def.source) {
+            return Err(source_missing(
+                &def.source,
+                self.read_views().contains_key(&def.source),
+            ));
+        }
+        if *next_id == u32::MAX {
+            return Err(BrokerError::InvalidArgument(
+                "topic ids are exhausted".into(),
+            ));
+        }
+        def.id = *next_id;
+        views::put_view(&self.store, &def, NEXT_TOPIC_ID_KEY)?;
+        *next_id += 1;
+        self.write_views()
+            .insert(def.name.clone(), Arc::new(View::new(def.clone())));
+        tracing::info!(view = %def.name, source = %def.source, "created view");
+        Ok(def)
+    }
+
+    /// Standalone: deletes a view (blocking); returns its id. Its readers end at their next
+    /// read.
+    pub fn delete_view(&self, name: &str) -> Result<TopicId, BrokerError> {
+        let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let id = self
+            .read_views()
+            .get(name)
+            .map(|v| v.def.id)
+            .ok_or_else(|| BrokerError::ViewNotFound(name.to_string()))?;
+        views::delete_view(&self.store, name)?;
+        self.write_views().remove(name);
+        tracing::info!(view = %name, "deleted view");
+        Ok(id)
+    }
+
+    /// Cluster mode: the views are the metadata's (a view whose definition did not change
+    /// keeps its id and chains).
+    pub fn follow_views(&self, defs: &BTreeMap<String, ViewDef>) {
+        let mut next_id = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let mut views = self.write_views();
+        views.retain(|name, v| defs.get(name).is_some_and(|d| same_view(d, &v.def)));
+        for (name, def) in defs {
+            if views.contains_key(name) || *next_id == u32::MAX {
+                continue;
+            }
+            let mut def = def.clone();
+            def.id = *next_id;
+            *next_id += 1;
+            views.insert(name.clone(), Arc::new(View::new(def)));
+        }
     }
 
     /// Creates a topic (blocking: one RocksDB write). Must run inside the tokio runtime.
@@ -188,7 +361,7 @@ impl TopicRegistry {
     ) -> Result<Arc<Topic>, BrokerError> {
         debug_assert!((1..=MAX_PARTITIONS).contains(&config.partitions));
         let mut next_id = self.admin.lock().unwrap_or_else(|p| p.into_inner());
-        if self.read().contains_key(name.as_str()) {
+        if self.name_taken(name.as_str()) {
             return Err(BrokerError::TopicExists(name.to_string()));
         }
         if *next_id == u32::MAX {
@@ -217,7 +390,17 @@ impl TopicRegistry {
     /// Deletes a topic and its data (blocking); returns its id. Subscriptions on it end.
     pub fn delete(&self, name: &str) -> Result<TopicId, BrokerError> {
         let _admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
-        let topic = self.get(name)?;
+        let topic = self.read().get(name).cloned();
+        let Some(topic) = topic else {
+            return Err(self.missing_topic(name));
+        };
+        let views = self.views_of(name);
+        if !views.is_empty() && !topic.meta.replica {
+            return Err(BrokerError::TopicHasViews {
+                topic: name.to_string(),
+                views,
+            });
+        }
         // Close first: no append can land after the range delete below.
         for p in &topic.partitions {
             p.log.close();
@@ -257,6 +440,22 @@ impl TopicRegistry {
                 }
             }
         }
+    }
+}
+
+/// Two definitions of one view that read the same (ids are each member's own).
+fn same_view(a: &ViewDef, b: &ViewDef) -> bool {
+    a.source == b.source && a.plugins == b.plugins && a.created_ms == b.created_ms
+}
+
+/// Why a view cannot read `source`.
+fn source_missing(source: &str, is_view: bool) -> BrokerError {
+    if is_view {
+        BrokerError::InvalidArgument(format!(
+            "{source:?} is a view; a view reads a topic (give it the other view's plugins too)"
+        ))
+    } else {
+        BrokerError::TopicNotFound(source.to_string())
     }
 }
 
