@@ -27,6 +27,7 @@ use crate::pipelines::replicated::{self, ClusterSink, ReplicatedCtx, SinkError};
 use crate::pipelines::{
     Checkpoint, Failure, PartitionView, PipelineDef, PipelineView, Start, check_params, check_uses,
 };
+use crate::topics::views::not_a_topic;
 use crate::types::{OffsetQuery, now_ms};
 
 /// How long a worker's call to a destination leader on another member may take: an acks=all
@@ -463,12 +464,16 @@ impl Broker {
                     "the cluster already runs {MAX_PIPELINES} pipelines (the limit)"
                 )));
             }
+            let missing = |t: &str| match m.views.contains_key(t) {
+                true => not_a_topic(t, "pipelines read and write topics"),
+                false => BrokerError::TopicNotFound(t.to_string()),
+            };
             let source = m
                 .topics
                 .get(&def.from_topic)
-                .ok_or_else(|| BrokerError::TopicNotFound(def.from_topic.clone()))?;
+                .ok_or_else(|| missing(&def.from_topic))?;
             if let Some(t) = def.outputs().find(|t| !m.topics.contains_key(*t)) {
-                return Err(BrokerError::TopicNotFound(t.to_string()));
+                return Err(missing(t));
             }
             source.partitions.len() as u32
         };

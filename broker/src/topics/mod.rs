@@ -257,9 +257,7 @@ impl TopicRegistry {
             return Ok(Arc::clone(t));
         }
         if self.read_views().contains_key(name) {
-            return Err(BrokerError::InvalidArgument(format!(
-                "{name:?} is a view: {why}, not views"
-            )));
+            return Err(views::not_a_topic(name, why));
         }
         Err(BrokerError::TopicNotFound(name.to_string()))
     }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use weir_codec::keys::{VIEW_PREFIX, view_key};
 
+use crate::error::BrokerError;
 use crate::plugins::{Chain, PluginError};
 use crate::storage::{Cf, Durability, StorageError, Store};
 use crate::types::TopicId;
@@ -83,6 +84,11 @@ impl View {
             pool.chains.push(chain);
         }
     }
+}
+
+/// The error for view `name` given where a topic is needed (`why` says what needs one).
+pub fn not_a_topic(name: &str, why: &str) -> BrokerError {
+    BrokerError::InvalidArgument(format!("{name:?} is a view: {why}, not views"))
 }
 
 /// Runs stored batches of a source partition through a view's chain (blocking: wasm). The
