@@ -17,6 +17,15 @@ N = 100_000
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
 
+def free_port() -> int:
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def kafka_of(broker) -> str:
     """The Kafka address of a broker started with --kafka-listen."""
     assert broker.kafka is not None, "started without --kafka-listen"
@@ -461,16 +470,8 @@ def test_an_idempotent_producer_rides_through_a_broker_kill_without_duplicates(t
     """The broker is SIGKILLed and restarted on the same ports while a confluent-kafka
     idempotent producer keeps producing: every record is stored exactly once, in order per
     key (librdkafka retries what was in flight; the log's idempotence drops what it had)."""
-    import socket
     import time
     from conftest import Broker
-
-    def free_port() -> int:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        return port
 
     grpc, kafka = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     data = tmp_path / "data"
@@ -519,16 +520,8 @@ def test_a_view_is_read_by_a_kafka_group_consumer_at_the_sources_offsets_and_res
     """A view with filter-contains, read by a confluent-kafka group consumer: exactly the
     matching records, at their offsets in the source; produce to the view is refused; after a
     SIGKILL and restart the view is there and the group resumes from its committed offsets."""
-    import socket
     import time
     from conftest import Broker, plugin_wasm
-
-    def free_port() -> int:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        return port
 
     grpc, kafka = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     data = tmp_path / "data"

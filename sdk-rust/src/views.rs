@@ -3,7 +3,7 @@
 
 use weir_proto::v1 as pb;
 
-use crate::admin::{Admin, PartitionInfo};
+use crate::admin::{Admin, PartitionInfo, partition_of};
 use crate::consumer::{PluginUse, plugins_pb};
 use crate::error::Result;
 
@@ -93,17 +93,7 @@ impl Admin {
             .await?;
         Ok(ViewDescription {
             view: view_of(resp.view.unwrap_or_default()),
-            partitions: resp
-                .partitions
-                .iter()
-                .map(|p| PartitionInfo {
-                    partition: p.partition,
-                    earliest_offset: p.earliest_offset,
-                    latest_offset: p.latest_offset,
-                    size_bytes: p.size_bytes,
-                    segments: p.segments,
-                })
-                .collect(),
+            partitions: resp.partitions.iter().map(partition_of).collect(),
         })
     }
 

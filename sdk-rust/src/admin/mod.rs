@@ -222,6 +222,16 @@ pub enum OffsetSpec {
     Timestamp(i64),
 }
 
+pub(crate) fn partition_of(p: &pb::PartitionInfo) -> PartitionInfo {
+    PartitionInfo {
+        partition: p.partition,
+        earliest_offset: p.earliest_offset,
+        latest_offset: p.latest_offset,
+        size_bytes: p.size_bytes,
+        segments: p.segments,
+    }
+}
+
 fn info_of(t: pb::TopicInfo) -> TopicInfo {
     let c = t.config.unwrap_or_default();
     TopicInfo {
@@ -421,17 +431,7 @@ impl Admin {
                 async move { rpc.describe_topic(req).await }
             })
             .await?;
-        let mut partitions: Vec<PartitionInfo> = resp
-            .partitions
-            .iter()
-            .map(|p| PartitionInfo {
-                partition: p.partition,
-                earliest_offset: p.earliest_offset,
-                latest_offset: p.latest_offset,
-                size_bytes: p.size_bytes,
-                segments: p.segments,
-            })
-            .collect();
+        let mut partitions: Vec<PartitionInfo> = resp.partitions.iter().map(partition_of).collect();
         self.bounds_from_leaders(&req, &resp.partitions, &mut partitions)
             .await;
         let placement = resp
