@@ -345,8 +345,7 @@ impl Broker {
         let mut out = BTreeMap::new();
         let mut remote: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for &p in partitions {
-            // A view is led where its source is (and its leader answers for the view).
-            match self.check_leader(t.source_name(), p) {
+            match self.check_leader(topic, p) {
                 Ok(_) => {
                     let (o, b) = self.list_offset(&t, p, query).await?;
                     let offsets = PartitionOffsets {

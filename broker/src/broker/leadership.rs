@@ -218,7 +218,8 @@ impl Broker {
     }
 
     /// Cluster mode: fails with [`BrokerError::NotLeader`] unless this broker leads the
-    /// partition (a standalone broker leads everything). Producers and consumers are served by
+    /// partition (a standalone broker leads everything; a view's partition is led where its
+    /// source's is). Producers and consumers are served by
     /// leaders only; followers fetch from them (docs/cluster.md). Returns the leader epoch
     /// (`None` standalone, or for a topic the metadata does not know).
     pub fn check_leader(&self, topic: &str, partition: u32) -> Result<Option<u32>, BrokerError> {

@@ -245,7 +245,7 @@ impl Broker {
             self.plugins.uninstall(&name);
         } else {
             let views: Vec<String> = (self.topics.views().into_iter())
-                .filter(|v| v.plugins.iter().any(|p| p.name == name))
+                .filter(|v| v.uses_plugin(&name))
                 .map(|v| v.name)
                 .collect();
             if !views.is_empty() {

@@ -348,7 +348,7 @@ impl Broker {
         max_bytes: usize,
         upto: ReadUpTo,
     ) -> Result<ReadResult, BrokerError> {
-        self.check_leader(topic.source_name(), partition)?;
+        self.check_leader(&topic.meta.name, partition)?;
         let log = Arc::clone(&topic.partition(partition)?.log);
         let name = topic.meta.name.clone();
         let read = blocking(move || {
@@ -371,7 +371,7 @@ impl Broker {
         partition: u32,
         query: OffsetQuery,
     ) -> Result<(u64, Bounds), BrokerError> {
-        self.check_leader(topic.source_name(), partition)?;
+        self.check_leader(&topic.meta.name, partition)?;
         let log = Arc::clone(&topic.partition(partition)?.log);
         let bounds = log.bounds();
         match query {

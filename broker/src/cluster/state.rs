@@ -408,7 +408,7 @@ impl Metadata {
                         pipeline: user.to_string(),
                     };
                 }
-                let views = self.views_where(|v| v.plugins.iter().any(|p| p.name == name));
+                let views = self.views_where(|v| v.uses_plugin(&name));
                 if !views.is_empty() {
                     return Outcome::InUseByViews { views };
                 }

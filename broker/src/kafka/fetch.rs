@@ -85,7 +85,7 @@ async fn read_partition(
     // A negative index is no partition (it fails as one that does not exist).
     let partition = u32::try_from(w.partition).unwrap_or(u32::MAX);
     topic.partition(partition)?;
-    broker.check_leader(topic.source_name(), partition)?;
+    broker.check_leader(&topic.meta.name, partition)?;
     let bounds = topic.bounds(partition)?;
     let offset = u64::try_from(w.offset).unwrap_or(u64::MAX);
     if !bounds.holds(offset) {

@@ -187,7 +187,7 @@ fn check_positions(
     let mut seen = HashSet::new();
     for p in positions {
         topic.partition(p.partition)?;
-        broker.check_leader(topic.source_name(), p.partition)?;
+        broker.check_leader(&topic.meta.name, p.partition)?;
         if !seen.insert(p.partition) {
             return Err(BrokerError::InvalidArgument(format!(
                 "partition {} is listed twice",
@@ -227,12 +227,7 @@ fn transform_round(
     let mut out = Vec::with_capacity(partitions.len());
     for mut part in partitions {
         let start = starts.get(&part.partition).copied().unwrap_or(0);
-        // A view's read says where it ended; otherwise the stored batches do.
-        let end = match part.next_offset {
-            Some(end) => Some(end),
-            None => stored_end(&part.batches)?,
-        };
-        let next = end.map_or(start, |end| end.max(start));
+        let next = read_end(part.next_offset, &part.batches)?.map_or(start, |end| end.max(start));
         let batches = std::mem::take(&mut part.batches);
         // Unchanged: the stored batches themselves (records before the start position in the
         // first one are skipped by the client, as without plugins).
@@ -247,6 +242,14 @@ fn transform_round(
 fn stored_end(batches: &[Bytes]) -> Result<Option<u64>, BrokerError> {
     batch::next_offset_after(batches)
         .map_err(|e| BrokerError::Storage(format!("stored batch: {e}")))
+}
+
+/// Where a read continues: where a view's read says it ended, else after its stored batches.
+fn read_end(end: Option<u64>, batches: &[Bytes]) -> Result<Option<u64>, BrokerError> {
+    match end {
+        Some(end) => Ok(Some(end)),
+        None => stored_end(batches),
+    }
 }
 
 /// One pass over the positions: reads what is available (at most `budget` bytes in all,
@@ -279,11 +282,7 @@ async fn read_round(
                 ReadUpTo::HighWatermark,
             )
             .await?;
-        let end = match r.end {
-            Some(end) => Some(end),
-            None => stored_end(&r.batches)?,
-        };
-        if let Some(end) = end {
+        if let Some(end) = read_end(r.end, &r.batches)? {
             pos.offset = end;
             let bytes: usize = r.batches.iter().map(|b| b.len()).sum();
             budget = budget.saturating_sub(bytes);

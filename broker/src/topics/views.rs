@@ -43,6 +43,13 @@ pub struct ViewDef {
     pub id: TopicId,
 }
 
+impl ViewDef {
+    /// Whether its chain runs plugin `name`.
+    pub fn uses_plugin(&self, name: &str) -> bool {
+        self.plugins.iter().any(|p| p.name == name)
+    }
+}
+
 /// A view as the registry holds it: the definition and the chains that served earlier reads.
 pub struct View {
     pub def: ViewDef,
