@@ -3,9 +3,10 @@
     python sdk-python/benches/bench.py [--broker HOST:PORT] [--records N] [--record-size B]
                                        [--partitions P] [--api sync|aio] [--runs R]
 
-Each run creates a fresh topic, then times producing N records (send per record, then flush:
-until the broker acknowledged all) and consuming them back (from earliest until the N-th
-record). Prints one JSON object per measurement, as `weir bench --json` does, so the numbers
+Each run creates a fresh topic, then times producing N records three ways (send per record,
+then flush: until the broker acknowledged all): fire and forget, keeping every record's
+delivery handle and reading its offset, and with an `on_delivery` callback per record; then
+consuming N records back by iteration and by `poll_batch` (from earliest). Prints one JSON object per measurement, as `weir bench --json` does, so the numbers
 sit next to the Rust SDK's (`weir bench produce|consume`). Run a release broker:
 `cargo build --release -p weir-broker && target/release/weir-broker --data-dir /tmp/wb`.
 """
@@ -33,19 +34,52 @@ def report(what: str, api: str, n: int, size: int, seconds: float) -> None:
     }), flush=True)
 
 
+def values_for(n: int, size: int) -> list[bytes]:
+    """Distinct values (a counter in front), as real traffic has; built before timing."""
+    return [f"{i:010d}".encode().ljust(size, b"x") for i in range(min(n, 100_000))]
+
+
 def run_sync(addr: str, n: int, size: int, partitions: int) -> None:
     client = weir.Client(addr)
     topic = f"bench-py-{uuid.uuid4().hex[:8]}"
     client.create_topic(topic, partitions=partitions)
-    # Distinct values (a counter in front), as real traffic has; built before timing.
-    values = [f"{i:010d}".encode().ljust(size, b"x") for i in range(min(n, 100_000))]
-    send_values = (values[i % len(values)] for i in range(n))
+    values = values_for(n, size)
+
+    # Fire and forget: the handle `send` returns is dropped.
     start = time.perf_counter()
     with client.producer(linger_ms=5) as p:
         send = p.send
-        for v in send_values:
-            send(topic, v)
+        for i in range(n):
+            send(topic, values[i % len(values)])
     report("produce", "sync", n, size, time.perf_counter() - start)
+
+    # Every record's handle kept, and its (partition, offset) read once acknowledged.
+    start = time.perf_counter()
+    with client.producer(linger_ms=5) as p:
+        send = p.send
+        handles = [send(topic, values[i % len(values)]) for i in range(n)]
+        p.flush()
+        stored = sum(1 for h in handles if h.result().offset >= 0)
+    assert stored == n, f"{stored} of {n} acknowledged"
+    report("produce-handles", "sync", n, size, time.perf_counter() - start)
+    del handles
+
+    # A delivery callback per record, served by poll() as the records go.
+    delivered = 0
+
+    def on_delivery(err: object, meta: object) -> None:
+        nonlocal delivered
+        delivered += err is None
+
+    start = time.perf_counter()
+    with client.producer(linger_ms=5, on_delivery=on_delivery) as p:
+        send, poll = p.send, p.poll
+        for i in range(n):
+            send(topic, values[i % len(values)])
+            if i % 10_000 == 9_999:
+                poll()
+    assert delivered == n, f"{delivered} of {n} delivered"
+    report("produce-on-delivery", "sync", n, size, time.perf_counter() - start)
 
     start = time.perf_counter()
     seen = 0
@@ -55,6 +89,17 @@ def run_sync(addr: str, n: int, size: int, partitions: int) -> None:
             break
     assert seen == n, f"read {seen} of {n}"
     report("consume", "sync", n, size, time.perf_counter() - start)
+
+    start = time.perf_counter()
+    seen = 0
+    with client.consumer(topic, idle_timeout_ms=5000) as c:
+        while seen < n:
+            batch = c.poll_batch(max_records=1000)
+            if not batch:
+                break
+            seen += len(batch)
+    assert seen >= n, f"read {seen} of {n}"
+    report("consume-poll-batch", "sync", n, size, time.perf_counter() - start)
     client.delete_topic(topic)
 
 
@@ -62,12 +107,21 @@ async def run_aio(addr: str, n: int, size: int, partitions: int) -> None:
     client = await weir.aio.Client.connect(addr)
     topic = f"bench-py-{uuid.uuid4().hex[:8]}"
     await client.create_topic(topic, partitions=partitions)
-    values = [f"{i:010d}".encode().ljust(size, b"x") for i in range(min(n, 100_000))]
+    values = values_for(n, size)
     start = time.perf_counter()
     async with client.producer(linger_ms=5) as p:
         for i in range(n):
             await p.send(topic, values[i % len(values)])
     report("produce", "aio", n, size, time.perf_counter() - start)
+
+    start = time.perf_counter()
+    async with client.producer(linger_ms=5) as p:
+        handles = [await p.send(topic, values[i % len(values)]) for i in range(n)]
+        await p.flush()
+        for h in handles:
+            await h
+    report("produce-handles", "aio", n, size, time.perf_counter() - start)
+    del handles
 
     start = time.perf_counter()
     seen = 0
@@ -77,6 +131,18 @@ async def run_aio(addr: str, n: int, size: int, partitions: int) -> None:
             break
     assert seen == n, f"read {seen} of {n}"
     report("consume", "aio", n, size, time.perf_counter() - start)
+
+    start = time.perf_counter()
+    seen = 0
+    c = await client.consumer(topic, idle_timeout_ms=5000)
+    while seen < n:
+        batch = await c.poll_batch(max_records=1000)
+        if not batch:
+            break
+        seen += len(batch)
+    await c.close()
+    assert seen >= n, f"read {seen} of {n}"
+    report("consume-poll-batch", "aio", n, size, time.perf_counter() - start)
     await client.delete_topic(topic)
 
 

@@ -9,6 +9,7 @@
 //! has records buffered cannot starve the loop's other tasks.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,8 +19,9 @@ use futures::StreamExt;
 use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
+use crate::delivery::{self, DeliveryHandle, ServeAfter, SharedCallbacks};
 use crate::errors::{WeirError, to_py};
 use crate::options::{self, PluginArg};
 use crate::record::Record;
@@ -37,7 +39,7 @@ pub(crate) struct Ready {
 }
 
 impl Ready {
-    fn awaitable<'py>(
+    pub(crate) fn awaitable<'py>(
         py: Python<'py>,
         outcome: PyResult<Py<PyAny>>,
         yield_first: bool,
@@ -80,7 +82,7 @@ impl Ready {
 /// A connection to a Weir broker, for asyncio: `await weir.aio.Client.connect(addr)`.
 #[pyclass(module = "weir._weir", name = "AsyncClient", frozen)]
 pub(crate) struct AsyncClient {
-    inner: weir::Client,
+    pub(crate) inner: weir::Client,
 }
 
 #[pymethods]
@@ -114,57 +116,9 @@ impl AsyncClient {
         self.inner.addr()
     }
 
-    /// Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.
-    /// In a cluster, `replication_factor` copies of each partition (None: 1), and
-    /// `min_insync_replicas` of them in sync for an acks="all" produce (None: 1).
-    #[pyo3(signature = (name, partitions = 1, retention_ms = None, retention_bytes = None, replication_factor = None, min_insync_replicas = None))]
-    // One parameter per Python keyword argument.
-    #[allow(clippy::too_many_arguments)]
-    fn create_topic<'py>(
-        &self,
-        py: Python<'py>,
-        name: String,
-        partitions: u32,
-        retention_ms: Option<i64>,
-        retention_bytes: Option<i64>,
-        replication_factor: Option<u32>,
-        min_insync_replicas: Option<u32>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let topic = options::new_topic(
-            name,
-            partitions,
-            retention_ms,
-            retention_bytes,
-            replication_factor,
-            min_insync_replicas,
-        );
-        let admin = self.inner.admin();
-        future_into_py(py, async move {
-            admin.create_topic(topic).await.map(drop).map_err(to_py)
-        })
-    }
-
-    /// Names of all topics.
-    fn list_topics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let admin = self.inner.admin();
-        future_into_py(py, async move {
-            let topics = admin.list_topics().await.map_err(to_py)?;
-            Ok(topics.into_iter().map(|t| t.name).collect::<Vec<_>>())
-        })
-    }
-
-    /// Deletes a topic and its records.
-    fn delete_topic<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let admin = self.inner.admin();
-        future_into_py(
-            py,
-            async move { admin.delete_topic(&name).await.map_err(to_py) },
-        )
-    }
-
     /// A batching, idempotent producer (the Rust SDK's); `None` arguments take its defaults.
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
-    #[pyo3(signature = (linger_ms = 5, batch_bytes = None, buffer_bytes = None, compression = None, delivery_timeout_ms = None, idempotent = true, acks = None))]
+    #[pyo3(signature = (linger_ms = 5, batch_bytes = None, buffer_bytes = None, compression = None, delivery_timeout_ms = None, idempotent = true, acks = None, on_delivery = None))]
     fn producer(
         &self,
         linger_ms: u64,
@@ -174,6 +128,7 @@ impl AsyncClient {
         delivery_timeout_ms: Option<u64>,
         idempotent: bool,
         acks: Option<Bound<'_, PyAny>>,
+        on_delivery: Option<Py<PyAny>>,
     ) -> PyResult<AsyncProducer> {
         let config = options::ProducerArgs {
             linger_ms,
@@ -190,6 +145,8 @@ impl AsyncClient {
         Ok(AsyncProducer {
             inner: Mutex::new(Some(self.inner.producer(config))),
             turns: AtomicU32::new(0),
+            on_delivery,
+            callbacks: SharedCallbacks::default(),
         })
     }
 
@@ -218,12 +175,16 @@ impl AsyncClient {
             session_timeout_ms,
         }
         .config(py)?;
+        let group = config.group.clone();
         let state = ConsumerState::Unopened {
             client: self.inner.clone(),
-            topic,
+            topic: topic.clone(),
             config,
         };
         Ok(AsyncConsumer {
+            client: self.inner.clone(),
+            topic,
+            group,
             state: Arc::new(tokio::sync::Mutex::new(state)),
             idle_timeout: idle_timeout_ms.map(Duration::from_millis),
             turns: AtomicU32::new(0),
@@ -238,6 +199,9 @@ pub(crate) struct AsyncProducer {
     inner: Mutex<Option<weir::Producer>>,
     /// Sends answered at once (see [`YIELD_EVERY`]).
     turns: AtomicU32,
+    /// Called for every record sent without its own `on_delivery`.
+    on_delivery: Option<Py<PyAny>>,
+    callbacks: SharedCallbacks,
 }
 
 impl AsyncProducer {
@@ -250,48 +214,79 @@ impl AsyncProducer {
 
 #[pymethods]
 impl AsyncProducer {
-    /// Buffers one record; returns at once unless the buffer is full. Delivery errors raise
-    /// in the next `flush()`.
-    #[pyo3(signature = (topic, value, key = None, headers = None, partition = None, timestamp_ms = None))]
+    /// Buffers one record; completes at once unless the buffer is full, with the record's
+    /// `DeliveryHandle` (`await` it for its `RecordMetadata`). `on_delivery(err, meta)` (else
+    /// the producer's) runs in a later `poll()`, `flush()` or `close()` on the event loop's
+    /// thread. Delivery errors also raise in the next `flush()`.
+    #[pyo3(signature = (topic, value, key = None, headers = None, partition = None, timestamp_ms = None, on_delivery = None))]
     #[allow(clippy::too_many_arguments)]
     fn send<'py>(
         &self,
         py: Python<'py>,
-        topic: String,
+        topic: Bound<'py, PyString>,
         value: Cow<'_, [u8]>,
         key: Option<Cow<'_, [u8]>>,
         headers: Option<&Bound<'_, PyDict>>,
         partition: Option<u32>,
         timestamp_ms: Option<i64>,
+        on_delivery: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let record = options::producer_record(topic, value, key, headers, partition, timestamp_ms)?;
+        let record = options::producer_record(
+            topic.to_cow()?.into_owned(),
+            value,
+            key,
+            headers,
+            partition,
+            timestamp_ms,
+        )?;
         let producer = self.get()?;
-        let mut enqueue =
-            Box::pin(async move { producer.enqueue(record).await.map(drop).map_err(to_py) });
+        let callback = on_delivery
+            .or_else(|| self.on_delivery.as_ref().map(|c| c.clone_ref(py)))
+            .map(|c| (topic.clone().unbind(), c));
+        let callbacks = Arc::clone(&self.callbacks);
+        let topic = topic.unbind();
+        let mut enqueue = Box::pin(async move {
+            let delivery = producer.enqueue(record).await.map_err(to_py)?;
+            if let Some((topic, callback)) = callback {
+                delivery::register(&callbacks, &delivery, topic, callback);
+            }
+            Ok(DeliveryHandle::new(topic, delivery))
+        });
         // Almost always ready at once; only a full buffer makes it wait.
         let ready = poll_now(enqueue.as_mut());
         match ready {
-            Some(done) => Ready::awaitable(py, done.map(|()| py.None()), yield_turn(&self.turns)),
+            Some(done) => {
+                let handle = done.and_then(|h| Ok(Py::new(py, h)?.into_any()));
+                Ready::awaitable(py, handle, yield_turn(&self.turns))
+            }
             None => future_into_py(py, enqueue),
         }
     }
 
-    /// Sends everything buffered and waits for the acknowledgements; raises the first
-    /// delivery error since the previous flush.
-    fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let producer = self.get()?;
-        future_into_py(py, async move { producer.flush().await.map_err(to_py) })
+    /// Runs the `on_delivery` callbacks of records acknowledged (or failed) so far; returns
+    /// how many ran (at once: `await flush()` to wait for the rest).
+    fn poll(&self, py: Python<'_>) -> PyResult<usize> {
+        delivery::serve(py, &self.callbacks)
     }
 
-    /// Flushes, then refuses further records.
+    /// Sends everything buffered, waits for the acknowledgements and runs their callbacks;
+    /// raises the first delivery error since the previous flush.
+    fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let producer = self.get()?;
+        let flushed = future_into_py(py, async move { producer.flush().await.map_err(to_py) })?;
+        ServeAfter::awaitable(flushed, Arc::clone(&self.callbacks))
+    }
+
+    /// Flushes (running the callbacks), then refuses further records.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let taken = lock(&self.inner).take();
-        future_into_py(py, async move {
+        let closed = future_into_py(py, async move {
             match taken {
                 None => Ok(()),
                 Some(p) => p.close().await.map_err(to_py),
             }
-        })
+        })?;
+        ServeAfter::awaitable(closed, Arc::clone(&self.callbacks))
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -350,6 +345,9 @@ impl ConsumerState {
 /// Records of one topic, as an async iterator (see `AsyncClient.consumer`).
 #[pyclass(module = "weir._weir", name = "AsyncConsumer", frozen)]
 pub(crate) struct AsyncConsumer {
+    client: weir::Client,
+    topic: String,
+    group: Option<String>,
     /// Held by one call at a time, across its awaits.
     state: Arc<tokio::sync::Mutex<ConsumerState>>,
     idle_timeout: Option<Duration>,
@@ -360,15 +358,26 @@ pub(crate) struct AsyncConsumer {
 impl AsyncConsumer {
     /// `f` of the open consumer (`None` if not open). Fails while a call holds it: ask
     /// between records.
-    fn with_open<T>(&self, f: impl FnOnce(&weir::Consumer) -> T) -> PyResult<Option<T>> {
-        let state = self
+    fn with_open<T>(&self, f: impl FnOnce(&mut weir::Consumer) -> T) -> PyResult<Option<T>> {
+        let mut state = self
             .state
             .try_lock()
             .map_err(|_| WeirError::new_err("the consumer is busy: ask between records"))?;
-        Ok(match &*state {
+        Ok(match &mut *state {
             ConsumerState::Open(c) => Some(f(c)),
             _ => None,
         })
+    }
+
+    /// `f` of the open consumer, for calls that change it: an error before it opened
+    /// (`await client.consumer(...)` opens it) and once closed.
+    fn change<T>(&self, f: impl FnOnce(&mut weir::Consumer) -> weir::Result<T>) -> PyResult<T> {
+        match self.with_open(f)? {
+            Some(done) => done.map_err(to_py),
+            None => Err(WeirError::new_err(
+                "the consumer is not open (await client.consumer(...) opens it) or is closed",
+            )),
+        }
     }
 }
 
@@ -426,12 +435,129 @@ impl AsyncConsumer {
         })
     }
 
-    /// Commits the positions reached (group consumers).
-    fn commit<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Up to `max_records` records as a list: waits up to `timeout` seconds (None: the
+    /// consumer's `idle_timeout_ms`, else for ever) for the first, then takes those already
+    /// fetched. An empty list when none came (or the consumer ended).
+    #[pyo3(signature = (max_records = 500, timeout = None))]
+    fn poll_batch<'py>(
+        &self,
+        py: Python<'py>,
+        max_records: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let wait = match timeout {
+            None => self.idle_timeout,
+            Some(secs) => Some(
+                Duration::try_from_secs_f64(secs.max(0.0))
+                    .map_err(|e| crate::errors::InvalidArgument::new_err(e.to_string()))?,
+            ),
+        };
+        let state = self.state.clone();
+        future_into_py(py, async move {
+            let mut state = state.lock().await;
+            let batch = match state.open().await? {
+                None => return Ok(Vec::new()),
+                Some(consumer) => options::next_batch(consumer, max_records, wait).await,
+            };
+            match batch.error {
+                // Nothing lost: the records went out, and the stream is closed after an error.
+                Some(e) if batch.records.is_empty() => Err(to_py(e)),
+                _ => Python::attach(|py| {
+                    batch
+                        .records
+                        .into_iter()
+                        .map(|r| Record::new(py, r))
+                        .collect::<PyResult<Vec<_>>>()
+                }),
+            }
+        })
+    }
+
+    /// Moves `partition` so the next record read from it is at `offset` (an int), or the first
+    /// at or after a time (a datetime).
+    fn seek<'py>(
+        &self,
+        py: Python<'py>,
+        partition: u32,
+        offset: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let to = options::offset_or_time(&offset)?;
+        let state = self.state.clone();
+        future_into_py(py, async move {
+            let mut state = state.lock().await;
+            let Some(c) = state.open().await? else {
+                return Err(WeirError::new_err("the consumer is closed"));
+            };
+            match to {
+                options::OffsetOrTime::Offset(o) => c.seek(partition, o),
+                options::OffsetOrTime::Time(ms) => c.seek_to_time(partition, ms).await,
+            }
+            .map_err(to_py)
+        })
+    }
+
+    /// Stops fetching these partitions (their position is kept) until `resume`.
+    fn pause(&self, partitions: Vec<u32>) -> PyResult<()> {
+        self.change(|c| c.pause(&partitions))
+    }
+
+    /// Fetches these paused partitions again, from where they were paused.
+    fn resume(&self, partitions: Vec<u32>) -> PyResult<()> {
+        self.change(|c| c.resume(&partitions))
+    }
+
+    /// The partitions paused now.
+    fn paused(&self) -> PyResult<Vec<u32>> {
+        Ok(self.with_open(|c| c.paused())?.unwrap_or_default())
+    }
+
+    /// Per partition, the first offset at or after the time given for it (unix ms or a
+    /// datetime), or the log end if there is none: `{partition: offset}`.
+    fn offsets_for_times<'py>(
+        &self,
+        py: Python<'py>,
+        timestamps: BTreeMap<u32, Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let queries = options::time_queries(&timestamps)?;
+        let admin = self.client.admin();
+        let topic = self.topic.clone();
+        future_into_py(py, async move {
+            let found = admin.list_offsets(&topic, &queries).await.map_err(to_py)?;
+            Ok(found.into_iter().collect::<BTreeMap<u32, u64>>())
+        })
+    }
+
+    /// The group's committed offsets of this topic, `{partition: offset or None}` (a group
+    /// consumer only).
+    fn committed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let group = options::group_of(self.group.as_deref())?.to_string();
+        let admin = self.client.admin();
+        let topic = self.topic.clone();
+        future_into_py(py, async move {
+            let offsets = admin
+                .committed_offsets(&group, &topic)
+                .await
+                .map_err(to_py)?;
+            Ok(offsets.into_iter().collect::<BTreeMap<u32, Option<u64>>>())
+        })
+    }
+
+    /// Commits the positions reached, or `offsets` (`{partition: next offset to read}`) when
+    /// given (group consumers).
+    #[pyo3(signature = (offsets = None))]
+    fn commit<'py>(
+        &self,
+        py: Python<'py>,
+        offsets: Option<BTreeMap<u32, u64>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state.clone();
         future_into_py(py, async move {
             match &mut *state.lock().await {
-                ConsumerState::Open(c) => c.commit().await.map_err(to_py),
+                ConsumerState::Open(c) => match offsets {
+                    None => c.commit().await,
+                    Some(o) => c.commit_offsets(o).await,
+                }
+                .map_err(to_py),
                 // Nothing read yet: nothing to commit.
                 ConsumerState::Unopened { .. } => Ok(()),
                 ConsumerState::Closed => Err(WeirError::new_err("the consumer is closed")),

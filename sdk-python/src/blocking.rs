@@ -6,15 +6,17 @@
 //! once without releasing the GIL ([`block_on`]): that is the hot path, and it stays in Rust.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
-use crate::errors::{WeirError, to_py};
+use crate::delivery::{self, DeliveryHandle, SharedCallbacks};
+use crate::errors::{InvalidArgument, WeirError, to_py};
 use crate::options::{self, PluginArg};
 use crate::record::Record;
 use crate::{poll_now, runtime};
@@ -26,7 +28,7 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 /// the GIL (the hot path: room in the producer's buffer, a buffered record); otherwise it
 /// runs on the shared runtime with the GIL released, checking for signals every
 /// [`SIGNAL_CHECK`] (a `KeyboardInterrupt` drops the future).
-fn block_on<F>(py: Python<'_>, fut: F) -> PyResult<F::Output>
+pub(crate) fn block_on<F>(py: Python<'_>, fut: F) -> PyResult<F::Output>
 where
     F: Future + Send,
     F::Output: Send,
@@ -49,7 +51,7 @@ where
 /// A connection to a Weir broker.
 #[pyclass(module = "weir._weir", frozen)]
 pub(crate) struct Client {
-    inner: weir::Client,
+    pub(crate) inner: weir::Client,
 }
 
 #[pymethods]
@@ -79,52 +81,9 @@ impl Client {
         self.inner.addr()
     }
 
-    /// Creates a topic; `retention_ms=-1` keeps records forever, None the broker default.
-    /// In a cluster, `replication_factor` copies of each partition (None: 1), and
-    /// `min_insync_replicas` of them in sync for an acks="all" produce (None: 1).
-    #[pyo3(signature = (name, partitions = 1, retention_ms = None, retention_bytes = None, replication_factor = None, min_insync_replicas = None))]
-    // One parameter per Python keyword argument.
-    #[allow(clippy::too_many_arguments)]
-    fn create_topic(
-        &self,
-        py: Python<'_>,
-        name: String,
-        partitions: u32,
-        retention_ms: Option<i64>,
-        retention_bytes: Option<i64>,
-        replication_factor: Option<u32>,
-        min_insync_replicas: Option<u32>,
-    ) -> PyResult<()> {
-        let topic = options::new_topic(
-            name,
-            partitions,
-            retention_ms,
-            retention_bytes,
-            replication_factor,
-            min_insync_replicas,
-        );
-        let admin = self.inner.admin();
-        block_on(py, admin.create_topic(topic))?
-            .map(drop)
-            .map_err(to_py)
-    }
-
-    /// Names of all topics.
-    fn list_topics(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        let admin = self.inner.admin();
-        let topics = block_on(py, admin.list_topics())?.map_err(to_py)?;
-        Ok(topics.into_iter().map(|t| t.name).collect())
-    }
-
-    /// Deletes a topic and its records.
-    fn delete_topic(&self, py: Python<'_>, name: String) -> PyResult<()> {
-        let admin = self.inner.admin();
-        block_on(py, admin.delete_topic(&name))?.map_err(to_py)
-    }
-
     /// A batching, idempotent producer (the Rust SDK's); `None` arguments take its defaults.
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
-    #[pyo3(signature = (linger_ms = 5, batch_bytes = None, buffer_bytes = None, compression = None, delivery_timeout_ms = None, idempotent = true, acks = None))]
+    #[pyo3(signature = (linger_ms = 5, batch_bytes = None, buffer_bytes = None, compression = None, delivery_timeout_ms = None, idempotent = true, acks = None, on_delivery = None))]
     fn producer(
         &self,
         linger_ms: u64,
@@ -134,6 +93,7 @@ impl Client {
         delivery_timeout_ms: Option<u64>,
         idempotent: bool,
         acks: Option<Bound<'_, PyAny>>,
+        on_delivery: Option<Py<PyAny>>,
     ) -> PyResult<Producer> {
         let config = options::ProducerArgs {
             linger_ms,
@@ -149,6 +109,8 @@ impl Client {
         let _guard = runtime().enter();
         Ok(Producer {
             inner: Some(self.inner.producer(config)),
+            on_delivery,
+            callbacks: SharedCallbacks::default(),
         })
     }
 
@@ -180,10 +142,15 @@ impl Client {
         }
         .config(py)?;
         let client = &self.inner;
+        let group = config.group.clone();
         let inner = block_on(py, client.consumer(&topic, config))?.map_err(to_py)?;
         Ok(Consumer {
             inner: Mutex::new(Some(inner)),
+            failed: Mutex::new(None),
             idle_timeout: idle_timeout_ms.map(Duration::from_millis),
+            client: client.clone(),
+            topic,
+            group,
         })
     }
 }
@@ -193,6 +160,9 @@ impl Client {
 pub(crate) struct Producer {
     /// `None` once closed.
     inner: Option<weir::Producer>,
+    /// Called for every record sent without its own `on_delivery`.
+    on_delivery: Option<Py<PyAny>>,
+    callbacks: SharedCallbacks,
 }
 
 impl Producer {
@@ -205,41 +175,77 @@ impl Producer {
 
 #[pymethods]
 impl Producer {
-    /// Buffers one record; returns at once unless the buffer is full. Delivery errors raise
-    /// in the next `flush()`.
-    #[pyo3(signature = (topic, value, key = None, headers = None, partition = None, timestamp_ms = None))]
+    /// Buffers one record and returns its `DeliveryHandle`; returns at once unless the buffer
+    /// is full. `on_delivery(err, meta)` (else the producer's) runs in a later `poll()`,
+    /// `flush()` or `close()` on this thread. Delivery errors also raise in the next `flush()`.
+    #[pyo3(signature = (topic, value, key = None, headers = None, partition = None, timestamp_ms = None, on_delivery = None))]
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
         py: Python<'_>,
-        topic: String,
+        topic: Bound<'_, PyString>,
         value: Cow<'_, [u8]>,
         key: Option<Cow<'_, [u8]>>,
         headers: Option<&Bound<'_, PyDict>>,
         partition: Option<u32>,
         timestamp_ms: Option<i64>,
-    ) -> PyResult<()> {
-        let record = options::producer_record(topic, value, key, headers, partition, timestamp_ms)?;
+        on_delivery: Option<Py<PyAny>>,
+    ) -> PyResult<DeliveryHandle> {
+        let record = options::producer_record(
+            topic.to_cow()?.into_owned(),
+            value,
+            key,
+            headers,
+            partition,
+            timestamp_ms,
+        )?;
         let producer = self.get()?;
         // Almost always ready at once; only a full buffer makes it wait.
-        block_on(py, producer.enqueue(record))?
-            .map(drop)
-            .map_err(to_py)
+        let delivery = block_on(py, producer.enqueue(record))?.map_err(to_py)?;
+        let topic = topic.unbind();
+        if let Some(callback) =
+            on_delivery.or_else(|| self.on_delivery.as_ref().map(|c| c.clone_ref(py)))
+        {
+            delivery::register(&self.callbacks, &delivery, topic.clone_ref(py), callback);
+        }
+        Ok(DeliveryHandle::new(topic, delivery))
     }
 
-    /// Sends everything buffered and waits for the acknowledgements; raises the first
-    /// delivery error since the previous flush.
+    /// Runs the `on_delivery` callbacks of records acknowledged (or failed) so far, waiting
+    /// up to `timeout` seconds for the first one if none is ready; returns how many ran.
+    #[pyo3(signature = (timeout = 0.0))]
+    fn poll(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
+        let ran = delivery::serve(py, &self.callbacks)?;
+        if ran > 0 || timeout <= 0.0 {
+            return Ok(ran);
+        }
+        let Some(oldest) = delivery::oldest(&self.callbacks) else {
+            return Ok(0);
+        };
+        let limit = Duration::try_from_secs_f64(timeout)
+            .map_err(|e| InvalidArgument::new_err(e.to_string()))?;
+        // Its outcome is served below, error or not.
+        let _ = block_on(py, tokio::time::timeout(limit, oldest.delivery()))?;
+        delivery::serve(py, &self.callbacks)
+    }
+
+    /// Sends everything buffered, waits for the acknowledgements and runs their callbacks;
+    /// raises the first delivery error since the previous flush.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let producer = self.get()?;
-        block_on(py, producer.flush())?.map_err(to_py)
+        let flushed = block_on(py, producer.flush())?;
+        delivery::serve(py, &self.callbacks)?;
+        flushed.map_err(to_py)
     }
 
-    /// Flushes, then refuses further records.
+    /// Flushes (running the callbacks), then refuses further records.
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
-        match self.inner.take() {
+        let closed = match self.inner.take() {
             None => Ok(()),
             Some(p) => block_on(py, p.close())?.map_err(to_py),
-        }
+        };
+        delivery::serve(py, &self.callbacks)?;
+        closed
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -263,7 +269,12 @@ impl Producer {
 pub(crate) struct Consumer {
     /// Used by one thread at a time (see [`Consumer::lock`]); `None` once closed.
     inner: Mutex<Option<weir::Consumer>>,
+    /// An error met after `poll_batch` had records to return: raised by the next call.
+    failed: Mutex<Option<weir::Error>>,
     idle_timeout: Option<Duration>,
+    client: weir::Client,
+    topic: String,
+    group: Option<String>,
 }
 
 impl Consumer {
@@ -278,6 +289,22 @@ impl Consumer {
             )),
         }
     }
+
+    /// `f` of the open consumer; an error once closed.
+    fn with_open<T>(&self, f: impl FnOnce(&mut weir::Consumer) -> PyResult<T>) -> PyResult<T> {
+        let mut guard = self.lock()?;
+        match guard.as_mut() {
+            Some(c) => f(c),
+            None => Err(WeirError::new_err("the consumer is closed")),
+        }
+    }
+
+    fn take_failed(&self) -> PyResult<()> {
+        match self.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(to_py(e)),
+            None => Ok(()),
+        }
+    }
 }
 
 #[pymethods]
@@ -287,6 +314,7 @@ impl Consumer {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Record>> {
+        self.take_failed()?;
         let idle = self.idle_timeout;
         let mut guard = self.lock()?;
         let Some(consumer) = guard.as_mut() else {
@@ -299,13 +327,101 @@ impl Consumer {
         }
     }
 
-    /// Commits the positions reached (group consumers).
-    fn commit(&self, py: Python<'_>) -> PyResult<()> {
+    /// Up to `max_records` records as a list: waits up to `timeout` seconds (None: the
+    /// consumer's `idle_timeout_ms`, else for ever) for the first, then takes those already
+    /// fetched. An empty list when none came (or the consumer ended).
+    #[pyo3(signature = (max_records = 500, timeout = None))]
+    fn poll_batch(
+        &self,
+        py: Python<'_>,
+        max_records: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<Record>> {
+        self.take_failed()?;
+        let wait = match timeout {
+            None => self.idle_timeout,
+            Some(secs) => Some(
+                Duration::try_from_secs_f64(secs.max(0.0))
+                    .map_err(|e| InvalidArgument::new_err(e.to_string()))?,
+            ),
+        };
         let mut guard = self.lock()?;
         let Some(consumer) = guard.as_mut() else {
-            return Err(WeirError::new_err("the consumer is closed"));
+            return Ok(Vec::new());
         };
-        block_on(py, consumer.commit())?.map_err(to_py)
+        let batch = block_on(py, options::next_batch(consumer, max_records, wait))?;
+        let records = batch
+            .records
+            .into_iter()
+            .map(|r| Record::new(py, r))
+            .collect::<PyResult<Vec<_>>>()?;
+        match batch.error {
+            Some(e) if records.is_empty() => Err(to_py(e)),
+            Some(e) => {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                Ok(records)
+            }
+            None => Ok(records),
+        }
+    }
+
+    /// Moves `partition` so the next record read from it is at `offset` (an int), or the first
+    /// at or after a time (a datetime); records of it already fetched are dropped.
+    fn seek(&self, py: Python<'_>, partition: u32, offset: Bound<'_, PyAny>) -> PyResult<()> {
+        let to = options::offset_or_time(&offset)?;
+        self.with_open(|c| match to {
+            options::OffsetOrTime::Offset(o) => c.seek(partition, o).map_err(to_py),
+            options::OffsetOrTime::Time(ms) => {
+                block_on(py, c.seek_to_time(partition, ms))?.map_err(to_py)
+            }
+        })
+    }
+
+    /// Stops fetching these partitions (their position is kept) until `resume`.
+    fn pause(&self, partitions: Vec<u32>) -> PyResult<()> {
+        self.with_open(|c| c.pause(&partitions).map_err(to_py))
+    }
+
+    /// Fetches these paused partitions again, from where they were paused.
+    fn resume(&self, partitions: Vec<u32>) -> PyResult<()> {
+        self.with_open(|c| c.resume(&partitions).map_err(to_py))
+    }
+
+    /// The partitions paused now.
+    fn paused(&self) -> PyResult<Vec<u32>> {
+        self.with_open(|c| Ok(c.paused()))
+    }
+
+    /// Per partition, the first offset at or after the time given for it (unix ms or a
+    /// datetime), or the log end if there is none: `{partition: offset}`.
+    fn offsets_for_times(
+        &self,
+        py: Python<'_>,
+        timestamps: BTreeMap<u32, Bound<'_, PyAny>>,
+    ) -> PyResult<BTreeMap<u32, u64>> {
+        let queries = options::time_queries(&timestamps)?;
+        let admin = self.client.admin();
+        let found = block_on(py, admin.list_offsets(&self.topic, &queries))?.map_err(to_py)?;
+        Ok(found.into_iter().collect())
+    }
+
+    /// The group's committed offsets of this topic, `{partition: offset or None}` (a group
+    /// consumer only).
+    fn committed(&self, py: Python<'_>) -> PyResult<BTreeMap<u32, Option<u64>>> {
+        let group = options::group_of(self.group.as_deref())?;
+        let admin = self.client.admin();
+        let offsets = block_on(py, admin.committed_offsets(group, &self.topic))?.map_err(to_py)?;
+        Ok(offsets.into_iter().collect())
+    }
+
+    /// Commits the positions reached, or `offsets` (`{partition: next offset to read}`) when
+    /// given (group consumers).
+    #[pyo3(signature = (offsets = None))]
+    fn commit(&self, py: Python<'_>, offsets: Option<BTreeMap<u32, u64>>) -> PyResult<()> {
+        self.with_open(|c| match offsets {
+            None => block_on(py, c.commit())?.map_err(to_py),
+            Some(o) => block_on(py, c.commit_offsets(o))?.map_err(to_py),
+        })
     }
 
     /// The next offset this consumer yields from `partition` (None if it does not read it).

@@ -53,6 +53,18 @@ create_exception!(
     WeirError,
     "A consumer-group operation was refused."
 );
+create_exception!(
+    weir,
+    PipelineError,
+    WeirError,
+    "A pipeline is missing or already exists."
+);
+create_exception!(
+    weir,
+    UserError,
+    WeirError,
+    "A user or ACL is missing or already exists, or the last superuser cannot go."
+);
 
 create_exception!(
     weir,
@@ -86,6 +98,10 @@ pub(crate) fn to_py(e: weir::Error) -> PyErr {
             PluginError::new_err(msg)
         }
         E::GroupNotFound(_) | E::Fenced(_) | E::GroupNotEmpty(_) => GroupError::new_err(msg),
+        E::PipelineNotFound(_) | E::PipelineExists(_) => PipelineError::new_err(msg),
+        E::UserExists(_) | E::UserNotFound(_) | E::AclNotFound(_) | E::LastSuperuser(_) => {
+            UserError::new_err(msg)
+        }
         E::Unauthenticated(_) => Unauthenticated::new_err(msg),
         E::PermissionDenied(_) => PermissionDenied::new_err(msg),
         _ => WeirError::new_err(msg),
@@ -103,6 +119,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Unavailable", py.get_type::<Unavailable>())?;
     m.add("PluginError", py.get_type::<PluginError>())?;
     m.add("GroupError", py.get_type::<GroupError>())?;
+    m.add("PipelineError", py.get_type::<PipelineError>())?;
+    m.add("UserError", py.get_type::<UserError>())?;
     m.add("Unauthenticated", py.get_type::<Unauthenticated>())?;
     m.add("PermissionDenied", py.get_type::<PermissionDenied>())?;
     Ok(())

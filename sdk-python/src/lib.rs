@@ -5,7 +5,10 @@
 //! Layout:
 //! - `blocking`: `Client`, `Producer`, `Consumer`; waits release the GIL, Ctrl-C interrupts.
 //! - `aio`: `AsyncClient`, `AsyncProducer`, `AsyncConsumer` for asyncio (python/weir/aio.py).
+//! - `admin`: every admin call, written once, as a method of both clients.
+//! - `delivery`: `DeliveryHandle`, `RecordMetadata` and the `on_delivery` callbacks.
 //! - `options`: Python arguments → SDK configs and records, shared by both APIs.
+//! - `info`: what admin calls answer (`TopicDescription`, `PluginInfo`, ...).
 //! - `record`: `Record`, one consumed record.
 //! - `errors`: `WeirError` and its subclasses; the one mapping from `weir::Error`.
 //!
@@ -14,9 +17,12 @@
 //! interpreter exit waits for them ([`drain_at_exit`]): before Python 3.13, a thread that
 //! takes the GIL while the interpreter finalizes crashes the process.
 
+mod admin;
 mod aio;
 mod blocking;
+mod delivery;
 mod errors;
+mod info;
 mod options;
 mod record;
 
@@ -171,6 +177,9 @@ fn _weir(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio::AsyncProducer>()?;
     m.add_class::<aio::AsyncConsumer>()?;
     m.add_class::<record::Record>()?;
+    m.add_class::<delivery::DeliveryHandle>()?;
+    m.add_class::<delivery::RecordMetadata>()?;
+    info::register(m)?;
     m.add_function(wrap_pyfunction!(partition_for_key, m)?)?;
     errors::register(m)
 }

@@ -99,15 +99,42 @@ impl ConsumerArgs<'_, '_> {
         if let Some(ms) = self.session_timeout_ms {
             config = config.session_timeout(Duration::from_millis(ms));
         }
-        for (name, params) in self.plugins.unwrap_or_default() {
-            let params = match params {
-                Some(p) if !p.is_none() => Some(json_dumps(py, &p)?),
-                _ => None,
-            };
+        for (name, params) in chain(py, self.plugins.unwrap_or_default())? {
             config = config.plugin(name, params.as_deref());
         }
         Ok(config)
     }
+}
+
+/// A chain's plugins with their params as JSON text (None without params).
+pub(crate) fn chain(
+    py: Python<'_>,
+    plugins: Vec<PluginArg<'_>>,
+) -> PyResult<Vec<(String, Option<String>)>> {
+    plugins
+        .into_iter()
+        .map(|(name, params)| {
+            let params = match params {
+                Some(p) if !p.is_none() => Some(json_dumps(py, &p)?),
+                _ => None,
+            };
+            Ok((name, params))
+        })
+        .collect()
+}
+
+/// A time given as unix milliseconds (an int) or a `datetime` (its timestamp).
+pub(crate) fn unix_ms(t: &Bound<'_, PyAny>) -> PyResult<i64> {
+    if let Ok(ms) = t.extract::<i64>() {
+        return Ok(ms);
+    }
+    if t.hasattr("timestamp")? {
+        let secs: f64 = t.call_method0("timestamp")?.extract()?;
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    Err(InvalidArgument::new_err(
+        "a time is unix milliseconds (an int) or a datetime",
+    ))
 }
 
 fn json_dumps(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -115,7 +142,7 @@ fn json_dumps(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 /// `start`: "earliest" (the default), "latest", an offset or a `datetime` (its timestamp).
-fn start_from(start: Option<&Bound<'_, PyAny>>) -> PyResult<weir::StartFrom> {
+pub(crate) fn start_from(start: Option<&Bound<'_, PyAny>>) -> PyResult<weir::StartFrom> {
     const EXPECTED: &str = "start must be \"earliest\", \"latest\", an offset or a datetime";
     let Some(s) = start.filter(|s| !s.is_none()) else {
         return Ok(weir::StartFrom::Earliest);
@@ -130,8 +157,7 @@ fn start_from(start: Option<&Bound<'_, PyAny>>) -> PyResult<weir::StartFrom> {
         return Ok(weir::StartFrom::Offset(offset));
     }
     if s.hasattr("timestamp")? {
-        let secs: f64 = s.call_method0("timestamp")?.extract()?;
-        return Ok(weir::StartFrom::Timestamp((secs * 1000.0) as i64));
+        return Ok(weir::StartFrom::Timestamp(unix_ms(s)?));
     }
     Err(InvalidArgument::new_err(EXPECTED))
 }
@@ -217,4 +243,82 @@ fn credentials(
         (Some(_), None, None) | (None, Some(_), None) => invalid("user and password go together"),
         _ => invalid("give user and password, or token, not both"),
     }
+}
+
+/// What `poll_batch` took: records, and the error that ended the taking, if any.
+pub(crate) struct Batch {
+    pub records: Vec<weir::ConsumerRecord>,
+    pub error: Option<weir::Error>,
+}
+
+/// Up to `max` records: waits up to `wait` (None: for ever) for the first one, then takes
+/// only what is already fetched (one wait per batch, not per record).
+pub(crate) async fn next_batch(
+    consumer: &mut weir::Consumer,
+    max: usize,
+    wait: Option<Duration>,
+) -> Batch {
+    let mut batch = Batch {
+        records: Vec::with_capacity(max.min(4096)),
+        error: None,
+    };
+    if max == 0 {
+        return batch;
+    }
+    match next_within(consumer, wait).await {
+        None => return batch,
+        Some(Err(e)) => {
+            batch.error = Some(e);
+            return batch;
+        }
+        Some(Ok(r)) => batch.records.push(r),
+    }
+    while batch.records.len() < max {
+        match consumer.next().now_or_never() {
+            Some(Some(Ok(r))) => batch.records.push(r),
+            Some(Some(Err(e))) => {
+                batch.error = Some(e);
+                break;
+            }
+            Some(None) | None => break,
+        }
+    }
+    batch
+}
+
+/// Where `seek` moves a partition.
+pub(crate) enum OffsetOrTime {
+    Offset(u64),
+    /// The first record at or after this time (unix ms).
+    Time(i64),
+}
+
+/// `seek`'s target: an int is an offset, a datetime a time.
+pub(crate) fn offset_or_time(v: &Bound<'_, PyAny>) -> PyResult<OffsetOrTime> {
+    if let Ok(o) = v.extract::<u64>() {
+        return Ok(OffsetOrTime::Offset(o));
+    }
+    if v.hasattr("timestamp")? {
+        return Ok(OffsetOrTime::Time(unix_ms(v)?));
+    }
+    Err(InvalidArgument::new_err(
+        "seek to an offset (an int >= 0) or a datetime",
+    ))
+}
+
+/// `offsets_for_times`' argument as look-ups.
+pub(crate) fn time_queries(
+    timestamps: &std::collections::BTreeMap<u32, Bound<'_, PyAny>>,
+) -> PyResult<Vec<(u32, weir::OffsetSpec)>> {
+    timestamps
+        .iter()
+        .map(|(&p, t)| Ok((p, weir::OffsetSpec::Timestamp(unix_ms(t)?))))
+        .collect()
+}
+
+/// The consumer's group, for calls that need one.
+pub(crate) fn group_of(group: Option<&str>) -> PyResult<&str> {
+    group.ok_or_else(|| {
+        InvalidArgument::new_err("committed offsets belong to a group: this consumer has none")
+    })
 }

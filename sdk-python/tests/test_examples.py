@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import REPO, plugin_wasm
 
 EXAMPLES = REPO / "examples" / "python"
 BENCH = REPO / "sdk-python" / "benches" / "bench.py"
@@ -35,6 +35,23 @@ def test_producer_then_consumer_then_group(broker):
     assert again[-1].startswith("counted 0 orders")
 
 
+def test_delivery_reports_example(broker):
+    out = example(broker, "delivery_reports.py", "--records", "600").splitlines()
+    assert out[-1] == "delivered 600 records, 0 failed"
+    counts = [int(line.split("\t")[1].split()[0]) for line in out if line.startswith("partition")]
+    assert sum(counts) == 600 and len(counts) == 3
+    assert out[-2].startswith("checkpoint at partition ")
+
+
+def test_plugin_pipeline_example(broker):
+    out = example(broker, "plugin_pipeline.py", "--wasm", plugin_wasm("uppercase")).splitlines()
+    assert out[0].startswith("registered uppercase: map, ")
+    assert out[1] == "pipeline loud: running, 3 in, 3 out, lag 0"
+    assert out[2] == "read: HELLO PIPELINES WEIR"
+    again = example(broker, "plugin_pipeline.py", "--wasm", plugin_wasm("uppercase")).splitlines()
+    assert again[-1] == "read: HELLO HELLO PIPELINES PIPELINES WEIR WEIR"
+
+
 def test_asyncio_example(broker):
     out = example(broker, "asyncio_consumer.py", "--records", "3000").splitlines()
     assert out[-1] == "consumed 3000 records while producing them"
@@ -46,8 +63,9 @@ def test_the_benchmark_runs(broker):
                                "--records", "3000"], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         runs = [json.loads(line) for line in done.stdout.splitlines()]
-        assert [(r["bench"], r["api"], r["records"]) for r in runs] == [
-            ("produce", api, 3000), ("consume", api, 3000)]
+        kinds = ["produce", "produce-handles"] + (["produce-on-delivery"] if api == "sync" else [])
+        kinds += ["consume", "consume-poll-batch"]
+        assert [(r["bench"], r["api"], r["records"]) for r in runs] == [(k, api, 3000) for k in kinds]
 
 
 def test_stubs_match_the_module_and_examples_type_check():

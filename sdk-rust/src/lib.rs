@@ -54,7 +54,7 @@ pub use consumer::{
 };
 pub use error::{Error, Result};
 pub use pipeline::{NewPipeline, PipelineInfo, PipelinePartition, PipelineStart, PipelineStatus};
-pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+pub use producer::{Acks, Delivery, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 pub use start::StartFrom;
 pub use tls::{ClientOptions, TlsConfig};
 pub use transform::Transformer;

@@ -7,6 +7,8 @@ mod plugins;
 pub use groups::{GroupDescription, GroupMember, GroupPartition, GroupSummary};
 pub use plugins::{PluginInfo, PluginLimits};
 
+use std::collections::HashMap;
+
 use crate::client::Channel;
 use weir_proto::v1 as pb;
 use weir_proto::v1::groups_client::GroupsClient;
@@ -260,19 +262,23 @@ pub(crate) fn spec_to_pb(partition: u32, spec: OffsetSpec) -> pb::OffsetQuery {
     }
 }
 
-/// Looks up one offset in each of `partitions` of `topic`, asking each partition's leader
-/// (every partition with the same `spec`). Answers come by partition.
+/// Looks up one offset per `(partition, spec)` of `topic`, asking each partition's leader
+/// once. Answers come by partition.
 pub(crate) async fn list_offsets(
     client: &Client,
     topic: &str,
-    partitions: &[u32],
-    spec: OffsetSpec,
+    queries: &[(u32, OffsetSpec)],
 ) -> Result<Vec<pb::PartitionOffset>> {
+    let partitions: Vec<u32> = queries.iter().map(|q| q.0).collect();
+    let spec_of: HashMap<u32, OffsetSpec> = queries.iter().copied().collect();
     let answers = client
-        .on_leaders(topic, partitions, |route, ps| {
+        .on_leaders(topic, &partitions, |route, ps| {
             let req = pb::ListOffsetsRequest {
                 topic: topic.to_string(),
-                queries: ps.iter().map(|&p| spec_to_pb(p, spec)).collect(),
+                queries: ps
+                    .iter()
+                    .filter_map(|&p| spec_of.get(&p).map(|&spec| spec_to_pb(p, spec)))
+                    .collect(),
             };
             async move {
                 let resp = log_rpc(route.channel).list_offsets(req).await?;
@@ -516,10 +522,25 @@ impl Admin {
 
     /// Looks up an offset of one partition.
     pub async fn list_offset(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<u64> {
-        list_offsets(&self.client, topic, &[partition], spec)
+        list_offsets(&self.client, topic, &[(partition, spec)])
             .await?
             .first()
             .map(|o| o.offset)
             .ok_or_else(|| crate::Error::Protocol("empty list-offsets response".into()))
+    }
+
+    /// Looks up one offset per `(partition, spec)` of `topic` in one round trip per leader
+    /// (Kafka's `offsetsForTimes` with [`OffsetSpec::Timestamp`]): `(partition, offset)`
+    /// by partition.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        queries: &[(u32, OffsetSpec)],
+    ) -> Result<Vec<(u32, u64)>> {
+        Ok(list_offsets(&self.client, topic, queries)
+            .await?
+            .into_iter()
+            .map(|o| (o.partition, o.offset))
+            .collect())
     }
 }

@@ -138,6 +138,8 @@ pub struct Consumer {
     buffered: VecDeque<Fetched>,
     /// Next offset to fetch, per partition (records before it are yielded or buffered).
     positions: BTreeMap<u32, u64>,
+    /// Partitions of `positions` not fetched for now ([`Consumer::pause`]).
+    paused: BTreeSet<u32>,
     group: Option<GroupLink>,
 }
 
@@ -279,6 +281,7 @@ impl Consumer {
             feed: Feed::Idle,
             buffered: VecDeque::new(),
             positions,
+            paused: BTreeSet::new(),
             group,
         }
     }
@@ -289,6 +292,7 @@ impl Consumer {
             positions: self
                 .positions
                 .iter()
+                .filter(|(p, _)| !self.paused.contains(p))
                 .map(|(&partition, &offset)| pb::FetchPosition { partition, offset })
                 .collect(),
             max_bytes: self.max_bytes,
@@ -303,7 +307,7 @@ impl Consumer {
     /// Subscribes again from the current positions (the old stream is dropped); idles when
     /// there is nothing to read.
     fn resubscribe(&mut self) {
-        if self.positions.is_empty() {
+        if self.positions.keys().all(|p| self.paused.contains(p)) {
             self.feed = Feed::Idle;
             return;
         }
@@ -314,16 +318,78 @@ impl Consumer {
     /// Moves `partition` to `offset`: the next record yielded from it has that offset.
     /// Records of that partition already buffered are dropped.
     pub fn seek(&mut self, partition: u32, offset: u64) -> Result<()> {
-        let Some(pos) = self.positions.get_mut(&partition) else {
-            return Err(Error::PartitionNotFound(format!(
-                "this consumer does not read partition {partition} of {:?}",
-                self.topic
-            )));
-        };
-        *pos = offset;
+        self.check_reads(&[partition])?;
+        self.positions.insert(partition, offset);
         self.buffered.retain(|f| f.partition != partition);
         self.resubscribe();
         Ok(())
+    }
+
+    /// Moves `partition` to its first record with a timestamp `>=` `unix_ms` (the log end
+    /// if there is none), asking the partition's leader.
+    pub async fn seek_to_time(&mut self, partition: u32, unix_ms: i64) -> Result<()> {
+        self.check_reads(&[partition])?;
+        let found = list_offsets(
+            &self.client,
+            &self.topic,
+            &[(partition, OffsetSpec::Timestamp(unix_ms))],
+        )
+        .await?;
+        let offset = found
+            .first()
+            .map(|o| o.offset)
+            .ok_or_else(|| Error::Protocol("empty list-offsets response".into()))?;
+        self.seek(partition, offset)
+    }
+
+    /// Stops fetching `partitions` until [`resume`](Consumer::resume) (Kafka's `pause`): no
+    /// more of their records are yielded, and those already buffered are dropped, to be
+    /// fetched again from the same position on resume. Positions and commits are kept. A
+    /// group consumer keeps its assignment; a partition it gives up is no longer paused.
+    pub fn pause(&mut self, partitions: &[u32]) -> Result<()> {
+        self.check_reads(partitions)?;
+        for &p in partitions {
+            if let Some(pos) = self.position(p) {
+                self.positions.insert(p, pos);
+            }
+            self.paused.insert(p);
+        }
+        let paused = &self.paused;
+        self.buffered.retain(|f| !paused.contains(&f.partition));
+        self.resubscribe();
+        Ok(())
+    }
+
+    /// Fetches `partitions` again from where they were paused.
+    pub fn resume(&mut self, partitions: &[u32]) -> Result<()> {
+        self.check_reads(partitions)?;
+        let before = self.paused.len();
+        for p in partitions {
+            self.paused.remove(p);
+        }
+        if self.paused.len() != before {
+            self.resubscribe();
+        }
+        Ok(())
+    }
+
+    /// The partitions paused now.
+    pub fn paused(&self) -> Vec<u32> {
+        self.paused
+            .iter()
+            .filter(|p| self.positions.contains_key(p))
+            .copied()
+            .collect()
+    }
+
+    fn check_reads(&self, partitions: &[u32]) -> Result<()> {
+        match partitions.iter().find(|p| !self.positions.contains_key(p)) {
+            None => Ok(()),
+            Some(p) => Err(Error::PartitionNotFound(format!(
+                "this consumer does not read partition {p} of {:?}",
+                self.topic
+            ))),
+        }
     }
 
     /// Next offset this consumer will yield from `partition` (`None` if it does not read it).
@@ -516,6 +582,7 @@ impl Consumer {
             .filter(|(p, _)| !a.partitions.contains(p))
             .collect();
         self.positions.retain(|p, _| a.partitions.contains(p));
+        self.paused.retain(|p| a.partitions.contains(p));
         self.buffered
             .retain(|f| a.partitions.contains(&f.partition));
         // The old stream may carry revoked partitions: drop it now.
@@ -639,6 +706,7 @@ impl Consumer {
     /// longer this member's to read from where it was.
     fn forget_positions(&mut self) {
         self.positions.clear();
+        self.paused.clear();
         self.buffered.clear();
         if let Some(g) = &mut self.group {
             g.committed.clear();
@@ -722,7 +790,8 @@ async fn resolve_positions(
         StartFrom::Timestamp(ts) => OffsetSpec::Timestamp(ts),
         StartFrom::Offset(_) => unreachable!("handled above"),
     };
-    Ok(list_offsets(client, topic, partitions, spec)
+    let queries: Vec<(u32, OffsetSpec)> = partitions.iter().map(|&p| (p, spec)).collect();
+    Ok(list_offsets(client, topic, &queries)
         .await?
         .into_iter()
         .map(|o| (o.partition, o.offset))

@@ -199,16 +199,25 @@ fn header_refs(headers: &[Header]) -> impl Iterator<Item = (&str, &[u8])> + Clon
     headers.iter().map(|h| (h.key.as_str(), h.value.as_ref()))
 }
 
+/// What the broker answered for one acknowledged batch.
+#[derive(Debug, Clone, Copy)]
+struct BatchAck {
+    partition: u32,
+    base_offset: u64,
+    /// The broker's timestamp of a batch sent for log-append time (0 for create time).
+    log_append_time: i64,
+}
+
 /// Completion slot of one batch, shared by the delivery futures of its records.
 #[derive(Default)]
 struct BatchHandle {
-    /// `(partition, base offset)` or why the batch failed.
-    result: OnceLock<Result<(u32, u64)>>,
+    /// Where the batch went, or why it failed.
+    result: OnceLock<Result<BatchAck>>,
     wakers: Mutex<Vec<Waker>>,
 }
 
 impl BatchHandle {
-    fn complete(&self, result: Result<(u32, u64)>) {
+    fn complete(&self, result: Result<BatchAck>) {
         let _ = self.result.set(result);
         let wakers = std::mem::take(&mut *lock(&self.wakers));
         for w in wakers {
@@ -222,20 +231,66 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Where an acknowledged record was stored (Kafka's `RecordMetadata`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// The partition it went to.
+    pub partition: u32,
+    /// Its offset there.
+    pub offset: u64,
+    /// Its timestamp (unix ms): the one the record was sent with, else the broker's at
+    /// append.
+    pub timestamp: i64,
+}
+
 /// Resolves to `(partition, offset)` once the broker acknowledged the record, or to the error
-/// that made the producer give up on it.
+/// that made the producer give up on it; [`delivery`](DeliveryFuture::delivery) adds the
+/// timestamp. Clones resolve to the same outcome.
+#[derive(Clone)]
 pub struct DeliveryFuture {
     handle: Arc<BatchHandle>,
     index: u32,
+    /// The record's own timestamp, if it was sent with one.
+    timestamp: Option<i64>,
 }
 
 impl DeliveryFuture {
-    fn ready(&self) -> Option<Result<(u32, u64)>> {
+    /// The outcome if the broker has answered (or the producer gave up), without waiting.
+    pub fn try_delivery(&self) -> Option<Result<Delivery>> {
         let index = u64::from(self.index);
-        self.handle
-            .result
-            .get()
-            .map(|r| r.clone().map(|(p, base)| (p, base + index)))
+        self.handle.result.get().map(|r| {
+            r.clone().map(|ack| Delivery {
+                partition: ack.partition,
+                offset: ack.base_offset + index,
+                timestamp: self.timestamp.unwrap_or(ack.log_append_time),
+            })
+        })
+    }
+
+    /// Whether both records travel in one batch, so they are acknowledged together: a
+    /// caller tracking many deliveries checks one per batch.
+    pub fn same_batch(&self, other: &DeliveryFuture) -> bool {
+        Arc::ptr_eq(&self.handle, &other.handle)
+    }
+
+    /// The acknowledgement with the record's timestamp.
+    pub async fn delivery(self) -> Result<Delivery> {
+        std::future::poll_fn(|cx| self.poll_delivery(cx)).await
+    }
+
+    fn poll_delivery(&self, cx: &mut Context<'_>) -> Poll<Result<Delivery>> {
+        if let Some(r) = self.try_delivery() {
+            return Poll::Ready(r);
+        }
+        let mut wakers = lock(&self.handle.wakers);
+        // Completion takes the wakers under this lock: check again now that we hold it.
+        if let Some(r) = self.try_delivery() {
+            return Poll::Ready(r);
+        }
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -243,18 +298,8 @@ impl Future for DeliveryFuture {
     type Output = Result<(u32, u64)>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(r) = self.ready() {
-            return Poll::Ready(r);
-        }
-        let mut wakers = lock(&self.handle.wakers);
-        // Completion takes the wakers under this lock: check again now that we hold it.
-        if let Some(r) = self.ready() {
-            return Poll::Ready(r);
-        }
-        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            wakers.push(cx.waker().clone());
-        }
-        Poll::Pending
+        self.poll_delivery(cx)
+            .map(|r| r.map(|d| (d.partition, d.offset)))
     }
 }
 
@@ -605,6 +650,7 @@ impl Producer {
         let delivery = DeliveryFuture {
             handle: Arc::clone(&open.handle),
             index: open.builder.record_count() - 1,
+            timestamp: r.timestamp,
         };
         if open.builder.len_bytes() >= config.batch_bytes {
             Accumulator::seal(topic, partition, events);

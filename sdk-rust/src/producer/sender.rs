@@ -28,16 +28,24 @@ use weir_common::limits::LEGACY_DEDUPE_WINDOW;
 use weir_proto::v1 as pb;
 
 use super::stream::{ProduceStream, run_stream};
-use super::{Accumulator, BatchHandle, Event, ProducerConfig, SealedBatch, lock};
+use super::{Accumulator, BatchAck, BatchHandle, Event, ProducerConfig, SealedBatch, lock};
 use crate::client::{Client, Route};
 use crate::error::{Error, Result};
 
 /// What the produce stream and id requests report back.
+/// Where the broker put an acknowledged batch.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Appended {
+    pub(super) base_offset: u64,
+    /// The broker's timestamp for the batch when it asked for log-append time, else 0.
+    pub(super) log_append_time: i64,
+}
+
 pub(super) enum Reply {
     /// The answer to one request on the produce stream.
     Ack {
         request_id: u64,
-        result: Result<u64>,
+        result: Result<Appended>,
     },
     /// A produce stream ended; its unanswered requests failed with `error`.
     StreamClosed { generation: u64, error: Error },
@@ -478,7 +486,7 @@ impl Sender {
         self.requests.insert(id, info);
     }
 
-    fn on_produced(&mut self, i: usize, id: u64, sent_as_head: bool, result: Result<u64>) {
+    fn on_produced(&mut self, i: usize, id: u64, sent_as_head: bool, result: Result<Appended>) {
         let now = Instant::now();
         let delivery_timeout = self.config.delivery_timeout;
         self.dirty.push(i);
@@ -488,10 +496,14 @@ impl Sender {
             return;
         };
         let error = match result {
-            Ok(base) => {
+            Ok(appended) => {
                 let b = &mut p.queue[pos];
                 b.state = State::Acked;
-                b.handle.complete(Ok((p.partition, base)));
+                b.handle.complete(Ok(BatchAck {
+                    partition: p.partition,
+                    base_offset: appended.base_offset,
+                    log_append_time: appended.log_append_time,
+                }));
                 if pos == 0 {
                     p.degraded = false;
                 }

@@ -4,7 +4,7 @@
 use tokio::sync::mpsc;
 use weir_proto::v1 as pb;
 
-use super::sender::Reply;
+use super::sender::{Appended, Reply};
 use crate::client::{Channel, log_rpc};
 use crate::error::Error;
 
@@ -33,9 +33,16 @@ pub(super) async fn run_stream(
                     Ok(Some(m)) => {
                         let result = match m.error {
                             Some(e) => Err(request_error(e)),
-                            None => m.appends.first().map(|a| a.base_offset).ok_or_else(|| {
-                                Error::Protocol("produce response lacks the partition".into())
-                            }),
+                            None => m
+                                .appends
+                                .first()
+                                .map(|a| Appended {
+                                    base_offset: a.base_offset,
+                                    log_append_time: a.log_append_time,
+                                })
+                                .ok_or_else(|| {
+                                    Error::Protocol("produce response lacks the partition".into())
+                                }),
                         };
                         let reply = Reply::Ack {
                             request_id: m.request_id,
