@@ -223,3 +223,62 @@ async fn keyless_records_spread_over_partitions() {
         "sticky partitioner moves on after each batch"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_carry_the_stored_timestamp_and_paused_partitions_wait() {
+    let broker = Broker::start();
+    let client = broker.client_with_topic("ctl", 2).await;
+    let producer = client.producer(ProducerConfig::default());
+    let mut deliveries = Vec::new();
+    for i in 0..20u32 {
+        let rec = ProducerRecord::new("ctl", format!("v{i}")).partition(i % 2);
+        let rec = if i == 0 { rec.timestamp(42_000) } else { rec };
+        deliveries.push(producer.enqueue(rec).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    let first = deliveries[0].try_delivery().unwrap().unwrap();
+    assert_eq!((first.partition, first.offset, first.timestamp), (0, 0, 42_000));
+    // One batch per partition and timestamp type.
+    assert!(deliveries[2].same_batch(&deliveries[4]));
+    assert!(!deliveries[0].same_batch(&deliveries[2]));
+    let stamped = deliveries[1].clone().delivery().await.unwrap();
+    assert!(stamped.timestamp > 42_000, "a broker-stamped record has its append time");
+
+    let mut c = client
+        .consumer("ctl", ConsumerConfig::default())
+        .await
+        .unwrap();
+    c.pause(&[1]).unwrap();
+    assert_eq!(c.paused(), vec![1]);
+    let got = collect(&mut c, 10).await;
+    assert!(got.iter().all(|r| r.partition == 0));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), c.next())
+            .await
+            .is_err(),
+        "nothing from the paused partition"
+    );
+    assert_eq!(
+        got[1].timestamp,
+        deliveries[2].try_delivery().unwrap().unwrap().timestamp
+    );
+    c.resume(&[1]).unwrap();
+    let got = collect(&mut c, 10).await;
+    assert_eq!(
+        got.iter().map(|r| (r.partition, r.offset)).collect::<Vec<_>>(),
+        (0..10).map(|o| (1, o)).collect::<Vec<_>>()
+    );
+    assert!(c.pause(&[5]).is_err());
+    c.seek_to_time(0, 42_000).await.unwrap();
+    assert_eq!(collect(&mut c, 1).await[0].value, "v0");
+
+    let admin = client.admin();
+    let found = admin
+        .list_offsets(
+            "ctl",
+            &[(0, OffsetSpec::Timestamp(42_001)), (1, OffsetSpec::Earliest)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, vec![(0, 1), (1, 0)]);
+}

@@ -225,7 +225,8 @@ impl Producer {
         let limit = Duration::try_from_secs_f64(timeout)
             .map_err(|e| InvalidArgument::new_err(e.to_string()))?;
         // Its outcome is served below, error or not.
-        let _ = block_on(py, tokio::time::timeout(limit, oldest.delivery()))?;
+        let wait = oldest.delivery();
+        let _ = block_on(py, async move { tokio::time::timeout(limit, wait).await })?;
         delivery::serve(py, &self.callbacks)
     }
 

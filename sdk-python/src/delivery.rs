@@ -96,9 +96,10 @@ impl DeliveryHandle {
             Some(secs) => {
                 let limit = Duration::try_from_secs_f64(secs.max(0.0))
                     .map_err(|e| crate::errors::InvalidArgument::new_err(e.to_string()))?;
-                blocking::block_on(py, tokio::time::timeout(limit, wait))?.map_err(|_| {
-                    PyTimeoutError::new_err(format!("no acknowledgement within {secs} s"))
-                })?
+                blocking::block_on(py, async move { tokio::time::timeout(limit, wait).await })?
+                    .map_err(|_| {
+                        PyTimeoutError::new_err(format!("no acknowledgement within {secs} s"))
+                    })?
             }
         };
         let topic = self.topic.clone_ref(py);

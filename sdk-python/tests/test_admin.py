@@ -130,7 +130,7 @@ def test_users_and_acls(tmp_path: pathlib.Path):
         reader_token = root.add_user("reader")
         assert reader_token
         with pytest.raises(weir.UserError):
-            root.add_user("app", password="again")
+            root.add_user("app", password="another-password")
         root.grant_acl("app", "write", "topic", "orders")
         root.grant_acl("reader", "read", "topic", "ord*")
         assert [(a.principal, a.operation, a.resource_type, a.pattern) for a in root.list_acls("reader")] == [
