@@ -256,7 +256,7 @@ impl AsyncProducer {
         let ready = poll_now(enqueue.as_mut());
         match ready {
             Some(done) => {
-                let handle = done.and_then(|h| Ok(Py::new(py, h)?.into_any()));
+                let handle = done.and_then(|h| Ok(crate::untracked(py, h)?.into_any()));
                 Ready::awaitable(py, handle, yield_turn(&self.turns))
             }
             None => future_into_py(py, enqueue),
@@ -385,11 +385,11 @@ impl AsyncConsumer {
 fn next_outcome(
     py: Python<'_>,
     polled: Option<weir::Result<weir::ConsumerRecord>>,
-) -> PyResult<Record> {
+) -> PyResult<Py<Record>> {
     match polled {
         // The stream ended, or idle_timeout passed with nothing new.
         None => Err(PyStopAsyncIteration::new_err(())),
-        Some(Ok(r)) => Record::new(py, r),
+        Some(Ok(r)) => Record::py(py, r),
         Some(Err(e)) => Err(to_py(e)),
     }
 }
@@ -466,7 +466,7 @@ impl AsyncConsumer {
                     batch
                         .records
                         .into_iter()
-                        .map(|r| Record::new(py, r))
+                        .map(|r| Record::py(py, r))
                         .collect::<PyResult<Vec<_>>>()
                 }),
             }

@@ -190,7 +190,7 @@ impl Producer {
         partition: Option<u32>,
         timestamp_ms: Option<i64>,
         on_delivery: Option<Py<PyAny>>,
-    ) -> PyResult<DeliveryHandle> {
+    ) -> PyResult<Py<DeliveryHandle>> {
         let record = options::producer_record(
             topic.to_cow()?.into_owned(),
             value,
@@ -208,7 +208,7 @@ impl Producer {
         {
             delivery::register(&self.callbacks, &delivery, topic.clone_ref(py), callback);
         }
-        Ok(DeliveryHandle::new(topic, delivery))
+        crate::untracked(py, DeliveryHandle::new(topic, delivery))
     }
 
     /// Runs the `on_delivery` callbacks of records acknowledged (or failed) so far, waiting
@@ -314,7 +314,7 @@ impl Consumer {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Record>> {
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Record>>> {
         self.take_failed()?;
         let idle = self.idle_timeout;
         let mut guard = self.lock()?;
@@ -323,7 +323,7 @@ impl Consumer {
         };
         match block_on(py, options::next_within(consumer, idle))? {
             None => Ok(None),
-            Some(Ok(r)) => Record::new(py, r).map(Some),
+            Some(Ok(r)) => Record::py(py, r).map(Some),
             Some(Err(e)) => Err(to_py(e)),
         }
     }
@@ -337,7 +337,7 @@ impl Consumer {
         py: Python<'_>,
         max_records: usize,
         timeout: Option<f64>,
-    ) -> PyResult<Vec<Record>> {
+    ) -> PyResult<Vec<Py<Record>>> {
         self.take_failed()?;
         let wait = match timeout {
             None => self.idle_timeout,
@@ -354,7 +354,7 @@ impl Consumer {
         let records = batch
             .records
             .into_iter()
-            .map(|r| Record::new(py, r))
+            .map(|r| Record::py(py, r))
             .collect::<PyResult<Vec<_>>>()?;
         match batch.error {
             Some(e) if records.is_empty() => Err(to_py(e)),

@@ -67,11 +67,12 @@ impl DeliveryHandle {
     }
 
     /// The outcome, if the broker has answered, as Python sees it.
-    fn outcome(&self, py: Python<'_>) -> Option<PyResult<RecordMetadata>> {
+    fn outcome(&self, py: Python<'_>) -> Option<PyResult<Py<RecordMetadata>>> {
         let topic = self.topic.clone_ref(py);
-        self.delivery
-            .try_delivery()
-            .map(|r| r.map(|d| metadata(topic, d)).map_err(to_py))
+        self.delivery.try_delivery().map(|r| {
+            r.map_err(to_py)
+                .and_then(|d| crate::untracked(py, metadata(topic, d)))
+        })
     }
 }
 
@@ -86,7 +87,7 @@ impl DeliveryHandle {
     /// which the producer's `delivery_timeout_ms` bounds) and returns where the record went;
     /// raises the producer's error if it gave up, `TimeoutError` if `timeout` passed first.
     #[pyo3(signature = (timeout = None))]
-    fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<RecordMetadata> {
+    fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<RecordMetadata>> {
         if let Some(outcome) = self.outcome(py) {
             return outcome;
         }
@@ -103,18 +104,16 @@ impl DeliveryHandle {
             }
         };
         let topic = self.topic.clone_ref(py);
-        delivered.map(|d| metadata(topic, d)).map_err(to_py)
+        crate::untracked(py, metadata(topic, delivered.map_err(to_py)?))
     }
 
     /// In asyncio: `meta = await handle`.
     fn __await__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
-        let awaitable = match this.outcome(py) {
-            Some(outcome) => {
-                let value = outcome.and_then(|m| Ok(Py::new(py, m)?.into_any()));
-                Ready::awaitable(py, value, false)?
-            }
+        match this.outcome(py) {
+            // Already acknowledged: a `Ready` is its own iterator.
+            Some(outcome) => Ready::awaitable(py, outcome.map(Py::into_any), false),
             None => {
                 let topic = this.topic.clone_ref(py);
                 let wait = this.delivery.clone().delivery();
@@ -122,9 +121,9 @@ impl DeliveryHandle {
                     let d = wait.await.map_err(to_py)?;
                     Ok(metadata(topic, d))
                 })?
+                .call_method0("__await__")
             }
-        };
-        awaitable.call_method0("__await__")
+        }
     }
 
     fn __repr__(&self) -> String {
@@ -212,7 +211,7 @@ pub(crate) fn serve(py: Python<'_>, callbacks: &SharedCallbacks) -> PyResult<usi
         };
         let called = match outcome {
             Ok(d) => {
-                let meta = Py::new(py, metadata(p.topic, d))?;
+                let meta = crate::untracked(py, metadata(p.topic, d))?;
                 p.callback.call1(py, (py.None(), meta))
             }
             Err(e) => {

@@ -18,12 +18,14 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    pub(crate) fn new(py: Python<'_>, r: weir::ConsumerRecord) -> PyResult<Self> {
+    /// The Python object of a consumed record (untracked by the cycle collector:
+    /// [`crate::untracked`]).
+    pub(crate) fn py(py: Python<'_>, r: weir::ConsumerRecord) -> PyResult<Py<Self>> {
         let headers = PyDict::new(py);
         for h in &r.headers {
             headers.set_item(&h.key, PyBytes::new(py, &h.value))?;
         }
-        Ok(Self {
+        let record = Self {
             topic: r.topic.to_string(),
             partition: r.partition,
             offset: r.offset,
@@ -31,7 +33,8 @@ impl Record {
             key: r.key.map(|k| PyBytes::new(py, &k).unbind()),
             value: PyBytes::new(py, &r.value).unbind(),
             headers: headers.unbind(),
-        })
+        };
+        crate::untracked(py, record)
     }
 }
 
