@@ -237,12 +237,18 @@ async fn deliveries_carry_the_stored_timestamp_and_paused_partitions_wait() {
     }
     producer.flush().await.unwrap();
     let first = deliveries[0].try_delivery().unwrap().unwrap();
-    assert_eq!((first.partition, first.offset, first.timestamp), (0, 0, 42_000));
+    assert_eq!(
+        (first.partition, first.offset, first.timestamp),
+        (0, 0, 42_000)
+    );
     // One batch per partition and timestamp type.
     assert!(deliveries[2].same_batch(&deliveries[4]));
     assert!(!deliveries[0].same_batch(&deliveries[2]));
     let stamped = deliveries[1].clone().delivery().await.unwrap();
-    assert!(stamped.timestamp > 42_000, "a broker-stamped record has its append time");
+    assert!(
+        stamped.timestamp > 42_000,
+        "a broker-stamped record has its append time"
+    );
 
     let mut c = client
         .consumer("ctl", ConsumerConfig::default())
@@ -265,7 +271,9 @@ async fn deliveries_carry_the_stored_timestamp_and_paused_partitions_wait() {
     c.resume(&[1]).unwrap();
     let got = collect(&mut c, 10).await;
     assert_eq!(
-        got.iter().map(|r| (r.partition, r.offset)).collect::<Vec<_>>(),
+        got.iter()
+            .map(|r| (r.partition, r.offset))
+            .collect::<Vec<_>>(),
         (0..10).map(|o| (1, o)).collect::<Vec<_>>()
     );
     assert!(c.pause(&[5]).is_err());
@@ -276,7 +284,10 @@ async fn deliveries_carry_the_stored_timestamp_and_paused_partitions_wait() {
     let found = admin
         .list_offsets(
             "ctl",
-            &[(0, OffsetSpec::Timestamp(42_001)), (1, OffsetSpec::Earliest)],
+            &[
+                (0, OffsetSpec::Timestamp(42_001)),
+                (1, OffsetSpec::Earliest),
+            ],
         )
         .await
         .unwrap();
