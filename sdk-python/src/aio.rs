@@ -231,14 +231,8 @@ impl AsyncProducer {
         timestamp_ms: Option<i64>,
         on_delivery: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let record = options::producer_record(
-            topic.to_cow()?.into_owned(),
-            value,
-            key,
-            headers,
-            partition,
-            timestamp_ms,
-        )?;
+        let record =
+            options::producer_record(&topic, value, key, headers, partition, timestamp_ms)?;
         let producer = self.get()?;
         let callback = on_delivery
             .or_else(|| self.on_delivery.as_ref().map(|c| c.clone_ref(py)))

@@ -191,14 +191,8 @@ impl Producer {
         timestamp_ms: Option<i64>,
         on_delivery: Option<Py<PyAny>>,
     ) -> PyResult<Py<DeliveryHandle>> {
-        let record = options::producer_record(
-            topic.to_cow()?.into_owned(),
-            value,
-            key,
-            headers,
-            partition,
-            timestamp_ms,
-        )?;
+        let record =
+            options::producer_record(&topic, value, key, headers, partition, timestamp_ms)?;
         let producer = self.get()?;
         // Almost always ready at once; only a full buffer makes it wait.
         let delivery = block_on(py, producer.enqueue(record))?.map_err(to_py)?;

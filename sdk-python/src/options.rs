@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
 use crate::errors::InvalidArgument;
 
@@ -164,14 +164,14 @@ pub(crate) fn start_from(start: Option<&Bound<'_, PyAny>>) -> PyResult<weir::Sta
 
 /// `Producer.send`'s arguments.
 pub(crate) fn producer_record(
-    topic: String,
+    topic: &Bound<'_, PyString>,
     value: Cow<'_, [u8]>,
     key: Option<Cow<'_, [u8]>>,
     headers: Option<&Bound<'_, PyDict>>,
     partition: Option<u32>,
     timestamp_ms: Option<i64>,
 ) -> PyResult<weir::ProducerRecord> {
-    let mut r = weir::ProducerRecord::new(topic, value.into_owned());
+    let mut r = weir::ProducerRecord::new(topic.to_cow()?.into_owned(), value.into_owned());
     if let Some(k) = key {
         r = r.key(k.into_owned());
     }
