@@ -188,6 +188,7 @@ impl AsyncClient {
             state: Arc::new(tokio::sync::Mutex::new(state)),
             idle_timeout: idle_timeout_ms.map(Duration::from_millis),
             turns: AtomicU32::new(0),
+            failed: Arc::default(),
         })
     }
 }
@@ -347,6 +348,8 @@ pub(crate) struct AsyncConsumer {
     idle_timeout: Option<Duration>,
     /// Records answered at once (see [`YIELD_EVERY`]).
     turns: AtomicU32,
+    /// An error met after `poll_batch` had records to return: raised by the next call.
+    failed: Arc<Mutex<Option<weir::Error>>>,
 }
 
 impl AsyncConsumer {
@@ -408,6 +411,9 @@ impl AsyncConsumer {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(e) = lock(&self.failed).take() {
+            return Ready::awaitable(py, Err(to_py(e)), false);
+        }
         if let Ok(mut state) = self.state.try_lock()
             && let ConsumerState::Open(consumer) = &mut *state
         {
@@ -441,29 +447,32 @@ impl AsyncConsumer {
     ) -> PyResult<Bound<'py, PyAny>> {
         let wait = match timeout {
             None => self.idle_timeout,
-            Some(secs) => Some(
-                Duration::try_from_secs_f64(secs.max(0.0))
-                    .map_err(|e| crate::errors::InvalidArgument::new_err(e.to_string()))?,
-            ),
+            Some(secs) => Some(options::seconds(secs)?),
         };
         let state = self.state.clone();
+        let failed = Arc::clone(&self.failed);
         future_into_py(py, async move {
+            if let Some(e) = lock(&failed).take() {
+                return Err(to_py(e));
+            }
             let mut state = state.lock().await;
             let batch = match state.open().await? {
                 None => return Ok(Vec::new()),
                 Some(consumer) => options::next_batch(consumer, max_records, wait).await,
             };
             match batch.error {
-                // Nothing lost: the records went out, and the stream is closed after an error.
-                Some(e) if batch.records.is_empty() => Err(to_py(e)),
-                _ => Python::attach(|py| {
-                    batch
-                        .records
-                        .into_iter()
-                        .map(|r| Record::py(py, r))
-                        .collect::<PyResult<Vec<_>>>()
-                }),
+                Some(e) if batch.records.is_empty() => return Err(to_py(e)),
+                // Raised by the next call: the records go out first.
+                Some(e) => *lock(&failed) = Some(e),
+                None => {}
             }
+            Python::attach(|py| {
+                batch
+                    .records
+                    .into_iter()
+                    .map(|r| Record::py(py, r))
+                    .collect::<PyResult<Vec<_>>>()
+            })
         })
     }
 

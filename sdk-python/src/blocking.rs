@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use crate::delivery::{self, DeliveryHandle, SharedCallbacks};
-use crate::errors::{InvalidArgument, WeirError, to_py};
+use crate::errors::{WeirError, to_py};
 use crate::options::{self, PluginArg};
 use crate::record::Record;
 use crate::{poll_now, runtime};
@@ -216,8 +216,7 @@ impl Producer {
         let Some(oldest) = delivery::oldest(&self.callbacks) else {
             return Ok(0);
         };
-        let limit = Duration::try_from_secs_f64(timeout)
-            .map_err(|e| InvalidArgument::new_err(e.to_string()))?;
+        let limit = options::seconds(timeout)?;
         // Its outcome is served below, error or not.
         let wait = oldest.delivery();
         let _ = block_on(py, async move { tokio::time::timeout(limit, wait).await })?;
@@ -335,10 +334,7 @@ impl Consumer {
         self.take_failed()?;
         let wait = match timeout {
             None => self.idle_timeout,
-            Some(secs) => Some(
-                Duration::try_from_secs_f64(secs.max(0.0))
-                    .map_err(|e| InvalidArgument::new_err(e.to_string()))?,
-            ),
+            Some(secs) => Some(options::seconds(secs)?),
         };
         let mut guard = self.lock()?;
         let Some(consumer) = guard.as_mut() else {

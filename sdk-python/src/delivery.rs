@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use pyo3::exceptions::{PyStopIteration, PyTimeoutError};
 use pyo3::prelude::*;
@@ -95,8 +94,7 @@ impl DeliveryHandle {
         let delivered = match timeout {
             None => blocking::block_on(py, wait)?,
             Some(secs) => {
-                let limit = Duration::try_from_secs_f64(secs.max(0.0))
-                    .map_err(|e| crate::errors::InvalidArgument::new_err(e.to_string()))?;
+                let limit = crate::options::seconds(secs)?;
                 blocking::block_on(py, async move { tokio::time::timeout(limit, wait).await })?
                     .map_err(|_| {
                         PyTimeoutError::new_err(format!("no acknowledgement within {secs} s"))

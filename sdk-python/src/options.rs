@@ -245,6 +245,11 @@ fn credentials(
     }
 }
 
+/// A timeout given in seconds (negative: none at all).
+pub(crate) fn seconds(secs: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(secs.max(0.0)).map_err(|e| InvalidArgument::new_err(e.to_string()))
+}
+
 /// What `poll_batch` took: records, and the error that ended the taking, if any.
 pub(crate) struct Batch {
     pub records: Vec<weir::ConsumerRecord>,
