@@ -8,6 +8,7 @@ mod admin;
 mod bench;
 mod cluster;
 mod connect;
+mod console;
 mod consume;
 mod group;
 mod pipeline;
@@ -158,6 +159,8 @@ enum Command {
     /// Run connectors that import into and export out of Weir (files, HTTP, PostgreSQL).
     #[command(subcommand)]
     Connect(connect::ConnectCommand),
+    /// The web console: topics, messages, groups, plugins and pipelines in a browser.
+    Console(console::ConsoleArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -173,6 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let cli = match cli.command {
         // Checks its file before connecting.
         Command::Connect(cmd) => return connect::run(&target, cmd).await,
+        Command::Console(args) => return console::run(&target, args).await,
         command => Cli { command, ..cli },
     };
     let client = target.connect().await?;
@@ -191,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => user::run(&client, cmd).await,
         Command::Acl(cmd) => acl::run(&client, cmd).await,
         Command::Connect(cmd) => connect::run(&target, cmd).await,
+        Command::Console(args) => console::run(&target, args).await,
     }
 }
 

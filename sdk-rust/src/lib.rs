@@ -45,7 +45,7 @@ mod views;
 pub use admin::{
     Admin, BackupInfo, GroupDescription, GroupMember, GroupPartition, GroupSummary, Health,
     NewTopic, NodeStatus, OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits,
-    TopicDescription, TopicInfo,
+    StatusReport, TopicDescription, TopicInfo,
 };
 pub use auth::Credentials;
 pub use client::{Client, DEFAULT_BROKER};

@@ -15,6 +15,29 @@ pub struct WhoAmI {
     pub superuser: bool,
     /// Whether the broker runs with `--auth`.
     pub auth_enabled: bool,
+    /// What a user who is not a superuser may do: the ACLs granted to its name and to `*`
+    /// (empty for superusers and without `--auth`).
+    pub acls: Vec<Acl>,
+}
+
+impl WhoAmI {
+    /// Whether this user may do `operation` (`read`, `write` or `admin`) on the
+    /// `resource_type` named `name` (`*`: on every one, as when creating something new),
+    /// by the broker's rules: superusers (everyone without `--auth`) may do everything; an
+    /// ACL's `admin` implies `read` and `write`; a pattern is a name, `prefix*`, or `*`.
+    pub fn may(&self, operation: &str, resource_type: &str, name: &str) -> bool {
+        if self.superuser || !self.auth_enabled {
+            return true;
+        }
+        self.acls.iter().any(|a| {
+            a.resource_type == resource_type
+                && (a.operation == operation || a.operation == "admin")
+                && match a.pattern.strip_suffix('*') {
+                    Some(prefix) => name != "*" && name.starts_with(prefix) || a.pattern == "*",
+                    None => a.pattern == name,
+                }
+        })
+    }
 }
 
 /// A user as listed by [`Admin::list_users`].
@@ -60,6 +83,15 @@ impl Acl {
         }
     }
 
+    fn of_pb(a: pb::Acl) -> Self {
+        Self {
+            principal: a.principal,
+            resource_type: a.resource_type,
+            pattern: a.pattern,
+            operation: a.operation,
+        }
+    }
+
     fn to_pb(&self) -> pb::Acl {
         pb::Acl {
             principal: self.principal.clone(),
@@ -83,6 +115,7 @@ impl Admin {
             name: r.name,
             superuser: r.superuser,
             auth_enabled: r.auth_enabled,
+            acls: r.acls.into_iter().map(Acl::of_pb).collect(),
         })
     }
 
@@ -153,15 +186,6 @@ impl Admin {
             principal: principal.unwrap_or_default().to_string(),
         };
         let r = self.client.security_rpc().list_acls(req).await?;
-        Ok(r.into_inner()
-            .acls
-            .into_iter()
-            .map(|a| Acl {
-                principal: a.principal,
-                resource_type: a.resource_type,
-                pattern: a.pattern,
-                operation: a.operation,
-            })
-            .collect())
+        Ok(r.into_inner().acls.into_iter().map(Acl::of_pb).collect())
     }
 }

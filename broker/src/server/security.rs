@@ -8,6 +8,7 @@ use weir_proto::v1 as pb;
 use super::{principal, status_of};
 use crate::broker::Broker;
 use crate::error::BrokerError;
+use crate::security::acl::ANY_PRINCIPAL;
 use crate::security::{Acl, Principal};
 
 pub struct SecurityService {
@@ -53,10 +54,18 @@ impl pb::security_server::Security for SecurityService {
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let security = self.broker.security();
         let (name, superuser) = security.whoami(&principal(&req));
+        let acls = if superuser || name.is_empty() {
+            Vec::new()
+        } else {
+            let mut acls = security.list_acls(Some(&name));
+            acls.extend(security.list_acls(Some(ANY_PRINCIPAL)));
+            acls.into_iter().map(acl_pb).collect()
+        };
         Ok(Response::new(pb::WhoAmIResponse {
             name,
             superuser,
             auth_enabled: security.enabled(),
+            acls,
         }))
     }
 

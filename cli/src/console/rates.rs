@@ -1,0 +1,200 @@
+//! Produce and consume rates over the last minutes, for the overview's chart: the console
+//! polls offsets (the sum of every partition's latest offset: records produced; the sum of
+//! every group's committed offsets: records consumed) every [`SAMPLE_EVERY`] and keeps
+//! [`SAMPLES_KEPT`] samples. It polls with its own client (the `weir console` credentials,
+//! if any); without rights to read everything it shows no chart, and only these two totals
+//! ever reach a page.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use maud::{Markup, html};
+use weir::Client;
+
+use super::State;
+use super::render::human_count;
+
+/// How often offsets are polled.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// Samples kept: ten minutes.
+pub const SAMPLES_KEPT: usize = 120;
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    produced: u64,
+    consumed: u64,
+}
+
+#[derive(Default)]
+pub struct Rates {
+    samples: Mutex<VecDeque<Sample>>,
+    error: Mutex<Option<String>>,
+}
+
+impl Rates {
+    fn push(&self, s: Sample) {
+        let mut v = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() == SAMPLES_KEPT {
+            v.pop_front();
+        }
+        v.push_back(s);
+    }
+
+    /// (seconds before now, produced/s, consumed/s) between consecutive samples.
+    fn series(&self) -> Vec<(f64, f64, f64)> {
+        let v = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        v.iter()
+            .zip(v.iter().skip(1))
+            .map(|(a, b)| {
+                let dt = b.at.duration_since(a.at).as_secs_f64().max(1e-3);
+                (
+                    now.duration_since(b.at).as_secs_f64(),
+                    b.produced.saturating_sub(a.produced) as f64 / dt,
+                    b.consumed.saturating_sub(a.consumed) as f64 / dt,
+                )
+            })
+            .collect()
+    }
+}
+
+async fn totals(client: &Client) -> weir::Result<(u64, u64)> {
+    let admin = client.admin();
+    let mut produced = 0;
+    for t in admin.list_topics().await? {
+        if t.view_of.is_some() {
+            continue;
+        }
+        match admin.describe_topic(&t.name).await {
+            Ok(d) => produced += d.partitions.iter().map(|p| p.latest_offset).sum::<u64>(),
+            // Deleted between the two calls.
+            Err(weir::Error::TopicNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut consumed = 0;
+    for g in admin.list_groups().await? {
+        match admin.describe_group(&g.name).await {
+            Ok(d) => {
+                consumed += d
+                    .partitions
+                    .iter()
+                    .filter_map(|p| p.committed_offset)
+                    .sum::<u64>()
+            }
+            Err(weir::Error::GroupNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((produced, consumed))
+}
+
+/// Runs for the console's lifetime.
+pub async fn sample(client: Client, console: State) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let at = Instant::now();
+        let result = totals(&client).await;
+        let mut error = console
+            .rates
+            .error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok((produced, consumed)) => {
+                *error = None;
+                drop(error);
+                console.rates.push(Sample {
+                    at,
+                    produced,
+                    consumed,
+                });
+            }
+            Err(e) => *error = Some(e.to_string()),
+        }
+    }
+}
+
+/// Chart size (SVG user units).
+const W: f64 = 600.0;
+const H: f64 = 140.0;
+const WINDOW_SECS: f64 = SAMPLE_EVERY.as_secs() as f64 * SAMPLES_KEPT as f64;
+
+/// Two lines (produced/s, consumed/s) over the last ten minutes, drawn on the server.
+pub fn chart(rates: &Rates) -> Markup {
+    let series = rates.series();
+    let error = rates
+        .error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let max = series
+        .iter()
+        .map(|&(_, p, c)| p.max(c))
+        .fold(0.0_f64, f64::max)
+        .max(1.0);
+    let x = |ago: f64| W - (ago / WINDOW_SECS).min(1.0) * W;
+    let y = |v: f64| H - v / max * (H - 10.0);
+    let line = |pick: fn(&(f64, f64, f64)) -> f64| {
+        series
+            .iter()
+            .map(|s| format!("{:.1},{:.1}", x(s.0), y(pick(s))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let last = series.last().copied();
+    html! {
+        figure.chart #rates {
+            @if series.is_empty() {
+                p.muted {
+                    @if let Some(e) = &error { "Rates unavailable: " (e) }
+                    @else { "Rates appear after two samples (every " (SAMPLE_EVERY.as_secs()) " s)." }
+                }
+            } @else {
+                svg viewBox=(format!("0 0 {W} {H}")) preserveAspectRatio="none" role="img" aria-label="records per second, last 10 minutes" {
+                    line x1="0" y1=(H) x2=(W) y2=(H) class="axis" {}
+                    polyline class="produced" points=(line(|s| s.1)) {}
+                    polyline class="consumed" points=(line(|s| s.2)) {}
+                }
+                figcaption {
+                    span.produced { "produced " (human_count(last.map_or(0.0, |s| s.1))) "/s" }
+                    " · "
+                    span.consumed { "consumed (committed) " (human_count(last.map_or(0.0, |s| s.2))) "/s" }
+                    " · peak " (human_count(max)) "/s, last 10 min"
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_differences_per_second_and_old_samples_go() {
+        let r = Rates::default();
+        let t0 = Instant::now();
+        for i in 0..(SAMPLES_KEPT as u64 + 5) {
+            r.push(Sample {
+                at: t0 + Duration::from_secs(i * 5),
+                produced: i * 500,
+                consumed: i * 100,
+            });
+        }
+        let s = r.series();
+        assert_eq!(s.len(), SAMPLES_KEPT - 1);
+        assert!(s.iter().all(|&(_, p, c)| p == 100.0 && c == 20.0), "{s:?}");
+        let svg = chart(&r).into_string();
+        assert!(svg.contains("<polyline class=\"produced\""), "{svg}");
+        assert!(
+            chart(&Rates::default())
+                .into_string()
+                .contains("after two samples")
+        );
+    }
+}
