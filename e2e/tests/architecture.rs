@@ -78,6 +78,7 @@ const SDK: Rules = Rules {
         &["admin", "producer"],
         &["consumer"],
         &["pipeline", "transform", "users", "views"],
+        &["status"],
     ],
     // The SDK is a gRPC client through and through: every module may speak the wire.
     wire: &[""],

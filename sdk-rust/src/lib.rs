@@ -8,6 +8,7 @@
 //! - [`Consumer`]: a `futures::Stream` of records from earliest/latest/offset/timestamp, on
 //!   its own or as a member of a consumer group (shared partitions, committed offsets).
 //! - [`Transformer`]: a plugin chain run at a broker over records the caller holds.
+//! - [`StatusReport`]: the broker or cluster at a glance ([`Admin::status`]).
 //! - [`Error`]: the one error type.
 //!
 //! ```no_run
@@ -37,6 +38,7 @@ mod error;
 mod pipeline;
 mod producer;
 mod start;
+mod status;
 mod tls;
 mod transform;
 mod users;
@@ -45,7 +47,7 @@ mod views;
 pub use admin::{
     Admin, BackupInfo, GroupDescription, GroupMember, GroupPartition, GroupSummary, Health,
     NewTopic, NodeStatus, OffsetSpec, PartitionInfo, PartitionPlacement, PluginInfo, PluginLimits,
-    StatusReport, TopicDescription, TopicInfo,
+    TopicDescription, TopicInfo,
 };
 pub use auth::Credentials;
 pub use client::{Client, DEFAULT_BROKER};
@@ -56,6 +58,7 @@ pub use error::{Error, Result};
 pub use pipeline::{NewPipeline, PipelineInfo, PipelinePartition, PipelineStart, PipelineStatus};
 pub use producer::{Acks, Delivery, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 pub use start::StartFrom;
+pub use status::StatusReport;
 pub use tls::{ClientOptions, TlsConfig};
 pub use transform::Transformer;
 pub use users::{Acl, UserInfo, WhoAmI};

@@ -86,12 +86,35 @@ pub async fn run(target: &Target, args: ConsoleArgs) -> anyhow::Result<()> {
         writeln!(out, "weir console listening on http://{addr}")?;
         out.flush()?;
     }
-    axum::serve(listener, router(console))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish, but do not wait
+    // for open live tails (they would hold the exit for minutes).
+    let server = axum::serve(listener, router(console)).with_graceful_shutdown(stop_signal());
+    tokio::select! {
+        served = server => served?,
+        () = async {
+            stop_signal().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {}
+    }
     Ok(())
+}
+
+/// How long requests in flight get after a stop signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 fn router(console: State) -> Router {

@@ -27,6 +27,15 @@ struct Sample {
     consumed: u64,
 }
 
+/// The rates over one interval between two samples.
+#[derive(Debug, Clone, Copy)]
+struct Interval {
+    from_ago: f64,
+    to_ago: f64,
+    produced: f64,
+    consumed: f64,
+}
+
 #[derive(Default)]
 pub struct Rates {
     samples: Mutex<VecDeque<Sample>>,
@@ -42,19 +51,21 @@ impl Rates {
         v.push_back(s);
     }
 
-    /// (seconds before now, produced/s, consumed/s) between consecutive samples.
-    fn series(&self) -> Vec<(f64, f64, f64)> {
+    /// Per interval between consecutive samples: (seconds before now of its start and of its
+    /// end, produced/s, consumed/s).
+    fn series(&self) -> Vec<Interval> {
         let v = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         v.iter()
             .zip(v.iter().skip(1))
             .map(|(a, b)| {
                 let dt = b.at.duration_since(a.at).as_secs_f64().max(1e-3);
-                (
-                    now.duration_since(b.at).as_secs_f64(),
-                    b.produced.saturating_sub(a.produced) as f64 / dt,
-                    b.consumed.saturating_sub(a.consumed) as f64 / dt,
-                )
+                Interval {
+                    from_ago: now.duration_since(a.at).as_secs_f64(),
+                    to_ago: now.duration_since(b.at).as_secs_f64(),
+                    produced: b.produced.saturating_sub(a.produced) as f64 / dt,
+                    consumed: b.consumed.saturating_sub(a.consumed) as f64 / dt,
+                }
             })
             .collect()
     }
@@ -123,6 +134,7 @@ pub async fn sample(client: Client, console: State) {
 const W: f64 = 600.0;
 const H: f64 = 140.0;
 const WINDOW_SECS: f64 = SAMPLE_EVERY.as_secs() as f64 * SAMPLES_KEPT as f64;
+const MIN_WINDOW_SECS: f64 = 30.0;
 
 /// Two lines (produced/s, consumed/s) over the last ten minutes, drawn on the server.
 pub fn chart(rates: &Rates) -> Markup {
@@ -134,15 +146,25 @@ pub fn chart(rates: &Rates) -> Markup {
         .clone();
     let max = series
         .iter()
-        .map(|&(_, p, c)| p.max(c))
+        .map(|i| i.produced.max(i.consumed))
         .fold(0.0_f64, f64::max)
         .max(1.0);
-    let x = |ago: f64| W - (ago / WINDOW_SECS).min(1.0) * W;
+    // The x axis spans the history kept (at least half a minute, at most ten minutes).
+    let window = series
+        .first()
+        .map_or(MIN_WINDOW_SECS, |i| i.from_ago)
+        .clamp(MIN_WINDOW_SECS, WINDOW_SECS);
+    let x = |ago: f64| W - (ago / window).min(1.0) * W;
     let y = |v: f64| H - v / max * (H - 10.0);
-    let line = |pick: fn(&(f64, f64, f64)) -> f64| {
+    // A step per interval: its rate held from its start to its end.
+    let line = |pick: fn(&Interval) -> f64| {
         series
             .iter()
-            .map(|s| format!("{:.1},{:.1}", x(s.0), y(pick(s))))
+            .flat_map(|i| {
+                let v = y(pick(i));
+                [(x(i.from_ago), v), (x(i.to_ago), v)]
+            })
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -157,14 +179,15 @@ pub fn chart(rates: &Rates) -> Markup {
             } @else {
                 svg viewBox=(format!("0 0 {W} {H}")) preserveAspectRatio="none" role="img" aria-label="records per second, last 10 minutes" {
                     line x1="0" y1=(H) x2=(W) y2=(H) class="axis" {}
-                    polyline class="produced" points=(line(|s| s.1)) {}
-                    polyline class="consumed" points=(line(|s| s.2)) {}
+                    polyline class="produced" points=(line(|i| i.produced)) {}
+                    polyline class="consumed" points=(line(|i| i.consumed)) {}
                 }
                 figcaption {
-                    span.produced { "produced " (human_count(last.map_or(0.0, |s| s.1))) "/s" }
+                    span.produced { "produced " (human_count(last.map_or(0.0, |i| i.produced))) "/s" }
                     " · "
-                    span.consumed { "consumed (committed) " (human_count(last.map_or(0.0, |s| s.2))) "/s" }
-                    " · peak " (human_count(max)) "/s, last 10 min"
+                    span.consumed { "consumed (committed) " (human_count(last.map_or(0.0, |i| i.consumed))) "/s" }
+                    " · peak " (human_count(max)) "/s over the last "
+                    @if window < 120.0 { (format!("{window:.0}")) " s" } @else { (format!("{:.0}", window / 60.0)) " min" }
                 }
             }
         }
@@ -188,9 +211,25 @@ mod tests {
         }
         let s = r.series();
         assert_eq!(s.len(), SAMPLES_KEPT - 1);
-        assert!(s.iter().all(|&(_, p, c)| p == 100.0 && c == 20.0), "{s:?}");
+        assert!(
+            s.iter().all(|i| i.produced == 100.0 && i.consumed == 20.0),
+            "{s:?}"
+        );
         let svg = chart(&r).into_string();
         assert!(svg.contains("<polyline class=\"produced\""), "{svg}");
+        // Even one interval is a visible line: two points.
+        let one = Rates::default();
+        for (i, at) in [0u64, 5].into_iter().enumerate() {
+            one.push(Sample {
+                at: t0 + Duration::from_secs(at),
+                produced: i as u64 * 50,
+                consumed: 0,
+            });
+        }
+        let svg = chart(&one).into_string();
+        let points = svg.split("points=\"").nth(1).unwrap_or_default();
+        let points = points.split('"').next().unwrap_or_default();
+        assert_eq!(points.split(' ').count(), 2, "{svg}");
         assert!(
             chart(&Rates::default())
                 .into_string()

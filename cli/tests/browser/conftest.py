@@ -71,6 +71,27 @@ class Broker(Process):
         return done.stdout
 
 
+def start_cluster(tmp: pathlib.Path, n: int) -> list[Broker]:
+    """`n` brokers listing each other (node i+1 on the i-th address), on free ports."""
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    addrs = [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    for s in socks:
+        s.close()
+    spec = ",".join(f"{i + 1}={a}" for i, a in enumerate(addrs))
+    brokers = []
+    for i, a in enumerate(addrs):
+        b = Broker.__new__(Broker)
+        Process.__init__(b, [binary("WEIR_BROKER_BIN", "weir-broker"), "--data-dir", str(tmp / f"node{i + 1}"),
+                             "--listen", a, "--node-id", str(i + 1), "--cluster", spec],
+                         "weir-broker listening on ")
+        b.data_dir = tmp / f"node{i + 1}"
+        brokers.append(b)
+    return brokers
+
+
 class Console(Process):
     def __init__(self, broker: Broker, *flags: str, env: dict[str, str] | None = None):
         super().__init__(

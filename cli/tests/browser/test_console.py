@@ -12,7 +12,9 @@ import pytest
 from selenium.webdriver.support.ui import Select
 
 import weir
-from conftest import Broker, Browser, Console, plugin_wasm
+import threading
+
+from conftest import Broker, Browser, Console, plugin_wasm, start_cluster
 
 
 def rows(b: Browser, table: str) -> list[list[str]]:
@@ -304,3 +306,107 @@ def test_read_only_console_hides_and_refuses_changes(broker: Broker, tmp_path: p
     finally:
         b.quit()
         console.stop()
+
+
+def test_overview_charts_rates_and_lists_groups_and_pipelines(broker: Broker, console: Console, browser: Browser) -> None:
+    """A busy broker: the overview's totals, groups with lag, the rates chart (the console
+    samples offsets every 5 s, so this test produces for a while), and the list pages."""
+    c = weir.Client(broker.addr)
+    c.create_topic("orders", partitions=3)
+    c.create_topic("orders.eu", partitions=3)
+    c.register_plugin("upper", plugin_wasm("uppercase"))
+    c.register_plugin("keep", plugin_wasm("filter-contains"))
+    stop = threading.Event()
+
+    def produce() -> None:
+        with c.producer() as p:
+            i = 0
+            while not stop.is_set():
+                for _ in range(200):
+                    p.send("orders", f'{{"order": {i}, "country": "{"FR" if i % 3 else "DE"}"}}'.encode(),
+                           key=f"customer-{i % 50}".encode(), headers={"source": b"web"})
+                    i += 1
+                p.flush()
+                time.sleep(0.05)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        consumer = c.consumer("orders", group="billing", start="earliest", idle_timeout_ms=1000)
+        for n, _ in enumerate(consumer, 1):
+            if n == 500:
+                break
+        consumer.commit()
+        consumer.close()
+        c.create_pipeline("eu-upper", "orders", "orders.eu", plugins=[("upper", None)])
+        b = browser
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            b.open("/")
+            if b.has("#rates svg polyline.produced"):
+                break
+            time.sleep(1)
+        assert b.has("#rates svg polyline.produced"), b.text("#rates")
+        points = b.find("#rates polyline.produced").get_attribute("points") or ""
+        assert len(points.split()) >= 2, points  # a visible line
+        caption = b.text("#rates figcaption")
+        assert "produced" in caption and "produced 0.0/s" not in caption, caption
+        assert "billing" in b.text("#groups")
+        assert "1 running" in b.text("#card-pipelines")
+        b.shot("overview")
+        b.open("/topics")
+        assert "orders.eu" in b.text("#topics")
+        b.shot("topics")
+        b.open("/topics/orders/produce")
+        b.shot("produce")
+        b.open("/groups")
+        b.shot("groups")
+        b.open("/pipelines")
+        assert "eu-upper" in b.text("#pipelines")
+        b.shot("pipelines")
+    finally:
+        stop.set()
+        producer.join()
+
+
+def test_a_cluster_shows_its_members_placement_and_problems(tmp_path: pathlib.Path) -> None:
+    brokers = start_cluster(tmp_path, 3)
+    console = Console(brokers[0])
+    b = Browser(console.url)
+    try:
+        c = weir.Client(",".join(x.addr for x in brokers))
+        deadline = time.time() + 30
+        while True:
+            try:
+                c.create_topic("replicated", partitions=3, replication_factor=3)
+                break
+            except weir.WeirError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        b.open("/")
+        assert "3 nodes, controller node" in b.text("body")
+        assert len(rows(b, "#brokers")) == 3
+        b.open("/topics/replicated")
+        placement = rows(b, "#partitions")
+        assert len(placement) == 3
+        # leader, replicas, in sync
+        for r in placement:
+            leader, replicas, isr = r[6:9]
+            assert leader in replicas.split(", ") and sorted(replicas.split(", ")) == ["1", "2", "3"], r
+            assert sorted(isr.split(", ")) == ["1", "2", "3"], r
+        b.shot("cluster-topic")
+        brokers[2].stop()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            b.open("/")
+            if b.has("#problems") and "node 3" in b.text("#problems"):
+                break
+            time.sleep(1)
+        assert "node 3" in b.text("#problems") and "unreachable" in b.text("#problems")
+        b.shot("cluster-problem")
+    finally:
+        b.quit()
+        console.stop()
+        for x in brokers:
+            x.stop()

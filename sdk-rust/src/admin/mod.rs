@@ -3,11 +3,9 @@
 
 mod groups;
 mod plugins;
-mod status;
 
 pub use groups::{GroupDescription, GroupMember, GroupPartition, GroupSummary};
 pub use plugins::{PluginInfo, PluginLimits};
-pub use status::StatusReport;
 
 use std::collections::HashMap;
 

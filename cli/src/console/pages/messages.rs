@@ -38,6 +38,8 @@ const MAX_PAGE: usize = 1000;
 /// Longest a page waits for records (a filter scanning a long log stops here; the next
 /// page goes on from where it stopped).
 const SCAN_TIME: Duration = Duration::from_secs(3);
+/// How often a page being read looks whether every partition reached its end.
+const POSITION_CHECK: Duration = Duration::from_millis(20);
 /// A live tail stops after this many records or this long (reopen it to go on).
 pub const TAIL_MAX_RECORDS: usize = 500;
 pub const TAIL_MAX_TIME: Duration = Duration::from_secs(300);
@@ -301,12 +303,15 @@ async fn read_page(
     let mut records = Vec::new();
     let deadline = Instant::now() + SCAN_TIME;
     let mut stopped_scanning = false;
+    // A filter that drops records moves the consumer's position without yielding anything:
+    // wait in short steps and look at the positions between them.
     while records.len() < limit && !at_end(&consumer) {
-        match tokio::time::timeout_at(deadline, consumer.next()).await {
-            Err(_) => {
+        match tokio::time::timeout(POSITION_CHECK, consumer.next()).await {
+            Err(_) if Instant::now() >= deadline => {
                 stopped_scanning = true;
                 break;
             }
+            Err(_) => {}
             Ok(None) => break,
             Ok(Some(r)) => records.push(r?),
         }

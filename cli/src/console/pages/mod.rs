@@ -38,7 +38,7 @@ pub fn confirm_form_fields(
             input type="hidden" name="csrf" value=(ctx.csrf);
             (fields)
             label {
-                "Type the " (what) " name " code { (name) } " to confirm "
+                span { "Type the " (what) " name " code { (name) } " to confirm" }
                 input.confirm type="text" name="confirm" autocomplete="off" required;
             }
             button.danger type="submit" { (button) }

@@ -2,7 +2,8 @@
 //! pipelines, and what needs attention. What `weir status` prints and the console's
 //! overview shows.
 
-use super::*;
+use crate::admin::{Admin, Health, NodeStatus};
+use crate::error::Result;
 use crate::pipeline::PipelineStatus;
 
 /// What [`Admin::status`] gathered.
