@@ -65,6 +65,17 @@ def test_overview_create_topic_produce_and_browse(broker: Broker, console: Conso
     b.wait("#records")
     assert "31 records" in b.text("#summary")
     assert "end of the topic reached" in b.text("#summary")
+    # From a time: everything is newer than 2000; nothing is older than now + a day.
+    b.open("/topics/orders/messages?from=time&time=2000-01-01T00:00")
+    assert "31 records" in b.text("#summary")
+    tomorrow = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 86400))
+    b.open(f"/topics/orders/messages?from=time&time={tomorrow}")
+    assert b.text("#summary").startswith("0 records")
+    # Bad input is a readable error, not a blank page.
+    b.open("/topics/orders/messages?from=time&time=yesterday")
+    assert "YYYY-MM-DD" in b.text("#error")
+    b.open("/topics/orders/messages?partition=9")
+    assert "has no partition 9" in b.text("#error")
     # One partition, from an offset, a page of 5, then the next page.
     b.open("/topics/orders/messages?partition=0&from=earliest&limit=5")
     first = rows(b, "#records")
