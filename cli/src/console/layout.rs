@@ -26,10 +26,7 @@ pub fn shell(ctx: &Ctx, section: &str, title: &str, body: Markup) -> Markup {
         (DOCTYPE)
         html lang="en" {
             head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Weir Console" }
-                link rel="stylesheet" href="/assets/console.css";
+                (head(title))
                 script src="/assets/console.js" defer {}
             }
             body {
@@ -57,17 +54,21 @@ pub fn shell(ctx: &Ctx, section: &str, title: &str, body: Markup) -> Markup {
     }
 }
 
+fn head(title: &str) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        title { (title) " · Weir Console" }
+        link rel="stylesheet" href="/assets/console.css";
+    }
+}
+
 /// A page without navigation (login, errors before a session exists).
 pub fn bare(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Weir Console" }
-                link rel="stylesheet" href="/assets/console.css";
-            }
+            head { (head(title)) }
             body { main.narrow { (body) } }
         }
     }

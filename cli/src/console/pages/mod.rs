@@ -9,7 +9,9 @@ pub mod plugins;
 pub mod security;
 pub mod topics;
 
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
+use serde::Deserialize;
 use weir::PluginUse;
 
 use super::layout::PageError;
@@ -55,6 +57,34 @@ pub fn confirmed(confirm: &str, name: &str) -> Result<(), PageError> {
             "not done: type {name:?} to confirm"
         )))
     }
+}
+
+/// What a [`confirm_form`] posts.
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    csrf: String,
+    confirm: String,
+}
+
+/// A [`confirm_form`]'s deletion of the `what` named `name`: checks the form, runs `delete`,
+/// and goes back to `list` with a notice.
+pub async fn delete_confirmed<F, Fut>(
+    ctx: &Ctx,
+    form: ConfirmForm,
+    what: &str,
+    name: String,
+    list: &str,
+    delete: F,
+) -> Result<Response, PageError>
+where
+    F: FnOnce(weir::Admin, String) -> Fut,
+    Fut: Future<Output = weir::Result<()>>,
+{
+    let client = ctx.check_post(&form.csrf)?;
+    confirmed(&form.confirm, &name)?;
+    let done = format!("{list}?done=deleted+{what}+{}", seg(&name));
+    delete(client.admin(), name).await?;
+    Ok(Redirect::to(&done).into_response())
 }
 
 /// Plugin uses, one `NAME[=JSON]` per line (as the CLI's `--plugin`).

@@ -12,7 +12,9 @@ use super::super::layout::{PageError, shell};
 use super::super::render::utc;
 use super::super::session::Ctx;
 use super::topics::Done;
-use super::{confirm_form, confirmed, notice, plugin_use_text, plugin_uses, seg};
+use super::{
+    ConfirmForm, confirm_form, delete_confirmed, notice, plugin_use_text, plugin_uses, seg,
+};
 
 pub async fn list(ctx: Ctx, Query(q): Query<Done>) -> Result<Markup, PageError> {
     let pipelines = ctx.client()?.admin().list_pipelines().await?;
@@ -141,19 +143,18 @@ pub async fn resume(
     Ok(Redirect::to(&format!("/pipelines/{}?done=resumed", seg(&name))).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct DeleteForm {
-    csrf: String,
-    confirm: String,
-}
-
 pub async fn delete(
     ctx: Ctx,
     Path(name): Path<String>,
-    Form(f): Form<DeleteForm>,
+    Form(f): Form<ConfirmForm>,
 ) -> Result<Response, PageError> {
-    let client = ctx.check_post(&f.csrf)?;
-    confirmed(&f.confirm, &name)?;
-    client.admin().delete_pipeline(&name).await?;
-    Ok(Redirect::to(&format!("/pipelines?done=deleted+pipeline+{}", seg(&name))).into_response())
+    delete_confirmed(
+        &ctx,
+        f,
+        "pipeline",
+        name,
+        "/pipelines",
+        |admin, name| async move { admin.delete_pipeline(&name).await },
+    )
+    .await
 }

@@ -14,7 +14,7 @@ use super::super::render::{detect, human_bytes, utc};
 use super::super::session::Ctx;
 use super::messages::{CONTAINS_PLUGIN, first_records};
 use super::topics::Done;
-use super::{confirm_form, confirmed, notice, seg};
+use super::{ConfirmForm, confirm_form, delete_confirmed, notice, seg};
 
 /// Records a try reads at most.
 const MAX_TRY_RECORDS: usize = 100;
@@ -92,21 +92,20 @@ pub async fn upload(ctx: Ctx, mut form: Multipart) -> Result<Response, PageError
     .into_response())
 }
 
-#[derive(Deserialize)]
-pub struct DeleteForm {
-    csrf: String,
-    confirm: String,
-}
-
 pub async fn delete(
     ctx: Ctx,
     Path(name): Path<String>,
-    Form(f): Form<DeleteForm>,
+    Form(f): Form<ConfirmForm>,
 ) -> Result<Response, PageError> {
-    let client = ctx.check_post(&f.csrf)?;
-    confirmed(&f.confirm, &name)?;
-    client.admin().delete_plugin(&name).await?;
-    Ok(Redirect::to(&format!("/plugins?done=deleted+plugin+{}", seg(&name))).into_response())
+    delete_confirmed(
+        &ctx,
+        f,
+        "plugin",
+        name,
+        "/plugins",
+        |admin, name| async move { admin.delete_plugin(&name).await },
+    )
+    .await
 }
 
 #[derive(Deserialize, Default)]

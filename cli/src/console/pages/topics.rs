@@ -12,7 +12,7 @@ use weir::{NewTopic, TopicDescription, TopicInfo};
 use super::super::layout::{PageError, shell};
 use super::super::render::human_bytes;
 use super::super::session::Ctx;
-use super::{confirm_form, confirmed, notice, plugin_use_text, seg};
+use super::{ConfirmForm, confirm_form, delete_confirmed, notice, plugin_use_text, seg};
 
 /// Topics described at once for the list.
 const DESCRIBE_CONCURRENCY: usize = 16;
@@ -228,19 +228,18 @@ pub async fn page(
     Ok(shell(&ctx, "/topics", &t.name, body))
 }
 
-#[derive(Deserialize)]
-pub struct DeleteForm {
-    csrf: String,
-    confirm: String,
-}
-
 pub async fn delete(
     ctx: Ctx,
     Path(name): Path<String>,
-    Form(f): Form<DeleteForm>,
+    Form(f): Form<ConfirmForm>,
 ) -> Result<Response, PageError> {
-    let client = ctx.check_post(&f.csrf)?;
-    confirmed(&f.confirm, &name)?;
-    client.admin().delete_topic(&name).await?;
-    Ok(Redirect::to(&format!("/topics?done=deleted+topic+{}", seg(&name))).into_response())
+    delete_confirmed(
+        &ctx,
+        f,
+        "topic",
+        name,
+        "/topics",
+        |admin, name| async move { admin.delete_topic(&name).await },
+    )
+    .await
 }
