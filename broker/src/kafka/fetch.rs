@@ -107,7 +107,13 @@ async fn read_partition(
                 ReadUpTo::HighWatermark,
             )
             .await?;
-        let mut out = BytesMut::new();
+        // Kafka's record framing takes a few bytes more per record than Weir's.
+        let stored: usize = read
+            .batches
+            .iter()
+            .map(|b| b.len() + b.len() / 8 + 64)
+            .sum();
+        let mut out = BytesMut::with_capacity(stored);
         to_kafka(&read.batches, &mut out).map_err(|e| BrokerError::Storage(e.to_string()))?;
         // A view's chain may have left out the records at the end of what was read: an
         // empty batch up to where the read ended moves the client past them.

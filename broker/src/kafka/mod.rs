@@ -300,13 +300,18 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Encodes a response frame: size, header (its version from the API's), body.
+/// Room for the size prefix and any response header (correlation id, tagged fields).
+const RESPONSE_HEADER_ROOM: usize = 16;
+
 fn encode_response<R: Encodable + HeaderVersion>(
     api: ApiKey,
     correlation_id: i32,
     version: i16,
     response: &R,
 ) -> Result<Bytes, FrameError> {
-    let mut buf = BytesMut::with_capacity(256);
+    // Sized up front: a Fetch response is megabytes, and growing the buffer copies them.
+    let body = response.compute_size(version).unwrap_or(0);
+    let mut buf = BytesMut::with_capacity(RESPONSE_HEADER_ROOM + body);
     buf.put_i32(0);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
