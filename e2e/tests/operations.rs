@@ -62,6 +62,23 @@ async fn weir_status_sums_up_the_broker_and_fails_when_something_needs_attention
     assert_eq!(lines[6], "pipelines  0 running, 0 failed, lag 0");
     assert_eq!(lines.len(), 7, "nothing needs attention: {text}");
 
+    // The totals a rate is sampled from (the console's chart): records appended, and
+    // committed offsets summed over groups.
+    let s = admin.status().await.unwrap();
+    assert_eq!((s.produced, s.committed), (Some(10), Some(0)));
+    let ends: Vec<(u32, u64)> = admin
+        .describe_topic("src")
+        .await
+        .unwrap()
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.latest_offset))
+        .collect();
+    admin.commit_offsets("readers", "src", &ends).await.unwrap();
+    let s = admin.status().await.unwrap();
+    assert_eq!((s.produced, s.committed), (Some(10), Some(10)));
+    assert_eq!(s.group_lag, vec![("readers".to_string(), 0, 0)]);
+
     // A failed pipeline needs attention: listed, and exit code 1 with the reason.
     fail_a_pipeline(&admin, "src", "dst").await;
     let out = broker.cli(&["status"]);

@@ -3,7 +3,7 @@
 //! overview shows.
 
 use crate::admin::{Admin, Health, NodeStatus};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pipeline::PipelineStatus;
 
 /// What [`Admin::status`] gathered.
@@ -25,6 +25,9 @@ pub struct StatusReport {
     pub records: u64,
     /// Bytes kept.
     pub bytes: u64,
+    /// Records ever appended (latest offsets, summed): what a produce rate is sampled from.
+    /// `None` when the topics could not be read in full.
+    pub produced: Option<u64>,
     /// Consumer groups.
     pub groups: usize,
     /// Their members.
@@ -33,6 +36,9 @@ pub struct StatusReport {
     pub lag: u64,
     /// Each group's name, members and lag.
     pub group_lag: Vec<(String, u32, u64)>,
+    /// Committed offsets, summed over every group's partitions: what a consume rate is sampled
+    /// from. `None` when the groups could not be read in full.
+    pub committed: Option<u64>,
     /// Registered plugins.
     pub plugins: usize,
     /// Pipelines.
@@ -104,12 +110,22 @@ impl Admin {
         let mut topics = self.list_topics().await?;
         topics.retain(|t| t.view_of.is_none());
         s.topics = topics.len();
+        let mut produced = 0;
         for t in &topics {
-            let d = self.describe_topic(&t.name).await?;
+            let d = match self.describe_topic(&t.name).await {
+                Ok(d) => d,
+                // Deleted since the list: it is gone, not a problem.
+                Err(Error::TopicNotFound(_)) => {
+                    s.topics -= 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             s.partitions += u64::from(t.partitions);
             for p in &d.partitions {
                 s.records += p.latest_offset.saturating_sub(p.earliest_offset);
                 s.bytes += p.size_bytes;
+                produced += p.latest_offset;
             }
             for (i, p) in d.placement.iter().enumerate() {
                 if p.leader.is_none() {
@@ -125,19 +141,35 @@ impl Admin {
                 }
             }
         }
+        s.produced = Some(produced);
         Ok(())
     }
 
     async fn status_groups(&self, s: &mut StatusReport) -> Result<()> {
         let groups = self.list_groups().await?;
         s.groups = groups.len();
+        let mut committed = 0;
         for g in &groups {
+            let d = match self.describe_group(&g.name).await {
+                Ok(d) => d,
+                // Deleted since the list.
+                Err(Error::GroupNotFound(_)) => {
+                    s.groups -= 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             s.members += u64::from(g.members);
-            let d = self.describe_group(&g.name).await?;
             let lag = d.partitions.iter().filter_map(|p| p.lag).sum::<u64>();
+            committed += d
+                .partitions
+                .iter()
+                .filter_map(|p| p.committed_offset)
+                .sum::<u64>();
             s.lag += lag;
             s.group_lag.push((g.name.clone(), g.members, lag));
         }
+        s.committed = Some(committed);
         Ok(())
     }
 

@@ -71,7 +71,7 @@ pub async fn run(target: &Target, args: ConsoleArgs) -> anyhow::Result<()> {
         },
         Err(e) => return Err(e.into()),
     };
-    let sessions = session::Sessions::new(target, &client, who).await?;
+    let sessions = session::Sessions::new(target, &client, who);
     let console = Arc::new(Console {
         read_only: args.read_only,
         sessions,

@@ -71,35 +71,19 @@ impl Rates {
     }
 }
 
-async fn totals(client: &Client) -> weir::Result<(u64, u64)> {
-    let admin = client.admin();
-    let mut produced = 0;
-    for t in admin.list_topics().await? {
-        if t.view_of.is_some() {
-            continue;
-        }
-        match admin.describe_topic(&t.name).await {
-            Ok(d) => produced += d.partitions.iter().map(|p| p.latest_offset).sum::<u64>(),
-            // Deleted between the two calls.
-            Err(weir::Error::TopicNotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
+/// Records produced and consumed so far, from the same walk as `weir status`.
+async fn totals(client: &Client) -> Result<(u64, u64), String> {
+    let status = client.admin().status().await.map_err(|e| e.to_string())?;
+    match (status.produced, status.committed) {
+        (Some(produced), Some(consumed)) => Ok((produced, consumed)),
+        // A section that could not be read says why among the problems.
+        _ => Err(status
+            .problems
+            .iter()
+            .find(|p| p.starts_with("cannot read"))
+            .cloned()
+            .unwrap_or_else(|| "cannot read the offsets".to_string())),
     }
-    let mut consumed = 0;
-    for g in admin.list_groups().await? {
-        match admin.describe_group(&g.name).await {
-            Ok(d) => {
-                consumed += d
-                    .partitions
-                    .iter()
-                    .filter_map(|p| p.committed_offset)
-                    .sum::<u64>()
-            }
-            Err(weir::Error::GroupNotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((produced, consumed))
 }
 
 /// Runs for the console's lifetime.
@@ -125,7 +109,7 @@ pub async fn sample(client: Client, console: State) {
                     consumed,
                 });
             }
-            Err(e) => *error = Some(e.to_string()),
+            Err(e) => *error = Some(e),
         }
     }
 }

@@ -55,18 +55,18 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub async fn new(target: &Target, client: &Client, who: WhoAmI) -> anyhow::Result<Self> {
+    pub fn new(target: &Target, client: &Client, who: WhoAmI) -> Self {
         let shared = (!who.auth_enabled).then(|| {
             Arc::new(User {
                 client: client.clone(),
                 who,
             })
         });
-        Ok(Self {
+        Self {
             target: target.clone(),
             shared,
             map: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     fn login_required(&self) -> bool {
