@@ -105,7 +105,7 @@ def consume(bootstrap: str, topic: str, records: int) -> dict:
     # (librdkafka retries the start offset after 500 ms when it is assigned before it knows
     # the leader). The first batch is left out of the count.
     start = None
-    first = 0
+    first = -1
     while got < records:
         t = time.perf_counter()
         # consume() waits until it has num_messages or the timeout passed: never ask for
@@ -115,7 +115,6 @@ def consume(bootstrap: str, topic: str, records: int) -> dict:
             if not batch:
                 continue
             start = time.perf_counter()
-            first = len(batch)
         else:
             waits.append(time.perf_counter() - t)
         for m in batch:
@@ -124,6 +123,8 @@ def consume(bootstrap: str, topic: str, records: int) -> dict:
                     continue
                 raise KafkaException(m.error())
             got += 1
+        if first < 0:
+            first = got  # the records of the first batch
     took = time.perf_counter() - start
     c.close()
     p50, p99 = percentiles(waits)

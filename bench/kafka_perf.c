@@ -154,7 +154,7 @@ static void consume(const char *bootstrap, const char *topic, long n) {
      * retries the start offset after 500 ms when it is assigned before it knows the
      * leader), and the first batch is left out of the count. */
     double start = 0;
-    long first = 0;
+    long first = -1;
     while (got < n) {
         double t = now();
         size_t want = n - got < CONSUME_BATCH ? n - got : CONSUME_BATCH;
@@ -167,7 +167,6 @@ static void consume(const char *bootstrap, const char *topic, long n) {
             if (k == 0)
                 continue;
             start = now();
-            first = k;
         } else if (nwaits < cap) {
             waits[nwaits++] = now() - t;
         }
@@ -180,6 +179,8 @@ static void consume(const char *bootstrap, const char *topic, long n) {
             }
             rd_kafka_message_destroy(msgs[i]);
         }
+        if (first < 0)
+            first = got; /* the records of the first batch */
     }
     double took = now() - start;
     report("consume", (got - first) / took, waits, nwaits);

@@ -299,10 +299,10 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     Ok(Some(body.freeze()))
 }
 
-/// Encodes a response frame: size, header (its version from the API's), body.
 /// Room for the size prefix and any response header (correlation id, tagged fields).
 const RESPONSE_HEADER_ROOM: usize = 16;
 
+/// Encodes a response frame: size, header (its version from the API's), body.
 fn encode_response<R: Encodable + HeaderVersion>(
     api: ApiKey,
     correlation_id: i32,
