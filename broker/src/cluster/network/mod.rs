@@ -49,6 +49,15 @@ pub fn use_peer_tls(
     Ok(())
 }
 
+/// HTTP/2 flow-control windows of a channel to another member: a replica fetch's answer
+/// (up to `REPLICA_FETCH_MAX_BYTES`, 8 MiB) arrives without a window update on the way.
+/// hyper's defaults (2 MiB a stream) made the leader wait for the follower mid-answer.
+const PEER_STREAM_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+const PEER_CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;
+/// The largest HTTP/2 frame another member may send on such a channel (the default, 16 KiB,
+/// cut an 8 MiB answer into 512 frames).
+const PEER_MAX_FRAME_BYTES: u32 = 1024 * 1024;
+
 /// The endpoint of another broker at `addr` (`HOST:PORT`).
 pub fn peer_endpoint(
     addr: &str,
@@ -58,7 +67,12 @@ pub fn peer_endpoint(
         None => Endpoint::from_shared(format!("http://{addr}"))?,
         Some(tls) => Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls.clone())?,
     };
-    Ok(endpoint.connect_timeout(connect_timeout).tcp_nodelay(true))
+    Ok(endpoint
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .initial_stream_window_size(PEER_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(PEER_CONNECTION_WINDOW_BYTES)
+        .max_frame_size(PEER_MAX_FRAME_BYTES))
 }
 
 /// Makes a client per peer.
