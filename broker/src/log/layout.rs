@@ -36,6 +36,33 @@ pub struct AppendWrite {
     pub producers: Vec<(u64, ProducerState)>,
 }
 
+impl AppendWrite {
+    /// About how many bytes [`put_append`] adds to a write set (RocksDB's framing of each
+    /// entry included), to size the set once.
+    pub fn encoded_len(&self) -> usize {
+        /// A RocksDB write batch's header, and an entry's framing beyond its key and value:
+        /// type, column family and two lengths (varints).
+        const BATCH_HEADER: usize = 12;
+        const ENTRY_FRAMING: usize = 1 + 5 + 5 + 5;
+        const KEY: usize = 32;
+        let batches: usize = self.batches.iter().map(|(_, b)| b.len()).sum();
+        let entries = self.batches.len()
+            + self.segments.len()
+            + self.time_entries.len()
+            + self.producers.len();
+        let producers: usize = self
+            .producers
+            .iter()
+            .map(|(_, s)| 8 + s.recent.len() * PRODUCER_BATCH_LEN)
+            .sum();
+        BATCH_HEADER
+            + batches
+            + producers
+            + self.segments.len() * SEGMENT_VALUE_LEN
+            + entries * (ENTRY_FRAMING + KEY)
+    }
+}
+
 /// What cutting a partition's log at `offset` writes (see [`truncate`]).
 #[derive(Debug)]
 pub struct Truncation<'a> {

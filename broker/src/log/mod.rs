@@ -422,7 +422,10 @@ impl PartitionLog {
             }
             return Ok(out);
         };
-        let mut set = extra.unwrap_or_else(|| self.store.write_set());
+        let mut set = extra.unwrap_or_else(|| {
+            self.store
+                .write_set_with_capacity(prepared.write.encoded_len())
+        });
         layout::put_append(&mut set, self.key, &prepared.write);
         self.store.write(set, Durability::Configured)?;
         self.apply(&mut state, prepared);

@@ -306,6 +306,15 @@ impl Store {
         }
     }
 
+    /// An empty set of changes with room for about `bytes` of keys and values, so that
+    /// adding them does not grow (and copy) RocksDB's buffer along the way.
+    pub fn write_set_with_capacity(&self, bytes: usize) -> WriteSet {
+        WriteSet {
+            db: Arc::clone(&self.db),
+            batch: WriteBatch::with_capacity_bytes(bytes),
+        }
+    }
+
     /// Applies `set` atomically.
     pub fn write(&self, set: WriteSet, durability: Durability) -> Result<(), StorageError> {
         let mut wo = WriteOptions::default();
