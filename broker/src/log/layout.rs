@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use weir_codec::keys::{
-    HIGH_WATERMARKS_KEY, NEXT_PRODUCER_ID_KEY, decode_offset_key, decode_partition,
-    decode_time_key, offset_key, partition_prefix, time_key, topic_range,
+    HIGH_WATERMARKS_KEY, NEXT_PRODUCER_ID_KEY, OFFSET_KEY_LEN, TIME_KEY_LEN, decode_offset_key,
+    decode_partition, decode_time_key, offset_key, partition_prefix, time_key, topic_range,
 };
 
 use super::producers::{PRODUCER_DEDUPE_WINDOW, ProducerBatch, ProducerState};
@@ -44,22 +44,22 @@ impl AppendWrite {
         /// type, column family and two lengths (varints).
         const BATCH_HEADER: usize = 12;
         const ENTRY_FRAMING: usize = 1 + 5 + 5 + 5;
-        const KEY: usize = 32;
-        let batches: usize = self.batches.iter().map(|(_, b)| b.len()).sum();
-        let entries = self.batches.len()
-            + self.segments.len()
-            + self.time_entries.len()
-            + self.producers.len();
+        let offset_entry = ENTRY_FRAMING + OFFSET_KEY_LEN;
+        let batches: usize = self
+            .batches
+            .iter()
+            .map(|(_, b)| offset_entry + b.len())
+            .sum();
         let producers: usize = self
             .producers
             .iter()
-            .map(|(_, s)| 8 + s.recent.len() * PRODUCER_BATCH_LEN)
+            .map(|(_, s)| offset_entry + producer_value_len(s))
             .sum();
         BATCH_HEADER
             + batches
             + producers
-            + self.segments.len() * SEGMENT_VALUE_LEN
-            + entries * (ENTRY_FRAMING + KEY)
+            + self.segments.len() * (offset_entry + SEGMENT_VALUE_LEN)
+            + self.time_entries.len() * (ENTRY_FRAMING + TIME_KEY_LEN)
     }
 }
 
@@ -447,10 +447,15 @@ pub fn decode_segment(v: &[u8]) -> Option<SegmentMeta> {
 
 const PRODUCER_BATCH_LEN: usize = 28;
 
+/// The length of [`encode_producer`]'s value for `s`.
+fn producer_value_len(s: &ProducerState) -> usize {
+    8 + s.recent.len() * PRODUCER_BATCH_LEN
+}
+
 /// `last_used_ms i64 LE`, then per remembered batch (oldest first): first_seq u32, last_seq
 /// u32, base_offset u64, record_count u32, log_append_time i64 (all LE).
 pub fn encode_producer(s: &ProducerState) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + s.recent.len() * PRODUCER_BATCH_LEN);
+    let mut v = Vec::with_capacity(producer_value_len(s));
     v.extend_from_slice(&s.last_used_ms.to_le_bytes());
     for b in &s.recent {
         v.extend_from_slice(&b.first_seq.to_le_bytes());

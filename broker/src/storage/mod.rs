@@ -300,10 +300,7 @@ impl Store {
 
     /// An empty set of changes for [`Self::write`].
     pub fn write_set(&self) -> WriteSet {
-        WriteSet {
-            db: Arc::clone(&self.db),
-            batch: WriteBatch::default(),
-        }
+        self.write_set_with_capacity(0)
     }
 
     /// An empty set of changes with room for about `bytes` of keys and values, so that
