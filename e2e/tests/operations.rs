@@ -364,6 +364,7 @@ async fn metrics_are_scraped_after_traffic_and_add_up() {
     let records_cf = [("cf", "records")];
     assert!(m.sum("weir_rocksdb_memtable_bytes", &records_cf).unwrap() > 0.0);
     assert!(m.sum("weir_rocksdb_sst_bytes", &records_cf).is_some());
+    assert!(m.sum("weir_rocksdb_blob_bytes", &records_cf).is_some());
     assert!(
         m.sum("weir_rocksdb_pending_compaction_bytes", &records_cf)
             .is_some()

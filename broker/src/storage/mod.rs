@@ -82,6 +82,10 @@ impl Cf {
 /// Memtable size of the records column family: big enough that a burst of produce traffic
 /// is absorbed without stalling on flushes.
 const RECORDS_WRITE_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+/// Values of at least this size (every batch but the smallest) are stored in blob files.
+const MIN_BLOB_BYTES: u64 = 1024;
+/// Size at which a flush starts a new blob file; one memtable fills about one file.
+const BLOB_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Most bytes of write-ahead log kept on disk. The small column families (meta, offsets,
 /// producers...) rarely fill a memtable, so without a cap their oldest WAL file, and every
@@ -236,6 +240,8 @@ pub struct StoreStats {
 pub struct CfStats {
     pub name: &'static str,
     pub sst_bytes: u64,
+    /// Bytes of the column family's blob files (record batches live there, see `open`).
+    pub blob_bytes: u64,
     pub live_data_bytes: u64,
     pub memtable_bytes: u64,
     pub pending_compaction_bytes: u64,
@@ -283,6 +289,19 @@ impl Store {
                 // index small.
                 block.set_block_size(64 * 1024);
                 cf.set_block_based_table_factory(&block);
+                // Batches go to blob files when a memtable is flushed (RocksDB's integrated
+                // BlobDB): the SST files then hold only keys and blob references, so
+                // compaction no longer rewrites every byte of the log, which cost 11–13% of
+                // the CPU of a broker under load (docs/benchmarks.md, issue 32). A blob file
+                // goes once compaction has seen every batch in it deleted (retention's
+                // range deletes); blob GC rewrites what is still live in the oldest quarter
+                // of the files, so one long-lived topic cannot pin the files it shares with
+                // short-lived ones.
+                cf.set_enable_blob_files(true);
+                cf.set_min_blob_size(MIN_BLOB_BYTES);
+                cf.set_blob_file_size(BLOB_FILE_BYTES);
+                cf.set_blob_compression_type(DBCompressionType::Lz4);
+                cf.set_enable_blob_gc(true);
             }
             ColumnFamilyDescriptor::new(name.name(), cf)
         });
@@ -389,6 +408,9 @@ impl Store {
                 CfStats {
                     name,
                     sst_bytes: prop(properties::TOTAL_SST_FILES_SIZE),
+                    blob_bytes: int(self
+                        .db
+                        .property_int_value_cf(cf, "rocksdb.total-blob-file-size")),
                     live_data_bytes: prop(properties::ESTIMATE_LIVE_DATA_SIZE),
                     memtable_bytes: prop(properties::CUR_SIZE_ALL_MEM_TABLES),
                     pending_compaction_bytes: prop(properties::ESTIMATE_PENDING_COMPACTION_BYTES),
@@ -440,6 +462,9 @@ mod tests {
         let mut before = store.write_set();
         before.put(Cf::Records, b"a", b"1");
         before.put(Cf::Meta, b"m", b"2");
+        // A batch-sized value: stored in a blob file, which the checkpoint must carry too.
+        let batch: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+        before.put(Cf::Records, b"big", &batch);
         store.write(before, Durability::Configured).unwrap();
         let copy = dir.path().join("copy");
         store.checkpoint(&copy).unwrap();
@@ -457,6 +482,18 @@ mod tests {
         assert_eq!(
             restored.get(Cf::Meta, b"m").unwrap().as_deref(),
             Some(&b"2"[..])
+        );
+        assert_eq!(
+            restored.get(Cf::Records, b"big").unwrap().as_deref(),
+            Some(&batch[..])
+        );
+        assert!(
+            std::fs::read_dir(&copy).unwrap().any(|e| e
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "blob")),
+            "the checkpoint holds the blob file"
         );
         assert_eq!(restored.get(Cf::Records, b"b").unwrap(), None);
     }
@@ -598,5 +635,73 @@ mod tests {
                 .unwrap(),
             b"1"
         );
+    }
+
+    /// Values that are not tiny (record batches) go to blob files at flush, which compaction
+    /// does not rewrite; deleting their keys (retention drops segments with a range delete)
+    /// frees the blob files once compaction has seen the deletion.
+    #[test]
+    fn batches_live_in_blob_files_that_retention_frees() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Never).unwrap();
+        // Incompressible values, so LZ4 does not hide the sizes.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut value = || -> Vec<u8> {
+            (0..256 * 1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        let records = |s: &StoreStats| {
+            s.column_families
+                .iter()
+                .find(|c| c.name == Cf::Records.name())
+                .cloned()
+                .unwrap()
+        };
+        let mut kept = Vec::new();
+        for prefix in [b'a', b'b'] {
+            let mut set = store.write_set();
+            for i in 0u8..16 {
+                let v = value();
+                set.put(Cf::Records, [prefix, i], &v);
+                if prefix == b'b' {
+                    kept.push(v);
+                }
+            }
+            store.write(set, Durability::Configured).unwrap();
+            store.db.flush_cf(store.cf(Cf::Records)).unwrap();
+        }
+        let full = records(&store.stats());
+        assert!(full.blob_bytes >= 8 << 20, "{full:?}");
+        assert!(full.sst_bytes < 1 << 20, "keys only in SST files: {full:?}");
+
+        let mut set = store.write_set();
+        set.delete_range(Cf::Records, [b'a'], [b'b']);
+        store.write(set, Durability::Configured).unwrap();
+        store.db.flush_cf(store.cf(Cf::Records)).unwrap();
+        store
+            .db
+            .compact_range_cf(store.cf(Cf::Records), None::<&[u8]>, None::<&[u8]>);
+        let after = records(&store.stats());
+        assert!(
+            after.blob_bytes <= full.blob_bytes / 2 + (64 << 10),
+            "{full:?} -> {after:?}"
+        );
+        drop(store);
+        // What is kept reads back whole after a restart.
+        let store = Store::open(dir.path(), SyncMode::Never).unwrap();
+        assert_eq!(store.get(Cf::Records, [b'a', 0]).unwrap(), None);
+        for (i, v) in kept.iter().enumerate() {
+            let got = store
+                .get_bytes(Cf::Records, [b'b', i as u8])
+                .unwrap()
+                .unwrap();
+            assert_eq!(&got[..], &v[..]);
+        }
     }
 }

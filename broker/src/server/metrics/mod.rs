@@ -270,12 +270,14 @@ async fn pipelines(broker: &Broker, r: &mut Registry) {
 fn rocksdb(broker: &Broker, r: &mut Registry) {
     let stats = broker.store().stats();
     let sst = Family::<CfLabels, Gauge>::default();
+    let blob = Family::<CfLabels, Gauge>::default();
     let live = Family::<CfLabels, Gauge>::default();
     let memtables = Family::<CfLabels, Gauge>::default();
     let pending = Family::<CfLabels, Gauge>::default();
     for s in &stats.column_families {
         let labels = CfLabels { cf: s.name };
         sst.get_or_create(&labels).set(gauge(s.sst_bytes));
+        blob.get_or_create(&labels).set(gauge(s.blob_bytes));
         live.get_or_create(&labels).set(gauge(s.live_data_bytes));
         memtables
             .get_or_create(&labels)
@@ -288,6 +290,11 @@ fn rocksdb(broker: &Broker, r: &mut Registry) {
         "weir_rocksdb_sst_bytes",
         "Bytes of the column family's SST files",
         sst,
+    );
+    r.register(
+        "weir_rocksdb_blob_bytes",
+        "Bytes of the column family's blob files (where record batches are stored)",
+        blob,
     );
     r.register(
         "weir_rocksdb_live_data_bytes",
