@@ -628,6 +628,63 @@ pub fn validate(batch: &[u8], max_record_bytes: usize) -> Result<ValidBatch, Bat
     })
 }
 
+/// Checks a batch a replica copies from its leader, which ran [`validate`] on it when it
+/// was produced: the header, the lengths, the record count and every record's length and
+/// timestamp (what a replica's log and time index use), not the inside of each record (key,
+/// value, header names). About a third of [`validate`]'s cost for uncompressed batches; a
+/// compressed batch is checked whole by [`validate`] with no record size limit.
+pub fn validate_replica(batch: &[u8]) -> Result<ValidBatch, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if header.compression() != Compression::None {
+        return validate(batch, usize::MAX);
+    }
+    if header.explicit_offsets() {
+        return Err(BatchError::ExplicitOffsets);
+    }
+    let mut records = &batch[HEADER_LEN..];
+    if header.records_len as usize != records.len() {
+        return Err(BatchError::LengthMismatch {
+            declared: header.records_len as usize,
+            actual: records.len(),
+        });
+    }
+    if header.record_count == 0 {
+        return Err(BatchError::Empty);
+    }
+    if header.record_count > MAX_RECORDS_PER_BATCH {
+        return Err(BatchError::TooManyRecords(header.record_count));
+    }
+    let create_time = header.timestamp_type() == TimestampType::CreateTime;
+    let mut max_timestamp = i64::MIN;
+    let mut index = 0u32;
+    while !records.is_empty() {
+        if index >= header.record_count {
+            return Err(BatchError::CountMismatch {
+                declared: header.record_count,
+                actual: index + 1,
+            });
+        }
+        let mut body = next_body(&mut records, index)?;
+        let delta = zigzag_decode(varint(&mut body, index, "bad timestamp")?);
+        let timestamp = header.base_timestamp.saturating_add(delta);
+        if create_time && timestamp < 0 {
+            return Err(BatchError::NegativeTimestamp { index, timestamp });
+        }
+        max_timestamp = max_timestamp.max(timestamp);
+        index += 1;
+    }
+    if index != header.record_count {
+        return Err(BatchError::CountMismatch {
+            declared: header.record_count,
+            actual: index,
+        });
+    }
+    Ok(ValidBatch {
+        header,
+        max_timestamp,
+    })
+}
+
 /// Decodes every record of a stored batch. `batch` must be a whole batch (header included);
 /// the records' byte fields are zero-copy slices of it (of the decompressed records, for a
 /// compressed batch).

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 use weir_common::batch;
-use weir_common::limits::MAX_BATCH_BYTES;
 
 use super::network::calls::{FetchPosition, Fetched, ReplicaFetcher};
 use super::peers::NodeId;
@@ -231,9 +230,9 @@ async fn append_fetched(
         let started = Instant::now();
         let mut group = Vec::with_capacity(batches.len());
         for bytes in batches {
-            // The leader checked the records against its own limits; here only the framing
-            // matters, so the largest record a batch can hold passes.
-            let valid = batch::validate(&bytes, MAX_BATCH_BYTES)
+            // The leader checked every record when it was produced; a copy checks the
+            // framing its log and time index rely on (lengths, count, timestamps).
+            let valid = batch::validate_replica(&bytes)
                 .map_err(|source| BrokerError::InvalidBatch { partition, source })?;
             group.push(PendingBatch { bytes, valid });
         }

@@ -386,3 +386,51 @@ fn explicit_offsets_round_trip_and_are_refused_from_producers() {
     b.push_at(2, 0, None, b"y", NO_HEADERS);
     assert!(decode(&b.finish()).is_err());
 }
+
+/// What a replica checks agrees with the full check on every valid batch, and refuses what
+/// breaks the framing it relies on.
+#[test]
+fn a_replica_check_agrees_with_validate_and_refuses_broken_framing() {
+    let mut log_append = many(TimestampType::LogAppendTime).finish().to_vec();
+    set_log_append_time(&mut log_append, 1_700_000_000_000);
+    let compressed = many(TimestampType::CreateTime).finish_compressed(Compression::Lz4);
+    for good in [
+        sample(),
+        many(TimestampType::CreateTime).finish(),
+        Bytes::from(log_append),
+        compressed,
+    ] {
+        assert_eq!(validate_replica(&good), validate(&good, usize::MAX));
+    }
+    let good = sample();
+    let mut bad = good.to_vec();
+    bad[4] = 2;
+    assert!(matches!(
+        validate_replica(&bad),
+        Err(BatchError::CountMismatch { .. })
+    ));
+    let mut bad = good.to_vec();
+    bad.push(0);
+    assert!(matches!(
+        validate_replica(&bad),
+        Err(BatchError::LengthMismatch { .. })
+    ));
+    let mut b = BatchBuilder::new(TimestampType::CreateTime);
+    b.push(-5, None, b"x", NO_HEADERS);
+    assert!(matches!(
+        validate_replica(&b.finish()),
+        Err(BatchError::NegativeTimestamp { index: 0, .. })
+    ));
+    let empty = BatchBuilder::new(TimestampType::CreateTime).finish();
+    assert_eq!(validate_replica(&empty), Err(BatchError::Empty));
+    for cut in 0..good.len() {
+        assert!(validate_replica(&good[..cut]).is_err(), "cut at {cut}");
+    }
+    for i in HEADER_LEN..good.len() {
+        for v in [0u8, 0x7f, 0x80, 0xff] {
+            let mut c = good.to_vec();
+            c[i] = v;
+            let _ = validate_replica(&c);
+        }
+    }
+}
