@@ -1,7 +1,8 @@
 //! Record batches as a client may send them: any bytes. `validate` (what the broker checks
 //! before storing) must never panic, and a batch it accepts must decode whole, the same way
 //! by every reader (zero-copy refs, the owned cursor, `decode`), with as many records as its
-//! header says.
+//! header says. `validate_replica` (a follower's check of its leader's bytes) must not panic
+//! and must accept every batch `validate` accepts, with the same result.
 #![no_main]
 
 use bytes::Bytes;
@@ -16,9 +17,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(cursor) = RecordCursor::new(&bytes) {
         cursor.take(100_000).for_each(drop);
     }
+    // What a replica checks of its leader's bytes must not panic either, and accepts every
+    // batch the full check accepts, learning the same about it.
+    let replica = batch::validate_replica(data);
     let Ok(valid) = batch::validate(data, DEFAULT_MAX_RECORD_BYTES) else {
         return;
     };
+    assert_eq!(replica, Ok(valid), "a replica learns what validate learnt");
     let count = valid.header.record_count as usize;
     let plain = batch::uncompressed(&bytes).expect("a valid batch decompresses");
     let refs: Vec<_> = batch::record_refs(&plain)
