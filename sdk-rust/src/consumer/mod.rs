@@ -71,6 +71,9 @@ pub struct ConsumerRecord {
 pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest pause between two reconnection attempts.
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How many times a consumer starting from the earliest offset looks it up while retention
+/// keeps dropping the records it found there.
+const MAX_EARLIEST_LOOKUPS: u32 = 5;
 
 /// One subscription's pushes; a stream the broker ends without an error ends with one, so
 /// the consumer notices and subscribes again.
@@ -215,12 +218,29 @@ impl Consumer {
                 (0..desc.topic.partitions).collect()
             }
         };
-        let positions = resolve_positions(&client, topic, &partitions, config.start).await?;
-        let mut consumer = Self::idle(client, topic, &config, positions, None);
-        let feeds =
-            subscribe_routed(consumer.client.clone(), consumer.subscribe_request(), false).await?;
-        consumer.feed = Feed::Open(feeds);
-        Ok(consumer)
+        let mut positions = resolve_positions(&client, topic, &partitions, config.start).await?;
+        let mut resolved = 1;
+        loop {
+            let mut consumer = Self::idle(client.clone(), topic, &config, positions, None);
+            let req = consumer.subscribe_request();
+            match subscribe_routed(consumer.client.clone(), req, false).await {
+                Ok(feeds) => {
+                    consumer.feed = Feed::Open(feeds);
+                    return Ok(consumer);
+                }
+                // Retention dropped the oldest records between looking up "earliest" and
+                // subscribing there: look it up again, as Kafka's consumer does with
+                // auto.offset.reset=earliest.
+                Err(Error::OffsetOutOfRange { .. })
+                    if config.start == StartFrom::Earliest && resolved < MAX_EARLIEST_LOOKUPS =>
+                {
+                    resolved += 1;
+                    positions =
+                        resolve_positions(&client, topic, &partitions, config.start).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn open_group(
