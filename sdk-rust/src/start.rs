@@ -8,7 +8,8 @@ use std::str::FromStr;
 /// [`Admin::reset_group`](crate::Admin::reset_group) moves a group's committed offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartFrom {
-    /// The oldest record still kept.
+    /// The oldest record still kept. A consumer without a group that finds retention has
+    /// dropped it before its subscription arrives looks it up again (up to 5 times).
     #[default]
     Earliest,
     /// The log end: only records written from now on.
