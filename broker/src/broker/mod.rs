@@ -55,6 +55,8 @@ pub use topics::{NewTopic, TopicView};
 pub const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a controlled shutdown waits for the metadata to change before looking again.
 const HANDOFF_RECHECK: Duration = Duration::from_millis(200);
+/// How long a stopping controller waits for the other members to hold its last changes.
+const SHARE_COMMITS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The broker: its store, topics, groups, plugins and pipelines, users and ACLs, and (in a
 /// cluster) its place in it. Shared as `Arc<Broker>` by the services and background tasks.
@@ -155,7 +157,9 @@ impl Broker {
     /// replica and that it leaves every ISR ([`handoffs`]), until the applied metadata shows
     /// it done or [`CONTROLLED_SHUTDOWN_TIMEOUT`] passes. Clients then meet a leader change
     /// (not leader: they refresh and go on) instead of waiting out a failover, and no acks=all
-    /// write waits for this broker once it is gone. The broker keeps serving meanwhile.
+    /// write waits for this broker once it is gone. The broker keeps serving meanwhile. A
+    /// controller then waits until the other members hold those changes and tells them they
+    /// are committed, so their metadata shows the handover before the next election.
     pub async fn controlled_shutdown(&self) {
         let Some(cluster) = self.cluster() else {
             return;
@@ -171,6 +175,8 @@ impl Broker {
                 tracing::info!(
                     "controlled shutdown: this broker leads no partition and is in no ISR"
                 );
+                let deadline = tokio::time::Instant::now() + SHARE_COMMITS_TIMEOUT;
+                cluster.share_commits_before_leaving(deadline).await;
                 return;
             }
             if tokio::time::Instant::now() >= deadline {

@@ -277,6 +277,45 @@ impl Cluster {
         }
     }
 
+    /// Before a controller stops (a controlled shutdown): waits until every other member holds
+    /// each entry this node applied, then sends a heartbeat, which carries the commit index, so
+    /// the others apply them without waiting for the next controller's first commit (an
+    /// election away). A member that does not catch up by `deadline` is left to learn them from
+    /// that next controller. Does nothing on a member that is not the controller.
+    pub async fn share_commits_before_leaving(&self, deadline: tokio::time::Instant) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let (held, applied) = {
+                let m = metrics.borrow_and_update();
+                if m.state != ServerState::Leader {
+                    return;
+                }
+                let applied = m.last_applied.map(|l| l.index);
+                let held = m.replication.as_ref().is_none_or(|r| {
+                    r.values()
+                        .all(|matched| matched.as_ref().map(|l| l.index) >= applied)
+                });
+                (held, applied)
+            };
+            if held {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, metrics.changed())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    ?applied,
+                    "controlled shutdown: a member did not take the last changes before this controller left"
+                );
+                break;
+            }
+        }
+        if let Err(e) = self.raft.trigger().heartbeat().await {
+            tracing::debug!(error = %e, "controlled shutdown: no last heartbeat");
+        }
+    }
+
     /// Leaves the quorum (at broker shutdown).
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
